@@ -1,0 +1,206 @@
+// Package sql holds Qiflow's migrations for MySQL/MariaDB and SQLite (embedded
+// in the binary) and the small dialect helper: opening a database with the
+// right settings, the few statements that differ, and write transactions.
+package sql
+
+import (
+	"context"
+	dbsql "database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers "sqlite"
+)
+
+// Dialect names the SQL flavour.
+type Dialect string
+
+const (
+	MySQL  Dialect = "mysql"
+	SQLite Dialect = "sqlite"
+)
+
+// DB is a sqlx handle that knows its dialect.
+type DB struct {
+	*sqlx.DB
+	Dialect Dialect
+	// Path is the SQLite file (empty for MySQL); the migration lock sits beside it.
+	Path string
+}
+
+// Open connects and applies the connection settings Qiflow relies on.
+// SQLite: WAL, a busy timeout, immediate write transactions, foreign keys off
+// (integrity is kept by the services). MySQL: UTC, utf8mb4, strict mode.
+func Open(driver, dsn string) (*DB, error) {
+	switch Dialect(driver) {
+	case SQLite:
+		return openSQLite(dsn)
+	case MySQL:
+		return openMySQL(dsn)
+	}
+	return nil, fmt.Errorf("unknown database driver %q", driver)
+}
+
+func openSQLite(path string) (*DB, error) {
+	path = strings.TrimPrefix(path, "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	dsn := "file:" + path + "?_txlock=immediate" +
+		"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)"
+	db, err := sqlx.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	// SQLite has one writer at a time; a handful of connections lets reads run
+	// beside it under WAL while writers queue on the busy timeout.
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	db.SetConnMaxLifetime(0)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return &DB{DB: db, Dialect: SQLite, Path: path}, nil
+}
+
+func openMySQL(dsn string) (*DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse mysql dsn: %w", err)
+	}
+	cfg.Loc = time.UTC
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'"
+	cfg.Params["sql_mode"] = "'STRICT_TRANS_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO'"
+	cfg.Collation = "utf8mb4_bin"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 30 * time.Second
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	db, err := sqlx.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(64)
+	db.SetMaxIdleConns(32)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to mysql at %s: %w", cfg.Addr, err)
+	}
+	return &DB{DB: db, Dialect: MySQL}, nil
+}
+
+// WriteTx runs fn in a transaction and commits it, or rolls back on error.
+// On SQLite the transaction is BEGIN IMMEDIATE, so it holds the write lock
+// from its first statement and never fails on a lock upgrade.
+func (db *DB) WriteTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Upsert returns "INSERT INTO table (cols) VALUES (?,…) <on conflict update>",
+// updating updateCols when the row with the same key exists. key names the
+// unique key's columns (SQLite needs them; MySQL finds the key itself).
+func (db *DB) Upsert(table string, cols, key, updateCols []string) string {
+	q := insertPrefix(table, cols) + valuesRow(len(cols))
+	return q + db.onConflict(key, updateCols)
+}
+
+// UpsertRows is Upsert for n rows in one statement.
+func (db *DB) UpsertRows(table string, cols, key, updateCols []string, n int) string {
+	rows := make([]string, n)
+	for i := range rows {
+		rows[i] = valuesRow(len(cols))
+	}
+	return insertPrefix(table, cols) + strings.Join(rows, ",") + db.onConflict(key, updateCols)
+}
+
+// InsertIgnoreRows inserts n rows and skips those whose key already exists.
+// It names the key instead of using MySQL's INSERT IGNORE, which would also
+// swallow truncation and other errors.
+func (db *DB) InsertIgnoreRows(table string, cols, key []string, n int) string {
+	return db.UpsertRows(table, cols, key, nil, n)
+}
+
+func (db *DB) onConflict(key, updateCols []string) string {
+	if db.Dialect == MySQL {
+		if len(updateCols) == 0 {
+			// A no-op update of the key column keeps the existing row as it is.
+			return " ON DUPLICATE KEY UPDATE " + key[0] + "=" + key[0]
+		}
+		sets := make([]string, len(updateCols))
+		for i, c := range updateCols {
+			sets[i] = c + "=VALUES(" + c + ")"
+		}
+		return " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ",")
+	}
+	if len(updateCols) == 0 {
+		return " ON CONFLICT(" + strings.Join(key, ",") + ") DO NOTHING"
+	}
+	sets := make([]string, len(updateCols))
+	for i, c := range updateCols {
+		sets[i] = c + "=excluded." + c
+	}
+	return " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ",")
+}
+
+// ForUpdateSkipLocked is the row-lock suffix of a claim query: on MySQL, rows
+// other instances are claiming are skipped; SQLite's single writer needs none.
+func (db *DB) ForUpdateSkipLocked() string {
+	if db.Dialect == MySQL {
+		return " FOR UPDATE SKIP LOCKED"
+	}
+	return ""
+}
+
+// ForUpdate is the plain row-lock suffix (none on SQLite).
+func (db *DB) ForUpdate() string {
+	if db.Dialect == MySQL {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+func insertPrefix(table string, cols []string) string {
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ",") + ") VALUES "
+}
+
+func valuesRow(n int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+}
+
+// IsNoRows reports sql.ErrNoRows.
+func IsNoRows(err error) bool { return errors.Is(err, dbsql.ErrNoRows) }
+
+// Millis is the storage form of a time: Unix milliseconds, UTC by definition.
+func Millis(t time.Time) int64 { return t.UnixMilli() }
+
+// FromMillis is the inverse of Millis.
+func FromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
