@@ -124,18 +124,19 @@ CREATE TABLE inbox_events (
   payload      MEDIUMTEXT   NOT NULL,
   event_time   BIGINT       NOT NULL,
   received_at  BIGINT       NOT NULL,
-  UNIQUE KEY inbox_events_dedup (corp_id, dedup_key),
+  UNIQUE KEY inbox_events_dedup (dedup_key, corp_id),
   KEY inbox_events_received (received_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- status: pending (waiting for available_at) | leased (until available_at) |
+-- status: queued (claimable once available_at has passed; while leased,
+-- available_at is the lease's end and lease_owner names the instance) |
 -- done | dead (kept until replayed or dismissed) | dismissed.
 CREATE TABLE inbox_deliveries (
   id            BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
   event_id      BIGINT       NOT NULL,
   corp_id       VARCHAR(64)  NOT NULL,
   subscriber    VARCHAR(64)  NOT NULL,
-  lane          TINYINT      NOT NULL DEFAULT 1,
+  lane          TINYINT      NOT NULL DEFAULT 0,
   status        VARCHAR(16)  NOT NULL,
   attempts      INT          NOT NULL DEFAULT 0,
   available_at  BIGINT       NOT NULL,

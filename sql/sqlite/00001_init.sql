@@ -124,17 +124,18 @@ CREATE TABLE inbox_events (
   event_time   BIGINT       NOT NULL,
   received_at  BIGINT       NOT NULL
 );
-CREATE UNIQUE INDEX inbox_events_dedup ON inbox_events (corp_id, dedup_key);
+CREATE UNIQUE INDEX inbox_events_dedup ON inbox_events (dedup_key, corp_id);
 CREATE INDEX inbox_events_received ON inbox_events (received_at);
 
--- status: pending (waiting for available_at) | leased (until available_at) |
+-- status: queued (claimable once available_at has passed; while leased,
+-- available_at is the lease's end and lease_owner names the instance) |
 -- done | dead (kept until replayed or dismissed) | dismissed.
 CREATE TABLE inbox_deliveries (
   id            INTEGER      NOT NULL PRIMARY KEY AUTOINCREMENT,
   event_id      BIGINT       NOT NULL,
   corp_id       VARCHAR(64)  NOT NULL,
   subscriber    VARCHAR(64)  NOT NULL,
-  lane          TINYINT      NOT NULL DEFAULT 1,
+  lane          TINYINT      NOT NULL DEFAULT 0,
   status        VARCHAR(16)  NOT NULL,
   attempts      INT          NOT NULL DEFAULT 0,
   available_at  BIGINT       NOT NULL,

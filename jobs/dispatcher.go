@@ -1,0 +1,310 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/qiflow/qiflow/wecom"
+)
+
+var (
+	deliveriesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "qiflow_inbox_deliveries_total",
+		Help: "Inbox deliveries handled, by subscriber and outcome (done, retry, dead).",
+	}, []string{"subscriber", "outcome"})
+	processingSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "qiflow_inbox_processing_seconds",
+		Help:    "Time from an event's arrival to a subscriber finishing it.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"lane"})
+	inboxDepth = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "qiflow_inbox_depth",
+		Help: "Deliveries waiting or leased, by lane.",
+	}, []string{"lane"})
+	inboxOldest = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "qiflow_inbox_oldest_age_seconds",
+		Help: "Age of the oldest unfinished delivery, by lane.",
+	}, []string{"lane"})
+	deadLetters = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "qiflow_inbox_dead_letters",
+		Help: "Dead-lettered deliveries waiting to be replayed or dismissed.",
+	})
+)
+
+// DispatcherOptions tune the dispatcher.
+type DispatcherOptions struct {
+	Owner       string        // this instance's lease owner id
+	Workers     int           // normal-lane workers
+	FastWorkers int           // fast-lane workers
+	Lease       time.Duration // how long a claimed delivery is ours
+	MaxAttempts int
+	Poll        time.Duration // how often to look for work other instances added
+	// Backoff is the delay before the retry after a failed attempt; default Backoff.
+	Backoff func(attempt int) time.Duration
+}
+
+// Dispatcher claims deliveries and runs their subscribers. Each lane has its
+// own claimer and workers, so the fast lane never queues behind the normal one.
+type Dispatcher struct {
+	in   *Inbox
+	opt  DispatcherOptions
+	log  *slog.Logger
+	done [2]chan Delivery // settled deliveries, batched into one UPDATE
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	settle  sync.WaitGroup
+	stopped chan struct{}
+}
+
+// NewDispatcher returns a dispatcher over in.
+func NewDispatcher(in *Inbox, opt DispatcherOptions, log *slog.Logger) *Dispatcher {
+	if opt.Poll == 0 {
+		opt.Poll = 250 * time.Millisecond
+	}
+	if opt.Backoff == nil {
+		opt.Backoff = Backoff
+	}
+	if opt.Workers < 1 {
+		opt.Workers = 1
+	}
+	if opt.FastWorkers < 1 {
+		opt.FastWorkers = 1
+	}
+	return &Dispatcher{in: in, opt: opt, log: log,
+		done:    [2]chan Delivery{make(chan Delivery, 1024), make(chan Delivery, 1024)},
+		stopped: make(chan struct{})}
+}
+
+// Start runs the claimers and workers until Stop.
+func (d *Dispatcher) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	for _, lane := range []Lane{LaneFast, LaneNormal} {
+		workers := d.opt.Workers
+		if lane == LaneFast {
+			workers = d.opt.FastWorkers
+		}
+		work := make(chan Delivery, workers)
+		free := make(chan struct{}, workers)
+		for i := 0; i < workers; i++ {
+			free <- struct{}{}
+		}
+		d.wg.Add(1)
+		go d.claimLoop(ctx, lane, work, free)
+		for i := 0; i < workers; i++ {
+			d.wg.Add(1)
+			go d.worker(work, free)
+		}
+		d.settle.Add(1)
+		go d.settleLoop(lane)
+	}
+	d.wg.Add(1)
+	go d.gaugeLoop(ctx)
+}
+
+// Stop stops claiming and waits for in-flight deliveries to finish (bounded by
+// ctx); whatever is unfinished is released by its lease expiring.
+func (d *Dispatcher) Stop(ctx context.Context) {
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	finished := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(d.done[0])
+		close(d.done[1])
+		d.settle.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		d.log.Warn("dispatcher stop timed out; unfinished deliveries will be re-claimed after their lease")
+	}
+}
+
+// Kill abandons everything at once, as a crash would: no settling, leases left
+// to expire. Tests use it to prove another instance takes over.
+func (d *Dispatcher) Kill() {
+	d.cancel()
+}
+
+func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- Delivery, free chan struct{}) {
+	defer d.wg.Done()
+	defer close(work)
+	tick := time.NewTicker(d.opt.Poll)
+	defer tick.Stop()
+	for {
+		// Wait for an idle worker, then count the others, so we never lease
+		// more than we can start at once.
+		select {
+		case <-free:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	count:
+		for n < cap(free) {
+			select {
+			case <-free:
+				n++
+			default:
+				break count
+			}
+		}
+		claimCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ds, err := d.in.Claim(claimCtx, lane, d.opt.Owner, n, d.opt.Lease)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			d.log.Error("inbox claim failed", "lane", lane.String(), "err", err)
+		}
+		for i := len(ds); i < n; i++ {
+			free <- struct{}{}
+		}
+		for _, dl := range ds {
+			work <- dl // a worker is idle for each claimed delivery
+		}
+		if len(ds) == 0 {
+			select {
+			case <-d.in.notify[lane]:
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (d *Dispatcher) worker(work <-chan Delivery, free chan<- struct{}) {
+	defer d.wg.Done()
+	for dl := range work {
+		d.run(dl)
+		free <- struct{}{}
+	}
+}
+
+// run calls the subscriber under a deadline shorter than the lease, so a
+// delivery is never still running when another instance may take it over.
+func (d *Dispatcher) run(dl Delivery) {
+	sub, ok := d.in.subscriber(dl.Subscriber)
+	var err error
+	if !ok {
+		err = Permanent(fmt.Errorf("no subscriber named %q in this instance", dl.Subscriber))
+	} else {
+		// Handlers get their own context: stopping the dispatcher lets
+		// in-flight work finish (drain) rather than cutting WeCom calls short.
+		hctx, cancel := context.WithTimeout(context.Background(), d.opt.Lease*8/10)
+		err = safeHandle(hctx, sub, dl)
+		cancel()
+	}
+	log := d.log.With("delivery", dl.ID, "event", dl.EventID, "corp", dl.CorpID, "subscriber", dl.Subscriber, "kind", wecom.Kind(dl.Event), "attempt", dl.Attempt)
+	if err == nil {
+		d.done[dl.lane] <- dl
+		deliveriesTotal.WithLabelValues(dl.Subscriber, "done").Inc()
+		processingSeconds.WithLabelValues(dl.lane.String()).Observe(time.Since(dl.ReceivedAt).Seconds())
+		return
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dead, ferr := d.in.fail(fctx, dl, err, d.opt.MaxAttempts, d.opt.Backoff(dl.Attempt))
+	if ferr != nil {
+		log.Error("recording a failed delivery failed; it will be retried after its lease", "err", err, "record_err", ferr)
+		return
+	}
+	if dead {
+		deliveriesTotal.WithLabelValues(dl.Subscriber, "dead").Inc()
+		log.Error("delivery dead-lettered", "err", err)
+	} else {
+		deliveriesTotal.WithLabelValues(dl.Subscriber, "retry").Inc()
+		log.Warn("delivery failed; will retry", "err", err)
+	}
+}
+
+func safeHandle(ctx context.Context, sub Subscriber, dl Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("subscriber panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return sub.Handle(ctx, dl)
+}
+
+// settleLoop marks finished deliveries done, many per statement.
+func (d *Dispatcher) settleLoop(lane Lane) {
+	defer d.settle.Done()
+	batch := make([]Delivery, 0, 256)
+	for dl := range d.done[lane] {
+		batch = append(batch[:0], dl)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case x, ok := <-d.done[lane]:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, x)
+			default:
+				break fill
+			}
+		}
+		for attempt := 0; ; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := d.in.complete(ctx, batch)
+			cancel()
+			if err == nil {
+				break
+			}
+			if attempt == 2 {
+				// The leases will expire and the deliveries run again; subscribers are idempotent.
+				d.log.Error("marking deliveries done failed", "count", len(batch), "err", err)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// Backoff is the delay before retry n (1-based): exponential from 2 s, capped
+// at 10 min, with full jitter between half and the whole delay.
+func Backoff(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	base := 2 * time.Second << min(attempt-1, 12)
+	if base > 10*time.Minute {
+		base = 10 * time.Minute
+	}
+	return base/2 + time.Duration(rand.Int64N(int64(base/2)+1))
+}
+
+func (d *Dispatcher) gaugeLoop(ctx context.Context) {
+	defer d.wg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			st, err := d.in.Stats(ctx)
+			if err != nil {
+				continue
+			}
+			for _, lane := range []Lane{LaneFast, LaneNormal} {
+				inboxDepth.WithLabelValues(lane.String()).Set(float64(st.Queued[lane]))
+				inboxOldest.WithLabelValues(lane.String()).Set(st.OldestAge[lane].Seconds())
+			}
+			deadLetters.Set(float64(st.Dead))
+		}
+	}
+}
