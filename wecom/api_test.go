@@ -1,0 +1,224 @@
+package wecom_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/kv/kvtest"
+	"github.com/qiflow/qiflow/wecom"
+	"github.com/qiflow/qiflow/wecom/fake"
+)
+
+const corp = "wwtestcorp0001"
+
+func setup(t *testing.T) (*fake.Fake, *wecom.API) {
+	t.Helper()
+	f, err := fake.New(fake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := f.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	spec := fake.SandboxCorp
+	spec.ID = corp
+	f.AddCorp(spec, true)
+	api := wecom.NewAPI(base, kvtest.Open(t), 10*time.Second, wecom.CorpApp{CorpID: corp, Secret: spec.Secret, AgentID: spec.AgentID})
+	return f, api
+}
+
+func TestAPI_DirectoryAndTags(t *testing.T) {
+	_, api := setup(t)
+	ctx := context.Background()
+	depts, err := api.ListDepartments(ctx, corp)
+	if err != nil || len(depts) != 4 {
+		t.Fatalf("departments: %v %v", depts, err)
+	}
+	staff, err := api.ListStaff(ctx, corp, 2)
+	if err != nil || len(staff) != 2 {
+		t.Fatalf("staff of sales: %v %v", staff, err)
+	}
+	if _, err := api.GetStaff(ctx, corp, "nobody"); !wecom.IsCode(err, 60111) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	g, err := api.AddCorpTags(ctx, corp, wecom.TagGroup{GroupName: "Interest", Tags: []wecom.CorpTag{{Name: "Golf"}}})
+	if err != nil || len(g.Tags) != 1 {
+		t.Fatalf("add tag: %+v %v", g, err)
+	}
+	if err := api.EditCorpTag(ctx, corp, g.Tags[0].ID, "Tennis", 1); err != nil {
+		t.Fatal(err)
+	}
+	groups, _ := api.ListCorpTags(ctx, corp)
+	found := false
+	for _, x := range groups {
+		for _, tg := range x.Tags {
+			found = found || tg.Name == "Tennis"
+		}
+	}
+	if !found {
+		t.Fatal("renamed tag not listed")
+	}
+}
+
+func TestAPI_ContactWayValidationAndScan(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	yes := true
+	if _, _, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 2, Scene: 2, State: strings.Repeat("s", 31), User: []string{"zhangsan"}, SkipVerify: &yes}); !wecom.IsCode(err, 40058) {
+		t.Fatalf("state over 30 chars: %v", err)
+	}
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = "zhangsan"
+	}
+	if _, _, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 2, Scene: 2, User: many}); !wecom.IsCode(err, 40097) {
+		t.Fatalf("over 100 users: %v", err)
+	}
+	id, qr, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 2, Scene: 2, State: "poster", User: []string{"zhangsan", "lisi"}, SkipVerify: &yes})
+	if err != nil || id == "" || qr == "" {
+		t.Fatalf("add: %q %q %v", id, qr, err)
+	}
+	if err := api.UpdateContactWay(ctx, corp, wecom.ContactWay{ConfigID: id, State: "poster", User: []string{"wangwu"}}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := api.GetContactWay(ctx, corp, id)
+	if err != nil || len(w.User) != 1 || w.User[0] != "wangwu" {
+		t.Fatalf("get: %+v %v", w, err)
+	}
+	// Nobody listens for callbacks here: the scan still changes the world.
+	res, err := f.Scan(ctx, corp, id, fake.Customer{Name: "Zoe"})
+	if err != nil || res.UserID != "wangwu" || res.State != "poster" {
+		t.Fatalf("scan: %+v %v", res, err)
+	}
+	if res.Callback.OK || res.Callback.Attempts != 0 && res.Callback.Err == nil {
+		t.Fatalf("callback without a URL: %+v", res.Callback)
+	}
+	d, err := api.GetExternalContact(ctx, corp, res.ExternalUserID)
+	if err != nil || d.ExternalContact.Name != "Zoe" || len(d.FollowUser) != 1 || d.FollowUser[0].State != "poster" {
+		t.Fatalf("contact: %+v %v", d, err)
+	}
+	if err := api.DeleteContactWay(ctx, corp, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.GetContactWay(ctx, corp, id); !wecom.IsCode(err, 41044) {
+		t.Fatalf("deleted way: %v", err)
+	}
+}
+
+func TestAPI_WelcomeCodeIsSingleUseAndLives20s(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	f.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	res, err := f.Add(ctx, corp, "zhangsan", fake.Customer{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := wecom.WelcomeMsg{WelcomeCode: res.WelcomeCode, Text: &wecom.Text{Content: "Hi"}}
+	if err := api.SendWelcomeMsg(ctx, corp, msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.SendWelcomeMsg(ctx, corp, msg); !wecom.IsCode(err, wecom.CodeWelcomeCodeUsed) {
+		t.Fatalf("second use: %v", err)
+	}
+	res2, _ := f.Add(ctx, corp, "lisi", fake.Customer{}, 1)
+	mu.Lock()
+	now = now.Add(21 * time.Second)
+	mu.Unlock()
+	if err := api.SendWelcomeMsg(ctx, corp, wecom.WelcomeMsg{WelcomeCode: res2.WelcomeCode, Text: &wecom.Text{Content: "Hi"}}); !wecom.IsCode(err, wecom.CodeWelcomeCodeExpired) {
+		t.Fatalf("after 20 s: %v", err)
+	}
+	msgs := f.Messages(corp)
+	if len(msgs) != 1 || msgs[0].Text != "Hi" || msgs[0].ExternalUserID != res.ExternalUserID {
+		t.Fatalf("messages: %+v", msgs)
+	}
+}
+
+func TestAPI_RecoversFromTokenInvalidationBusyAndRateLimits(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	if _, err := api.ListDepartments(ctx, corp); err != nil {
+		t.Fatal(err)
+	}
+	f.InvalidateTokens()
+	if _, err := api.ListDepartments(ctx, corp); err != nil {
+		t.Fatalf("after token invalidation: %v", err)
+	}
+	if n := f.Calls(corp, "department/list"); n != 2 {
+		t.Fatalf("department/list reached the world %d times, want 2 (before, and the retry with a fresh token)", n)
+	}
+	f.Inject(fake.Fault{Endpoint: "department/list", ErrCode: 45009, Count: 2})
+	if _, err := api.ListDepartments(ctx, corp); err != nil {
+		t.Fatalf("after a 45009 burst: %v", err)
+	}
+	f.Inject(fake.Fault{Endpoint: "department/list", ErrCode: -1, Count: 1})
+	f.Inject(fake.Fault{Endpoint: "user/get", Status: 502, Count: 1})
+	f.Inject(fake.Fault{Endpoint: "user/list", Drop: true, Count: 1})
+	if _, err := api.ListDepartments(ctx, corp); err != nil {
+		t.Fatalf("after -1: %v", err)
+	}
+	if _, err := api.GetStaff(ctx, corp, "zhangsan"); err != nil {
+		t.Fatalf("after a 502: %v", err)
+	}
+	if _, err := api.ListStaff(ctx, corp, 2); err != nil {
+		t.Fatalf("after a dropped connection: %v", err)
+	}
+	f.Inject(fake.Fault{Endpoint: "user/get", ErrCode: 45009})
+	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	_, err := api.GetStaff(short, corp, "zhangsan")
+	if !wecom.IsCode(err, 45009) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("persistent 45009: %v", err)
+	}
+	f.ClearFaults()
+}
+
+func TestAPI_MediaUpload(t *testing.T) {
+	f, api := setup(t)
+	id, at, err := api.UploadMedia(context.Background(), corp, "image", "a.png", bytes.NewReader([]byte("\x89PNG fake image bytes")))
+	if err != nil || id == "" || at.IsZero() {
+		t.Fatalf("upload: %q %v %v", id, at, err)
+	}
+	res, _ := f.Add(context.Background(), corp, "zhangsan", fake.Customer{}, 1)
+	err = api.SendWelcomeMsg(context.Background(), corp, wecom.WelcomeMsg{WelcomeCode: res.WelcomeCode,
+		Attachments: []wecom.Attachment{{MsgType: "image", Image: &wecom.Image{MediaID: id}}}})
+	if err != nil {
+		t.Fatalf("welcome with uploaded image: %v", err)
+	}
+}
+
+func TestLimiter_PriorityGoesFirstAndRateHolds(t *testing.T) {
+	for _, b := range kvtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			l := wecom.NewLimiter(b.Open(t))
+			lim := wecom.Limit{Per: 100, Window: time.Minute}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			normal := 0
+			for l.Wait(ctx, "k", lim, false) == nil {
+				normal++
+			}
+			// Normal calls may use half the 10% burst (5 calls), then must wait.
+			if normal < 4 || normal > 6 {
+				t.Fatalf("normal calls admitted at once: %d", normal)
+			}
+			ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel2()
+			prio := 0
+			for l.Wait(ctx2, "k", lim, true) == nil {
+				prio++
+			}
+			if prio < 4 {
+				t.Fatalf("priority calls got no reserve: %d", prio)
+			}
+		})
+	}
+}

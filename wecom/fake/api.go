@@ -1,0 +1,904 @@
+package fake
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qiflow/qiflow/wecom"
+)
+
+// apiError is a WeCom errcode answer.
+type apiError struct {
+	code int64
+	msg  string
+}
+
+func errf(code int64, format string, args ...any) *apiError {
+	return &apiError{code, fmt.Sprintf(format, args...)}
+}
+
+// Error codes the fake answers with, as WeCom does.
+const (
+	codeInvalidCorpID    = 40013
+	codeInvalidSecret    = 40001
+	codeInvalidToken     = 40014
+	codeMissingToken     = 41001
+	codeExpiredToken     = 42001
+	codeInvalidParam     = 40058
+	codeUnknownUser      = 60111
+	codeUnknownExternal  = 40096
+	codeUnknownConfig    = 41044
+	codeUnknownChat      = 40050
+	codeUnknownTag       = 40068
+	codeWelcomeUsed      = 41051
+	codeWelcomeExpired   = 41096
+	codeRateLimited      = 45009
+	codeTooManyUsers     = 40097
+	codeUnknownDept      = 60123
+	tokenLifetime        = 7200 * time.Second
+	welcomeCodeLife      = 20 * time.Second
+	maxContactWayUsers   = 100
+	maxJoinWayChats      = 5
+	maxGroupMembers      = 500
+	maxQRJoinGroupMember = 200
+)
+
+// endpointFunc handles one API call for a corp, under f.mu.
+type endpointFunc func(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
+
+var endpoints = map[string]endpointFunc{
+	"department/list":                           listDepartments,
+	"user/list":                                 listUsers,
+	"user/get":                                  getUser,
+	"externalcontact/get_corp_tag_list":         getCorpTags,
+	"externalcontact/add_corp_tag":              addCorpTag,
+	"externalcontact/edit_corp_tag":             editCorpTag,
+	"externalcontact/del_corp_tag":              delCorpTag,
+	"externalcontact/mark_tag":                  markTag,
+	"externalcontact/get_follow_user_list":      getFollowUsers,
+	"externalcontact/get":                       getExternal,
+	"externalcontact/batch/get_by_user":         batchGetByUser,
+	"externalcontact/remark":                    remark,
+	"externalcontact/add_contact_way":           addContactWay,
+	"externalcontact/get_contact_way":           getContactWay,
+	"externalcontact/update_contact_way":        updateContactWay,
+	"externalcontact/del_contact_way":           delContactWay,
+	"externalcontact/list_contact_way":          listContactWays,
+	"externalcontact/send_welcome_msg":          sendWelcome,
+	"externalcontact/groupchat/list":            listGroupChats,
+	"externalcontact/groupchat/get":             getGroupChat,
+	"externalcontact/groupchat/add_join_way":    addJoinWay,
+	"externalcontact/groupchat/get_join_way":    getJoinWay,
+	"externalcontact/groupchat/update_join_way": updateJoinWay,
+	"externalcontact/groupchat/del_join_way":    delJoinWay,
+	"message/send":                              sendAppMessage,
+	"media/upload":                              uploadMedia,
+}
+
+// Handler serves the WeCom API under /cgi-bin/ and the control API under /fake/.
+func (f *Fake) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/cgi-bin/gettoken", f.getToken)
+	mux.HandleFunc("/cgi-bin/", f.serveAPI)
+	f.controlRoutes(mux)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, map[string]any{"errcode": e.code, "errmsg": e.msg})
+}
+
+func (f *Fake) getToken(w http.ResponseWriter, r *http.Request) {
+	if f.applyFaults(w, "gettoken") {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.world.Corps[r.URL.Query().Get("corpid")]
+	if c == nil {
+		writeErr(w, errf(codeInvalidCorpID, "invalid corpid"))
+		return
+	}
+	if r.URL.Query().Get("corpsecret") != c.Secret {
+		writeErr(w, errf(codeInvalidSecret, "invalid credential"))
+		return
+	}
+	tok := f.nextID("tok") + f.nextID("")
+	f.tokens[tok] = tokenInfo{corp: c.ID, expires: f.now().Add(tokenLifetime)}
+	writeJSON(w, map[string]any{"errcode": 0, "errmsg": "ok", "access_token": tok, "expires_in": int(tokenLifetime.Seconds())})
+}
+
+func (f *Fake) serveAPI(w http.ResponseWriter, r *http.Request) {
+	endpoint := strings.TrimPrefix(r.URL.Path, "/cgi-bin/")
+	fn, ok := endpoints[endpoint]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if f.applyFaults(w, endpoint) {
+		return
+	}
+	var body []byte
+	if r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+		body, _ = io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tok := r.URL.Query().Get("access_token")
+	if tok == "" {
+		writeErr(w, errf(codeMissingToken, "access_token missing"))
+		return
+	}
+	ti, ok := f.tokens[tok]
+	if !ok {
+		writeErr(w, errf(codeInvalidToken, "invalid access_token"))
+		return
+	}
+	if f.now().After(ti.expires) {
+		writeErr(w, errf(codeExpiredToken, "access_token expired"))
+		return
+	}
+	c := f.world.Corps[ti.corp]
+	f.faults.count(c.ID, endpoint)
+	if f.overRate(c.ID, endpoint) {
+		writeErr(w, errf(codeRateLimited, "api freq out of limit"))
+		return
+	}
+	out, aerr := fn(f, c, r, body)
+	if aerr != nil {
+		writeErr(w, aerr)
+		return
+	}
+	f.dirty = true
+	resp := map[string]any{"errcode": 0, "errmsg": "ok"}
+	if out != nil {
+		b, _ := json.Marshal(out)
+		json.Unmarshal(b, &resp)
+	}
+	writeJSON(w, resp)
+}
+
+// overRate applies WeCom's per-corp per-API calls-per-minute limit.
+func (f *Fake) overRate(corp, endpoint string) bool {
+	minute := f.now().Unix() / 60
+	k := corp + " " + endpoint
+	win := f.rates[k]
+	if win == nil || win.minute != minute {
+		win = &window{minute: minute}
+		f.rates[k] = win
+	}
+	win.n++
+	return win.n > f.RateLimit
+}
+
+func decode(body []byte, v any) *apiError {
+	if err := json.Unmarshal(body, v); err != nil {
+		return errf(47001, "data format error: %v", err)
+	}
+	return nil
+}
+
+func m(kv ...any) map[string]any {
+	out := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i].(string)] = kv[i+1]
+	}
+	return out
+}
+
+// --- directory ---
+
+func listDepartments(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
+	return m("department", c.Departments), nil
+}
+
+func listUsers(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
+	dept, err := strconv.ParseInt(r.URL.Query().Get("department_id"), 10, 64)
+	if err != nil {
+		return nil, errf(codeInvalidParam, "invalid department_id")
+	}
+	found := false
+	for _, d := range c.Departments {
+		found = found || d.ID == dept
+	}
+	if !found {
+		return nil, errf(codeUnknownDept, "department not found")
+	}
+	var out []wecom.Staff
+	for _, id := range c.staffIDs() {
+		s := c.Staff[id]
+		for _, d := range s.Department {
+			if d == dept {
+				out = append(out, *s)
+				break
+			}
+		}
+	}
+	return m("userlist", out), nil
+}
+
+func getUser(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
+	s := c.Staff[r.URL.Query().Get("userid")]
+	if s == nil {
+		return nil, errf(codeUnknownUser, "userid not found")
+	}
+	return s, nil
+}
+
+// --- tags ---
+
+func getCorpTags(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	return m("tag_group", c.TagGroups), nil
+}
+
+func addCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		GroupID   string `json:"group_id"`
+		GroupName string `json:"group_name"`
+		Order     int64  `json:"order"`
+		Tag       []struct {
+			Name  string `json:"name"`
+			Order int64  `json:"order"`
+		} `json:"tag"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	var g *wecom.TagGroup
+	if req.GroupID != "" {
+		for _, x := range c.TagGroups {
+			if x.GroupID == req.GroupID {
+				g = x
+			}
+		}
+		if g == nil {
+			return nil, errf(codeUnknownTag, "invalid tag group id")
+		}
+	} else {
+		if req.GroupName == "" || len([]rune(req.GroupName)) > 30 {
+			return nil, errf(codeInvalidParam, "group_name required, at most 30 characters")
+		}
+		g = &wecom.TagGroup{GroupID: f.nextID("etg"), GroupName: req.GroupName, Order: req.Order, CreateTime: f.now().Unix()}
+		c.TagGroups = append(c.TagGroups, g)
+	}
+	added := &wecom.TagGroup{GroupID: g.GroupID, GroupName: g.GroupName, Order: g.Order, CreateTime: g.CreateTime}
+	for _, t := range req.Tag {
+		if t.Name == "" || len([]rune(t.Name)) > 30 {
+			return nil, errf(codeInvalidParam, "tag name required, at most 30 characters")
+		}
+		tag := wecom.CorpTag{ID: f.nextID("et"), Name: t.Name, Order: t.Order, CreateTime: f.now().Unix()}
+		g.Tags = append(g.Tags, tag)
+		added.Tags = append(added.Tags, tag)
+	}
+	return m("tag_group", added), nil
+}
+
+func editCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		ID    string `json:"id"`
+		Name  string `json:"name"`
+		Order int64  `json:"order"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	for _, g := range c.TagGroups {
+		if g.GroupID == req.ID {
+			g.GroupName, g.Order = req.Name, req.Order
+			return nil, nil
+		}
+	}
+	g, i := c.findTag(req.ID)
+	if g == nil {
+		return nil, errf(codeUnknownTag, "invalid tag id")
+	}
+	g.Tags[i].Name, g.Tags[i].Order = req.Name, req.Order
+	return nil, nil
+}
+
+func delCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		TagID   []string `json:"tag_id"`
+		GroupID []string `json:"group_id"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if len(req.TagID) == 0 && len(req.GroupID) == 0 {
+		return nil, errf(codeInvalidParam, "tag_id and group_id both empty")
+	}
+	for _, id := range req.TagID {
+		g, i := c.findTag(id)
+		if g == nil {
+			return nil, errf(codeUnknownTag, "invalid tag id")
+		}
+		g.Tags = append(g.Tags[:i], g.Tags[i+1:]...)
+	}
+	for _, id := range req.GroupID {
+		for i, g := range c.TagGroups {
+			if g.GroupID == id {
+				c.TagGroups = append(c.TagGroups[:i], c.TagGroups[i+1:]...)
+				break
+			}
+		}
+	}
+	return nil, nil
+}
+
+func markTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		UserID         string   `json:"userid"`
+		ExternalUserID string   `json:"external_userid"`
+		AddTag         []string `json:"add_tag"`
+		RemoveTag      []string `json:"remove_tag"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if len(req.AddTag) == 0 && len(req.RemoveTag) == 0 {
+		return nil, errf(codeInvalidParam, "add_tag and remove_tag both empty")
+	}
+	fu, e := c.follow(req.UserID, req.ExternalUserID)
+	if e != nil {
+		return nil, e
+	}
+	for _, id := range append(append([]string{}, req.AddTag...), req.RemoveTag...) {
+		if g, _ := c.findTag(id); g == nil {
+			return nil, errf(codeUnknownTag, "invalid tag id %s", id)
+		}
+	}
+	keep := fu.Tags[:0]
+	for _, t := range fu.Tags {
+		if !contains(req.RemoveTag, t.TagID) && !contains(req.AddTag, t.TagID) {
+			keep = append(keep, t)
+		}
+	}
+	fu.Tags = keep
+	for _, id := range req.AddTag {
+		g, i := c.findTag(id)
+		fu.Tags = append(fu.Tags, wecom.FollowTag{GroupName: g.GroupName, TagName: g.Tags[i].Name, TagID: id, Type: 1})
+	}
+	return nil, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// follow finds a live follow relation.
+func (c *Corp) follow(userID, externalUserID string) (*wecom.FollowUser, *apiError) {
+	if c.Staff[userID] == nil {
+		return nil, errf(codeUnknownUser, "userid not found")
+	}
+	cu := c.Customers[externalUserID]
+	if cu == nil {
+		return nil, errf(codeUnknownExternal, "invalid external_userid")
+	}
+	fu := cu.Follows[userID]
+	if fu == nil {
+		return nil, errf(84061, "not external contact")
+	}
+	return fu, nil
+}
+
+// --- external contacts ---
+
+func getFollowUsers(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
+	return m("follow_user", c.staffIDs()), nil
+}
+
+func getExternal(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
+	cu := c.Customers[r.URL.Query().Get("external_userid")]
+	if cu == nil {
+		return nil, errf(codeUnknownExternal, "invalid external_userid")
+	}
+	ids := make([]string, 0, len(cu.Follows))
+	for id := range cu.Follows {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	follows := make([]wecom.FollowUser, 0, len(ids))
+	for _, id := range ids {
+		follows = append(follows, *cu.Follows[id])
+	}
+	return wecom.ContactDetail{ExternalContact: cu.Contact, FollowUser: follows}, nil
+}
+
+func batchGetByUser(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		UserIDList []string `json:"userid_list"`
+		Cursor     string   `json:"cursor"`
+		Limit      int      `json:"limit"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if len(req.UserIDList) == 0 || len(req.UserIDList) > 100 {
+		return nil, errf(codeInvalidParam, "userid_list must hold 1 to 100 users")
+	}
+	if req.Limit <= 0 || req.Limit > 100 {
+		req.Limit = 50
+	}
+	var all []wecom.ContactFollow
+	exts := make([]string, 0, len(c.Customers))
+	for id := range c.Customers {
+		exts = append(exts, id)
+	}
+	sort.Strings(exts)
+	for _, u := range req.UserIDList {
+		if c.Staff[u] == nil {
+			return nil, errf(codeUnknownUser, "userid not found: %s", u)
+		}
+		for _, ext := range exts {
+			cu := c.Customers[ext]
+			if fu := cu.Follows[u]; fu != nil {
+				info := *fu
+				info.TagIDs = nil
+				for _, t := range fu.Tags {
+					info.TagIDs = append(info.TagIDs, t.TagID)
+				}
+				info.Tags = nil
+				all = append(all, wecom.ContactFollow{ExternalContact: cu.Contact, FollowInfo: info})
+			}
+		}
+	}
+	start, _ := strconv.Atoi(req.Cursor)
+	if start > len(all) {
+		start = len(all)
+	}
+	end := min(start+req.Limit, len(all))
+	next := ""
+	if end < len(all) {
+		next = strconv.Itoa(end)
+	}
+	return m("external_contact_list", all[start:end], "next_cursor", next), nil
+}
+
+func remark(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req wecom.Remark
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	fu, e := c.follow(req.UserID, req.ExternalUserID)
+	if e != nil {
+		return nil, e
+	}
+	if req.Remark != nil {
+		if len([]rune(*req.Remark)) > 20 {
+			return nil, errf(codeInvalidParam, "remark exceeds 20 characters")
+		}
+		fu.Remark = *req.Remark
+	}
+	if req.Description != nil {
+		if len([]rune(*req.Description)) > 150 {
+			return nil, errf(codeInvalidParam, "description exceeds 150 characters")
+		}
+		fu.Description = *req.Description
+	}
+	if req.RemarkMobiles != nil {
+		fu.RemarkMobiles = req.RemarkMobiles
+	}
+	return nil, nil
+}
+
+// --- contact ways ---
+
+func validateWay(c *Corp, w *wecom.ContactWay) *apiError {
+	if len(w.State) > 30 {
+		return errf(codeInvalidParam, "state exceeds 30 characters")
+	}
+	if len([]rune(w.Remark)) > 30 {
+		return errf(codeInvalidParam, "remark exceeds 30 characters")
+	}
+	if len(w.User)+len(w.Party) > maxContactWayUsers {
+		return errf(codeTooManyUsers, "user and party exceed 100")
+	}
+	if w.Type == 1 && len(w.User) != 1 {
+		return errf(codeInvalidParam, "type 1 needs exactly one user")
+	}
+	if len(w.User) == 0 && len(w.Party) == 0 {
+		return errf(codeInvalidParam, "user and party both empty")
+	}
+	for _, u := range w.User {
+		if c.Staff[u] == nil {
+			return errf(codeUnknownUser, "userid not found: %s", u)
+		}
+	}
+	return nil
+}
+
+func addContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var w wecom.ContactWay
+	if e := decode(body, &w); e != nil {
+		return nil, e
+	}
+	if w.Type != 1 && w.Type != 2 {
+		return nil, errf(codeInvalidParam, "type must be 1 or 2")
+	}
+	if w.Scene != 1 && w.Scene != 2 {
+		return nil, errf(codeInvalidParam, "scene must be 1 or 2")
+	}
+	if e := validateWay(c, &w); e != nil {
+		return nil, e
+	}
+	w.ConfigID = f.nextID("cw")
+	if w.Scene == 2 {
+		w.QRCode = f.URL() + "/fake/qr/" + c.ID + "/" + w.ConfigID
+	}
+	c.ContactWays[w.ConfigID] = &w
+	return m("config_id", w.ConfigID, "qr_code", w.QRCode), nil
+}
+
+func (c *Corp) way(body []byte) (*wecom.ContactWay, *apiError) {
+	var req struct {
+		ConfigID string `json:"config_id"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	w := c.ContactWays[req.ConfigID]
+	if w == nil {
+		return nil, errf(codeUnknownConfig, "invalid config_id")
+	}
+	return w, nil
+}
+
+func getContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	w, e := c.way(body)
+	if e != nil {
+		return nil, e
+	}
+	return m("contact_way", w), nil
+}
+
+func updateContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	w, e := c.way(body)
+	if e != nil {
+		return nil, e
+	}
+	var upd struct {
+		Remark     *string  `json:"remark"`
+		SkipVerify *bool    `json:"skip_verify"`
+		State      *string  `json:"state"`
+		User       []string `json:"user"`
+		Party      []int64  `json:"party"`
+		Style      int      `json:"style"`
+	}
+	if e := decode(body, &upd); e != nil {
+		return nil, e
+	}
+	next := *w
+	if upd.Remark != nil {
+		next.Remark = *upd.Remark
+	}
+	if upd.SkipVerify != nil {
+		next.SkipVerify = upd.SkipVerify
+	}
+	if upd.State != nil {
+		next.State = *upd.State
+	}
+	if upd.User != nil {
+		next.User = upd.User
+	}
+	if upd.Party != nil {
+		next.Party = upd.Party
+	}
+	if e := validateWay(c, &next); e != nil {
+		return nil, e
+	}
+	*w = next
+	return nil, nil
+}
+
+func delContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	w, e := c.way(body)
+	if e != nil {
+		return nil, e
+	}
+	delete(c.ContactWays, w.ConfigID)
+	return nil, nil
+}
+
+func listContactWays(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		Cursor string `json:"cursor"`
+		Limit  int    `json:"limit"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if req.Limit <= 0 || req.Limit > 1000 {
+		req.Limit = 100
+	}
+	ids := make([]string, 0, len(c.ContactWays))
+	for id := range c.ContactWays {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	start, _ := strconv.Atoi(req.Cursor)
+	start = min(start, len(ids))
+	end := min(start+req.Limit, len(ids))
+	list := make([]map[string]string, 0, end-start)
+	for _, id := range ids[start:end] {
+		list = append(list, map[string]string{"config_id": id})
+	}
+	next := ""
+	if end < len(ids) {
+		next = strconv.Itoa(end)
+	}
+	return m("contact_way", list, "next_cursor", next), nil
+}
+
+// --- welcome ---
+
+func sendWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req wecom.WelcomeMsg
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	wc := c.Welcome[req.WelcomeCode]
+	if wc == nil {
+		return nil, errf(codeInvalidParam, "invalid welcome_code")
+	}
+	if wc.Used {
+		return nil, errf(codeWelcomeUsed, "welcome_code already used")
+	}
+	if f.now().Sub(time.UnixMilli(wc.IssuedAt)) > welcomeCodeLife {
+		return nil, errf(codeWelcomeExpired, "welcome_code expired")
+	}
+	text := ""
+	if req.Text != nil {
+		text = req.Text.Content
+	}
+	if len(text) > 4000 {
+		return nil, errf(codeInvalidParam, "text.content exceeds 4000 bytes")
+	}
+	if text == "" && len(req.Attachments) == 0 {
+		return nil, errf(codeInvalidParam, "text and attachments both empty")
+	}
+	if len(req.Attachments) > 9 {
+		return nil, errf(codeInvalidParam, "more than 9 attachments")
+	}
+	for _, a := range req.Attachments {
+		if e := validateAttachment(c, a); e != nil {
+			return nil, e
+		}
+	}
+	wc.Used = true
+	c.Messages = append(c.Messages, Message{Kind: "welcome", UserID: wc.UserID, ExternalUserID: wc.ExternalUserID,
+		Text: text, Attachments: req.Attachments, SentAt: f.now().UnixMilli()})
+	return nil, nil
+}
+
+func validateAttachment(c *Corp, a wecom.Attachment) *apiError {
+	media := func(id string) *apiError {
+		if _, ok := c.Media[id]; !ok {
+			return errf(40007, "invalid media_id")
+		}
+		return nil
+	}
+	switch a.MsgType {
+	case "image":
+		if a.Image == nil || (a.Image.MediaID == "" && a.Image.PicURL == "") {
+			return errf(codeInvalidParam, "image needs media_id or pic_url")
+		}
+		if a.Image.MediaID != "" {
+			return media(a.Image.MediaID)
+		}
+	case "link":
+		if a.Link == nil || a.Link.URL == "" || a.Link.Title == "" || len(a.Link.Title) > 128 || len(a.Link.Desc) > 512 {
+			return errf(codeInvalidParam, "link needs title (≤128 bytes) and url; desc ≤512 bytes")
+		}
+	case "miniprogram":
+		if a.MiniProgram == nil || a.MiniProgram.AppID == "" || a.MiniProgram.Page == "" || a.MiniProgram.Title == "" {
+			return errf(codeInvalidParam, "miniprogram needs title, appid, page and pic_media_id")
+		}
+		return media(a.MiniProgram.PicMediaID)
+	case "video":
+		if a.Video == nil {
+			return errf(codeInvalidParam, "video needs media_id")
+		}
+		return media(a.Video.MediaID)
+	case "file":
+		if a.File == nil {
+			return errf(codeInvalidParam, "file needs media_id")
+		}
+		return media(a.File.MediaID)
+	default:
+		return errf(codeInvalidParam, "unknown msgtype %q", a.MsgType)
+	}
+	return nil
+}
+
+// --- groups ---
+
+func listGroupChats(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		Cursor string `json:"cursor"`
+		Limit  int    `json:"limit"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if req.Limit <= 0 || req.Limit > 1000 {
+		return nil, errf(codeInvalidParam, "limit must be 1..1000")
+	}
+	ids := make([]string, 0, len(c.Groups))
+	for id := range c.Groups {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	start, _ := strconv.Atoi(req.Cursor)
+	start = min(start, len(ids))
+	end := min(start+req.Limit, len(ids))
+	list := make([]wecom.GroupChatRef, 0, end-start)
+	for _, id := range ids[start:end] {
+		list = append(list, wecom.GroupChatRef{ChatID: id})
+	}
+	next := ""
+	if end < len(ids) {
+		next = strconv.Itoa(end)
+	}
+	return m("group_chat_list", list, "next_cursor", next), nil
+}
+
+func getGroupChat(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		ChatID string `json:"chat_id"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	g := c.Groups[req.ChatID]
+	if g == nil {
+		return nil, errf(codeUnknownChat, "invalid chat_id")
+	}
+	return m("group_chat", g.Chat), nil
+}
+
+func validateJoinWay(c *Corp, w *wecom.JoinWay) *apiError {
+	if len(w.ChatIDList) == 0 || len(w.ChatIDList) > maxJoinWayChats {
+		return errf(codeInvalidParam, "chat_id_list must hold 1 to 5 chats")
+	}
+	for _, id := range w.ChatIDList {
+		if c.Groups[id] == nil {
+			return errf(codeUnknownChat, "invalid chat_id %s", id)
+		}
+	}
+	if len(w.State) > 30 {
+		return errf(codeInvalidParam, "state exceeds 30 characters")
+	}
+	if len([]rune(w.RoomBaseName)) > 40 {
+		return errf(codeInvalidParam, "room_base_name exceeds 40 characters")
+	}
+	if w.Scene != 1 && w.Scene != 2 {
+		return errf(codeInvalidParam, "scene must be 1 or 2")
+	}
+	return nil
+}
+
+func addJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	w := wecom.JoinWay{AutoCreateRoom: 1}
+	if e := decode(body, &w); e != nil {
+		return nil, e
+	}
+	if e := validateJoinWay(c, &w); e != nil {
+		return nil, e
+	}
+	w.ConfigID = f.nextID("jw")
+	w.QRCode = f.URL() + "/fake/qr/" + c.ID + "/" + w.ConfigID
+	c.JoinWays[w.ConfigID] = &w
+	return m("config_id", w.ConfigID), nil
+}
+
+func (c *Corp) joinWay(body []byte) (*wecom.JoinWay, *apiError) {
+	var req struct {
+		ConfigID string `json:"config_id"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	w := c.JoinWays[req.ConfigID]
+	if w == nil {
+		return nil, errf(codeUnknownConfig, "invalid config_id")
+	}
+	return w, nil
+}
+
+func getJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	w, e := c.joinWay(body)
+	if e != nil {
+		return nil, e
+	}
+	return m("join_way", w), nil
+}
+
+func updateJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	w, e := c.joinWay(body)
+	if e != nil {
+		return nil, e
+	}
+	next := wecom.JoinWay{AutoCreateRoom: 1}
+	if e := decode(body, &next); e != nil {
+		return nil, e
+	}
+	if e := validateJoinWay(c, &next); e != nil {
+		return nil, e
+	}
+	next.QRCode = w.QRCode
+	*w = next
+	return nil, nil
+}
+
+func delJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	w, e := c.joinWay(body)
+	if e != nil {
+		return nil, e
+	}
+	delete(c.JoinWays, w.ConfigID)
+	return nil, nil
+}
+
+// --- messages and media ---
+
+func sendAppMessage(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req wecom.AppMessage
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if req.AgentID != c.AgentID {
+		return nil, errf(40056, "invalid agentid")
+	}
+	if req.Text == nil || req.Text.Content == "" {
+		return nil, errf(codeInvalidParam, "text.content required")
+	}
+	var invalid []string
+	for _, u := range strings.Split(req.ToUser, "|") {
+		if c.Staff[u] == nil {
+			invalid = append(invalid, u)
+			continue
+		}
+		c.Messages = append(c.Messages, Message{Kind: "app", UserID: u, Text: req.Text.Content, SentAt: f.now().UnixMilli()})
+	}
+	return m("invaliduser", strings.Join(invalid, "|")), nil
+}
+
+func uploadMedia(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
+	typ := r.URL.Query().Get("type")
+	limits := map[string]int64{"image": 10 << 20, "voice": 2 << 20, "video": 10 << 20, "file": 20 << 20}
+	limit, ok := limits[typ]
+	if !ok {
+		return nil, errf(40004, "invalid media type")
+	}
+	// The body was not read before taking the lock; read it now (bounded).
+	if err := r.ParseMultipartForm(limit + 1<<20); err != nil {
+		return nil, errf(codeInvalidParam, "multipart form required: %v", err)
+	}
+	file, hdr, err := r.FormFile("media")
+	if err != nil {
+		return nil, errf(codeInvalidParam, "media field required")
+	}
+	defer file.Close()
+	if hdr.Size < 5 || hdr.Size > limit {
+		return nil, errf(40006, "invalid media size")
+	}
+	id := f.nextID("media")
+	c.Media[id] = f.now().Unix()
+	return m("type", typ, "media_id", id, "created_at", strconv.FormatInt(f.now().Unix(), 10)), nil
+}

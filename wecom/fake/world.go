@@ -1,0 +1,187 @@
+// Package fake is a fake WeCom: it serves the API endpoints Qiflow's client
+// uses with WeCom's validation and error codes, keeps a small world (staff,
+// customers, contact ways, join ways, groups, tags, messages), plays customers
+// (scan, add, delete, join, leave) by posting correctly encrypted callbacks,
+// and injects faults on demand. Tests, the sandbox and benchmarks use it.
+package fake
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/qiflow/qiflow/wecom"
+)
+
+// World is everything the fake knows; it is saved as JSON so the sandbox
+// survives a restart.
+type World struct {
+	Seq   int64            `json:"seq"`
+	Corps map[string]*Corp `json:"corps"`
+}
+
+// Corp is one fake corp with its app.
+type Corp struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Secret      string `json:"secret"`
+	AgentID     int    `json:"agent_id"`
+	Token       string `json:"token"`
+	AESKey      string `json:"aes_key"`
+	CallbackURL string `json:"callback_url"`
+
+	Departments []wecom.Department           `json:"departments"`
+	Staff       map[string]*wecom.Staff      `json:"staff"`
+	Customers   map[string]*CustomerRecord   `json:"customers"`
+	TagGroups   []*wecom.TagGroup            `json:"tag_groups"`
+	ContactWays map[string]*wecom.ContactWay `json:"contact_ways"`
+	JoinWays    map[string]*wecom.JoinWay    `json:"join_ways"`
+	Groups      map[string]*Group            `json:"groups"`
+	Welcome     map[string]*WelcomeCode      `json:"welcome_codes"`
+	Messages    []Message                    `json:"messages"`
+	Media       map[string]int64             `json:"media"` // media id → uploaded at (unix)
+}
+
+// CustomerRecord is an external contact and the staff members who follow it.
+type CustomerRecord struct {
+	Contact wecom.ExternalContact        `json:"contact"`
+	Follows map[string]*wecom.FollowUser `json:"follows"` // by staff userid; deleted ones removed
+}
+
+// Group is a customer group chat.
+type Group struct {
+	Chat    wecom.GroupChat `json:"chat"`
+	Version int             `json:"version"`
+}
+
+// WelcomeCode is issued with an add and is valid 20 s, once.
+type WelcomeCode struct {
+	UserID         string `json:"userid"`
+	ExternalUserID string `json:"external_userid"`
+	IssuedAt       int64  `json:"issued_at_ms"`
+	Used           bool   `json:"used"`
+}
+
+// Message is something the corp sent: a welcome message or an app message.
+type Message struct {
+	Kind           string             `json:"kind"` // welcome | app
+	UserID         string             `json:"userid"`
+	ExternalUserID string             `json:"external_userid,omitempty"`
+	Text           string             `json:"text"`
+	Attachments    []wecom.Attachment `json:"attachments,omitempty"`
+	SentAt         int64              `json:"sent_at_ms"`
+}
+
+func newCorp(id, name, secret string, agentID int, token, aesKey string) *Corp {
+	return &Corp{
+		ID: id, Name: name, Secret: secret, AgentID: agentID, Token: token, AESKey: aesKey,
+		Staff: map[string]*wecom.Staff{}, Customers: map[string]*CustomerRecord{},
+		ContactWays: map[string]*wecom.ContactWay{}, JoinWays: map[string]*wecom.JoinWay{},
+		Groups: map[string]*Group{}, Welcome: map[string]*WelcomeCode{}, Media: map[string]int64{},
+	}
+}
+
+// CorpSpec describes a corp to add to the world.
+type CorpSpec struct {
+	ID, Name, Secret, Token, AESKey string
+	AgentID                         int
+	CallbackURL                     string
+}
+
+// SandboxCorp is the demo corp of the sandbox and the embedded default.
+var SandboxCorp = CorpSpec{
+	ID:      "wwqiflowsandbox01",
+	Name:    "Qiflow Sandbox Co.",
+	Secret:  "sandbox-secret-not-for-production",
+	Token:   "sandboxtoken",
+	AESKey:  "cWlmbG93LXNhbmRib3gtYWVzLWtleS0zMi1ieXRlcyE",
+	AgentID: 1000002,
+}
+
+// seedDemo fills a corp with departments, staff, tags and a few customers
+// who already follow staff, so an import has something to import.
+func seedDemo(c *Corp, next func(prefix string) string) {
+	c.Departments = []wecom.Department{
+		{ID: 1, Name: "总部 Headquarters", ParentID: 0, Order: 1},
+		{ID: 2, Name: "销售部 Sales", ParentID: 1, Order: 2},
+		{ID: 3, Name: "客服部 Customer Service", ParentID: 1, Order: 3},
+		{ID: 4, Name: "门店 Stores", ParentID: 1, Order: 4},
+	}
+	staff := []struct {
+		id, name string
+		dept     int64
+	}{
+		{"zhangsan", "张三 Zhang San", 2}, {"lisi", "李四 Li Si", 2}, {"wangwu", "王五 Wang Wu", 3},
+		{"zhaoliu", "赵六 Zhao Liu", 3}, {"sunqi", "孙七 Sun Qi", 4}, {"zhouba", "周八 Zhou Ba", 4},
+	}
+	for i, s := range staff {
+		c.Staff[s.id] = &wecom.Staff{UserID: s.id, Name: s.name, Status: 1, Department: []int64{s.dept}, MainDepartment: s.dept,
+			Mobile: fmt.Sprintf("1380000%04d", i+1), Email: s.id + "@sandbox.example"}
+	}
+	c.TagGroups = []*wecom.TagGroup{
+		{GroupID: next("etg"), GroupName: "客户等级 Level", Order: 1, Tags: []wecom.CorpTag{
+			{ID: next("et"), Name: "A", Order: 1}, {ID: next("et"), Name: "B", Order: 2}, {ID: next("et"), Name: "C", Order: 3}}},
+		{GroupID: next("etg"), GroupName: "来源 Source", Order: 2, Tags: []wecom.CorpTag{
+			{ID: next("et"), Name: "海报 Poster", Order: 1}, {ID: next("et"), Name: "门店 Store", Order: 2}}},
+	}
+	for i, name := range []string{"陈一 Chen Yi", "林二 Lin Er", "黄三 Huang San"} {
+		ext := next("wm")
+		userid := staff[i].id
+		c.Customers[ext] = &CustomerRecord{
+			Contact: wecom.ExternalContact{ExternalUserID: ext, Name: name, Type: 1, Gender: 1 + i%2},
+			Follows: map[string]*wecom.FollowUser{userid: {UserID: userid, CreateTime: 1767225600 + int64(i)*86400, AddWay: 1}},
+		}
+	}
+}
+
+func (c *Corp) staffIDs() []string {
+	ids := make([]string, 0, len(c.Staff))
+	for id := range c.Staff {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (c *Corp) findTag(id string) (*wecom.TagGroup, int) {
+	for _, g := range c.TagGroups {
+		for i, t := range g.Tags {
+			if t.ID == id {
+				return g, i
+			}
+		}
+	}
+	return nil, -1
+}
+
+func saveWorld(path string, w *World) error {
+	b, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func loadWorld(path string) (*World, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var w World
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("sandbox world %s: %w", path, err)
+	}
+	if w.Corps == nil {
+		w.Corps = map[string]*Corp{}
+	}
+	return &w, nil
+}
