@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,7 @@ import (
 	"github.com/qiflow/qiflow/wecom"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.NewTextHandler(testLogOut(), nil))
 
 func addEvent(corp, staff, customer string, at int64) (wecom.Event, []byte) {
 	x := fmt.Sprintf(`<xml><ToUserName>%s</ToUserName><FromUserName>sys</FromUserName><CreateTime>%d</CreateTime><MsgType>event</MsgType><Event>change_external_contact</Event><ChangeType>add_external_contact</ChangeType><UserID>%s</UserID><ExternalUserID>%s</ExternalUserID><WelcomeCode>W</WelcomeCode></xml>`, corp, at, staff, customer)
@@ -268,4 +269,11 @@ func TestDispatcher_FastLaneDoesNotWaitBehindBacklog(t *testing.T) {
 			return count(t, db, "SELECT COUNT(*) FROM inbox_deliveries WHERE subscriber = 'welcome' AND status = 'done'") == 40
 		})
 	})
+}
+
+func testLogOut() io.Writer {
+	if os.Getenv("QIFLOW_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

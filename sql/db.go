@@ -204,3 +204,28 @@ func Millis(t time.Time) int64 { return t.UnixMilli() }
 
 // FromMillis is the inverse of Millis.
 func FromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// JSON is a JSON document kept in a TEXT column. It scans from either
+// driver's string or bytes and marshals as itself.
+type JSON []byte
+
+func (j *JSON) Scan(src any) error {
+	switch v := src.(type) {
+	case string:
+		*j = JSON(v)
+	case []byte:
+		*j = append(JSON(nil), v...)
+	case nil:
+		*j = nil
+	default:
+		return fmt.Errorf("cannot scan %T into JSON", src)
+	}
+	return nil
+}
+
+func (j JSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return j, nil
+}

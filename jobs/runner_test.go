@@ -1,0 +1,133 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/kv/kvtest"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/sql/sqltest"
+)
+
+type countCP struct{ Next int }
+
+// countTo is a resumable job: it counts to 5, checkpointing each step, and
+// records every step it ran.
+func countTo(steps *[]int, stopAt int, stop func()) JobFunc {
+	return func(ctx context.Context, j *Job) (any, error) {
+		var cp countCP
+		if _, err := j.LoadCheckpoint(&cp); err != nil {
+			return nil, err
+		}
+		for i := cp.Next; i < 5; i++ {
+			if i == stopAt && stop != nil {
+				stop()
+				<-ctx.Done() // frozen, as a killed process
+				return nil, ctx.Err()
+			}
+			*steps = append(*steps, i)
+			if err := j.Checkpoint(ctx, countCP{Next: i + 1}, int64(i+1), 5); err != nil {
+				return nil, err
+			}
+		}
+		return map[string]int{"counted": 5}, nil
+	}
+}
+
+func TestRunner_ResumesFromCheckpointAfterCrash(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		var stepsA, stepsB []int
+		a := NewRunner(db, "A", time.Second, quiet)
+		a.poll = 20 * time.Millisecond
+		var crashed atomic.Bool
+		a.Register("count", countTo(&stepsA, 3, func() { crashed.Store(true) }))
+		id, err := a.Enqueue(context.Background(), "ww1", "count", "count:ww1", nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same unique key while queued gives the same job.
+		if id2, _ := a.Enqueue(context.Background(), "ww1", "count", "count:ww1", nil, 0); id2 != id {
+			t.Fatalf("unique key made a second job %d", id2)
+		}
+		a.Start(1)
+		waitFor(t, "A to crash at step 3", crashed.Load)
+		// A is now frozen; its heartbeat keeps running, so kill that too.
+		a.cancel()
+		a.owner = "A-dead" // its lease renewals no longer match
+		b := NewRunner(db, "B", time.Second, quiet)
+		b.poll = 20 * time.Millisecond
+		b.Register("count", countTo(&stepsB, -1, nil))
+		b.Start(1)
+		defer b.Stop(context.Background())
+		waitFor(t, "B to finish the job", func() bool {
+			j, _ := b.Get(context.Background(), "ww1", id)
+			return j.Status == JobDone
+		})
+		j, _ := b.Get(context.Background(), "ww1", id)
+		if len(stepsA) != 3 || len(stepsB) != 2 || stepsB[0] != 3 {
+			t.Fatalf("A ran %v, B ran %v: B should resume at 3", stepsA, stepsB)
+		}
+		if j.ProgressDone != 5 || j.ProgressTotal != 5 || string(j.Result) != `{"counted":5}` {
+			t.Fatalf("job row: %+v", j)
+		}
+		if _, err := b.Get(context.Background(), "other-corp", id); !errors.Is(err, ErrJobNotFound) {
+			t.Fatalf("job visible to another corp: %v", err)
+		}
+	})
+}
+
+func TestRunner_CancelStopsARunningJob(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		r := NewRunner(db, "A", 300*time.Millisecond, quiet)
+		r.poll = 20 * time.Millisecond
+		started := make(chan struct{})
+		r.Register("forever", func(ctx context.Context, j *Job) (any, error) {
+			close(started)
+			for i := 0; ; i++ {
+				if err := j.Checkpoint(ctx, i, int64(i), 0); err != nil {
+					return nil, err
+				}
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		})
+		id, _ := r.Enqueue(context.Background(), "ww1", "forever", "", nil, 0)
+		r.Start(1)
+		defer r.Stop(context.Background())
+		<-started
+		if _, err := r.Cancel(context.Background(), "ww1", id); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "cancelled", func() bool {
+			j, _ := r.Get(context.Background(), "ww1", id)
+			return j.Status == JobCancelled
+		})
+	})
+}
+
+func TestCron_RunsOnceAcrossInstances(t *testing.T) {
+	store := kvtest.Open(t)
+	var runs atomic.Int32
+	fn := func(context.Context) error { runs.Add(1); return nil }
+	fixed := func() time.Time { return time.Date(2026, 11, 23, 3, 17, 0, 0, time.UTC) }
+	for i := 0; i < 3; i++ {
+		c := NewCron(store, quiet)
+		c.now = fixed
+		c.RunOnce("reconcile", fn)
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("tick ran %d times across 3 instances", runs.Load())
+	}
+	c := NewCron(store, quiet)
+	c.now = func() time.Time { return fixed().Add(time.Minute) }
+	c.RunOnce("reconcile", fn)
+	if runs.Load() != 2 {
+		t.Fatal("next tick did not run")
+	}
+}
