@@ -6,8 +6,8 @@ package wecom
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"errors"

@@ -90,9 +90,12 @@ type CorpSpec struct {
 	CallbackURL                     string
 }
 
+// SandboxCorpID is the demo corp's id.
+const SandboxCorpID = "wwqiflowsandbox01"
+
 // SandboxCorp is the demo corp of the sandbox and the embedded default.
 var SandboxCorp = CorpSpec{
-	ID:      "wwqiflowsandbox01",
+	ID:      SandboxCorpID,
 	Name:    "Qiflow Sandbox Co.",
 	Secret:  "sandbox-secret-not-for-production",
 	Token:   "sandboxtoken",

@@ -1,0 +1,233 @@
+// Package directory is Qiflow's mirror of a corp's WeCom directory: staff,
+// departments, corp tags, external contacts and their follow relations, and
+// customer groups. It keeps them current from callbacks (as inbox
+// subscribers), imports them when a corp is first connected, and reconciles
+// them on a schedule, because WeCom gives up on a callback after 3 tries.
+// It owns the departments, staff, tag_groups, tags, external_contacts,
+// follow_relations and group_chats tables.
+package directory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom"
+)
+
+// ErrNotFound is returned for unknown contacts or staff.
+var ErrNotFound = errors.New("not found")
+
+// Directory is the mirror's service.
+type Directory struct {
+	db  *qsql.DB
+	wc  wecom.Client
+	log *slog.Logger
+	now func() time.Time
+}
+
+func New(db *qsql.DB, wc wecom.Client, log *slog.Logger) *Directory {
+	return &Directory{db: db, wc: wc, log: log, now: time.Now}
+}
+
+// Staff is a staff member as mirrored.
+type Staff struct {
+	CorpID         string `db:"corp_id" json:"corp_id"`
+	UserID         string `db:"userid" json:"userid"`
+	Name           string `db:"name" json:"name"`
+	Mobile         string `db:"mobile" json:"mobile"`
+	Email          string `db:"email" json:"email"`
+	Status         int    `db:"status" json:"status"`
+	DepartmentIDs  string `db:"department_ids" json:"-"`
+	MainDepartment int64  `db:"main_department" json:"main_department"`
+	GoneAt         *int64 `db:"gone_at" json:"gone_at,omitempty"`
+	SyncedAt       int64  `db:"synced_at" json:"synced_at"`
+}
+
+// Contact is an external contact with its follow relations.
+type Contact struct {
+	CorpID         string   `db:"corp_id" json:"corp_id"`
+	ExternalUserID string   `db:"external_userid" json:"external_userid"`
+	Name           string   `db:"name" json:"name"`
+	Type           int      `db:"type" json:"type"`
+	Gender         int      `db:"gender" json:"gender"`
+	UnionID        string   `db:"unionid" json:"unionid,omitempty"`
+	Avatar         string   `db:"avatar" json:"avatar,omitempty"`
+	CorpName       string   `db:"corp_name" json:"corp_name,omitempty"`
+	CreatedAt      int64    `db:"created_at" json:"created_at"`
+	UpdatedAt      int64    `db:"updated_at" json:"updated_at"`
+	Follows        []Follow `db:"-" json:"follows"`
+}
+
+// Follow is one staff member's relation to a contact. Losses are kept:
+// DeletedAt with DeletedBy customer, staff, transfer or sync (found missing
+// by reconciliation).
+type Follow struct {
+	ExternalUserID string    `db:"external_userid" json:"-"`
+	UserID         string    `db:"userid" json:"userid"`
+	Remark         string    `db:"remark" json:"remark"`
+	Description    string    `db:"description" json:"description"`
+	RemarkMobiles  qsql.JSON `db:"remark_mobiles" json:"remark_mobiles"`
+	TagIDs         qsql.JSON `db:"tag_ids" json:"tag_ids"`
+	State          string    `db:"state" json:"state"`
+	AddWay         int       `db:"add_way" json:"add_way"`
+	OperUserID     string    `db:"oper_userid" json:"oper_userid,omitempty"`
+	AddedAt        int64     `db:"added_at" json:"added_at"`
+	DeletedAt      *int64    `db:"deleted_at" json:"deleted_at,omitempty"`
+	DeletedBy      string    `db:"deleted_by" json:"deleted_by,omitempty"`
+	TransferFail   string    `db:"transfer_fail" json:"transfer_fail,omitempty"`
+}
+
+// Who deleted a follow relation.
+const (
+	DeletedByCustomer = "customer"
+	DeletedByStaff    = "staff"
+	DeletedByTransfer = "transfer"
+	DeletedBySync     = "sync"
+)
+
+func jsonList(v []string) string {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+var contactCols = []string{"corp_id", "external_userid", "name", "type", "gender", "unionid", "avatar", "corp_name", "created_at", "updated_at"}
+
+func (d *Directory) upsertContact(ctx context.Context, tx sqlx.ExtContext, corpID string, c wecom.ExternalContact, now int64) error {
+	q := d.db.Upsert("external_contacts", contactCols, []string{"corp_id", "external_userid"},
+		[]string{"name", "type", "gender", "unionid", "avatar", "corp_name", "updated_at"})
+	_, err := tx.ExecContext(ctx, q, corpID, c.ExternalUserID, c.Name, c.Type, c.Gender, c.UnionID, c.Avatar, c.CorpName, now, now)
+	return err
+}
+
+var followCols = []string{"corp_id", "external_userid", "userid", "remark", "description", "remark_mobiles", "tag_ids", "state", "add_way", "oper_userid", "added_at", "deleted_at", "deleted_by", "updated_at"}
+
+// upsertFollow records a live follow relation as WeCom reports it. A
+// relation deleted after this one was added stays deleted: events and
+// syncs may arrive out of order.
+func (d *Directory) upsertFollow(ctx context.Context, tx sqlx.ExtContext, corpID, externalUserID string, f wecom.FollowUser, now int64) error {
+	tagIDs := f.TagIDs
+	for _, t := range f.Tags {
+		tagIDs = append(tagIDs, t.TagID)
+	}
+	added := f.CreateTime * 1000
+	var q string
+	if d.db.Dialect == qsql.MySQL {
+		q = `INSERT INTO follow_relations (` + joinCols(followCols) + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL,'',?)
+			ON DUPLICATE KEY UPDATE remark=VALUES(remark), description=VALUES(description), remark_mobiles=VALUES(remark_mobiles),
+			tag_ids=VALUES(tag_ids), state=IF(VALUES(state)<>'', VALUES(state), state), add_way=VALUES(add_way), oper_userid=VALUES(oper_userid),
+			deleted_by=IF(deleted_at IS NOT NULL AND deleted_at > VALUES(added_at), deleted_by, ''),
+			deleted_at=IF(deleted_at IS NOT NULL AND deleted_at > VALUES(added_at), deleted_at, NULL),
+			added_at=VALUES(added_at), updated_at=VALUES(updated_at)`
+	} else {
+		q = `INSERT INTO follow_relations (` + joinCols(followCols) + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL,'',?)
+			ON CONFLICT(corp_id, external_userid, userid) DO UPDATE SET remark=excluded.remark, description=excluded.description,
+			remark_mobiles=excluded.remark_mobiles, tag_ids=excluded.tag_ids,
+			state=CASE WHEN excluded.state<>'' THEN excluded.state ELSE follow_relations.state END,
+			add_way=excluded.add_way, oper_userid=excluded.oper_userid,
+			deleted_by=CASE WHEN follow_relations.deleted_at IS NOT NULL AND follow_relations.deleted_at > excluded.added_at THEN follow_relations.deleted_by ELSE '' END,
+			deleted_at=CASE WHEN follow_relations.deleted_at IS NOT NULL AND follow_relations.deleted_at > excluded.added_at THEN follow_relations.deleted_at ELSE NULL END,
+			added_at=excluded.added_at, updated_at=excluded.updated_at`
+	}
+	_, err := tx.ExecContext(ctx, q, corpID, externalUserID, f.UserID, f.Remark, f.Description, jsonList(f.RemarkMobiles), jsonList(tagIDs),
+		f.State, f.AddWay, f.OperUserID, added, now)
+	return err
+}
+
+func joinCols(cols []string) string {
+	s := ""
+	for i, c := range cols {
+		if i > 0 {
+			s += ","
+		}
+		s += c
+	}
+	return s
+}
+
+// markFollowDeleted records a loss at the event's time, unless the relation
+// was (re-)added after it.
+func (d *Directory) markFollowDeleted(ctx context.Context, corpID, externalUserID, userID, by string, at time.Time) error {
+	ms := qsql.Millis(at)
+	res, err := d.db.ExecContext(ctx, `UPDATE follow_relations SET deleted_at = ?, deleted_by = ?, updated_at = ?
+		WHERE corp_id = ? AND external_userid = ? AND userid = ? AND added_at <= ? AND (deleted_at IS NULL OR deleted_at > ?)`,
+		ms, by, qsql.Millis(d.now()), corpID, externalUserID, userID, ms, ms)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Unknown relation (added before Qiflow knew the corp): record the loss anyway.
+		q := d.db.InsertIgnoreRows("follow_relations", followCols, []string{"corp_id", "external_userid", "userid"}, 1)
+		now := qsql.Millis(d.now())
+		_, err = d.db.ExecContext(ctx, q, corpID, externalUserID, userID, "", "", "[]", "[]", "", 0, "", 0, ms, by, now)
+	}
+	return err
+}
+
+// GetContact returns a contact with every follow relation, deleted ones included.
+func (d *Directory) GetContact(ctx context.Context, corpID, externalUserID string) (Contact, error) {
+	var c Contact
+	err := d.db.GetContext(ctx, &c, `SELECT `+joinCols(contactCols)+` FROM external_contacts WHERE corp_id = ? AND external_userid = ?`, corpID, externalUserID)
+	if qsql.IsNoRows(err) {
+		return c, ErrNotFound
+	}
+	if err != nil {
+		return c, err
+	}
+	err = d.db.SelectContext(ctx, &c.Follows, `SELECT external_userid, userid, remark, description, remark_mobiles, tag_ids, state, add_way, oper_userid, added_at, deleted_at, deleted_by, transfer_fail
+		FROM follow_relations WHERE corp_id = ? AND external_userid = ? ORDER BY added_at`, corpID, externalUserID)
+	return c, err
+}
+
+// ListContacts pages contacts by external_userid (cursor = the last id seen).
+func (d *Directory) ListContacts(ctx context.Context, corpID, after string, limit int) ([]Contact, error) {
+	var out []Contact
+	err := d.db.SelectContext(ctx, &out, `SELECT `+joinCols(contactCols)+` FROM external_contacts WHERE corp_id = ? AND external_userid > ? ORDER BY external_userid LIMIT ?`, corpID, after, limit)
+	return out, err
+}
+
+// ListStaff returns the corp's staff, gone ones included (GoneAt set).
+func (d *Directory) ListStaff(ctx context.Context, corpID string) ([]Staff, error) {
+	var out []Staff
+	err := d.db.SelectContext(ctx, &out, `SELECT corp_id, userid, name, mobile, email, status, department_ids, main_department, gone_at, synced_at FROM staff WHERE corp_id = ? ORDER BY userid`, corpID)
+	return out, err
+}
+
+// Counts summarizes the mirror.
+type Counts struct {
+	Departments int `json:"departments"`
+	Staff       int `json:"staff"`
+	Tags        int `json:"tags"`
+	Contacts    int `json:"contacts"`
+	Follows     int `json:"follows"`
+	Groups      int `json:"groups"`
+}
+
+// Count returns how much of the corp is mirrored (live rows only).
+func (d *Directory) Count(ctx context.Context, corpID string) (Counts, error) {
+	var c Counts
+	for _, q := range []struct {
+		dst *int
+		sql string
+	}{
+		{&c.Departments, `SELECT COUNT(*) FROM departments WHERE corp_id = ? AND gone_at IS NULL`},
+		{&c.Staff, `SELECT COUNT(*) FROM staff WHERE corp_id = ? AND gone_at IS NULL`},
+		{&c.Tags, `SELECT COUNT(*) FROM tags WHERE corp_id = ? AND deleted_at IS NULL`},
+		{&c.Contacts, `SELECT COUNT(*) FROM external_contacts WHERE corp_id = ?`},
+		{&c.Follows, `SELECT COUNT(*) FROM follow_relations WHERE corp_id = ? AND deleted_at IS NULL`},
+		{&c.Groups, `SELECT COUNT(*) FROM group_chats WHERE corp_id = ? AND dismissed_at IS NULL`},
+	} {
+		if err := d.db.GetContext(ctx, q.dst, q.sql, corpID); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}

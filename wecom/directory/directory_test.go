@@ -1,0 +1,173 @@
+package directory_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/kv/kvtest"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/sql/sqltest"
+	"github.com/qiflow/qiflow/wecom"
+	"github.com/qiflow/qiflow/wecom/directory"
+	"github.com/qiflow/qiflow/wecom/fake"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+const corp = fake.SandboxCorpID
+
+type env struct {
+	db  *qsql.DB
+	f   *fake.Fake
+	dir *directory.Directory
+	run *jobs.Runner
+}
+
+func setup(t *testing.T, db *qsql.DB) env {
+	f, err := fake.New(fake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := f.Start("127.0.0.1:0")
+	t.Cleanup(func() { f.Close() })
+	f.AddCorp(fake.SandboxCorp, true)
+	api := wecom.NewAPI(base, kvtest.Open(t), 5*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
+	dir := directory.New(db, api, quiet)
+	r := jobs.NewRunner(db, "test", 5*time.Second, quiet)
+	r.Register(directory.JobSync, dir.RunSync)
+	return env{db, f, dir, r}
+}
+
+func (e env) sync(t *testing.T) jobs.JobRow {
+	t.Helper()
+	ctx := context.Background()
+	id, err := e.dir.EnqueueSync(ctx, e.run, corp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run.Start(1)
+	defer e.run.Stop(ctx)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		j, _ := e.run.Get(ctx, corp, id)
+		if j.Status == jobs.JobDone || j.Status == jobs.JobFailed {
+			return j
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("sync did not finish")
+	return jobs.JobRow{}
+}
+
+func TestSync_ImportsTheWholeDirectory(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		e := setup(t, db)
+		ctx := context.Background()
+		// A group with a member, so groups are imported too.
+		e.f.CreateGroup(ctx, corp, "zhangsan", "VIP")
+		j := e.sync(t)
+		if j.Status != jobs.JobDone {
+			t.Fatalf("sync: %s %v", j.Status, j.Error)
+		}
+		c, err := e.dir.Count(ctx, corp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := directory.Counts{Departments: 4, Staff: 6, Tags: 5, Contacts: 3, Follows: 3, Groups: 1}
+		if c != want {
+			t.Fatalf("counts %+v, want %+v", c, want)
+		}
+	})
+}
+
+func TestSync_PartialSyncRemovesNobody(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		e := setup(t, db)
+		ctx := context.Background()
+		if j := e.sync(t); j.Status != jobs.JobDone {
+			t.Fatalf("first sync: %s", j.Status)
+		}
+		// lisi leaves the company; the next sync fails halfway through.
+		e.f.Mutate(corp, func(c *fake.Corp) { delete(c.Staff, "lisi") })
+		e.f.Inject(fake.Fault{Endpoint: "externalcontact/batch/get_by_user", Status: 500})
+		id, _ := e.dir.EnqueueSync(ctx, e.run, corp, 0)
+		e.run.Start(1)
+		time.Sleep(1500 * time.Millisecond) // first attempt fails; retry is backed off
+		e.run.Stop(ctx)
+		staff, _ := e.dir.ListStaff(ctx, corp)
+		for _, s := range staff {
+			if s.GoneAt != nil {
+				t.Fatalf("%s marked gone by a failed sync", s.UserID)
+			}
+		}
+		j, _ := e.run.Get(ctx, corp, id)
+		if j.Status == jobs.JobDone {
+			t.Fatal("sync with a failing page reported done")
+		}
+		// WeCom recovers: the retried job resumes and completes; now lisi is gone.
+		e.f.ClearFaults()
+		db.Exec(`UPDATE jobs SET available_at = 0 WHERE id = ?`, id)
+		e.run.Start(1)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			j, _ = e.run.Get(ctx, corp, id)
+			if j.Status == jobs.JobDone || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		e.run.Stop(ctx)
+		if j.Status != jobs.JobDone {
+			t.Fatalf("resumed sync: %s %v", j.Status, j.Error)
+		}
+		staff, _ = e.dir.ListStaff(ctx, corp)
+		gone := 0
+		for _, s := range staff {
+			if s.GoneAt != nil {
+				gone++
+				if s.UserID != "lisi" {
+					t.Fatalf("%s marked gone", s.UserID)
+				}
+			}
+		}
+		if gone != 1 {
+			t.Fatalf("%d staff gone after a complete sync, want 1", gone)
+		}
+	})
+}
+
+func TestContactEvents_DeletionsRecordedNotErased(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		e := setup(t, db)
+		ctx := context.Background()
+		res, err := e.f.Add(ctx, corp, "zhangsan", fake.Customer{Name: "Ann"}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add := &wecom.ExternalContactEvent{Header: wecom.Header{ToUserName: corp, CreateTime: time.Now().Unix(), Event: wecom.EventExternalContact, ChangeType: wecom.ChangeAddExternalContact},
+			UserID: "zhangsan", ExternalUserID: res.ExternalUserID}
+		if err := e.dir.HandleContactEvent(ctx, corp, add); err != nil {
+			t.Fatal(err)
+		}
+		del := *add
+		del.ChangeType, del.CreateTime, del.Source = wecom.ChangeDelExternalContact, add.CreateTime+5, wecom.SourceDeleteByTransfer
+		if err := e.dir.HandleContactEvent(ctx, corp, &del); err != nil {
+			t.Fatal(err)
+		}
+		// The same add processed again after the deletion changes nothing.
+		if err := e.dir.HandleContactEvent(ctx, corp, add); err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.dir.GetContact(ctx, corp, res.ExternalUserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Name != "Ann" || len(c.Follows) != 1 || c.Follows[0].DeletedAt == nil || c.Follows[0].DeletedBy != directory.DeletedByTransfer {
+			t.Fatalf("contact after transfer: %+v %+v", c, c.Follows)
+		}
+	})
+}
