@@ -1,0 +1,474 @@
+// Package auth holds Qiflow's users, the corps they belong to with a role in
+// each, teams, per-corp role permissions, and the tokens they authenticate
+// with (login sessions and API tokens). It knows nothing about HTTP.
+// It owns the users, user_corps, teams, team_members, auth_tokens and
+// role_permissions tables.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"golang.org/x/crypto/bcrypt"
+
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Role is what a user does in a corp.
+type Role string
+
+const (
+	RoleAdmin    Role = "admin"
+	RoleMarketer Role = "marketer"
+	RoleCS       Role = "cs" // customer service: put codes in front of customers
+	RoleSDR      Role = "sdr"
+	RoleSales    Role = "sales"
+	RoleCSM      Role = "csm" // customer success
+)
+
+// Roles lists every role.
+var Roles = []Role{RoleAdmin, RoleMarketer, RoleCS, RoleSDR, RoleSales, RoleCSM}
+
+func (r Role) Valid() bool {
+	for _, x := range Roles {
+		if r == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Permission is a right checked per route.
+type Permission string
+
+const (
+	PermEventsRead    Permission = "events.read"
+	PermEventsReplay  Permission = "events.replay"
+	PermJobsRead      Permission = "jobs.read"
+	PermJobsManage    Permission = "jobs.manage"
+	PermDirectoryRead Permission = "directory.read"
+	PermDirectorySync Permission = "directory.sync"
+	PermUsersManage   Permission = "users.manage"
+	PermTokensManage  Permission = "tokens.manage" // one's own API tokens
+	PermPII           Permission = "pii"           // see mobile numbers unmasked
+	PermCodesManage   Permission = "codes.manage"
+	PermCodesRead     Permission = "codes.read"
+)
+
+// Permissions lists every permission.
+var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead}
+
+// defaultGrants is what each role may do unless a corp overrides it.
+var defaultGrants = map[Role][]Permission{
+	RoleAdmin:    Permissions,
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead},
+	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
+	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII},
+	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII},
+	RoleCSM:      {PermDirectoryRead, PermTokensManage, PermPII},
+}
+
+// Errors.
+var (
+	ErrUnauthenticated = errors.New("missing, invalid or expired token")
+	ErrBadCredentials  = errors.New("wrong email or password")
+	ErrNotMember       = errors.New("not a member of that corp")
+	ErrNotFound        = errors.New("not found")
+	ErrConflict        = errors.New("already exists")
+)
+
+// ValidationError names the field that is wrong.
+type ValidationError struct{ Field, Msg string }
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Msg }
+
+// User is a person who signs in to Qiflow.
+type User struct {
+	ID        int64  `db:"id" json:"id"`
+	Email     string `db:"email" json:"email"`
+	Name      string `db:"name" json:"name"`
+	Disabled  bool   `db:"disabled" json:"disabled"`
+	CreatedAt int64  `db:"created_at" json:"created_at"`
+}
+
+// Membership is a user's place in a corp.
+type Membership struct {
+	UserID      int64  `db:"user_id" json:"user_id"`
+	CorpID      string `db:"corp_id" json:"corp_id"`
+	Role        Role   `db:"role" json:"role"`
+	IsDefault   bool   `db:"is_default" json:"is_default"`
+	StaffUserID string `db:"staff_userid" json:"staff_userid,omitempty"`
+}
+
+// Principal is who a request acts as, and in which corp.
+type Principal struct {
+	UserID      int64
+	Email       string
+	CorpID      string
+	Role        Role
+	StaffUserID string
+	TokenID     int64
+	perms       map[Permission]bool
+}
+
+// Can reports whether the principal holds perm in its corp.
+func (p Principal) Can(perm Permission) bool { return p.perms[perm] }
+
+// Service is the auth service.
+type Service struct {
+	db         *qsql.DB
+	now        func() time.Time
+	SessionTTL time.Duration
+}
+
+func New(db *qsql.DB) *Service {
+	return &Service{db: db, now: time.Now, SessionTTL: 12 * time.Hour}
+}
+
+// NormalizeEmail lower-cases and trims: emails are compared case-insensitively.
+func NormalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+// NewUser describes a user to create.
+type NewUser struct {
+	Email, Name, Password string
+	CorpID                string
+	Role                  Role
+	StaffUserID           string
+}
+
+// CreateUser creates a user with a membership in one corp.
+func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
+	email := NormalizeEmail(nu.Email)
+	switch {
+	case !strings.Contains(email, "@") || len(email) > 191:
+		return User{}, &ValidationError{"email", "must be an email address"}
+	case len(nu.Password) < 8:
+		return User{}, &ValidationError{"password", "must be at least 8 characters"}
+	case len(nu.Password) > 72:
+		return User{}, &ValidationError{"password", "must be at most 72 bytes"}
+	case nu.CorpID == "":
+		return User{}, &ValidationError{"corp_id", "is required"}
+	case !nu.Role.Valid():
+		return User{}, &ValidationError{"role", "must be one of admin, marketer, cs, sdr, sales, csm"}
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(nu.Password), bcrypt.DefaultCost)
+	if err != nil {
+		return User{}, err
+	}
+	now := qsql.Millis(s.now())
+	var u User
+	err = s.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+		var exists int
+		if err := tx.GetContext(ctx, &exists, `SELECT COUNT(*) FROM users WHERE email = ?`, email); err != nil {
+			return err
+		}
+		if exists > 0 {
+			return ErrConflict
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO users (email, name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+			email, nu.Name, string(hash), now, now)
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO user_corps (user_id, corp_id, role, is_default, staff_userid, created_at) VALUES (?, ?, ?, 1, ?, ?)`,
+			id, nu.CorpID, string(nu.Role), nu.StaffUserID, now); err != nil {
+			return err
+		}
+		u = User{ID: id, Email: email, Name: nu.Name, CreatedAt: now}
+		return nil
+	})
+	return u, err
+}
+
+// AddMembership gives a user a role in another corp (or changes it).
+func (s *Service) AddMembership(ctx context.Context, m Membership) error {
+	if !m.Role.Valid() {
+		return &ValidationError{"role", "unknown role"}
+	}
+	q := s.db.Upsert("user_corps", []string{"user_id", "corp_id", "role", "is_default", "staff_userid", "created_at"}, []string{"user_id", "corp_id"},
+		[]string{"role", "staff_userid"})
+	_, err := s.db.ExecContext(ctx, q, m.UserID, m.CorpID, string(m.Role), m.IsDefault, m.StaffUserID, qsql.Millis(s.now()))
+	return err
+}
+
+// SetPassword replaces a user's password and revokes their sessions.
+func (s *Service) SetPassword(ctx context.Context, email, password string) error {
+	if len(password) < 8 || len(password) > 72 {
+		return &ValidationError{"password", "must be 8 to 72 characters"}
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return err
+	}
+	now := qsql.Millis(s.now())
+	return s.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE email = ?`, string(hash), now, NormalizeEmail(email))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE auth_tokens SET revoked_at = ? WHERE kind = 'session' AND revoked_at IS NULL
+			AND user_id = (SELECT id FROM users WHERE email = ?)`, now, NormalizeEmail(email))
+		return err
+	})
+}
+
+// UserCount counts users (first-start bootstrap).
+func (s *Service) UserCount(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM users`)
+	return n, err
+}
+
+// UserWithRole is a user and their role in one corp.
+type UserWithRole struct {
+	User
+	Role        Role   `db:"role" json:"role"`
+	StaffUserID string `db:"staff_userid" json:"staff_userid,omitempty"`
+}
+
+// ListUsers lists the users of a corp (corpID "" lists every user with their default corp's role).
+func (s *Service) ListUsers(ctx context.Context, corpID string) ([]UserWithRole, error) {
+	var out []UserWithRole
+	q := `SELECT u.id, u.email, u.name, u.disabled, u.created_at, m.role, m.staff_userid FROM users u JOIN user_corps m ON m.user_id = u.id WHERE m.corp_id = ? ORDER BY u.id`
+	args := []any{corpID}
+	if corpID == "" {
+		q = `SELECT u.id, u.email, u.name, u.disabled, u.created_at, m.role, m.staff_userid FROM users u JOIN user_corps m ON m.user_id = u.id AND m.is_default = 1 ORDER BY u.id`
+		args = nil
+	}
+	err := s.db.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+// Login checks email and password and issues a session token.
+func (s *Service) Login(ctx context.Context, email, password string) (token string, expires time.Time, err error) {
+	var row struct {
+		ID       int64  `db:"id"`
+		Hash     string `db:"password_hash"`
+		Disabled bool   `db:"disabled"`
+	}
+	err = s.db.GetContext(ctx, &row, `SELECT id, password_hash, disabled FROM users WHERE email = ?`, NormalizeEmail(email))
+	if qsql.IsNoRows(err) {
+		// Spend the same time as a real check, so timing does not reveal which emails exist.
+		dummyOnce.Do(func() { dummyHash, _ = bcrypt.GenerateFromPassword([]byte("qiflow"), bcrypt.DefaultCost) })
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return "", time.Time{}, ErrBadCredentials
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if row.Disabled || bcrypt.CompareHashAndPassword([]byte(row.Hash), []byte(password)) != nil {
+		return "", time.Time{}, ErrBadCredentials
+	}
+	expires = s.now().Add(s.SessionTTL)
+	token, _, err = s.issue(ctx, row.ID, "session", "login", &expires)
+	return token, expires, err
+}
+
+var (
+	dummyOnce sync.Once
+	dummyHash []byte
+)
+
+// CreateAPIToken issues a long-lived token for integrations (ttl 0 = no expiry).
+func (s *Service) CreateAPIToken(ctx context.Context, userID int64, name string, ttl time.Duration) (string, int64, error) {
+	if strings.TrimSpace(name) == "" {
+		return "", 0, &ValidationError{"name", "is required"}
+	}
+	var exp *time.Time
+	if ttl > 0 {
+		t := s.now().Add(ttl)
+		exp = &t
+	}
+	return s.issue(ctx, userID, "api", name, exp)
+}
+
+func (s *Service) issue(ctx context.Context, userID int64, kind, name string, expires *time.Time) (string, int64, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", 0, err
+	}
+	token := "qf_" + base64.RawURLEncoding.EncodeToString(b)
+	var exp any
+	if expires != nil {
+		exp = qsql.Millis(*expires)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO auth_tokens (user_id, kind, name, token_hash, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		userID, kind, name, hashToken(token), exp, qsql.Millis(s.now()))
+	if err != nil {
+		return "", 0, err
+	}
+	id, _ := res.LastInsertId()
+	return token, id, nil
+}
+
+func hashToken(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}
+
+// Revoke ends a token (logout).
+func (s *Service) Revoke(ctx context.Context, token string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE auth_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL`, qsql.Millis(s.now()), hashToken(token))
+	return err
+}
+
+// Authenticate resolves a bearer token to a principal acting in corpID, or in
+// the user's default corp when corpID is empty.
+func (s *Service) Authenticate(ctx context.Context, token, corpID string) (Principal, error) {
+	if !strings.HasPrefix(token, "qf_") {
+		return Principal{}, ErrUnauthenticated
+	}
+	var t struct {
+		ID      int64  `db:"id"`
+		UserID  int64  `db:"user_id"`
+		Expires *int64 `db:"expires_at"`
+		Revoked *int64 `db:"revoked_at"`
+		Email   string `db:"email"`
+		Disab   bool   `db:"disabled"`
+	}
+	err := s.db.GetContext(ctx, &t, `SELECT t.id, t.user_id, t.expires_at, t.revoked_at, u.email, u.disabled FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hashToken(token))
+	if qsql.IsNoRows(err) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	now := qsql.Millis(s.now())
+	if t.Revoked != nil || t.Disab || (t.Expires != nil && *t.Expires <= now) {
+		return Principal{}, ErrUnauthenticated
+	}
+	var m Membership
+	if corpID == "" {
+		err = s.db.GetContext(ctx, &m, `SELECT user_id, corp_id, role, is_default, staff_userid FROM user_corps WHERE user_id = ? ORDER BY is_default DESC, corp_id LIMIT 1`, t.UserID)
+	} else {
+		err = s.db.GetContext(ctx, &m, `SELECT user_id, corp_id, role, is_default, staff_userid FROM user_corps WHERE user_id = ? AND corp_id = ?`, t.UserID, corpID)
+	}
+	if qsql.IsNoRows(err) {
+		return Principal{}, ErrNotMember
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	perms, err := s.RolePermissions(ctx, m.CorpID, m.Role)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{UserID: t.UserID, Email: t.Email, CorpID: m.CorpID, Role: m.Role, StaffUserID: m.StaffUserID, TokenID: t.ID, perms: perms}, nil
+}
+
+// RolePermissions is the role's permission set in a corp: the defaults with
+// the corp's overrides applied.
+func (s *Service) RolePermissions(ctx context.Context, corpID string, role Role) (map[Permission]bool, error) {
+	perms := map[Permission]bool{}
+	for _, p := range defaultGrants[role] {
+		perms[p] = true
+	}
+	var overrides []struct {
+		Permission string `db:"permission"`
+		Allowed    bool   `db:"allowed"`
+	}
+	if err := s.db.SelectContext(ctx, &overrides, `SELECT permission, allowed FROM role_permissions WHERE corp_id = ? AND role = ?`, corpID, string(role)); err != nil {
+		return nil, err
+	}
+	for _, o := range overrides {
+		perms[Permission(o.Permission)] = o.Allowed
+	}
+	return perms, nil
+}
+
+// SetPermission grants or withdraws a permission from a role in one corp.
+func (s *Service) SetPermission(ctx context.Context, corpID string, role Role, perm Permission, allowed bool) error {
+	if !role.Valid() {
+		return &ValidationError{"role", "unknown role"}
+	}
+	known := false
+	for _, p := range Permissions {
+		known = known || p == perm
+	}
+	if !known {
+		return &ValidationError{"permission", "unknown permission"}
+	}
+	q := s.db.Upsert("role_permissions", []string{"corp_id", "role", "permission", "allowed"}, []string{"corp_id", "role", "permission"}, []string{"allowed"})
+	_, err := s.db.ExecContext(ctx, q, corpID, string(role), string(perm), allowed)
+	return err
+}
+
+// Team is a group of users with a manager.
+type Team struct {
+	ID            int64  `db:"id" json:"id"`
+	CorpID        string `db:"corp_id" json:"corp_id"`
+	Name          string `db:"name" json:"name"`
+	ManagerUserID int64  `db:"manager_user_id" json:"manager_user_id"`
+}
+
+// CreateTeam creates a team in a corp.
+func (s *Service) CreateTeam(ctx context.Context, corpID, name string, manager int64) (Team, error) {
+	if strings.TrimSpace(name) == "" {
+		return Team{}, &ValidationError{"name", "is required"}
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO teams (corp_id, name, manager_user_id, created_at) VALUES (?, ?, ?, ?)`, corpID, name, manager, qsql.Millis(s.now()))
+	if err != nil {
+		if isDuplicate(err) {
+			return Team{}, ErrConflict
+		}
+		return Team{}, err
+	}
+	id, _ := res.LastInsertId()
+	return Team{ID: id, CorpID: corpID, Name: name, ManagerUserID: manager}, nil
+}
+
+// AddTeamMember puts a user in a team.
+func (s *Service) AddTeamMember(ctx context.Context, teamID, userID int64) error {
+	q := s.db.InsertIgnoreRows("team_members", []string{"team_id", "user_id"}, []string{"team_id", "user_id"}, 1)
+	_, err := s.db.ExecContext(ctx, q, teamID, userID)
+	return err
+}
+
+// TeamMembers lists a team's user ids.
+func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error) {
+	var ids []int64
+	err := s.db.SelectContext(ctx, &ids, `SELECT user_id FROM team_members WHERE team_id = ? ORDER BY user_id`, teamID)
+	return ids, err
+}
+
+func isDuplicate(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Duplicate entry") || strings.Contains(s, "UNIQUE constraint failed")
+}
+
+// MaskMobile hides the middle of a phone number for users without pii.
+func MaskMobile(m string) string {
+	if len(m) < 7 {
+		return strings.Repeat("*", len(m))
+	}
+	return m[:3] + strings.Repeat("*", len(m)-7) + m[len(m)-4:]
+}
+
+// GeneratePassword returns a random password for the first admin.
+func GeneratePassword() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// String is for logs: never the token itself.
+func (p Principal) String() string {
+	return fmt.Sprintf("user %d (%s) in %s", p.UserID, p.Role, p.CorpID)
+}

@@ -1,0 +1,116 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/qiflow/qiflow/auth"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/sql/sqltest"
+)
+
+func TestLoginTokensAndCorpScoping(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := auth.New(db)
+		ctx := context.Background()
+		u, err := s.CreateUser(ctx, auth.NewUser{Email: "Ann@Example.com", Password: "correct horse", CorpID: "wwA", Role: auth.RoleSDR})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateUser(ctx, auth.NewUser{Email: "ann@example.com", Password: "another one", CorpID: "wwA", Role: auth.RoleCS}); !errors.Is(err, auth.ErrConflict) {
+			t.Fatalf("duplicate email: %v", err)
+		}
+		var ve *auth.ValidationError
+		if _, err := s.CreateUser(ctx, auth.NewUser{Email: "b@x", Password: "short", CorpID: "wwA", Role: auth.RoleSDR}); !errors.As(err, &ve) || ve.Field != "password" {
+			t.Fatalf("short password: %v", err)
+		}
+		if _, _, err := s.Login(ctx, "ann@example.com", "wrong"); !errors.Is(err, auth.ErrBadCredentials) {
+			t.Fatalf("wrong password: %v", err)
+		}
+		tok, _, err := s.Login(ctx, "ANN@example.com", "correct horse")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Authenticate(ctx, tok, "")
+		if err != nil || p.CorpID != "wwA" || p.Role != auth.RoleSDR || !p.Can(auth.PermPII) || p.Can(auth.PermUsersManage) {
+			t.Fatalf("principal %+v %v", p, err)
+		}
+		if _, err := s.Authenticate(ctx, tok, "wwB"); !errors.Is(err, auth.ErrNotMember) {
+			t.Fatalf("other corp: %v", err)
+		}
+		s.AddMembership(ctx, auth.Membership{UserID: u.ID, CorpID: "wwB", Role: auth.RoleMarketer})
+		p, err = s.Authenticate(ctx, tok, "wwB")
+		if err != nil || p.Role != auth.RoleMarketer || p.Can(auth.PermPII) {
+			t.Fatalf("in wwB: %+v %v", p, err)
+		}
+		// Per-corp permission override: marketers in wwB may see mobiles.
+		if err := s.SetPermission(ctx, "wwB", auth.RoleMarketer, auth.PermPII, true); err != nil {
+			t.Fatal(err)
+		}
+		p, _ = s.Authenticate(ctx, tok, "wwB")
+		if !p.Can(auth.PermPII) {
+			t.Fatal("override not applied")
+		}
+		p, _ = s.Authenticate(ctx, tok, "wwA")
+		if p.Role != auth.RoleSDR {
+			t.Fatal("override leaked to another corp")
+		}
+		if err := s.Revoke(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, tok, ""); !errors.Is(err, auth.ErrUnauthenticated) {
+			t.Fatalf("revoked token: %v", err)
+		}
+		api, _, err := s.CreateAPIToken(ctx, u.ID, "crm sync", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, api, ""); err != nil {
+			t.Fatalf("api token: %v", err)
+		}
+		// A password change ends sessions but not API tokens.
+		tok2, _, _ := s.Login(ctx, "ann@example.com", "correct horse")
+		s.SetPassword(ctx, "ann@example.com", "new password!")
+		if _, err := s.Authenticate(ctx, tok2, ""); !errors.Is(err, auth.ErrUnauthenticated) {
+			t.Fatal("session survived a password change")
+		}
+		if _, err := s.Authenticate(ctx, api, ""); err != nil {
+			t.Fatal("api token revoked by a password change")
+		}
+		team, err := s.CreateTeam(ctx, "wwA", "East", u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.AddTeamMember(ctx, team.ID, u.ID)
+		s.AddTeamMember(ctx, team.ID, u.ID)
+		if ids, _ := s.TeamMembers(ctx, team.ID); len(ids) != 1 {
+			t.Fatalf("members %v", ids)
+		}
+	})
+}
+
+func TestEnsureFirstAdmin_GeneratesPasswordFile(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := auth.New(db)
+		dir := t.TempDir()
+		fa, err := s.EnsureFirstAdmin(context.Background(), "", "", dir, []string{"wwA", "wwB"})
+		if err != nil || !fa.Created || fa.Email != "admin@localhost" {
+			t.Fatalf("%+v %v", fa, err)
+		}
+		st, err := os.Stat(filepath.Join(dir, "admin-password.txt"))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("password file: %v %v", st, err)
+		}
+		again, _ := s.EnsureFirstAdmin(context.Background(), "", "", dir, []string{"wwA"})
+		if again.Created {
+			t.Fatal("second start created another admin")
+		}
+		users, _ := s.ListUsers(context.Background(), "wwB")
+		if len(users) != 1 || users[0].Role != auth.RoleAdmin {
+			t.Fatalf("admin not in second corp: %+v", users)
+		}
+	})
+}
