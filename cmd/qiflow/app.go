@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/configs"
+	"github.com/qiflow/qiflow/handlers"
+	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/kv"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom"
+	"github.com/qiflow/qiflow/wecom/directory"
+	"github.com/qiflow/qiflow/wecom/fake"
+)
+
+// app is one qiflow serve process: every component, wired.
+type app struct {
+	cfg   configs.Config
+	log   *slog.Logger
+	owner string
+
+	db    *qsql.DB
+	kv    *kv.Store
+	fake  *fake.Fake // the in-process sandbox WeCom, when on
+	api   *wecom.API
+	inbox *jobs.Inbox
+	disp  *jobs.Dispatcher
+	run   *jobs.Runner
+	cron  *jobs.Cron
+	dir   *directory.Directory
+	auth  *auth.Service
+	srv   *http.Server
+	ln    net.Listener
+	corps []configs.CorpConfig
+}
+
+// appOptions are wiring choices that are not configuration.
+type appOptions struct {
+	// noInitialSync skips the import of newly connected corps (benchmarks).
+	noInitialSync bool
+}
+
+// newApp opens storage, migrates, and wires every component; start() runs them.
+func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...appOptions) (a *app, err error) {
+	var opt appOptions
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
+	a = &app{cfg: cfg, log: log, owner: instanceID()}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if a.db, err = qsql.Open(cfg.DB.Driver, cfg.DB.DSN); err != nil {
+		return nil, err
+	}
+	if err = qsql.Migrate(ctx, a.db, log); err != nil {
+		return nil, err
+	}
+	if a.kv, err = kv.Open(ctx, kv.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB, Prefix: cfg.Redis.Prefix}); err != nil {
+		return nil, err
+	}
+
+	a.corps = cfg.WeCom.Corps
+	apiBase := cfg.WeCom.APIBase
+	if cfg.SandboxOn() {
+		if apiBase, err = a.startSandbox(); err != nil {
+			return nil, err
+		}
+	}
+	apps := make([]wecom.CorpApp, len(a.corps))
+	for i, c := range a.corps {
+		apps[i] = wecom.CorpApp{CorpID: c.ID, Secret: c.Secret, AgentID: c.AgentID}
+	}
+	a.api = wecom.NewAPI(apiBase, a.kv, cfg.WeCom.Timeout.Duration, apps...)
+
+	a.inbox = jobs.NewInbox(a.db, log)
+	a.dir = directory.New(a.db, a.api, log)
+	a.dir.Subscribe(a.inbox)
+	a.disp = jobs.NewDispatcher(a.inbox, jobs.DispatcherOptions{
+		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
+		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
+	}, log)
+	a.run = jobs.NewRunner(a.db, a.owner, time.Minute, log)
+	a.run.Register(directory.JobSync, a.dir.RunSync)
+	a.auth = auth.New(a.db)
+
+	corpIDs := make([]string, len(a.corps))
+	for i, c := range a.corps {
+		corpIDs[i] = c.ID
+		created, err := a.dir.EnsureCorp(ctx, c.ID, c.Name, c.TimeZone)
+		if err != nil {
+			return nil, fmt.Errorf("record corp %s: %w", c.ID, err)
+		}
+		if created && !opt.noInitialSync {
+			id, err := a.dir.EnqueueSync(ctx, a.run, c.ID, 0)
+			if err != nil {
+				return nil, err
+			}
+			log.Info("corp connected: initial import queued", "corp", c.ID, "job", id)
+		}
+	}
+	fa, err := a.auth.EnsureFirstAdmin(ctx, cfg.Admin.Email, cfg.Admin.Password, cfg.DataDir, corpIDs)
+	if err != nil {
+		return nil, fmt.Errorf("create first admin: %w", err)
+	}
+	if fa.Created && fa.PasswordFile != "" {
+		log.Warn("first admin created; its password is in a file readable only by you", "email", fa.Email, "password_file", fa.PasswordFile)
+	} else if fa.Created {
+		log.Info("first admin created", "email", fa.Email)
+	}
+
+	a.cron = jobs.NewCron(a.kv, log)
+	if err := a.cron.Add("inbox.prune", "7 * * * *", func(ctx context.Context) error {
+		n, err := a.inbox.Prune(ctx, time.Now().Add(-cfg.Inbox.Retention.Duration))
+		if n > 0 {
+			log.Info("inbox pruned", "events", n)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.cron.Add("directory.reconcile", cfg.Sync.Reconcile, func(ctx context.Context) error {
+		var errs []error
+		for _, c := range a.corps {
+			_, err := a.dir.EnqueueSync(ctx, a.run, c.ID, 0)
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}); err != nil {
+		return nil, &configs.FieldError{Key: "sync.reconcile", Msg: err.Error()}
+	}
+
+	hcorps := make([]handlers.Corp, len(a.corps))
+	for i, c := range a.corps {
+		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
+	}
+	engine, _ := handlers.New(handlers.Deps{
+		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir,
+		Ready: func(ctx context.Context) error {
+			if err := a.db.PingContext(ctx); err != nil {
+				return fmt.Errorf("database: %w", err)
+			}
+			if err := a.kv.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return nil
+		},
+	})
+	a.srv = &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	return a, nil
+}
+
+// startSandbox runs the fake WeCom in-process with the demo corp, its world
+// saved under the data dir, and returns its base URL.
+func (a *app) startSandbox() (string, error) {
+	f, err := fake.New(fake.Options{WorldFile: filepath.Join(a.cfg.DataDir, "sandbox", "world.json"), Log: a.log})
+	if err != nil {
+		return "", err
+	}
+	base, err := f.Start(a.cfg.SandboxAddr)
+	if err != nil {
+		a.log.Warn("sandbox address taken; using a free port", "addr", a.cfg.SandboxAddr, "err", err)
+		if base, err = f.Start("127.0.0.1:0"); err != nil {
+			return "", err
+		}
+	}
+	a.fake = f
+	spec := fake.SandboxCorp
+	spec.CallbackURL = "http://" + a.cfg.HTTPAddr + "/wecom/callback/" + spec.ID
+	f.AddCorp(spec, true)
+	f.SetCallbackURL(spec.ID, spec.CallbackURL)
+	if _, ok := a.cfg.Corp(spec.ID); !ok {
+		a.corps = append(a.corps, configs.CorpConfig{ID: spec.ID, Name: spec.Name, Secret: spec.Secret, AgentID: spec.AgentID,
+			Token: spec.Token, AESKey: spec.AESKey, TimeZone: "Asia/Shanghai"})
+	}
+	return base, nil
+}
+
+// start listens and runs every background part.
+func (a *app) start() error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
+	}
+	a.ln = ln
+	if a.fake != nil {
+		// Now that the port is known, point the sandbox's callbacks at it.
+		a.fake.SetCallbackURL(fake.SandboxCorpID, "http://"+ln.Addr().String()+"/wecom/callback/"+fake.SandboxCorpID)
+	}
+	a.inbox.Start()
+	a.disp.Start()
+	a.run.Start(2)
+	a.cron.Start()
+	go func() {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// addr is the address the server listens on.
+func (a *app) addr() string { return a.ln.Addr().String() }
+
+// shutdown stops taking requests, lets in-flight requests and deliveries
+// finish (bounded by ctx), then closes storage. Anything unfinished is
+// re-claimed by another instance when its lease ends.
+func (a *app) shutdown(ctx context.Context) {
+	if a.srv != nil && a.ln != nil {
+		if err := a.srv.Shutdown(ctx); err != nil {
+			a.log.Warn("http shutdown", "err", err)
+		}
+	}
+	if a.inbox != nil && a.ln != nil {
+		a.inbox.Stop()
+	}
+	if a.disp != nil {
+		a.disp.Stop(ctx)
+	}
+	if a.run != nil {
+		a.run.Stop(ctx)
+	}
+	if a.cron != nil && a.ln != nil {
+		a.cron.Stop()
+	}
+	a.close()
+}
+
+func (a *app) close() {
+	if a.fake != nil {
+		if err := a.fake.Close(); err != nil {
+			a.log.Error("saving the sandbox world failed", "err", err)
+		}
+		a.fake = nil
+	}
+	if a.kv != nil {
+		a.kv.Close()
+		a.kv = nil
+	}
+	if a.db != nil {
+		a.db.Close()
+		a.db = nil
+	}
+}
+
+func instanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}

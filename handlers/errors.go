@@ -1,0 +1,83 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/wecom/directory"
+)
+
+// errorBody is every error's JSON shape:
+// {"error": {"code": "validation_failed", "message": "...", "fields": {"state": "..."}}}
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+func fail(c *gin.Context, status int, code, msg string, fields map[string]string) {
+	c.AbortWithStatusJSON(status, errorBody{errorDetail{Code: code, Message: msg, Fields: fields}})
+}
+
+func invalid(c *gin.Context, field, msg string) {
+	fail(c, http.StatusUnprocessableEntity, "validation_failed", field+" "+msg, map[string]string{field: msg})
+}
+
+// failErr maps a domain error to its status; unknown errors are logged once
+// and answered without internals.
+func (s *Server) failErr(c *gin.Context, err error) {
+	var ve *auth.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		invalid(c, ve.Field, ve.Msg)
+	case errors.Is(err, auth.ErrConflict):
+		fail(c, http.StatusConflict, "conflict", err.Error(), nil)
+	case errors.Is(err, auth.ErrNotFound), errors.Is(err, jobs.ErrJobNotFound), errors.Is(err, directory.ErrNotFound):
+		fail(c, http.StatusNotFound, "not_found", err.Error(), nil)
+	default:
+		s.logger(c).Error("request failed", "path", c.Request.URL.Path, "err", err)
+		fail(c, http.StatusInternalServerError, "internal", "internal error", nil)
+	}
+}
+
+// pathID reads a numeric path parameter, answering 422 when it is not one.
+func pathID(c *gin.Context, name string) (int64, bool) {
+	id, err := strconv.ParseInt(c.Param(name), 10, 64)
+	if err != nil || id <= 0 {
+		invalid(c, name, "must be a positive integer")
+		return 0, false
+	}
+	return id, true
+}
+
+// pageParams reads ?limit= (1..200, default 50) and ?cursor=.
+func pageParams(c *gin.Context) (limit int, cursor string, ok bool) {
+	limit = 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			invalid(c, "limit", "must be between 1 and 200")
+			return 0, "", false
+		}
+		limit = n
+	}
+	return limit, c.Query("cursor"), true
+}
+
+// bind decodes a JSON body, answering 400 with the reason when it cannot.
+func bind(c *gin.Context, v any) bool {
+	if err := c.ShouldBindJSON(v); err != nil {
+		fail(c, http.StatusBadRequest, "bad_request", "body must be JSON: "+err.Error(), nil)
+		return false
+	}
+	return true
+}

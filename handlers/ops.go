@@ -1,0 +1,213 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/wecom/directory"
+)
+
+func cursorID(c *gin.Context, cursor string) (int64, bool) {
+	if cursor == "" {
+		return 0, true
+	}
+	id, err := strconv.ParseInt(cursor, 10, 64)
+	if err != nil || id <= 0 {
+		invalid(c, "cursor", "is not a cursor this endpoint returned")
+		return 0, false
+	}
+	return id, true
+}
+
+func (s *Server) listEvents(c *gin.Context) {
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	before, ok := cursorID(c, cursor)
+	if !ok {
+		return
+	}
+	status := c.Query("status")
+	switch status {
+	case "", "pending", "dead", "done":
+	default:
+		invalid(c, "status", "must be pending, dead or done")
+		return
+	}
+	events, err := s.d.Inbox.List(c.Request.Context(), jobs.EventFilter{CorpID: principal(c).CorpID, Status: status,
+		Event: c.Query("event"), ChangeType: c.Query("change_type"), Before: before, Limit: limit})
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	next := ""
+	if len(events) == limit {
+		next = strconv.FormatInt(events[len(events)-1].ID, 10)
+	}
+	if events == nil {
+		events = []jobs.EventView{}
+	}
+	c.JSON(http.StatusOK, gin.H{"events": events, "next_cursor": next})
+}
+
+func (s *Server) replayEvent(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	n, err := s.d.Inbox.Replay(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if n == 0 {
+		fail(c, http.StatusConflict, "nothing_to_replay", "the event has no dead-lettered deliveries in your corp", nil)
+		return
+	}
+	s.logger(c).Info("event replayed", "event", id, "deliveries", n, "by", principal(c).UserID)
+	c.JSON(http.StatusAccepted, gin.H{"requeued": n})
+}
+
+func (s *Server) dismissEvent(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	n, err := s.d.Inbox.Dismiss(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if n == 0 {
+		fail(c, http.StatusConflict, "nothing_to_dismiss", "the event has no dead-lettered deliveries in your corp", nil)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"dismissed": n})
+}
+
+func (s *Server) listJobs(c *gin.Context) {
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	before, ok := cursorID(c, cursor)
+	if !ok {
+		return
+	}
+	list, err := s.d.Runner.List(c.Request.Context(), principal(c).CorpID, before, limit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	next := ""
+	if len(list) == limit {
+		next = strconv.FormatInt(list[len(list)-1].ID, 10)
+	}
+	if list == nil {
+		list = []jobs.JobRow{}
+	}
+	c.JSON(http.StatusOK, gin.H{"jobs": list, "next_cursor": next})
+}
+
+func (s *Server) getJob(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	j, err := s.d.Runner.Get(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, j)
+}
+
+func (s *Server) cancelJob(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	j, err := s.d.Runner.Cancel(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, j)
+}
+
+func (s *Server) startSync(c *gin.Context) {
+	p := principal(c)
+	id, err := s.d.Directory.EnqueueSync(c.Request.Context(), s.d.Runner, p.CorpID, p.UserID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"job_id": id})
+}
+
+func (s *Server) directorySummary(c *gin.Context) {
+	counts, err := s.d.Directory.Count(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, counts)
+}
+
+func (s *Server) listStaff(c *gin.Context) {
+	p := principal(c)
+	staff, err := s.d.Directory.ListStaff(c.Request.Context(), p.CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if !p.Can(auth.PermPII) {
+		for i := range staff {
+			staff[i].Mobile = auth.MaskMobile(staff[i].Mobile)
+		}
+	}
+	if staff == nil {
+		staff = []directory.Staff{}
+	}
+	c.JSON(http.StatusOK, gin.H{"staff": staff})
+}
+
+func (s *Server) listContacts(c *gin.Context) {
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	list, err := s.d.Directory.ListContacts(c.Request.Context(), principal(c).CorpID, cursor, limit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	next := ""
+	if len(list) == limit {
+		next = list[len(list)-1].ExternalUserID
+	}
+	if list == nil {
+		list = []directory.Contact{}
+	}
+	c.JSON(http.StatusOK, gin.H{"contacts": list, "next_cursor": next})
+}
+
+func (s *Server) getContact(c *gin.Context) {
+	p := principal(c)
+	contact, err := s.d.Directory.GetContact(c.Request.Context(), p.CorpID, c.Param("id"))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if !p.Can(auth.PermPII) {
+		for i := range contact.Follows {
+			contact.Follows[i].RemarkMobiles = maskMobiles(contact.Follows[i].RemarkMobiles)
+		}
+	}
+	c.JSON(http.StatusOK, contact)
+}
