@@ -10,11 +10,11 @@ import (
 // option is one scalar setting reachable from the environment and a flag.
 // The table below is the single place that maps keys, env names and flags.
 type option struct {
-	Key    string // YAML path, used in error messages
-	Env    string
-	Flag   string
-	Usage  string
-	set    func(string) error
+	Key   string // YAML path, used in error messages
+	Env   string
+	Flag  string
+	Usage string
+	set   func(string) error
 }
 
 func str(p *string) func(string) error { return func(v string) error { *p = v; return nil } }

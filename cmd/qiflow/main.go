@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = user(args, stdout, stderr)
 	case "bench":
 		err = bench(args, stdout, stderr)
+	case "health":
+		err = health(args, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "qiflow", version)
 	case "help", "-h", "--help":
@@ -73,6 +76,7 @@ commands:
   sandbox    run the fake WeCom standalone, with a control API for scripting customers
   user       add | list | passwd: manage users
   bench      callbacks: drive the server with encrypted callbacks and report throughput
+  health     exit 0 when the local server answers /readyz
   version    print the version
 
 Every command takes --config FILE and the flags below; environment variables
@@ -177,5 +181,23 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "schema at version %d (latest %d)\n", cur, latest)
+	return nil
+}
+
+// health asks the local server's /readyz, for container health checks.
+func health(args []string, stderr io.Writer) error {
+	cfg, _, err := loadConfig("health", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + cfg.HTTPAddr + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready: HTTP %d", resp.StatusCode)
+	}
 	return nil
 }
