@@ -116,7 +116,7 @@ func Default() Config {
 			Retention:   Duration{7 * 24 * time.Hour},
 			MaxAttempts: 8,
 			Lease:       Duration{30 * time.Second},
-			Workers:     16,
+			Workers:     64,
 			FastWorkers: 8,
 		},
 		Sync:        SyncConfig{Reconcile: "17 3 * * *"},

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -166,7 +168,12 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- Deliv
 		ds, err := d.in.Claim(claimCtx, lane, d.opt.Owner, n, d.opt.Lease)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			d.log.Error("inbox claim failed", "lane", lane.String(), "err", err)
+			if isDeadlock(err) {
+				// InnoDB picked this claim as a deadlock victim; the next one will do.
+				d.log.Debug("inbox claim deadlocked; retrying", "lane", lane.String())
+			} else {
+				d.log.Error("inbox claim failed", "lane", lane.String(), "err", err)
+			}
 		}
 		for i := len(ds); i < n; i++ {
 			free <- struct{}{}
@@ -307,4 +314,11 @@ func (d *Dispatcher) gaugeLoop(ctx context.Context) {
 			deadLetters.Set(float64(st.Dead))
 		}
 	}
+}
+
+// isDeadlock reports MySQL's 1213 (deadlock) and 1205 (lock wait timeout),
+// which a claim simply retries.
+func isDeadlock(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }

@@ -2,6 +2,8 @@ package wecom
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,6 +26,16 @@ if allow_at > now then return math.ceil(allow_at - now) end
 redis.call("SET", KEYS[1], tostring(tat + interval), "PX", math.ceil(tat + interval - now + tolerance + 1000))
 return 0`)
 
+// chunkMin is the smallest limit whose permits are taken from Redis in chunks:
+// at 10,000 calls a minute, fetching permits ten at a time saves nine round
+// trips in ten, and a chunk unused for a second is only 0.1% of the budget.
+// Small limits (30 messages a minute to one person) are never chunked.
+const (
+	chunkMin  = 1000
+	chunkSize = 10
+	chunkLife = time.Second
+)
+
 // Limit is a rate: Per calls per Window at most in any sliding window.
 type Limit struct {
 	Per    int
@@ -37,9 +49,31 @@ type Limit struct {
 type Limiter struct {
 	kv  *kv.Store
 	now func() time.Time
+
+	mu     sync.Mutex
+	chunks map[string]*chunk // permits already taken from Redis, by key and priority
 }
 
-func NewLimiter(store *kv.Store) *Limiter { return &Limiter{kv: store, now: time.Now} }
+type chunk struct {
+	left    int
+	expires time.Time
+}
+
+func NewLimiter(store *kv.Store) *Limiter {
+	return &Limiter{kv: store, now: time.Now, chunks: map[string]*chunk{}}
+}
+
+// takeLocal uses a permit from a chunk fetched earlier.
+func (l *Limiter) takeLocal(k string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.chunks[k]
+	if c == nil || c.left == 0 || l.now().After(c.expires) {
+		return false
+	}
+	c.left--
+	return true
+}
 
 // Wait blocks until the call may go, or returns ErrRateLimited when it could
 // not go before ctx's deadline.
@@ -53,13 +87,26 @@ func (l *Limiter) Wait(ctx context.Context, key string, lim Limit, priority bool
 	if !priority {
 		tolerance /= 2
 	}
+	cost := 1
+	ck := fmt.Sprintf("%s/%v", key, priority)
+	if lim.Per >= chunkMin {
+		if l.takeLocal(ck) {
+			return nil
+		}
+		cost = chunkSize
+	}
 	for {
 		now := l.now().UnixMilli()
-		wait, err := gcra.Run(ctx, l.kv, []string{l.kv.Key("wecom", "rl", key)}, now, interval, tolerance).Int64()
+		wait, err := gcra.Run(ctx, l.kv, []string{l.kv.Key("wecom", "rl", key)}, now, interval*float64(cost), tolerance).Int64()
 		if err != nil {
 			return err
 		}
 		if wait <= 0 {
+			if cost > 1 {
+				l.mu.Lock()
+				l.chunks[ck] = &chunk{left: cost - 1, expires: l.now().Add(chunkLife)}
+				l.mu.Unlock()
+			}
 			return nil
 		}
 		d := time.Duration(wait) * time.Millisecond

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/silenceper/wechat/v2/credential"
@@ -31,7 +32,15 @@ type TokenSource struct {
 	http    *http.Client
 	group   singleflight.Group
 	key     string
+
+	// A short in-process cache in front of Redis saves a round trip per call;
+	// a token another instance replaced is caught by WeCom's 40014 and retried.
+	mu       sync.Mutex
+	local    string
+	localExp time.Time
 }
+
+const localTokenTTL = 30 * time.Second
 
 var _ credential.AccessTokenContextHandle = (*TokenSource)(nil)
 
@@ -49,14 +58,25 @@ func (ts *TokenSource) GetAccessToken() (string, error) {
 
 // GetAccessTokenContext returns the cached token, fetching a new one when there is none.
 func (ts *TokenSource) GetAccessTokenContext(ctx context.Context) (string, error) {
-	if tok, err := ts.kv.Get(ctx, ts.key).Result(); err == nil && tok != "" {
+	ts.mu.Lock()
+	if ts.local != "" && time.Now().Before(ts.localExp) {
+		tok := ts.local
+		ts.mu.Unlock()
 		return tok, nil
 	}
-	v, err, _ := ts.group.Do("refresh", func() (any, error) { return ts.refresh(ctx) })
-	if err != nil {
-		return "", err
+	ts.mu.Unlock()
+	tok, err := ts.kv.Get(ctx, ts.key).Result()
+	if err != nil || tok == "" {
+		v, err, _ := ts.group.Do("refresh", func() (any, error) { return ts.refresh(ctx) })
+		if err != nil {
+			return "", err
+		}
+		tok = v.(string)
 	}
-	return v.(string), nil
+	ts.mu.Lock()
+	ts.local, ts.localExp = tok, time.Now().Add(localTokenTTL)
+	ts.mu.Unlock()
+	return tok, nil
 }
 
 func (ts *TokenSource) refresh(ctx context.Context) (string, error) {
@@ -138,5 +158,10 @@ const invalidateScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return r
 
 // Invalidate drops tok after WeCom rejected it (40001/40014/42001).
 func (ts *TokenSource) Invalidate(ctx context.Context, tok string) {
+	ts.mu.Lock()
+	if ts.local == tok {
+		ts.local = ""
+	}
+	ts.mu.Unlock()
 	ts.kv.Eval(ctx, invalidateScript, []string{ts.key}, tok)
 }

@@ -68,7 +68,7 @@ func New(o Options) (*Fake, error) {
 		rates:           map[string]*window{},
 		log:             o.Log,
 		persist:         o.WorldFile,
-		callbackHC:      &http.Client{},
+		callbackHC:      &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second}},
 		stop:            make(chan struct{}),
 		RateLimit:       10000,
 		CallbackTimeout: 5 * time.Second,
