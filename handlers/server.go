@@ -19,6 +19,7 @@ import (
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/directory"
 )
@@ -37,20 +38,22 @@ type Deps struct {
 	Runner    *jobs.Runner
 	Auth      *auth.Service
 	Directory *directory.Directory
+	LiveCodes *livecode.Service
 	// Ready checks the database and Redis.
 	Ready func(ctx context.Context) error
 }
 
 // Server holds the routes.
 type Server struct {
-	d     Deps
-	corps map[string]Corp
+	d           Deps
+	corps       map[string]Corp
+	pageLimiter *ipLimiter
 }
 
 // New builds the Gin engine with every route.
 func New(d Deps) (*gin.Engine, *Server) {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{d: d, corps: map[string]Corp{}}
+	s := &Server{d: d, corps: map[string]Corp{}, pageLimiter: &ipLimiter{}}
 	for _, c := range d.Corps {
 		s.corps[c.ID] = c
 	}
@@ -66,6 +69,8 @@ func New(d Deps) (*gin.Engine, *Server) {
 	r.POST("/wecom/callback", s.receive)
 	r.GET("/wecom/callback/:corp_id", s.verifyURL)
 	r.POST("/wecom/callback/:corp_id", s.receive)
+
+	r.GET("/l/:slug", s.landing)
 
 	api := r.Group("/api/v1")
 	api.POST("/auth/login", s.login)
@@ -89,7 +94,7 @@ type Route struct {
 func (s *Server) Routes() []Route { return s.routes() }
 
 func (s *Server) routes() []Route {
-	return []Route{
+	return append([]Route{
 		{"POST", "/auth/logout", "", s.logout},
 		{"GET", "/me", "", s.me},
 		{"POST", "/tokens", auth.PermTokensManage, s.createToken},
@@ -109,7 +114,7 @@ func (s *Server) routes() []Route {
 		{"GET", "/staff", auth.PermDirectoryRead, s.listStaff},
 		{"GET", "/contacts", auth.PermDirectoryRead, s.listContacts},
 		{"GET", "/contacts/:id", auth.PermDirectoryRead, s.getContact},
-	}
+	}, s.codeRoutes()...)
 }
 
 type ctxKey string

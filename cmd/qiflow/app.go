@@ -18,6 +18,7 @@ import (
 	"github.com/qiflow/qiflow/handlers"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/kv"
+	"github.com/qiflow/qiflow/livecode"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/directory"
@@ -39,6 +40,7 @@ type app struct {
 	run   *jobs.Runner
 	cron  *jobs.Cron
 	dir   *directory.Directory
+	codes *livecode.Service
 	auth  *auth.Service
 	srv   *http.Server
 	ln    net.Listener
@@ -89,6 +91,14 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.inbox = jobs.NewInbox(a.db, log)
 	a.dir = directory.New(a.db, a.api, log)
 	a.dir.Subscribe(a.inbox)
+	calendars := map[string]*configs.Calendar{}
+	for _, c := range a.corps {
+		if calendars[c.ID], err = c.Calendar.Compile(c.TimeZone); err != nil {
+			return nil, &configs.FieldError{Key: "wecom.corps[" + c.ID + "].calendar", Msg: err.Error()}
+		}
+	}
+	a.codes = livecode.New(a.db, a.kv, a.api, a.dir, calendars, cfg.PublicURL, log)
+	a.codes.Subscribe(a.inbox)
 	a.disp = jobs.NewDispatcher(a.inbox, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
 		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
@@ -143,12 +153,17 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		return nil, &configs.FieldError{Key: "sync.reconcile", Msg: err.Error()}
 	}
 
+	// The reconciler's safety net; it also covers schedule boundaries and the daily reset.
+	if err := a.cron.Add("livecode.reconcile", "* * * * *", a.codes.ReconcileAll); err != nil {
+		return nil, err
+	}
+
 	hcorps := make([]handlers.Corp, len(a.corps))
 	for i, c := range a.corps {
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
 	engine, _ := handlers.New(handlers.Deps{
-		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir,
+		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes,
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

@@ -1,0 +1,357 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/livecode"
+)
+
+//go:embed pages/*.html
+var pages embed.FS
+
+var landingTmpl = template.Must(template.ParseFS(pages, "pages/landing.html"))
+
+func (s *Server) codeRoutes() []Route {
+	return []Route{
+		{"POST", "/codes", auth.PermCodesManage, s.createCode},
+		{"GET", "/codes", auth.PermCodesRead, s.listCodes},
+		{"GET", "/codes/:id", auth.PermCodesRead, s.getCode},
+		{"PUT", "/codes/:id", auth.PermCodesManage, s.updateCode},
+		{"POST", "/codes/:id/pause", auth.PermCodesManage, s.codeStatus(livecode.StatusPaused)},
+		{"POST", "/codes/:id/resume", auth.PermCodesManage, s.codeStatus(livecode.StatusActive)},
+		{"POST", "/codes/:id/archive", auth.PermCodesManage, s.codeStatus(livecode.StatusArchived)},
+		{"GET", "/codes/:id/qr.png", auth.PermCodesRead, s.codeQRPNG},
+		{"GET", "/codes/:id/qr.svg", auth.PermCodesRead, s.codeQRSVG},
+		{"GET", "/codes/:id/welcome-preview", auth.PermCodesRead, s.welcomePreview},
+		{"GET", "/codes/:id/contacts", auth.PermCodesRead, s.codeContacts},
+		{"GET", "/stats/codes", auth.PermCodesRead, s.codeStats},
+	}
+}
+
+// codeInput is the JSON a code is created or edited with.
+type codeInput struct {
+	Name     string               `json:"name"`
+	Channel  string               `json:"channel"`
+	Mode     string               `json:"mode"`
+	Staff    []livecode.CodeStaff `json:"staff"`
+	Settings livecode.Settings    `json:"settings"`
+}
+
+func (s *Server) codeErr(c *gin.Context, err error) {
+	var ve *livecode.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		fail(c, http.StatusUnprocessableEntity, "validation_failed", err.Error(), ve.Fields)
+	case errors.Is(err, livecode.ErrNotFound):
+		fail(c, http.StatusNotFound, "not_found", err.Error(), nil)
+	case errors.Is(err, livecode.ErrArchived):
+		fail(c, http.StatusConflict, "archived", err.Error(), nil)
+	default:
+		s.failErr(c, err)
+	}
+}
+
+// ownCode loads a code the principal may see: cs users see only their own.
+func (s *Server) ownCode(c *gin.Context) (*livecode.Code, bool) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return nil, false
+	}
+	p := principal(c)
+	code, err := s.d.LiveCodes.Get(c.Request.Context(), p.CorpID, id)
+	if err == nil && !p.Can(auth.PermCodesManage) && code.OwnerUserID != p.UserID {
+		err = livecode.ErrNotFound
+	}
+	if err != nil {
+		s.codeErr(c, err)
+		return nil, false
+	}
+	return code, true
+}
+
+func (s *Server) createCode(c *gin.Context) {
+	var in codeInput
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	code, err := s.d.LiveCodes.Create(c.Request.Context(), livecode.Code{CorpID: p.CorpID, Name: in.Name, Channel: in.Channel, Mode: in.Mode,
+		Staff: in.Staff, Settings: in.Settings, OwnerUserID: p.UserID})
+	if err != nil {
+		s.codeErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, code)
+}
+
+func (s *Server) updateCode(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in codeInput
+	if !bind(c, &in) {
+		return
+	}
+	code, err := s.d.LiveCodes.Update(c.Request.Context(), principal(c).CorpID, id, livecode.Code{Name: in.Name, Channel: in.Channel, Staff: in.Staff, Settings: in.Settings})
+	if err != nil {
+		s.codeErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, code)
+}
+
+func (s *Server) codeStatus(status string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id, ok := pathID(c, "id")
+		if !ok {
+			return
+		}
+		code, err := s.d.LiveCodes.SetStatus(c.Request.Context(), principal(c).CorpID, id, status)
+		if err != nil {
+			s.codeErr(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, code)
+	}
+}
+
+func (s *Server) listCodes(c *gin.Context) {
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	after, ok := cursorID(c, cursor)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	f := livecode.ListFilter{CorpID: p.CorpID, Status: c.Query("status"), Channel: c.Query("channel"), Mode: c.Query("mode"), After: after, Limit: limit}
+	switch f.Status {
+	case "", livecode.StatusActive, livecode.StatusPaused, livecode.StatusArchived:
+	default:
+		invalid(c, "status", "must be active, paused or archived")
+		return
+	}
+	if !p.Can(auth.PermCodesManage) {
+		f.Owner = p.UserID
+	}
+	codes, err := s.d.LiveCodes.List(c.Request.Context(), f)
+	if err != nil {
+		s.codeErr(c, err)
+		return
+	}
+	next := ""
+	if len(codes) == limit {
+		next = strconv.FormatInt(codes[len(codes)-1].ID, 10)
+	}
+	if codes == nil {
+		codes = []*livecode.Code{}
+	}
+	c.JSON(http.StatusOK, gin.H{"codes": codes, "next_cursor": next})
+}
+
+func (s *Server) getCode(c *gin.Context) {
+	if code, ok := s.ownCode(c); ok {
+		c.JSON(http.StatusOK, code)
+	}
+}
+
+func (s *Server) codeQRPNG(c *gin.Context) {
+	code, ok := s.ownCode(c)
+	if !ok {
+		return
+	}
+	size := 512
+	if v := c.Query("size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 128 || n > 2048 {
+			invalid(c, "size", "must be between 128 and 2048 pixels")
+			return
+		}
+		size = n
+	}
+	png, err := livecode.QRPNG(code.LandingURL, size)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.Header("Content-Disposition", `attachment; filename="code-`+code.Slug+`.png"`)
+	c.Data(http.StatusOK, "image/png", png)
+}
+
+func (s *Server) codeQRSVG(c *gin.Context) {
+	code, ok := s.ownCode(c)
+	if !ok {
+		return
+	}
+	svg, err := livecode.QRSVG(code.LandingURL)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.Header("Content-Disposition", `attachment; filename="code-`+code.Slug+`.svg"`)
+	c.Data(http.StatusOK, "image/svg+xml", []byte(svg))
+}
+
+func (s *Server) welcomePreview(c *gin.Context) {
+	code, ok := s.ownCode(c)
+	if !ok {
+		return
+	}
+	customer := c.DefaultQuery("customer_name", "张三 Zhang San")
+	staff := c.DefaultQuery("staff_name", "客服 Support")
+	c.JSON(http.StatusOK, s.d.LiveCodes.PreviewWelcome(code, customer, staff))
+}
+
+func (s *Server) codeContacts(c *gin.Context) {
+	code, ok := s.ownCode(c)
+	if !ok {
+		return
+	}
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	before, ok := cursorID(c, cursor)
+	if !ok {
+		return
+	}
+	list, err := s.d.LiveCodes.CodeContacts(c.Request.Context(), code.CorpID, code.ID, before, limit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	next := ""
+	if len(list) == limit {
+		next = strconv.FormatInt(list[len(list)-1].ID, 10)
+	}
+	if list == nil {
+		list = []livecode.Source{}
+	}
+	c.JSON(http.StatusOK, gin.H{"contacts": list, "next_cursor": next})
+}
+
+func (s *Server) codeStats(c *gin.Context) {
+	p := principal(c)
+	f := livecode.StatsFilter{CorpID: p.CorpID, From: c.Query("from"), To: c.Query("to"), GroupBy: c.DefaultQuery("group_by", "code")}
+	if v := c.Query("code_id"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			invalid(c, "code_id", "must be a number")
+			return
+		}
+		f.CodeID = id
+	}
+	if !p.Can(auth.PermCodesManage) {
+		f.Owner = p.UserID
+	}
+	rows, err := s.d.LiveCodes.Stats(c.Request.Context(), f)
+	if err != nil {
+		s.codeErr(c, err)
+		return
+	}
+	if c.Query("format") == "csv" {
+		c.Header("Content-Type", "text/csv; charset=utf-8")
+		c.Header("Content-Disposition", `attachment; filename="code-stats-`+f.From+`-`+f.To+`.csv"`)
+		c.Status(http.StatusOK)
+		if err := livecode.WriteCSV(c.Writer, f.GroupBy, rows); err != nil {
+			s.logger(c).Error("csv export", "err", err)
+		}
+		return
+	}
+	if rows == nil {
+		rows = []livecode.StatsRow{}
+	}
+	c.JSON(http.StatusOK, gin.H{"rows": rows, "group_by": f.GroupBy, "from": f.From, "to": f.To})
+}
+
+// ipLimiter rate-limits public pages per client IP. Its state is per
+// instance: it protects this process, and losing it loses nothing.
+type ipLimiter struct {
+	mu    sync.Mutex
+	ips   map[string]*rate.Limiter
+	reset time.Time
+}
+
+func (l *ipLimiter) allow(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.reset) > 10*time.Minute {
+		l.ips, l.reset = map[string]*rate.Limiter{}, time.Now()
+	}
+	lim := l.ips[ip]
+	if lim == nil {
+		lim = rate.NewLimiter(5, 30) // 5 a second, bursts of 30
+		l.ips[ip] = lim
+	}
+	return lim.Allow()
+}
+
+// landing serves /l/:slug: the QR to long-press, or a clear page when the
+// code is paused, archived or out of its validity period.
+func (s *Server) landing(c *gin.Context) {
+	if !s.pageLimiter.allow(c.ClientIP()) {
+		c.String(http.StatusTooManyRequests, "too many requests")
+		return
+	}
+	code, err := s.d.LiveCodes.GetBySlug(c.Request.Context(), c.Param("slug"))
+	if errors.Is(err, livecode.ErrNotFound) {
+		c.Status(http.StatusNotFound)
+		landingTmpl.Execute(c.Writer, gin.H{"Title": "二维码不存在 Not found", "Closed": "这个二维码不存在。This code does not exist."})
+		return
+	}
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Header("Cache-Control", "no-store")
+	data := gin.H{"Title": code.Name, "Note": code.Settings.Note}
+	if code.Status != livecode.StatusActive {
+		data["Closed"] = "活动已结束或暂停。This code is paused or has ended."
+		landingTmpl.Execute(c.Writer, data)
+		return
+	}
+	visitor, err := c.Cookie("qf_v")
+	if err != nil || len(visitor) != 32 {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		visitor = hex.EncodeToString(b)
+		c.SetCookie("qf_v", visitor, 365*24*3600, "/", "", false, true)
+	}
+	switch code.Mode {
+	case livecode.ModeRotating:
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		v, err := s.d.LiveCodes.Visit(c.Request.Context(), code, hex.EncodeToString(b))
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		if v.OutOfPeriod && v.UserID == "" {
+			data["Closed"] = "活动已结束。This code has ended."
+			landingTmpl.Execute(c.Writer, data)
+			return
+		}
+		data["QR"] = v.QRCode
+		c.Header("X-Qiflow-Staff", v.UserID)
+		s.d.LiveCodes.CountVisit(c.Request.Context(), code, visitor, v.UserID)
+	default:
+		data["QR"] = code.QRCode
+		s.d.LiveCodes.CountVisit(c.Request.Context(), code, visitor, "")
+	}
+	landingTmpl.Execute(c.Writer, data)
+}

@@ -1,0 +1,68 @@
+package directory
+
+import (
+	"context"
+
+	"github.com/jmoiron/sqlx"
+
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// StaffNames returns the names of the live (not gone) staff among ids.
+func (d *Directory) StaffNames(ctx context.Context, corpID string, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT userid, name FROM staff WHERE corp_id = ? AND gone_at IS NULL AND userid IN (?)`, corpID, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		UserID string `db:"userid"`
+		Name   string `db:"name"`
+	}
+	if err := d.db.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.UserID] = r.Name
+	}
+	return out, nil
+}
+
+// MissingTags returns the ids among ids that are not live corp tags.
+func (d *Directory) MissingTags(ctx context.Context, corpID string, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	q, args, err := sqlx.In(`SELECT id FROM tags WHERE corp_id = ? AND deleted_at IS NULL AND id IN (?)`, corpID, ids)
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	if err := d.db.SelectContext(ctx, &found, q, args...); err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, f := range found {
+		have[f] = true
+	}
+	var missing []string
+	for _, id := range ids {
+		if !have[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing, nil
+}
+
+// ContactName returns a contact's name, or "" when unknown.
+func (d *Directory) ContactName(ctx context.Context, corpID, externalUserID string) (string, error) {
+	var name string
+	err := d.db.GetContext(ctx, &name, `SELECT name FROM external_contacts WHERE corp_id = ? AND external_userid = ?`, corpID, externalUserID)
+	if qsql.IsNoRows(err) {
+		return "", nil
+	}
+	return name, err
+}
