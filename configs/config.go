@@ -38,6 +38,9 @@ type Config struct {
 	Sandbox string `yaml:"sandbox"`
 	// SandboxAddr is where `qiflow sandbox` (the standalone fake WeCom) listens.
 	SandboxAddr string `yaml:"sandbox_addr"`
+	// TrustedProxies are the load balancers whose X-Forwarded-For is believed
+	// (client IPs for rate limits and logs).
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 type DBConfig struct {
@@ -119,9 +122,10 @@ func Default() Config {
 			Workers:     64,
 			FastWorkers: 8,
 		},
-		Sync:        SyncConfig{Reconcile: "17 3 * * *"},
-		Sandbox:     "auto",
-		SandboxAddr: "127.0.0.1:8090",
+		Sync:           SyncConfig{Reconcile: "17 3 * * *"},
+		Sandbox:        "auto",
+		SandboxAddr:    "127.0.0.1:8090",
+		TrustedProxies: []string{"127.0.0.1/8", "::1/128"},
 	}
 }
 
@@ -280,6 +284,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Inbox.Workers < 1 || c.Inbox.FastWorkers < 1 {
 		return &FieldError{"inbox.workers", "workers and fast_workers must be at least 1"}
+	}
+	for i, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			return &FieldError{fmt.Sprintf("trusted_proxies[%d]", i), "must be an IP or a CIDR"}
+		}
 	}
 	if c.Admin.Email != "" && !strings.Contains(c.Admin.Email, "@") {
 		return &FieldError{"admin.email", "must be an email address"}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,18 @@ func integer(p *int) func(string) error {
 			return fmt.Errorf("must be a whole number, got %q", v)
 		}
 		*p = n
+		return nil
+	}
+}
+
+func list(p *[]string) func(string) error {
+	return func(v string) error {
+		*p = nil
+		for _, x := range strings.Split(v, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				*p = append(*p, x)
+			}
+		}
 		return nil
 	}
 }
@@ -64,6 +77,7 @@ func options(c *Config) []option {
 		{Key: "inbox.fast_workers", Env: "QIFLOW_INBOX_FAST_WORKERS", set: integer(&c.Inbox.FastWorkers)},
 		{Key: "sync.reconcile", Env: "QIFLOW_SYNC_RECONCILE", set: str(&c.Sync.Reconcile)},
 		{Key: "sandbox", Env: "QIFLOW_SANDBOX", Flag: "sandbox", Usage: "auto (on when no corp is configured), on or off", set: str(&c.Sandbox)},
+		{Key: "trusted_proxies", Env: "QIFLOW_TRUSTED_PROXIES", Usage: "comma-separated IPs/CIDRs of load balancers", set: list(&c.TrustedProxies)},
 		{Key: "sandbox_addr", Env: "QIFLOW_SANDBOX_ADDR", Flag: "sandbox-addr", Usage: "listen address of `qiflow sandbox`", set: str(&c.SandboxAddr)},
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/livecode"
+	"github.com/qiflow/qiflow/wecom"
 )
 
 //go:embed pages/*.html
@@ -51,6 +52,7 @@ type codeInput struct {
 
 func (s *Server) codeErr(c *gin.Context, err error) {
 	var ve *livecode.ValidationError
+	var apiErr *wecom.APIError
 	switch {
 	case errors.As(err, &ve):
 		fail(c, http.StatusUnprocessableEntity, "validation_failed", err.Error(), ve.Fields)
@@ -58,6 +60,9 @@ func (s *Server) codeErr(c *gin.Context, err error) {
 		fail(c, http.StatusNotFound, "not_found", err.Error(), nil)
 	case errors.Is(err, livecode.ErrArchived):
 		fail(c, http.StatusConflict, "archived", err.Error(), nil)
+	case errors.As(err, &apiErr):
+		s.logger(c).Warn("WeCom refused a live-code change", "err", err)
+		fail(c, http.StatusBadGateway, "wecom_error", err.Error(), nil)
 	default:
 		s.failErr(c, err)
 	}

@@ -39,6 +39,8 @@ type Deps struct {
 	Auth      *auth.Service
 	Directory *directory.Directory
 	LiveCodes *livecode.Service
+	// TrustedProxies may set X-Forwarded-For.
+	TrustedProxies []string
 	// Ready checks the database and Redis.
 	Ready func(ctx context.Context) error
 }
@@ -58,6 +60,9 @@ func New(d Deps) (*gin.Engine, *Server) {
 		s.corps[c.ID] = c
 	}
 	r := gin.New()
+	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
+		d.Log.Error("trusted proxies", "err", err)
+	}
 	r.Use(requestID(), s.accessLog(), s.recovery())
 	r.HandleMethodNotAllowed = true
 
@@ -78,7 +83,9 @@ func New(d Deps) (*gin.Engine, *Server) {
 		api.Handle(rt.Method, rt.Path, s.authenticate(rt.Perm), rt.Handler)
 	}
 	r.NoRoute(func(c *gin.Context) { fail(c, http.StatusNotFound, "not_found", "no such route", nil) })
-	r.NoMethod(func(c *gin.Context) { fail(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed", nil) })
+	r.NoMethod(func(c *gin.Context) {
+		fail(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed", nil)
+	})
 	return r, s
 }
 

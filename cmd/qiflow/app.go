@@ -163,7 +163,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
 	engine, _ := handlers.New(handlers.Deps{
-		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes,
+		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, TrustedProxies: cfg.TrustedProxies,
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

@@ -30,7 +30,10 @@ type ScanResult struct {
 	UserID         string   `json:"userid"`
 	State          string   `json:"state"`
 	WelcomeCode    string   `json:"welcome_code"`
+	CreateTime     int64    `json:"create_time"`
 	Callback       Delivery `json:"callback"`
+	// Plain is the callback's decrypted XML, to replay it as WeCom's retries would.
+	Plain []byte `json:"-"`
 }
 
 // ErrNotFound is returned for unknown corps, ways, chats or customers.
@@ -195,7 +198,7 @@ func (f *Fake) addLocked(c *Corp, userID string, who Customer, state string, add
 	f.dirty = true
 	x := contactEventXML(c.ID, now, wecom.ChangeAddExternalContact, map[string]string{
 		"UserID": userID, "ExternalUserID": cu.Contact.ExternalUserID, "State": state, "WelcomeCode": code}, contactOrder)
-	return ScanResult{ExternalUserID: cu.Contact.ExternalUserID, UserID: userID, State: state, WelcomeCode: code}, f.outgoing(c, x)
+	return ScanResult{ExternalUserID: cu.Contact.ExternalUserID, UserID: userID, State: state, WelcomeCode: code, CreateTime: now.Unix(), Plain: []byte(x)}, f.outgoing(c, x)
 }
 
 // CustomerDeletesStaff plays a customer removing the staff member: del_follow_user.

@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/qiflow/qiflow/configs"
+	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/livecode"
+	"github.com/qiflow/qiflow/wecom"
+	"github.com/qiflow/qiflow/wecom/fake"
+)
+
+// syncDirectory imports the fake corp through the API, as an admin would.
+func syncDirectory(t *testing.T, s *stack, token string) {
+	t.Helper()
+	var out struct {
+		JobID int64 `json:"job_id"`
+	}
+	if st := call(t, "POST", s.url+"/api/v1/directory/sync", token, nil, &out); st != http.StatusAccepted {
+		t.Fatalf("sync: %d", st)
+	}
+	waitUntil(t, "the import", func() bool {
+		var j jobs.JobRow
+		call(t, "GET", fmt.Sprintf("%s/api/v1/jobs/%d", s.url, out.JobID), token, nil, &j)
+		return j.Status == jobs.JobDone
+	})
+}
+
+func firstTagID(s *stack) string {
+	var id string
+	s.fake.Inspect(e2eCorp, func(c *fake.Corp) { id = c.TagGroups[0].Tags[0].ID })
+	return id
+}
+
+func TestE2E_ChannelCodeOnboardsANewContact(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		syncDirectory(t, s, admin)
+		tag := firstTagID(s)
+		body := map[string]any{
+			"name": "Spring poster", "channel": "poster-2026-spring", "mode": "wecom_qr",
+			"staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "lisi"}, {"userid": "wangwu", "backup": true}},
+			"settings": map[string]any{
+				"tags":            []string{tag},
+				"remark_template": "{customer_name}-春",
+				"welcome":         map[string]any{"text": "你好 {customer_name}, I am {staff_name}"},
+			},
+		}
+		var code livecode.Code
+		if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated {
+			t.Fatalf("create code: %d", st)
+		}
+		if code.ConfigID == "" || len(code.WeComUsers) != 2 {
+			t.Fatalf("code: %+v", code)
+		}
+		// A customer scans: WeCom picks one of the way's users and calls back.
+		start := time.Now()
+		res, err := s.fake.Scan(context.Background(), e2eCorp, code.ConfigID, fake.Customer{Name: "Mei"})
+		if err != nil || !res.Callback.OK {
+			t.Fatalf("scan: %+v %v", res, err)
+		}
+		var welcome fake.Message
+		waitUntil(t, "the welcome message at the fake", func() bool {
+			for _, m := range s.fake.Messages(e2eCorp) {
+				if m.Kind == "welcome" && m.ExternalUserID == res.ExternalUserID {
+					welcome = m
+					return true
+				}
+			}
+			return false
+		})
+		t.Logf("welcome arrived %s after the scan (the code lives 20 s)", time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(welcome.Text, "你好 Mei") || welcome.UserID != res.UserID {
+			t.Fatalf("welcome: %+v", welcome)
+		}
+		waitUntil(t, "tags, remark and source", func() bool {
+			var tagged, remarked bool
+			s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+				fu := c.Customers[res.ExternalUserID].Follows[res.UserID]
+				tagged = len(fu.Tags) == 1 && fu.Tags[0].TagID == tag
+				remarked = fu.Remark == "Mei-春"
+			})
+			return tagged && remarked && s.count("SELECT COUNT(*) FROM contact_sources WHERE code_id = ?", code.ID) == 1
+		})
+		// WeCom delivers the same callback three more times: nothing more happens.
+		marks := s.fake.Calls(e2eCorp, "externalcontact/mark_tag")
+		for i := 0; i < 3; i++ {
+			if d, err := s.fake.Post(context.Background(), e2eCorp, res.Plain); err != nil || !d.OK {
+				t.Fatalf("replay %d: %+v %v", i, d, err)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+		welcomes := 0
+		for _, m := range s.fake.Messages(e2eCorp) {
+			if m.Kind == "welcome" {
+				welcomes++
+			}
+		}
+		if welcomes != 1 || s.fake.Calls(e2eCorp, "externalcontact/mark_tag") != marks {
+			t.Fatalf("replays changed something: %d welcomes, mark_tag %d → %d", welcomes, marks, s.fake.Calls(e2eCorp, "externalcontact/mark_tag"))
+		}
+		day := time.Now().In(mustLoc("Asia/Shanghai")).Format(time.DateOnly)
+		var stats struct {
+			Rows []livecode.StatsRow `json:"rows"`
+		}
+		call(t, "GET", s.url+"/api/v1/stats/codes?group_by=code&from="+day+"&to="+day, admin, nil, &stats)
+		if len(stats.Rows) != 1 || stats.Rows[0].Adds != 1 || stats.Rows[0].WelcomeSent != 1 || stats.Rows[0].Key != fmt.Sprint(code.ID) {
+			t.Fatalf("stats: %+v", stats.Rows)
+		}
+		// The ContactAdded domain event is recorded once.
+		if n := s.count("SELECT COUNT(*) FROM domain_events WHERE type = 'ContactAdded'"); n != 1 {
+			t.Fatalf("%d ContactAdded events", n)
+		}
+		// The customer deletes the staff member: a loss against the code.
+		if d, err := s.fake.CustomerDeletesStaff(context.Background(), e2eCorp, res.ExternalUserID, res.UserID); err != nil || !d.OK {
+			t.Fatal(err)
+		}
+		waitUntil(t, "the loss in the stats", func() bool {
+			call(t, "GET", s.url+"/api/v1/stats/codes?group_by=channel&from="+day+"&to="+day, admin, nil, &stats)
+			return len(stats.Rows) == 1 && stats.Rows[0].LostCustomer == 1 && stats.Rows[0].NetAdds == 0 && stats.Rows[0].Key == "poster-2026-spring"
+		})
+		// CSV export opens in Excel: BOM first.
+		req, _ := http.NewRequest("GET", s.url+"/api/v1/stats/codes?format=csv&from="+day+"&to="+day, nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csv, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(csv), "\ufeffcode,visits,adds") {
+			t.Fatalf("csv: %q", csv)
+		}
+	})
+}
+
+func mustLoc(name string) *time.Location {
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+func TestE2E_CodeValidationLeavesNothingBehind(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	cases := map[string]map[string]any{
+		"staff[1].userid":    {"name": "x", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "nobody"}}},
+		"staff[0].daily_cap": {"name": "x", "mode": "rotating", "staff": []map[string]any{{"userid": "zhangsan", "daily_cap": -1}}},
+		"settings.schedule.slots[1]": {"name": "x", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}},
+			"settings": map[string]any{"schedule": map[string]any{"slots": []map[string]any{
+				{"days": []string{"mon"}, "start": "09:00", "end": "12:00"}, {"days": []string{"mon"}, "start": "11:00", "end": "13:00"}}}}},
+		"settings.welcome.text": {"name": "x", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}},
+			"settings": map[string]any{"welcome": map[string]any{"text": "hi {nickname}"}}},
+		"settings.tags": {"name": "x", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}}, "settings": map[string]any{"tags": []string{"etNOPE"}}},
+		"settings.welcome.attachments": {"name": "x", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}},
+			"settings": map[string]any{"welcome": map[string]any{"attachments": make([]map[string]any, 10)}}},
+	}
+	for field, body := range cases {
+		var e struct {
+			Error struct {
+				Code   string            `json:"code"`
+				Fields map[string]string `json:"fields"`
+			} `json:"error"`
+		}
+		st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &e)
+		if st != http.StatusUnprocessableEntity || e.Error.Fields[field] == "" {
+			t.Errorf("%s: %d %+v", field, st, e.Error)
+		}
+	}
+	many := make([]map[string]any, 101)
+	for i := range many {
+		many[i] = map[string]any{"userid": fmt.Sprintf("u%d", i)}
+	}
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "x", "mode": "wecom_qr", "staff": many}, nil); st != http.StatusUnprocessableEntity {
+		t.Errorf("101 staff: %d", st)
+	}
+	// WeCom refuses the second way of a rotating code: the first is deleted again.
+	ways := func() int {
+		n := 0
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) { n = len(c.ContactWays) })
+		return n
+	}
+	before := ways()
+	s.fake.Mutate(e2eCorp, func(c *fake.Corp) { delete(c.Staff, "lisi") }) // WeCom no longer knows lisi; the mirror still does
+	body := map[string]any{"name": "two", "mode": "rotating", "staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "lisi"}}}
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &e); st != http.StatusBadGateway || e.Error.Code != "wecom_error" {
+		t.Fatalf("WeCom refusing a way: %d %+v", st, e)
+	}
+	if ways() != before {
+		t.Fatalf("a failed create left %d contact ways behind", ways()-before)
+	}
+	if n := s.count("SELECT COUNT(*) FROM live_codes"); n != 0 {
+		t.Fatalf("a failed create left %d codes behind", n)
+	}
+}
+
+func TestE2E_RotatingLinkSharesOneRotationAcrossInstances(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		f, err := fake.New(fake.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, _ := f.Start("127.0.0.1:0")
+		t.Cleanup(func() { f.Close() })
+		spec := fake.SandboxCorp
+		spec.ID = e2eCorp
+		f.AddCorp(spec, true)
+		cfg := testConfig(t, driver)
+		if cfg.Redis.Addr == "" {
+			// Three instances need one Redis: share an in-process one.
+			m := miniredis.RunT(t)
+			cfg.Redis.Addr = m.Addr()
+		}
+		cfg.WeCom.APIBase = base
+		cfg.WeCom.Corps = []configs.CorpConfig{{ID: e2eCorp, Name: "E2E", Secret: spec.Secret, AgentID: spec.AgentID, Token: spec.Token, AESKey: spec.AESKey, TimeZone: "Asia/Shanghai"}}
+		var apps []*app
+		for i := 0; i < 3; i++ {
+			a, err := newApp(context.Background(), cfg, testLogger(), appOptions{noInitialSync: i > 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.shutdown(context.Background()) })
+			apps = append(apps, a)
+		}
+		// WeCom calls back one address: the load balancer in front of the three.
+		f.SetCallbackURL(e2eCorp, "http://"+apps[0].addr()+"/wecom/callback/"+e2eCorp)
+		waitUntil(t, "the initial import", func() bool {
+			var n int
+			apps[0].db.Get(&n, "SELECT COUNT(*) FROM staff")
+			return n == 6
+		})
+		ctx := context.Background()
+		const capEach = 200
+		code, err := apps[1].codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Rotating", Channel: "ads", Mode: livecode.ModeRotating,
+			Staff: []livecode.CodeStaff{{UserID: "zhangsan", DailyCap: capEach}, {UserID: "lisi", DailyCap: capEach}, {UserID: "wangwu", DailyCap: capEach},
+				{UserID: "zhaoliu", DailyCap: capEach}, {UserID: "zhouba", Backup: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ways := map[string]string{}
+		for _, st := range code.Staff {
+			ways[st.UserID] = st.ConfigID
+		}
+		const visits = 1000
+		picked := make([]string, visits)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		var errMu sync.Mutex
+		var errs []error
+		for i := 0; i < visits; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				jar, _ := cookiejar.New(nil)
+				client := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+				// 1,000 visitors behind the load balancer, each from its own address.
+				req, _ := http.NewRequest("GET", "http://"+apps[i%3].addr()+"/l/"+code.Slug, nil)
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.1.%d.%d", i/250, i%250))
+				resp, err := client.Do(req)
+				if err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				user := resp.Header.Get("X-Qiflow-Staff")
+				picked[i] = user
+				// The visitor adds the staff member shown.
+				if res, err := f.Scan(ctx, e2eCorp, ways[user], fake.Customer{}); err != nil || !res.Callback.OK {
+					errMu.Lock()
+					errs = append(errs, fmt.Errorf("add via %s: %v %+v", user, err, res.Callback))
+					errMu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("%d visits failed, first: %v", len(errs), errs[0])
+		}
+		count := map[string]int{}
+		for _, u := range picked {
+			count[u]++
+		}
+		if count[""] != 0 {
+			t.Fatalf("%d visits got nobody", count[""])
+		}
+		for _, u := range []string{"zhangsan", "lisi", "wangwu", "zhaoliu"} {
+			if count[u] != capEach {
+				t.Errorf("%s was shown %d times, want exactly its cap %d", u, count[u], capEach)
+			}
+		}
+		if count["zhouba"] != visits-4*capEach {
+			t.Errorf("backup shown %d times, want %d", count["zhouba"], visits-4*capEach)
+		}
+		waitUntil(t, "every add recorded", func() bool {
+			var n int
+			apps[0].db.Get(&n, "SELECT COUNT(*) FROM contact_sources WHERE code_id = ?", code.ID)
+			return n == visits
+		})
+		var perStaff []struct {
+			UserID string `db:"userid"`
+			N      int    `db:"n"`
+		}
+		apps[0].db.Select(&perStaff, "SELECT userid, COUNT(*) AS n FROM contact_sources WHERE code_id = ? GROUP BY userid", code.ID)
+		for _, r := range perStaff {
+			if r.UserID != "zhouba" && r.N > capEach {
+				t.Errorf("%s has %d adds, over its cap %d", r.UserID, r.N, capEach)
+			}
+		}
+	})
+}
+
+func TestCodes_CapAndScheduleDriveTheWeComQR(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	ctx := context.Background()
+	sh := mustLoc("Asia/Shanghai")
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, sh) // a Monday, 10:00
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
+	s.app.codes.SetClock(clock)
+	code, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Capped", Mode: livecode.ModeWeComQR,
+		Staff: []livecode.CodeStaff{{UserID: "zhangsan", DailyCap: 1}, {UserID: "lisi"}, {UserID: "wangwu", Backup: true}},
+		Settings: livecode.Settings{Schedule: livecode.Schedule{Slots: []livecode.ScheduleSlot{
+			{TimeSlot: livecode.TimeSlot{Start: "09:00", End: "18:00"}, Staff: []string{"zhangsan"}},
+			{TimeSlot: livecode.TimeSlot{Start: "09:00", End: "12:00"}, Staff: []string{"lisi"}},
+		}}}})
+	if err == nil {
+		t.Fatal("overlapping slots were accepted")
+	}
+	code, err = s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Capped", Mode: livecode.ModeWeComQR,
+		Staff: []livecode.CodeStaff{{UserID: "zhangsan", DailyCap: 1}, {UserID: "lisi"}, {UserID: "wangwu", Backup: true}},
+		Settings: livecode.Settings{Schedule: livecode.Schedule{Slots: []livecode.ScheduleSlot{
+			{TimeSlot: livecode.TimeSlot{Start: "09:00", End: "12:00"}},
+			{TimeSlot: livecode.TimeSlot{Start: "12:00", End: "18:00"}, Staff: []string{"zhangsan"}},
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wayUsers := func() string {
+		var u []string
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) { u = c.ContactWays[code.ConfigID].User })
+		return strings.Join(u, ",")
+	}
+	updates := func() int { return s.fake.Calls(e2eCorp, "externalcontact/update_contact_way") }
+	if wayUsers() != "lisi,zhangsan" {
+		t.Fatalf("at 10:00 the way lists %s", wayUsers())
+	}
+	u0 := updates()
+	// Reconciling again with nothing changed calls no update.
+	s.app.codes.ReconcileAll(ctx)
+	s.app.codes.ReconcileAll(ctx)
+	if updates() != u0 {
+		t.Fatalf("reconcile without a change updated the way %d times", updates()-u0)
+	}
+	// zhangsan gets an add: capped at 1, he leaves the QR.
+	add := &wecom.ExternalContactEvent{Header: wecom.Header{ToUserName: e2eCorp, CreateTime: clock().Unix(), Event: wecom.EventExternalContact,
+		ChangeType: wecom.ChangeAddExternalContact}, UserID: "zhangsan", ExternalUserID: "wmcapped1", State: fmt.Sprintf("lc%d", code.ID)}
+	if err := s.app.codes.Onboard(ctx, e2eCorp, add); err != nil {
+		t.Fatal(err)
+	}
+	if wayUsers() != "lisi" || updates() != u0+1 {
+		t.Fatalf("after zhangsan's cap the way lists %q (%d updates)", wayUsers(), updates()-u0)
+	}
+	// The same add again counts nothing and changes nothing.
+	s.app.codes.Onboard(ctx, e2eCorp, add)
+	s.app.codes.ReconcileAll(ctx)
+	if updates() != u0+1 {
+		t.Fatal("a repeated add or an idle reconcile updated the way")
+	}
+	// 13:00: lisi is off duty and zhangsan capped: the backup takes over.
+	set(time.Date(2026, 11, 23, 13, 0, 0, 0, sh))
+	s.app.codes.ReconcileAll(ctx)
+	if wayUsers() != "wangwu" || updates() != u0+2 {
+		t.Fatalf("at 13:00 the way lists %q", wayUsers())
+	}
+	// Next day 10:00: the daily reset brings zhangsan back.
+	set(time.Date(2026, 11, 24, 10, 0, 0, 0, sh))
+	s.app.codes.ReconcileAll(ctx)
+	if wayUsers() != "lisi,zhangsan" || updates() != u0+3 {
+		t.Fatalf("after the daily reset the way lists %q", wayUsers())
+	}
+	// Paused: the way points at the backup.
+	if _, err := s.app.codes.SetStatus(ctx, e2eCorp, code.ID, livecode.StatusPaused); err != nil {
+		t.Fatal(err)
+	}
+	if wayUsers() != "wangwu" {
+		t.Fatalf("paused code lists %q", wayUsers())
+	}
+}
