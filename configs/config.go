@@ -72,6 +72,8 @@ type CorpConfig struct {
 	AESKey   string         `yaml:"aes_key"`
 	TimeZone string         `yaml:"time_zone"`
 	Calendar CalendarConfig `yaml:"calendar"`
+	// NotifyOnLoss sends a staff member an app message when a customer deletes them.
+	NotifyOnLoss bool `yaml:"notify_on_loss"`
 }
 
 type AdminConfig struct {

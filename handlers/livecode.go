@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"html/template"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom"
+	"github.com/qiflow/qiflow/wecom/media"
 )
 
 //go:embed pages/*.html
@@ -38,16 +40,73 @@ func (s *Server) codeRoutes() []Route {
 		{"GET", "/codes/:id/welcome-preview", auth.PermCodesRead, s.welcomePreview},
 		{"GET", "/codes/:id/contacts", auth.PermCodesRead, s.codeContacts},
 		{"GET", "/stats/codes", auth.PermCodesRead, s.codeStats},
+		{"POST", "/media", auth.PermCodesManage, s.uploadMedia},
+		{"GET", "/media/:id", auth.PermCodesRead, s.getMedia},
 	}
+}
+
+// uploadMedia stores a file (multipart field "file", form field "kind": image,
+// video or file) for use in welcome messages.
+func (s *Server) uploadMedia(c *gin.Context) {
+	fh, err := c.FormFile("file")
+	if err != nil {
+		invalid(c, "file", "a multipart file field is required")
+		return
+	}
+	if fh.Size > 20<<20 {
+		invalid(c, "file", "is larger than 20 MB")
+		return
+	}
+	f, err := fh.Open()
+	if err != nil {
+		invalid(c, "file", "cannot be read")
+		return
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 20<<20+1))
+	if err != nil {
+		invalid(c, "file", "cannot be read")
+		return
+	}
+	p := principal(c)
+	saved, err := s.d.Media.Save(c.Request.Context(), p.CorpID, c.PostForm("kind"), fh.Filename, fh.Header.Get("Content-Type"), data, p.UserID)
+	if errors.Is(err, media.ErrInvalid) {
+		invalid(c, "file", err.Error())
+		return
+	}
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, saved)
+}
+
+func (s *Server) getMedia(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	f, err := s.d.Media.Get(c.Request.Context(), principal(c).CorpID, id)
+	if errors.Is(err, media.ErrNotFound) {
+		fail(c, http.StatusNotFound, "not_found", err.Error(), nil)
+		return
+	}
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, f)
 }
 
 // codeInput is the JSON a code is created or edited with.
 type codeInput struct {
-	Name     string               `json:"name"`
-	Channel  string               `json:"channel"`
-	Mode     string               `json:"mode"`
-	Staff    []livecode.CodeStaff `json:"staff"`
-	Settings livecode.Settings    `json:"settings"`
+	// OwnerUserID is who the code belongs to (cs users see their own codes); default: the creator.
+	OwnerUserID int64                `json:"owner_user_id"`
+	Name        string               `json:"name"`
+	Channel     string               `json:"channel"`
+	Mode        string               `json:"mode"`
+	Staff       []livecode.CodeStaff `json:"staff"`
+	Settings    livecode.Settings    `json:"settings"`
 }
 
 func (s *Server) codeErr(c *gin.Context, err error) {
@@ -92,8 +151,12 @@ func (s *Server) createCode(c *gin.Context) {
 		return
 	}
 	p := principal(c)
+	owner := in.OwnerUserID
+	if owner == 0 {
+		owner = p.UserID
+	}
 	code, err := s.d.LiveCodes.Create(c.Request.Context(), livecode.Code{CorpID: p.CorpID, Name: in.Name, Channel: in.Channel, Mode: in.Mode,
-		Staff: in.Staff, Settings: in.Settings, OwnerUserID: p.UserID})
+		Staff: in.Staff, Settings: in.Settings, OwnerUserID: owner})
 	if err != nil {
 		s.codeErr(c, err)
 		return
@@ -110,7 +173,7 @@ func (s *Server) updateCode(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	code, err := s.d.LiveCodes.Update(c.Request.Context(), principal(c).CorpID, id, livecode.Code{Name: in.Name, Channel: in.Channel, Staff: in.Staff, Settings: in.Settings})
+	code, err := s.d.LiveCodes.Update(c.Request.Context(), principal(c).CorpID, id, livecode.Code{Name: in.Name, Channel: in.Channel, Staff: in.Staff, Settings: in.Settings, OwnerUserID: in.OwnerUserID})
 	if err != nil {
 		s.codeErr(c, err)
 		return
@@ -325,7 +388,7 @@ func (s *Server) landing(c *gin.Context) {
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Header("Cache-Control", "no-store")
 	data := gin.H{"Title": code.Name, "Note": code.Settings.Note}
-	if code.Status != livecode.StatusActive {
+	if !s.d.LiveCodes.Open(code) {
 		data["Closed"] = "活动已结束或暂停。This code is paused or has ended."
 		landingTmpl.Execute(c.Writer, data)
 		return

@@ -22,6 +22,7 @@ import (
 	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/directory"
+	"github.com/qiflow/qiflow/wecom/media"
 )
 
 // Corp is what the gateway needs to accept one corp's callbacks.
@@ -39,6 +40,7 @@ type Deps struct {
 	Auth      *auth.Service
 	Directory *directory.Directory
 	LiveCodes *livecode.Service
+	Media     *media.Store
 	// TrustedProxies may set X-Forwarded-For.
 	TrustedProxies []string
 	// Ready checks the database and Redis.

@@ -83,16 +83,24 @@ type Settings struct {
 
 // Welcome is the welcome message: a default and variants by time slot.
 type Welcome struct {
-	Text        string             `json:"text,omitempty"`
-	Attachments []wecom.Attachment `json:"attachments,omitempty"`
-	Variants    []WelcomeVariant   `json:"variants,omitempty"`
+	Text        string           `json:"text,omitempty"`
+	Attachments []Attachment     `json:"attachments,omitempty"`
+	Variants    []WelcomeVariant `json:"variants,omitempty"`
 }
 
 // WelcomeVariant replaces the default inside its slot.
 type WelcomeVariant struct {
-	Slot        TimeSlot           `json:"slot"`
-	Text        string             `json:"text,omitempty"`
-	Attachments []wecom.Attachment `json:"attachments,omitempty"`
+	Slot        TimeSlot     `json:"slot"`
+	Text        string       `json:"text,omitempty"`
+	Attachments []Attachment `json:"attachments,omitempty"`
+}
+
+// Attachment is a WeCom attachment, or one made from a file Qiflow keeps
+// (file_id): its media id is filled in at send time, uploading the file again
+// when WeCom's copy (3 days) is too old. For a mini-program, file_id is the cover.
+type Attachment struct {
+	wecom.Attachment
+	FileID int64 `json:"file_id,omitempty"`
 }
 
 // TimeSlot is a daily time range on some weekdays ("mon".."sun"; empty = every day).
@@ -197,13 +205,20 @@ func inSlot(s TimeSlot, t time.Time, weekday time.Weekday) bool {
 	return m >= start && m < end
 }
 
-func validateAttachments(field string, atts []wecom.Attachment, errs map[string]string) {
+func validateAttachments(field string, atts []Attachment, errs map[string]string) {
 	if len(atts) > 9 {
 		errs[field] = "at most 9 attachments"
 		return
 	}
 	for i, a := range atts {
 		f := fmt.Sprintf("%s[%d]", field, i)
+		if a.FileID > 0 {
+			// Filled in at send time; the sub-object only needs to exist.
+			switch a.MsgType {
+			case "image", "video", "file", "miniprogram":
+				continue
+			}
+		}
 		switch a.MsgType {
 		case "image":
 			if a.Image == nil || (a.Image.MediaID == "" && a.Image.PicURL == "") {

@@ -153,7 +153,7 @@ func (s *Service) Onboard(ctx context.Context, corp string, ev *wecom.ExternalCo
 func gone(err error) bool { return wecom.IsCode(err, wecom.CodeInvalidExternalID, 84061) }
 
 // welcomeFor picks the message for now: the variant whose slot holds now, or the default.
-func (s *Service) welcomeFor(c *Code, now time.Time, vars TemplateVars) wecom.WelcomeMsg {
+func (s *Service) welcomeFor(c *Code, now time.Time, vars TemplateVars) (string, []Attachment) {
 	w := c.Settings.Welcome
 	text, atts := w.Text, w.Attachments
 	local := now.In(s.calendar(c.CorpID).Location())
@@ -163,18 +163,58 @@ func (s *Service) welcomeFor(c *Code, now time.Time, vars TemplateVars) wecom.We
 			break
 		}
 	}
-	msg := wecom.WelcomeMsg{Attachments: atts}
-	if text != "" {
-		msg.Text = &wecom.Text{Content: Render(text, vars)}
+	return Render(text, vars), atts
+}
+
+// resolve turns attachments into WeCom's, with media ids for stored files.
+func (s *Service) resolve(ctx context.Context, corp string, atts []Attachment) ([]wecom.Attachment, error) {
+	out := make([]wecom.Attachment, 0, len(atts))
+	for _, a := range atts {
+		wa := a.Attachment
+		if a.FileID > 0 {
+			if s.Media == nil {
+				return nil, errors.New("attachments from stored files need the media store")
+			}
+			id, err := s.Media.MediaID(ctx, corp, a.FileID)
+			if err != nil {
+				return nil, err
+			}
+			switch wa.MsgType {
+			case "image":
+				wa.Image = &wecom.Image{MediaID: id}
+			case "video":
+				wa.Video = &wecom.Media{MediaID: id}
+			case "file":
+				wa.File = &wecom.Media{MediaID: id}
+			case "miniprogram":
+				mp := wecom.MiniProgram{}
+				if wa.MiniProgram != nil {
+					mp = *wa.MiniProgram
+				}
+				mp.PicMediaID = id
+				wa.MiniProgram = &mp
+			}
+		}
+		out = append(out, wa)
 	}
-	return msg
+	return out, nil
+}
+
+// Preview is a welcome message as it would go out now.
+type Preview struct {
+	Text        string       `json:"text"`
+	Attachments []Attachment `json:"attachments"`
 }
 
 // PreviewWelcome renders a code's welcome message as it would go out now.
-func (s *Service) PreviewWelcome(c *Code, customerName, staffName string) wecom.WelcomeMsg {
+func (s *Service) PreviewWelcome(c *Code, customerName, staffName string) Preview {
 	now := s.now()
-	return s.welcomeFor(c, now, TemplateVars{CustomerName: customerName, StaffName: staffName, Channel: c.Channel, CodeName: c.Name,
+	text, atts := s.welcomeFor(c, now, TemplateVars{CustomerName: customerName, StaffName: staffName, Channel: c.Channel, CodeName: c.Name,
 		Date: s.calendar(c.CorpID).DayKey(now)})
+	if atts == nil {
+		atts = []Attachment{}
+	}
+	return Preview{Text: text, Attachments: atts}
 }
 
 // welcome sends the code's welcome message exactly once per add: the
@@ -210,11 +250,16 @@ func (s *Service) welcome(ctx context.Context, corp string, c *Code, ev *wecom.E
 		s.finishWelcome(ctx, corp, key, c, ev, "already", nil, now)
 		return nil
 	}
-	msg := s.welcomeFor(c, now, vars)
-	msg.WelcomeCode = key
+	text, atts := s.welcomeFor(c, now, vars)
 	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	err = s.wc.SendWelcomeMsg(sctx, corp, msg)
+	msg := wecom.WelcomeMsg{WelcomeCode: key}
+	if text != "" {
+		msg.Text = &wecom.Text{Content: text}
+	}
+	if msg.Attachments, err = s.resolve(sctx, corp, atts); err == nil {
+		err = s.wc.SendWelcomeMsg(sctx, corp, msg)
+	}
 	switch {
 	case err == nil:
 		s.finishWelcome(ctx, corp, key, c, ev, "sent", nil, s.now())

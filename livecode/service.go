@@ -43,6 +43,14 @@ type Service struct {
 	ReservationTTL time.Duration
 	// NotifyOnLoss sends the staff member an app message when a customer deletes them, per corp.
 	NotifyOnLoss map[string]bool
+	// Media gives stored files their WeCom media ids (welcome attachments).
+	Media MediaStore
+}
+
+// MediaStore is what the welcome needs from wecom/media.
+type MediaStore interface {
+	MediaID(ctx context.Context, corp string, fileID int64) (string, error)
+	Exists(ctx context.Context, corp string, fileID int64, kinds ...string) (bool, error)
 }
 
 // New returns the service. calendars gives each corp's time zone and work calendar.
@@ -114,6 +122,9 @@ func (s *Service) validate(ctx context.Context, c *Code) error {
 			}
 		}
 	}
+	if err := s.checkFiles(ctx, c, errs); err != nil {
+		return err
+	}
 	missing, err := s.dir.MissingTags(ctx, c.CorpID, c.Settings.Tags)
 	if err != nil {
 		return err
@@ -123,6 +134,41 @@ func (s *Service) validate(ctx context.Context, c *Code) error {
 	}
 	if len(errs) > 0 {
 		return &ValidationError{Fields: errs}
+	}
+	return nil
+}
+
+// checkFiles makes sure every stored-file attachment names a file of the right kind.
+func (s *Service) checkFiles(ctx context.Context, c *Code, errs map[string]string) error {
+	check := func(field string, atts []Attachment) error {
+		for i, a := range atts {
+			if a.FileID == 0 {
+				continue
+			}
+			kind := a.MsgType
+			if kind == "miniprogram" {
+				kind = "image"
+			}
+			ok := false
+			if s.Media != nil {
+				var err error
+				if ok, err = s.Media.Exists(ctx, c.CorpID, a.FileID, kind); err != nil {
+					return err
+				}
+			}
+			if !ok {
+				errs[fmt.Sprintf("%s[%d].file_id", field, i)] = fmt.Sprintf("no stored %s file %d", kind, a.FileID)
+			}
+		}
+		return nil
+	}
+	if err := check("settings.welcome.attachments", c.Settings.Welcome.Attachments); err != nil {
+		return err
+	}
+	for i, v := range c.Settings.Welcome.Variants {
+		if err := check(fmt.Sprintf("settings.welcome.variants[%d].attachments", i), v.Attachments); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -276,6 +322,9 @@ func (s *Service) Update(ctx context.Context, corp string, id int64, in Code) (*
 	}
 	next := *old
 	next.Name, next.Channel, next.Staff, next.Settings = in.Name, in.Channel, in.Staff, in.Settings
+	if in.OwnerUserID != 0 {
+		next.OwnerUserID = in.OwnerUserID
+	}
 	normalize(&next)
 	if err := s.validate(ctx, &next); err != nil {
 		return nil, err
@@ -372,6 +421,10 @@ func inPeriod(c *Code, now time.Time) bool {
 	}
 	return true
 }
+
+// Open says whether the code adds staff now (active and inside its validity):
+// landing pages show a clear closed page otherwise.
+func (s *Service) Open(c *Code) bool { return inPeriod(c, s.now()) }
 
 // onDuty lists the non-backup staff the schedule puts on duty at now.
 func (s *Service) onDuty(c *Code, now time.Time) []CodeStaff {

@@ -164,8 +164,8 @@ func (st *store) save(ctx context.Context, c *Code) error {
 				return err
 			}
 		} else {
-			if _, err := tx.ExecContext(ctx, `UPDATE live_codes SET name = ?, channel = ?, status = ?, settings = ?, config_id = ?, qr_code = ?, wecom_users = ?, updated_at = ?
-				WHERE id = ? AND corp_id = ?`, c.Name, c.Channel, c.Status, string(settings), c.ConfigID, c.QRCode, string(users), c.UpdatedAt, c.ID, c.CorpID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE live_codes SET name = ?, channel = ?, status = ?, settings = ?, config_id = ?, qr_code = ?, wecom_users = ?, owner_user_id = ?, updated_at = ?
+				WHERE id = ? AND corp_id = ?`, c.Name, c.Channel, c.Status, string(settings), c.ConfigID, c.QRCode, string(users), c.OwnerUserID, c.UpdatedAt, c.ID, c.CorpID); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM live_code_staff WHERE code_id = ?`, c.ID); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/directory"
 	"github.com/qiflow/qiflow/wecom/fake"
+	"github.com/qiflow/qiflow/wecom/media"
 )
 
 // app is one qiflow serve process: every component, wired.
@@ -41,6 +42,7 @@ type app struct {
 	cron  *jobs.Cron
 	dir   *directory.Directory
 	codes *livecode.Service
+	media *media.Store
 	auth  *auth.Service
 	srv   *http.Server
 	ln    net.Listener
@@ -98,6 +100,11 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		}
 	}
 	a.codes = livecode.New(a.db, a.kv, a.api, a.dir, calendars, cfg.PublicURL, log)
+	a.media = media.New(a.db, a.api)
+	a.codes.Media = a.media
+	for _, c := range a.corps {
+		a.codes.NotifyOnLoss[c.ID] = c.NotifyOnLoss
+	}
 	a.codes.Subscribe(a.inbox)
 	a.disp = jobs.NewDispatcher(a.inbox, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
@@ -163,7 +170,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
 	engine, _ := handlers.New(handlers.Deps{
-		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, TrustedProxies: cfg.TrustedProxies,
+		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Media: a.media, TrustedProxies: cfg.TrustedProxies,
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
@@ -48,13 +51,15 @@ func TestE2E_ChannelCodeOnboardsANewContact(t *testing.T) {
 		admin := login(t, s.url, "admin@example.com", "admin password")
 		syncDirectory(t, s, admin)
 		tag := firstTagID(s)
+		fileID := uploadFile(t, s.url, admin, "image", "poster.png", []byte("\x89PNG poster bytes"))
 		body := map[string]any{
 			"name": "Spring poster", "channel": "poster-2026-spring", "mode": "wecom_qr",
 			"staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "lisi"}, {"userid": "wangwu", "backup": true}},
 			"settings": map[string]any{
 				"tags":            []string{tag},
 				"remark_template": "{customer_name}-春",
-				"welcome":         map[string]any{"text": "你好 {customer_name}, I am {staff_name}"},
+				"welcome": map[string]any{"text": "你好 {customer_name}, I am {staff_name}",
+					"attachments": []map[string]any{{"msgtype": "image", "file_id": fileID}}},
 			},
 		}
 		var code livecode.Code
@@ -81,7 +86,8 @@ func TestE2E_ChannelCodeOnboardsANewContact(t *testing.T) {
 			return false
 		})
 		t.Logf("welcome arrived %s after the scan (the code lives 20 s)", time.Since(start).Round(time.Millisecond))
-		if !strings.Contains(welcome.Text, "你好 Mei") || welcome.UserID != res.UserID {
+		if !strings.Contains(welcome.Text, "你好 Mei") || welcome.UserID != res.UserID ||
+			len(welcome.Attachments) != 1 || welcome.Attachments[0].Image == nil || welcome.Attachments[0].Image.MediaID == "" {
 			t.Fatalf("welcome: %+v", welcome)
 		}
 		waitUntil(t, "tags, remark and source", func() bool {
@@ -415,4 +421,31 @@ func TestCodes_CapAndScheduleDriveTheWeComQR(t *testing.T) {
 	if wayUsers() != "wangwu" {
 		t.Fatalf("paused code lists %q", wayUsers())
 	}
+}
+
+// uploadFile stores a file through the media API and returns its id.
+func uploadFile(t *testing.T, base, token, kind, name string, data []byte) int64 {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("kind", kind)
+	fw, _ := mw.CreateFormFile("file", name)
+	fw.Write(data)
+	mw.Close()
+	req, _ := http.NewRequest("POST", base+"/api/v1/media", &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ID int64 `json:"id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusCreated || out.ID == 0 {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	return out.ID
 }

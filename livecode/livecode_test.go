@@ -1,0 +1,128 @@
+package livecode
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/kv/kvtest"
+	"github.com/qiflow/qiflow/sql/sqltest"
+)
+
+func TestParseState(t *testing.T) {
+	cases := map[string]int64{"lc12": 12, "lc12_ab12cd": 12, "lc": 0, "lcx": 0, "poster": 0, "lc12x": 0, "": 0}
+	for in, want := range cases {
+		if got := ParseState(in); got != want {
+			t.Errorf("ParseState(%q) = %d, want %d", in, got, want)
+		}
+	}
+	if s := staffState(123456789, strings.Repeat("u", 64)); len(s) > 30 {
+		t.Fatalf("state %q exceeds WeCom's 30 characters", s)
+	}
+}
+
+func TestValidate_NamesTheFailingField(t *testing.T) {
+	base := func() Code {
+		return Code{Name: "n", Mode: ModeWeComQR, Staff: []CodeStaff{{UserID: "a"}, {UserID: "b", Backup: true}}}
+	}
+	cases := map[string]func(c *Code){
+		"mode":                       func(c *Code) { c.Mode = "x" },
+		"staff":                      func(c *Code) { c.Staff = []CodeStaff{{UserID: "b", Backup: true}} },
+		"staff[1].userid":            func(c *Code) { c.Staff[1].UserID = "a" },
+		"staff[0].daily_cap":         func(c *Code) { c.Staff[0].DailyCap = -1 },
+		"settings.remark_template":   func(c *Code) { c.Settings.RemarkTemplate = "this fixed remark text is far too long for WeCom" },
+		"settings.welcome.text":      func(c *Code) { c.Settings.Welcome.Text = "hello {unknown}" },
+		"settings.skip_verify":       func(c *Code) { c.Settings.SkipVerify = "sometimes" },
+		"settings.schedule.slots[0]": func(c *Code) { c.Settings.Schedule.Slots = []ScheduleSlot{{TimeSlot: TimeSlot{Start: "18:00", End: "09:00"}}} },
+		"settings.schedule.slots[1]": func(c *Code) {
+			c.Settings.Schedule.Slots = []ScheduleSlot{{TimeSlot: TimeSlot{Days: []string{"mon"}, Start: "09:00", End: "12:00"}},
+				{TimeSlot: TimeSlot{Start: "11:30", End: "13:00"}}}
+		},
+		"settings.valid_until": func(c *Code) {
+			t0 := time.Now()
+			t1 := t0.Add(-time.Hour)
+			c.Settings.ValidFrom, c.Settings.ValidUntil = &t0, &t1
+		},
+	}
+	for field, mutate := range cases {
+		c := base()
+		mutate(&c)
+		errs := c.validate()
+		if errs[field] == "" {
+			t.Errorf("%s: not reported, got %v", field, errs)
+		}
+	}
+	ok := base()
+	ok.Settings.Schedule.Slots = []ScheduleSlot{{TimeSlot: TimeSlot{Days: []string{"mon"}, Start: "09:00", End: "12:00"}},
+		{TimeSlot: TimeSlot{Days: []string{"tue"}, Start: "11:00", End: "13:00"}}}
+	ok.Settings.RemarkTemplate = "{customer_name}-{channel}"
+	if errs := ok.validate(); len(errs) != 0 {
+		t.Fatalf("valid code rejected: %v", errs)
+	}
+}
+
+func TestCSVCell_EscapesFormulas(t *testing.T) {
+	for in, want := range map[string]string{"=1+1": "'=1+1", "+86": "'+86", "-x": "'-x", "@a": "'@a", "poster": "poster", "": ""} {
+		if got := CSVCell(in); got != want {
+			t.Errorf("CSVCell(%q) = %q", in, got)
+		}
+	}
+}
+
+func TestPick_SmoothWeightedRoundRobinWithinCaps(t *testing.T) {
+	for _, b := range kvtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := sqltest.OpenSQLite(t)
+			s := New(db, b.Open(t), nil, nil, nil, "http://x", slog.New(slog.NewTextHandler(io.Discard, nil)))
+			c := &Code{ID: 7, CorpID: "ww1"}
+			ctx := context.Background()
+			now := time.Now()
+			// Weights 3:1 without caps: every window of 4 picks holds 3 a and 1 b.
+			cands := []candidate{{UserID: "a", Weight: 3}, {UserID: "b", Weight: 1}}
+			var seq []string
+			for i := 0; i < 8; i++ {
+				u, err := s.pick(ctx, c, "2026-11-23", cands, fmt.Sprint("v", i), now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seq = append(seq, u)
+			}
+			if strings.Join(seq, "") != "aabaaaba" {
+				t.Fatalf("sequence %v", seq)
+			}
+			// Caps hold under concurrency: 50 visits for 2 staff capped at 10 each.
+			c2 := &Code{ID: 8, CorpID: "ww1"}
+			capped := []candidate{{UserID: "x", Weight: 1, CodeCap: 10}, {UserID: "y", Weight: 1, CodeCap: 10}}
+			var mu sync.Mutex
+			got := map[string]int{}
+			var wg sync.WaitGroup
+			for i := 0; i < 50; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					u, err := s.pick(ctx, c2, "2026-11-23", capped, fmt.Sprint("w", i), now)
+					if err != nil {
+						t.Error(err)
+					}
+					mu.Lock()
+					got[u]++
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			if got["x"] != 10 || got["y"] != 10 || got[""] != 30 {
+				t.Fatalf("capped picks %v", got)
+			}
+			// Reservations expire: after the TTL the slots are free again.
+			u, _ := s.pick(ctx, c2, "2026-11-23", capped, "late", now.Add(s.ReservationTTL+time.Second))
+			if u == "" {
+				t.Fatal("expired reservations still hold the cap")
+			}
+		})
+	}
+}
