@@ -211,3 +211,15 @@ func (s *Server) getContact(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, contact)
 }
+
+func (s *Server) listTags(c *gin.Context) {
+	tags, err := s.d.Directory.ListTags(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if tags == nil {
+		tags = []directory.Tag{}
+	}
+	c.JSON(http.StatusOK, gin.H{"tags": tags})
+}

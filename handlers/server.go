@@ -121,6 +121,7 @@ func (s *Server) routes() []Route {
 		{"POST", "/directory/sync", auth.PermDirectorySync, s.startSync},
 		{"GET", "/directory/summary", auth.PermDirectoryRead, s.directorySummary},
 		{"GET", "/staff", auth.PermDirectoryRead, s.listStaff},
+		{"GET", "/tags", auth.PermDirectoryRead, s.listTags},
 		{"GET", "/contacts", auth.PermDirectoryRead, s.listContacts},
 		{"GET", "/contacts/:id", auth.PermDirectoryRead, s.getContact},
 	}, s.codeRoutes()...)

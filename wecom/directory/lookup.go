@@ -66,3 +66,20 @@ func (d *Directory) ContactName(ctx context.Context, corpID, externalUserID stri
 	}
 	return name, err
 }
+
+// Tag is a live corp tag with its group.
+type Tag struct {
+	ID        string `db:"id" json:"id"`
+	Name      string `db:"name" json:"name"`
+	GroupID   string `db:"group_id" json:"group_id"`
+	GroupName string `db:"group_name" json:"group_name"`
+}
+
+// ListTags lists the corp's live tags by group.
+func (d *Directory) ListTags(ctx context.Context, corpID string) ([]Tag, error) {
+	var out []Tag
+	err := d.db.SelectContext(ctx, &out, `SELECT t.id, t.name, t.group_id, COALESCE(g.name, '') AS group_name FROM tags t
+		LEFT JOIN tag_groups g ON g.corp_id = t.corp_id AND g.id = t.group_id
+		WHERE t.corp_id = ? AND t.deleted_at IS NULL ORDER BY g.sort_order, t.group_id, t.sort_order, t.id`, corpID)
+	return out, err
+}
