@@ -472,3 +472,13 @@ func GeneratePassword() string {
 func (p Principal) String() string {
 	return fmt.Sprintf("user %d (%s) in %s", p.UserID, p.Role, p.CorpID)
 }
+
+// StaffID returns the WeCom staff id a user is linked to in a corp, or "".
+func (s *Service) StaffID(ctx context.Context, corpID string, userID int64) (string, error) {
+	var id string
+	err := s.db.GetContext(ctx, &id, `SELECT staff_userid FROM user_corps WHERE corp_id = ? AND user_id = ?`, corpID, userID)
+	if qsql.IsNoRows(err) {
+		return "", nil
+	}
+	return id, err
+}

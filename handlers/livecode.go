@@ -101,12 +101,13 @@ func (s *Server) getMedia(c *gin.Context) {
 // codeInput is the JSON a code is created or edited with.
 type codeInput struct {
 	// OwnerUserID is who the code belongs to (cs users see their own codes); default: the creator.
-	OwnerUserID int64                `json:"owner_user_id"`
-	Name        string               `json:"name"`
-	Channel     string               `json:"channel"`
-	Mode        string               `json:"mode"`
-	Staff       []livecode.CodeStaff `json:"staff"`
-	Settings    livecode.Settings    `json:"settings"`
+	OwnerUserID int64  `json:"owner_user_id"`
+	Name        string `json:"name"`
+	// Mode: wecom_qr or rotating (channel codes), join_way (group codes).
+	Channel  string               `json:"channel"`
+	Mode     string               `json:"mode"`
+	Staff    []livecode.CodeStaff `json:"staff"`
+	Settings livecode.Settings    `json:"settings"`
 }
 
 func (s *Server) codeErr(c *gin.Context, err error) {

@@ -78,6 +78,7 @@ func New(d Deps) (*gin.Engine, *Server) {
 	r.POST("/wecom/callback/:corp_id", s.receive)
 
 	r.GET("/l/:slug", s.landing)
+	r.GET("/g/:slug", s.landing)
 
 	api := r.Group("/api/v1")
 	api.POST("/auth/login", s.login)

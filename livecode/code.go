@@ -24,9 +24,11 @@ import (
 // Code kinds, delivery modes and statuses.
 const (
 	KindChannel = "channel"
+	KindGroup   = "group"
 
 	ModeWeComQR  = "wecom_qr" // one multi-person contact way; WeCom picks among its users
 	ModeRotating = "rotating" // a stable landing page; Qiflow picks the staff member per visit
+	ModeJoinWay  = "join_way" // group code: one WeCom join way over the first groups not yet full
 
 	StatusActive   = "active"
 	StatusPaused   = "paused"
@@ -79,7 +81,22 @@ type Settings struct {
 	StaffDailyCaps      map[string]int `json:"staff_daily_caps,omitempty"` // caps across all codes, by userid
 	Description         string         `json:"description,omitempty"`
 	Note                string         `json:"note,omitempty"` // shown on the landing page
+
+	// Group codes: the groups in order, each until it reaches its threshold.
+	Groups         []GroupEntry `json:"groups,omitempty"`
+	AutoCreateRoom bool         `json:"auto_create_room,omitempty"` // WeCom opens new rooms when all are full
+	RoomBaseName   string       `json:"room_base_name,omitempty"`
+	RoomBaseID     int          `json:"room_base_id,omitempty"`
 }
+
+// GroupEntry is a customer group of a group code.
+type GroupEntry struct {
+	ChatID    string `json:"chat_id"`
+	Threshold int    `json:"threshold,omitempty"` // members at which the next group takes over; default 200
+}
+
+// maxQRJoin is WeCom's limit: joining by QR stops at 200 members.
+const maxQRJoin = 200
 
 // Welcome is the welcome message: a default and variants by time slot.
 type Welcome struct {
@@ -262,8 +279,11 @@ func (c *Code) validate() map[string]string {
 	}
 	switch c.Mode {
 	case ModeWeComQR, ModeRotating:
+	case ModeJoinWay:
+		c.validateGroups(errs)
+		return errs
 	default:
-		errs["mode"] = "must be wecom_qr or rotating"
+		errs["mode"] = "must be wecom_qr, rotating or join_way"
 	}
 	if len(c.Staff) == 0 {
 		errs["staff"] = "needs at least one staff member"
@@ -364,4 +384,36 @@ func (c *Code) validate() map[string]string {
 		errs["settings.valid_until"] = "must be after valid_from"
 	}
 	return errs
+}
+
+func (c *Code) validateGroups(errs map[string]string) {
+	if strings.TrimSpace(c.Name) == "" {
+		errs["name"] = "is required"
+	}
+	st := c.Settings
+	if len(st.Groups) == 0 {
+		errs["settings.groups"] = "needs at least one group"
+	}
+	seen := map[string]bool{}
+	for i, g := range st.Groups {
+		f := fmt.Sprintf("settings.groups[%d]", i)
+		switch {
+		case g.ChatID == "":
+			errs[f+".chat_id"] = "is required"
+		case seen[g.ChatID]:
+			errs[f+".chat_id"] = "is listed twice"
+		case g.Threshold < 0 || g.Threshold > maxQRJoin:
+			errs[f+".threshold"] = "must be between 1 and 200 (WeCom stops QR joins at 200)"
+		}
+		seen[g.ChatID] = true
+	}
+	if utf8.RuneCountInString(st.RoomBaseName) > 40 {
+		errs["settings.room_base_name"] = "is at most 40 characters"
+	}
+	if st.AutoCreateRoom && st.RoomBaseName == "" {
+		errs["settings.room_base_name"] = "is required with auto_create_room"
+	}
+	if len(c.Staff) > 0 {
+		errs["staff"] = "group codes list groups, not staff"
+	}
 }

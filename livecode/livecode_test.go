@@ -31,14 +31,16 @@ func TestValidate_NamesTheFailingField(t *testing.T) {
 		return Code{Name: "n", Mode: ModeWeComQR, Staff: []CodeStaff{{UserID: "a"}, {UserID: "b", Backup: true}}}
 	}
 	cases := map[string]func(c *Code){
-		"mode":                       func(c *Code) { c.Mode = "x" },
-		"staff":                      func(c *Code) { c.Staff = []CodeStaff{{UserID: "b", Backup: true}} },
-		"staff[1].userid":            func(c *Code) { c.Staff[1].UserID = "a" },
-		"staff[0].daily_cap":         func(c *Code) { c.Staff[0].DailyCap = -1 },
-		"settings.remark_template":   func(c *Code) { c.Settings.RemarkTemplate = "this fixed remark text is far too long for WeCom" },
-		"settings.welcome.text":      func(c *Code) { c.Settings.Welcome.Text = "hello {unknown}" },
-		"settings.skip_verify":       func(c *Code) { c.Settings.SkipVerify = "sometimes" },
-		"settings.schedule.slots[0]": func(c *Code) { c.Settings.Schedule.Slots = []ScheduleSlot{{TimeSlot: TimeSlot{Start: "18:00", End: "09:00"}}} },
+		"mode":                     func(c *Code) { c.Mode = "x" },
+		"staff":                    func(c *Code) { c.Staff = []CodeStaff{{UserID: "b", Backup: true}} },
+		"staff[1].userid":          func(c *Code) { c.Staff[1].UserID = "a" },
+		"staff[0].daily_cap":       func(c *Code) { c.Staff[0].DailyCap = -1 },
+		"settings.remark_template": func(c *Code) { c.Settings.RemarkTemplate = "this fixed remark text is far too long for WeCom" },
+		"settings.welcome.text":    func(c *Code) { c.Settings.Welcome.Text = "hello {unknown}" },
+		"settings.skip_verify":     func(c *Code) { c.Settings.SkipVerify = "sometimes" },
+		"settings.schedule.slots[0]": func(c *Code) {
+			c.Settings.Schedule.Slots = []ScheduleSlot{{TimeSlot: TimeSlot{Start: "18:00", End: "09:00"}}}
+		},
 		"settings.schedule.slots[1]": func(c *Code) {
 			c.Settings.Schedule.Slots = []ScheduleSlot{{TimeSlot: TimeSlot{Days: []string{"mon"}, Start: "09:00", End: "12:00"}},
 				{TimeSlot: TimeSlot{Start: "11:30", End: "13:00"}}}

@@ -61,6 +61,7 @@ func (s *Service) Subscribe(in *jobs.Inbox) {
 			return s.Onboard(ctx, d.CorpID, d.Event.(*wecom.ExternalContactEvent))
 		},
 	})
+	s.subscribeGroups(in)
 	in.Subscribe(jobs.Subscriber{
 		Name: SubscriberLosses,
 		Match: func(ev wecom.Event) bool {

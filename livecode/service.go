@@ -45,6 +45,8 @@ type Service struct {
 	NotifyOnLoss map[string]bool
 	// Media gives stored files their WeCom media ids (welcome attachments).
 	Media MediaStore
+	// OwnerStaff returns the WeCom staff id of a user (owner alerts), or "".
+	OwnerStaff func(ctx context.Context, corp string, userID int64) (string, error)
 }
 
 // MediaStore is what the welcome needs from wecom/media.
@@ -107,7 +109,7 @@ func (s *Service) LandingURL(c *Code) string { return s.publicURL + "/l/" + c.Sl
 // validate checks the code and its references to staff and tags.
 func (s *Service) validate(ctx context.Context, c *Code) error {
 	errs := c.validate()
-	if len(c.Staff) > 0 && len(c.Staff) <= 100 {
+	if c.Mode != ModeJoinWay && len(c.Staff) > 0 && len(c.Staff) <= 100 {
 		ids := make([]string, len(c.Staff))
 		for i, st := range c.Staff {
 			ids[i] = st.UserID
@@ -175,6 +177,14 @@ func (s *Service) checkFiles(ctx context.Context, c *Code, errs map[string]strin
 
 func normalize(c *Code) {
 	c.Kind = KindChannel
+	if c.Mode == ModeJoinWay {
+		c.Kind = KindGroup
+		for i := range c.Settings.Groups {
+			if c.Settings.Groups[i].Threshold == 0 {
+				c.Settings.Groups[i].Threshold = maxQRJoin
+			}
+		}
+	}
 	c.Name = strings.TrimSpace(c.Name)
 	for i := range c.Staff {
 		if c.Staff[i].Weight == 0 {
@@ -216,7 +226,7 @@ func (s *Service) Create(ctx context.Context, c Code) (*Code, error) {
 		return nil, err
 	}
 	c.LandingURL = s.LandingURL(&c)
-	if c.Mode == ModeWeComQR {
+	if c.Mode == ModeWeComQR || c.Mode == ModeJoinWay {
 		if err := s.Reconcile(ctx, c.CorpID, c.ID); err != nil {
 			s.log.Warn("first reconcile of a new code failed; the minute reconciler will retry", "code", c.ID, "err", err)
 		}
@@ -239,6 +249,24 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 		}
 		created = append(created, id)
 		c.ConfigID, c.QRCode = id, qr
+	case ModeJoinWay:
+		chats, err := s.openGroups(ctx, c)
+		if err != nil {
+			return created, err
+		}
+		if len(chats) == 0 {
+			return created, &ValidationError{Fields: map[string]string{"settings.groups": "every group is already at its threshold"}}
+		}
+		id, err := s.wc.AddJoinWay(ctx, c.CorpID, s.joinWay(c, chats))
+		if err != nil {
+			return created, fmt.Errorf("create WeCom join way: %w", err)
+		}
+		created = append(created, "join:"+id)
+		w, err := s.wc.GetJoinWay(ctx, c.CorpID, id)
+		if err != nil {
+			return created, fmt.Errorf("read WeCom join way: %w", err)
+		}
+		c.ConfigID, c.QRCode, c.WeComUsers = id, w.QRCode, chats
 	case ModeRotating:
 		for i := range c.Staff {
 			st := &c.Staff[i]
@@ -257,7 +285,13 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 
 func (s *Service) deleteWays(ctx context.Context, corp string, ids []string) {
 	for _, id := range ids {
-		if err := s.wc.DeleteContactWay(ctx, corp, id); err != nil && !wecom.IsCode(err, wecom.CodeContactWayNotFound) {
+		var err error
+		if join, ok := strings.CutPrefix(id, "join:"); ok {
+			err = s.wc.DeleteJoinWay(ctx, corp, join)
+		} else {
+			err = s.wc.DeleteContactWay(ctx, corp, id)
+		}
+		if err != nil && !wecom.IsCode(err, wecom.CodeContactWayNotFound) {
 			s.log.Error("could not delete a WeCom contact way; delete it by hand", "corp", corp, "config_id", id, "err", err)
 		}
 	}
@@ -362,7 +396,7 @@ func (s *Service) Update(ctx context.Context, corp string, id int64, in Code) (*
 		return nil, err
 	}
 	s.deleteWays(ctx, corp, obsolete)
-	if next.Mode == ModeWeComQR {
+	if next.Mode == ModeWeComQR || next.Mode == ModeJoinWay {
 		if err := s.Reconcile(ctx, corp, id); err != nil {
 			s.log.Warn("reconcile after edit failed; the minute reconciler will retry", "code", id, "err", err)
 		}
@@ -387,7 +421,9 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 	c.Status, c.UpdatedAt = status, qsql.Millis(s.now())
 	if status == StatusArchived {
 		ways := []string{}
-		if c.ConfigID != "" {
+		if c.ConfigID != "" && c.Mode == ModeJoinWay {
+			ways = append(ways, "join:"+c.ConfigID)
+		} else if c.ConfigID != "" {
 			ways = append(ways, c.ConfigID)
 		}
 		for _, st := range c.Staff {
@@ -400,7 +436,7 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 	if err := s.store.save(ctx, c); err != nil {
 		return nil, err
 	}
-	if c.Mode == ModeWeComQR && status != StatusArchived {
+	if (c.Mode == ModeWeComQR || c.Mode == ModeJoinWay) && status != StatusArchived {
 		if err := s.Reconcile(ctx, corp, id); err != nil {
 			s.log.Warn("reconcile after status change failed; the minute reconciler will retry", "code", id, "err", err)
 		}
@@ -552,7 +588,13 @@ func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 	if err != nil {
 		return err
 	}
-	if c.Mode != ModeWeComQR || c.ConfigID == "" || c.Status == StatusArchived {
+	if c.ConfigID == "" || c.Status == StatusArchived {
+		return nil
+	}
+	if c.Mode == ModeJoinWay {
+		return s.reconcileGroups(ctx, c)
+	}
+	if c.Mode != ModeWeComQR {
 		return nil
 	}
 	desired, _, err := s.Eligible(ctx, c)

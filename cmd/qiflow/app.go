@@ -99,9 +99,11 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 			return nil, &configs.FieldError{Key: "wecom.corps[" + c.ID + "].calendar", Msg: err.Error()}
 		}
 	}
+	a.auth = auth.New(a.db)
 	a.codes = livecode.New(a.db, a.kv, a.api, a.dir, calendars, cfg.PublicURL, log)
 	a.media = media.New(a.db, a.api)
 	a.codes.Media = a.media
+	a.codes.OwnerStaff = a.auth.StaffID
 	for _, c := range a.corps {
 		a.codes.NotifyOnLoss[c.ID] = c.NotifyOnLoss
 	}
@@ -112,7 +114,6 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}, log)
 	a.run = jobs.NewRunner(a.db, a.owner, time.Minute, log)
 	a.run.Register(directory.JobSync, a.dir.RunSync)
-	a.auth = auth.New(a.db)
 
 	corpIDs := make([]string, len(a.corps))
 	for i, c := range a.corps {

@@ -449,3 +449,76 @@ func uploadFile(t *testing.T, base, token, kind, name string, data []byte) int64
 	}
 	return out.ID
 }
+
+func TestE2E_GroupCodeSwitchesWhenAGroupFills(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		ctx := context.Background()
+		g1, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "VIP 1")
+		g2, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "VIP 2")
+		body := map[string]any{"name": "VIP groups", "mode": "join_way", "settings": map[string]any{
+			"groups": []map[string]any{{"chat_id": g1, "threshold": 2}, {"chat_id": g2, "threshold": 2}}}}
+		var code livecode.Code
+		if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated {
+			t.Fatalf("create group code: %d", st)
+		}
+		chats := func() string {
+			var ids []string
+			s.fake.Inspect(e2eCorp, func(c *fake.Corp) { ids = c.JoinWays[code.ConfigID].ChatIDList })
+			return strings.Join(ids, ",")
+		}
+		if code.Kind != livecode.KindGroup || chats() != g1+","+g2 {
+			t.Fatalf("new group code %+v lists %s", code, chats())
+		}
+		// The landing page shows the join way's QR.
+		resp, err := http.Get(s.url + "/g/" + code.Slug)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(page), code.QRCode) {
+			t.Fatal("landing page without the join way's QR")
+		}
+		// One customer joins: VIP 1 reaches its threshold (owner + 1) and leaves the way.
+		res, err := s.fake.JoinGroup(ctx, e2eCorp, code.ConfigID, fake.Customer{Name: "Joiner"})
+		if err != nil || !res.Callback.OK || res.ChatID != g1 {
+			t.Fatalf("join: %+v %v", res, err)
+		}
+		waitUntil(t, "the way to switch to VIP 2", func() bool { return chats() == g2 })
+		day := time.Now().In(mustLoc("Asia/Shanghai")).Format(time.DateOnly)
+		var stats struct {
+			Rows []livecode.StatsRow `json:"rows"`
+		}
+		defer func() {
+			if t.Failed() {
+				var rows []map[string]any
+				r, _ := s.app.db.Queryx("SELECT * FROM live_code_stats")
+				for r.Next() {
+					m := map[string]any{}
+					r.MapScan(m)
+					rows = append(rows, m)
+				}
+				t.Logf("stats rows: %v; api: %+v", rows, stats.Rows)
+			}
+		}()
+		waitUntil(t, "the join counted", func() bool {
+			call(t, "GET", fmt.Sprintf("%s/api/v1/stats/codes?group_by=staff&code_id=%d&from=%s&to=%s", s.url, code.ID, day, day), admin, nil, &stats)
+			for _, r := range stats.Rows {
+				if r.Key == g1 && r.Adds == 1 {
+					return true
+				}
+			}
+			return false
+		})
+		// The next joiner lands in VIP 2, which then fills too: nothing is left, the way stays.
+		if res, err := s.fake.JoinGroup(ctx, e2eCorp, code.ConfigID, fake.Customer{}); err != nil || res.ChatID != g2 {
+			t.Fatalf("second join: %+v %v", res, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if chats() != g2 {
+			t.Fatalf("with every group full the way lists %s", chats())
+		}
+	})
+}
