@@ -79,6 +79,9 @@ func New(d Deps) (*gin.Engine, *Server) {
 
 	r.GET("/l/:slug", s.landing)
 	r.GET("/g/:slug", s.landing)
+	r.GET("/s/:slug", s.storesPage)
+	r.GET("/s/:slug/nearest", s.nearestStores)
+	r.GET("/s/:slug/stores", s.cityStores)
 
 	api := r.Group("/api/v1")
 	api.POST("/auth/login", s.login)
@@ -125,7 +128,7 @@ func (s *Server) routes() []Route {
 		{"GET", "/tags", auth.PermDirectoryRead, s.listTags},
 		{"GET", "/contacts", auth.PermDirectoryRead, s.listContacts},
 		{"GET", "/contacts/:id", auth.PermDirectoryRead, s.getContact},
-	}, s.codeRoutes()...)
+	}, append(s.codeRoutes(), s.storeRoutes()...)...)
 }
 
 type ctxKey string

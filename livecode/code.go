@@ -87,6 +87,11 @@ type Settings struct {
 	AutoCreateRoom bool         `json:"auto_create_room,omitempty"` // WeCom opens new rooms when all are full
 	RoomBaseName   string       `json:"room_base_name,omitempty"`
 	RoomBaseID     int          `json:"room_base_id,omitempty"`
+
+	// Store codes: the stores covered (none = every store of the corp) and an
+	// optional radius beyond which a store is not offered.
+	StoreIDs []int64 `json:"store_ids,omitempty"`
+	RadiusKM float64 `json:"radius_km,omitempty"`
 }
 
 // GroupEntry is a customer group of a group code.
@@ -282,8 +287,19 @@ func (c *Code) validate() map[string]string {
 	case ModeJoinWay:
 		c.validateGroups(errs)
 		return errs
+	case ModeStores:
+		if strings.TrimSpace(c.Name) == "" {
+			errs["name"] = "is required"
+		}
+		if c.Settings.RadiusKM < 0 {
+			errs["settings.radius_km"] = "must not be negative"
+		}
+		if len(c.Staff) > 0 {
+			errs["staff"] = "store codes list stores, not staff"
+		}
+		return errs
 	default:
-		errs["mode"] = "must be wecom_qr, rotating or join_way"
+		errs["mode"] = "must be wecom_qr, rotating, join_way or stores"
 	}
 	if len(c.Staff) == 0 {
 		errs["staff"] = "needs at least one staff member"

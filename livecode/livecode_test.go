@@ -128,3 +128,18 @@ func TestPick_SmoothWeightedRoundRobinWithinCaps(t *testing.T) {
 		})
 	}
 }
+
+func TestGeo_DistanceAndDatum(t *testing.T) {
+	// People's Square to the Bund, Shanghai: about 1.6 km.
+	if d := haversineKM(31.2304, 121.4737, 31.2400, 121.4900); d < 1.6 || d > 2.0 {
+		t.Fatalf("distance %.3f km", d)
+	}
+	// GCJ-02 shifts positions in mainland China by a few hundred metres, and none outside.
+	glat, glng := wgs84ToGCJ02(31.2304, 121.4737)
+	if d := haversineKM(31.2304, 121.4737, glat, glng); d < 0.2 || d > 0.8 {
+		t.Fatalf("GCJ-02 offset in Shanghai %.3f km", d)
+	}
+	if la, ln := wgs84ToGCJ02(48.8566, 2.3522); la != 48.8566 || ln != 2.3522 {
+		t.Fatal("Paris was shifted")
+	}
+}

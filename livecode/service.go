@@ -124,6 +124,21 @@ func (s *Service) validate(ctx context.Context, c *Code) error {
 			}
 		}
 	}
+	if c.Mode == ModeStores && len(c.Settings.StoreIDs) > 0 {
+		stores, err := s.ListStores(ctx, c.CorpID, "")
+		if err != nil {
+			return err
+		}
+		have := map[int64]bool{}
+		for _, st := range stores {
+			have[st.ID] = true
+		}
+		for i, id := range c.Settings.StoreIDs {
+			if !have[id] {
+				errs[fmt.Sprintf("settings.store_ids[%d]", i)] = fmt.Sprintf("no store %d", id)
+			}
+		}
+	}
 	if err := s.checkFiles(ctx, c, errs); err != nil {
 		return err
 	}
@@ -177,6 +192,9 @@ func (s *Service) checkFiles(ctx context.Context, c *Code, errs map[string]strin
 
 func normalize(c *Code) {
 	c.Kind = KindChannel
+	if c.Mode == ModeStores {
+		c.Kind = KindStore
+	}
 	if c.Mode == ModeJoinWay {
 		c.Kind = KindGroup
 		for i := range c.Settings.Groups {

@@ -41,13 +41,14 @@ var groupExpr = map[string]string{
 	"staff":   "s.userid",
 	"channel": "COALESCE(c.channel, '')",
 	"day":     "s.day",
+	"store":   "COALESCE(st.name, '')",
 }
 
 // Stats returns figures per group over a date range.
 func (s *Service) Stats(ctx context.Context, f StatsFilter) ([]StatsRow, error) {
 	expr, ok := groupExpr[f.GroupBy]
 	if !ok {
-		return nil, &ValidationError{Fields: map[string]string{"group_by": "must be code, staff, channel or day"}}
+		return nil, &ValidationError{Fields: map[string]string{"group_by": "must be code, staff, channel, store or day"}}
 	}
 	for field, v := range map[string]string{"from": f.From, "to": f.To} {
 		if _, err := time.Parse(time.DateOnly, v); err != nil {
@@ -70,7 +71,7 @@ func (s *Service) Stats(ctx context.Context, f StatsFilter) ([]StatsRow, error) 
 	var rows []StatsRow
 	err := s.db.SelectContext(ctx, &rows, `SELECT `+expr+` AS k, SUM(s.visits) AS visits, SUM(s.adds) AS adds, SUM(s.readds) AS readds,
 		SUM(s.lost_customer) AS lost_customer, SUM(s.lost_staff) AS lost_staff, SUM(s.welcome_sent) AS welcome_sent, SUM(s.welcome_missed) AS welcome_missed
-		FROM live_code_stats s LEFT JOIN live_codes c ON c.id = s.code_id WHERE `+where+` GROUP BY `+expr+` ORDER BY k`, args...)
+		FROM live_code_stats s LEFT JOIN live_codes c ON c.id = s.code_id LEFT JOIN stores st ON st.corp_id = s.corp_id AND st.code_id = s.code_id WHERE `+where+` GROUP BY `+expr+` ORDER BY k`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +98,7 @@ func (s *Service) retention(ctx context.Context, f StatsFilter, expr, where stri
 	now := qsql.Millis(s.now())
 	q := `SELECT ` + expr + ` AS k, COUNT(*) AS total,
 		SUM(CASE WHEN s.lost_at IS NULL OR s.lost_at > s.added_at + ? THEN 1 ELSE 0 END) AS kept
-		FROM contact_sources s LEFT JOIN live_codes c ON c.id = s.code_id WHERE ` + where + ` AND s.added_at <= ? GROUP BY ` + expr
+		FROM contact_sources s LEFT JOIN live_codes c ON c.id = s.code_id LEFT JOIN stores st ON st.corp_id = s.corp_id AND st.code_id = s.code_id WHERE ` + where + ` AND s.added_at <= ? GROUP BY ` + expr
 	var rows []struct {
 		K     string `db:"k"`
 		Total int    `db:"total"`
