@@ -402,6 +402,11 @@ func (s *Server) landing(c *gin.Context) {
 		c.SetCookie("qf_v", visitor, 365*24*3600, "/", "", false, true)
 	}
 	switch code.Mode {
+	case livecode.ModeLink:
+		// Acquisition links open WeCom's own page; count the visit and go there.
+		s.d.LiveCodes.CountVisit(c.Request.Context(), code, visitor, "")
+		c.Redirect(http.StatusFound, code.QRCode)
+		return
 	case livecode.ModeRotating:
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)

@@ -26,9 +26,10 @@ const (
 	KindChannel = "channel"
 	KindGroup   = "group"
 
-	ModeWeComQR  = "wecom_qr" // one multi-person contact way; WeCom picks among its users
-	ModeRotating = "rotating" // a stable landing page; Qiflow picks the staff member per visit
-	ModeJoinWay  = "join_way" // group code: one WeCom join way over the first groups not yet full
+	ModeWeComQR  = "wecom_qr"         // one multi-person contact way; WeCom picks among its users
+	ModeRotating = "rotating"         // a stable landing page; Qiflow picks the staff member per visit
+	ModeJoinWay  = "join_way"         // group code: one WeCom join way over the first groups not yet full
+	ModeLink     = "acquisition_link" // a WeCom customer-acquisition link over the eligible staff, for ads and SMS
 
 	StatusActive   = "active"
 	StatusPaused   = "paused"
@@ -283,7 +284,7 @@ func (c *Code) validate() map[string]string {
 		errs["channel"] = "is at most 64 characters"
 	}
 	switch c.Mode {
-	case ModeWeComQR, ModeRotating:
+	case ModeWeComQR, ModeRotating, ModeLink:
 	case ModeJoinWay:
 		c.validateGroups(errs)
 		return errs
@@ -299,7 +300,7 @@ func (c *Code) validate() map[string]string {
 		}
 		return errs
 	default:
-		errs["mode"] = "must be wecom_qr, rotating, join_way or stores"
+		errs["mode"] = "must be wecom_qr, rotating, acquisition_link, join_way or stores"
 	}
 	if len(c.Staff) == 0 {
 		errs["staff"] = "needs at least one staff member"

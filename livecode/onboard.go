@@ -142,7 +142,7 @@ func (s *Service) Onboard(ctx context.Context, corp string, ev *wecom.ExternalCo
 			s.log.Error("counting an add in redis failed", "corp", corp, "code", codeID, "err", err)
 		}
 	}
-	if c != nil && c.Mode == ModeWeComQR {
+	if c != nil && (c.Mode == ModeWeComQR || c.Mode == ModeLink) {
 		if err := s.Reconcile(ctx, corp, c.ID); err != nil && !errors.Is(err, ErrBusy) {
 			s.log.Warn("reconcile after an add failed; the minute reconciler will retry", "code", c.ID, "err", err)
 		}

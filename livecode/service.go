@@ -244,7 +244,7 @@ func (s *Service) Create(ctx context.Context, c Code) (*Code, error) {
 		return nil, err
 	}
 	c.LandingURL = s.LandingURL(&c)
-	if c.Mode == ModeWeComQR || c.Mode == ModeJoinWay {
+	if c.Mode == ModeWeComQR || c.Mode == ModeJoinWay || c.Mode == ModeLink {
 		if err := s.Reconcile(ctx, c.CorpID, c.ID); err != nil {
 			s.log.Warn("first reconcile of a new code failed; the minute reconciler will retry", "code", c.ID, "err", err)
 		}
@@ -267,6 +267,15 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 		}
 		created = append(created, id)
 		c.ConfigID, c.QRCode = id, qr
+	case ModeLink:
+		users := s.backupOrAll(c)
+		l, err := s.wc.CreateAcquisitionLink(ctx, c.CorpID, wecom.AcquisitionLink{LinkName: truncate(c.Name, 30), Users: users, SkipVerify: true})
+		if err != nil {
+			return created, fmt.Errorf("create WeCom acquisition link: %w", err)
+		}
+		created = append(created, "link:"+l.LinkID)
+		// customer_channel comes back as the add's State.
+		c.ConfigID, c.QRCode, c.WeComUsers = l.LinkID, linkURL(l.URL, codeState(c.ID)), users
 	case ModeJoinWay:
 		chats, err := s.openGroups(ctx, c)
 		if err != nil {
@@ -306,6 +315,8 @@ func (s *Service) deleteWays(ctx context.Context, corp string, ids []string) {
 		var err error
 		if join, ok := strings.CutPrefix(id, "join:"); ok {
 			err = s.wc.DeleteJoinWay(ctx, corp, join)
+		} else if link, ok := strings.CutPrefix(id, "link:"); ok {
+			err = s.wc.DeleteAcquisitionLink(ctx, corp, link)
 		} else {
 			err = s.wc.DeleteContactWay(ctx, corp, id)
 		}
@@ -414,7 +425,7 @@ func (s *Service) Update(ctx context.Context, corp string, id int64, in Code) (*
 		return nil, err
 	}
 	s.deleteWays(ctx, corp, obsolete)
-	if next.Mode == ModeWeComQR || next.Mode == ModeJoinWay {
+	if next.Mode == ModeWeComQR || next.Mode == ModeJoinWay || next.Mode == ModeLink {
 		if err := s.Reconcile(ctx, corp, id); err != nil {
 			s.log.Warn("reconcile after edit failed; the minute reconciler will retry", "code", id, "err", err)
 		}
@@ -441,6 +452,8 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 		ways := []string{}
 		if c.ConfigID != "" && c.Mode == ModeJoinWay {
 			ways = append(ways, "join:"+c.ConfigID)
+		} else if c.ConfigID != "" && c.Mode == ModeLink {
+			ways = append(ways, "link:"+c.ConfigID)
 		} else if c.ConfigID != "" {
 			ways = append(ways, c.ConfigID)
 		}
@@ -454,7 +467,7 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 	if err := s.store.save(ctx, c); err != nil {
 		return nil, err
 	}
-	if (c.Mode == ModeWeComQR || c.Mode == ModeJoinWay) && status != StatusArchived {
+	if (c.Mode == ModeWeComQR || c.Mode == ModeJoinWay || c.Mode == ModeLink) && status != StatusArchived {
 		if err := s.Reconcile(ctx, corp, id); err != nil {
 			s.log.Warn("reconcile after status change failed; the minute reconciler will retry", "code", id, "err", err)
 		}
@@ -612,6 +625,9 @@ func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 	if c.Mode == ModeJoinWay {
 		return s.reconcileGroups(ctx, c)
 	}
+	if c.Mode == ModeLink {
+		return s.reconcileLink(ctx, c)
+	}
 	if c.Mode != ModeWeComQR {
 		return nil
 	}
@@ -707,4 +723,37 @@ func (s *Service) Visit(ctx context.Context, c *Code, visitID string) (Visit, er
 		}
 	}
 	return v, nil
+}
+
+// linkURL adds the customer_channel that names the code to an acquisition link.
+func linkURL(u, state string) string {
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	return u + sep + "customer_channel=" + state
+}
+
+// reconcileLink keeps an acquisition link's staff equal to the eligible staff.
+func (s *Service) reconcileLink(ctx context.Context, c *Code) error {
+	desired, _, err := s.Eligible(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(desired) == 0 {
+		desired = c.WeComUsers
+	}
+	have, err := s.wc.GetAcquisitionLink(ctx, c.CorpID, c.ConfigID)
+	if err != nil {
+		return fmt.Errorf("get acquisition link: %w", err)
+	}
+	current := append([]string(nil), have.Users...)
+	sort.Strings(current)
+	if slices.Equal(current, desired) {
+		return nil
+	}
+	if err := s.wc.UpdateAcquisitionLink(ctx, c.CorpID, wecom.AcquisitionLink{LinkID: c.ConfigID, LinkName: truncate(c.Name, 30), Users: desired, SkipVerify: s.skipVerifyNow(c, s.now())}); err != nil {
+		return fmt.Errorf("update acquisition link: %w", err)
+	}
+	return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
 }

@@ -211,6 +211,6 @@ func (st *store) reconcilable(ctx context.Context) ([]struct {
 		ID     int64  `db:"id"`
 		CorpID string `db:"corp_id"`
 	}
-	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?) AND status <> ? AND config_id <> ''`, ModeWeComQR, ModeJoinWay, StatusArchived)
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?) AND status <> ? AND config_id <> ''`, ModeWeComQR, ModeJoinWay, ModeLink, StatusArchived)
 	return out, err
 }

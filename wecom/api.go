@@ -559,6 +559,39 @@ func (a *API) DeleteJoinWay(ctx context.Context, corpID, configID string) error 
 	return a.call(ctx, corpID, request{endpoint: "externalcontact/groupchat/del_join_way", body: map[string]string{"config_id": configID}}, nil)
 }
 
+// --- customer-acquisition links ---
+
+func (a *API) CreateAcquisitionLink(ctx context.Context, corpID string, l AcquisitionLink) (AcquisitionLink, error) {
+	var out struct {
+		base
+		Link AcquisitionLink `json:"link"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/customer_acquisition/create_link", body: map[string]any{
+		"link_name": l.LinkName, "range": AcquisitionRange{UserList: nonNil(l.Users)}, "skip_verify": l.SkipVerify}}, &out)
+	out.Link.Users = l.Users
+	return out.Link, err
+}
+
+func (a *API) GetAcquisitionLink(ctx context.Context, corpID, linkID string) (AcquisitionLink, error) {
+	var out struct {
+		base
+		Link  AcquisitionLink  `json:"link"`
+		Range AcquisitionRange `json:"range"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/customer_acquisition/get", body: map[string]string{"link_id": linkID}}, &out)
+	out.Link.Users = out.Range.UserList
+	return out.Link, err
+}
+
+func (a *API) UpdateAcquisitionLink(ctx context.Context, corpID string, l AcquisitionLink) error {
+	return a.call(ctx, corpID, request{endpoint: "externalcontact/customer_acquisition/update_link", body: map[string]any{
+		"link_id": l.LinkID, "link_name": l.LinkName, "range": AcquisitionRange{UserList: nonNil(l.Users)}, "skip_verify": l.SkipVerify}}, nil)
+}
+
+func (a *API) DeleteAcquisitionLink(ctx context.Context, corpID, linkID string) error {
+	return a.call(ctx, corpID, request{endpoint: "externalcontact/customer_acquisition/delete_link", body: map[string]string{"link_id": linkID}}, nil)
+}
+
 // --- messages and media ---
 
 func (a *API) SendAppMessage(ctx context.Context, corpID, userID, text string) error {

@@ -48,6 +48,12 @@ type Client interface {
 	UpdateJoinWay(ctx context.Context, corpID string, w JoinWay) error
 	DeleteJoinWay(ctx context.Context, corpID, configID string) error
 
+	// Customer-acquisition links (获客助手), for ads and SMS outside WeChat.
+	CreateAcquisitionLink(ctx context.Context, corpID string, l AcquisitionLink) (AcquisitionLink, error)
+	GetAcquisitionLink(ctx context.Context, corpID, linkID string) (AcquisitionLink, error)
+	UpdateAcquisitionLink(ctx context.Context, corpID string, l AcquisitionLink) error
+	DeleteAcquisitionLink(ctx context.Context, corpID, linkID string) error
+
 	// SendAppMessage sends a text from the corp app to one staff member
 	// (WeCom drops more than 30 a minute to one person: the limiter keeps under it).
 	SendAppMessage(ctx context.Context, corpID, userID, text string) error

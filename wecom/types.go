@@ -202,3 +202,18 @@ type AppMessage struct {
 	AgentID int    `json:"agentid"`
 	Text    *Text  `json:"text,omitempty"`
 }
+
+// AcquisitionLink is a customer-acquisition link over some staff.
+type AcquisitionLink struct {
+	LinkID     string   `json:"link_id,omitempty"`
+	LinkName   string   `json:"link_name"`
+	URL        string   `json:"url,omitempty"`
+	Users      []string `json:"-"`
+	SkipVerify bool     `json:"-"`
+}
+
+// AcquisitionRange is the staff a link hands customers to.
+type AcquisitionRange struct {
+	UserList       []string `json:"user_list"`
+	DepartmentList []int64  `json:"department_list,omitempty"`
+}

@@ -522,3 +522,47 @@ func TestE2E_GroupCodeSwitchesWhenAGroupFills(t *testing.T) {
 		}
 	})
 }
+
+func TestE2E_AcquisitionLinkCarriesTheCodeAndFollowsCaps(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	body := map[string]any{"name": "SMS campaign", "channel": "sms-nov", "mode": "acquisition_link",
+		"staff":    []map[string]any{{"userid": "zhangsan", "daily_cap": 1}, {"userid": "lisi", "daily_cap": 1}, {"userid": "wangwu", "backup": true}},
+		"settings": map[string]any{"welcome": map[string]any{"text": "Thanks for coming from SMS"}}}
+	var code livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	if !strings.Contains(code.QRCode, fmt.Sprintf("customer_channel=lc%d", code.ID)) {
+		t.Fatalf("link %q does not carry the code", code.QRCode)
+	}
+	// The landing page sends ads traffic on to WeCom's link.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(s.url + "/l/" + code.Slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != code.QRCode {
+		t.Fatalf("landing: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	linkUsers := func() string {
+		var u []string
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) { u = append(u, c.Links[code.ConfigID].Users...) })
+		return strings.Join(u, ",")
+	}
+	for i := 0; i < 2; i++ {
+		res, err := s.fake.ClickLink(context.Background(), e2eCorp, code.ConfigID, fmt.Sprintf("lc%d", code.ID), fake.Customer{})
+		if err != nil || !res.Callback.OK {
+			t.Fatalf("click: %+v %v", res, err)
+		}
+		waitUntil(t, "the add recorded", func() bool {
+			return s.count("SELECT COUNT(*) FROM contact_sources WHERE code_id = ? AND external_userid = ?", code.ID, res.ExternalUserID) == 1
+		})
+		// The capped staff member leaves the link before the next customer clicks.
+		waitUntil(t, res.UserID+" to leave the link", func() bool { return !strings.Contains(linkUsers(), res.UserID) })
+	}
+	// Both staff reached their cap of one: the link now hands customers to the backup.
+	waitUntil(t, "the link to point at the backup", func() bool { return linkUsers() == "wangwu" })
+}

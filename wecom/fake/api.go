@@ -53,32 +53,36 @@ const (
 type endpointFunc func(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 
 var endpoints = map[string]endpointFunc{
-	"department/list":                           listDepartments,
-	"user/list":                                 listUsers,
-	"user/get":                                  getUser,
-	"externalcontact/get_corp_tag_list":         getCorpTags,
-	"externalcontact/add_corp_tag":              addCorpTag,
-	"externalcontact/edit_corp_tag":             editCorpTag,
-	"externalcontact/del_corp_tag":              delCorpTag,
-	"externalcontact/mark_tag":                  markTag,
-	"externalcontact/get_follow_user_list":      getFollowUsers,
-	"externalcontact/get":                       getExternal,
-	"externalcontact/batch/get_by_user":         batchGetByUser,
-	"externalcontact/remark":                    remark,
-	"externalcontact/add_contact_way":           addContactWay,
-	"externalcontact/get_contact_way":           getContactWay,
-	"externalcontact/update_contact_way":        updateContactWay,
-	"externalcontact/del_contact_way":           delContactWay,
-	"externalcontact/list_contact_way":          listContactWays,
-	"externalcontact/send_welcome_msg":          sendWelcome,
-	"externalcontact/groupchat/list":            listGroupChats,
-	"externalcontact/groupchat/get":             getGroupChat,
-	"externalcontact/groupchat/add_join_way":    addJoinWay,
-	"externalcontact/groupchat/get_join_way":    getJoinWay,
-	"externalcontact/groupchat/update_join_way": updateJoinWay,
-	"externalcontact/groupchat/del_join_way":    delJoinWay,
-	"message/send":                              sendAppMessage,
-	"media/upload":                              uploadMedia,
+	"department/list":                                  listDepartments,
+	"user/list":                                        listUsers,
+	"user/get":                                         getUser,
+	"externalcontact/get_corp_tag_list":                getCorpTags,
+	"externalcontact/add_corp_tag":                     addCorpTag,
+	"externalcontact/edit_corp_tag":                    editCorpTag,
+	"externalcontact/del_corp_tag":                     delCorpTag,
+	"externalcontact/mark_tag":                         markTag,
+	"externalcontact/get_follow_user_list":             getFollowUsers,
+	"externalcontact/get":                              getExternal,
+	"externalcontact/batch/get_by_user":                batchGetByUser,
+	"externalcontact/remark":                           remark,
+	"externalcontact/add_contact_way":                  addContactWay,
+	"externalcontact/get_contact_way":                  getContactWay,
+	"externalcontact/update_contact_way":               updateContactWay,
+	"externalcontact/del_contact_way":                  delContactWay,
+	"externalcontact/list_contact_way":                 listContactWays,
+	"externalcontact/send_welcome_msg":                 sendWelcome,
+	"externalcontact/groupchat/list":                   listGroupChats,
+	"externalcontact/groupchat/get":                    getGroupChat,
+	"externalcontact/groupchat/add_join_way":           addJoinWay,
+	"externalcontact/groupchat/get_join_way":           getJoinWay,
+	"externalcontact/groupchat/update_join_way":        updateJoinWay,
+	"externalcontact/groupchat/del_join_way":           delJoinWay,
+	"message/send":                                     sendAppMessage,
+	"externalcontact/customer_acquisition/create_link": createLink,
+	"externalcontact/customer_acquisition/get":         getLink,
+	"externalcontact/customer_acquisition/update_link": updateLink,
+	"externalcontact/customer_acquisition/delete_link": deleteLink,
+	"media/upload":                                     uploadMedia,
 }
 
 // Handler serves the WeCom API under /cgi-bin/ and the control API under /fake/.
@@ -901,4 +905,94 @@ func uploadMedia(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
 	id := f.nextID("media")
 	c.Media[id] = f.now().Unix()
 	return m("type", typ, "media_id", id, "created_at", strconv.FormatInt(f.now().Unix(), 10)), nil
+}
+
+// --- customer-acquisition links ---
+
+type linkReq struct {
+	LinkID     string                 `json:"link_id"`
+	LinkName   string                 `json:"link_name"`
+	Range      wecom.AcquisitionRange `json:"range"`
+	SkipVerify *bool                  `json:"skip_verify"`
+}
+
+func (c *Corp) checkLink(r linkReq) *apiError {
+	if r.LinkName == "" || len([]rune(r.LinkName)) > 30 {
+		return errf(codeInvalidParam, "link_name required, at most 30 characters")
+	}
+	if len(r.Range.UserList) == 0 || len(r.Range.UserList) > maxContactWayUsers {
+		return errf(codeInvalidParam, "range.user_list must hold 1 to 100 users")
+	}
+	for _, u := range r.Range.UserList {
+		if c.Staff[u] == nil {
+			return errf(codeUnknownUser, "userid not found: %s", u)
+		}
+	}
+	return nil
+}
+
+func createLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req linkReq
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if e := c.checkLink(req); e != nil {
+		return nil, e
+	}
+	if c.Links == nil {
+		c.Links = map[string]*Link{}
+	}
+	id := f.nextID("al")
+	l := &Link{ID: id, Name: req.LinkName, URL: f.URL() + "/fake/link/" + c.ID + "/" + id, Users: req.Range.UserList, SkipVerify: req.SkipVerify == nil || *req.SkipVerify}
+	c.Links[id] = l
+	return m("link", map[string]any{"link_id": id, "link_name": l.Name, "url": l.URL, "create_time": f.now().Unix()}), nil
+}
+
+func (c *Corp) link(body []byte) (*Link, *apiError) {
+	var req linkReq
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	l := c.Links[req.LinkID]
+	if l == nil {
+		return nil, errf(codeInvalidParam, "invalid link_id")
+	}
+	return l, nil
+}
+
+func getLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	l, e := c.link(body)
+	if e != nil {
+		return nil, e
+	}
+	return m("link", map[string]any{"link_id": l.ID, "link_name": l.Name, "url": l.URL}, "range", wecom.AcquisitionRange{UserList: l.Users}, "skip_verify", l.SkipVerify), nil
+}
+
+func updateLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	l, e := c.link(body)
+	if e != nil {
+		return nil, e
+	}
+	var req linkReq
+	decode(body, &req)
+	if req.LinkName == "" {
+		req.LinkName = l.Name
+	}
+	if e := c.checkLink(req); e != nil {
+		return nil, e
+	}
+	l.Name, l.Users = req.LinkName, req.Range.UserList
+	if req.SkipVerify != nil {
+		l.SkipVerify = *req.SkipVerify
+	}
+	return nil, nil
+}
+
+func deleteLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	l, e := c.link(body)
+	if e != nil {
+		return nil, e
+	}
+	delete(c.Links, l.ID)
+	return nil, nil
 }

@@ -498,3 +498,24 @@ func (f *Fake) Post(ctx context.Context, corpID string, plain []byte) (Delivery,
 	f.mu.Unlock()
 	return f.send(ctx, o), nil
 }
+
+// ClickLink plays a customer opening an acquisition link (with its
+// customer_channel) and adding the staff member WeCom picks: the add's State
+// is the customer_channel.
+func (f *Fake) ClickLink(ctx context.Context, corpID, linkID, customerChannel string, who Customer) (ScanResult, error) {
+	f.mu.Lock()
+	c := f.world.Corps[corpID]
+	if c == nil || c.Links[linkID] == nil {
+		f.mu.Unlock()
+		return ScanResult{}, fmt.Errorf("%w: link %s", ErrNotFound, linkID)
+	}
+	if len(customerChannel) > 64 {
+		f.mu.Unlock()
+		return ScanResult{}, errors.New("fake: customer_channel exceeds 64 bytes")
+	}
+	users := c.Links[linkID].Users
+	res, o := f.addLocked(c, users[rand.IntN(len(users))], who, customerChannel, 0)
+	f.mu.Unlock()
+	res.Callback = f.send(ctx, o)
+	return res, nil
+}

@@ -42,6 +42,16 @@ type Corp struct {
 	Welcome     map[string]*WelcomeCode      `json:"welcome_codes"`
 	Messages    []Message                    `json:"messages"`
 	Media       map[string]int64             `json:"media"` // media id → uploaded at (unix)
+	Links       map[string]*Link             `json:"acquisition_links"`
+}
+
+// Link is a customer-acquisition link.
+type Link struct {
+	ID         string   `json:"link_id"`
+	Name       string   `json:"link_name"`
+	URL        string   `json:"url"`
+	Users      []string `json:"users"`
+	SkipVerify bool     `json:"skip_verify"`
 }
 
 // CustomerRecord is an external contact and the staff members who follow it.
@@ -79,7 +89,7 @@ func newCorp(id, name, secret string, agentID int, token, aesKey string) *Corp {
 		ID: id, Name: name, Secret: secret, AgentID: agentID, Token: token, AESKey: aesKey,
 		Staff: map[string]*wecom.Staff{}, Customers: map[string]*CustomerRecord{},
 		ContactWays: map[string]*wecom.ContactWay{}, JoinWays: map[string]*wecom.JoinWay{},
-		Groups: map[string]*Group{}, Welcome: map[string]*WelcomeCode{}, Media: map[string]int64{},
+		Groups: map[string]*Group{}, Welcome: map[string]*WelcomeCode{}, Media: map[string]int64{}, Links: map[string]*Link{},
 	}
 }
 
