@@ -80,8 +80,10 @@ type Settings struct {
 	ValidFrom           *time.Time     `json:"valid_from,omitempty"`
 	ValidUntil          *time.Time     `json:"valid_until,omitempty"`
 	StaffDailyCaps      map[string]int `json:"staff_daily_caps,omitempty"` // caps across all codes, by userid
-	Description         string         `json:"description,omitempty"`
-	Note                string         `json:"note,omitempty"` // shown on the landing page
+	// Successor takes over the customers and groups of the code's staff who leave the company.
+	Successor   string `json:"successor,omitempty"`
+	Description string `json:"description,omitempty"`
+	Note        string `json:"note,omitempty"` // shown on the landing page
 
 	// Group codes: the groups in order, each until it reaches its threshold.
 	Groups         []GroupEntry `json:"groups,omitempty"`

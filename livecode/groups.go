@@ -85,17 +85,7 @@ func (s *Service) alertFull(ctx context.Context, c *Code) {
 		return
 	}
 	s.log.Warn("every group of a group code is full; add a group or allow auto-created rooms", "corp", c.CorpID, "code", c.ID, "name", c.Name)
-	if s.OwnerStaff == nil {
-		return
-	}
-	staff, err := s.OwnerStaff(ctx, c.CorpID, c.OwnerUserID)
-	if err != nil || staff == "" {
-		return
-	}
-	text := fmt.Sprintf("群活码「%s」的群都已满，请添加新群。Every group of group code %q is full.", c.Name, c.Name)
-	if err := s.wc.SendAppMessage(ctx, c.CorpID, staff, text); err != nil {
-		s.log.Warn("group-full alert not sent", "code", c.ID, "err", err)
-	}
+	s.tellOwner(ctx, c, fmt.Sprintf("群活码「%s」的群都已满，请添加新群。Every group of group code %q is full.", c.Name, c.Name))
 }
 
 // subscribeGroups reconciles the group codes of a chat when its members

@@ -25,6 +25,8 @@ type Directory interface {
 	StaffNames(ctx context.Context, corpID string, ids []string) (map[string]string, error)
 	MissingTags(ctx context.Context, corpID string, ids []string) ([]string, error)
 	ContactName(ctx context.Context, corpID, externalUserID string) (string, error)
+	FollowersOf(ctx context.Context, corpID, userID string) ([]string, error)
+	GroupsOwnedBy(ctx context.Context, corpID, userID string) ([]string, error)
 }
 
 // Service runs live codes.
@@ -122,6 +124,15 @@ func (s *Service) validate(ctx context.Context, c *Code) error {
 			if _, ok := names[st.UserID]; !ok && st.UserID != "" {
 				errs[fmt.Sprintf("staff[%d].userid", i)] = "unknown staff member " + st.UserID
 			}
+		}
+	}
+	if u := c.Settings.Successor; u != "" {
+		names, err := s.dir.StaffNames(ctx, c.CorpID, []string{u})
+		if err != nil {
+			return err
+		}
+		if _, ok := names[u]; !ok {
+			errs["settings.successor"] = "unknown staff member " + u
 		}
 	}
 	if c.Mode == ModeStores && len(c.Settings.StoreIDs) > 0 {
@@ -664,11 +675,14 @@ func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 // ReconcileAll reconciles every WeCom-QR code (the once-a-minute safety net,
 // which also covers schedule boundaries and the daily reset).
 func (s *Service) ReconcileAll(ctx context.Context) error {
+	var errs []error
+	if err := s.HandleLeavers(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	codes, err := s.store.reconcilable(ctx)
 	if err != nil {
 		return err
 	}
-	var errs []error
 	for _, c := range codes {
 		if err := s.Reconcile(ctx, c.CorpID, c.ID); err != nil && !errors.Is(err, ErrBusy) {
 			errs = append(errs, fmt.Errorf("code %d: %w", c.ID, err))

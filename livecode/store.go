@@ -214,3 +214,16 @@ func (st *store) reconcilable(ctx context.Context) ([]struct {
 	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?) AND status <> ? AND config_id <> ''`, ModeWeComQR, ModeJoinWay, ModeLink, StatusArchived)
 	return out, err
 }
+
+// withStaff lists the live codes that have staff (leavers are looked for there).
+func (st *store) withStaff(ctx context.Context) ([]struct {
+	ID     int64  `db:"id"`
+	CorpID string `db:"corp_id"`
+}, error) {
+	var out []struct {
+		ID     int64  `db:"id"`
+		CorpID string `db:"corp_id"`
+	}
+	err := st.db.SelectContext(ctx, &out, `SELECT c.id, c.corp_id FROM live_codes c WHERE c.status <> ? AND EXISTS (SELECT 1 FROM live_code_staff s WHERE s.code_id = c.id)`, StatusArchived)
+	return out, err
+}

@@ -592,6 +592,28 @@ func (a *API) DeleteAcquisitionLink(ctx context.Context, corpID, linkID string) 
 	return a.call(ctx, corpID, request{endpoint: "externalcontact/customer_acquisition/delete_link", body: map[string]string{"link_id": linkID}}, nil)
 }
 
+// --- resigned-staff handover ---
+
+func (a *API) TransferResignedCustomers(ctx context.Context, corpID, handover, takeover string, externalUserIDs []string) ([]TransferResult, error) {
+	var out struct {
+		base
+		Customer []TransferResult `json:"customer"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/resigned/transfer_customer", body: map[string]any{
+		"handover_userid": handover, "takeover_userid": takeover, "external_userid": externalUserIDs}}, &out)
+	return out.Customer, err
+}
+
+func (a *API) TransferGroupChats(ctx context.Context, corpID string, chatIDs []string, newOwner string) ([]TransferResult, error) {
+	var out struct {
+		base
+		Failed []TransferResult `json:"failed_chat_list"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/groupchat/transfer", body: map[string]any{
+		"chat_id_list": chatIDs, "new_owner": newOwner}}, &out)
+	return out.Failed, err
+}
+
 // --- messages and media ---
 
 func (a *API) SendAppMessage(ctx context.Context, corpID, userID, text string) error {

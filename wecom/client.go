@@ -54,6 +54,10 @@ type Client interface {
 	UpdateAcquisitionLink(ctx context.Context, corpID string, l AcquisitionLink) error
 	DeleteAcquisitionLink(ctx context.Context, corpID, linkID string) error
 
+	// Resigned-staff handover: customers (≤ 100 a call) and groups to a successor.
+	TransferResignedCustomers(ctx context.Context, corpID, handover, takeover string, externalUserIDs []string) ([]TransferResult, error)
+	TransferGroupChats(ctx context.Context, corpID string, chatIDs []string, newOwner string) ([]TransferResult, error)
+
 	// SendAppMessage sends a text from the corp app to one staff member
 	// (WeCom drops more than 30 a minute to one person: the limiter keeps under it).
 	SendAppMessage(ctx context.Context, corpID, userID, text string) error

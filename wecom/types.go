@@ -217,3 +217,11 @@ type AcquisitionRange struct {
 	UserList       []string `json:"user_list"`
 	DepartmentList []int64  `json:"department_list,omitempty"`
 }
+
+// TransferResult is one customer's (or group's) outcome of a handover.
+type TransferResult struct {
+	ExternalUserID string `json:"external_userid,omitempty"`
+	ChatID         string `json:"chat_id,omitempty"`
+	ErrCode        int64  `json:"errcode"`
+	ErrMsg         string `json:"errmsg,omitempty"`
+}

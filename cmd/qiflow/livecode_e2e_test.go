@@ -566,3 +566,58 @@ func TestE2E_AcquisitionLinkCarriesTheCodeAndFollowsCaps(t *testing.T) {
 	// Both staff reached their cap of one: the link now hands customers to the backup.
 	waitUntil(t, "the link to point at the backup", func() bool { return linkUsers() == "wangwu" })
 }
+
+func TestE2E_StaffWhoLeaveAreRemovedAndTheirCustomersHandedOver(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	ctx := context.Background()
+	code, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Leavers", Mode: livecode.ModeRotating,
+		Staff: []livecode.CodeStaff{{UserID: "zhangsan"}, {UserID: "lisi"}}, Settings: livecode.Settings{Successor: "wangwu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// zhangsan has a customer and owns a group.
+	res, err := s.fake.Add(ctx, e2eCorp, "zhangsan", fake.Customer{Name: "Loyal"}, 1)
+	if err != nil || !res.Callback.OK {
+		t.Fatal(err)
+	}
+	chat, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "zhangsan's group")
+	waitUntil(t, "the follow and the group mirrored", func() bool {
+		return s.count("SELECT COUNT(*) FROM follow_relations WHERE userid = 'zhangsan' AND external_userid = ?", res.ExternalUserID) == 1 &&
+			s.count("SELECT COUNT(*) FROM group_chats WHERE chat_id = ?", chat) == 1
+	})
+	// zhangsan leaves; a partial view of it changes nothing, a complete sync marks him gone.
+	s.fake.Mutate(e2eCorp, func(c *fake.Corp) { delete(c.Staff, "zhangsan") })
+	if err := s.app.codes.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.app.codes.Get(ctx, e2eCorp, code.ID); len(c.Staff) != 2 {
+		t.Fatal("staff removed before a complete sync said they left")
+	}
+	syncDirectory(t, s, admin)
+	if err := s.app.codes.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := s.app.codes.Get(ctx, e2eCorp, code.ID)
+	if len(c.Staff) != 1 || c.Staff[0].UserID != "lisi" || c.Status != livecode.StatusActive {
+		t.Fatalf("code after zhangsan left: %+v", c)
+	}
+	var transfers []fake.Transfer
+	var owner string
+	s.fake.Inspect(e2eCorp, func(fc *fake.Corp) { transfers, owner = fc.Transfers, fc.Groups[chat].Chat.Owner })
+	// zhangsan's customers: the one added here and one from the demo world.
+	handed := map[string]bool{}
+	for _, tr := range transfers {
+		handed[tr.ExternalUserID] = tr.From == "zhangsan" && tr.To == "wangwu"
+	}
+	if len(transfers) != 2 || !handed[res.ExternalUserID] || owner != "wangwu" {
+		t.Fatalf("handover: %+v, group owner %s", transfers, owner)
+	}
+	// Another pass hands nothing over twice.
+	s.app.codes.ReconcileAll(ctx)
+	s.fake.Inspect(e2eCorp, func(fc *fake.Corp) { transfers = fc.Transfers })
+	if len(transfers) != 2 {
+		t.Fatalf("%d transfers after a second pass", len(transfers))
+	}
+}

@@ -83,3 +83,17 @@ func (d *Directory) ListTags(ctx context.Context, corpID string) ([]Tag, error) 
 		WHERE t.corp_id = ? AND t.deleted_at IS NULL ORDER BY g.sort_order, t.group_id, t.sort_order, t.id`, corpID)
 	return out, err
 }
+
+// FollowersOf lists the external contacts a staff member still follows.
+func (d *Directory) FollowersOf(ctx context.Context, corpID, userID string) ([]string, error) {
+	var out []string
+	err := d.db.SelectContext(ctx, &out, `SELECT external_userid FROM follow_relations WHERE corp_id = ? AND userid = ? AND deleted_at IS NULL ORDER BY external_userid`, corpID, userID)
+	return out, err
+}
+
+// GroupsOwnedBy lists the live customer groups a staff member owns.
+func (d *Directory) GroupsOwnedBy(ctx context.Context, corpID, userID string) ([]string, error) {
+	var out []string
+	err := d.db.SelectContext(ctx, &out, `SELECT chat_id FROM group_chats WHERE corp_id = ? AND owner = ? AND dismissed_at IS NULL ORDER BY chat_id`, corpID, userID)
+	return out, err
+}

@@ -78,6 +78,8 @@ var endpoints = map[string]endpointFunc{
 	"externalcontact/groupchat/update_join_way":        updateJoinWay,
 	"externalcontact/groupchat/del_join_way":           delJoinWay,
 	"message/send":                                     sendAppMessage,
+	"externalcontact/resigned/transfer_customer":       transferCustomers,
+	"externalcontact/groupchat/transfer":               transferGroups,
 	"externalcontact/customer_acquisition/create_link": createLink,
 	"externalcontact/customer_acquisition/get":         getLink,
 	"externalcontact/customer_acquisition/update_link": updateLink,
@@ -995,4 +997,67 @@ func deleteLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 	}
 	delete(c.Links, l.ID)
 	return nil, nil
+}
+
+// --- resigned-staff handover ---
+
+// transferCustomers moves customers of a staff member who left to a
+// successor. WeCom completes it within 24 hours; the fake does it at once.
+// Customers in RefuseTransfer answer customer_refused through transfer_fail later;
+// here they get errcode 0 and stay put, as with WeCom.
+func transferCustomers(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		Handover string   `json:"handover_userid"`
+		Takeover string   `json:"takeover_userid"`
+		External []string `json:"external_userid"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if c.Staff[req.Takeover] == nil {
+		return nil, errf(codeUnknownUser, "takeover_userid not found")
+	}
+	if len(req.External) == 0 || len(req.External) > 100 {
+		return nil, errf(codeInvalidParam, "external_userid must hold 1 to 100 customers")
+	}
+	var out []wecom.TransferResult
+	for _, ext := range req.External {
+		cu := c.Customers[ext]
+		if cu == nil || cu.Follows[req.Handover] == nil {
+			out = append(out, wecom.TransferResult{ExternalUserID: ext, ErrCode: 40096})
+			continue
+		}
+		if !c.RefuseTransfer[ext] {
+			fu := *cu.Follows[req.Handover]
+			fu.UserID, fu.AddWay = req.Takeover, 202
+			delete(cu.Follows, req.Handover)
+			cu.Follows[req.Takeover] = &fu
+		}
+		c.Transfers = append(c.Transfers, Transfer{ExternalUserID: ext, From: req.Handover, To: req.Takeover})
+		out = append(out, wecom.TransferResult{ExternalUserID: ext})
+	}
+	return m("customer", out), nil
+}
+
+func transferGroups(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		ChatIDs  []string `json:"chat_id_list"`
+		NewOwner string   `json:"new_owner"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if c.Staff[req.NewOwner] == nil {
+		return nil, errf(codeUnknownUser, "new_owner not found")
+	}
+	var failed []wecom.TransferResult
+	for _, id := range req.ChatIDs {
+		g := c.Groups[id]
+		if g == nil {
+			failed = append(failed, wecom.TransferResult{ChatID: id, ErrCode: codeUnknownChat})
+			continue
+		}
+		g.Chat.Owner = req.NewOwner
+	}
+	return m("failed_chat_list", failed), nil
 }

@@ -43,6 +43,17 @@ type Corp struct {
 	Messages    []Message                    `json:"messages"`
 	Media       map[string]int64             `json:"media"` // media id → uploaded at (unix)
 	Links       map[string]*Link             `json:"acquisition_links"`
+	// Transfers records resigned-staff handovers; RefuseTransfer lists
+	// customers who will refuse one (their transfer_fail comes later).
+	Transfers      []Transfer      `json:"transfers,omitempty"`
+	RefuseTransfer map[string]bool `json:"refuse_transfer,omitempty"`
+}
+
+// Transfer is one customer handed from a staff member who left to a successor.
+type Transfer struct {
+	ExternalUserID string `json:"external_userid"`
+	From           string `json:"from"`
+	To             string `json:"to"`
 }
 
 // Link is a customer-acquisition link.
