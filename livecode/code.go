@@ -90,6 +90,10 @@ type Settings struct {
 	AutoCreateRoom bool         `json:"auto_create_room,omitempty"` // WeCom opens new rooms when all are full
 	RoomBaseName   string       `json:"room_base_name,omitempty"`
 	RoomBaseID     int          `json:"room_base_id,omitempty"`
+	// GroupWelcome is the group code's welcome (a WeCom group welcome template);
+	// GroupWelcomeTemplate is the template id Qiflow keeps for it.
+	GroupWelcome         string `json:"group_welcome,omitempty"`
+	GroupWelcomeTemplate string `json:"group_welcome_template,omitempty"`
 
 	// Store codes: the stores covered (none = every store of the corp) and an
 	// optional radius beyond which a store is not offered.
@@ -111,6 +115,8 @@ type Welcome struct {
 	Text        string           `json:"text,omitempty"`
 	Attachments []Attachment     `json:"attachments,omitempty"`
 	Variants    []WelcomeVariant `json:"variants,omitempty"`
+	// InviteGroupCode adds a link card inviting to one of our group codes.
+	InviteGroupCode int64 `json:"invite_group_code,omitempty"`
 }
 
 // WelcomeVariant replaces the default inside its slot.
@@ -428,6 +434,9 @@ func (c *Code) validateGroups(errs map[string]string) {
 	}
 	if utf8.RuneCountInString(st.RoomBaseName) > 40 {
 		errs["settings.room_base_name"] = "is at most 40 characters"
+	}
+	if len(st.GroupWelcome) > 4000 {
+		errs["settings.group_welcome"] = "is at most 4000 bytes"
 	}
 	if st.AutoCreateRoom && st.RoomBaseName == "" {
 		errs["settings.room_base_name"] = "is required with auto_create_room"

@@ -259,6 +259,9 @@ func (s *Service) welcome(ctx context.Context, corp string, c *Code, ev *wecom.E
 		msg.Text = &wecom.Text{Content: text}
 	}
 	if msg.Attachments, err = s.resolve(sctx, corp, atts); err == nil {
+		if inv := s.groupInvite(sctx, c); inv != nil && len(msg.Attachments) < 9 {
+			msg.Attachments = append(msg.Attachments, *inv)
+		}
 		err = s.wc.SendWelcomeMsg(sctx, corp, msg)
 	}
 	switch {
@@ -474,4 +477,21 @@ func (s *Service) RecordLoss(ctx context.Context, corp string, ev *wecom.Externa
 		}
 	}
 	return nil
+}
+
+// groupInvite is the link card to the code's invited group code, if any.
+func (s *Service) groupInvite(ctx context.Context, c *Code) *wecom.Attachment {
+	id := c.Settings.Welcome.InviteGroupCode
+	if id == 0 {
+		return nil
+	}
+	g, err := s.store.get(ctx, c.CorpID, id)
+	if err != nil || g.Status != StatusActive {
+		return nil
+	}
+	title := g.Name
+	if len(title) > 120 {
+		title = truncate(title, 40)
+	}
+	return &wecom.Attachment{MsgType: "link", Link: &wecom.Link{Title: title, Desc: "点击加入群聊 Tap to join the group", URL: s.publicURL + "/g/" + g.Slug}}
 }

@@ -126,6 +126,15 @@ func (s *Service) validate(ctx context.Context, c *Code) error {
 			}
 		}
 	}
+	if id := c.Settings.Welcome.InviteGroupCode; id != 0 {
+		g, err := s.store.get(ctx, c.CorpID, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err != nil || g.Kind != KindGroup || g.Status == StatusArchived {
+			errs["settings.welcome.invite_group_code"] = "must be a live group code"
+		}
+	}
 	if u := c.Settings.Successor; u != "" {
 		names, err := s.dir.StaffNames(ctx, c.CorpID, []string{u})
 		if err != nil {
@@ -305,6 +314,14 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 			return created, fmt.Errorf("read WeCom join way: %w", err)
 		}
 		c.ConfigID, c.QRCode, c.WeComUsers = id, w.QRCode, chats
+		if c.Settings.GroupWelcome != "" {
+			tid, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, c.Settings.GroupWelcome)
+			if err != nil {
+				return created, fmt.Errorf("create group welcome template: %w", err)
+			}
+			created = append(created, "gwt:"+tid)
+			c.Settings.GroupWelcomeTemplate = tid
+		}
 	case ModeRotating:
 		for i := range c.Staff {
 			st := &c.Staff[i]
@@ -326,6 +343,8 @@ func (s *Service) deleteWays(ctx context.Context, corp string, ids []string) {
 		var err error
 		if join, ok := strings.CutPrefix(id, "join:"); ok {
 			err = s.wc.DeleteJoinWay(ctx, corp, join)
+		} else if tid, ok := strings.CutPrefix(id, "gwt:"); ok {
+			err = s.wc.DeleteGroupWelcomeTemplate(ctx, corp, tid)
 		} else if link, ok := strings.CutPrefix(id, "link:"); ok {
 			err = s.wc.DeleteAcquisitionLink(ctx, corp, link)
 		} else {
@@ -404,6 +423,13 @@ func (s *Service) Update(ctx context.Context, corp string, id int64, in Code) (*
 		return nil, err
 	}
 	var created, obsolete []string
+	if next.Mode == ModeJoinWay {
+		// The template id is Qiflow's bookkeeping, not an input.
+		next.Settings.GroupWelcomeTemplate = old.Settings.GroupWelcomeTemplate
+		if err := s.syncGroupWelcome(ctx, &next, &created, &obsolete); err != nil {
+			return nil, err
+		}
+	}
 	if next.Mode == ModeRotating {
 		prev := map[string]CodeStaff{}
 		for _, st := range old.Staff {
@@ -461,6 +487,9 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 	c.Status, c.UpdatedAt = status, qsql.Millis(s.now())
 	if status == StatusArchived {
 		ways := []string{}
+		if t := c.Settings.GroupWelcomeTemplate; t != "" {
+			ways = append(ways, "gwt:"+t)
+		}
 		if c.ConfigID != "" && c.Mode == ModeJoinWay {
 			ways = append(ways, "join:"+c.ConfigID)
 		} else if c.ConfigID != "" && c.Mode == ModeLink {
@@ -770,4 +799,26 @@ func (s *Service) reconcileLink(ctx context.Context, c *Code) error {
 		return fmt.Errorf("update acquisition link: %w", err)
 	}
 	return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
+}
+
+// syncGroupWelcome creates, edits or deletes the group code's welcome template.
+func (s *Service) syncGroupWelcome(ctx context.Context, c *Code, created, obsolete *[]string) error {
+	text, tid := c.Settings.GroupWelcome, c.Settings.GroupWelcomeTemplate
+	switch {
+	case text == "" && tid != "":
+		*obsolete = append(*obsolete, "gwt:"+tid)
+		c.Settings.GroupWelcomeTemplate = ""
+	case text != "" && tid == "":
+		id, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, text)
+		if err != nil {
+			return fmt.Errorf("create group welcome template: %w", err)
+		}
+		*created = append(*created, "gwt:"+id)
+		c.Settings.GroupWelcomeTemplate = id
+	case text != "":
+		if err := s.wc.EditGroupWelcomeTemplate(ctx, c.CorpID, tid, text); err != nil {
+			return fmt.Errorf("edit group welcome template: %w", err)
+		}
+	}
+	return nil
 }

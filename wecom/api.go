@@ -559,6 +559,40 @@ func (a *API) DeleteJoinWay(ctx context.Context, corpID, configID string) error 
 	return a.call(ctx, corpID, request{endpoint: "externalcontact/groupchat/del_join_way", body: map[string]string{"config_id": configID}}, nil)
 }
 
+// --- group welcome templates ---
+
+func (a *API) AddGroupWelcomeTemplate(ctx context.Context, corpID, text string) (string, error) {
+	app, _, err := a.corp(corpID)
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		base
+		TemplateID string `json:"template_id"`
+	}
+	err = a.call(ctx, corpID, request{endpoint: "externalcontact/group_welcome_template/add",
+		body: map[string]any{"text": Text{Content: text}, "agentid": app.AgentID, "notify": 0}}, &out)
+	return out.TemplateID, err
+}
+
+func (a *API) EditGroupWelcomeTemplate(ctx context.Context, corpID, templateID, text string) error {
+	app, _, err := a.corp(corpID)
+	if err != nil {
+		return err
+	}
+	return a.call(ctx, corpID, request{endpoint: "externalcontact/group_welcome_template/edit",
+		body: map[string]any{"template_id": templateID, "text": Text{Content: text}, "agentid": app.AgentID}}, nil)
+}
+
+func (a *API) DeleteGroupWelcomeTemplate(ctx context.Context, corpID, templateID string) error {
+	app, _, err := a.corp(corpID)
+	if err != nil {
+		return err
+	}
+	return a.call(ctx, corpID, request{endpoint: "externalcontact/group_welcome_template/del",
+		body: map[string]any{"template_id": templateID, "agentid": app.AgentID}}, nil)
+}
+
 // --- customer-acquisition links ---
 
 func (a *API) CreateAcquisitionLink(ctx context.Context, corpID string, l AcquisitionLink) (AcquisitionLink, error) {

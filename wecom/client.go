@@ -48,6 +48,11 @@ type Client interface {
 	UpdateJoinWay(ctx context.Context, corpID string, w JoinWay) error
 	DeleteJoinWay(ctx context.Context, corpID, configID string) error
 
+	// Group welcome templates (入群欢迎语素材), used by group codes.
+	AddGroupWelcomeTemplate(ctx context.Context, corpID, text string) (templateID string, err error)
+	EditGroupWelcomeTemplate(ctx context.Context, corpID, templateID, text string) error
+	DeleteGroupWelcomeTemplate(ctx context.Context, corpID, templateID string) error
+
 	// Customer-acquisition links (获客助手), for ads and SMS outside WeChat.
 	CreateAcquisitionLink(ctx context.Context, corpID string, l AcquisitionLink) (AcquisitionLink, error)
 	GetAcquisitionLink(ctx context.Context, corpID, linkID string) (AcquisitionLink, error)

@@ -458,7 +458,8 @@ func TestE2E_GroupCodeSwitchesWhenAGroupFills(t *testing.T) {
 		g1, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "VIP 1")
 		g2, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "VIP 2")
 		body := map[string]any{"name": "VIP groups", "mode": "join_way", "settings": map[string]any{
-			"groups": []map[string]any{{"chat_id": g1, "threshold": 2}, {"chat_id": g2, "threshold": 2}}}}
+			"groups":        []map[string]any{{"chat_id": g1, "threshold": 2}, {"chat_id": g2, "threshold": 2}},
+			"group_welcome": "欢迎入群 Welcome to VIP"}}
 		var code livecode.Code
 		if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated {
 			t.Fatalf("create group code: %d", st)
@@ -519,6 +520,48 @@ func TestE2E_GroupCodeSwitchesWhenAGroupFills(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		if chats() != g2 {
 			t.Fatalf("with every group full the way lists %s", chats())
+		}
+		// The group welcome is a WeCom template, kept while the code lives.
+		templates := func() []string {
+			var out []string
+			s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+				for _, v := range c.GroupWelcome {
+					out = append(out, v)
+				}
+			})
+			return out
+		}
+		if tm := templates(); len(tm) != 1 || tm[0] != "欢迎入群 Welcome to VIP" {
+			t.Fatalf("group welcome templates: %v", tm)
+		}
+		// A channel code's welcome can invite to the group code.
+		syncDirectory(t, s, admin)
+		var inviting livecode.Code
+		if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Inviting", "mode": "wecom_qr",
+			"staff": []map[string]any{{"userid": "lisi"}}, "settings": map[string]any{"welcome": map[string]any{"text": "hi", "invite_group_code": code.ID}}}, &inviting); st != http.StatusCreated {
+			t.Fatalf("inviting code: %d", st)
+		}
+		scan, err := s.fake.Scan(ctx, e2eCorp, inviting.ConfigID, fake.Customer{})
+		if err != nil || !scan.Callback.OK {
+			t.Fatal(err)
+		}
+		waitUntil(t, "the welcome with the group invitation", func() bool {
+			for _, m := range s.fake.Messages(e2eCorp) {
+				if m.ExternalUserID == scan.ExternalUserID && len(m.Attachments) == 1 && m.Attachments[0].Link != nil &&
+					strings.HasSuffix(m.Attachments[0].Link.URL, "/g/"+code.Slug) {
+					return true
+				}
+			}
+			return false
+		})
+		// Archiving removes the join way and the template from WeCom.
+		if st := call(t, "POST", fmt.Sprintf("%s/api/v1/codes/%d/archive", s.url, code.ID), admin, nil, nil); st != http.StatusOK {
+			t.Fatalf("archive: %d", st)
+		}
+		gone := false
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) { gone = c.JoinWays[code.ConfigID] == nil })
+		if !gone || len(templates()) != 0 {
+			t.Fatal("archiving left the join way or the template on WeCom")
 		}
 	})
 }

@@ -78,6 +78,9 @@ var endpoints = map[string]endpointFunc{
 	"externalcontact/groupchat/update_join_way":        updateJoinWay,
 	"externalcontact/groupchat/del_join_way":           delJoinWay,
 	"message/send":                                     sendAppMessage,
+	"externalcontact/group_welcome_template/add":       addGroupWelcome,
+	"externalcontact/group_welcome_template/edit":      editGroupWelcome,
+	"externalcontact/group_welcome_template/del":       delGroupWelcome,
 	"externalcontact/resigned/transfer_customer":       transferCustomers,
 	"externalcontact/groupchat/transfer":               transferGroups,
 	"externalcontact/customer_acquisition/create_link": createLink,
@@ -1060,4 +1063,61 @@ func transferGroups(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 		g.Chat.Owner = req.NewOwner
 	}
 	return m("failed_chat_list", failed), nil
+}
+
+// --- group welcome templates ---
+
+type groupWelcomeReq struct {
+	TemplateID string      `json:"template_id"`
+	Text       *wecom.Text `json:"text"`
+}
+
+func (r groupWelcomeReq) check() *apiError {
+	if r.Text == nil || r.Text.Content == "" || len(r.Text.Content) > 4000 {
+		return errf(codeInvalidParam, "text.content required, at most 4000 bytes")
+	}
+	return nil
+}
+
+func addGroupWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req groupWelcomeReq
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if e := req.check(); e != nil {
+		return nil, e
+	}
+	if c.GroupWelcome == nil {
+		c.GroupWelcome = map[string]string{}
+	}
+	id := f.nextID("gwt")
+	c.GroupWelcome[id] = req.Text.Content
+	return m("template_id", id), nil
+}
+
+func editGroupWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req groupWelcomeReq
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if _, ok := c.GroupWelcome[req.TemplateID]; !ok {
+		return nil, errf(codeInvalidParam, "invalid template_id")
+	}
+	if e := req.check(); e != nil {
+		return nil, e
+	}
+	c.GroupWelcome[req.TemplateID] = req.Text.Content
+	return nil, nil
+}
+
+func delGroupWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req groupWelcomeReq
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if _, ok := c.GroupWelcome[req.TemplateID]; !ok {
+		return nil, errf(codeInvalidParam, "invalid template_id")
+	}
+	delete(c.GroupWelcome, req.TemplateID)
+	return nil, nil
 }

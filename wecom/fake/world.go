@@ -45,8 +45,10 @@ type Corp struct {
 	Links       map[string]*Link             `json:"acquisition_links"`
 	// Transfers records resigned-staff handovers; RefuseTransfer lists
 	// customers who will refuse one (their transfer_fail comes later).
-	Transfers      []Transfer      `json:"transfers,omitempty"`
-	RefuseTransfer map[string]bool `json:"refuse_transfer,omitempty"`
+	Transfers []Transfer `json:"transfers,omitempty"`
+	// GroupWelcome holds group welcome templates by id.
+	GroupWelcome   map[string]string `json:"group_welcome,omitempty"`
+	RefuseTransfer map[string]bool   `json:"refuse_transfer,omitempty"`
 }
 
 // Transfer is one customer handed from a staff member who left to a successor.
