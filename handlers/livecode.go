@@ -423,9 +423,42 @@ func (s *Server) landing(c *gin.Context) {
 		data["QR"] = v.QRCode
 		c.Header("X-Qiflow-Staff", v.UserID)
 		s.d.LiveCodes.CountVisit(c.Request.Context(), code, visitor, v.UserID)
+	case livecode.ModeJoinWay:
+		page, ok := s.d.LiveCodes.GroupLanding(c.Request.Context(), code)
+		if !ok {
+			data["Closed"] = "群已满，请稍后再来。Every group is full for now."
+			landingTmpl.Execute(c.Writer, data)
+			return
+		}
+		data["QR"] = page.QR
+		if page.Manual != nil {
+			data["Note"] = page.Manual.Name
+		}
+		s.d.LiveCodes.CountVisit(c.Request.Context(), code, visitor, page.Visitors)
 	default:
 		data["QR"] = code.QRCode
 		s.d.LiveCodes.CountVisit(c.Request.Context(), code, visitor, "")
 	}
 	landingTmpl.Execute(c.Writer, data)
+}
+
+// manualGroupImage serves a manual group's uploaded QR image for /g/{slug}.
+func (s *Server) manualGroupImage(c *gin.Context) {
+	code, err := s.d.LiveCodes.GetBySlug(c.Request.Context(), c.Param("slug"))
+	if err != nil {
+		c.Status(http.StatusNotFound)
+		return
+	}
+	id, err := strconv.ParseInt(c.Param("file"), 10, 64)
+	if err != nil {
+		c.Status(http.StatusNotFound)
+		return
+	}
+	img, err := s.d.LiveCodes.ManualImage(c.Request.Context(), code, id)
+	if err != nil {
+		c.Status(http.StatusNotFound)
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, http.DetectContentType(img), img)
 }

@@ -79,6 +79,7 @@ func New(d Deps) (*gin.Engine, *Server) {
 
 	r.GET("/l/:slug", s.landing)
 	r.GET("/g/:slug", s.landing)
+	r.GET("/g/:slug/manual/:file", s.manualGroupImage)
 	r.GET("/s/:slug", s.storesPage)
 	r.GET("/s/:slug/nearest", s.nearestStores)
 	r.GET("/s/:slug/stores", s.cityStores)

@@ -90,6 +90,11 @@ type Settings struct {
 	AutoCreateRoom bool         `json:"auto_create_room,omitempty"` // WeCom opens new rooms when all are full
 	RoomBaseName   string       `json:"room_base_name,omitempty"`
 	RoomBaseID     int          `json:"room_base_id,omitempty"`
+	// ManualGroups are groups Qiflow cannot manage through the API: an
+	// uploaded group QR image with its own cap (visitors shown it) and expiry
+	// (WeChat group QRs last 7 days). They are shown, in order, when no
+	// managed group is open.
+	ManualGroups []ManualGroup `json:"manual_groups,omitempty"`
 	// GroupWelcome is the group code's welcome (a WeCom group welcome template);
 	// GroupWelcomeTemplate is the template id Qiflow keeps for it.
 	GroupWelcome         string `json:"group_welcome,omitempty"`
@@ -105,6 +110,14 @@ type Settings struct {
 type GroupEntry struct {
 	ChatID    string `json:"chat_id"`
 	Threshold int    `json:"threshold,omitempty"` // members at which the next group takes over; default 200
+}
+
+// ManualGroup is an uploaded group QR.
+type ManualGroup struct {
+	Name      string    `json:"name"`
+	FileID    int64     `json:"file_id"` // a stored image (POST /api/v1/media, kind image)
+	Cap       int       `json:"cap,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // maxQRJoin is WeCom's limit: joining by QR stops at 200 members.
@@ -416,8 +429,19 @@ func (c *Code) validateGroups(errs map[string]string) {
 		errs["name"] = "is required"
 	}
 	st := c.Settings
-	if len(st.Groups) == 0 {
-		errs["settings.groups"] = "needs at least one group"
+	if len(st.Groups) == 0 && len(st.ManualGroups) == 0 {
+		errs["settings.groups"] = "needs at least one group (or manual group)"
+	}
+	for i, mg := range st.ManualGroups {
+		f := fmt.Sprintf("settings.manual_groups[%d]", i)
+		switch {
+		case mg.FileID == 0:
+			errs[f+".file_id"] = "is required: upload the group QR image first"
+		case mg.ExpiresAt.IsZero():
+			errs[f+".expires_at"] = "is required (WeChat group QRs expire after 7 days)"
+		case mg.Cap < 0:
+			errs[f+".cap"] = "must not be negative"
+		}
 	}
 	seen := map[string]bool{}
 	for i, g := range st.Groups {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
@@ -62,7 +63,7 @@ func (s *Service) reconcileGroups(ctx context.Context, c *Code) error {
 		return fmt.Errorf("get join way: %w", err)
 	}
 	if len(desired) == 0 {
-		if !c.Settings.AutoCreateRoom {
+		if !c.Settings.AutoCreateRoom && s.nextManual(ctx, c) == nil {
 			s.alertFull(ctx, c)
 		}
 		return nil
@@ -156,4 +157,90 @@ func (s *Service) joinedByState(ctx context.Context, corp string, ev *wecom.Exte
 		}
 	}
 	return n
+}
+
+// manualKey is the statistics "staff" column of a manual group.
+func manualKey(fileID int64) string { return fmt.Sprintf("manual:%d", fileID) }
+
+// nextManual is the first manual group not expired and under its cap, or nil.
+func (s *Service) nextManual(ctx context.Context, c *Code) *ManualGroup {
+	now := s.now()
+	for i, mg := range c.Settings.ManualGroups {
+		if !now.Before(mg.ExpiresAt) {
+			continue
+		}
+		if mg.Cap > 0 {
+			var shown int
+			if err := s.db.GetContext(ctx, &shown, `SELECT COALESCE(SUM(visits), 0) FROM live_code_stats WHERE corp_id = ? AND code_id = ? AND userid = ?`,
+				c.CorpID, c.ID, manualKey(mg.FileID)); err != nil || shown >= mg.Cap {
+				continue
+			}
+		}
+		return &c.Settings.ManualGroups[i]
+	}
+	return nil
+}
+
+// GroupPage is what a group code's landing page shows now: the join way's
+// QR while a managed group is open, else the next manual group's image.
+type GroupPage struct {
+	QR       string // image URL
+	Manual   *ManualGroup
+	Visitors string // the statistics key the visit counts under
+}
+
+// GroupLanding picks what /g/{slug} shows.
+func (s *Service) GroupLanding(ctx context.Context, c *Code) (GroupPage, bool) {
+	if c.ConfigID != "" {
+		// The mirror's member counts (kept current by chat events) answer
+		// without a WeCom call per visit.
+		ids := make([]string, len(c.Settings.Groups))
+		for i, g := range c.Settings.Groups {
+			ids[i] = g.ChatID
+		}
+		counts, err := s.dir.GroupMemberCounts(ctx, c.CorpID, ids)
+		open := c.Settings.AutoCreateRoom
+		for _, g := range c.Settings.Groups {
+			n, known := counts[g.ChatID]
+			open = open || err != nil || !known || n < g.Threshold
+		}
+		if open {
+			return GroupPage{QR: c.QRCode}, true
+		}
+	}
+	if mg := s.nextManual(ctx, c); mg != nil {
+		return GroupPage{QR: fmt.Sprintf("/g/%s/manual/%d", c.Slug, mg.FileID), Manual: mg, Visitors: manualKey(mg.FileID)}, true
+	}
+	if c.ConfigID != "" {
+		return GroupPage{QR: c.QRCode}, true // full, but still the best we have
+	}
+	return GroupPage{}, false
+}
+
+// remindManual tells the owner, once, a day before a manual group's QR expires.
+func (s *Service) remindManual(ctx context.Context, c *Code) {
+	now := s.now()
+	for _, mg := range c.Settings.ManualGroups {
+		left := mg.ExpiresAt.Sub(now)
+		if left <= 0 || left > 24*time.Hour {
+			continue
+		}
+		first, err := s.kv.SetNX(ctx, s.kv.Key("lc", "expiry", c.CorpID, fmt.Sprint(c.ID), fmt.Sprint(mg.FileID)), 1, 8*24*time.Hour).Result()
+		if err != nil || !first {
+			continue
+		}
+		s.log.Warn("a manual group QR expires within a day", "corp", c.CorpID, "code", c.ID, "group", mg.Name, "expires_at", mg.ExpiresAt)
+		s.tellOwner(ctx, c, fmt.Sprintf("群活码「%s」的群「%s」二维码将于 %s 过期，请上传新的二维码。The QR of group %q expires at %s: upload a new one.",
+			c.Name, mg.Name, mg.ExpiresAt.In(s.calendar(c.CorpID).Location()).Format("01-02 15:04"), mg.Name, mg.ExpiresAt.Format(time.RFC3339)))
+	}
+}
+
+// ManualImage returns a manual group's QR image, when the code lists it.
+func (s *Service) ManualImage(ctx context.Context, c *Code, fileID int64) ([]byte, error) {
+	for _, mg := range c.Settings.ManualGroups {
+		if mg.FileID == fileID && s.Media != nil {
+			return s.Media.Data(ctx, c.CorpID, fileID)
+		}
+	}
+	return nil, ErrNotFound
 }

@@ -27,6 +27,7 @@ type Directory interface {
 	ContactName(ctx context.Context, corpID, externalUserID string) (string, error)
 	FollowersOf(ctx context.Context, corpID, userID string) ([]string, error)
 	GroupsOwnedBy(ctx context.Context, corpID, userID string) ([]string, error)
+	GroupMemberCounts(ctx context.Context, corpID string, chatIDs []string) (map[string]int, error)
 }
 
 // Service runs live codes.
@@ -55,6 +56,7 @@ type Service struct {
 type MediaStore interface {
 	MediaID(ctx context.Context, corp string, fileID int64) (string, error)
 	Exists(ctx context.Context, corp string, fileID int64, kinds ...string) (bool, error)
+	Data(ctx context.Context, corp string, fileID int64) ([]byte, error)
 }
 
 // New returns the service. calendars gives each corp's time zone and work calendar.
@@ -161,6 +163,21 @@ func (s *Service) validate(ctx context.Context, c *Code) error {
 	}
 	if err := s.checkFiles(ctx, c, errs); err != nil {
 		return err
+	}
+	for i, mg := range c.Settings.ManualGroups {
+		if mg.FileID == 0 {
+			continue
+		}
+		ok := false
+		if s.Media != nil {
+			var err error
+			if ok, err = s.Media.Exists(ctx, c.CorpID, mg.FileID, "image"); err != nil {
+				return err
+			}
+		}
+		if !ok {
+			errs[fmt.Sprintf("settings.manual_groups[%d].file_id", i)] = fmt.Sprintf("no stored image %d", mg.FileID)
+		}
 	}
 	missing, err := s.dir.MissingTags(ctx, c.CorpID, c.Settings.Tags)
 	if err != nil {
@@ -297,6 +314,9 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 		// customer_channel comes back as the add's State.
 		c.ConfigID, c.QRCode, c.WeComUsers = l.LinkID, linkURL(l.URL, codeState(c.ID)), users
 	case ModeJoinWay:
+		if len(c.Settings.Groups) == 0 {
+			break // manual groups only: nothing on WeCom
+		}
 		chats, err := s.openGroups(ctx, c)
 		if err != nil {
 			return created, err
@@ -659,11 +679,18 @@ func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 	if err != nil {
 		return err
 	}
-	if c.ConfigID == "" || c.Status == StatusArchived {
+	if c.Status == StatusArchived {
 		return nil
 	}
 	if c.Mode == ModeJoinWay {
+		s.remindManual(ctx, c)
+		if c.ConfigID == "" {
+			return nil
+		}
 		return s.reconcileGroups(ctx, c)
+	}
+	if c.ConfigID == "" {
+		return nil
 	}
 	if c.Mode == ModeLink {
 		return s.reconcileLink(ctx, c)

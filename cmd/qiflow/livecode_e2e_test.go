@@ -664,3 +664,63 @@ func TestE2E_StaffWhoLeaveAreRemovedAndTheirCustomersHandedOver(t *testing.T) {
 		t.Fatalf("%d transfers after a second pass", len(transfers))
 	}
 }
+
+func TestE2E_ManualGroupsRotateByCapAndExpiry(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	ctx := context.Background()
+	// The admin is staff member lisi in WeCom, so alerts reach them.
+	users, _ := s.app.auth.ListUsers(ctx, e2eCorp)
+	s.app.db.Exec(`UPDATE user_corps SET staff_userid = 'lisi' WHERE user_id = ?`, users[0].ID)
+	img1 := uploadFile(t, s.url, admin, "image", "group1.png", []byte("\x89PNG group one QR"))
+	img2 := uploadFile(t, s.url, admin, "image", "group2.png", []byte("\x89PNG group two QR"))
+	now := time.Now()
+	body := map[string]any{"name": "Offline groups", "mode": "join_way", "settings": map[string]any{"manual_groups": []map[string]any{
+		{"name": "Group one", "file_id": img1, "cap": 2, "expires_at": now.Add(12 * time.Hour)},
+		{"name": "Group two", "file_id": img2, "expires_at": now.Add(6 * 24 * time.Hour)},
+	}}}
+	var code livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	shown := func() string {
+		resp, err := http.Get(s.url + "/g/" + code.Slug) // no cookie: a new visitor each time
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case strings.Contains(string(page), fmt.Sprintf("/manual/%d", img1)):
+			return "one"
+		case strings.Contains(string(page), fmt.Sprintf("/manual/%d", img2)):
+			return "two"
+		}
+		return "none"
+	}
+	got := []string{shown(), shown(), shown()}
+	if strings.Join(got, ",") != "one,one,two" {
+		t.Fatalf("visitors saw %v, want group one until its cap of 2, then group two", got)
+	}
+	resp, err := http.Get(fmt.Sprintf("%s/g/%s/manual/%d", s.url, code.Slug, img2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(img) != "\x89PNG group two QR" {
+		t.Fatalf("manual image: %q", img)
+	}
+	// Group one expires within a day: the owner is reminded once.
+	s.app.codes.ReconcileAll(ctx)
+	s.app.codes.ReconcileAll(ctx)
+	reminders := 0
+	for _, m := range s.fake.Messages(e2eCorp) {
+		if m.Kind == "app" && m.UserID == "lisi" && strings.Contains(m.Text, "Group one") {
+			reminders++
+		}
+	}
+	if reminders != 1 {
+		t.Fatalf("%d expiry reminders, want 1", reminders)
+	}
+}

@@ -97,3 +97,26 @@ func (d *Directory) GroupsOwnedBy(ctx context.Context, corpID, userID string) ([
 	err := d.db.SelectContext(ctx, &out, `SELECT chat_id FROM group_chats WHERE corp_id = ? AND owner = ? AND dismissed_at IS NULL ORDER BY chat_id`, corpID, userID)
 	return out, err
 }
+
+// GroupMemberCounts returns the mirrored member count of each live group among ids.
+func (d *Directory) GroupMemberCounts(ctx context.Context, corpID string, ids []string) (map[string]int, error) {
+	out := map[string]int{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT chat_id, member_count FROM group_chats WHERE corp_id = ? AND dismissed_at IS NULL AND chat_id IN (?)`, corpID, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		ChatID string `db:"chat_id"`
+		N      int    `db:"member_count"`
+	}
+	if err := d.db.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.ChatID] = r.N
+	}
+	return out, nil
+}

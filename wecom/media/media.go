@@ -145,3 +145,13 @@ func (s *Store) Exists(ctx context.Context, corp string, id int64, kinds ...stri
 	}
 	return false, nil
 }
+
+// Data returns a file's bytes.
+func (s *Store) Data(ctx context.Context, corp string, id int64) ([]byte, error) {
+	var data []byte
+	err := s.db.GetContext(ctx, &data, `SELECT data FROM media_files WHERE corp_id = ? AND id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return nil, ErrNotFound
+	}
+	return data, err
+}
