@@ -74,6 +74,9 @@ type CorpConfig struct {
 	Calendar CalendarConfig `yaml:"calendar"`
 	// NotifyOnLoss sends a staff member an app message when a customer deletes them.
 	NotifyOnLoss bool `yaml:"notify_on_loss"`
+	// Successors name, by department id, who takes over the customers and
+	// groups of staff who leave, when their live code names no successor.
+	Successors map[int64]string `yaml:"successors"`
 }
 
 type AdminConfig struct {

@@ -98,6 +98,19 @@ func (s *Service) handleCodeLeavers(ctx context.Context, corp string, id int64) 
 // and are recorded on the follow relation by the directory.
 func (s *Service) handOver(ctx context.Context, c *Code, user string) error {
 	to := c.Settings.Successor
+	if to == "" {
+		// The code names none: the successor of the leaver's department, if configured.
+		depts, err := s.dir.StaffDepartments(ctx, c.CorpID, user)
+		if err != nil {
+			return err
+		}
+		for _, d := range depts {
+			if u := s.DepartmentSuccessors[c.CorpID][d]; u != "" {
+				to = u
+				break
+			}
+		}
+	}
 	if to == "" || to == user {
 		s.log.Warn("a staff member left but the code names no successor; their customers stay with WeCom's unassigned list", "corp", c.CorpID, "code", c.ID, "staff", user)
 		return nil

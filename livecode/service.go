@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/kv"
 	qsql "github.com/qiflow/qiflow/sql"
@@ -28,6 +30,7 @@ type Directory interface {
 	FollowersOf(ctx context.Context, corpID, userID string) ([]string, error)
 	GroupsOwnedBy(ctx context.Context, corpID, userID string) ([]string, error)
 	GroupMemberCounts(ctx context.Context, corpID string, chatIDs []string) (map[string]int, error)
+	StaffDepartments(ctx context.Context, corpID, userID string) ([]int64, error)
 }
 
 // Service runs live codes.
@@ -48,6 +51,9 @@ type Service struct {
 	NotifyOnLoss map[string]bool
 	// Media gives stored files their WeCom media ids (welcome attachments).
 	Media MediaStore
+	// DepartmentSuccessors name, per corp and department, who takes over the
+	// customers of staff who leave when their code names no successor.
+	DepartmentSuccessors map[string]map[int64]string
 	// OwnerStaff returns the WeCom staff id of a user (owner alerts), or "".
 	OwnerStaff func(ctx context.Context, corp string, userID int64) (string, error)
 }
@@ -527,7 +533,7 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 	if err := s.store.save(ctx, c); err != nil {
 		return nil, err
 	}
-	if (c.Mode == ModeWeComQR || c.Mode == ModeJoinWay || c.Mode == ModeLink) && status != StatusArchived {
+	if c.Mode != ModeStores && status != StatusArchived {
 		if err := s.Reconcile(ctx, corp, id); err != nil {
 			s.log.Warn("reconcile after status change failed; the minute reconciler will retry", "code", id, "err", err)
 		}
@@ -682,6 +688,9 @@ func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 	if c.Status == StatusArchived {
 		return nil
 	}
+	if c.Mode == ModeRotating {
+		return s.reconcileRotatingSkip(ctx, c)
+	}
 	if c.Mode == ModeJoinWay {
 		s.remindManual(ctx, c)
 		if c.ConfigID == "" {
@@ -695,6 +704,7 @@ func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 	if c.Mode == ModeLink {
 		return s.reconcileLink(ctx, c)
 	}
+
 	if c.Mode != ModeWeComQR {
 		return nil
 	}
@@ -848,4 +858,36 @@ func (s *Service) syncGroupWelcome(ctx context.Context, c *Code, created, obsole
 		}
 	}
 	return nil
+}
+
+// reconcileRotatingSkip applies the skip-verify setting (never, or a daily
+// window) to a rotating code's single-person ways. The last value applied is
+// kept in Redis, so ways are only updated when it changes.
+func (s *Service) reconcileRotatingSkip(ctx context.Context, c *Code) error {
+	want := "0"
+	if s.skipVerifyNow(c, s.now()) {
+		want = "1"
+	}
+	key := s.kv.Key("lc", "skip", c.CorpID, fmt.Sprint(c.ID))
+	have, err := s.kv.Get(ctx, key).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if have == "" {
+		have = "1" // ways are created with skip_verify on
+	}
+	if have == want {
+		return nil
+	}
+	skip := want == "1"
+	for _, st := range c.Staff {
+		if st.ConfigID == "" {
+			continue
+		}
+		if err := s.wc.UpdateContactWay(ctx, c.CorpID, wecom.ContactWay{ConfigID: st.ConfigID, State: st.State, User: []string{st.UserID},
+			SkipVerify: &skip, Remark: truncate(c.Name, 30)}); err != nil {
+			return fmt.Errorf("update way of %s: %w", st.UserID, err)
+		}
+	}
+	return s.kv.Set(ctx, key, want, 0).Err()
 }

@@ -211,7 +211,7 @@ func (st *store) reconcilable(ctx context.Context) ([]struct {
 		ID     int64  `db:"id"`
 		CorpID string `db:"corp_id"`
 	}
-	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?) AND status <> ? AND (config_id <> '' OR mode = ?)`, ModeWeComQR, ModeJoinWay, ModeLink, StatusArchived, ModeJoinWay)
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?, ?) AND status <> ? AND (config_id <> '' OR mode IN (?, ?))`, ModeWeComQR, ModeJoinWay, ModeLink, ModeRotating, StatusArchived, ModeJoinWay, ModeRotating)
 	return out, err
 }
 

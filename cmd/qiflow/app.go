@@ -104,8 +104,10 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.media = media.New(a.db, a.api)
 	a.codes.Media = a.media
 	a.codes.OwnerStaff = a.auth.StaffID
+	a.codes.DepartmentSuccessors = map[string]map[int64]string{}
 	for _, c := range a.corps {
 		a.codes.NotifyOnLoss[c.ID] = c.NotifyOnLoss
+		a.codes.DepartmentSuccessors[c.ID] = c.Successors
 	}
 	a.codes.Subscribe(a.inbox)
 	a.disp = jobs.NewDispatcher(a.inbox, jobs.DispatcherOptions{

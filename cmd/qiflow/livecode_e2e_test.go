@@ -663,6 +663,25 @@ func TestE2E_StaffWhoLeaveAreRemovedAndTheirCustomersHandedOver(t *testing.T) {
 	if len(transfers) != 2 {
 		t.Fatalf("%d transfers after a second pass", len(transfers))
 	}
+	// A code without a successor falls back to the leaver's department's successor.
+	s.app.codes.DepartmentSuccessors = map[string]map[int64]string{e2eCorp: {4: "sunqi"}}
+	if _, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Store staff", Mode: livecode.ModeWeComQR,
+		Staff: []livecode.CodeStaff{{UserID: "zhouba"}, {UserID: "sunqi"}}}); err != nil {
+		t.Fatal(err)
+	}
+	res2, _ := s.fake.Add(ctx, e2eCorp, "zhouba", fake.Customer{Name: "Store regular"}, 1)
+	waitUntil(t, "zhouba's customer mirrored", func() bool {
+		return s.count("SELECT COUNT(*) FROM follow_relations WHERE userid = 'zhouba' AND external_userid = ?", res2.ExternalUserID) == 1
+	})
+	s.fake.Mutate(e2eCorp, func(c *fake.Corp) { delete(c.Staff, "zhouba") })
+	syncDirectory(t, s, admin)
+	if err := s.app.codes.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.fake.Inspect(e2eCorp, func(fc *fake.Corp) { transfers = fc.Transfers })
+	if last := transfers[len(transfers)-1]; last.From != "zhouba" || last.To != "sunqi" {
+		t.Fatalf("department successor not used: %+v", transfers)
+	}
 }
 
 func TestE2E_ManualGroupsRotateByCapAndExpiry(t *testing.T) {
@@ -722,5 +741,45 @@ func TestE2E_ManualGroupsRotateByCapAndExpiry(t *testing.T) {
 	}
 	if reminders != 1 {
 		t.Fatalf("%d expiry reminders, want 1", reminders)
+	}
+}
+
+func TestCodes_RotatingWaysFollowTheSkipVerifyWindow(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	ctx := context.Background()
+	sh := mustLoc("Asia/Shanghai")
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, sh)
+	s.app.codes.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	code, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Window", Mode: livecode.ModeRotating,
+		Staff: []livecode.CodeStaff{{UserID: "zhangsan"}, {UserID: "lisi"}},
+		Settings: livecode.Settings{SkipVerify: "window", SkipVerifyWindow: &livecode.TimeSlot{Start: "09:00", End: "12:00"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	updates := func() int { return s.fake.Calls(e2eCorp, "externalcontact/update_contact_way") }
+	skips := func() (n int) {
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+			for _, st := range code.Staff {
+				if w := c.ContactWays[st.ConfigID]; w.SkipVerify != nil && *w.SkipVerify {
+					n++
+				}
+			}
+		})
+		return n
+	}
+	s.app.codes.ReconcileAll(ctx)
+	if updates() != 0 || skips() != 2 {
+		t.Fatalf("inside the window: %d updates, %d ways skip verification", updates(), skips())
+	}
+	mu.Lock()
+	now = now.Add(3 * time.Hour)
+	mu.Unlock()
+	s.app.codes.ReconcileAll(ctx)
+	s.app.codes.ReconcileAll(ctx)
+	if updates() != 2 || skips() != 0 {
+		t.Fatalf("after the window: %d updates, %d ways skip verification", updates(), skips())
 	}
 }

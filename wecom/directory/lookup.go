@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/jmoiron/sqlx"
 
@@ -117,6 +118,34 @@ func (d *Directory) GroupMemberCounts(ctx context.Context, corpID string, ids []
 	}
 	for _, r := range rows {
 		out[r.ChatID] = r.N
+	}
+	return out, nil
+}
+
+// StaffDepartments returns a staff member's departments, main one first,
+// including staff who have left (their row is kept).
+func (d *Directory) StaffDepartments(ctx context.Context, corpID, userID string) ([]int64, error) {
+	var row struct {
+		Main  int64     `db:"main_department"`
+		Depts qsql.JSON `db:"department_ids"`
+	}
+	err := d.db.GetContext(ctx, &row, `SELECT main_department, department_ids FROM staff WHERE corp_id = ? AND userid = ?`, corpID, userID)
+	if qsql.IsNoRows(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var depts []int64
+	_ = json.Unmarshal(row.Depts, &depts)
+	out := []int64{}
+	if row.Main != 0 {
+		out = append(out, row.Main)
+	}
+	for _, d := range depts {
+		if d != row.Main {
+			out = append(out, d)
+		}
 	}
 	return out, nil
 }
