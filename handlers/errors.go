@@ -73,6 +73,36 @@ func pageParams(c *gin.Context) (limit int, cursor string, ok bool) {
 	return limit, c.Query("cursor"), true
 }
 
+// idPage reads ?limit= and a numeric ?cursor= (an id from a previous page).
+func idPage(c *gin.Context) (limit int, cursor int64, ok bool) {
+	limit, raw, ok := pageParams(c)
+	if !ok {
+		return 0, 0, false
+	}
+	if raw == "" {
+		return limit, 0, true
+	}
+	cursor, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || cursor <= 0 {
+		invalid(c, "cursor", "is not a cursor this endpoint returned")
+		return 0, 0, false
+	}
+	return limit, cursor, true
+}
+
+// page writes a list under key with the cursor of the next page: the last
+// item's id when the page is full.
+func page[T any](c *gin.Context, key string, items []T, limit int, id func(T) string) {
+	next := ""
+	if len(items) == limit && limit > 0 {
+		next = id(items[len(items)-1])
+	}
+	if items == nil {
+		items = []T{}
+	}
+	c.JSON(http.StatusOK, gin.H{key: items, "next_cursor": next})
+}
+
 // bind decodes a JSON body, answering 400 with the reason when it cannot.
 func bind(c *gin.Context, v any) bool {
 	if err := c.ShouldBindJSON(v); err != nil {

@@ -198,11 +198,7 @@ func (s *Server) codeStatus(status string) gin.HandlerFunc {
 }
 
 func (s *Server) listCodes(c *gin.Context) {
-	limit, cursor, ok := pageParams(c)
-	if !ok {
-		return
-	}
-	after, ok := cursorID(c, cursor)
+	limit, after, ok := idPage(c)
 	if !ok {
 		return
 	}
@@ -222,14 +218,7 @@ func (s *Server) listCodes(c *gin.Context) {
 		s.codeErr(c, err)
 		return
 	}
-	next := ""
-	if len(codes) == limit {
-		next = strconv.FormatInt(codes[len(codes)-1].ID, 10)
-	}
-	if codes == nil {
-		codes = []*livecode.Code{}
-	}
-	c.JSON(http.StatusOK, gin.H{"codes": codes, "next_cursor": next})
+	page(c, "codes", codes, limit, func(x *livecode.Code) string { return strconv.FormatInt(x.ID, 10) })
 }
 
 func (s *Server) getCode(c *gin.Context) {
@@ -290,11 +279,7 @@ func (s *Server) codeContacts(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit, cursor, ok := pageParams(c)
-	if !ok {
-		return
-	}
-	before, ok := cursorID(c, cursor)
+	limit, before, ok := idPage(c)
 	if !ok {
 		return
 	}
@@ -303,14 +288,7 @@ func (s *Server) codeContacts(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	next := ""
-	if len(list) == limit {
-		next = strconv.FormatInt(list[len(list)-1].ID, 10)
-	}
-	if list == nil {
-		list = []livecode.Source{}
-	}
-	c.JSON(http.StatusOK, gin.H{"contacts": list, "next_cursor": next})
+	page(c, "contacts", list, limit, func(x livecode.Source) string { return strconv.FormatInt(x.ID, 10) })
 }
 
 func (s *Server) codeStats(c *gin.Context) {

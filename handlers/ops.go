@@ -11,24 +11,8 @@ import (
 	"github.com/qiflow/qiflow/wecom/directory"
 )
 
-func cursorID(c *gin.Context, cursor string) (int64, bool) {
-	if cursor == "" {
-		return 0, true
-	}
-	id, err := strconv.ParseInt(cursor, 10, 64)
-	if err != nil || id <= 0 {
-		invalid(c, "cursor", "is not a cursor this endpoint returned")
-		return 0, false
-	}
-	return id, true
-}
-
 func (s *Server) listEvents(c *gin.Context) {
-	limit, cursor, ok := pageParams(c)
-	if !ok {
-		return
-	}
-	before, ok := cursorID(c, cursor)
+	limit, before, ok := idPage(c)
 	if !ok {
 		return
 	}
@@ -45,14 +29,7 @@ func (s *Server) listEvents(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	next := ""
-	if len(events) == limit {
-		next = strconv.FormatInt(events[len(events)-1].ID, 10)
-	}
-	if events == nil {
-		events = []jobs.EventView{}
-	}
-	c.JSON(http.StatusOK, gin.H{"events": events, "next_cursor": next})
+	page(c, "events", events, limit, func(e jobs.EventView) string { return strconv.FormatInt(e.ID, 10) })
 }
 
 func (s *Server) replayEvent(c *gin.Context) {
@@ -91,11 +68,7 @@ func (s *Server) dismissEvent(c *gin.Context) {
 }
 
 func (s *Server) listJobs(c *gin.Context) {
-	limit, cursor, ok := pageParams(c)
-	if !ok {
-		return
-	}
-	before, ok := cursorID(c, cursor)
+	limit, before, ok := idPage(c)
 	if !ok {
 		return
 	}
@@ -104,14 +77,7 @@ func (s *Server) listJobs(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	next := ""
-	if len(list) == limit {
-		next = strconv.FormatInt(list[len(list)-1].ID, 10)
-	}
-	if list == nil {
-		list = []jobs.JobRow{}
-	}
-	c.JSON(http.StatusOK, gin.H{"jobs": list, "next_cursor": next})
+	page(c, "jobs", list, limit, func(j jobs.JobRow) string { return strconv.FormatInt(j.ID, 10) })
 }
 
 func (s *Server) getJob(c *gin.Context) {
@@ -187,14 +153,7 @@ func (s *Server) listContacts(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	next := ""
-	if len(list) == limit {
-		next = list[len(list)-1].ExternalUserID
-	}
-	if list == nil {
-		list = []directory.Contact{}
-	}
-	c.JSON(http.StatusOK, gin.H{"contacts": list, "next_cursor": next})
+	page(c, "contacts", list, limit, func(x directory.Contact) string { return x.ExternalUserID })
 }
 
 func (s *Server) getContact(c *gin.Context) {

@@ -202,28 +202,23 @@ func (st *store) countAdds(ctx context.Context, corp, day string, code int64, us
 	return n, err
 }
 
-// activeCodeIDs lists the codes the reconciler looks after.
-func (st *store) reconcilable(ctx context.Context) ([]struct {
+// codeRef names a code.
+type codeRef struct {
 	ID     int64  `db:"id"`
 	CorpID string `db:"corp_id"`
-}, error) {
-	var out []struct {
-		ID     int64  `db:"id"`
-		CorpID string `db:"corp_id"`
-	}
-	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?, ?) AND status <> ? AND (config_id <> '' OR mode IN (?, ?))`, ModeWeComQR, ModeJoinWay, ModeLink, ModeRotating, StatusArchived, ModeJoinWay, ModeRotating)
+}
+
+// reconcilable lists the codes the reconciler looks after.
+func (st *store) reconcilable(ctx context.Context) ([]codeRef, error) {
+	var out []codeRef
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?, ?) AND status <> ? AND (config_id <> '' OR mode IN (?, ?))`,
+		ModeWeComQR, ModeJoinWay, ModeLink, ModeRotating, StatusArchived, ModeJoinWay, ModeRotating)
 	return out, err
 }
 
 // withStaff lists the live codes that have staff (leavers are looked for there).
-func (st *store) withStaff(ctx context.Context) ([]struct {
-	ID     int64  `db:"id"`
-	CorpID string `db:"corp_id"`
-}, error) {
-	var out []struct {
-		ID     int64  `db:"id"`
-		CorpID string `db:"corp_id"`
-	}
+func (st *store) withStaff(ctx context.Context) ([]codeRef, error) {
+	var out []codeRef
 	err := st.db.SelectContext(ctx, &out, `SELECT c.id, c.corp_id FROM live_codes c WHERE c.status <> ? AND EXISTS (SELECT 1 FROM live_code_staff s WHERE s.code_id = c.id)`, StatusArchived)
 	return out, err
 }

@@ -754,7 +754,7 @@ func TestCodes_RotatingWaysFollowTheSkipVerifyWindow(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, sh)
 	s.app.codes.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	code, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Window", Mode: livecode.ModeRotating,
-		Staff: []livecode.CodeStaff{{UserID: "zhangsan"}, {UserID: "lisi"}},
+		Staff:    []livecode.CodeStaff{{UserID: "zhangsan"}, {UserID: "lisi"}},
 		Settings: livecode.Settings{SkipVerify: "window", SkipVerifyWindow: &livecode.TimeSlot{Start: "09:00", End: "12:00"}}})
 	if err != nil {
 		t.Fatal(err)

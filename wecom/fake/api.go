@@ -445,11 +445,7 @@ func batchGetByUser(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 		req.Limit = 50
 	}
 	var all []wecom.ContactFollow
-	exts := make([]string, 0, len(c.Customers))
-	for id := range c.Customers {
-		exts = append(exts, id)
-	}
-	sort.Strings(exts)
+	exts := keys(c.Customers)
 	for _, u := range req.UserIDList {
 		if c.Staff[u] == nil {
 			return nil, errf(codeUnknownUser, "userid not found: %s", u)
@@ -467,16 +463,8 @@ func batchGetByUser(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 			}
 		}
 	}
-	start, _ := strconv.Atoi(req.Cursor)
-	if start > len(all) {
-		start = len(all)
-	}
-	end := min(start+req.Limit, len(all))
-	next := ""
-	if end < len(all) {
-		next = strconv.Itoa(end)
-	}
-	return m("external_contact_list", all[start:end], "next_cursor", next), nil
+	page, next := pageOf(all, req.Cursor, req.Limit)
+	return m("external_contact_list", page, "next_cursor", next), nil
 }
 
 func remark(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
@@ -554,18 +542,23 @@ func addContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiErr
 	return m("config_id", w.ConfigID, "qr_code", w.QRCode), nil
 }
 
-func (c *Corp) way(body []byte) (*wecom.ContactWay, *apiError) {
+// byConfigID finds the way (contact or join) a request's config_id names.
+func byConfigID[T any](ways map[string]*T, body []byte) (*T, *apiError) {
 	var req struct {
 		ConfigID string `json:"config_id"`
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
-	w := c.ContactWays[req.ConfigID]
+	w := ways[req.ConfigID]
 	if w == nil {
 		return nil, errf(codeUnknownConfig, "invalid config_id")
 	}
 	return w, nil
+}
+
+func (c *Corp) way(body []byte) (*wecom.ContactWay, *apiError) {
+	return byConfigID(c.ContactWays, body)
 }
 
 func getContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
@@ -635,21 +628,10 @@ func listContactWays(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiE
 	if req.Limit <= 0 || req.Limit > 1000 {
 		req.Limit = 100
 	}
-	ids := make([]string, 0, len(c.ContactWays))
-	for id := range c.ContactWays {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	start, _ := strconv.Atoi(req.Cursor)
-	start = min(start, len(ids))
-	end := min(start+req.Limit, len(ids))
-	list := make([]map[string]string, 0, end-start)
-	for _, id := range ids[start:end] {
+	page, next := pageOf(keys(c.ContactWays), req.Cursor, req.Limit)
+	list := make([]map[string]string, 0, len(page))
+	for _, id := range page {
 		list = append(list, map[string]string{"config_id": id})
-	}
-	next := ""
-	if end < len(ids) {
-		next = strconv.Itoa(end)
 	}
 	return m("contact_way", list, "next_cursor", next), nil
 }
@@ -748,21 +730,10 @@ func listGroupChats(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 	if req.Limit <= 0 || req.Limit > 1000 {
 		return nil, errf(codeInvalidParam, "limit must be 1..1000")
 	}
-	ids := make([]string, 0, len(c.Groups))
-	for id := range c.Groups {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	start, _ := strconv.Atoi(req.Cursor)
-	start = min(start, len(ids))
-	end := min(start+req.Limit, len(ids))
-	list := make([]wecom.GroupChatRef, 0, end-start)
-	for _, id := range ids[start:end] {
+	page, next := pageOf(keys(c.Groups), req.Cursor, req.Limit)
+	list := make([]wecom.GroupChatRef, 0, len(page))
+	for _, id := range page {
 		list = append(list, wecom.GroupChatRef{ChatID: id})
-	}
-	next := ""
-	if end < len(ids) {
-		next = strconv.Itoa(end)
 	}
 	return m("group_chat_list", list, "next_cursor", next), nil
 }
@@ -816,19 +787,7 @@ func addJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 	return m("config_id", w.ConfigID), nil
 }
 
-func (c *Corp) joinWay(body []byte) (*wecom.JoinWay, *apiError) {
-	var req struct {
-		ConfigID string `json:"config_id"`
-	}
-	if e := decode(body, &req); e != nil {
-		return nil, e
-	}
-	w := c.JoinWays[req.ConfigID]
-	if w == nil {
-		return nil, errf(codeUnknownConfig, "invalid config_id")
-	}
-	return w, nil
-}
+func (c *Corp) joinWay(body []byte) (*wecom.JoinWay, *apiError) { return byConfigID(c.JoinWays, body) }
 
 func getJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	w, e := c.joinWay(body)
@@ -1120,4 +1079,26 @@ func delGroupWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiE
 	}
 	delete(c.GroupWelcome, req.TemplateID)
 	return nil, nil
+}
+
+// keys returns a map's keys, sorted: the fake's lists page in a stable order.
+func keys[T any](m map[string]T) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// pageOf cuts a page from a sorted list; the cursor is the next offset.
+func pageOf[T any](all []T, cursor string, limit int) ([]T, string) {
+	start, _ := strconv.Atoi(cursor)
+	start = max(0, min(start, len(all)))
+	end := min(start+limit, len(all))
+	next := ""
+	if end < len(all) {
+		next = strconv.Itoa(end)
+	}
+	return all[start:end], next
 }
