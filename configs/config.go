@@ -125,7 +125,7 @@ func Default() Config {
 			MaxAttempts: 8,
 			Lease:       Duration{30 * time.Second},
 			Workers:     64,
-			FastWorkers: 8,
+			FastWorkers: 32,
 		},
 		Sync:           SyncConfig{Reconcile: "17 3 * * *"},
 		Sandbox:        "auto",
