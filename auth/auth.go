@@ -434,8 +434,16 @@ func (s *Service) CreateTeam(ctx context.Context, corpID, name string, manager i
 	return Team{ID: id, CorpID: corpID, Name: name, ManagerUserID: manager}, nil
 }
 
-// AddTeamMember puts a user in a team.
-func (s *Service) AddTeamMember(ctx context.Context, teamID, userID int64) error {
+// AddTeamMember puts a user of the corp in one of the corp's teams.
+func (s *Service) AddTeamMember(ctx context.Context, corpID string, teamID, userID int64) error {
+	var n int
+	if err := s.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM teams t JOIN user_corps m ON m.corp_id = t.corp_id AND m.user_id = ?
+		WHERE t.id = ? AND t.corp_id = ?`, userID, teamID, corpID); err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
 	q := s.db.InsertIgnoreRows("team_members", []string{"team_id", "user_id"}, []string{"team_id", "user_id"}, 1)
 	_, err := s.db.ExecContext(ctx, q, teamID, userID)
 	return err

@@ -84,8 +84,11 @@ func TestLoginTokensAndCorpScoping(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.AddTeamMember(ctx, team.ID, u.ID)
-		s.AddTeamMember(ctx, team.ID, u.ID)
+		s.AddTeamMember(ctx, "wwA", team.ID, u.ID)
+		s.AddTeamMember(ctx, "wwA", team.ID, u.ID)
+		if err := s.AddTeamMember(ctx, "wwB", team.ID, u.ID); !errors.Is(err, auth.ErrNotFound) {
+			t.Fatalf("a team of another corp: %v", err)
+		}
 		if ids, _ := s.TeamMembers(ctx, team.ID); len(ids) != 1 {
 			t.Fatalf("members %v", ids)
 		}

@@ -199,7 +199,7 @@ func (s *Server) addTeamMember(c *gin.Context) {
 		invalid(c, "user_id", "is required")
 		return
 	}
-	if err := s.d.Auth.AddTeamMember(c.Request.Context(), id, req.UserID); err != nil {
+	if err := s.d.Auth.AddTeamMember(c.Request.Context(), principal(c).CorpID, id, req.UserID); err != nil {
 		s.failErr(c, err)
 		return
 	}

@@ -58,7 +58,7 @@ func user(args []string, stdout, stderr io.Writer) error {
 				return errors.New("--corp is required")
 			}
 		}
-		pw, err := readPassword(os.Stdin)
+		pw, err := readPassword(stdin)
 		if err != nil {
 			return err
 		}
@@ -79,7 +79,7 @@ func user(args []string, stdout, stderr io.Writer) error {
 		}
 		return tw.Flush()
 	case "passwd":
-		pw, err := readPassword(os.Stdin)
+		pw, err := readPassword(stdin)
 		if err != nil {
 			return err
 		}
@@ -92,6 +92,9 @@ func user(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// stdin is where passwords are read from (tests replace it).
+var stdin io.Reader = os.Stdin
 
 // readPassword reads the first line of stdin.
 func readPassword(r io.Reader) (string, error) {

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qiflow/qiflow/auth"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+func TestUserCommands_AddListPasswd(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QIFLOW_DATA_DIR", dir)
+	t.Setenv("QIFLOW_SANDBOX", "auto")
+	runCmd := func(input string, args ...string) (string, int) {
+		stdin = strings.NewReader(input)
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	if out, code := runCmd("a good password\n", "user", "add", "--email", "Sam@Example.com", "--role", "sdr", "--staff-userid", "lisi"); code != 0 || !strings.Contains(out, "sam@example.com") {
+		t.Fatalf("add: %d %s", code, out)
+	}
+	if out, code := runCmd("", "user", "add", "--email", "x@example.com"); code == 0 || !strings.Contains(out, "password on stdin") {
+		t.Fatalf("add without a password: %d %s", code, out)
+	}
+	if out, code := runCmd("", "user", "list"); code != 0 || !strings.Contains(out, "sam@example.com") || !strings.Contains(out, "sdr") || !strings.Contains(out, "lisi") {
+		t.Fatalf("list: %d %s", code, out)
+	}
+	if out, code := runCmd("another password\n", "user", "passwd", "--email", "sam@example.com"); code != 0 {
+		t.Fatalf("passwd: %d %s", code, out)
+	}
+	db, err := qsql.Open("sqlite", filepath.Join(dir, "qiflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, _, err := auth.New(db).Login(context.Background(), "sam@example.com", "another password"); err != nil {
+		t.Fatalf("login with the new password: %v", err)
+	}
+	if out, code := runCmd("", "version"); code != 0 || !strings.HasPrefix(out, "qiflow ") {
+		t.Fatalf("version: %s", out)
+	}
+	if out, code := runCmd("", "migrate"); code != 0 || !strings.Contains(out, "schema at version") {
+		t.Fatalf("migrate: %s", out)
+	}
+	if _, code := runCmd("", "nonsense"); code != 2 {
+		t.Fatal("an unknown command did not exit 2")
+	}
+	if out, code := runCmd("", "serve", "--db-driver", "postgres"); code == 0 || !strings.Contains(out, "db.driver") {
+		t.Fatalf("bad config: %d %s", code, out)
+	}
+}
