@@ -61,7 +61,7 @@ type Contact struct {
 	CorpName       string   `db:"corp_name" json:"corp_name,omitempty"`
 	CreatedAt      int64    `db:"created_at" json:"created_at"`
 	UpdatedAt      int64    `db:"updated_at" json:"updated_at"`
-	Follows        []Follow `db:"-" json:"follows"`
+	Follows        []Follow `db:"-" json:"follows,omitempty"`
 }
 
 // Follow is one staff member's relation to a contact. Losses are kept:
