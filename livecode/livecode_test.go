@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qiflow/qiflow/kv/kvtest"
+	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/sql/sqltest"
 )
 
@@ -142,4 +143,56 @@ func TestGeo_DistanceAndDatum(t *testing.T) {
 	if la, ln := wgs84ToGCJ02(48.8566, 2.3522); la != 48.8566 || ln != 2.3522 {
 		t.Fatal("Paris was shifted")
 	}
+}
+
+func TestWelcome_VariantBySlot(t *testing.T) {
+	s := New(nil, nil, nil, nil, nil, "http://x", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	c := &Code{CorpID: "ww1", Name: "n", Settings: Settings{Welcome: Welcome{Text: "Hello {customer_name}",
+		Variants: []WelcomeVariant{{Slot: TimeSlot{Start: "12:00", End: "14:00"}, Text: "Lunch time, {customer_name}: {staff_name} replies after 14:00"}}}}}
+	vars := TemplateVars{CustomerName: "Mei", StaffName: "Zhang"}
+	if text, _ := s.welcomeFor(c, time.Date(2026, 11, 23, 10, 0, 0, 0, sh), vars); text != "Hello Mei" {
+		t.Fatalf("at 10:00: %q", text)
+	}
+	if text, _ := s.welcomeFor(c, time.Date(2026, 11, 23, 13, 0, 0, 0, sh), vars); text != "Lunch time, Mei: Zhang replies after 14:00" {
+		t.Fatalf("at 13:00: %q", text)
+	}
+	// Slots are in the corp's time zone: 05:00 UTC is 13:00 in Shanghai.
+	if text, _ := s.welcomeFor(c, time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC), vars); !strings.HasPrefix(text, "Lunch") {
+		t.Fatalf("at 05:00 UTC: %q", text)
+	}
+}
+
+func TestStats_RetentionAfter7And30Days(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, nil, nil, "http://x", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		day := 24 * time.Hour
+		add := func(key string, ago time.Duration, lostAfter time.Duration) {
+			at := now.Add(-ago)
+			var lost any
+			if lostAfter > 0 {
+				lost = at.Add(lostAfter).UnixMilli()
+			}
+			if _, err := db.Exec(`INSERT INTO contact_sources (corp_id, event_key, external_userid, userid, code_id, day, added_at, lost_at) VALUES ('ww1', ?, ?, 'u', 5, '2026-10-01', ?, ?)`,
+				key, key, at.UnixMilli(), lost); err != nil {
+				t.Fatal(err)
+			}
+		}
+		add("a", 40*day, 0)      // still connected
+		add("b", 40*day, 2*day)  // lost within a week
+		add("c", 40*day, 10*day) // lost after a week, within a month
+		add("d", 10*day, 0)      // old enough for 7 days only
+		add("e", 2*day, 0)       // too recent for either
+		db.Exec(`INSERT INTO live_code_stats (corp_id, code_id, userid, day, adds) VALUES ('ww1', 5, 'u', '2026-10-01', 5)`)
+		rows, err := s.Stats(context.Background(), StatsFilter{CorpID: "ww1", From: "2026-09-01", To: "2026-11-30", GroupBy: "code"})
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("%v %v", rows, err)
+		}
+		// 7 days: a, c, d kept of a, b, c, d. 30 days: a kept of a, b, c.
+		if r := rows[0]; r.Retained7d != 0.75 || r.Retained30d < 0.333 || r.Retained30d > 0.334 {
+			t.Fatalf("retention 7d %.3f, 30d %.3f", r.Retained7d, r.Retained30d)
+		}
+	})
 }
