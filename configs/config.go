@@ -46,6 +46,8 @@ type Config struct {
 type DBConfig struct {
 	Driver string `yaml:"driver"` // sqlite | mysql
 	DSN    string `yaml:"dsn"`    // empty with sqlite: <data_dir>/qiflow.db
+	// MaxOpenConns bounds MySQL connections per instance.
+	MaxOpenConns int `yaml:"max_open_conns"`
 }
 
 type RedisConfig struct {
@@ -117,7 +119,7 @@ func Default() Config {
 		HTTPAddr: "127.0.0.1:8080",
 		DataDir:  "./data",
 		LogLevel: "info",
-		DB:       DBConfig{Driver: "sqlite"},
+		DB:       DBConfig{Driver: "sqlite", MaxOpenConns: 32},
 		Redis:    RedisConfig{Prefix: "qiflow:"},
 		WeCom:    WeComConfig{APIBase: "https://qyapi.weixin.qq.com", Timeout: Duration{10 * time.Second}},
 		Inbox: InboxConfig{
@@ -266,6 +268,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return &FieldError{"db.driver", "must be sqlite or mysql"}
+	}
+	if c.DB.MaxOpenConns < 1 {
+		return &FieldError{"db.max_open_conns", "must be at least 1"}
 	}
 	switch c.Sandbox {
 	case "auto", "on", "off":

@@ -62,6 +62,7 @@ func options(c *Config) []option {
 		{Key: "log_level", Env: "QIFLOW_LOG_LEVEL", Flag: "log-level", Usage: "debug, info, warn or error", set: str(&c.LogLevel)},
 		{Key: "db.driver", Env: "QIFLOW_DB_DRIVER", Flag: "db-driver", Usage: "sqlite or mysql", set: str(&c.DB.Driver)},
 		{Key: "db.dsn", Env: "QIFLOW_DB_DSN", Flag: "db-dsn", Usage: "database DSN", set: str(&c.DB.DSN)},
+		{Key: "db.max_open_conns", Env: "QIFLOW_DB_MAX_OPEN_CONNS", set: integer(&c.DB.MaxOpenConns)},
 		{Key: "redis.addr", Env: "QIFLOW_REDIS_ADDR", Flag: "redis-addr", Usage: "Redis host:port; empty runs an in-process Redis", set: str(&c.Redis.Addr)},
 		{Key: "redis.password", Env: "QIFLOW_REDIS_PASSWORD", set: str(&c.Redis.Password)},
 		{Key: "redis.db", Env: "QIFLOW_REDIS_DB", Flag: "redis-db", set: integer(&c.Redis.DB)},

@@ -38,11 +38,21 @@ type DB struct {
 // SQLite: WAL, a busy timeout, immediate write transactions, foreign keys off
 // (integrity is kept by the services). MySQL: UTC, utf8mb4, strict mode.
 func Open(driver, dsn string) (*DB, error) {
+	return OpenWith(driver, dsn, 0)
+}
+
+// OpenWith is Open with a bound on MySQL connections (0: 32). Every instance
+// opens up to this many: keep instances × maxConns under the server's
+// max_connections (151 by default).
+func OpenWith(driver, dsn string, maxConns int) (*DB, error) {
 	switch Dialect(driver) {
 	case SQLite:
 		return openSQLite(dsn)
 	case MySQL:
-		return openMySQL(dsn)
+		if maxConns <= 0 {
+			maxConns = 32
+		}
+		return openMySQL(dsn, maxConns)
 	}
 	return nil, fmt.Errorf("unknown database driver %q", driver)
 }
@@ -75,7 +85,7 @@ func openSQLite(path string) (*DB, error) {
 	return &DB{DB: db, Dialect: SQLite, Path: path}, nil
 }
 
-func openMySQL(dsn string) (*DB, error) {
+func openMySQL(dsn string, maxConns int) (*DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse mysql dsn: %w", err)
@@ -98,8 +108,8 @@ func openMySQL(dsn string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(64)
-	db.SetMaxIdleConns(32)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxLifetime(30 * time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -67,7 +67,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 			a.close()
 		}
 	}()
-	if a.db, err = qsql.Open(cfg.DB.Driver, cfg.DB.DSN); err != nil {
+	if a.db, err = qsql.OpenWith(cfg.DB.Driver, cfg.DB.DSN, cfg.DB.MaxOpenConns); err != nil {
 		return nil, err
 	}
 	if err = qsql.Migrate(ctx, a.db, log); err != nil {
