@@ -18,19 +18,8 @@ const corp = "wwtestcorp0001"
 
 func setup(t *testing.T) (*fake.Fake, *wecom.API) {
 	t.Helper()
-	f, err := fake.New(fake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := f.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	spec := fake.SandboxCorp
-	spec.ID = corp
-	f.AddCorp(spec, true)
-	api := wecom.NewAPI(base, kvtest.Open(t), 10*time.Second, wecom.CorpApp{CorpID: corp, Secret: spec.Secret, AgentID: spec.AgentID})
+	f, base := fake.StartForTest(t, corp, true)
+	api := wecom.NewAPI(base, kvtest.Open(t), 10*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
 	return f, api
 }
 

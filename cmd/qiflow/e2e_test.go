@@ -94,19 +94,8 @@ func testConfig(t *testing.T, driver string) configs.Config {
 // startStack runs the fake WeCom and a real qiflow server wired to it.
 func startStack(t *testing.T, driver string) *stack {
 	t.Helper()
-	f, err := fake.New(fake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := f.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
+	f, base := fake.StartForTest(t, e2eCorp, true)
 	spec := fake.SandboxCorp
-	spec.ID = e2eCorp
-	f.AddCorp(spec, true)
-
 	cfg := testConfig(t, driver)
 	cfg.WeCom.APIBase = base
 	cfg.WeCom.Corps = []configs.CorpConfig{

@@ -221,15 +221,8 @@ func TestE2E_CodeValidationLeavesNothingBehind(t *testing.T) {
 
 func TestE2E_RotatingLinkSharesOneRotationAcrossInstances(t *testing.T) {
 	backends(t, func(t *testing.T, driver string) {
-		f, err := fake.New(fake.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		base, _ := f.Start("127.0.0.1:0")
-		t.Cleanup(func() { f.Close() })
+		f, base := fake.StartForTest(t, e2eCorp, true)
 		spec := fake.SandboxCorp
-		spec.ID = e2eCorp
-		f.AddCorp(spec, true)
 		cfg := testConfig(t, driver)
 		if cfg.Redis.Addr == "" {
 			// Three instances need one Redis: share an in-process one.

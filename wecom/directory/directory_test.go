@@ -28,13 +28,7 @@ type env struct {
 }
 
 func setup(t *testing.T, db *qsql.DB) env {
-	f, err := fake.New(fake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _ := f.Start("127.0.0.1:0")
-	t.Cleanup(func() { f.Close() })
-	f.AddCorp(fake.SandboxCorp, true)
+	f, base := fake.StartForTest(t, corp, true)
 	api := wecom.NewAPI(base, kvtest.Open(t), 5*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
 	dir := directory.New(db, api, quiet)
 	r := jobs.NewRunner(db, "test", 5*time.Second, quiet)

@@ -16,10 +16,7 @@ import (
 
 func TestMediaID_UploadsOnceAndAgainAfterItsAge(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		f, _ := fake.New(fake.Options{})
-		base, _ := f.Start("127.0.0.1:0")
-		defer f.Close()
-		f.AddCorp(fake.SandboxCorp, false)
+		f, base := fake.StartForTest(t, fake.SandboxCorpID, false)
 		api := wecom.NewAPI(base, kvtest.Open(t), 5*time.Second, wecom.CorpApp{CorpID: fake.SandboxCorpID, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
 		st := media.New(db, api)
 		now := time.Now()
