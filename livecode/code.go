@@ -79,7 +79,7 @@ type Settings struct {
 	SkipVerifyWindow    *TimeSlot      `json:"skip_verify_window,omitempty"`
 	ValidFrom           *time.Time     `json:"valid_from,omitempty"`
 	ValidUntil          *time.Time     `json:"valid_until,omitempty"`
-	StaffDailyCaps      map[string]int `json:"staff_daily_caps,omitempty"` // caps across all codes, by userid
+	StaffDailyCaps      map[string]int `json:"staff_daily_caps,omitempty"` // caps on adds through any code, by userid
 	// Successor takes over the customers and groups of the code's staff who leave the company.
 	Successor   string `json:"successor,omitempty"`
 	Description string `json:"description,omitempty"`

@@ -132,14 +132,12 @@ func (s *Service) Onboard(ctx context.Context, corp string, ev *wecom.ExternalCo
 	if err != nil {
 		return err
 	}
-	if counted {
-		var codeID int64
-		if c != nil {
-			codeID = c.ID
-		}
-		if err := s.consume(ctx, corp, day, codeID, ev.UserID); err != nil {
+	// Caps count adds through codes (per code, and per staff member across
+	// codes); a direct add is recorded but uses no cap.
+	if counted && c != nil {
+		if err := s.consume(ctx, corp, day, c.ID, ev.UserID); err != nil {
 			// The database has the add; the counter is rebuilt from it when missing.
-			s.log.Error("counting an add in redis failed", "corp", corp, "code", codeID, "err", err)
+			s.log.Error("counting an add in redis failed", "corp", corp, "code", c.ID, "err", err)
 		}
 	}
 	if c != nil && (c.Mode == ModeWeComQR || c.Mode == ModeLink) {

@@ -188,8 +188,8 @@ func (st *store) setWeComUsers(ctx context.Context, id int64, users []string, no
 	return err
 }
 
-// countAdds counts today's counted adds (not re-adds) of a staff member,
-// through a code (code > 0) or overall (code 0).
+// countAdds counts today's counted adds (not re-adds) of a staff member
+// through a code (code > 0) or through any code (code 0): the caps' figures.
 func (st *store) countAdds(ctx context.Context, corp, day string, code int64, user string) (int, error) {
 	var n int
 	q := `SELECT COUNT(*) FROM contact_sources WHERE corp_id = ? AND day = ? AND userid = ? AND is_readd = 0`
@@ -197,6 +197,8 @@ func (st *store) countAdds(ctx context.Context, corp, day string, code int64, us
 	if code > 0 {
 		q += ` AND code_id = ?`
 		args = append(args, code)
+	} else {
+		q += ` AND code_id > 0`
 	}
 	err := st.db.GetContext(ctx, &n, q, args...)
 	return n, err
