@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -151,6 +152,7 @@ func (in *Inbox) matching(ev wecom.Event) []Subscriber {
 
 type appendReq struct {
 	corpID  string
+	key     string // the event's dedup key, computed once
 	ev      wecom.Event
 	payload []byte
 	done    chan appendResult
@@ -220,7 +222,7 @@ func (in *Inbox) writeLoop() {
 // duplicate is true when the event was already in the inbox (a WeCom retry or
 // replay): nothing new is written.
 func (in *Inbox) Append(ctx context.Context, corpID string, ev wecom.Event, payload []byte) (duplicate bool, err error) {
-	r := &appendReq{corpID: corpID, ev: ev, payload: payload, done: make(chan appendResult, 1)}
+	r := &appendReq{corpID: corpID, key: ev.DedupKey(), ev: ev, payload: payload, done: make(chan appendResult, 1)}
 	select {
 	case in.appends <- r:
 	case <-ctx.Done():
@@ -241,7 +243,17 @@ func (in *Inbox) flush(batch []*appendReq) {
 	// The writer's own deadline: the caller's context only bounds its wait.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dups, err := in.write(ctx, batch)
+	// Rows go in dedup-key order, so concurrent writers lock keys in one
+	// order; a deadlock that still happens (other instances) is retried.
+	sort.Slice(batch, func(i, j int) bool { return batch[i].key < batch[j].key })
+	var dups []bool
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if dups, err = in.write(ctx, batch); err == nil || !isDeadlock(err) {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+	}
 	for i, r := range batch {
 		r.done <- appendResult{duplicate: err == nil && dups[i], err: err}
 	}
@@ -273,7 +285,7 @@ func (in *Inbox) write(ctx context.Context, batch []*appendReq) ([]bool, error) 
 	args := make([]any, 0, len(batch)*len(eventCols))
 	for i, r := range batch {
 		h := r.ev.Head()
-		keys[i] = keyed{r.corpID, r.ev.DedupKey()}
+		keys[i] = keyed{r.corpID, r.key}
 		args = append(args, r.corpID, keys[i].key, eventName(h), h.ChangeType, string(r.payload), h.CreateTime*1000, now)
 	}
 	dups := make([]bool, len(batch))
