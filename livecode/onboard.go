@@ -232,6 +232,16 @@ func (s *Service) welcome(ctx context.Context, corp string, c *Code, ev *wecom.E
 		return nil
 	}
 	deadline := ev.Time().Add(welcomeLife)
+	// One welcome decision per pair at a time: a half add and a full add
+	// processed together must not each see the other and both stay silent.
+	lock, ok, err := s.kv.TryLock(ctx, s.kv.Key("lc", "welcome", corp, ev.ExternalUserID, ev.UserID), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("another delivery is greeting this pair; retry")
+	}
+	defer lock.Unlock(context.WithoutCancel(ctx))
 	inserted, status, err := s.claimWelcome(ctx, corp, key, c.ID, ev, now)
 	if err != nil {
 		return err

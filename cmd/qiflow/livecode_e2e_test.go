@@ -776,3 +776,58 @@ func TestCodes_RotatingWaysFollowTheSkipVerifyWindow(t *testing.T) {
 		t.Fatalf("after the window: %d updates, %d ways skip verification", updates(), skips())
 	}
 }
+
+func TestE2E_HalfAddThenFullAddGreetsAndCountsOnce(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	ctx := context.Background()
+	code, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Half", Mode: livecode.ModeRotating,
+		Staff: []livecode.CodeStaff{{UserID: "zhangsan"}}, Settings: livecode.Settings{Welcome: livecode.Welcome{Text: "Hello once"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The customer scans the rotating link's QR and WeCom reports the add
+	// twice: as a full add and as a half add with another welcome code
+	// (WeCom's order varies; both arrive within the code's 20 s).
+	// The scan changes WeCom's world; its callbacks are posted below, together.
+	s.fake.SetCallbackURL(e2eCorp, "")
+	res, err := s.fake.Scan(ctx, e2eCorp, code.Staff[0].ConfigID, fake.Customer{Name: "Half"})
+	s.fake.SetCallbackURL(e2eCorp, s.url+"/wecom/callback/"+e2eCorp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := strings.Replace(string(res.Plain), "add_external_contact", "add_half_external_contact", 1)
+	half = strings.Replace(half, res.WelcomeCode, res.WelcomeCode+"b", 1)
+	s.fake.Mutate(e2eCorp, func(c *fake.Corp) {
+		w := *c.Welcome[res.WelcomeCode]
+		w.Used = false
+		c.Welcome[res.WelcomeCode+"b"] = &w
+	})
+	var wg sync.WaitGroup
+	for _, x := range [][]byte{res.Plain, []byte(half)} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if d, err := s.fake.Post(ctx, e2eCorp, x); err != nil || !d.OK {
+				t.Errorf("post: %+v %v", d, err)
+			}
+		}()
+	}
+	wg.Wait()
+	waitUntil(t, "both add events processed", func() bool {
+		return s.count("SELECT COUNT(*) FROM inbox_deliveries WHERE subscriber = 'livecode.onboard' AND status = 'done'") == 2
+	})
+	welcomes := 0
+	for _, m := range s.fake.Messages(e2eCorp) {
+		if m.Kind == "welcome" && m.ExternalUserID == res.ExternalUserID {
+			welcomes++
+		}
+	}
+	if welcomes != 1 {
+		t.Fatalf("%d welcomes for one customer", welcomes)
+	}
+	if n := s.count("SELECT COUNT(*) FROM contact_sources WHERE external_userid = ?", res.ExternalUserID); n != 1 {
+		t.Fatalf("%d source rows for one add", n)
+	}
+}
