@@ -122,18 +122,6 @@ func (c Crypto) Seal(plaintext []byte, now time.Time) (body []byte, signature, t
 	return body, signature, timestamp, nonce, err
 }
 
-// SealEcho encrypts an echostr for a GET verification.
-func (c Crypto) SealEcho(plaintext string, now time.Time) (echostr, signature, timestamp, nonce string, err error) {
-	random := []byte("0123456789abcdef")
-	enc, err := util.EncryptMsg(random, []byte(plaintext), c.ReceiverID, c.AESKey)
-	if err != nil {
-		return "", "", "", "", err
-	}
-	timestamp = strconv.FormatInt(now.Unix(), 10)
-	nonce = "1372623149"
-	return string(enc), c.Sign(timestamp, nonce, string(enc)), timestamp, nonce, nil
-}
-
 type cdata struct {
 	Value string `xml:",cdata"`
 }
