@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -115,6 +116,9 @@ type Runner struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	wake   chan struct{}
+
+	// frozen stops lease renewal, as a process that died would (tests).
+	frozen atomic.Bool
 }
 
 // NewRunner returns a runner; Register kinds, then Start.
@@ -330,6 +334,9 @@ func (r *Runner) heartbeat(ctx context.Context, j *Job, cancel context.CancelFun
 		case <-stop:
 			return
 		case <-t.C:
+			if r.frozen.Load() {
+				return
+			}
 			now := r.now()
 			r.db.ExecContext(ctx, `UPDATE jobs SET available_at = ? WHERE id = ? AND lease_owner = ? AND status = ?`,
 				qsql.Millis(now.Add(r.lease)), j.ID, r.owner, JobRunning)

@@ -54,9 +54,9 @@ func TestRunner_ResumesFromCheckpointAfterCrash(t *testing.T) {
 		}
 		a.Start(1)
 		waitFor(t, "A to crash at step 3", crashed.Load)
-		// A is now frozen; its heartbeat keeps running, so kill that too.
+		// A dies: it claims nothing more and renews no lease.
+		a.frozen.Store(true)
 		a.cancel()
-		a.owner = "A-dead" // its lease renewals no longer match
 		b := NewRunner(db, "B", time.Second, quiet)
 		b.poll = 20 * time.Millisecond
 		b.Register("count", countTo(&stepsB, -1, nil))
