@@ -17,9 +17,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
@@ -83,14 +83,9 @@ var (
 	ErrUnauthenticated = errors.New("missing, invalid or expired token")
 	ErrBadCredentials  = errors.New("wrong email or password")
 	ErrNotMember       = errors.New("not a member of that corp")
-	ErrNotFound        = errors.New("not found")
-	ErrConflict        = errors.New("already exists")
+	ErrNotFound        = apperr.NotFound("not found")
+	ErrConflict        = apperr.Conflict("already_exists", "already exists")
 )
-
-// ValidationError names the field that is wrong.
-type ValidationError struct{ Field, Msg string }
-
-func (e *ValidationError) Error() string { return e.Field + ": " + e.Msg }
 
 // User is a person who signs in to Qiflow.
 type User struct {
@@ -151,15 +146,15 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	email := NormalizeEmail(nu.Email)
 	switch {
 	case !strings.Contains(email, "@") || len(email) > 191:
-		return User{}, &ValidationError{"email", "must be an email address"}
+		return User{}, apperr.Field("email", "must be an email address")
 	case len(nu.Password) < 8:
-		return User{}, &ValidationError{"password", "must be at least 8 characters"}
+		return User{}, apperr.Field("password", "must be at least 8 characters")
 	case len(nu.Password) > 72:
-		return User{}, &ValidationError{"password", "must be at most 72 bytes"}
+		return User{}, apperr.Field("password", "must be at most 72 bytes")
 	case nu.CorpID == "":
-		return User{}, &ValidationError{"corp_id", "is required"}
+		return User{}, apperr.Field("corp_id", "is required")
 	case !nu.Role.Valid():
-		return User{}, &ValidationError{"role", "must be one of admin, marketer, cs, sdr, sales, csm"}
+		return User{}, apperr.Field("role", "must be one of admin, marketer, cs, sdr, sales, csm")
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(nu.Password), bcrypt.DefaultCost)
 	if err != nil {
@@ -167,7 +162,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	}
 	now := qsql.Millis(s.now())
 	var u User
-	err = s.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		var exists int
 		if err := tx.GetContext(ctx, &exists, `SELECT COUNT(*) FROM users WHERE email = ?`, email); err != nil {
 			return err
@@ -197,7 +192,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 // AddMembership gives a user a role in another corp (or changes it).
 func (s *Service) AddMembership(ctx context.Context, m Membership) error {
 	if !m.Role.Valid() {
-		return &ValidationError{"role", "unknown role"}
+		return apperr.Field("role", "unknown role")
 	}
 	q := s.db.Upsert("user_corps", []string{"user_id", "corp_id", "role", "is_default", "staff_userid", "created_at"}, []string{"user_id", "corp_id"},
 		[]string{"role", "staff_userid"})
@@ -208,14 +203,14 @@ func (s *Service) AddMembership(ctx context.Context, m Membership) error {
 // SetPassword replaces a user's password and revokes their sessions.
 func (s *Service) SetPassword(ctx context.Context, email, password string) error {
 	if len(password) < 8 || len(password) > 72 {
-		return &ValidationError{"password", "must be 8 to 72 characters"}
+		return apperr.Field("password", "must be 8 to 72 characters")
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {
 		return err
 	}
 	now := qsql.Millis(s.now())
-	return s.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE email = ?`, string(hash), now, NormalizeEmail(email))
 		if err != nil {
 			return err
@@ -289,7 +284,7 @@ var (
 // CreateAPIToken issues a long-lived token for integrations (ttl 0 = no expiry).
 func (s *Service) CreateAPIToken(ctx context.Context, userID int64, name string, ttl time.Duration) (string, int64, error) {
 	if strings.TrimSpace(name) == "" {
-		return "", 0, &ValidationError{"name", "is required"}
+		return "", 0, apperr.Field("name", "is required")
 	}
 	var exp *time.Time
 	if ttl > 0 {
@@ -396,14 +391,14 @@ func (s *Service) RolePermissions(ctx context.Context, corpID string, role Role)
 // SetPermission grants or withdraws a permission from a role in one corp.
 func (s *Service) SetPermission(ctx context.Context, corpID string, role Role, perm Permission, allowed bool) error {
 	if !role.Valid() {
-		return &ValidationError{"role", "unknown role"}
+		return apperr.Field("role", "unknown role")
 	}
 	known := false
 	for _, p := range Permissions {
 		known = known || p == perm
 	}
 	if !known {
-		return &ValidationError{"permission", "unknown permission"}
+		return apperr.Field("permission", "unknown permission")
 	}
 	q := s.db.Upsert("role_permissions", []string{"corp_id", "role", "permission", "allowed"}, []string{"corp_id", "role", "permission"}, []string{"allowed"})
 	_, err := s.db.ExecContext(ctx, q, corpID, string(role), string(perm), allowed)
@@ -421,7 +416,7 @@ type Team struct {
 // CreateTeam creates a team in a corp.
 func (s *Service) CreateTeam(ctx context.Context, corpID, name string, manager int64) (Team, error) {
 	if strings.TrimSpace(name) == "" {
-		return Team{}, &ValidationError{"name", "is required"}
+		return Team{}, apperr.Field("name", "is required")
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO teams (corp_id, name, manager_user_id, created_at) VALUES (?, ?, ?, ?)`, corpID, name, manager, qsql.Millis(s.now()))
 	if err != nil {

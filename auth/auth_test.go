@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/sql/sqltest"
@@ -23,8 +24,10 @@ func TestLoginTokensAndCorpScoping(t *testing.T) {
 		if _, err := s.CreateUser(ctx, auth.NewUser{Email: "ann@example.com", Password: "another one", CorpID: "wwA", Role: auth.RoleCS}); !errors.Is(err, auth.ErrConflict) {
 			t.Fatalf("duplicate email: %v", err)
 		}
-		var ve *auth.ValidationError
-		if _, err := s.CreateUser(ctx, auth.NewUser{Email: "b@x", Password: "short", CorpID: "wwA", Role: auth.RoleSDR}); !errors.As(err, &ve) || ve.Field != "password" {
+		if _, err := s.CreateUser(ctx, auth.NewUser{Email: "b@x", Password: "short", CorpID: "wwA", Role: auth.RoleSDR}); func() bool {
+			ae, ok := apperr.As(err)
+			return !ok || ae.Fields["password"] == ""
+		}() {
 			t.Fatalf("short password: %v", err)
 		}
 		if _, _, err := s.Login(ctx, "ann@example.com", "wrong"); !errors.Is(err, auth.ErrBadCredentials) {

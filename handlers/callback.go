@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/wecom"
 )
 
@@ -88,7 +89,7 @@ func (s *Server) rejectCrypto(c *gin.Context, err error) {
 	}
 }
 
-// receive checks, decrypts and parses a callback, and stores it in the inbox
+// receive checks, decrypts and parses a callback, and stores it on the bus
 // under its dedup key before answering 200. Processing happens later, in the
 // dispatcher; a retry or replay of the same event stores nothing new.
 func (s *Server) receive(c *gin.Context) {
@@ -121,10 +122,11 @@ func (s *Server) receive(c *gin.Context) {
 	// (WeCom retries) rather than a silent timeout.
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 4*time.Second)
 	defer cancel()
-	dup, err := s.d.Inbox.Append(ctx, corp.ID, ev, plain)
+	dup, err := s.d.Bus.Receive(ctx, jobs.Incoming{CorpID: corp.ID, Source: jobs.SourceWeCom, Type: wecom.Type(ev), Subject: wecom.Subject(ev),
+		DedupKey: ev.DedupKey(), Payload: plain, OccurredAt: ev.Head().Time(), Data: ev})
 	if err != nil {
 		callbacksTotal.WithLabelValues("store_failed").Inc()
-		s.logger(c).Error("callback not stored; WeCom will retry", "corp", corp.ID, "kind", wecom.Kind(ev), "err", err)
+		s.logger(c).Error("callback not stored; WeCom will retry", "corp", corp.ID, "type", wecom.Type(ev), "err", err)
 		fail(c, http.StatusServiceUnavailable, "unavailable", "try again", nil)
 		return
 	}

@@ -6,10 +6,8 @@ import (
 	"strconv"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/qiflow/qiflow/auth"
-	"github.com/qiflow/qiflow/jobs"
-	"github.com/qiflow/qiflow/wecom/directory"
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/wecom"
 )
 
 // errorBody is every error's JSON shape:
@@ -32,21 +30,30 @@ func invalid(c *gin.Context, field, msg string) {
 	fail(c, http.StatusUnprocessableEntity, "validation_failed", field+" "+msg, map[string]string{field: msg})
 }
 
-// failErr maps a domain error to its status; unknown errors are logged once
-// and answered without internals.
+// failErr answers a domain error: every package returns apperr errors
+// (422 with fields, 404, 409 with its code), WeCom's refusals are a 502 the
+// user can read, and anything else is logged once and answered without
+// internals.
 func (s *Server) failErr(c *gin.Context, err error) {
-	var ve *auth.ValidationError
-	switch {
-	case errors.As(err, &ve):
-		invalid(c, ve.Field, ve.Msg)
-	case errors.Is(err, auth.ErrConflict):
-		fail(c, http.StatusConflict, "conflict", err.Error(), nil)
-	case errors.Is(err, auth.ErrNotFound), errors.Is(err, jobs.ErrJobNotFound), errors.Is(err, directory.ErrNotFound):
-		fail(c, http.StatusNotFound, "not_found", err.Error(), nil)
-	default:
-		s.logger(c).Error("request failed", "path", c.Request.URL.Path, "err", err)
-		fail(c, http.StatusInternalServerError, "internal", "internal error", nil)
+	var apiErr *wecom.APIError
+	if ae, ok := apperr.As(err); ok {
+		switch ae.Kind {
+		case apperr.KindInvalid:
+			fail(c, http.StatusUnprocessableEntity, ae.Code, ae.Error(), ae.Fields)
+		case apperr.KindNotFound:
+			fail(c, http.StatusNotFound, ae.Code, ae.Msg, nil)
+		case apperr.KindConflict:
+			fail(c, http.StatusConflict, ae.Code, ae.Msg, nil)
+		}
+		return
 	}
+	if errors.As(err, &apiErr) {
+		s.logger(c).Warn("WeCom refused a change", "path", c.Request.URL.Path, "err", err)
+		fail(c, http.StatusBadGateway, "wecom_error", err.Error(), nil)
+		return
+	}
+	s.logger(c).Error("request failed", "path", c.Request.URL.Path, "err", err)
+	fail(c, http.StatusInternalServerError, "internal", "internal error", nil)
 }
 
 // pathID reads a numeric path parameter, answering 422 when it is not one.

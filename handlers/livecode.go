@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +18,6 @@ import (
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/livecode"
-	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/media"
 )
 
@@ -108,24 +108,8 @@ type codeInput struct {
 	Mode     string               `json:"mode"`
 	Staff    []livecode.CodeStaff `json:"staff"`
 	Settings livecode.Settings    `json:"settings"`
-}
-
-func (s *Server) codeErr(c *gin.Context, err error) {
-	var ve *livecode.ValidationError
-	var apiErr *wecom.APIError
-	switch {
-	case errors.As(err, &ve):
-		fail(c, http.StatusUnprocessableEntity, "validation_failed", err.Error(), ve.Fields)
-	case errors.Is(err, livecode.ErrNotFound):
-		fail(c, http.StatusNotFound, "not_found", err.Error(), nil)
-	case errors.Is(err, livecode.ErrArchived):
-		fail(c, http.StatusConflict, "archived", err.Error(), nil)
-	case errors.As(err, &apiErr):
-		s.logger(c).Warn("WeCom refused a live-code change", "err", err)
-		fail(c, http.StatusBadGateway, "wecom_error", err.Error(), nil)
-	default:
-		s.failErr(c, err)
-	}
+	// Version is the version of the code an edit is based on (or If-Match).
+	Version int64 `json:"version"`
 }
 
 // ownCode loads a code the principal may see: cs users see only their own.
@@ -140,7 +124,7 @@ func (s *Server) ownCode(c *gin.Context) (*livecode.Code, bool) {
 		err = livecode.ErrNotFound
 	}
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return nil, false
 	}
 	return code, true
@@ -159,7 +143,7 @@ func (s *Server) createCode(c *gin.Context) {
 	code, err := s.d.LiveCodes.Create(c.Request.Context(), livecode.Code{CorpID: p.CorpID, Name: in.Name, Channel: in.Channel, Mode: in.Mode,
 		Staff: in.Staff, Settings: in.Settings, OwnerUserID: owner})
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
 	c.JSON(http.StatusCreated, code)
@@ -174,12 +158,44 @@ func (s *Server) updateCode(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	code, err := s.d.LiveCodes.Update(c.Request.Context(), principal(c).CorpID, id, livecode.Code{Name: in.Name, Channel: in.Channel, Staff: in.Staff, Settings: in.Settings, OwnerUserID: in.OwnerUserID})
+	if in.Version == 0 {
+		v, ok := ifMatchVersion(c)
+		if !ok {
+			return
+		}
+		in.Version = v
+	}
+	code, err := s.d.LiveCodes.Update(c.Request.Context(), principal(c).CorpID, id, livecode.Code{Name: in.Name, Channel: in.Channel,
+		Staff: in.Staff, Settings: in.Settings, OwnerUserID: in.OwnerUserID, Version: in.Version})
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
+	codeETag(c, code)
 	c.JSON(http.StatusOK, code)
+}
+
+// ifMatchVersion reads the version an edit is based on from If-Match
+// ("3", W/"3" or 3); without one the edit is refused with 428, since an
+// edit that names no version could silently undo a colleague's.
+func ifMatchVersion(c *gin.Context) (int64, bool) {
+	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	if h == "" {
+		fail(c, http.StatusPreconditionRequired, "version_required",
+			"name the version this edit is based on: \"version\" in the body or an If-Match header (the code's ETag)", map[string]string{"version": "is required"})
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
+	if err != nil || v <= 0 {
+		invalid(c, "If-Match", "must be the code's ETag, such as \"3\"")
+		return 0, false
+	}
+	return v, true
+}
+
+// codeETag names the code's version, for If-Match on the next edit.
+func codeETag(c *gin.Context, code *livecode.Code) {
+	c.Header("ETag", strconv.Quote(strconv.FormatInt(code.Version, 10)))
 }
 
 func (s *Server) codeStatus(status string) gin.HandlerFunc {
@@ -190,7 +206,7 @@ func (s *Server) codeStatus(status string) gin.HandlerFunc {
 		}
 		code, err := s.d.LiveCodes.SetStatus(c.Request.Context(), principal(c).CorpID, id, status)
 		if err != nil {
-			s.codeErr(c, err)
+			s.failErr(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, code)
@@ -215,7 +231,7 @@ func (s *Server) listCodes(c *gin.Context) {
 	}
 	codes, err := s.d.LiveCodes.List(c.Request.Context(), f)
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
 	page(c, "codes", codes, limit, func(x *livecode.Code) string { return strconv.FormatInt(x.ID, 10) })
@@ -223,6 +239,7 @@ func (s *Server) listCodes(c *gin.Context) {
 
 func (s *Server) getCode(c *gin.Context) {
 	if code, ok := s.ownCode(c); ok {
+		codeETag(c, code)
 		c.JSON(http.StatusOK, code)
 	}
 }
@@ -307,7 +324,7 @@ func (s *Server) codeStats(c *gin.Context) {
 	}
 	rows, err := s.d.LiveCodes.Stats(c.Request.Context(), f)
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
 	if c.Query("format") == "csv" {

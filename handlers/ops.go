@@ -23,8 +23,15 @@ func (s *Server) listEvents(c *gin.Context) {
 		invalid(c, "status", "must be pending, dead or done")
 		return
 	}
-	events, err := s.d.Inbox.List(c.Request.Context(), jobs.EventFilter{CorpID: principal(c).CorpID, Status: status,
-		Event: c.Query("event"), ChangeType: c.Query("change_type"), Before: before, Limit: limit})
+	source := c.Query("source")
+	switch source {
+	case "", jobs.SourceWeCom, jobs.SourceDomain:
+	default:
+		invalid(c, "source", "must be wecom or domain")
+		return
+	}
+	events, err := s.d.Bus.List(c.Request.Context(), jobs.EventFilter{CorpID: principal(c).CorpID, Status: status, Source: source, Type: c.Query("type"),
+		Event: c.Query("event"), ChangeType: c.Query("change_type"), Subject: c.Query("subject"), Before: before, Limit: limit})
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -37,7 +44,7 @@ func (s *Server) replayEvent(c *gin.Context) {
 	if !ok {
 		return
 	}
-	n, err := s.d.Inbox.Replay(c.Request.Context(), principal(c).CorpID, id)
+	n, err := s.d.Bus.Replay(c.Request.Context(), principal(c).CorpID, id)
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -55,7 +62,7 @@ func (s *Server) dismissEvent(c *gin.Context) {
 	if !ok {
 		return
 	}
-	n, err := s.d.Inbox.Dismiss(c.Request.Context(), principal(c).CorpID, id)
+	n, err := s.d.Bus.Dismiss(c.Request.Context(), principal(c).CorpID, id)
 	if err != nil {
 		s.failErr(c, err)
 		return

@@ -35,7 +35,7 @@ type Corp struct {
 type Deps struct {
 	Log       *slog.Logger
 	Corps     []Corp
-	Inbox     *jobs.Inbox
+	Bus       *jobs.Bus
 	Runner    *jobs.Runner
 	Auth      *auth.Service
 	Directory *directory.Directory

@@ -40,7 +40,7 @@ func (s *Server) saveStore(c *gin.Context) {
 	st.CorpID = principal(c).CorpID
 	saved, err := s.d.LiveCodes.SaveStore(c.Request.Context(), st)
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
 	status := http.StatusOK
@@ -56,7 +56,7 @@ func (s *Server) deleteStore(c *gin.Context) {
 		return
 	}
 	if err := s.d.LiveCodes.DeleteStore(c.Request.Context(), principal(c).CorpID, id); err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -65,7 +65,7 @@ func (s *Server) deleteStore(c *gin.Context) {
 func (s *Server) listStores(c *gin.Context) {
 	stores, err := s.d.LiveCodes.ListStores(c.Request.Context(), principal(c).CorpID, c.Query("city"))
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
 	if stores == nil {
@@ -81,7 +81,7 @@ func (s *Server) getStore(c *gin.Context) {
 	}
 	st, err := s.d.LiveCodes.GetStore(c.Request.Context(), principal(c).CorpID, id)
 	if err != nil {
-		s.codeErr(c, err)
+		s.failErr(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, st)

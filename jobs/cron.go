@@ -49,7 +49,7 @@ func (c *Cron) RunOnce(name string, fn func(ctx context.Context) error) bool {
 	if err := fn(ctx); err != nil {
 		c.log.Error("cron entry failed", "entry", name, "err", err)
 	} else {
-		c.log.Info("cron entry ran", "entry", name, "duration_ms", time.Since(start).Milliseconds())
+		c.log.Debug("cron entry ran", "entry", name, "duration_ms", time.Since(start).Milliseconds())
 	}
 	return true
 }

@@ -8,35 +8,34 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-
-	"github.com/qiflow/qiflow/wecom"
 )
 
 var (
 	deliveriesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "qiflow_inbox_deliveries_total",
-		Help: "Inbox deliveries handled, by subscriber and outcome (done, retry, dead).",
+		Name: "qiflow_bus_deliveries_total",
+		Help: "Deliveries handled, by subscriber and outcome (done, retry, dead).",
 	}, []string{"subscriber", "outcome"})
 	processingSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "qiflow_inbox_processing_seconds",
+		Name:    "qiflow_bus_processing_seconds",
 		Help:    "Time from an event's arrival to a subscriber finishing it.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	}, []string{"lane"})
 	inboxDepth = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "qiflow_inbox_depth",
+		Name: "qiflow_bus_depth",
 		Help: "Deliveries waiting or leased, by lane.",
 	}, []string{"lane"})
 	inboxOldest = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "qiflow_inbox_oldest_age_seconds",
+		Name: "qiflow_bus_oldest_age_seconds",
 		Help: "Age of the oldest unfinished delivery, by lane.",
 	}, []string{"lane"})
 	deadLetters = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "qiflow_inbox_dead_letters",
+		Name: "qiflow_bus_dead_letters",
 		Help: "Dead-lettered deliveries waiting to be replayed or dismissed.",
 	})
 )
@@ -56,19 +55,20 @@ type DispatcherOptions struct {
 // Dispatcher claims deliveries and runs their subscribers. Each lane has its
 // own claimer and workers, so the fast lane never queues behind the normal one.
 type Dispatcher struct {
-	in   *Inbox
+	bus  *Bus
 	opt  DispatcherOptions
 	log  *slog.Logger
 	done [2]chan Delivery // settled deliveries, batched into one UPDATE
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	settle  sync.WaitGroup
-	stopped chan struct{}
+	cancel   context.CancelFunc
+	stopping atomic.Bool
+	wg       sync.WaitGroup
+	settle   sync.WaitGroup
+	stopped  chan struct{}
 }
 
-// NewDispatcher returns a dispatcher over in.
-func NewDispatcher(in *Inbox, opt DispatcherOptions, log *slog.Logger) *Dispatcher {
+// NewDispatcher returns a dispatcher over the bus.
+func NewDispatcher(bus *Bus, opt DispatcherOptions, log *slog.Logger) *Dispatcher {
 	if opt.Poll == 0 {
 		opt.Poll = 250 * time.Millisecond
 	}
@@ -81,7 +81,7 @@ func NewDispatcher(in *Inbox, opt DispatcherOptions, log *slog.Logger) *Dispatch
 	if opt.FastWorkers < 1 {
 		opt.FastWorkers = 1
 	}
-	return &Dispatcher{in: in, opt: opt, log: log,
+	return &Dispatcher{bus: bus, opt: opt, log: log,
 		done:    [2]chan Delivery{make(chan Delivery, 1024), make(chan Delivery, 1024)},
 		stopped: make(chan struct{})}
 }
@@ -116,7 +116,7 @@ func (d *Dispatcher) Start() {
 // Stop stops claiming and waits for in-flight deliveries to finish (bounded by
 // ctx); whatever is unfinished is released by its lease expiring.
 func (d *Dispatcher) Stop(ctx context.Context) {
-	if d.cancel == nil {
+	if d.cancel == nil || !d.stopping.CompareAndSwap(false, true) {
 		return
 	}
 	d.cancel()
@@ -165,14 +165,14 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- Deliv
 			}
 		}
 		claimCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ds, err := d.in.Claim(claimCtx, lane, d.opt.Owner, n, d.opt.Lease)
+		ds, err := d.bus.Claim(claimCtx, lane, d.opt.Owner, n, d.opt.Lease)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			if isDeadlock(err) {
 				// InnoDB picked this claim as a deadlock victim; the next one will do.
-				d.log.Debug("inbox claim deadlocked; retrying", "lane", lane.String())
+				d.log.Debug("claim deadlocked; retrying", "lane", lane.String())
 			} else {
-				d.log.Error("inbox claim failed", "lane", lane.String(), "err", err)
+				d.log.Error("claim failed", "lane", lane.String(), "err", err)
 			}
 		}
 		for i := len(ds); i < n; i++ {
@@ -183,7 +183,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- Deliv
 		}
 		if len(ds) == 0 {
 			select {
-			case <-d.in.notify[lane]:
+			case <-d.bus.notify[lane]:
 			case <-tick.C:
 			case <-ctx.Done():
 				return
@@ -203,18 +203,19 @@ func (d *Dispatcher) worker(work <-chan Delivery, free chan<- struct{}) {
 // run calls the subscriber under a deadline shorter than the lease, so a
 // delivery is never still running when another instance may take it over.
 func (d *Dispatcher) run(dl Delivery) {
-	sub, ok := d.in.subscriber(dl.Subscriber)
 	var err error
+	sub, ok := d.bus.local(dl.Subscriber)
 	if !ok {
-		err = Permanent(fmt.Errorf("no subscriber named %q in this instance", dl.Subscriber))
+		// Claims name only our subscribers; this is a bug, not a deploy.
+		err = fmt.Errorf("no subscriber named %q in this instance", dl.Subscriber)
 	} else {
 		// Handlers get their own context: stopping the dispatcher lets
 		// in-flight work finish (drain) rather than cutting WeCom calls short.
 		hctx, cancel := context.WithTimeout(context.Background(), d.opt.Lease*8/10)
-		err = safeHandle(hctx, sub, dl)
+		err = d.handle(hctx, sub, dl)
 		cancel()
 	}
-	log := d.log.With("delivery", dl.ID, "event", dl.EventID, "corp", dl.CorpID, "subscriber", dl.Subscriber, "kind", wecom.Kind(dl.Event), "attempt", dl.Attempt)
+	log := d.log.With("delivery", dl.ID, "event", dl.EventID, "corp", dl.CorpID, "subscriber", dl.Subscriber, "type", dl.Type, "attempt", dl.Attempt)
 	if err == nil {
 		d.done[dl.lane] <- dl
 		deliveriesTotal.WithLabelValues(dl.Subscriber, "done").Inc()
@@ -223,7 +224,7 @@ func (d *Dispatcher) run(dl Delivery) {
 	}
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	dead, ferr := d.in.fail(fctx, dl, err, d.opt.MaxAttempts, d.opt.Backoff(dl.Attempt))
+	dead, ferr := d.bus.fail(fctx, dl, err, d.opt.MaxAttempts, d.opt.Backoff(dl.Attempt))
 	if ferr != nil {
 		log.Error("recording a failed delivery failed; it will be retried after its lease", "err", err, "record_err", ferr)
 		return
@@ -237,13 +238,18 @@ func (d *Dispatcher) run(dl Delivery) {
 	}
 }
 
-func safeHandle(ctx context.Context, sub Subscriber, dl Delivery) (err error) {
+// handle decodes the delivery's event and runs the subscriber on it.
+func (d *Dispatcher) handle(ctx context.Context, sub *sub, dl Delivery) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("subscriber panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return sub.Handle(ctx, dl)
+	v, err := d.bus.decode(dl.Source, dl.Type, []byte(dl.payload))
+	if err != nil {
+		return Permanent(err) // stored events decoded once on the way in: this will not heal
+	}
+	return sub.handle(ctx, dl, v)
 }
 
 // settleLoop marks finished deliveries done, many per statement.
@@ -266,7 +272,7 @@ func (d *Dispatcher) settleLoop(lane Lane) {
 		}
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := d.in.complete(ctx, batch)
+			err := d.bus.complete(ctx, batch)
 			cancel()
 			if err == nil {
 				break
@@ -303,7 +309,7 @@ func (d *Dispatcher) gaugeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			st, err := d.in.Stats(ctx)
+			st, err := d.bus.Stats(ctx)
 			if err != nil {
 				continue
 			}

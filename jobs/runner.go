@@ -12,6 +12,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
@@ -28,7 +29,11 @@ const (
 var ErrCancelled = errors.New("job cancelled")
 
 // ErrJobNotFound is returned for an unknown job id.
-var ErrJobNotFound = errors.New("job not found")
+var ErrJobNotFound = apperr.NotFound("job not found")
+
+// ErrLeaseLost means another instance took the job over after this one's
+// lease lapsed: this run must stop, and nothing it writes counts.
+var ErrLeaseLost = errors.New("job lease lost to another instance")
 
 // JobRow is a background job as stored and shown by the API.
 type JobRow struct {
@@ -58,27 +63,28 @@ const jobCols = `id, corp_id, kind, status, params, checkpoint, progress_done, p
 type Job struct {
 	JobRow
 	r     *Runner
-	owner string
+	token string
 }
 
 // Checkpoint saves where the job is (cp is JSON-encoded) and its progress,
 // and renews the lease. A handler calls it after each unit of work; after a
 // crash the job resumes from the last checkpoint on any instance. It returns
-// ErrCancelled once the job was cancelled.
+// ErrCancelled once the job was cancelled, and ErrLeaseLost once another
+// instance took the job over (the handler must stop: its writes are fenced).
 func (j *Job) Checkpoint(ctx context.Context, cp any, done, total int64) error {
 	b, err := json.Marshal(cp)
 	if err != nil {
 		return err
 	}
 	now := j.r.now()
-	res, err := j.r.db.ExecContext(ctx, `UPDATE jobs SET checkpoint = ?, progress_done = ?, progress_total = ?, available_at = ?, updated_at = ?
-		WHERE id = ? AND lease_owner = ? AND status = ?`,
-		string(b), done, total, qsql.Millis(now.Add(j.r.lease)), qsql.Millis(now), j.ID, j.owner, JobRunning)
+	ok, err := j.r.fenced(ctx, j.ID, j.token, `UPDATE jobs SET checkpoint = ?, progress_done = ?, progress_total = ?, available_at = ?, updated_at = ?
+		WHERE id = ? AND lease_token = ? AND status = ?`,
+		string(b), done, total, qsql.Millis(now.Add(j.r.lease)), qsql.Millis(now), j.ID, j.token, JobRunning)
 	if err != nil {
 		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("job %d: lease lost", j.ID)
+	if !ok {
+		return ErrLeaseLost
 	}
 	j.JobRow.Checkpoint, j.ProgressDone, j.ProgressTotal = b, done, total
 	var cancel bool
@@ -117,7 +123,7 @@ type Runner struct {
 	wg     sync.WaitGroup
 	wake   chan struct{}
 
-	// frozen stops lease renewal, as a process that died would (tests).
+	// frozen pauses lease renewal, as a stalled or dead process would (tests).
 	frozen atomic.Bool
 }
 
@@ -155,7 +161,7 @@ func (r *Runner) Enqueue(ctx context.Context, corpID, kind, uniqueKey string, pa
 	}
 	cols := []string{"corp_id", "kind", "unique_key", "status", "params", "checkpoint", "result", "available_at", "created_by", "created_at", "updated_at"}
 	var id int64
-	err = r.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	err = r.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		res, err := tx.ExecContext(ctx, r.db.InsertIgnoreRows("jobs", cols, []string{"unique_key"}, 1),
 			corpID, kind, key, JobQueued, string(p), "{}", "null", now, createdBy, now, now)
 		if err != nil {
@@ -199,7 +205,7 @@ func (r *Runner) List(ctx context.Context, corpID string, before int64, limit in
 // Cancel stops a job: a queued one at once, a running one at its next checkpoint.
 func (r *Runner) Cancel(ctx context.Context, corpID string, id int64) (JobRow, error) {
 	now := qsql.Millis(r.now())
-	err := r.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	err := r.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = ?, unique_key = NULL, finished_at = ?, updated_at = ? WHERE id = ? AND corp_id = ? AND status = ?`,
 			JobCancelled, now, now, id, corpID, JobQueued); err != nil {
 			return err
@@ -258,29 +264,74 @@ func (r *Runner) loop(ctx context.Context) {
 	}
 }
 
-// claim leases one due job. A running job whose lease lapsed (its instance
-// died) is due again and resumes from its checkpoint.
+// kindNames lists the job kinds this instance can run.
+func (r *Runner) kindNames() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.kinds))
+	for k := range r.kinds {
+		out = append(out, k)
+	}
+	return out
+}
+
+// claim leases one due job of a kind this instance knows (an older instance
+// never takes a newer kind and fails it). A running job whose lease lapsed
+// (its instance died) is due again and resumes from its checkpoint. The
+// claim is a conditional update that re-checks status and due time and
+// stamps a fresh token; whoever's token the row carries afterwards won.
 func (r *Runner) claim(ctx context.Context) (*Job, error) {
-	now := r.now()
-	var j *Job
-	err := r.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	kinds := r.kindNames()
+	if len(kinds) == 0 {
+		return nil, nil
+	}
+	now := qsql.Millis(r.now())
+	q, args, err := sqlx.In(`SELECT id FROM jobs WHERE status IN (?, ?) AND available_at <= ? AND kind IN (?) ORDER BY available_at LIMIT 4`,
+		JobQueued, JobRunning, now, kinds)
+	if err != nil {
+		return nil, err
+	}
+	var cands []int64
+	if err := r.db.SelectContext(ctx, &cands, q, args...); err != nil || len(cands) == 0 {
+		return nil, err
+	}
+	for _, id := range cands {
+		token := newToken()
+		if _, err := r.db.ExecContext(ctx, `UPDATE jobs SET status = ?, lease_owner = ?, lease_token = ?, available_at = ?, attempts = attempts + 1,
+			started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND status IN (?, ?) AND available_at <= ?`,
+			JobRunning, r.owner, token, qsql.Millis(r.now().Add(r.lease)), now, now, id, JobQueued, JobRunning, now); err != nil {
+			return nil, err
+		}
 		var row JobRow
-		err := tx.GetContext(ctx, &row, `SELECT `+jobCols+` FROM jobs WHERE status IN (?, ?) AND available_at <= ? ORDER BY available_at LIMIT 1`+r.db.ForUpdateSkipLocked(),
-			JobQueued, JobRunning, qsql.Millis(now))
+		err := r.db.GetContext(ctx, &row, `SELECT `+jobCols+` FROM jobs WHERE id = ? AND lease_token = ?`, id, token)
 		if qsql.IsNoRows(err) {
-			return nil
+			continue // another instance won it
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE jobs SET status = ?, lease_owner = ?, available_at = ?, attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ?`,
-			JobRunning, r.owner, qsql.Millis(now.Add(r.lease)), qsql.Millis(now), qsql.Millis(now), row.ID)
-		row.Attempts++
-		row.Status = JobRunning
-		j = &Job{JobRow: row, r: r, owner: r.owner}
-		return err
-	})
-	return j, err
+		return &Job{JobRow: row, r: r, token: token}, nil
+	}
+	return nil, nil
+}
+
+// fenced runs a write conditioned on the job's lease token and reports
+// whether the row still carries it. (MySQL counts changed rows, not matched
+// ones, so an update that changed nothing is checked by reading the token.)
+func (r *Runner) fenced(ctx context.Context, id int64, token, q string, args ...any) (bool, error) {
+	res, err := r.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return true, nil
+	}
+	var cur string
+	err = r.db.GetContext(ctx, &cur, `SELECT lease_token FROM jobs WHERE id = ?`, id)
+	if qsql.IsNoRows(err) {
+		return false, nil
+	}
+	return err == nil && cur == token, err
 }
 
 func (r *Runner) run(parent context.Context, j *Job) {
@@ -290,14 +341,27 @@ func (r *Runner) run(parent context.Context, j *Job) {
 		r.finish(j, JobFailed, nil, fmt.Errorf("no handler for job kind %q", j.Kind))
 		return
 	}
-	// The job's own context: cancelled by a cancel request seen by the heartbeat.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	defer cancel()
+	if j.Attempts > j.MaxAttempts {
+		// Claimed again and again without ever ending: its runs kill the process.
+		r.finish(j, JobFailed, nil, fmt.Errorf("gave up after %d attempts", j.MaxAttempts))
+		log.Error("job failed: too many attempts")
+		return
+	}
+	// The job's own context: cancelled by a cancel request or a lost lease,
+	// both seen by the heartbeat.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	defer cancel(nil)
 	hb := make(chan struct{})
-	go r.heartbeat(ctx, j, cancel, hb)
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); r.heartbeat(ctx, j, cancel, hb) }()
 	log.Info("job started")
 	result, err := safeRun(ctx, fn, j)
 	close(hb)
+	<-hbDone
+	if errors.Is(context.Cause(ctx), ErrLeaseLost) || errors.Is(err, ErrLeaseLost) {
+		log.Warn("job stopped: another instance took it over")
+		return
+	}
 	switch {
 	case err == nil:
 		r.finish(j, JobDone, result, nil)
@@ -310,8 +374,8 @@ func (r *Runner) run(parent context.Context, j *Job) {
 		log.Error("job failed", "err", err)
 	default:
 		now := r.now()
-		r.db.ExecContext(context.Background(), `UPDATE jobs SET status = ?, lease_owner = '', available_at = ?, error = ?, updated_at = ? WHERE id = ? AND lease_owner = ?`,
-			JobQueued, qsql.Millis(now.Add(Backoff(j.Attempts))), err.Error(), qsql.Millis(now), j.ID, r.owner)
+		r.db.ExecContext(context.Background(), `UPDATE jobs SET status = ?, lease_owner = '', lease_token = '', available_at = ?, error = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
+			JobQueued, qsql.Millis(now.Add(Backoff(j.Attempts))), err.Error(), qsql.Millis(now), j.ID, j.token)
 		log.Warn("job failed; will resume from its checkpoint", "err", err)
 	}
 }
@@ -325,8 +389,11 @@ func safeRun(ctx context.Context, fn JobFunc, j *Job) (res any, err error) {
 	return fn(ctx, j)
 }
 
-// heartbeat renews the lease and turns a cancel request into ctx cancellation.
-func (r *Runner) heartbeat(ctx context.Context, j *Job, cancel context.CancelFunc, stop <-chan struct{}) {
+// heartbeat renews the lease, turns a cancel request into ctx cancellation,
+// and stops the job when its lease is gone (another instance took it over
+// after this one stalled): two instances never run one job at once for
+// longer than a heartbeat.
+func (r *Runner) heartbeat(ctx context.Context, j *Job, cancel context.CancelCauseFunc, stop <-chan struct{}) {
 	t := time.NewTicker(r.lease / 3)
 	defer t.Stop()
 	for {
@@ -335,15 +402,22 @@ func (r *Runner) heartbeat(ctx context.Context, j *Job, cancel context.CancelFun
 			return
 		case <-t.C:
 			if r.frozen.Load() {
-				return
+				continue // stalled, as a process stuck in GC or I/O would be
 			}
 			now := r.now()
-			r.db.ExecContext(ctx, `UPDATE jobs SET available_at = ? WHERE id = ? AND lease_owner = ? AND status = ?`,
-				qsql.Millis(now.Add(r.lease)), j.ID, r.owner, JobRunning)
-			var c bool
-			if err := r.db.GetContext(ctx, &c, `SELECT cancel_requested FROM jobs WHERE id = ?`, j.ID); err == nil && c {
-				cancel()
+			hctx, hcancel := context.WithTimeout(ctx, r.lease/3)
+			ok, err := r.fenced(hctx, j.ID, j.token, `UPDATE jobs SET available_at = ?, updated_at = ? WHERE id = ? AND lease_token = ? AND status = ?`,
+				qsql.Millis(now.Add(r.lease)), qsql.Millis(now), j.ID, j.token, JobRunning)
+			if err == nil && !ok {
+				hcancel()
+				cancel(ErrLeaseLost)
+				return
 			}
+			var c bool
+			if err := r.db.GetContext(hctx, &c, `SELECT cancel_requested FROM jobs WHERE id = ?`, j.ID); err == nil && c {
+				cancel(ErrCancelled)
+			}
+			hcancel()
 		}
 	}
 }
@@ -355,8 +429,8 @@ func (r *Runner) finish(j *Job, status string, result any, cause error) {
 		msg = cause.Error()
 	}
 	now := qsql.Millis(r.now())
-	_, err := r.db.ExecContext(context.Background(), `UPDATE jobs SET status = ?, result = ?, error = ?, unique_key = NULL, lease_owner = '', finished_at = ?, updated_at = ? WHERE id = ? AND lease_owner = ?`,
-		status, string(b), msg, now, now, j.ID, r.owner)
+	_, err := r.db.ExecContext(context.Background(), `UPDATE jobs SET status = ?, result = ?, error = ?, unique_key = NULL, lease_owner = '', lease_token = '', finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
+		status, string(b), msg, now, now, j.ID, j.token)
 	if err != nil {
 		r.log.Error("recording job end failed", "job", j.ID, "err", err)
 	}

@@ -131,3 +131,80 @@ func TestCron_RunsOnceAcrossInstances(t *testing.T) {
 		t.Fatal("next tick did not run")
 	}
 }
+
+func TestRunner_AJobWhoseLeaseWasTakenOverStops(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		lease := 600 * time.Millisecond
+		a := NewRunner(db, "A", lease, quiet)
+		a.poll = 20 * time.Millisecond
+		aStarted := make(chan struct{})
+		var aCause, aCheckpoint atomic.Value
+		a.Register("sync", func(ctx context.Context, j *Job) (any, error) {
+			close(aStarted)
+			<-ctx.Done() // stalled: no checkpoint renews the lease
+			aCause.Store(context.Cause(ctx))
+			aCheckpoint.Store(j.Checkpoint(context.Background(), "late", 1, 1))
+			return nil, ctx.Err()
+		})
+		id, err := a.Enqueue(context.Background(), "ww1", "sync", "", nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.frozen.Store(true) // A's heartbeats stall from the start
+		a.Start(1)
+		defer a.Stop(context.Background())
+		<-aStarted
+		b := NewRunner(db, "B", lease, quiet)
+		b.poll = 20 * time.Millisecond
+		bStarted := make(chan struct{})
+		bFinish := make(chan struct{})
+		b.Register("sync", func(ctx context.Context, j *Job) (any, error) {
+			close(bStarted)
+			<-bFinish
+			return "b", nil
+		})
+		b.Start(1)
+		defer b.Stop(context.Background())
+		<-bStarted // B took the job over once A's lease lapsed
+		a.frozen.Store(false)
+		waitFor(t, "A to notice its lease is gone", func() bool { return aCheckpoint.Load() != nil })
+		if c, _ := aCause.Load().(error); !errors.Is(c, ErrLeaseLost) {
+			t.Fatalf("A stopped because of %v, want ErrLeaseLost", c)
+		}
+		if err, _ := aCheckpoint.Load().(error); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("A's late checkpoint: %v, want ErrLeaseLost", err)
+		}
+		j, _ := b.Get(context.Background(), "ww1", id)
+		if j.Status != JobRunning || string(j.Checkpoint) == `"late"` {
+			t.Fatalf("A's stale run changed the job B holds: %+v", j)
+		}
+		close(bFinish)
+		waitFor(t, "B to finish", func() bool {
+			j, _ := b.Get(context.Background(), "ww1", id)
+			return j.Status == JobDone && string(j.Result) == `"b"`
+		})
+	})
+}
+
+func TestRunner_ClaimsOnlyKindsItKnows(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		old := NewRunner(db, "old", time.Second, quiet)
+		old.poll = 20 * time.Millisecond
+		old.Register("known", func(context.Context, *Job) (any, error) { return nil, nil })
+		ctx := context.Background()
+		newID, _ := old.Enqueue(ctx, "ww1", "added.in.v2", "", nil, 0)
+		knownID, _ := old.Enqueue(ctx, "ww1", "known", "", nil, 0)
+		old.Start(1)
+		waitFor(t, "the known job", func() bool { j, _ := old.Get(ctx, "ww1", knownID); return j.Status == JobDone })
+		old.Stop(ctx)
+		if j, _ := old.Get(ctx, "ww1", newID); j.Status != JobQueued || j.Attempts != 0 {
+			t.Fatalf("an instance without the kind touched the job: %+v", j)
+		}
+		nw := NewRunner(db, "new", time.Second, quiet)
+		nw.poll = 20 * time.Millisecond
+		nw.Register("added.in.v2", func(context.Context, *Job) (any, error) { return "ok", nil })
+		nw.Start(1)
+		defer nw.Stop(ctx)
+		waitFor(t, "the newer instance to run it", func() bool { j, _ := nw.Get(ctx, "ww1", newID); return j.Status == JobDone })
+	})
+}

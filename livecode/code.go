@@ -1,22 +1,29 @@
-// Package livecode runs live codes (活码), starting with channel codes: one QR
-// over many staff, with schedules, daily caps and backup staff, delivered as a
-// WeCom multi-person QR (kept equal to the eligible staff by a reconciler) or
-// as a rotating link (smooth weighted round-robin decided atomically in
-// Redis). When a customer adds a staff member through a code, it onboards
-// them: welcome message within WeCom's 20 s, tags, remark, source record,
-// counting, and a durable ContactAdded event. It owns the live_codes,
-// live_code_staff, contact_sources, welcome_sends, live_code_stats and
-// domain_events tables.
+// Package livecode runs live codes (活码): channel codes (one QR over many
+// staff, with schedules, daily caps and backup staff, delivered as a WeCom
+// multi-person QR kept equal to the eligible staff by a reconciler, as a
+// rotating link with smooth weighted round-robin decided atomically in
+// Redis, or as an acquisition link), group codes and store codes. When a
+// customer adds a staff member, its subscribers record the source, count the
+// add and publish ContactAdded (database only), send the welcome within
+// WeCom's 20 s (fast lane), and set tags and remark.
+//
+// Files by concern: code.go (types), validate.go, lifecycle.go (create, edit,
+// status), eligibility.go (who is on duty and under cap), reconcile.go (the
+// WeCom side kept in line), rotation.go (Redis counters and round-robin),
+// visits.go, subscribers.go and sources.go, welcome.go, profile.go
+// (onboarding), groups.go, leavers.go, stats.go, stores.go. Every SQL
+// statement is in store.go: it owns the live_codes, live_code_staff,
+// live_code_groups, live_code_stats, live_code_visitors, contact_sources,
+// contact_relations, welcome_sends, livecode_effects, livecode_handovers and
+// stores tables.
 package livecode
 
 import (
-	"errors"
-	"fmt"
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/wecom"
 )
@@ -53,8 +60,10 @@ type Code struct {
 	WeComUsers  []string    `json:"wecom_users,omitempty"` // the multi-person way's users as last set
 	OwnerUserID int64       `json:"owner_user_id"`
 	LandingURL  string      `json:"landing_url,omitempty"`
-	CreatedAt   int64       `json:"created_at"`
-	UpdatedAt   int64       `json:"updated_at"`
+	// Version increases with every change; an edit names the version it is based on.
+	Version   int64 `json:"version"`
+	CreatedAt int64 `json:"created_at"`
+	UpdatedAt int64 `json:"updated_at"`
 }
 
 // CodeStaff is a staff member on a code.
@@ -147,12 +156,8 @@ type Attachment struct {
 	FileID int64 `json:"file_id,omitempty"`
 }
 
-// TimeSlot is a daily time range on some weekdays ("mon".."sun"; empty = every day).
-type TimeSlot struct {
-	Days  []string `json:"days,omitempty"`
-	Start string   `json:"start"` // HH:MM
-	End   string   `json:"end"`   // HH:MM, exclusive
-}
+// TimeSlot is a daily time range on some weekdays, in the corp's zone.
+type TimeSlot = configs.TimeSlot
 
 // Schedule says who is on duty when: slots per weekday, each with its staff
 // (empty = every non-backup staff member). An empty schedule means always.
@@ -167,25 +172,13 @@ type ScheduleSlot struct {
 	Staff []string `json:"staff,omitempty"`
 }
 
-// ValidationError lists the fields that are wrong.
-type ValidationError struct{ Fields map[string]string }
-
-func (e *ValidationError) Error() string {
-	parts := make([]string, 0, len(e.Fields))
-	for k, v := range e.Fields {
-		parts = append(parts, k+": "+v)
-	}
-	return "invalid live code: " + strings.Join(parts, "; ")
-}
-
 // Errors.
 var (
-	ErrNotFound = errors.New("live code not found")
-	ErrArchived = errors.New("live code is archived")
+	ErrNotFound = apperr.NotFound("live code not found")
+	ErrArchived = apperr.Conflict("archived", "live code is archived")
+	// ErrVersion: the code changed since the version an edit was based on.
+	ErrVersion = apperr.Conflict("version_conflict", "the live code was changed by someone else; reload it and edit again")
 )
-
-var weekdays = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
-	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
 
 // placeholders a template may use.
 var placeholderRe = regexp.MustCompile(`\{[^{}]*\}`)
@@ -201,271 +194,4 @@ func Render(tpl string, v TemplateVars) string {
 // TemplateVars are the values templates can use.
 type TemplateVars struct {
 	CustomerName, StaffName, Channel, CodeName, Date string
-}
-
-func checkTemplate(field, tpl string, maxRunes int, errs map[string]string) {
-	for _, p := range placeholderRe.FindAllString(tpl, -1) {
-		if !knownPlaceholders[p] {
-			errs[field] = fmt.Sprintf("unknown placeholder %s (use {customer_name}, {staff_name}, {channel}, {code_name}, {date})", p)
-			return
-		}
-	}
-	if maxRunes > 0 {
-		// A long customer name is cut at send time; the fixed text alone must fit.
-		fixed := Render(tpl, TemplateVars{})
-		if utf8.RuneCountInString(fixed) > maxRunes {
-			errs[field] = fmt.Sprintf("renders to more than %d characters", maxRunes)
-		}
-	}
-}
-
-func parseSlot(s TimeSlot) (start, end int, days map[time.Weekday]bool, err error) {
-	spans, err := configs.ParseSpans([]string{s.Start + "-" + s.End})
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("%s-%s is not a valid HH:MM time range", s.Start, s.End)
-	}
-	days = map[time.Weekday]bool{}
-	for _, d := range s.Days {
-		wd, ok := weekdays[strings.ToLower(d)]
-		if !ok {
-			return 0, 0, nil, fmt.Errorf("unknown weekday %q (use mon..sun)", d)
-		}
-		days[wd] = true
-	}
-	return spans[0].Start, spans[0].End, days, nil
-}
-
-// inSlot reports whether local time t falls in the slot; weekday overrides the
-// day of the week (make-up workdays count as Monday).
-func inSlot(s TimeSlot, t time.Time, weekday time.Weekday) bool {
-	start, end, days, err := parseSlot(s)
-	if err != nil {
-		return false
-	}
-	if len(days) > 0 && !days[weekday] {
-		return false
-	}
-	m := t.Hour()*60 + t.Minute()
-	return m >= start && m < end
-}
-
-func validateAttachments(field string, atts []Attachment, errs map[string]string) {
-	if len(atts) > 9 {
-		errs[field] = "at most 9 attachments"
-		return
-	}
-	for i, a := range atts {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if a.FileID > 0 {
-			// Filled in at send time; the sub-object only needs to exist.
-			switch a.MsgType {
-			case "image", "video", "file", "miniprogram":
-				continue
-			}
-		}
-		switch a.MsgType {
-		case "image":
-			if a.Image == nil || (a.Image.MediaID == "" && a.Image.PicURL == "") {
-				errs[f] = "image needs media_id or pic_url"
-			}
-		case "link":
-			if a.Link == nil || a.Link.Title == "" || a.Link.URL == "" {
-				errs[f] = "link needs title and url"
-			} else if len(a.Link.Title) > 128 || len(a.Link.Desc) > 512 {
-				errs[f] = "link title is at most 128 bytes and desc 512"
-			}
-		case "miniprogram":
-			if a.MiniProgram == nil || a.MiniProgram.Title == "" || a.MiniProgram.AppID == "" || a.MiniProgram.Page == "" || a.MiniProgram.PicMediaID == "" {
-				errs[f] = "miniprogram needs title, appid, page and pic_media_id"
-			}
-		case "video", "file":
-			m := a.Video
-			if a.MsgType == "file" {
-				m = a.File
-			}
-			if m == nil || m.MediaID == "" {
-				errs[f] = a.MsgType + " needs media_id"
-			}
-		default:
-			errs[f] = "msgtype must be image, link, miniprogram, video or file"
-		}
-	}
-}
-
-// validate checks a code's own fields (staff and tags are checked against the
-// directory by the service).
-func (c *Code) validate() map[string]string {
-	errs := map[string]string{}
-	if strings.TrimSpace(c.Name) == "" {
-		errs["name"] = "is required"
-	} else if utf8.RuneCountInString(c.Name) > 100 {
-		errs["name"] = "is at most 100 characters"
-	}
-	if utf8.RuneCountInString(c.Channel) > 64 {
-		errs["channel"] = "is at most 64 characters"
-	}
-	switch c.Mode {
-	case ModeWeComQR, ModeRotating, ModeLink:
-	case ModeJoinWay:
-		c.validateGroups(errs)
-		return errs
-	case ModeStores:
-		if strings.TrimSpace(c.Name) == "" {
-			errs["name"] = "is required"
-		}
-		if c.Settings.RadiusKM < 0 {
-			errs["settings.radius_km"] = "must not be negative"
-		}
-		if len(c.Staff) > 0 {
-			errs["staff"] = "store codes list stores, not staff"
-		}
-		return errs
-	default:
-		errs["mode"] = "must be wecom_qr, rotating, acquisition_link, join_way or stores"
-	}
-	if len(c.Staff) == 0 {
-		errs["staff"] = "needs at least one staff member"
-	}
-	if len(c.Staff) > 100 {
-		errs["staff"] = "at most 100 staff members (WeCom's limit for a contact way)"
-	}
-	seen := map[string]bool{}
-	nonBackup := 0
-	for i, s := range c.Staff {
-		f := fmt.Sprintf("staff[%d]", i)
-		switch {
-		case s.UserID == "":
-			errs[f+".userid"] = "is required"
-		case seen[s.UserID]:
-			errs[f+".userid"] = "is listed twice"
-		case s.Weight < 0:
-			errs[f+".weight"] = "must not be negative"
-		case s.DailyCap < 0:
-			errs[f+".daily_cap"] = "must not be negative"
-		}
-		seen[s.UserID] = true
-		if !s.Backup {
-			nonBackup++
-		}
-	}
-	if len(c.Staff) > 0 && nonBackup == 0 {
-		errs["staff"] = "needs at least one staff member who is not a backup"
-	}
-	for u, cap := range c.Settings.StaffDailyCaps {
-		if cap < 0 {
-			errs["settings.staff_daily_caps."+u] = "must not be negative"
-		}
-	}
-	st := c.Settings
-	checkTemplate("settings.remark_template", st.RemarkTemplate, 20, errs)
-	checkTemplate("settings.description_template", st.DescriptionTemplate, 150, errs)
-	checkTemplate("settings.welcome.text", st.Welcome.Text, 0, errs)
-	if len(st.Welcome.Text) > 4000 {
-		errs["settings.welcome.text"] = "is at most 4000 bytes"
-	}
-	validateAttachments("settings.welcome.attachments", st.Welcome.Attachments, errs)
-	for i, v := range st.Welcome.Variants {
-		f := fmt.Sprintf("settings.welcome.variants[%d]", i)
-		if _, _, _, err := parseSlot(v.Slot); err != nil {
-			errs[f+".slot"] = err.Error()
-		}
-		checkTemplate(f+".text", v.Text, 0, errs)
-		if v.Text == "" && len(v.Attachments) == 0 {
-			errs[f] = "needs text or attachments"
-		}
-		validateAttachments(f+".attachments", v.Attachments, errs)
-	}
-	type span struct {
-		start, end int
-		days       map[time.Weekday]bool
-	}
-	var spans []span
-	for i, s := range st.Schedule.Slots {
-		f := fmt.Sprintf("settings.schedule.slots[%d]", i)
-		start, end, days, err := parseSlot(s.TimeSlot)
-		if err != nil {
-			errs[f] = err.Error()
-			continue
-		}
-		for _, u := range s.Staff {
-			if !seen[u] {
-				errs[f+".staff"] = u + " is not one of the code's staff"
-			}
-		}
-		// Slots that share a day must not overlap.
-		for j, o := range spans {
-			shareDay := len(days) == 0 || len(o.days) == 0
-			for d := range days {
-				shareDay = shareDay || o.days[d]
-			}
-			if shareDay && start < o.end && o.start < end {
-				errs[f] = fmt.Sprintf("overlaps settings.schedule.slots[%d]", j)
-			}
-		}
-		spans = append(spans, span{start, end, days})
-	}
-	if st.Schedule.UseCalendar && len(st.Schedule.Slots) == 0 {
-		errs["settings.schedule.slots"] = "use_calendar needs at least one slot"
-	}
-	switch st.SkipVerify {
-	case "", "always", "never":
-	case "window":
-		if st.SkipVerifyWindow == nil {
-			errs["settings.skip_verify_window"] = "is required with skip_verify window"
-		} else if _, _, _, err := parseSlot(*st.SkipVerifyWindow); err != nil {
-			errs["settings.skip_verify_window"] = err.Error()
-		}
-	default:
-		errs["settings.skip_verify"] = "must be always, never or window"
-	}
-	if st.ValidFrom != nil && st.ValidUntil != nil && !st.ValidUntil.After(*st.ValidFrom) {
-		errs["settings.valid_until"] = "must be after valid_from"
-	}
-	return errs
-}
-
-func (c *Code) validateGroups(errs map[string]string) {
-	if strings.TrimSpace(c.Name) == "" {
-		errs["name"] = "is required"
-	}
-	st := c.Settings
-	if len(st.Groups) == 0 && len(st.ManualGroups) == 0 {
-		errs["settings.groups"] = "needs at least one group (or manual group)"
-	}
-	for i, mg := range st.ManualGroups {
-		f := fmt.Sprintf("settings.manual_groups[%d]", i)
-		switch {
-		case mg.FileID == 0:
-			errs[f+".file_id"] = "is required: upload the group QR image first"
-		case mg.ExpiresAt.IsZero():
-			errs[f+".expires_at"] = "is required (WeChat group QRs expire after 7 days)"
-		case mg.Cap < 0:
-			errs[f+".cap"] = "must not be negative"
-		}
-	}
-	seen := map[string]bool{}
-	for i, g := range st.Groups {
-		f := fmt.Sprintf("settings.groups[%d]", i)
-		switch {
-		case g.ChatID == "":
-			errs[f+".chat_id"] = "is required"
-		case seen[g.ChatID]:
-			errs[f+".chat_id"] = "is listed twice"
-		case g.Threshold < 0 || g.Threshold > maxQRJoin:
-			errs[f+".threshold"] = "must be between 1 and 200 (WeCom stops QR joins at 200)"
-		}
-		seen[g.ChatID] = true
-	}
-	if utf8.RuneCountInString(st.RoomBaseName) > 40 {
-		errs["settings.room_base_name"] = "is at most 40 characters"
-	}
-	if len(st.GroupWelcome) > 4000 {
-		errs["settings.group_welcome"] = "is at most 4000 bytes"
-	}
-	if st.AutoCreateRoom && st.RoomBaseName == "" {
-		errs["settings.room_base_name"] = "is required with auto_create_room"
-	}
-	if len(c.Staff) > 0 {
-		errs["staff"] = "group codes list groups, not staff"
-	}
 }

@@ -6,16 +6,17 @@ import (
 	"slices"
 	"time"
 
-	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
 )
 
-// SubscriberGroups follows customer-group changes for group codes.
-const SubscriberGroups = "livecode.groups"
-
 // maxJoinWayChats is WeCom's limit of chats in one join way.
 const maxJoinWayChats = 5
+
+// manualReminderLead is how long before a manual group's QR expires its
+// code's owner is reminded.
+const manualReminderLead = 24 * time.Hour
 
 // joinWay is the WeCom join way for a group code over chats.
 func (s *Service) joinWay(c *Code, chats []string) wecom.JoinWay {
@@ -27,9 +28,10 @@ func (s *Service) joinWay(c *Code, chats []string) wecom.JoinWay {
 		RoomBaseName: c.Settings.RoomBaseName, RoomBaseID: c.Settings.RoomBaseID, ChatIDList: chats, State: codeState(c.ID)}
 }
 
-// openGroups lists, in the code's order, up to 5 groups still under their
-// threshold, reading each group's member count from WeCom.
-func (s *Service) openGroups(ctx context.Context, c *Code) ([]string, error) {
+// openGroupsLive lists, in the code's order, up to 5 groups still under
+// their threshold, reading each group's member count from WeCom (the mirror
+// may not have seen the event that made the reconcile due yet).
+func (s *Service) openGroupsLive(ctx context.Context, c *Code) ([]string, error) {
 	var open []string
 	for i, g := range c.Settings.Groups {
 		if len(open) == maxJoinWayChats {
@@ -37,7 +39,7 @@ func (s *Service) openGroups(ctx context.Context, c *Code) ([]string, error) {
 		}
 		chat, err := s.wc.GetGroupChat(ctx, c.CorpID, g.ChatID)
 		if wecom.IsCode(err, wecom.CodeInvalidChatID) {
-			return nil, &ValidationError{Fields: map[string]string{fmt.Sprintf("settings.groups[%d].chat_id", i): "unknown customer group " + g.ChatID}}
+			return nil, apperr.Field(fmt.Sprintf("settings.groups[%d].chat_id", i), "unknown customer group "+g.ChatID)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read group %s: %w", g.ChatID, err)
@@ -52,15 +54,12 @@ func (s *Service) openGroups(ctx context.Context, c *Code) ([]string, error) {
 // reconcileGroups keeps a group code's join way on the first groups not yet
 // full: a group at its threshold is replaced by the next. When none is left,
 // WeCom's auto-created rooms take over if allowed; otherwise the owner is
-// alerted and the way is left as it is.
-func (s *Service) reconcileGroups(ctx context.Context, c *Code) error {
-	desired, err := s.openGroups(ctx, c)
+// alerted and the way is left as it is. The way is compared with what
+// Qiflow last set, and read back from WeCom only on a drift check.
+func (s *Service) reconcileGroups(ctx context.Context, c *Code, drift bool) error {
+	desired, err := s.openGroupsLive(ctx, c)
 	if err != nil {
 		return err
-	}
-	have, err := s.wc.GetJoinWay(ctx, c.CorpID, c.ConfigID)
-	if err != nil {
-		return fmt.Errorf("get join way: %w", err)
 	}
 	if len(desired) == 0 {
 		if !c.Settings.AutoCreateRoom && s.nextManual(ctx, c) == nil {
@@ -68,20 +67,33 @@ func (s *Service) reconcileGroups(ctx context.Context, c *Code) error {
 		}
 		return nil
 	}
-	if slices.Equal(have.ChatIDList, desired) {
+	have := c.WeComUsers
+	if drift {
+		w, err := s.wc.GetJoinWay(ctx, c.CorpID, c.ConfigID)
+		if err != nil {
+			return fmt.Errorf("get join way: %w", err)
+		}
+		have = w.ChatIDList
+	}
+	if !slices.Equal(have, desired) {
+		if err := s.wc.UpdateJoinWay(ctx, c.CorpID, s.joinWay(c, desired)); err != nil {
+			return fmt.Errorf("update join way: %w", err)
+		}
+		s.log.Info("join way groups updated", "corp", c.CorpID, "code", c.ID, "groups", desired)
+	}
+	if slices.Equal(c.WeComUsers, desired) {
 		return nil
 	}
-	if err := s.wc.UpdateJoinWay(ctx, c.CorpID, s.joinWay(c, desired)); err != nil {
-		return fmt.Errorf("update join way: %w", err)
+	if err := s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now())); err != nil {
+		return err
 	}
-	s.log.Info("join way groups updated", "corp", c.CorpID, "code", c.ID, "groups", desired)
-	return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
+	c.WeComUsers = desired
+	return s.store.indexGroups(ctx, c)
 }
 
 // alertFull tells the code's owner, once a day, that every group is full.
 func (s *Service) alertFull(ctx context.Context, c *Code) {
-	day := s.calendar(c.CorpID).DayKey(s.now())
-	first, err := s.kv.SetNX(ctx, s.kv.Key("lc", "full", c.CorpID, fmt.Sprint(c.ID), day), 1, dayKeyTTL).Result()
+	first, err := s.once(ctx, c.CorpID, "full", fmt.Sprint(c.ID), s.calendar(c.CorpID).DayKey(s.now()))
 	if err != nil || !first {
 		return
 	}
@@ -89,74 +101,67 @@ func (s *Service) alertFull(ctx context.Context, c *Code) {
 	s.tellOwner(ctx, c, fmt.Sprintf("群活码「%s」的群都已满，请添加新群。Every group of group code %q is full.", c.Name, c.Name))
 }
 
-// subscribeGroups reconciles the group codes of a chat when its members
-// change, and counts joins and leaves through a code (attributed by the
-// member's join state).
-func (s *Service) subscribeGroups(in *jobs.Inbox) {
-	in.Subscribe(jobs.Subscriber{
-		Name: SubscriberGroups,
-		Match: func(ev wecom.Event) bool {
-			e, ok := ev.(*wecom.ExternalChatEvent)
-			return ok && (e.UpdateDetail == wecom.ChatAddMember || e.UpdateDetail == wecom.ChatDelMember)
-		},
-		Handle: func(ctx context.Context, d jobs.Delivery) error {
-			return s.HandleChat(ctx, d.CorpID, d.Event.(*wecom.ExternalChatEvent))
-		},
+// HandleChat is the group subscriber's work for one member change of a
+// chat: for each group code using the chat, it counts joins through the
+// code (by the members' join state) and leaves, once per event (the effect
+// record and the counts are one transaction), and makes the code due for a
+// reconcile, since the group may now be full.
+func (s *Service) HandleChat(ctx context.Context, corp string, eventID int64, ev *wecom.ExternalChatEvent) error {
+	ids, err := s.store.codesOfChat(ctx, corp, ev.ChatID)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	var joined map[string]int // join state → members of this event
+	if ev.UpdateDetail == wecom.ChatAddMember && ev.JoinScene == 3 {
+		if joined, err = s.joinStates(ctx, corp, ev); err != nil {
+			return err
+		}
+	}
+	day := s.calendar(corp).DayKey(ev.Time())
+	now := qsql.Millis(s.now())
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		for _, id := range ids {
+			first, err := s.store.applyOnce(ctx, tx, corp, effectKey("chat", fmt.Sprint(eventID), fmt.Sprint(id)), now)
+			if err != nil {
+				return err
+			}
+			if !first {
+				continue
+			}
+			// The chat id stands in the stats' staff column.
+			switch ev.UpdateDetail {
+			case wecom.ChatAddMember:
+				if n := joined[codeState(id)]; n > 0 {
+					err = s.store.bumpStats(ctx, tx, corp, id, ev.ChatID, day, "adds", n)
+				}
+			case wecom.ChatDelMember:
+				err = s.store.bumpStats(ctx, tx, corp, id, ev.ChatID, day, "lost_customer", len(ev.MemChangeList))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		tx.AfterCommit(s.wakeReconciler)
+		return s.store.triggerReconcile(ctx, tx, corp, ids, now)
 	})
 }
 
-// HandleChat is the group subscriber's work for one member change.
-func (s *Service) HandleChat(ctx context.Context, corp string, ev *wecom.ExternalChatEvent) error {
-	codes, err := s.store.list(ctx, ListFilter{CorpID: corp, Mode: ModeJoinWay, Limit: 1000})
-	if err != nil {
-		return err
-	}
-	day := s.calendar(corp).DayKey(ev.Time())
-	for _, c := range codes {
-		listed := false
-		for _, g := range c.Settings.Groups {
-			listed = listed || g.ChatID == ev.ChatID
-		}
-		if !listed && !slices.Contains(c.WeComUsers, ev.ChatID) {
-			continue
-		}
-		// Stats keyed by (code, chat) as the "staff" column; once per member version.
-		first, err := s.kv.SetNX(ctx, s.kv.Key("lc", "chatev", corp, ev.ChatID, ev.CurMemVer, ev.UpdateDetail, fmt.Sprint(c.ID)), 1, dayKeyTTL).Result()
-		if err != nil {
-			return err
-		}
-		if first {
-			if ev.UpdateDetail == wecom.ChatAddMember && ev.JoinScene == 3 {
-				if err := s.bumpStats(ctx, s.db, corp, c.ID, ev.ChatID, day, "adds", s.joinedByState(ctx, corp, ev, codeState(c.ID))); err != nil {
-					return err
-				}
-			}
-			if ev.UpdateDetail == wecom.ChatDelMember {
-				if err := s.bumpStats(ctx, s.db, corp, c.ID, ev.ChatID, day, "lost_customer", len(ev.MemChangeList)); err != nil {
-					return err
-				}
-			}
-		}
-		if err := s.Reconcile(ctx, corp, c.ID); err != nil && err != ErrBusy {
-			return err
-		}
-	}
-	return nil
-}
-
-// joinedByState counts the event's new members whose join state names the code.
-func (s *Service) joinedByState(ctx context.Context, corp string, ev *wecom.ExternalChatEvent, state string) int {
+// joinStates counts the event's new members by their join state.
+func (s *Service) joinStates(ctx context.Context, corp string, ev *wecom.ExternalChatEvent) (map[string]int, error) {
 	chat, err := s.wc.GetGroupChat(ctx, corp, ev.ChatID)
-	if err != nil {
-		return 0
+	if wecom.IsCode(err, wecom.CodeInvalidChatID) {
+		return nil, nil // dismissed since: nothing to attribute
 	}
-	n := 0
+	if err != nil {
+		return nil, fmt.Errorf("read group %s: %w", ev.ChatID, err)
+	}
+	out := map[string]int{}
 	for _, m := range chat.MemberList {
-		if m.State == state && slices.Contains(ev.MemChangeList, m.UserID) {
-			n++
+		if slices.Contains(ev.MemChangeList, m.UserID) {
+			out[m.State]++
 		}
 	}
-	return n
+	return out, nil
 }
 
 // manualKey is the statistics "staff" column of a manual group.
@@ -170,9 +175,8 @@ func (s *Service) nextManual(ctx context.Context, c *Code) *ManualGroup {
 			continue
 		}
 		if mg.Cap > 0 {
-			var shown int
-			if err := s.db.GetContext(ctx, &shown, `SELECT COALESCE(SUM(visits), 0) FROM live_code_stats WHERE corp_id = ? AND code_id = ? AND userid = ?`,
-				c.CorpID, c.ID, manualKey(mg.FileID)); err != nil || shown >= mg.Cap {
+			shown, err := s.store.manualShown(ctx, c.CorpID, c.ID, manualKey(mg.FileID))
+			if err != nil || shown >= mg.Cap {
 				continue
 			}
 		}
@@ -217,15 +221,15 @@ func (s *Service) GroupLanding(ctx context.Context, c *Code) (GroupPage, bool) {
 	return GroupPage{}, false
 }
 
-// remindManual tells the owner, once, a day before a manual group's QR expires.
+// remindManual tells the owner, once, within a day of a manual group's QR expiring.
 func (s *Service) remindManual(ctx context.Context, c *Code) {
 	now := s.now()
 	for _, mg := range c.Settings.ManualGroups {
 		left := mg.ExpiresAt.Sub(now)
-		if left <= 0 || left > 24*time.Hour {
+		if left <= 0 || left > manualReminderLead {
 			continue
 		}
-		first, err := s.kv.SetNX(ctx, s.kv.Key("lc", "expiry", c.CorpID, fmt.Sprint(c.ID), fmt.Sprint(mg.FileID)), 1, 8*24*time.Hour).Result()
+		first, err := s.once(ctx, c.CorpID, "manual-expiry", fmt.Sprint(c.ID), fmt.Sprint(mg.FileID), mg.ExpiresAt.UTC().Format(time.RFC3339))
 		if err != nil || !first {
 			continue
 		}

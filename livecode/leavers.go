@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	qsql "github.com/qiflow/qiflow/sql"
 )
@@ -14,7 +13,7 @@ import (
 // directory after a complete sync), removes them from every code, tells each
 // code's owner, and hands their customers and groups to the code's successor
 // through WeCom's resigned-transfer APIs. It is level-triggered (run by the
-// minute reconciler), so a failed pass is simply done again.
+// leavers cron job), so a failed pass is simply done again.
 func (s *Service) HandleLeavers(ctx context.Context) error {
 	codes, err := s.store.withStaff(ctx)
 	if err != nil {
@@ -75,8 +74,8 @@ func (s *Service) handleCodeLeavers(ctx context.Context, corp string, id int64) 
 		c.Status = StatusPaused
 	}
 	c.UpdatedAt = qsql.Millis(s.now())
-	if err := s.store.save(ctx, c); err != nil {
-		return err
+	if err := s.store.update(ctx, c, c.Version); err != nil {
+		return err // ErrVersion: edited meanwhile; the next pass looks again
 	}
 	s.deleteWays(ctx, corp, goneWays)
 	msg := fmt.Sprintf("活码「%s」已移除离职员工 %s。Staff who left were removed from code %q: %s.", c.Name, strings.Join(gone, ", "), c.Name, strings.Join(gone, ", "))
@@ -85,11 +84,7 @@ func (s *Service) handleCodeLeavers(ctx context.Context, corp string, id int64) 
 	}
 	s.log.Warn("staff who left removed from a live code", "corp", corp, "code", c.ID, "staff", gone, "status", c.Status)
 	s.tellOwner(ctx, c, msg)
-	if c.Mode == ModeWeComQR || c.Mode == ModeLink {
-		if err := s.Reconcile(ctx, corp, c.ID); err != nil && !errors.Is(err, ErrBusy) {
-			return err
-		}
-	}
+	s.wakeReconciler() // the update made the code due
 	return nil
 }
 
@@ -115,12 +110,16 @@ func (s *Service) handOver(ctx context.Context, c *Code, user string) error {
 		s.log.Warn("a staff member left but the code names no successor; their customers stay with WeCom's unassigned list", "corp", c.CorpID, "code", c.ID, "staff", user)
 		return nil
 	}
-	key := s.kv.Key("lc", "handover", c.CorpID, user)
-	first, err := s.kv.SetNX(ctx, key, to, 30*24*time.Hour).Result()
+	// The hand-over is recorded first, so two instances never both start it.
+	first, err := s.store.startHandover(ctx, c.CorpID, user, to, qsql.Millis(s.now()))
 	if err != nil || !first {
 		return err
 	}
-	undo := func() { s.kv.Del(context.WithoutCancel(ctx), key) } // retried on the next pass
+	undo := func() { // retried on the next pass
+		if err := s.store.undoHandover(context.WithoutCancel(ctx), c.CorpID, user); err != nil {
+			s.log.Error("forgetting a failed hand-over", "corp", c.CorpID, "staff", user, "err", err)
+		}
+	}
 	customers, err := s.dir.FollowersOf(ctx, c.CorpID, user)
 	if err != nil {
 		undo()
@@ -152,18 +151,4 @@ func (s *Service) handOver(ctx context.Context, c *Code, user string) error {
 	s.log.Info("customers of a staff member who left handed over", "corp", c.CorpID, "from", user, "to", to,
 		"customers", len(customers), "refused_at_once", failed, "groups", len(chats))
 	return nil
-}
-
-// tellOwner sends the code's owner an app message, when they are linked to a staff id.
-func (s *Service) tellOwner(ctx context.Context, c *Code, text string) {
-	if s.OwnerStaff == nil {
-		return
-	}
-	staff, err := s.OwnerStaff(ctx, c.CorpID, c.OwnerUserID)
-	if err != nil || staff == "" {
-		return
-	}
-	if err := s.wc.SendAppMessage(ctx, c.CorpID, staff, text); err != nil {
-		s.log.Warn("owner not told", "code", c.ID, "err", err)
-	}
 }

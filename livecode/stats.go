@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
@@ -37,7 +38,7 @@ type StatsRow struct {
 }
 
 var groupExpr = map[string]string{
-	"code":    "CAST(s.code_id AS CHAR)",
+	"code":    "CAST(s.code_id AS CHAR)", // CHAR gives TEXT affinity in SQLite too
 	"staff":   "s.userid",
 	"channel": "COALESCE(c.channel, '')",
 	"day":     "s.day",
@@ -48,38 +49,35 @@ var groupExpr = map[string]string{
 func (s *Service) Stats(ctx context.Context, f StatsFilter) ([]StatsRow, error) {
 	expr, ok := groupExpr[f.GroupBy]
 	if !ok {
-		return nil, &ValidationError{Fields: map[string]string{"group_by": "must be code, staff, channel, store or day"}}
+		return nil, apperr.Field("group_by", "must be code, staff, channel, store or day")
 	}
-	for field, v := range map[string]string{"from": f.From, "to": f.To} {
-		if _, err := time.Parse(time.DateOnly, v); err != nil {
-			return nil, &ValidationError{Fields: map[string]string{field: "must be a YYYY-MM-DD date"}}
+	errs := apperr.Fields{}
+	for _, p := range []struct{ field, v string }{{"from", f.From}, {"to", f.To}} {
+		if _, err := time.Parse(time.DateOnly, p.v); err != nil {
+			errs.Add(p.field, "must be a YYYY-MM-DD date")
 		}
 	}
-	if s.db.Dialect == qsql.SQLite && f.GroupBy == "code" {
-		expr = "CAST(s.code_id AS TEXT)"
+	if err := errs.Err(); err != nil {
+		return nil, err
 	}
-	where := "s.corp_id = ? AND s.day >= ? AND s.day <= ?"
-	args := []any{f.CorpID, f.From, f.To}
+	q := statsQuery{expr: expr, where: "s.corp_id = ? AND s.day >= ? AND s.day <= ?", args: []any{f.CorpID, f.From, f.To}}
 	if f.CodeID != 0 {
-		where += " AND s.code_id = ?"
-		args = append(args, f.CodeID)
+		q.where += " AND s.code_id = ?"
+		q.args = append(q.args, f.CodeID)
 	}
 	if f.Owner != 0 {
-		where += " AND c.owner_user_id = ?"
-		args = append(args, f.Owner)
+		q.where += " AND c.owner_user_id = ?"
+		q.args = append(q.args, f.Owner)
 	}
-	var rows []StatsRow
-	err := s.db.SelectContext(ctx, &rows, `SELECT `+expr+` AS k, SUM(s.visits) AS visits, SUM(s.adds) AS adds, SUM(s.readds) AS readds,
-		SUM(s.lost_customer) AS lost_customer, SUM(s.lost_staff) AS lost_staff, SUM(s.welcome_sent) AS welcome_sent, SUM(s.welcome_missed) AS welcome_missed
-		FROM live_code_stats s LEFT JOIN live_codes c ON c.id = s.code_id LEFT JOIN stores st ON st.corp_id = s.corp_id AND st.code_id = s.code_id WHERE `+where+` GROUP BY `+expr+` ORDER BY k`, args...)
+	rows, err := s.store.statsRows(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	ret7, err := s.retention(ctx, f, expr, where, args, 7)
+	ret7, err := s.retention(ctx, q, 7)
 	if err != nil {
 		return nil, err
 	}
-	ret30, err := s.retention(ctx, f, expr, where, args, 30)
+	ret30, err := s.retention(ctx, q, 30)
 	if err != nil {
 		return nil, err
 	}
@@ -93,20 +91,10 @@ func (s *Service) Stats(ctx context.Context, f StatsFilter) ([]StatsRow, error) 
 
 // retention is, per group, the share of adds at least `days` old that were
 // still connected `days` after the add.
-func (s *Service) retention(ctx context.Context, f StatsFilter, expr, where string, args []any, days int) (map[string]float64, error) {
+func (s *Service) retention(ctx context.Context, q statsQuery, days int) (map[string]float64, error) {
 	horizon := int64(days) * 24 * 3600 * 1000
-	now := qsql.Millis(s.now())
-	q := `SELECT ` + expr + ` AS k, COUNT(*) AS total,
-		SUM(CASE WHEN s.lost_at IS NULL OR s.lost_at > s.added_at + ? THEN 1 ELSE 0 END) AS kept
-		FROM contact_sources s LEFT JOIN live_codes c ON c.id = s.code_id LEFT JOIN stores st ON st.corp_id = s.corp_id AND st.code_id = s.code_id WHERE ` + where + ` AND s.added_at <= ? GROUP BY ` + expr
-	var rows []struct {
-		K     string `db:"k"`
-		Total int    `db:"total"`
-		Kept  int    `db:"kept"`
-	}
-	qargs := append([]any{horizon}, args...)
-	qargs = append(qargs, now-horizon)
-	if err := s.db.SelectContext(ctx, &rows, q, qargs...); err != nil {
+	rows, err := s.store.retentionRows(ctx, q, horizon, qsql.Millis(s.now()))
+	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
@@ -143,17 +131,6 @@ func CSVCell(s string) string {
 	return s
 }
 
-// CountVisit records a landing-page visit, once per visitor per day.
-func (s *Service) CountVisit(ctx context.Context, c *Code, visitor, user string) error {
-	now := s.now()
-	day := s.calendar(c.CorpID).DayKey(now)
-	first, err := s.kv.SetNX(ctx, s.kv.Key("lc", "visit", c.CorpID, day, fmt.Sprint(c.ID), visitor), 1, dayKeyTTL).Result()
-	if err != nil || !first {
-		return err
-	}
-	return s.bumpStats(ctx, s.db, c.CorpID, c.ID, user, day, "visits", 1)
-}
-
 // Sources lists the contacts that came through a code, newest first.
 type Source struct {
 	ID             int64  `db:"id" json:"id"`
@@ -172,8 +149,5 @@ func (s *Service) CodeContacts(ctx context.Context, corp string, code, before in
 	if before <= 0 {
 		before = 1 << 62
 	}
-	var out []Source
-	err := s.db.SelectContext(ctx, &out, `SELECT id, external_userid, userid, channel, is_readd, out_of_period, added_at, lost_at, lost_by
-		FROM contact_sources WHERE corp_id = ? AND code_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, corp, code, before, limit)
-	return out, err
+	return s.store.codeContacts(ctx, corp, code, before, limit)
 }

@@ -11,8 +11,15 @@ import (
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
-// store is the package's only access to its tables.
+// store is the package's only access to its tables; every SQL statement of
+// livecode is in this file. Dialect differences stay in package sql.
 type store struct{ db *qsql.DB }
+
+// execer and queryer let a statement run on the database or inside a transaction.
+type (
+	execer  = sqlx.ExecerContext
+	queryer = sqlx.QueryerContext
+)
 
 type codeRow struct {
 	ID          int64     `db:"id"`
@@ -28,11 +35,12 @@ type codeRow struct {
 	QRCode      string    `db:"qr_code"`
 	WeComUsers  qsql.JSON `db:"wecom_users"`
 	OwnerUserID int64     `db:"owner_user_id"`
+	Version     int64     `db:"version"`
 	CreatedAt   int64     `db:"created_at"`
 	UpdatedAt   int64     `db:"updated_at"`
 }
 
-const codeCols = `id, corp_id, kind, slug, name, channel, mode, status, settings, config_id, qr_code, wecom_users, owner_user_id, created_at, updated_at`
+const codeCols = `id, corp_id, kind, slug, name, channel, mode, status, settings, config_id, qr_code, wecom_users, owner_user_id, version, created_at, updated_at`
 
 type staffRow struct {
 	CodeID   int64  `db:"code_id"`
@@ -46,13 +54,20 @@ type staffRow struct {
 	QRCode   string `db:"qr_code"`
 }
 
+const staffCols = `code_id, userid, position, weight, daily_cap, is_backup, state, config_id, qr_code`
+
 func (r codeRow) code(staff []staffRow) (*Code, error) {
 	c := &Code{ID: r.ID, CorpID: r.CorpID, Kind: r.Kind, Slug: r.Slug, Name: r.Name, Channel: r.Channel, Mode: r.Mode,
-		Status: r.Status, ConfigID: r.ConfigID, QRCode: r.QRCode, OwnerUserID: r.OwnerUserID, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		Status: r.Status, ConfigID: r.ConfigID, QRCode: r.QRCode, OwnerUserID: r.OwnerUserID, Version: r.Version,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 	if err := json.Unmarshal(r.Settings, &c.Settings); err != nil {
 		return nil, fmt.Errorf("code %d settings: %w", r.ID, err)
 	}
-	_ = json.Unmarshal(r.WeComUsers, &c.WeComUsers)
+	if len(r.WeComUsers) > 0 {
+		if err := json.Unmarshal(r.WeComUsers, &c.WeComUsers); err != nil {
+			return nil, fmt.Errorf("code %d wecom_users: %w", r.ID, err)
+		}
+	}
 	for _, s := range staff {
 		c.Staff = append(c.Staff, CodeStaff{UserID: s.UserID, Weight: s.Weight, DailyCap: s.DailyCap, Backup: s.Backup,
 			State: s.State, ConfigID: s.ConfigID, QRCode: s.QRCode})
@@ -78,8 +93,7 @@ func (st *store) getWhere(ctx context.Context, where string, args ...any) (*Code
 		return nil, err
 	}
 	var staff []staffRow
-	if err := st.db.SelectContext(ctx, &staff, `SELECT code_id, userid, position, weight, daily_cap, is_backup, state, config_id, qr_code
-		FROM live_code_staff WHERE code_id = ? ORDER BY position`, r.ID); err != nil {
+	if err := st.db.SelectContext(ctx, &staff, `SELECT `+staffCols+` FROM live_code_staff WHERE code_id = ? ORDER BY position`, r.ID); err != nil {
 		return nil, err
 	}
 	return r.code(staff)
@@ -125,7 +139,10 @@ func (st *store) list(ctx context.Context, f ListFilter) ([]*Code, error) {
 	for i, r := range rows {
 		ids[i] = r.ID
 	}
-	q, qargs, _ := sqlx.In(`SELECT code_id, userid, position, weight, daily_cap, is_backup, state, config_id, qr_code FROM live_code_staff WHERE code_id IN (?) ORDER BY code_id, position`, ids)
+	q, qargs, err := sqlx.In(`SELECT `+staffCols+` FROM live_code_staff WHERE code_id IN (?) ORDER BY code_id, position`, ids)
+	if err != nil {
+		return nil, err
+	}
 	var staff []staffRow
 	if err := st.db.SelectContext(ctx, &staff, q, qargs...); err != nil {
 		return nil, err
@@ -145,36 +162,105 @@ func (st *store) list(ctx context.Context, f ListFilter) ([]*Code, error) {
 	return out, nil
 }
 
-// save inserts (ID 0) or replaces a code and its staff in one transaction.
-func (st *store) save(ctx context.Context, c *Code) error {
-	settings, err := json.Marshal(c.Settings)
+func codeJSON(c *Code) (settings, users string, err error) {
+	s, err := json.Marshal(c.Settings)
+	if err != nil {
+		return "", "", err
+	}
+	u, err := json.Marshal(c.WeComUsers)
+	if err != nil {
+		return "", "", err
+	}
+	return string(s), string(u), nil
+}
+
+// insert stores a new code (version 1) and its staff. It is not due for a
+// reconcile until an update says so.
+func (st *store) insert(ctx context.Context, c *Code) error {
+	settings, users, err := codeJSON(c)
 	if err != nil {
 		return err
 	}
-	users, _ := json.Marshal(c.WeComUsers)
-	return st.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
-		if c.ID == 0 {
-			res, err := tx.ExecContext(ctx, `INSERT INTO live_codes (corp_id, kind, slug, name, channel, mode, status, settings, config_id, qr_code, wecom_users, owner_user_id, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.CorpID, c.Kind, c.Slug, c.Name, c.Channel, c.Mode, c.Status, string(settings),
-				c.ConfigID, c.QRCode, string(users), c.OwnerUserID, c.CreatedAt, c.UpdatedAt)
-			if err != nil {
-				return err
-			}
-			if c.ID, err = res.LastInsertId(); err != nil {
-				return err
-			}
-		} else {
-			if _, err := tx.ExecContext(ctx, `UPDATE live_codes SET name = ?, channel = ?, status = ?, settings = ?, config_id = ?, qr_code = ?, wecom_users = ?, owner_user_id = ?, updated_at = ?
-				WHERE id = ? AND corp_id = ?`, c.Name, c.Channel, c.Status, string(settings), c.ConfigID, c.QRCode, string(users), c.OwnerUserID, c.UpdatedAt, c.ID, c.CorpID); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM live_code_staff WHERE code_id = ?`, c.ID); err != nil {
-				return err
-			}
+	return st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO live_codes (corp_id, kind, slug, name, channel, mode, status, settings, config_id, qr_code, wecom_users, owner_user_id, version, reconcile_at, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)`, c.CorpID, c.Kind, c.Slug, c.Name, c.Channel, c.Mode, c.Status, settings,
+			c.ConfigID, c.QRCode, users, c.OwnerUserID, c.CreatedAt, c.UpdatedAt)
+		if err != nil {
+			return err
 		}
-		for i, s := range c.Staff {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO live_code_staff (code_id, corp_id, userid, position, weight, daily_cap, is_backup, state, config_id, qr_code)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.ID, c.CorpID, s.UserID, i, s.Weight, s.DailyCap, s.Backup, s.State, s.ConfigID, s.QRCode); err != nil {
+		if c.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		c.Version = 1
+		return st.writeStaff(ctx, tx, c)
+	})
+}
+
+// update replaces a code and its staff, provided the stored version is
+// expected (ErrVersion otherwise), bumps the version, re-indexes its groups
+// and makes it due for a reconcile: every edit is an input change.
+func (st *store) update(ctx context.Context, c *Code, expected int64) error {
+	settings, users, err := codeJSON(c)
+	if err != nil {
+		return err
+	}
+	return st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE live_codes SET name = ?, channel = ?, status = ?, settings = ?, config_id = ?, qr_code = ?, wecom_users = ?,
+			owner_user_id = ?, updated_at = ?, version = version + 1 WHERE corp_id = ? AND id = ? AND version = ?`,
+			c.Name, c.Channel, c.Status, settings, c.ConfigID, c.QRCode, users, c.OwnerUserID, c.UpdatedAt, c.CorpID, c.ID, expected)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			var one int
+			if err := tx.GetContext(ctx, &one, `SELECT 1 FROM live_codes WHERE corp_id = ? AND id = ?`, c.CorpID, c.ID); qsql.IsNoRows(err) {
+				return ErrNotFound
+			} else if err != nil {
+				return err
+			}
+			return ErrVersion
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM live_code_staff WHERE code_id = ?`, c.ID); err != nil {
+			return err
+		}
+		if err := st.writeStaff(ctx, tx, c); err != nil {
+			return err
+		}
+		if err := st.writeGroups(ctx, tx, c); err != nil {
+			return err
+		}
+		c.Version = expected + 1
+		return st.triggerReconcile(ctx, tx, c.CorpID, []int64{c.ID}, c.UpdatedAt)
+	})
+}
+
+func (st *store) writeStaff(ctx context.Context, tx *qsql.Tx, c *Code) error {
+	for i, s := range c.Staff {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO live_code_staff (code_id, corp_id, userid, position, weight, daily_cap, is_backup, state, config_id, qr_code)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.ID, c.CorpID, s.UserID, i, s.Weight, s.DailyCap, s.Backup, s.State, s.ConfigID, s.QRCode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveWays records which WeCom objects a code still holds (the reconciler's
+// bookkeeping after deleting an archived code's ways; not an edit, so the
+// version stays).
+func (st *store) saveWays(ctx context.Context, c *Code) error {
+	settings, _, err := codeJSON(c)
+	if err != nil {
+		return err
+	}
+	return st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE live_codes SET config_id = ?, settings = ? WHERE corp_id = ? AND id = ?`,
+			c.ConfigID, settings, c.CorpID, c.ID); err != nil {
+			return err
+		}
+		for _, s := range c.Staff {
+			if _, err := tx.ExecContext(ctx, `UPDATE live_code_staff SET config_id = ? WHERE code_id = ? AND userid = ?`, s.ConfigID, c.ID, s.UserID); err != nil {
 				return err
 			}
 		}
@@ -182,26 +268,31 @@ func (st *store) save(ctx context.Context, c *Code) error {
 	})
 }
 
-func (st *store) setWeComUsers(ctx context.Context, id int64, users []string, now int64) error {
-	b, _ := json.Marshal(users)
-	_, err := st.db.ExecContext(ctx, `UPDATE live_codes SET wecom_users = ?, updated_at = ? WHERE id = ?`, string(b), now, id)
+// setWeComUsers records the users (or chats) last set on the code's WeCom
+// way: reconciler bookkeeping, so neither the version nor updated_at moves.
+func (st *store) setWeComUsers(ctx context.Context, id int64, users []string, _ int64) error {
+	b, err := json.Marshal(users)
+	if err != nil {
+		return err
+	}
+	_, err = st.db.ExecContext(ctx, `UPDATE live_codes SET wecom_users = ? WHERE id = ?`, string(b), id)
 	return err
 }
 
-// countAdds counts today's counted adds (not re-adds) of a staff member
-// through a code (code > 0) or through any code (code 0): the caps' figures.
-func (st *store) countAdds(ctx context.Context, corp, day string, code int64, user string) (int, error) {
-	var n int
-	q := `SELECT COUNT(*) FROM contact_sources WHERE corp_id = ? AND day = ? AND userid = ? AND is_readd = 0`
-	args := []any{corp, day, user}
-	if code > 0 {
-		q += ` AND code_id = ?`
-		args = append(args, code)
-	} else {
-		q += ` AND code_id > 0`
-	}
-	err := st.db.GetContext(ctx, &n, q, args...)
-	return n, err
+// deleteCode removes a code whose creation failed.
+func (st *store) deleteCode(ctx context.Context, corp string, id int64) error {
+	return st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM live_code_groups WHERE corp_id = ? AND code_id = ?`,
+			`DELETE FROM live_code_staff WHERE corp_id = ? AND code_id = ?`,
+			`DELETE FROM live_codes WHERE corp_id = ? AND id = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, corp, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // codeRef names a code.
@@ -210,17 +301,472 @@ type codeRef struct {
 	CorpID string `db:"corp_id"`
 }
 
-// reconcilable lists the codes the reconciler looks after.
+// triggerReconcile makes codes due now (keeping an earlier due time) and
+// bumps their sequence, so a reconcile running meanwhile knows to run again.
+func (st *store) triggerReconcile(ctx context.Context, ex execer, corp string, ids []int64, now int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`UPDATE live_codes SET reconcile_seq = reconcile_seq + 1,
+		reconcile_at = CASE WHEN reconcile_at IS NOT NULL AND reconcile_at < ? THEN reconcile_at ELSE ? END
+		WHERE corp_id = ? AND id IN (?)`, now, now, corp, ids)
+	if err != nil {
+		return err
+	}
+	_, err = ex.ExecContext(ctx, q, args...)
+	return err
+}
+
+// claimReconcile takes a due code's reconcile lease with a conditional
+// update (due, and no live lease) and reads back whether this token won.
+func (st *store) claimReconcile(ctx context.Context, id int64, token string, now, leaseUntil int64) (reconcileClaim, bool, error) {
+	var cl reconcileClaim
+	res, err := st.db.ExecContext(ctx, `UPDATE live_codes SET reconcile_token = ?, reconcile_lease = ?
+		WHERE id = ? AND reconcile_at IS NOT NULL AND reconcile_at <= ? AND (reconcile_token = '' OR reconcile_lease < ?)`, token, leaseUntil, id, now, now)
+	if err != nil {
+		return cl, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return cl, false, err
+	}
+	err = st.db.GetContext(ctx, &cl, `SELECT reconcile_token, reconcile_seq, drift_at, skip_applied FROM live_codes WHERE id = ?`, id)
+	if err != nil {
+		return cl, false, err
+	}
+	return cl, cl.Token == token, nil
+}
+
+// finishReconcile releases the lease (only if still ours) and schedules the
+// next run: now if a trigger arrived during this one, else at (NULL: never).
+func (st *store) finishReconcile(ctx context.Context, id int64, cl reconcileClaim, at *int64, now int64) error {
+	_, err := st.db.ExecContext(ctx, `UPDATE live_codes SET reconcile_token = '', reconcile_lease = 0, drift_at = ?, skip_applied = ?,
+		reconcile_at = CASE WHEN reconcile_seq <> ? THEN ? ELSE ? END WHERE id = ? AND reconcile_token = ?`,
+		cl.DriftAt, cl.SkipApplied, cl.Seq, now, at, id, cl.Token)
+	return err
+}
+
+// dueReconciles lists codes due and not leased: a read, so an idle
+// reconciler never takes a write lock.
+func (st *store) dueReconciles(ctx context.Context, now int64, limit int) ([]codeRef, error) {
+	var out []codeRef
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE reconcile_at IS NOT NULL AND reconcile_at <= ?
+		AND (reconcile_token = '' OR reconcile_lease < ?) ORDER BY reconcile_at LIMIT ?`, now, now, limit)
+	return out, err
+}
+
+// reconcilable lists the codes with a WeCom side to keep in line.
 func (st *store) reconcilable(ctx context.Context) ([]codeRef, error) {
 	var out []codeRef
-	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?, ?) AND status <> ? AND (config_id <> '' OR mode IN (?, ?))`,
-		ModeWeComQR, ModeJoinWay, ModeLink, ModeRotating, StatusArchived, ModeJoinWay, ModeRotating)
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id FROM live_codes WHERE mode IN (?, ?, ?, ?) AND status <> ? ORDER BY id`,
+		ModeWeComQR, ModeJoinWay, ModeLink, ModeRotating, StatusArchived)
 	return out, err
 }
 
 // withStaff lists the live codes that have staff (leavers are looked for there).
 func (st *store) withStaff(ctx context.Context) ([]codeRef, error) {
 	var out []codeRef
-	err := st.db.SelectContext(ctx, &out, `SELECT c.id, c.corp_id FROM live_codes c WHERE c.status <> ? AND EXISTS (SELECT 1 FROM live_code_staff s WHERE s.code_id = c.id)`, StatusArchived)
+	err := st.db.SelectContext(ctx, &out, `SELECT c.id, c.corp_id FROM live_codes c WHERE c.status <> ?
+		AND EXISTS (SELECT 1 FROM live_code_staff s WHERE s.code_id = c.id)`, StatusArchived)
 	return out, err
+}
+
+// codesWithStaff lists the corp's non-archived WeCom-QR and link codes that
+// list a staff member: the codes whose WeCom side an add may change (caps).
+func (st *store) codesWithStaff(ctx context.Context, q queryer, corp, user string) ([]int64, error) {
+	var ids []int64
+	err := sqlx.SelectContext(ctx, q, &ids, `SELECT DISTINCT c.id FROM live_codes c JOIN live_code_staff s ON s.code_id = c.id
+		WHERE c.corp_id = ? AND s.userid = ? AND c.mode IN (?, ?) AND c.status <> ?`, corp, user, ModeWeComQR, ModeLink, StatusArchived)
+	return ids, err
+}
+
+// writeGroups indexes a group code's chats (listed, and currently on its
+// join way), so a chat event finds its codes with one lookup.
+func (st *store) writeGroups(ctx context.Context, tx *qsql.Tx, c *Code) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM live_code_groups WHERE corp_id = ? AND code_id = ?`, c.CorpID, c.ID); err != nil {
+		return err
+	}
+	if c.Mode != ModeJoinWay || c.Status == StatusArchived {
+		return nil
+	}
+	seen := map[string]bool{}
+	chats := make([]string, 0, len(c.Settings.Groups))
+	for _, g := range c.Settings.Groups {
+		chats = append(chats, g.ChatID)
+	}
+	chats = append(chats, c.WeComUsers...)
+	q := st.db.InsertIgnoreRows("live_code_groups", []string{"corp_id", "chat_id", "code_id"}, []string{"corp_id", "chat_id", "code_id"}, 1)
+	for _, chat := range chats {
+		if chat == "" || seen[chat] {
+			continue
+		}
+		seen[chat] = true
+		if _, err := tx.ExecContext(ctx, q, c.CorpID, chat, c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexGroups re-indexes a group code's chats.
+func (st *store) indexGroups(ctx context.Context, c *Code) error {
+	return st.db.WriteTx(ctx, func(tx *qsql.Tx) error { return st.writeGroups(ctx, tx, c) })
+}
+
+// codesOfChat lists the group codes that use a chat.
+func (st *store) codesOfChat(ctx context.Context, corp, chat string) ([]int64, error) {
+	var ids []int64
+	err := st.db.SelectContext(ctx, &ids, `SELECT code_id FROM live_code_groups WHERE corp_id = ? AND chat_id = ? ORDER BY code_id`, corp, chat)
+	return ids, err
+}
+
+// applyOnce records an effect; it reports whether this call recorded it
+// (false: it was recorded before, by this or another instance).
+func (st *store) applyOnce(ctx context.Context, ex execer, corp, key string, now int64) (bool, error) {
+	q := st.db.InsertIgnoreRows("livecode_effects", []string{"corp_id", "effect_key", "created_at"}, []string{"corp_id", "effect_key"}, 1)
+	res, err := ex.ExecContext(ctx, q, corp, key, now)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// recordVisitor records a visitor of a code on a day; false if already recorded.
+func (st *store) recordVisitor(ctx context.Context, ex execer, corp string, code int64, day, visitor string) (bool, error) {
+	q := st.db.InsertIgnoreRows("live_code_visitors", []string{"corp_id", "code_id", "day", "visitor"}, []string{"corp_id", "code_id", "day", "visitor"}, 1)
+	res, err := ex.ExecContext(ctx, q, corp, code, day, visitor)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// pruneVisitors forgets visitor records before day and effects recorded before effectsBefore.
+func (st *store) pruneVisitors(ctx context.Context, day string, effectsBefore int64) error {
+	if _, err := st.db.ExecContext(ctx, `DELETE FROM live_code_visitors WHERE day < ?`, day); err != nil {
+		return err
+	}
+	_, err := st.db.ExecContext(ctx, `DELETE FROM livecode_effects WHERE created_at < ?`, effectsBefore)
+	return err
+}
+
+var statsFields = map[string]bool{"visits": true, "adds": true, "readds": true, "lost_customer": true, "lost_staff": true, "welcome_sent": true, "welcome_missed": true}
+
+// bumpStats adds n to one counter of a (code, staff, day) statistics row.
+func (st *store) bumpStats(ctx context.Context, ex execer, corp string, code int64, user, day, field string, n int) error {
+	if !statsFields[field] {
+		return fmt.Errorf("unknown stats field %q", field)
+	}
+	q := st.db.UpsertAdding("live_code_stats", []string{"corp_id", "code_id", "userid", "day", field},
+		[]string{"corp_id", "code_id", "userid", "day"}, []string{field})
+	_, err := ex.ExecContext(ctx, q, corp, code, user, day, n)
+	return err
+}
+
+// countedAddIDs lists today's counted adds (not re-adds) of a staff member
+// through a code (code > 0) or through any code (code 0): the caps' record.
+func (st *store) countedAddIDs(ctx context.Context, corp, day string, code int64, user string) ([]int64, error) {
+	q := `SELECT id FROM contact_sources WHERE corp_id = ? AND day = ? AND userid = ? AND is_readd = 0`
+	args := []any{corp, day, user}
+	if code > 0 {
+		q += ` AND code_id = ?`
+		args = append(args, code)
+	} else {
+		q += ` AND code_id > 0`
+	}
+	var ids []int64
+	err := st.db.SelectContext(ctx, &ids, q, args...)
+	return ids, err
+}
+
+// manualShown is how often a manual group's QR was shown (its visits).
+func (st *store) manualShown(ctx context.Context, corp string, code int64, key string) (int, error) {
+	var shown int
+	err := st.db.GetContext(ctx, &shown, `SELECT COALESCE(SUM(visits), 0) FROM live_code_stats WHERE corp_id = ? AND code_id = ? AND userid = ?`, corp, code, key)
+	return shown, err
+}
+
+// relation is the latest state of a (customer, staff member) pair. A loss
+// seen before its add is a tombstone: SourceID 0 and LostAt set.
+type relation struct {
+	SourceID int64  `db:"source_id"`
+	AddedAt  int64  `db:"added_at"`
+	LostAt   *int64 `db:"lost_at"`
+	LostBy   string `db:"lost_by"`
+}
+
+// relationForUpdate reads a pair's relation inside tx, locking it; nil when
+// none is recorded.
+func (st *store) relationForUpdate(ctx context.Context, tx *qsql.Tx, corp, ext, user string) (*relation, error) {
+	var r relation
+	err := tx.GetContext(ctx, &r, `SELECT source_id, added_at, lost_at, lost_by FROM contact_relations
+		WHERE corp_id = ? AND external_userid = ? AND userid = ?`+st.db.ForUpdate(), corp, ext, user)
+	if qsql.IsNoRows(err) {
+		return nil, nil
+	}
+	return &r, err
+}
+
+// putRelation writes a pair's relation. insert says the pair had none: the
+// primary key then refuses a concurrent writer instead of overwriting it.
+func (st *store) putRelation(ctx context.Context, tx *qsql.Tx, corp, ext, user string, r relation, insert bool) error {
+	if insert {
+		_, err := tx.ExecContext(ctx, `INSERT INTO contact_relations (corp_id, external_userid, userid, source_id, added_at, lost_at, lost_by)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, corp, ext, user, r.SourceID, r.AddedAt, r.LostAt, r.LostBy)
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE contact_relations SET source_id = ?, added_at = ?, lost_at = ?, lost_by = ?
+		WHERE corp_id = ? AND external_userid = ? AND userid = ?`, r.SourceID, r.AddedAt, r.LostAt, r.LostBy, corp, ext, user)
+	return err
+}
+
+// sourceRow is one add of a customer to a staff member, with its origin.
+type sourceRow struct {
+	ID             int64  `db:"id"`
+	CorpID         string `db:"corp_id"`
+	EventKey       string `db:"event_key"`
+	ExternalUserID string `db:"external_userid"`
+	UserID         string `db:"userid"`
+	CodeID         int64  `db:"code_id"`
+	Channel        string `db:"channel"`
+	State          string `db:"state"`
+	ReAdd          bool   `db:"is_readd"`
+	OutOfPeriod    bool   `db:"out_of_period"`
+	Day            string `db:"day"`
+	AddedAt        int64  `db:"added_at"`
+	LostAt         *int64 `db:"lost_at"`
+	LostBy         string `db:"lost_by"`
+}
+
+const sourceCols = `id, corp_id, event_key, external_userid, userid, code_id, channel, state, is_readd, out_of_period, day, added_at, lost_at, lost_by`
+
+func (st *store) insertSource(ctx context.Context, tx *qsql.Tx, s *sourceRow) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO contact_sources (corp_id, event_key, external_userid, userid, code_id, channel, state, add_way, is_readd, out_of_period, day, added_at, lost_at, lost_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`, s.CorpID, s.EventKey, s.ExternalUserID, s.UserID, s.CodeID, s.Channel, s.State,
+		s.ReAdd, s.OutOfPeriod, s.Day, s.AddedAt, s.LostAt, s.LostBy)
+	if err != nil {
+		return err
+	}
+	s.ID, err = res.LastInsertId()
+	return err
+}
+
+// sourceByEvent returns the add recorded for an event, or nil.
+func (st *store) sourceByEvent(ctx context.Context, q queryer, corp, key string) (*sourceRow, error) {
+	var s sourceRow
+	err := sqlx.GetContext(ctx, q, &s, `SELECT `+sourceCols+` FROM contact_sources WHERE corp_id = ? AND event_key = ?`, corp, key)
+	if qsql.IsNoRows(err) {
+		return nil, nil
+	}
+	return &s, err
+}
+
+// sourceByID returns an add by id, or nil.
+func (st *store) sourceByID(ctx context.Context, q queryer, corp string, id int64) (*sourceRow, error) {
+	var s sourceRow
+	err := sqlx.GetContext(ctx, q, &s, `SELECT `+sourceCols+` FROM contact_sources WHERE corp_id = ? AND id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return nil, nil
+	}
+	return &s, err
+}
+
+func (st *store) markSourceLost(ctx context.Context, tx *qsql.Tx, id, at int64, by string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE contact_sources SET lost_at = ?, lost_by = ? WHERE id = ?`, at, by, id)
+	return err
+}
+
+// codeName is a code's name, or "" when it is gone.
+func (st *store) codeName(ctx context.Context, corp string, id int64) (string, error) {
+	var name string
+	err := st.db.GetContext(ctx, &name, `SELECT name FROM live_codes WHERE corp_id = ? AND id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return "", nil
+	}
+	return name, err
+}
+
+// welcomeRow is one welcome decision, keyed by WeCom's single-use welcome code.
+type welcomeRow struct {
+	CorpID, Key, ExternalUserID, UserID, Status string
+	CodeID                                      int64
+}
+
+// insertWelcome records a welcome decision unless one exists for the key;
+// it returns whether it inserted, and the stored status.
+func (st *store) insertWelcome(ctx context.Context, w welcomeRow, now int64) (bool, string, error) {
+	q := st.db.InsertIgnoreRows("welcome_sends", []string{"corp_id", "welcome_code", "code_id", "external_userid", "userid", "status", "created_at", "updated_at"},
+		[]string{"corp_id", "welcome_code"}, 1)
+	res, err := st.db.ExecContext(ctx, q, w.CorpID, w.Key, w.CodeID, w.ExternalUserID, w.UserID, w.Status, now, now)
+	if err != nil {
+		return false, "", err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, w.Status, nil
+	}
+	var status string
+	err = st.db.GetContext(ctx, &status, `SELECT status FROM welcome_sends WHERE corp_id = ? AND welcome_code = ?`, w.CorpID, w.Key)
+	return false, status, err
+}
+
+// pairGreeted says whether the pair got (or is getting) a welcome since
+// `since` under another welcome code: a half add followed by a full add.
+func (st *store) pairGreeted(ctx context.Context, corp, ext, user, key string, since int64) (bool, error) {
+	var n int
+	err := st.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM welcome_sends WHERE corp_id = ? AND external_userid = ? AND userid = ? AND welcome_code <> ?
+		AND status IN ('sent', 'sending') AND created_at > ?`, corp, ext, user, key, since)
+	return n > 0, err
+}
+
+// finishWelcome settles a welcome still 'sending' and, in the same
+// transaction, counts it in the stats; false when it was settled before.
+func (st *store) finishWelcome(ctx context.Context, corp, key, status string, msg *string, now int64, stat func(tx *qsql.Tx) error) (bool, error) {
+	settled := false
+	err := st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE welcome_sends SET status = ?, error = ?, updated_at = ? WHERE corp_id = ? AND welcome_code = ? AND status = 'sending'`,
+			status, msg, now, corp, key)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		settled = true
+		return stat(tx)
+	})
+	return settled, err
+}
+
+// statsQuery is a statistics query's grouping and filter.
+type statsQuery struct {
+	expr  string
+	where string
+	args  []any
+}
+
+// storeNames joins each code to its store's name; a subquery so a code
+// shared by two stores (refused now, possible in older data) never doubles a row.
+const storeNames = `LEFT JOIN (SELECT corp_id, code_id, MIN(name) AS name FROM stores GROUP BY corp_id, code_id) st ON st.corp_id = s.corp_id AND st.code_id = s.code_id`
+
+func (st *store) statsRows(ctx context.Context, q statsQuery) ([]StatsRow, error) {
+	var rows []StatsRow
+	err := st.db.SelectContext(ctx, &rows, `SELECT `+q.expr+` AS k, SUM(s.visits) AS visits, SUM(s.adds) AS adds, SUM(s.readds) AS readds,
+		SUM(s.lost_customer) AS lost_customer, SUM(s.lost_staff) AS lost_staff, SUM(s.welcome_sent) AS welcome_sent, SUM(s.welcome_missed) AS welcome_missed
+		FROM live_code_stats s LEFT JOIN live_codes c ON c.id = s.code_id `+storeNames+` WHERE `+q.where+` GROUP BY `+q.expr+` ORDER BY k`, q.args...)
+	return rows, err
+}
+
+type retentionRow struct {
+	K     string `db:"k"`
+	Total int    `db:"total"`
+	Kept  int    `db:"kept"`
+}
+
+// retentionRows counts, per group, the adds at least horizon old (by now)
+// and those still connected horizon after the add.
+func (st *store) retentionRows(ctx context.Context, q statsQuery, horizon, now int64) ([]retentionRow, error) {
+	args := append([]any{horizon}, q.args...)
+	args = append(args, now-horizon)
+	var rows []retentionRow
+	err := st.db.SelectContext(ctx, &rows, `SELECT `+q.expr+` AS k, COUNT(*) AS total,
+		SUM(CASE WHEN s.lost_at IS NULL OR s.lost_at > s.added_at + ? THEN 1 ELSE 0 END) AS kept
+		FROM contact_sources s LEFT JOIN live_codes c ON c.id = s.code_id `+storeNames+` WHERE `+q.where+` AND s.added_at <= ? GROUP BY `+q.expr, args...)
+	return rows, err
+}
+
+func (st *store) codeContacts(ctx context.Context, corp string, code, before int64, limit int) ([]Source, error) {
+	var out []Source
+	err := st.db.SelectContext(ctx, &out, `SELECT id, external_userid, userid, channel, is_readd, out_of_period, added_at, lost_at, lost_by
+		FROM contact_sources WHERE corp_id = ? AND code_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, corp, code, before, limit)
+	return out, err
+}
+
+const storeCols = `id, corp_id, name, address, city, lat, lng, datum, code_id, created_at, updated_at`
+
+func (st *store) insertStore(ctx context.Context, s *Store) error {
+	res, err := st.db.ExecContext(ctx, `INSERT INTO stores (corp_id, name, address, city, lat, lng, datum, code_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.CorpID, s.Name, s.Address, s.City, s.Lat, s.Lng, s.Datum, s.CodeID, s.CreatedAt, s.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	s.ID, err = res.LastInsertId()
+	return err
+}
+
+func (st *store) updateStore(ctx context.Context, s *Store) error {
+	res, err := st.db.ExecContext(ctx, `UPDATE stores SET name = ?, address = ?, city = ?, lat = ?, lng = ?, datum = ?, code_id = ?, updated_at = ? WHERE id = ? AND corp_id = ?`,
+		s.Name, s.Address, s.City, s.Lat, s.Lng, s.Datum, s.CodeID, s.UpdatedAt, s.ID, s.CorpID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrStoreNotFound
+	}
+	return nil
+}
+
+func (st *store) getStore(ctx context.Context, corp string, id int64) (Store, error) {
+	var s Store
+	err := st.db.GetContext(ctx, &s, `SELECT `+storeCols+` FROM stores WHERE corp_id = ? AND id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return s, ErrStoreNotFound
+	}
+	return s, err
+}
+
+func (st *store) deleteStore(ctx context.Context, corp string, id int64) error {
+	res, err := st.db.ExecContext(ctx, `DELETE FROM stores WHERE corp_id = ? AND id = ?`, corp, id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrStoreNotFound
+	}
+	return nil
+}
+
+func (st *store) listStores(ctx context.Context, corp, city string) ([]Store, error) {
+	q := `SELECT ` + storeCols + ` FROM stores WHERE corp_id = ?`
+	args := []any{corp}
+	if city != "" {
+		q += ` AND city = ?`
+		args = append(args, city)
+	}
+	var out []Store
+	err := st.db.SelectContext(ctx, &out, q+` ORDER BY city, name, id`, args...)
+	return out, err
+}
+
+// storeUsingCode names another store of the corp that already hands out a
+// code, or "".
+func (st *store) storeUsingCode(ctx context.Context, corp string, code, except int64) (string, error) {
+	var name string
+	err := st.db.GetContext(ctx, &name, `SELECT name FROM stores WHERE corp_id = ? AND code_id = ? AND id <> ? ORDER BY id LIMIT 1`, corp, code, except)
+	if qsql.IsNoRows(err) {
+		return "", nil
+	}
+	return name, err
+}
+
+// startHandover records that a leaver's customers are being handed over;
+// false when that was recorded before (by this or another instance).
+func (st *store) startHandover(ctx context.Context, corp, user, to string, now int64) (bool, error) {
+	q := st.db.InsertIgnoreRows("livecode_handovers", []string{"corp_id", "userid", "takeover", "started_at"}, []string{"corp_id", "userid"}, 1)
+	res, err := st.db.ExecContext(ctx, q, corp, user, to, now)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// undoHandover forgets a hand-over that failed, so the next pass tries again.
+func (st *store) undoHandover(ctx context.Context, corp, user string) error {
+	_, err := st.db.ExecContext(ctx, `DELETE FROM livecode_handovers WHERE corp_id = ? AND userid = ?`, corp, user)
+	return err
 }

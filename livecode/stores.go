@@ -2,12 +2,14 @@ package livecode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
@@ -36,10 +38,11 @@ type Store struct {
 	UpdatedAt int64   `db:"updated_at" json:"updated_at"`
 }
 
-const storeCols = `id, corp_id, name, address, city, lat, lng, datum, code_id, created_at, updated_at`
+// ErrStoreNotFound: no such store in the corp.
+var ErrStoreNotFound = apperr.NotFound("store not found")
 
 func (s *Service) validateStore(ctx context.Context, st *Store) error {
-	errs := map[string]string{}
+	errs := apperr.Fields{}
 	st.Name, st.City = strings.TrimSpace(st.Name), strings.TrimSpace(st.City)
 	if st.Name == "" {
 		errs["name"] = "is required"
@@ -59,7 +62,7 @@ func (s *Service) validateStore(ctx context.Context, st *Store) error {
 	}
 	c, err := s.store.get(ctx, st.CorpID, st.CodeID)
 	switch {
-	case err == ErrNotFound:
+	case errors.Is(err, ErrNotFound):
 		errs["code_id"] = "no such live code"
 	case err != nil:
 		return err
@@ -67,11 +70,18 @@ func (s *Service) validateStore(ctx context.Context, st *Store) error {
 		errs["code_id"] = "must be a channel or group code, not a store code"
 	case c.Status == StatusArchived:
 		errs["code_id"] = "is archived"
+	default:
+		// One code per store: a code shared by two stores would count one
+		// store's visitors and adds for both.
+		other, err := s.store.storeUsingCode(ctx, st.CorpID, st.CodeID, st.ID)
+		if err != nil {
+			return err
+		}
+		if other != "" {
+			errs["code_id"] = fmt.Sprintf("is already the code of store %q; give each store its own code", other)
+		}
 	}
-	if len(errs) > 0 {
-		return &ValidationError{Fields: errs}
-	}
-	return nil
+	return errs.Err()
 }
 
 // SaveStore creates (ID 0) or updates a store.
@@ -83,58 +93,28 @@ func (s *Service) SaveStore(ctx context.Context, st Store) (Store, error) {
 	st.UpdatedAt = now
 	if st.ID == 0 {
 		st.CreatedAt = now
-		res, err := s.db.ExecContext(ctx, `INSERT INTO stores (corp_id, name, address, city, lat, lng, datum, code_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			st.CorpID, st.Name, st.Address, st.City, st.Lat, st.Lng, st.Datum, st.CodeID, now, now)
-		if err != nil {
-			return Store{}, err
-		}
-		st.ID, err = res.LastInsertId()
+		err := s.store.insertStore(ctx, &st)
 		return st, err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE stores SET name = ?, address = ?, city = ?, lat = ?, lng = ?, datum = ?, code_id = ?, updated_at = ? WHERE id = ? AND corp_id = ?`,
-		st.Name, st.Address, st.City, st.Lat, st.Lng, st.Datum, st.CodeID, now, st.ID, st.CorpID)
-	if err != nil {
+	if err := s.store.updateStore(ctx, &st); err != nil {
 		return Store{}, err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return Store{}, ErrNotFound
 	}
 	return s.GetStore(ctx, st.CorpID, st.ID)
 }
 
 // GetStore returns one store.
 func (s *Service) GetStore(ctx context.Context, corp string, id int64) (Store, error) {
-	var st Store
-	err := s.db.GetContext(ctx, &st, `SELECT `+storeCols+` FROM stores WHERE corp_id = ? AND id = ?`, corp, id)
-	if qsql.IsNoRows(err) {
-		return st, ErrNotFound
-	}
-	return st, err
+	return s.store.getStore(ctx, corp, id)
 }
 
 // DeleteStore removes a store.
 func (s *Service) DeleteStore(ctx context.Context, corp string, id int64) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM stores WHERE corp_id = ? AND id = ?`, corp, id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return s.store.deleteStore(ctx, corp, id)
 }
 
 // ListStores lists the corp's stores, optionally in one city.
 func (s *Service) ListStores(ctx context.Context, corp, city string) ([]Store, error) {
-	q := `SELECT ` + storeCols + ` FROM stores WHERE corp_id = ?`
-	args := []any{corp}
-	if city != "" {
-		q += ` AND city = ?`
-		args = append(args, city)
-	}
-	var out []Store
-	err := s.db.SelectContext(ctx, &out, q+` ORDER BY city, name, id`, args...)
-	return out, err
+	return s.store.listStores(ctx, corp, city)
 }
 
 // storesOf lists the stores a store code covers (all the corp's when it names none).

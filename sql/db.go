@@ -123,19 +123,36 @@ func openMySQL(dsn string, maxConns int) (*DB, error) {
 	return &DB{DB: db, Dialect: MySQL}, nil
 }
 
+// Tx is a write transaction that can run functions after it commits (to
+// wake a dispatcher once the rows it should see are visible, say).
+type Tx struct {
+	*sqlx.Tx
+	afterCommit []func()
+}
+
+// AfterCommit runs fn once the transaction has committed; never on rollback.
+func (tx *Tx) AfterCommit(fn func()) { tx.afterCommit = append(tx.afterCommit, fn) }
+
 // WriteTx runs fn in a transaction and commits it, or rolls back on error.
 // On SQLite the transaction is BEGIN IMMEDIATE, so it holds the write lock
 // from its first statement and never fails on a lock upgrade.
-func (db *DB) WriteTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := db.BeginTxx(ctx, nil)
+func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
+	stx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	tx := &Tx{Tx: stx}
 	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
+		_ = stx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := stx.Commit(); err != nil {
+		return err
+	}
+	for _, f := range tx.afterCommit {
+		f()
+	}
+	return nil
 }
 
 // Upsert returns "INSERT INTO table (cols) VALUES (?,…) <on conflict update>",
@@ -241,4 +258,22 @@ func (j JSON) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	return j, nil
+}
+
+// UpsertAdding returns an insert of one row that, when the key exists, adds
+// the new values of addCols to the stored ones (counters).
+func (db *DB) UpsertAdding(table string, cols, key, addCols []string) string {
+	q := insertPrefix(table, cols) + valuesRow(len(cols))
+	sets := make([]string, len(addCols))
+	for i, c := range addCols {
+		if db.Dialect == MySQL {
+			sets[i] = c + "=" + c + "+VALUES(" + c + ")"
+		} else {
+			sets[i] = c + "=" + c + "+excluded." + c
+		}
+	}
+	if db.Dialect == MySQL {
+		return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ",")
+	}
+	return q + " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ",")
 }

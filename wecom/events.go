@@ -115,6 +115,9 @@ type RawEvent struct {
 	XML []byte `json:"-"`
 }
 
+// Raw is the callback as received (the events API shows it as is).
+func (e *RawEvent) Raw() []byte { return e.XML }
+
 func (e *RawEvent) DedupKey() string {
 	sum := sha256.Sum256(e.XML)
 	return key(e.ToUserName, "raw", hex.EncodeToString(sum[:]))
@@ -184,11 +187,42 @@ func validate(ev Event) error {
 	return nil
 }
 
-// Kind is "event/change_type", the name subscribers filter on.
-func Kind(ev Event) string {
+// Type is the event's type on the bus: "event/change_type"
+// ("change_external_contact/add_external_contact"), or the event (or message
+// type) alone when there is no change type.
+func Type(ev Event) string {
 	h := ev.Head()
-	if h.Event == "" {
-		return h.MsgType
+	name := h.Event
+	if name == "" {
+		name = h.MsgType
 	}
-	return h.Event + "/" + h.ChangeType
+	if h.ChangeType == "" {
+		return name
+	}
+	return name + "/" + h.ChangeType
 }
+
+// Subjects name what an event is about. Events about one contact are handled
+// one at a time, oldest first, by each subscriber, whatever their source.
+func ContactSubject(externalUserID string) string { return "ext:" + externalUserID }
+
+// ChatSubject is the subject of a customer group's events.
+func ChatSubject(chatID string) string { return "chat:" + chatID }
+
+// Subject is the event's subject: the contact, the group, or the corp's
+// tags (a tag event resyncs every tag, so they queue behind each other).
+func Subject(ev Event) string {
+	switch e := ev.(type) {
+	case *ExternalContactEvent:
+		return ContactSubject(e.ExternalUserID)
+	case *ExternalChatEvent:
+		return ChatSubject(e.ChatID)
+	case *ExternalTagEvent:
+		return "tags"
+	}
+	return ""
+}
+
+// Decode turns a stored callback back into its typed event (the bus's
+// decoder for WeCom's source). A callback stored once parsed the same way.
+func Decode(_ string, payload []byte) (any, error) { return ParseEvent(payload) }

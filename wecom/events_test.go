@@ -18,8 +18,8 @@ func TestParseEvent_ExternalContactTypes(t *testing.T) {
 	if c.UserID != "zhangsan" || c.ExternalUserID != "woAJ2GCAAAXtWyujaWJHDDGi0mAAAA" || c.State != "teststate" || c.WelcomeCode != "WELCOMECODE" || c.CreateTime != 1403610513 {
 		t.Fatalf("fields: %+v", c)
 	}
-	if Kind(ev) != "change_external_contact/add_external_contact" {
-		t.Fatalf("kind %s", Kind(ev))
+	if Type(ev) != "change_external_contact/add_external_contact" || Subject(ev) != "ext:woAJ2GCAAAXtWyujaWJHDDGi0mAAAA" {
+		t.Fatalf("type %s, subject %s", Type(ev), Subject(ev))
 	}
 	for _, ct := range []string{"add_half_external_contact", "edit_external_contact", "del_external_contact", "del_follow_user", "transfer_fail"} {
 		x := `<xml><ToUserName>ww1</ToUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>change_external_contact</Event><ChangeType>` + ct + `</ChangeType><UserID>u</UserID><ExternalUserID>wm1</ExternalUserID><Source>DELETE_BY_TRANSFER</Source><FailReason>customer_refused</FailReason></xml>`

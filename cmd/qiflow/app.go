@@ -36,7 +36,7 @@ type app struct {
 	kv    *kv.Store
 	fake  *fake.Fake // the in-process sandbox WeCom, when on
 	api   *wecom.API
-	inbox *jobs.Inbox
+	bus   *jobs.Bus
 	disp  *jobs.Dispatcher
 	run   *jobs.Runner
 	cron  *jobs.Cron
@@ -90,9 +90,12 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}
 	a.api = wecom.NewAPI(apiBase, a.kv, cfg.WeCom.Timeout.Duration, apps...)
 
-	a.inbox = jobs.NewInbox(a.db, log)
+	// One bus for WeCom's callbacks and the domain events packages publish;
+	// every subscriber is listed in subscribers.go.
+	a.bus = jobs.NewBus(a.db, log)
+	a.bus.RegisterSource(jobs.SourceWeCom, wecom.Decode)
 	a.dir = directory.New(a.db, a.api, log)
-	a.dir.Subscribe(a.inbox)
+	a.dir.Subscribe(a.bus)
 	calendars := map[string]*configs.Calendar{}
 	for _, c := range a.corps {
 		if calendars[c.ID], err = c.Calendar.Compile(c.TimeZone); err != nil {
@@ -109,8 +112,8 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		a.codes.NotifyOnLoss[c.ID] = c.NotifyOnLoss
 		a.codes.DepartmentSuccessors[c.ID] = c.Successors
 	}
-	a.codes.Subscribe(a.inbox)
-	a.disp = jobs.NewDispatcher(a.inbox, jobs.DispatcherOptions{
+	a.codes.Subscribe(a.bus)
+	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
 		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
 	}, log)
@@ -143,10 +146,10 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}
 
 	a.cron = jobs.NewCron(a.kv, log)
-	if err := a.cron.Add("inbox.prune", "7 * * * *", func(ctx context.Context) error {
-		n, err := a.inbox.Prune(ctx, time.Now().Add(-cfg.Inbox.Retention.Duration))
+	if err := a.cron.Add("bus.prune", "7 * * * *", func(ctx context.Context) error {
+		n, err := a.bus.Prune(ctx, time.Now().Add(-cfg.Inbox.Retention.Duration))
 		if n > 0 {
-			log.Info("inbox pruned", "events", n)
+			log.Info("bus pruned", "events", n)
 		}
 		return err
 	}); err != nil {
@@ -163,8 +166,13 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		return nil, &configs.FieldError{Key: "sync.reconcile", Msg: err.Error()}
 	}
 
-	// The reconciler's safety net; it also covers schedule boundaries and the daily reset.
-	if err := a.cron.Add("livecode.reconcile", "* * * * *", a.codes.ReconcileAll); err != nil {
+	// Reconciles are scheduled in the database (livecode's reconciler runs
+	// them when an input changes, at schedule edges and hourly drift
+	// checks); cron only looks for leavers and prunes.
+	if err := a.cron.Add("livecode.leavers", "* * * * *", a.codes.HandleLeavers); err != nil {
+		return nil, err
+	}
+	if err := a.cron.Add("livecode.prune", "17 3 * * *", a.codes.PruneVisitors); err != nil {
 		return nil, err
 	}
 
@@ -173,7 +181,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
 	engine, _ := handlers.New(handlers.Deps{
-		Log: log, Corps: hcorps, Inbox: a.inbox, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Media: a.media, TrustedProxies: cfg.TrustedProxies,
+		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Media: a.media, TrustedProxies: cfg.TrustedProxies,
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
@@ -225,8 +233,11 @@ func (a *app) start() error {
 		// Now that the port is known, point the sandbox's callbacks at it.
 		a.fake.SetCallbackURL(fake.SandboxCorpID, "http://"+ln.Addr().String()+"/wecom/callback/"+fake.SandboxCorpID)
 	}
-	a.inbox.Start()
+	if err := a.bus.Start(context.Background()); err != nil {
+		return err
+	}
 	a.disp.Start()
+	a.codes.Start()
 	a.run.Start(2)
 	a.cron.Start()
 	go func() {
@@ -249,11 +260,14 @@ func (a *app) shutdown(ctx context.Context) {
 			a.log.Warn("http shutdown", "err", err)
 		}
 	}
-	if a.inbox != nil && a.ln != nil {
-		a.inbox.Stop()
+	if a.bus != nil && a.ln != nil {
+		a.bus.Stop()
 	}
 	if a.disp != nil {
 		a.disp.Stop(ctx)
+	}
+	if a.codes != nil && a.ln != nil {
+		a.codes.Stop()
 	}
 	if a.run != nil {
 		a.run.Stop(ctx)

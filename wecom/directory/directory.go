@@ -10,18 +10,18 @@ package directory
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
 )
 
 // ErrNotFound is returned for unknown contacts or staff.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = apperr.NotFound("not found")
 
 // Directory is the mirror's service.
 type Directory struct {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jmoiron/sqlx"
-
 	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
@@ -18,28 +16,28 @@ const (
 	SubscriberChats    = "directory.chats"
 )
 
-// Subscribe registers the mirror's inbox subscribers.
-func (d *Directory) Subscribe(in *jobs.Inbox) {
-	in.Subscribe(jobs.Subscriber{
+// Subscribe registers the mirror's subscribers. Each sees one contact's
+// (or group's) events one at a time, oldest first.
+func (d *Directory) Subscribe(b *jobs.Bus) {
+	jobs.On(b, jobs.Subscription[*wecom.ExternalContactEvent]{
 		Name:  SubscriberContacts,
-		Lane:  jobs.LaneNormal,
-		Match: func(ev wecom.Event) bool { _, ok := ev.(*wecom.ExternalContactEvent); return ok },
-		Handle: func(ctx context.Context, dl jobs.Delivery) error {
-			return d.HandleContactEvent(ctx, dl.CorpID, dl.Event.(*wecom.ExternalContactEvent))
+		Types: []string{wecom.EventExternalContact + "/*"},
+		Handle: func(ctx context.Context, dl jobs.Delivery, ev *wecom.ExternalContactEvent) error {
+			return d.HandleContactEvent(ctx, dl.CorpID, ev)
 		},
 	})
-	in.Subscribe(jobs.Subscriber{
+	jobs.On(b, jobs.Subscription[*wecom.ExternalTagEvent]{
 		Name:  SubscriberTags,
-		Match: func(ev wecom.Event) bool { _, ok := ev.(*wecom.ExternalTagEvent); return ok },
-		Handle: func(ctx context.Context, dl jobs.Delivery) error {
+		Types: []string{wecom.EventExternalTag + "/*"},
+		Handle: func(ctx context.Context, dl jobs.Delivery, _ *wecom.ExternalTagEvent) error {
 			return d.SyncTags(ctx, dl.CorpID)
 		},
 	})
-	in.Subscribe(jobs.Subscriber{
+	jobs.On(b, jobs.Subscription[*wecom.ExternalChatEvent]{
 		Name:  SubscriberChats,
-		Match: func(ev wecom.Event) bool { _, ok := ev.(*wecom.ExternalChatEvent); return ok },
-		Handle: func(ctx context.Context, dl jobs.Delivery) error {
-			return d.HandleChatEvent(ctx, dl.CorpID, dl.Event.(*wecom.ExternalChatEvent))
+		Types: []string{wecom.EventExternalChat + "/*"},
+		Handle: func(ctx context.Context, dl jobs.Delivery, ev *wecom.ExternalChatEvent) error {
+			return d.HandleChatEvent(ctx, dl.CorpID, ev)
 		},
 	})
 }
@@ -79,7 +77,7 @@ func (d *Directory) RefreshContact(ctx context.Context, corpID, externalUserID s
 		return fmt.Errorf("fetch contact: %w", err)
 	}
 	now := qsql.Millis(d.now())
-	return d.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		if err := d.upsertContact(ctx, tx, corpID, detail.ExternalContact, now); err != nil {
 			return err
 		}
@@ -126,7 +124,7 @@ func (d *Directory) SyncTags(ctx context.Context, corpID string) error {
 		return fmt.Errorf("list corp tags: %w", err)
 	}
 	now := qsql.Millis(d.now())
-	return d.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		gq := d.db.Upsert("tag_groups", []string{"corp_id", "id", "name", "sort_order", "deleted_at", "updated_at"}, []string{"corp_id", "id"},
 			[]string{"name", "sort_order", "deleted_at", "updated_at"})
 		tq := d.db.Upsert("tags", []string{"corp_id", "id", "group_id", "name", "sort_order", "deleted_at", "updated_at"}, []string{"corp_id", "id"},

@@ -122,7 +122,7 @@ func (d *Directory) syncDepartments(ctx context.Context, corpID string) (int, er
 	now := qsql.Millis(d.now())
 	q := d.db.Upsert("departments", []string{"corp_id", "id", "name", "parent_id", "sort_order", "gone_at", "synced_at"}, []string{"corp_id", "id"},
 		[]string{"name", "parent_id", "sort_order", "gone_at", "synced_at"})
-	err = d.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	err = d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		for _, dp := range depts {
 			if _, err := tx.ExecContext(ctx, q, corpID, dp.ID, dp.Name, dp.ParentID, dp.Order, nil, now); err != nil {
 				return err
@@ -183,7 +183,7 @@ func (d *Directory) syncContactsPage(ctx context.Context, corpID string, cp *syn
 		return false, fmt.Errorf("batch get contacts: %w", err)
 	}
 	now := qsql.Millis(d.now())
-	err = d.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	err = d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		for _, cf := range list {
 			if err := d.upsertContact(ctx, tx, corpID, cf.ExternalContact, now); err != nil {
 				return err
@@ -227,7 +227,7 @@ func (d *Directory) syncGroupsPage(ctx context.Context, corpID string, cp *syncC
 // not touch were lost while we were not told (deleted_by sync).
 func (d *Directory) applyRemovals(ctx context.Context, corpID string, cp syncCheckpoint) (staffGone, followsGone int64, err error) {
 	now := qsql.Millis(d.now())
-	err = d.db.WriteTx(ctx, func(tx *sqlx.Tx) error {
+	err = d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		q, args, err := sqlx.In(`UPDATE staff SET gone_at = ? WHERE corp_id = ? AND gone_at IS NULL AND userid NOT IN (?)`, now, corpID, append(cp.SeenStaff, "\x00"))
 		if err != nil {
 			return err

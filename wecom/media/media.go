@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
 )
@@ -26,7 +27,7 @@ const MaxAge = 60 * time.Hour
 var limits = map[string]int64{"image": 10 << 20, "video": 10 << 20, "file": 20 << 20}
 
 var (
-	ErrNotFound = errors.New("media file not found")
+	ErrNotFound = apperr.NotFound("media file not found")
 	// ErrInvalid is a file WeCom would refuse (kind, size).
 	ErrInvalid = errors.New("invalid media file")
 )

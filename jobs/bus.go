@@ -1,0 +1,690 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Event sources.
+const (
+	SourceWeCom  = "wecom"
+	SourceDomain = "domain"
+)
+
+// Lane separates time-critical deliveries (the welcome message, whose code
+// lives 20 s) from the rest, so they never wait behind a backlog.
+type Lane int
+
+const (
+	LaneNormal Lane = 0
+	LaneFast   Lane = 1
+)
+
+func (l Lane) String() string {
+	if l == LaneFast {
+		return "fast"
+	}
+	return "normal"
+}
+
+// Delivery statuses.
+const (
+	StatusQueued    = "queued"
+	StatusDone      = "done"
+	StatusDead      = "dead"
+	StatusDismissed = "dismissed"
+)
+
+// Incoming is an event to store.
+type Incoming struct {
+	CorpID string
+	Source string
+	// Type is "family/kind" for WeCom events ("change_external_contact/add_external_contact")
+	// or the domain event's name ("ContactAdded").
+	Type string
+	// Subject is what the event is about ("ext:wm…"); a subscriber handles
+	// one subject's events one at a time, oldest first. "" = no order.
+	Subject string
+	// DedupKey identifies the event within the corp: storing it again stores nothing.
+	DedupKey   string
+	Payload    []byte
+	OccurredAt time.Time
+	// Data is the decoded payload, for the subscribers' filters.
+	Data any
+}
+
+// Domain is what a domain event type implements to be published.
+type Domain interface {
+	// EventType is the event's name ("ContactAdded").
+	EventType() string
+	// EventSubject is what it is about ("ext:wm…"), for order per subject.
+	EventSubject() string
+	// EventKey is unique among the type's events in the corp: publishing the
+	// same key again (a retried cause) stores nothing new.
+	EventKey() string
+	// EventTime is when it happened.
+	EventTime() time.Time
+}
+
+// Delivery is one event handed to one subscriber.
+type Delivery struct {
+	ID         int64
+	EventID    int64
+	CorpID     string
+	Subscriber string
+	Source     string
+	Type       string
+	Subject    string
+	Attempt    int
+	OccurredAt time.Time
+	ReceivedAt time.Time
+
+	token   string
+	lane    Lane
+	payload string
+}
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks an error that retrying cannot fix: the delivery is dead-lettered at once.
+func Permanent(err error) error { return permanentError{err} }
+
+// Decoder turns a stored payload of one source back into its Go value.
+type Decoder func(typ string, payload []byte) (any, error)
+
+// sub is a subscriber as the bus runs it.
+type sub struct {
+	name   string
+	lane   Lane
+	types  []string
+	where  func(any) bool // nil: every event of its types
+	handle func(ctx context.Context, d Delivery, v any) error
+}
+
+func (s *sub) wants(typ string) bool { return matchesAny(s.types, typ) }
+
+// matchesAny reports whether typ matches one of the patterns: exact,
+// "family/*", or "*".
+func matchesAny(patterns []string, typ string) bool {
+	for _, p := range patterns {
+		if p == "*" || p == typ {
+			return true
+		}
+		if fam, ok := strings.CutSuffix(p, "/*"); ok && strings.HasPrefix(typ, fam+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteSub is a subscriber some instance registered.
+type remoteSub struct {
+	Lane  Lane
+	Types []string
+}
+
+// Bus stores events and delivers them to subscribers.
+// Writers: Receive (the gateway, through a group-committing writer) and
+// Publish (inside the publisher's transaction) insert events and deliveries;
+// the dispatcher claims and settles deliveries; operators replay or dismiss.
+type Bus struct {
+	db  *qsql.DB
+	log *slog.Logger
+	now func() time.Time
+
+	mu       sync.RWMutex
+	subs     []*sub
+	remote   map[string]remoteSub // every subscriber seen recently, ours included
+	decoders map[string]Decoder   // by source
+	domain   map[string]func([]byte) (any, error)
+
+	// RegistryRefresh is how often the subscriber registry is re-read (and
+	// this instance's entries renewed).
+	RegistryRefresh time.Duration
+	// RegistryRetire is how long a subscriber no instance renews keeps
+	// getting deliveries.
+	RegistryRetire time.Duration
+
+	appends chan *appendReq
+	notify  [2]chan struct{} // per lane: new work for the local dispatcher
+	closing chan struct{}
+	writers sync.WaitGroup
+	started bool
+}
+
+// NewBus returns a bus over db. Register decoders and subscribers, then Start.
+func NewBus(db *qsql.DB, log *slog.Logger) *Bus {
+	return &Bus{
+		db:              db,
+		log:             log,
+		now:             time.Now,
+		remote:          map[string]remoteSub{},
+		decoders:        map[string]Decoder{},
+		domain:          map[string]func([]byte) (any, error){},
+		RegistryRefresh: 10 * time.Second,
+		RegistryRetire:  24 * time.Hour,
+		appends:         make(chan *appendReq, 4096),
+		notify:          [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)},
+		closing:         make(chan struct{}),
+	}
+}
+
+// SetClock replaces the clock (tests).
+func (b *Bus) SetClock(now func() time.Time) { b.now = now }
+
+// RegisterSource sets the decoder of a source's payloads (WeCom's XML).
+func (b *Bus) RegisterSource(source string, dec Decoder) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.decoders[source] = dec
+}
+
+// RegisterEvent makes a domain event type known to the bus: its payload is
+// T as JSON. Register every type that is published or subscribed to.
+func RegisterEvent[T Domain](b *Bus) {
+	var zero T
+	typ := zero.EventType()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.domain[typ] = func(p []byte) (any, error) {
+		var v T
+		if err := json.Unmarshal(p, &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", typ, err)
+		}
+		return v, nil
+	}
+}
+
+// Subscription is a typed subscriber.
+type Subscription[T any] struct {
+	// Name is stable: deliveries are recorded under it.
+	Name string
+	Lane Lane
+	// Types are the event types wanted: exact, "family/*", or "*". For a
+	// domain event type T it defaults to T's own type.
+	Types []string
+	// Where narrows the events of those types (nil: all of them).
+	Where func(T) bool
+	// Handle processes one event. It must be idempotent: after a crash a
+	// delivery may run again. Return Permanent(err) to dead-letter at once.
+	Handle func(ctx context.Context, d Delivery, ev T) error
+}
+
+// On registers a typed subscriber: events are decoded to T before Handle
+// sees them, so no handler asserts types.
+func On[T any](b *Bus, s Subscription[T]) {
+	if s.Name == "" || s.Handle == nil {
+		panic("jobs: subscriber needs a name and a handler")
+	}
+	if len(s.Types) == 0 {
+		var zero T
+		d, ok := any(zero).(Domain)
+		if !ok {
+			panic("jobs: subscriber " + s.Name + " names no event types")
+		}
+		s.Types = []string{d.EventType()}
+	}
+	sb := &sub{name: s.Name, lane: s.Lane, types: s.Types,
+		handle: func(ctx context.Context, d Delivery, v any) error {
+			ev, ok := v.(T)
+			if !ok {
+				return Permanent(fmt.Errorf("subscriber %s wants %T, event %s decodes to %T", s.Name, *new(T), d.Type, v))
+			}
+			if s.Where != nil && !s.Where(ev) {
+				return nil // created by an instance that could not filter it
+			}
+			return s.Handle(ctx, d, ev)
+		}}
+	if s.Where != nil {
+		sb.where = func(v any) bool {
+			ev, ok := v.(T)
+			return ok && s.Where(ev)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, x := range b.subs {
+		if x.name == s.Name {
+			panic("jobs: subscriber registered twice: " + s.Name)
+		}
+	}
+	b.subs = append(b.subs, sb)
+	b.remote[s.Name] = remoteSub{Lane: s.Lane, Types: s.Types}
+}
+
+// SubscriberInfo describes a registered subscriber.
+type SubscriberInfo struct {
+	Name  string
+	Lane  Lane
+	Types []string
+}
+
+// Subscribers lists this instance's subscribers, in registration order.
+func (b *Bus) Subscribers() []SubscriberInfo {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]SubscriberInfo, len(b.subs))
+	for i, s := range b.subs {
+		out[i] = SubscriberInfo{Name: s.name, Lane: s.lane, Types: s.types}
+	}
+	return out
+}
+
+func (b *Bus) local(name string) (*sub, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, s := range b.subs {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+func (b *Bus) localNames(lane Lane) []string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []string
+	for _, s := range b.subs {
+		if s.lane == lane {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
+// target is a delivery to create.
+type target struct {
+	name string
+	lane Lane
+}
+
+// targets lists the subscribers an event goes to: ours whose types and filter
+// match, and the ones only other instances have, whose types match (their
+// filters run when they handle it).
+func (b *Bus) targets(in *Incoming) []target {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []target
+	mine := map[string]bool{}
+	for _, s := range b.subs {
+		mine[s.name] = true
+		if s.wants(in.Type) && (s.where == nil || in.Data == nil || s.where(in.Data)) {
+			out = append(out, target{s.name, s.lane})
+		}
+	}
+	names := make([]string, 0, len(b.remote))
+	for name := range b.remote {
+		if !mine[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if r := b.remote[name]; matchesAny(r.Types, in.Type) {
+			out = append(out, target{name, r.Lane})
+		}
+	}
+	return out
+}
+
+// decode turns a stored payload into its Go value.
+func (b *Bus) decode(source, typ string, payload []byte) (any, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if source == SourceDomain {
+		if dec, ok := b.domain[typ]; ok {
+			return dec(payload)
+		}
+		return nil, fmt.Errorf("unknown domain event type %q", typ)
+	}
+	if dec, ok := b.decoders[source]; ok {
+		return dec(typ, payload)
+	}
+	return nil, fmt.Errorf("no decoder for source %q", source)
+}
+
+// Start renews the subscriber registry and runs the group-committing
+// writers: concurrent Receives are written in one transaction, one
+// multi-row statement per table. SQLite has one writer; MySQL a few, so a
+// commit's fsync overlaps the next batch.
+func (b *Bus) Start(ctx context.Context) error {
+	if err := b.syncRegistry(ctx); err != nil {
+		return fmt.Errorf("register subscribers: %w", err)
+	}
+	n := 4
+	if b.db.Dialect == qsql.SQLite {
+		n = 1
+	}
+	for i := 0; i < n; i++ {
+		b.writers.Add(1)
+		go b.writeLoop()
+	}
+	b.writers.Add(1)
+	go b.registryLoop()
+	b.started = true
+	return nil
+}
+
+// Stop drains pending receives and stops the writers.
+func (b *Bus) Stop() {
+	if !b.started {
+		return
+	}
+	close(b.closing)
+	b.writers.Wait()
+}
+
+func (b *Bus) registryLoop() {
+	defer b.writers.Done()
+	t := time.NewTicker(b.RegistryRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := b.syncRegistry(ctx); err != nil {
+				b.log.Warn("subscriber registry not refreshed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// syncRegistry records this instance's subscribers and reads everyone's.
+func (b *Bus) syncRegistry(ctx context.Context) error {
+	now := b.now()
+	mine := b.Subscribers()
+	if len(mine) > 0 {
+		q := b.db.UpsertRows("bus_subscribers", []string{"name", "lane", "types", "seen_at"}, []string{"name"}, []string{"lane", "types", "seen_at"}, len(mine))
+		args := make([]any, 0, 4*len(mine))
+		for _, s := range mine {
+			types, _ := json.Marshal(s.Types)
+			args = append(args, s.Name, int(s.Lane), string(types), qsql.Millis(now))
+		}
+		if _, err := b.db.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	var rows []struct {
+		Name  string `db:"name"`
+		Lane  int    `db:"lane"`
+		Types string `db:"types"`
+	}
+	if err := b.db.SelectContext(ctx, &rows, `SELECT name, lane, types FROM bus_subscribers WHERE seen_at >= ?`,
+		qsql.Millis(now.Add(-b.RegistryRetire))); err != nil {
+		return err
+	}
+	remote := map[string]remoteSub{}
+	for _, r := range rows {
+		var types []string
+		if err := json.Unmarshal([]byte(r.Types), &types); err != nil {
+			continue
+		}
+		remote[r.Name] = remoteSub{Lane: Lane(r.Lane), Types: types}
+	}
+	b.mu.Lock()
+	for _, s := range b.subs {
+		remote[s.name] = remoteSub{Lane: s.lane, Types: s.types}
+	}
+	b.remote = remote
+	b.mu.Unlock()
+	return nil
+}
+
+// Wake tells the local dispatcher there is new work (after a commit that
+// added deliveries).
+func (b *Bus) Wake() {
+	b.wake(LaneFast)
+	b.wake(LaneNormal)
+}
+
+func (b *Bus) wake(l Lane) {
+	select {
+	case b.notify[l] <- struct{}{}:
+	default:
+	}
+}
+
+// DomainKey is the dedup key of a domain event: its type and the publisher's key.
+func DomainKey(typ, key string) string {
+	h := sha256.Sum256([]byte("domain\x00" + typ + "\x00" + key))
+	return hex.EncodeToString(h[:])
+}
+
+// Publish writes a domain event and its deliveries inside the caller's
+// transaction (the outbox): they exist exactly when the change that caused
+// them does. The local dispatcher is woken after the commit. Publishing a
+// key already published stores nothing.
+func (b *Bus) Publish(ctx context.Context, tx *qsql.Tx, corpID string, ev Domain) error {
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", ev.EventType(), err)
+	}
+	in := &Incoming{CorpID: corpID, Source: SourceDomain, Type: ev.EventType(), Subject: ev.EventSubject(),
+		DedupKey: DomainKey(ev.EventType(), ev.EventKey()), Payload: payload, OccurredAt: ev.EventTime(), Data: ev}
+	b.mu.RLock()
+	_, known := b.domain[in.Type]
+	b.mu.RUnlock()
+	if !known {
+		return fmt.Errorf("jobs: domain event %s is not registered (jobs.RegisterEvent)", in.Type)
+	}
+	now := qsql.Millis(b.now())
+	q := b.db.InsertIgnoreRows("bus_events", eventCols, []string{"dedup_key", "corp_id"}, 1)
+	res, err := tx.ExecContext(ctx, q, eventArgs(in, now)...)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", in.Type, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil // published before
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	targets := b.targets(in)
+	if len(targets) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(targets)*len(deliveryCols))
+	for _, t := range targets {
+		args = append(args, deliveryArgs(id, in, t, now)...)
+	}
+	if _, err := tx.ExecContext(ctx, b.db.InsertIgnoreRows("bus_deliveries", deliveryCols, []string{"event_id", "subscriber"}, len(targets)), args...); err != nil {
+		return fmt.Errorf("publish %s deliveries: %w", in.Type, err)
+	}
+	tx.AfterCommit(b.Wake)
+	return nil
+}
+
+var eventCols = []string{"corp_id", "source", "dedup_key", "event", "change_type", "type", "subject", "payload", "event_time", "received_at"}
+var deliveryCols = []string{"event_id", "corp_id", "subscriber", "subject", "occurred_at", "lane", "status", "attempts", "available_at", "lease_owner", "lease_token", "created_at", "updated_at"}
+
+func eventArgs(in *Incoming, now int64) []any {
+	family, kind, _ := strings.Cut(in.Type, "/")
+	return []any{in.CorpID, in.Source, in.DedupKey, family, kind, in.Type, in.Subject, string(in.Payload), qsql.Millis(in.OccurredAt), now}
+}
+
+func deliveryArgs(eventID int64, in *Incoming, t target, now int64) []any {
+	return []any{eventID, in.CorpID, t.name, in.Subject, qsql.Millis(in.OccurredAt), int(t.lane), StatusQueued, 0, now, "", "", now, now}
+}
+
+type appendReq struct {
+	in   *Incoming
+	done chan appendResult
+}
+
+type appendResult struct {
+	duplicate bool
+	err       error
+}
+
+const maxAppendBatch = 256
+
+func (b *Bus) writeLoop() {
+	defer b.writers.Done()
+	batch := make([]*appendReq, 0, maxAppendBatch)
+	for {
+		var first *appendReq
+		select {
+		case first = <-b.appends:
+		case <-b.closing:
+			// Answer whatever is still queued before leaving.
+			for {
+				select {
+				case r := <-b.appends:
+					b.flush([]*appendReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxAppendBatch {
+			select {
+			case r := <-b.appends:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		b.flush(batch)
+	}
+}
+
+// Receive durably records an event from outside (a WeCom callback) with a
+// delivery for each subscriber that wants it, and returns once committed.
+// duplicate is true when the event was already stored (a WeCom retry or
+// replay): nothing new is written.
+func (b *Bus) Receive(ctx context.Context, in Incoming) (duplicate bool, err error) {
+	r := &appendReq{in: &in, done: make(chan appendResult, 1)}
+	select {
+	case b.appends <- r:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-b.closing:
+		return false, errors.New("bus is shutting down")
+	}
+	select {
+	case res := <-r.done:
+		return res.duplicate, res.err
+	case <-ctx.Done():
+		// The write may still commit; WeCom's retry will then be a duplicate.
+		return false, ctx.Err()
+	}
+}
+
+func (b *Bus) flush(batch []*appendReq) {
+	// The writer's own deadline: the caller's context only bounds its wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Rows go in dedup-key order, so concurrent writers lock keys in one
+	// order; a deadlock that still happens (other instances) is retried.
+	sort.Slice(batch, func(i, j int) bool { return batch[i].in.DedupKey < batch[j].in.DedupKey })
+	var dups []bool
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if dups, err = b.write(ctx, batch); err == nil || !isDeadlock(err) {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+	}
+	for i, r := range batch {
+		r.done <- appendResult{duplicate: err == nil && dups[i], err: err}
+	}
+	if err == nil {
+		b.Wake()
+	} else {
+		b.log.Error("bus write failed", "events", len(batch), "err", err)
+	}
+}
+
+// write inserts the batch's events (skipping known dedup keys) and their
+// deliveries in one transaction, and reports which events were already there.
+func (b *Bus) write(ctx context.Context, batch []*appendReq) ([]bool, error) {
+	now := qsql.Millis(b.now())
+	type keyed struct{ corp, key string }
+	keys := make([]keyed, len(batch))
+	args := make([]any, 0, len(batch)*len(eventCols))
+	for i, r := range batch {
+		keys[i] = keyed{r.in.CorpID, r.in.DedupKey}
+		args = append(args, eventArgs(r.in, now)...)
+	}
+	dups := make([]bool, len(batch))
+	err := b.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		q := b.db.InsertIgnoreRows("bus_events", eventCols, []string{"dedup_key", "corp_id"}, len(batch))
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		// Find the ids, old and new; the dedup key decides which row is ours.
+		placeholders := strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",")
+		kargs := make([]any, len(batch))
+		for i, k := range keys {
+			kargs[i] = k.key
+		}
+		var rows []struct {
+			ID         int64  `db:"id"`
+			CorpID     string `db:"corp_id"`
+			Key        string `db:"dedup_key"`
+			ReceivedAt int64  `db:"received_at"`
+		}
+		if err := tx.SelectContext(ctx, &rows, "SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN ("+placeholders+")", kargs...); err != nil {
+			return fmt.Errorf("read event ids: %w", err)
+		}
+		ids := make(map[keyed]int64, len(rows))
+		fresh := make(map[keyed]bool, len(rows))
+		for _, r := range rows {
+			k := keyed{r.CorpID, r.Key}
+			ids[k] = r.ID
+			fresh[k] = r.ReceivedAt == now
+		}
+		var dargs []any
+		n := 0
+		seen := map[int64]bool{}
+		for i, r := range batch {
+			id, ok := ids[keys[i]]
+			if !ok {
+				return fmt.Errorf("event %s vanished after insert", keys[i].key)
+			}
+			// A key inserted before this batch, or twice within it, is a duplicate.
+			// (Telling "before" by received_at is exact enough for logs and
+			// metrics; one row and one set of deliveries per event come from
+			// the unique keys, not from this flag.)
+			dups[i] = !fresh[keys[i]] || seen[id]
+			if dups[i] {
+				continue
+			}
+			seen[id] = true
+			for _, t := range b.targets(r.in) {
+				dargs = append(dargs, deliveryArgs(id, r.in, t, now)...)
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		q = b.db.InsertIgnoreRows("bus_deliveries", deliveryCols, []string{"event_id", "subscriber"}, n)
+		if _, err := tx.ExecContext(ctx, q, dargs...); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		return nil
+	})
+	return dups, err
+}

@@ -1,0 +1,354 @@
+package livecode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/qiflow/qiflow/configs"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom"
+)
+
+// A code's WeCom side (its contact way's staff, its link, its join way's
+// groups, its ways' skip-verify) is brought in line with what the code says
+// by a reconcile. Reconciles are level-triggered and scheduled in the
+// database:
+//   - an input change (an edit, a counted add, a group filling) makes the
+//     code due now (reconcile_at, reconcile_seq);
+//   - otherwise it is due at its next clock edge (a schedule slot, midnight
+//     for caps, a validity bound) or its drift check, whichever is first;
+//   - each instance runs a reconciler that claims due codes with a
+//     conditional update and a lease: one code is never reconciled twice at
+//     once, and a trigger that arrives during a run makes it due again.
+// A reconcile compares with what Qiflow last set and calls WeCom only for a
+// difference; once an hour (DriftEvery) it reads WeCom back instead, to catch
+// changes made in WeCom's console.
+
+// ErrBusy means another instance is reconciling the code right now; it will
+// run again there, so the change is not lost.
+var ErrBusy = errors.New("code is being reconciled elsewhere")
+
+// reconcileLease bounds one reconcile; a claim older than this is taken over.
+const reconcileLease = 2 * time.Minute
+
+// reconcileRetry is how soon a failed reconcile is tried again.
+const reconcileRetry = time.Minute
+
+type reconciler struct {
+	wake   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// reconcileClaim is a won claim on a code's reconcile.
+type reconcileClaim struct {
+	Token       string `db:"reconcile_token"`
+	Seq         int64  `db:"reconcile_seq"`
+	DriftAt     int64  `db:"drift_at"`
+	SkipApplied string `db:"skip_applied"`
+}
+
+// Start runs this instance's reconciler until Stop.
+func (s *Service) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.reconciler.cancel = cancel
+	s.reconciler.wg.Add(1)
+	go s.reconcileLoop(ctx)
+}
+
+// Stop stops the reconciler and waits for running reconciles.
+func (s *Service) Stop() {
+	if s.reconciler.cancel != nil {
+		s.reconciler.cancel()
+		s.reconciler.wg.Wait()
+	}
+}
+
+func (s *Service) wakeReconciler() {
+	select {
+	case s.reconciler.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) reconcileLoop(ctx context.Context) {
+	defer s.reconciler.wg.Done()
+	t := time.NewTicker(s.ReconcilePoll)
+	defer t.Stop()
+	for {
+		if err := s.reconcileDue(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("reconciler pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.reconciler.wake:
+		}
+	}
+}
+
+// reconcileDue runs the codes that are due, a few at a time.
+func (s *Service) reconcileDue(ctx context.Context) error {
+	due, err := s.store.dueReconciles(ctx, qsql.Millis(s.now()), 64)
+	if err != nil || len(due) == 0 {
+		return err
+	}
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, ref := range due {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := s.reconcileClaimed(ctx, ref.CorpID, ref.ID); err != nil && !errors.Is(err, ErrBusy) {
+				s.log.Warn("reconcile failed; will retry", "corp", ref.CorpID, "code", ref.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// trigger makes a code due now: something it depends on changed.
+func (s *Service) trigger(ctx context.Context, corp string, id int64) error {
+	if err := s.store.triggerReconcile(ctx, s.db, corp, []int64{id}, qsql.Millis(s.now())); err != nil {
+		return err
+	}
+	s.wakeReconciler()
+	return nil
+}
+
+// Reconcile brings one code's WeCom side in line now. ErrBusy: another
+// instance is at it, and will run it again since it is due again.
+func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
+	if err := s.store.triggerReconcile(ctx, s.db, corp, []int64{id}, qsql.Millis(s.now())); err != nil {
+		return err
+	}
+	return s.reconcileClaimed(ctx, corp, id)
+}
+
+// ReconcileAll hands over the customers of staff who left and reconciles
+// every code now (operators and tests; the reconciler does it as needed).
+func (s *Service) ReconcileAll(ctx context.Context) error {
+	var errs []error
+	if err := s.HandleLeavers(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	codes, err := s.store.reconcilable(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range codes {
+		if err := s.Reconcile(ctx, c.CorpID, c.ID); err != nil && !errors.Is(err, ErrBusy) {
+			errs = append(errs, fmt.Errorf("code %d: %w", c.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileClaimed claims a due code, reconciles it and schedules the next run.
+func (s *Service) reconcileClaimed(ctx context.Context, corp string, id int64) error {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	now := s.now()
+	cl, ok, err := s.store.claimReconcile(ctx, id, token, qsql.Millis(now), qsql.Millis(now.Add(reconcileLease)))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrBusy
+	}
+	rctx, cancel := context.WithTimeout(ctx, reconcileLease*8/10)
+	defer cancel()
+	c, err := s.store.get(rctx, corp, id)
+	if err != nil {
+		s.finishReconcile(ctx, id, cl, nil, err)
+		return err
+	}
+	next, err := s.reconcile(rctx, c, &cl)
+	s.finishReconcile(ctx, id, cl, next, err)
+	return err
+}
+
+// finishReconcile records when the code is next due: at once if a trigger
+// arrived during the run, soon if it failed, else next.
+func (s *Service) finishReconcile(ctx context.Context, id int64, cl reconcileClaim, next *time.Time, runErr error) {
+	now := s.now()
+	var at *int64
+	if runErr != nil {
+		ms := qsql.Millis(now.Add(reconcileRetry))
+		at = &ms
+	} else if next != nil {
+		ms := qsql.Millis(*next)
+		at = &ms
+	}
+	if err := s.store.finishReconcile(context.WithoutCancel(ctx), id, cl, at, qsql.Millis(now)); err != nil {
+		s.log.Error("recording a reconcile failed; its lease will lapse and it will run again", "code", id, "err", err)
+	}
+}
+
+// reconcile does one code's work and returns when it is next due (nil: never).
+func (s *Service) reconcile(ctx context.Context, c *Code, cl *reconcileClaim) (*time.Time, error) {
+	now := s.now()
+	if c.Status == StatusArchived {
+		return nil, s.removeWays(ctx, c)
+	}
+	drift := qsql.Millis(now) >= cl.DriftAt
+	var err error
+	switch c.Mode {
+	case ModeWeComQR:
+		err = s.reconcileQR(ctx, c, cl, drift)
+	case ModeLink:
+		err = s.reconcileLink(ctx, c, cl, drift)
+	case ModeRotating:
+		err = s.reconcileRotatingSkip(ctx, c, cl)
+	case ModeJoinWay:
+		s.remindManual(ctx, c)
+		if err = s.store.indexGroups(ctx, c); err == nil && c.ConfigID != "" {
+			err = s.reconcileGroups(ctx, c, drift)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if drift {
+		cl.DriftAt = qsql.Millis(now.Add(s.DriftEvery))
+	}
+	next := configs.Earliest(s.nextChange(c, now), qsql.FromMillis(cl.DriftAt))
+	return &next, nil
+}
+
+// removeWays deletes an archived code's WeCom objects and forgets them once
+// WeCom has none left; until then the code stays due.
+func (s *Service) removeWays(ctx context.Context, c *Code) error {
+	ways := waysOf(c)
+	if len(ways) == 0 {
+		return nil
+	}
+	if !s.deleteWays(ctx, c.CorpID, ways) {
+		return errors.New("some WeCom ways of the archived code are not deleted yet")
+	}
+	c.ConfigID, c.Settings.GroupWelcomeTemplate = "", ""
+	for i := range c.Staff {
+		c.Staff[i].ConfigID = ""
+	}
+	return s.store.saveWays(ctx, c)
+}
+
+// reconcileQR keeps a WeCom-QR code's contact way equal to the eligible staff.
+func (s *Service) reconcileQR(ctx context.Context, c *Code, cl *reconcileClaim, drift bool) error {
+	if c.ConfigID == "" {
+		return nil
+	}
+	desired, _, err := s.Eligible(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(desired) == 0 {
+		// A way needs at least one user; keep the current list rather than break the QR.
+		desired = c.WeComUsers
+	}
+	skip := s.skipVerifyNow(c, s.now())
+	current, haveSkip := c.WeComUsers, cl.SkipApplied
+	if drift || haveSkip == "" {
+		have, err := s.wc.GetContactWay(ctx, c.CorpID, c.ConfigID)
+		if err != nil {
+			return fmt.Errorf("get contact way: %w", err)
+		}
+		current = append([]string(nil), have.User...)
+		sort.Strings(current)
+		haveSkip = skipFlag(have.SkipVerify == nil || *have.SkipVerify)
+	}
+	if slices.Equal(current, desired) && haveSkip == skipFlag(skip) {
+		cl.SkipApplied = haveSkip
+		if !slices.Equal(c.WeComUsers, desired) {
+			return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
+		}
+		return nil
+	}
+	if err := s.wc.UpdateContactWay(ctx, c.CorpID, wecom.ContactWay{ConfigID: c.ConfigID, State: codeState(c.ID), User: desired,
+		SkipVerify: &skip, Remark: truncate(c.Name, 30)}); err != nil {
+		return fmt.Errorf("update contact way: %w", err)
+	}
+	cl.SkipApplied = skipFlag(skip)
+	s.log.Info("contact way users updated", "corp", c.CorpID, "code", c.ID, "users", desired)
+	return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
+}
+
+func skipFlag(skip bool) string {
+	if skip {
+		return "1"
+	}
+	return "0"
+}
+
+// reconcileLink keeps an acquisition link's staff equal to the eligible staff.
+func (s *Service) reconcileLink(ctx context.Context, c *Code, cl *reconcileClaim, drift bool) error {
+	if c.ConfigID == "" {
+		return nil
+	}
+	desired, _, err := s.Eligible(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(desired) == 0 {
+		desired = c.WeComUsers
+	}
+	skip := s.skipVerifyNow(c, s.now())
+	current, haveSkip := c.WeComUsers, cl.SkipApplied
+	if drift || haveSkip == "" {
+		have, err := s.wc.GetAcquisitionLink(ctx, c.CorpID, c.ConfigID)
+		if err != nil {
+			return fmt.Errorf("get acquisition link: %w", err)
+		}
+		current = append([]string(nil), have.Users...)
+		sort.Strings(current)
+		haveSkip = skipFlag(have.SkipVerify)
+	}
+	if slices.Equal(current, desired) && haveSkip == skipFlag(skip) {
+		cl.SkipApplied = haveSkip
+		return nil
+	}
+	if err := s.wc.UpdateAcquisitionLink(ctx, c.CorpID, wecom.AcquisitionLink{LinkID: c.ConfigID, LinkName: truncate(c.Name, 30), Users: desired, SkipVerify: skip}); err != nil {
+		return fmt.Errorf("update acquisition link: %w", err)
+	}
+	cl.SkipApplied = skipFlag(skip)
+	return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
+}
+
+// reconcileRotatingSkip applies the code's skip-verify setting (never, or a
+// daily window) to a rotating code's single-person ways, which are created
+// with skip_verify on. The value last applied is kept with the code.
+func (s *Service) reconcileRotatingSkip(ctx context.Context, c *Code, cl *reconcileClaim) error {
+	want := skipFlag(s.skipVerifyNow(c, s.now()))
+	have := cl.SkipApplied
+	if have == "" {
+		have = "1"
+	}
+	if have == want {
+		cl.SkipApplied = have
+		return nil
+	}
+	skip := want == "1"
+	for _, st := range c.Staff {
+		if st.ConfigID == "" {
+			continue
+		}
+		if err := s.wc.UpdateContactWay(ctx, c.CorpID, wecom.ContactWay{ConfigID: st.ConfigID, State: st.State, User: []string{st.UserID},
+			SkipVerify: &skip, Remark: truncate(c.Name, 30)}); err != nil {
+			return fmt.Errorf("update way of %s: %w", st.UserID, err)
+		}
+	}
+	cl.SkipApplied = want
+	return nil
+}

@@ -1,0 +1,232 @@
+package livecode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom"
+)
+
+// RecordContactEvent records an add or a loss of a (customer, staff member)
+// pair: the relation, the add's source, the day's counts and the
+// ContactAdded or ContactLost event, all in one transaction. It touches only
+// the database (plus the Redis cap counters after commit, which are rebuilt
+// from the database when lost), so nothing WeCom does can hold it up.
+//
+// The relation row is the pair's latest state, compared by event time, so
+// the outcome does not depend on the order events are processed in:
+//   - an add of a pair with no relation, or whose relation was lost before
+//     the add, is a new add (a re-add if any earlier add is known);
+//   - an add of a live relation is the same relation (a repeat, or the full
+//     add after a half add): nothing is counted;
+//   - a loss of a live relation added before the loss ends it;
+//   - a loss of a pair not yet added is kept as a tombstone, and the add that
+//     arrives later is recorded as already lost.
+//
+// A retried delivery finds its own source row (keyed by the event) and only
+// repeats the after-commit work, which is idempotent.
+func (s *Service) RecordContactEvent(ctx context.Context, corp string, ev *wecom.ExternalContactEvent) error {
+	switch ev.ChangeType {
+	case wecom.ChangeAddExternalContact, wecom.ChangeAddHalfExternalContact:
+		return s.recordAdd(ctx, corp, ev)
+	case wecom.ChangeDelFollowUser, wecom.ChangeDelExternalContact:
+		return s.recordLoss(ctx, corp, ev)
+	}
+	return nil
+}
+
+// addOutcome is what recording an add leaves for after the commit.
+type addOutcome struct {
+	src     *sourceRow // the add recorded (now or by an earlier attempt), nil if none
+	counted bool       // it uses a cap slot: a first add through a code
+	lost    bool       // recorded as already lost (its loss was seen first)
+}
+
+func (s *Service) recordAdd(ctx context.Context, corp string, ev *wecom.ExternalContactEvent) error {
+	if s.bus == nil {
+		return errors.New("livecode: Subscribe was not called; cannot publish ContactAdded")
+	}
+	var c *Code
+	if id := ParseState(ev.State); id > 0 {
+		code, err := s.store.get(ctx, corp, id)
+		switch {
+		case err == nil:
+			c = code
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+	}
+	at := qsql.Millis(ev.Time())
+	day := s.calendar(corp).DayKey(ev.Time())
+	var out addOutcome
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		out = addOutcome{}
+		if prev, err := s.store.sourceByEvent(ctx, tx, corp, ev.DedupKey()); err != nil || prev != nil {
+			// Recorded by an earlier attempt of this delivery.
+			out = addOutcome{src: prev, counted: prev != nil && !prev.ReAdd && prev.CodeID > 0}
+			return err
+		}
+		rel, err := s.store.relationForUpdate(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
+		if err != nil {
+			return err
+		}
+		src := &sourceRow{CorpID: corp, EventKey: ev.DedupKey(), ExternalUserID: ev.ExternalUserID, UserID: ev.UserID,
+			State: ev.State, Day: day, AddedAt: at}
+		if c != nil {
+			src.CodeID, src.Channel, src.OutOfPeriod = c.ID, c.Channel, !inPeriod(c, ev.Time())
+		}
+		next := relation{AddedAt: at}
+		switch {
+		case rel == nil:
+		case rel.LostAt == nil:
+			return nil // the relation is live: a repeat, or the full add after a half add
+		case *rel.LostAt >= at && rel.SourceID == 0:
+			// Its loss was processed first: record the add as already lost.
+			src.LostAt, src.LostBy = rel.LostAt, rel.LostBy
+			next.LostAt, next.LostBy = rel.LostAt, rel.LostBy
+			out.lost = true
+		case *rel.LostAt >= at:
+			return nil // an add older than the recorded cycle: nothing to change
+		default:
+			src.ReAdd = true
+		}
+		if err := s.store.insertSource(ctx, tx, src); err != nil {
+			return err
+		}
+		next.SourceID = src.ID
+		if err := s.store.putRelation(ctx, tx, corp, ev.ExternalUserID, ev.UserID, next, rel == nil); err != nil {
+			return err
+		}
+		field := "adds"
+		if src.ReAdd {
+			field = "readds"
+		}
+		if err := s.store.bumpStats(ctx, tx, corp, src.CodeID, ev.UserID, day, field, 1); err != nil {
+			return err
+		}
+		added := ContactAdded{CorpID: corp, ExternalUserID: ev.ExternalUserID, UserID: ev.UserID, Source: "direct", State: ev.State,
+			ReAdd: src.ReAdd, OutOfPeriod: src.OutOfPeriod, AddedAt: at, SourceID: src.ID}
+		if c != nil {
+			added.Source, added.CodeID, added.Channel = "code", c.ID, c.Channel
+		}
+		if err := s.bus.Publish(ctx, tx, corp, added); err != nil {
+			return err
+		}
+		if out.lost {
+			if err := s.lossFacts(ctx, tx, src, *src.LostAt, src.LostBy); err != nil {
+				return err
+			}
+		}
+		out.src, out.counted = src, !src.ReAdd && src.CodeID > 0
+		if out.counted {
+			// The staff member's count moved: codes listing them may need
+			// to drop them from their WeCom way (caps).
+			ids, err := s.store.codesWithStaff(ctx, tx, corp, ev.UserID)
+			if err != nil {
+				return err
+			}
+			if err := s.store.triggerReconcile(ctx, tx, corp, ids, qsql.Millis(s.now())); err != nil {
+				return err
+			}
+			tx.AfterCommit(s.wakeReconciler)
+		}
+		return nil
+	})
+	if err != nil || !out.counted {
+		return err
+	}
+	// Caps count adds through codes; a direct add is recorded but uses no
+	// cap. An error retries the delivery, which finds its source and counts
+	// it again: counting one source twice counts it once.
+	if err := s.consume(ctx, corp, out.src.Day, out.src.CodeID, ev.UserID, out.src.ID); err != nil {
+		return fmt.Errorf("count the add against caps: %w", err)
+	}
+	return nil
+}
+
+// lossFacts records a loss of an add in tx: its source, the day's count and
+// ContactLost. by is "customer" (del_follow_user) or "staff".
+func (s *Service) lossFacts(ctx context.Context, tx *qsql.Tx, src *sourceRow, at int64, by string) error {
+	if err := s.store.markSourceLost(ctx, tx, src.ID, at, by); err != nil {
+		return err
+	}
+	field := "lost_staff"
+	if by == lostByCustomer {
+		field = "lost_customer"
+	}
+	if err := s.store.bumpStats(ctx, tx, src.CorpID, src.CodeID, src.UserID, s.calendar(src.CorpID).DayKey(qsql.FromMillis(at)), field, 1); err != nil {
+		return err
+	}
+	return s.bus.Publish(ctx, tx, src.CorpID, ContactLost{CorpID: src.CorpID, ExternalUserID: src.ExternalUserID, UserID: src.UserID,
+		By: by, CodeID: src.CodeID, Channel: src.Channel, LostAt: at, SourceID: src.ID})
+}
+
+const (
+	lostByCustomer = "customer"
+	lostByStaff    = "staff"
+)
+
+// recordLoss ends a live relation: the customer deleted the staff member
+// (del_follow_user) or the other way round (del_external_contact). A
+// deletion by transfer is a hand-over, not a loss.
+func (s *Service) recordLoss(ctx context.Context, corp string, ev *wecom.ExternalContactEvent) error {
+	if s.bus == nil {
+		return errors.New("livecode: Subscribe was not called; cannot publish ContactLost")
+	}
+	if ev.ChangeType == wecom.ChangeDelExternalContact && ev.Source == wecom.SourceDeleteByTransfer {
+		return nil
+	}
+	by := lostByStaff
+	if ev.ChangeType == wecom.ChangeDelFollowUser {
+		by = lostByCustomer
+	}
+	at := qsql.Millis(ev.Time())
+	var lost *sourceRow
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		lost = nil
+		rel, err := s.store.relationForUpdate(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case rel == nil:
+			// Seen before its add (or the add predates Qiflow): a tombstone
+			// the add compares with when it comes.
+			return s.store.putRelation(ctx, tx, corp, ev.ExternalUserID, ev.UserID, relation{LostAt: &at, LostBy: by}, true)
+		case rel.LostAt != nil:
+			if rel.SourceID == 0 && at > *rel.LostAt {
+				rel.LostAt, rel.LostBy = &at, by // the latest loss of a pair not yet added
+				return s.store.putRelation(ctx, tx, corp, ev.ExternalUserID, ev.UserID, *rel, false)
+			}
+			return nil // already lost: a repeat, or an older loss
+		case rel.AddedAt > at:
+			return nil // a loss from before the current add
+		}
+		rel.LostAt, rel.LostBy = &at, by
+		if err := s.store.putRelation(ctx, tx, corp, ev.ExternalUserID, ev.UserID, *rel, false); err != nil {
+			return err
+		}
+		src, err := s.store.sourceByID(ctx, tx, corp, rel.SourceID)
+		if err != nil || src == nil {
+			return err // a relation imported without its source: nothing to count
+		}
+		lost = src
+		return s.lossFacts(ctx, tx, src, at, by)
+	})
+	if err != nil || lost == nil || by != lostByCustomer || !s.NotifyOnLoss[corp] {
+		return err
+	}
+	// Telling the staff member is a courtesy: said once, never retried
+	// (a retry would repeat the whole delivery, which now changes nothing).
+	name, _ := s.dir.ContactName(ctx, corp, ev.ExternalUserID)
+	text := fmt.Sprintf("客户 %s 已将您删除 / %s removed you", name, name)
+	if code, err := s.store.codeName(ctx, corp, lost.CodeID); err == nil && code != "" {
+		text += fmt.Sprintf(" (渠道 %s)", code)
+	}
+	if err := s.wc.SendAppMessage(ctx, corp, ev.UserID, text); err != nil {
+		s.log.Warn("loss notification not sent", "corp", corp, "userid", ev.UserID, "err", err)
+	}
+	return nil
+}
