@@ -127,13 +127,36 @@ func (s *Service) trigger(ctx context.Context, corp string, id int64) error {
 	return nil
 }
 
-// Reconcile brings one code's WeCom side in line now. ErrBusy: another
-// instance is at it, and will run it again since it is due again.
+// Reconcile brings one code's WeCom side in line now and returns once a
+// reconcile that started after the call has finished: this one, or, when
+// another instance holds the code, the run it makes again because of this
+// call (the trigger bumped the code's sequence).
 func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 	if err := s.store.triggerReconcile(ctx, s.db, corp, []int64{id}, qsql.Millis(s.now())); err != nil {
 		return err
 	}
-	return s.reconcileClaimed(ctx, corp, id)
+	wait := time.NewTicker(25 * time.Millisecond)
+	defer wait.Stop()
+	for {
+		err := s.reconcileClaimed(ctx, corp, id)
+		if !errors.Is(err, ErrBusy) {
+			return err
+		}
+		// Not claimable: leased elsewhere, or no longer due because a run
+		// that saw this trigger has finished.
+		leased, due, err := s.store.reconcileState(ctx, id, qsql.Millis(s.now()))
+		if err != nil {
+			return err
+		}
+		if !leased && !due {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wait.C:
+		}
+	}
 }
 
 // ReconcileAll hands over the customers of staff who left and reconciles

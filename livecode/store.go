@@ -345,6 +345,20 @@ func (st *store) finishReconcile(ctx context.Context, id int64, cl reconcileClai
 	return err
 }
 
+// reconcileState says whether a code's reconcile is leased and whether it is due.
+func (st *store) reconcileState(ctx context.Context, id, now int64) (leased, due bool, err error) {
+	var r struct {
+		Token string `db:"reconcile_token"`
+		Lease int64  `db:"reconcile_lease"`
+		At    *int64 `db:"reconcile_at"`
+	}
+	err = st.db.GetContext(ctx, &r, `SELECT reconcile_token, reconcile_lease, reconcile_at FROM live_codes WHERE id = ?`, id)
+	if qsql.IsNoRows(err) {
+		return false, false, ErrNotFound
+	}
+	return r.Token != "" && r.Lease >= now, r.At != nil && *r.At <= now, err
+}
+
 // dueReconciles lists codes due and not leased: a read, so an idle
 // reconciler never takes a write lock.
 func (st *store) dueReconciles(ctx context.Context, now int64, limit int) ([]codeRef, error) {

@@ -50,7 +50,7 @@ func (s *seenEvents) count(kind string) int {
 	defer s.mu.Unlock()
 	n := 0
 	for _, e := range s.events {
-		if wecom.Kind(e) == kind {
+		if wecom.Type(e) == kind {
 			n++
 		}
 	}
@@ -107,9 +107,9 @@ func startStack(t *testing.T, driver string) *stack {
 		t.Fatal(err)
 	}
 	seen := &seenEvents{}
-	a.inbox.Subscribe(jobs.Subscriber{Name: "test.recorder", Handle: func(ctx context.Context, d jobs.Delivery) error {
+	jobs.On(a.bus, jobs.Subscription[wecom.Event]{Name: "test.recorder", Types: []string{"*"}, Handle: func(ctx context.Context, d jobs.Delivery, ev wecom.Event) error {
 		seen.mu.Lock()
-		seen.events = append(seen.events, d.Event)
+		seen.events = append(seen.events, ev)
 		seen.mu.Unlock()
 		return nil
 	}})
@@ -133,6 +133,26 @@ func (s *stack) count(q string, args ...any) int {
 		s.t.Fatal(err)
 	}
 	return n
+}
+
+// settled waits until every delivery on the bus is finished (done, dead or
+// dismissed): after it, nothing more will happen unless something new
+// arrives, so a test can assert that something happened only once.
+func (s *stack) settled() {
+	s.t.Helper()
+	waitUntil(s.t, "every delivery to finish", func() bool {
+		return s.count("SELECT COUNT(*) FROM bus_deliveries WHERE status = ?", jobs.StatusQueued) == 0
+	})
+}
+
+// quiet waits until the bus is settled and no live code is due for, or in,
+// a reconcile: everything the events caused has happened.
+func (s *stack) quiet() {
+	s.t.Helper()
+	s.settled()
+	waitUntil(s.t, "every reconcile to finish", func() bool {
+		return s.count("SELECT COUNT(*) FROM live_codes WHERE reconcile_token <> '' OR (reconcile_at IS NOT NULL AND reconcile_at <= ?)", time.Now().UnixMilli()) == 0
+	})
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -201,8 +221,8 @@ func TestE2E_OfficialVectorThroughTheRealEndpoint(t *testing.T) {
 		// A wrong signature stores nothing.
 		r, _ := http.Post(cb+strings.Replace(postQ, "477715", "577715", 1), "text/xml", strings.NewReader(post))
 		r.Body.Close()
-		if r.StatusCode != http.StatusUnauthorized || s.count("SELECT COUNT(*) FROM inbox_events") != 0 {
-			t.Fatalf("wrong signature: %d, %d rows", r.StatusCode, s.count("SELECT COUNT(*) FROM inbox_events"))
+		if r.StatusCode != http.StatusUnauthorized || s.count("SELECT COUNT(*) FROM bus_events") != 0 {
+			t.Fatalf("wrong signature: %d, %d rows", r.StatusCode, s.count("SELECT COUNT(*) FROM bus_events"))
 		}
 		for i := 0; i < 3; i++ {
 			r, _ := http.Post(cb+postQ, "text/xml", strings.NewReader(post))
@@ -211,7 +231,7 @@ func TestE2E_OfficialVectorThroughTheRealEndpoint(t *testing.T) {
 				t.Fatalf("official POST: %d", r.StatusCode)
 			}
 		}
-		if n := s.count("SELECT COUNT(*) FROM inbox_events WHERE corp_id = ?", officialCorp.ID); n != 1 {
+		if n := s.count("SELECT COUNT(*) FROM bus_events WHERE corp_id = ?", officialCorp.ID); n != 1 {
 			t.Fatalf("official POST three times: %d rows", n)
 		}
 		waitUntil(t, "the raw event to be processed", func() bool { return s.seen.count("text") == 1 })
@@ -244,12 +264,12 @@ func TestE2E_CustomerAddsStaff(t *testing.T) {
 		}
 		edit := wecom.EventExternalContact + "/" + wecom.ChangeEditExternalContact
 		waitUntil(t, "the edit", func() bool { return s.seen.count(edit) == 1 })
-		time.Sleep(300 * time.Millisecond)
+		s.settled()
 		if n := s.seen.count(edit); n != 1 {
 			t.Fatalf("the same callback three times was processed %d times", n)
 		}
-		if n := s.count("SELECT COUNT(*) FROM inbox_events WHERE change_type = 'edit_external_contact'"); n != 1 {
-			t.Fatalf("%d inbox rows for one event", n)
+		if n := s.count("SELECT COUNT(*) FROM bus_events WHERE change_type = 'edit_external_contact'"); n != 1 {
+			t.Fatalf("%d event rows for one event", n)
 		}
 		if s.seen.count(add) != 1 {
 			t.Fatal("the add was processed twice")
@@ -295,7 +315,7 @@ func TestE2E_CustomerAddsStaff(t *testing.T) {
 			call(t, "GET", s.url+"/api/v1/events?change_type=add_external_contact", admin, nil, &page)
 			return len(page.Events) == 1 && page.Events[0].Status == "done"
 		})
-		if len(page.Events[0].Deliveries) != 3 || !strings.Contains(string(page.Events[0].Payload), res.ExternalUserID) {
+		if len(page.Events[0].Deliveries) != 4 || !strings.Contains(string(page.Events[0].Payload), res.ExternalUserID) {
 			t.Fatalf("event view: %+v", page.Events[0])
 		}
 	})
@@ -345,7 +365,7 @@ func TestE2E_BadCallbacksAreRejectedAndStoreNothing(t *testing.T) {
 	if st := post(s.url+"/wecom/callback"+q, body); st != http.StatusNotFound {
 		t.Fatalf("bare path with two corps: %d", st)
 	}
-	if n := s.count("SELECT COUNT(*) FROM inbox_events"); n != 0 {
+	if n := s.count("SELECT COUNT(*) FROM bus_events"); n != 0 {
 		t.Fatalf("bad callbacks stored %d rows", n)
 	}
 	var e struct {

@@ -106,7 +106,7 @@ func TestE2E_ChannelCodeOnboardsANewContact(t *testing.T) {
 				t.Fatalf("replay %d: %+v %v", i, d, err)
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		s.settled()
 		welcomes := 0
 		for _, m := range s.fake.Messages(e2eCorp) {
 			if m.Kind == "welcome" {
@@ -124,8 +124,8 @@ func TestE2E_ChannelCodeOnboardsANewContact(t *testing.T) {
 		if len(stats.Rows) != 1 || stats.Rows[0].Adds != 1 || stats.Rows[0].WelcomeSent != 1 || stats.Rows[0].Key != fmt.Sprint(code.ID) {
 			t.Fatalf("stats: %+v", stats.Rows)
 		}
-		// The ContactAdded domain event is recorded once.
-		if n := s.count("SELECT COUNT(*) FROM domain_events WHERE type = 'ContactAdded'"); n != 1 {
+		// The ContactAdded domain event is published once.
+		if n := s.count("SELECT COUNT(*) FROM bus_events WHERE source = 'domain' AND type = 'ContactAdded'"); n != 1 {
 			t.Fatalf("%d ContactAdded events", n)
 		}
 		// The customer deletes the staff member: a loss against the code.
@@ -370,50 +370,72 @@ func TestCodes_CapAndScheduleDriveTheWeComQR(t *testing.T) {
 		return strings.Join(u, ",")
 	}
 	updates := func() int { return s.fake.Calls(e2eCorp, "externalcontact/update_contact_way") }
-	if wayUsers() != "lisi,zhangsan" {
-		t.Fatalf("at 10:00 the way lists %s", wayUsers())
+	// reconciled runs every due reconcile (the background reconciler may be
+	// running it; then ReconcileAll skips it) and waits for the way to list want.
+	reconciled := func(what, want string) {
+		t.Helper()
+		if err := s.app.codes.ReconcileAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, what, func() bool { return wayUsers() == want && s.count("SELECT COUNT(*) FROM live_codes WHERE reconcile_token <> ''") == 0 })
 	}
+	reconciled("the way at 10:00", "lisi,zhangsan")
 	u0 := updates()
 	// Reconciling again with nothing changed calls no update.
-	s.app.codes.ReconcileAll(ctx)
-	s.app.codes.ReconcileAll(ctx)
+	reconciled("an idle reconcile", "lisi,zhangsan")
+	reconciled("an idle reconcile", "lisi,zhangsan")
 	if updates() != u0 {
 		t.Fatalf("reconcile without a change updated the way %d times", updates()-u0)
 	}
 	// zhangsan gets an add: capped at 1, he leaves the QR.
 	add := &wecom.ExternalContactEvent{Header: wecom.Header{ToUserName: e2eCorp, CreateTime: clock().Unix(), Event: wecom.EventExternalContact,
 		ChangeType: wecom.ChangeAddExternalContact}, UserID: "zhangsan", ExternalUserID: "wmcapped1", State: fmt.Sprintf("lc%d", code.ID)}
-	if err := s.app.codes.Onboard(ctx, e2eCorp, add); err != nil {
+	if err := s.app.codes.RecordContactEvent(ctx, e2eCorp, add); err != nil {
 		t.Fatal(err)
 	}
-	if wayUsers() != "lisi" || updates() != u0+1 {
-		t.Fatalf("after zhangsan's cap the way lists %q (%d updates)", wayUsers(), updates()-u0)
+	reconciled("zhangsan's cap", "lisi")
+	if updates() != u0+1 {
+		t.Fatalf("after zhangsan's cap: %d updates", updates()-u0)
 	}
 	// The same add again counts nothing and changes nothing.
-	s.app.codes.Onboard(ctx, e2eCorp, add)
-	s.app.codes.ReconcileAll(ctx)
+	if err := s.app.codes.RecordContactEvent(ctx, e2eCorp, add); err != nil {
+		t.Fatal(err)
+	}
+	reconciled("a repeated add", "lisi")
 	if updates() != u0+1 {
 		t.Fatal("a repeated add or an idle reconcile updated the way")
 	}
 	// 13:00: lisi is off duty and zhangsan capped: the backup takes over.
 	set(time.Date(2026, 11, 23, 13, 0, 0, 0, sh))
-	s.app.codes.ReconcileAll(ctx)
-	if wayUsers() != "wangwu" || updates() != u0+2 {
-		t.Fatalf("at 13:00 the way lists %q", wayUsers())
-	}
+	reconciled("13:00", "wangwu")
 	// Next day 10:00: the daily reset brings zhangsan back.
 	set(time.Date(2026, 11, 24, 10, 0, 0, 0, sh))
-	s.app.codes.ReconcileAll(ctx)
-	if wayUsers() != "lisi,zhangsan" || updates() != u0+3 {
-		t.Fatalf("after the daily reset the way lists %q", wayUsers())
+	reconciled("the daily reset", "lisi,zhangsan")
+	if updates() != u0+3 {
+		t.Fatalf("%d updates for two changes", updates()-u0-1)
 	}
+	// Counters are Redis's copy of the database: after a flush (or the
+	// embedded Redis's restart) zhangsan is still capped for the day.
+	add2 := *add
+	add2.ExternalUserID, add2.CreateTime = "wmcapped2", clock().Unix()
+	if err := s.app.codes.RecordContactEvent(ctx, e2eCorp, &add2); err != nil {
+		t.Fatal(err)
+	}
+	reconciled("zhangsan capped again", "lisi")
+	if err := s.app.kv.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// An edit (any input change) makes the code due; its reconcile rebuilds
+	// the lost counts from contact_sources instead of reading them as zero.
+	if _, err := s.app.codes.Update(ctx, e2eCorp, code.ID, livecode.Code{Name: "Capped (renamed)", Staff: code.Staff, Settings: code.Settings, Version: code.Version}); err != nil {
+		t.Fatal(err)
+	}
+	reconciled("after a Redis flush and an edit", "lisi")
 	// Paused: the way points at the backup.
 	if _, err := s.app.codes.SetStatus(ctx, e2eCorp, code.ID, livecode.StatusPaused); err != nil {
 		t.Fatal(err)
 	}
-	if wayUsers() != "wangwu" {
-		t.Fatalf("paused code lists %q", wayUsers())
-	}
+	reconciled("paused", "wangwu")
 }
 
 // uploadFile stores a file through the media API and returns its id.
@@ -510,7 +532,7 @@ func TestE2E_GroupCodeSwitchesWhenAGroupFills(t *testing.T) {
 		if res, err := s.fake.JoinGroup(ctx, e2eCorp, code.ConfigID, fake.Customer{}); err != nil || res.ChatID != g2 {
 			t.Fatalf("second join: %+v %v", res, err)
 		}
-		time.Sleep(300 * time.Millisecond)
+		s.quiet()
 		if chats() != g2 {
 			t.Fatalf("with every group full the way lists %s", chats())
 		}
@@ -804,6 +826,12 @@ func TestE2E_HalfAddThenFullAddGreetsAndCountsOnce(t *testing.T) {
 		w.Used = false
 		c.Welcome[res.WelcomeCode+"b"] = &w
 	})
+	// Force the interleaving: the first welcome is held in flight at WeCom
+	// while the second add is stored and waiting. Whichever runs second must
+	// see the first's decision (the bus hands one contact's events to the
+	// welcome subscriber one at a time), not greet again.
+	gate := make(chan struct{})
+	s.fake.Inject(fake.Fault{Endpoint: "externalcontact/send_welcome_msg", Count: 1, Gate: gate})
 	var wg sync.WaitGroup
 	for _, x := range [][]byte{res.Plain, []byte(half)} {
 		wg.Add(1)
@@ -815,9 +843,14 @@ func TestE2E_HalfAddThenFullAddGreetsAndCountsOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitUntil(t, "both add events processed", func() bool {
-		return s.count("SELECT COUNT(*) FROM inbox_deliveries WHERE subscriber = 'livecode.onboard' AND status = 'done'") == 2
+	waitUntil(t, "a welcome in flight while both adds are stored", func() bool {
+		return s.fake.Held() == 1 && s.count("SELECT COUNT(*) FROM bus_deliveries WHERE subscriber = 'livecode.welcome'") == 2
 	})
+	close(gate)
+	s.settled()
+	if n := s.count("SELECT COUNT(*) FROM bus_deliveries WHERE subscriber IN ('livecode.welcome', 'livecode.sources') AND status = 'done'"); n != 4 {
+		t.Fatalf("%d of 4 add deliveries done", n)
+	}
 	welcomes := 0
 	for _, m := range s.fake.Messages(e2eCorp) {
 		if m.Kind == "welcome" && m.ExternalUserID == res.ExternalUserID {

@@ -25,6 +25,7 @@ type Fake struct {
 	tokens map[string]tokenInfo // access token → corp, expiry
 	rates  map[string]*window   // corp:endpoint → calls this minute
 	faults faults
+	held   int // calls a Gate fault holds
 	dirty  bool
 
 	log        *slog.Logger

@@ -19,6 +19,9 @@ type Fault struct {
 	Status int `json:"status,omitempty"`
 	// Drop closes the connection without an answer.
 	Drop bool `json:"drop,omitempty"`
+	// Gate holds the call until it is closed (tests that need a call to be
+	// in flight while something else happens, without guessing durations).
+	Gate <-chan struct{} `json:"-"`
 }
 
 type faults struct {
@@ -39,6 +42,13 @@ func (f *Fake) Inject(ft Fault) {
 	defer f.mu.Unlock()
 	x := ft
 	f.faults.list = append(f.faults.list, &x)
+}
+
+// Held is how many calls a Gate fault is holding right now.
+func (f *Fake) Held() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held
 }
 
 // ClearFaults removes every fault.
@@ -77,6 +87,15 @@ func (f *Fake) applyFaults(w http.ResponseWriter, endpoint string) bool {
 	f.mu.Unlock()
 	if hit == nil {
 		return false
+	}
+	if hit.Gate != nil {
+		f.mu.Lock()
+		f.held++
+		f.mu.Unlock()
+		<-hit.Gate
+		f.mu.Lock()
+		f.held--
+		f.mu.Unlock()
 	}
 	if hit.Latency > 0 {
 		time.Sleep(hit.Latency)
