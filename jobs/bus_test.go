@@ -721,8 +721,13 @@ func TestBus_DomainEventsFromTwoInstancesOncePerSubscriberInOrderWithTakeover(t 
 		for name, chk := range checkers {
 			t.Run(name, func(t *testing.T) { chk.check(t, contacts, perContact) })
 		}
-		if n := count(t, db, "SELECT COUNT(*) FROM bus_deliveries WHERE status = 'done' AND attempts = 2"); n != 3 {
-			t.Fatalf("%d deliveries show a second attempt, want the 3 A held", n)
+		// A's three held deliveries, plus any it had claimed but not started
+		// when it died, were taken over; none ran a third time.
+		if n := count(t, db, "SELECT COUNT(*) FROM bus_deliveries WHERE status = 'done' AND attempts = 2"); n < 3 {
+			t.Fatalf("%d deliveries show a second attempt, want at least the 3 A held", n)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM bus_deliveries WHERE attempts > 2 OR status <> 'done'"); n != 0 {
+			t.Fatalf("%d deliveries ran a third time or did not finish", n)
 		}
 	})
 }

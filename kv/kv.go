@@ -6,6 +6,8 @@ package kv
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"fmt"
 	"time"
 
@@ -20,6 +22,31 @@ type Store struct {
 	prefix   string
 	embedded *miniredis.Miniredis
 	stop     chan struct{}
+
+	// downUntil (Unix ms) is set when a call found Redis unreachable: until
+	// then, callers with a local fallback skip Redis instead of waiting on
+	// its dial retries (a welcome has 20 s, not seconds per attempt).
+	downUntil atomic.Int64
+}
+
+// downFor is how long Redis is skipped after it was found unreachable.
+const downFor = 2 * time.Second
+
+// Down says whether Redis was found unreachable within the last moments.
+func (s *Store) Down() bool { return time.Now().UnixMilli() < s.downUntil.Load() }
+
+// Unreachable records err when it means Redis could not be reached (not a
+// missing key, not a cancelled context) and reports whether it did.
+func (s *Store) Unreachable(ctx context.Context, err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || ctx.Err() != nil {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return false // Redis answered (a script error, a wrong type): it is up
+	}
+	s.downUntil.Store(time.Now().Add(downFor).UnixMilli())
+	return true
 }
 
 // Options say where Redis is; an empty Addr starts the in-process Redis.

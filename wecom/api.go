@@ -36,6 +36,13 @@ var (
 	}, []string{"endpoint"})
 )
 
+// redisFallbacks counts calls served without Redis: the token from this
+// process's cache, the rate limit enforced per process.
+var redisFallbacks = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "qiflow_wecom_redis_fallback_total",
+	Help: "WeCom calls that went ahead while Redis was unreachable, by what was served locally (token, rate_limit).",
+}, []string{"what"})
+
 func observe(endpoint, code string, start time.Time) {
 	callsTotal.WithLabelValues(endpoint, code).Inc()
 	callSeconds.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())

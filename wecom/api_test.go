@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/qiflow/qiflow/kv"
 	"github.com/qiflow/qiflow/kv/kvtest"
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/fake"
@@ -209,5 +211,35 @@ func TestLimiter_PriorityGoesFirstAndRateHolds(t *testing.T) {
 				t.Fatalf("priority calls got no reserve: %d", prio)
 			}
 		})
+	}
+}
+
+// Redis holds only what can be lost: while it is down, welcomes still go
+// out on this process's token and rate limit.
+func TestAPI_WelcomesGoOutWhileRedisIsDown(t *testing.T) {
+	f, base := fake.StartForTest(t, corp, true)
+	m := miniredis.RunT(t)
+	store, err := kv.Open(context.Background(), kv.Options{Addr: m.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	api := wecom.NewAPI(base, store, 5*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
+	ctx := context.Background()
+	m.Close() // down before the first token: the process fetches its own
+	for i := 0; i < 5; i++ {
+		res, err := f.Add(ctx, corp, "zhangsan", fake.Customer{}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := api.SendWelcomeMsg(ctx, corp, wecom.WelcomeMsg{WelcomeCode: res.WelcomeCode, Text: &wecom.Text{Content: "Hi"}}); err != nil {
+			t.Fatalf("welcome %d with Redis down: %v", i, err)
+		}
+	}
+	if n := len(f.Messages(corp)); n != 5 {
+		t.Fatalf("%d of 5 welcomes arrived", n)
+	}
+	if n := f.Calls(corp, "gettoken"); n != 1 {
+		t.Fatalf("%d token fetches for 5 calls: the token is not kept", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 
 	"github.com/qiflow/qiflow/kv"
 )
@@ -51,7 +52,8 @@ type Limiter struct {
 	now func() time.Time
 
 	mu     sync.Mutex
-	chunks map[string]*chunk // permits already taken from Redis, by key and priority
+	chunks map[string]*chunk        // permits already taken from Redis, by key and priority
+	local  map[string]*rate.Limiter // used while Redis is unreachable
 }
 
 type chunk struct {
@@ -60,7 +62,7 @@ type chunk struct {
 }
 
 func NewLimiter(store *kv.Store) *Limiter {
-	return &Limiter{kv: store, now: time.Now, chunks: map[string]*chunk{}}
+	return &Limiter{kv: store, now: time.Now, chunks: map[string]*chunk{}, local: map[string]*rate.Limiter{}}
 }
 
 // takeLocal uses a permit from a chunk fetched earlier.
@@ -96,8 +98,14 @@ func (l *Limiter) Wait(ctx context.Context, key string, lim Limit, priority bool
 		cost = chunkSize
 	}
 	for {
+		if l.kv.Down() {
+			return l.waitLocal(ctx, key, lim, interval)
+		}
 		now := l.now().UnixMilli()
 		wait, err := gcra.Run(ctx, l.kv, []string{l.kv.Key("wecom", "rl", key)}, now, interval*float64(cost), tolerance).Int64()
+		if l.kv.Unreachable(ctx, err) {
+			return l.waitLocal(ctx, key, lim, interval)
+		}
 		if err != nil {
 			return err
 		}
@@ -119,4 +127,27 @@ func (l *Limiter) Wait(ctx context.Context, key string, lim Limit, priority bool
 		case <-time.After(d):
 		}
 	}
+}
+
+// waitLocal limits calls in this process alone while Redis is unreachable:
+// welcomes keep going out (their code lives 20 s) at the sustained rate, and
+// the metric says the shared budget is not being enforced. Should several
+// instances exceed WeCom's limit together, WeCom answers 45009 and the call
+// is retried.
+func (l *Limiter) waitLocal(ctx context.Context, key string, lim Limit, interval float64) error {
+	redisFallbacks.WithLabelValues("rate_limit").Inc()
+	l.mu.Lock()
+	rl := l.local[key]
+	if rl == nil {
+		rl = rate.NewLimiter(rate.Every(time.Duration(interval*float64(time.Millisecond))), max(1, lim.Per/10))
+		l.local[key] = rl
+	}
+	l.mu.Unlock()
+	if err := rl.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrRateLimited // would not fit before the deadline
+	}
+	return nil
 }

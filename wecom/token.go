@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/silenceper/wechat/v2/credential"
 	"golang.org/x/sync/singleflight"
 
@@ -35,9 +37,14 @@ type TokenSource struct {
 
 	// A short in-process cache in front of Redis saves a round trip per call;
 	// a token another instance replaced is caught by WeCom's 40014 and retried.
+	// last is the newest token seen with its real expiry: while Redis is
+	// down it is used for its whole life (welcomes must not stop), and when
+	// there is none this instance fetches its own.
 	mu       sync.Mutex
 	local    string
 	localExp time.Time
+	last     string
+	lastExp  time.Time
 }
 
 const localTokenTTL = 30 * time.Second
@@ -58,43 +65,105 @@ func (ts *TokenSource) GetAccessToken() (string, error) {
 
 // GetAccessTokenContext returns the cached token, fetching a new one when there is none.
 func (ts *TokenSource) GetAccessTokenContext(ctx context.Context) (string, error) {
+	now := time.Now()
 	ts.mu.Lock()
-	if ts.local != "" && time.Now().Before(ts.localExp) {
+	if ts.local != "" && now.Before(ts.localExp) {
 		tok := ts.local
 		ts.mu.Unlock()
 		return tok, nil
 	}
 	ts.mu.Unlock()
-	tok, err := ts.kv.Get(ctx, ts.key).Result()
-	if err != nil || tok == "" {
+	if ts.kv.Down() {
+		return ts.withoutRedis(ctx, errors.New("redis is unreachable"))
+	}
+	pipe := ts.kv.Pipeline()
+	get := pipe.Get(ctx, ts.key)
+	ttl := pipe.PTTL(ctx, ts.key)
+	_, err := pipe.Exec(ctx)
+	if ts.kv.Unreachable(ctx, err) {
+		return ts.withoutRedis(ctx, err)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", err
+	}
+	tok := get.Val()
+	exp := now.Add(ttl.Val())
+	if tok == "" {
 		v, err, _ := ts.group.Do("refresh", func() (any, error) { return ts.refresh(ctx) })
 		if err != nil {
 			return "", err
 		}
-		tok = v.(string)
+		f := v.(fetched)
+		tok, exp = f.token, f.expires
 	}
-	ts.mu.Lock()
-	ts.local, ts.localExp = tok, time.Now().Add(localTokenTTL)
-	ts.mu.Unlock()
+	ts.remember(tok, exp)
 	return tok, nil
 }
 
-func (ts *TokenSource) refresh(ctx context.Context) (string, error) {
+// remember caches tok locally for a short while and as the newest token.
+func (ts *TokenSource) remember(tok string, exp time.Time) {
+	now := time.Now()
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.local, ts.localExp = tok, now.Add(localTokenTTL)
+	if exp.After(ts.lastExp) || ts.last == tok {
+		ts.last, ts.lastExp = tok, exp
+	}
+}
+
+// withoutRedis serves a token while Redis is unreachable: the newest token
+// this instance has seen, for the rest of its life, else one fetched from
+// WeCom by this instance alone (tokens of one app coexist, so another
+// instance doing the same is harmless).
+func (ts *TokenSource) withoutRedis(ctx context.Context, cause error) (string, error) {
+	redisFallbacks.WithLabelValues("token").Inc()
+	ts.mu.Lock()
+	tok, exp := ts.last, ts.lastExp
+	ts.mu.Unlock()
+	if tok != "" && time.Now().Add(time.Minute).Before(exp) {
+		return tok, nil
+	}
+	v, err, _ := ts.group.Do("fetch-local", func() (any, error) {
+		tok, life, err := ts.fetch(ctx)
+		return fetched{tok, time.Now().Add(life - 5*time.Minute)}, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("token without redis (%v): %w", cause, err)
+	}
+	f := v.(fetched)
+	ts.mu.Lock()
+	ts.last, ts.lastExp = f.token, f.expires
+	ts.local, ts.localExp = f.token, f.expires
+	ts.mu.Unlock()
+	return f.token, nil
+}
+
+// fetched is a token with the time it stops being used.
+type fetched struct {
+	token   string
+	expires time.Time
+}
+
+func (ts *TokenSource) refresh(ctx context.Context) (fetched, error) {
 	lockKey := ts.key + ":lock"
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if tok, err := ts.kv.Get(ctx, ts.key).Result(); err == nil && tok != "" {
-			return tok, nil
+			ttl, _ := ts.kv.PTTL(ctx, ts.key).Result()
+			return fetched{tok, time.Now().Add(ttl)}, nil
 		}
 		lock, ok, err := ts.kv.TryLock(ctx, lockKey, 10*time.Second)
 		if err != nil {
-			return "", fmt.Errorf("token lock: %w", err)
+			return fetched{}, fmt.Errorf("token lock: %w", err)
 		}
 		if ok {
 			defer lock.Unlock(context.WithoutCancel(ctx))
-			tok, ttl, err := ts.fetch(ctx)
+			// The lock outlives the fetch: the fetch's context ends first.
+			fctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+			defer cancel()
+			tok, ttl, err := ts.fetch(fctx)
 			if err != nil {
-				return "", err
+				return fetched{}, err
 			}
 			// Expire early so no call goes out with a token about to lapse.
 			ttl -= 5 * time.Minute
@@ -102,17 +171,17 @@ func (ts *TokenSource) refresh(ctx context.Context) (string, error) {
 				ttl = time.Minute
 			}
 			if err := ts.kv.Set(ctx, ts.key, tok, ttl).Err(); err != nil {
-				return "", fmt.Errorf("store token: %w", err)
+				return fetched{}, fmt.Errorf("store token: %w", err)
 			}
-			return tok, nil
+			return fetched{tok, time.Now().Add(ttl)}, nil
 		}
 		// Another instance is fetching: wait for its result.
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("wecom: timed out waiting for another instance's token refresh")
+			return fetched{}, fmt.Errorf("wecom: timed out waiting for another instance's token refresh")
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return fetched{}, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -161,6 +230,9 @@ func (ts *TokenSource) Invalidate(ctx context.Context, tok string) {
 	ts.mu.Lock()
 	if ts.local == tok {
 		ts.local = ""
+	}
+	if ts.last == tok {
+		ts.last = ""
 	}
 	ts.mu.Unlock()
 	ts.kv.Eval(ctx, invalidateScript, []string{ts.key}, tok)

@@ -119,6 +119,7 @@ func (f *Fake) getToken(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errf(codeInvalidCorpID, "invalid corpid"))
 		return
 	}
+	f.faults.count(c.ID, "gettoken")
 	if r.URL.Query().Get("corpsecret") != c.Secret {
 		writeErr(w, errf(codeInvalidSecret, "invalid credential"))
 		return
