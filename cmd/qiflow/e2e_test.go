@@ -107,7 +107,7 @@ func startStack(t *testing.T, driver string) *stack {
 		t.Fatal(err)
 	}
 	seen := &seenEvents{}
-	jobs.On(a.bus, jobs.Subscription[wecom.Event]{Name: "test.recorder", Types: []string{"*"}, Handle: func(ctx context.Context, d jobs.Delivery, ev wecom.Event) error {
+	jobs.On(a.bus, jobs.Subscription[wecom.Event]{Name: "test.recorder", Types: []string{"change_external_contact/*", "change_external_chat/*", "change_external_tag/*", "text"}, Handle: func(ctx context.Context, d jobs.Delivery, ev wecom.Event) error {
 		seen.mu.Lock()
 		seen.events = append(seen.events, ev)
 		seen.mu.Unlock()

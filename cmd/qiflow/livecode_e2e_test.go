@@ -221,6 +221,9 @@ func TestE2E_CodeValidationLeavesNothingBehind(t *testing.T) {
 
 func TestE2E_RotatingLinkSharesOneRotationAcrossInstances(t *testing.T) {
 	backends(t, func(t *testing.T, driver string) {
+		if driver == "sqlite" {
+			t.Skip("three instances behind a load balancer share MariaDB in production; on one SQLite file they only measure its single writer (the MariaDB run of this test covers it)")
+		}
 		f, base := fake.StartForTest(t, e2eCorp, true)
 		spec := fake.SandboxCorp
 		cfg := testConfig(t, driver)

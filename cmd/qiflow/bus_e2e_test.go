@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/livecode"
+	"github.com/qiflow/qiflow/wecom/fake"
+)
+
+// contactXML is a change_external_contact callback as WeCom sends it.
+// notDone fails the test with every delivery that did not finish well.
+func (s *stack) allDone(what string) {
+	s.t.Helper()
+	var rows []struct {
+		Subscriber string  `db:"subscriber"`
+		Status     string  `db:"status"`
+		Error      *string `db:"last_error"`
+	}
+	if err := s.app.db.Select(&rows, "SELECT subscriber, status, last_error FROM bus_deliveries WHERE status <> 'done'"); err != nil {
+		s.t.Fatal(err)
+	}
+	for _, r := range rows {
+		e := ""
+		if r.Error != nil {
+			e = *r.Error
+		}
+		s.t.Errorf("%s: delivery to %s is %s: %s", what, r.Subscriber, r.Status, e)
+	}
+	if len(rows) > 0 {
+		s.t.FailNow()
+	}
+}
+
+func contactXML(change, user, ext, state string, at time.Time) []byte {
+	return []byte(fmt.Sprintf(`<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>%d</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[%s]]></ChangeType><UserID><![CDATA[%s]]></UserID><ExternalUserID><![CDATA[%s]]></ExternalUserID><State><![CDATA[%s]]></State></xml>`,
+		e2eCorp, at.Unix(), change, user, ext, state))
+}
+
+// A delete that reaches Qiflow before its add (WeCom retried the add) is
+// kept as a tombstone: the add that follows is recorded as already lost,
+// counted and published once with its loss, and a later re-add counts as a
+// re-add of a live relation, published again.
+func TestE2E_DeleteProcessedBeforeItsAdd(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		syncDirectory(t, s, admin)
+		var code livecode.Code
+		if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Order", "channel": "order", "mode": "wecom_qr",
+			"staff": []map[string]any{{"userid": "zhangsan"}}}, &code); st != http.StatusCreated {
+			t.Fatalf("create: %d", st)
+		}
+		ctx := context.Background()
+		state := fmt.Sprintf("lc%d", code.ID)
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+		post := func(x []byte) {
+			t.Helper()
+			if d, err := s.fake.Post(ctx, e2eCorp, x); err != nil || !d.OK {
+				t.Fatalf("post: %+v %v", d, err)
+			}
+		}
+		// The delete (at t0+5 s) is processed before the add (at t0).
+		post(contactXML("del_follow_user", "zhangsan", "wmorder1", "", t0.Add(5*time.Second)))
+		s.settled()
+		post(contactXML("add_external_contact", "zhangsan", "wmorder1", state, t0))
+		s.settled()
+		var src struct {
+			LostAt *int64 `db:"lost_at"`
+			LostBy string `db:"lost_by"`
+			ReAdd  bool   `db:"is_readd"`
+		}
+		if err := s.app.db.Get(&src, "SELECT lost_at, lost_by, is_readd FROM contact_sources WHERE external_userid = 'wmorder1'"); err != nil {
+			t.Fatal(err)
+		}
+		if src.LostAt == nil || *src.LostAt != t0.Add(5*time.Second).UnixMilli() || src.LostBy != "customer" || src.ReAdd {
+			t.Fatalf("the add after its delete: %+v", src)
+		}
+		events := func(typ string) int {
+			return s.count("SELECT COUNT(*) FROM bus_events WHERE source = 'domain' AND type = ? AND subject = 'ext:wmorder1'", typ)
+		}
+		if events("ContactAdded") != 1 || events("ContactLost") != 1 {
+			t.Fatalf("published %d ContactAdded, %d ContactLost", events("ContactAdded"), events("ContactLost"))
+		}
+		day := t0.In(mustLoc("Asia/Shanghai")).Format(time.DateOnly)
+		stats := func() livecode.StatsRow {
+			var out struct {
+				Rows []livecode.StatsRow `json:"rows"`
+			}
+			call(t, "GET", fmt.Sprintf("%s/api/v1/stats/codes?group_by=code&code_id=%d&from=%s&to=%s", s.url, code.ID, day, day), admin, nil, &out)
+			if len(out.Rows) != 1 {
+				t.Fatalf("stats rows: %+v", out.Rows)
+			}
+			return out.Rows[0]
+		}
+		if r := stats(); r.Adds != 1 || r.LostCustomer != 1 || r.NetAdds != 0 {
+			t.Fatalf("stats after delete-then-add: %+v", r)
+		}
+		// The customer comes back: a re-add of a lost relation.
+		post(contactXML("add_external_contact", "zhangsan", "wmorder1", state, t0.Add(10*time.Second)))
+		s.settled()
+		if n := s.count("SELECT COUNT(*) FROM contact_relations WHERE external_userid = 'wmorder1' AND lost_at IS NULL"); n != 1 {
+			t.Fatal("the re-add did not make the relation live")
+		}
+		if r := stats(); r.Adds != 1 || r.ReAdds != 1 || r.LostCustomer != 1 {
+			t.Fatalf("stats after the re-add: %+v", r)
+		}
+		if events("ContactAdded") != 2 {
+			t.Fatalf("%d ContactAdded after the re-add", events("ContactAdded"))
+		}
+		// Every event is delivered and handled once per subscriber.
+		s.allDone("delete before add")
+	})
+}
+
+// A tag deleted in WeCom since the mirror last saw it is skipped and
+// reported: the other tag, the remark, the source and the welcome all happen.
+func TestE2E_MissingTagIsSkippedNotFatal(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	ctx := context.Background()
+	keep, _, err := s.fake.AdminAddTag(ctx, e2eCorp, "Source", "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, _, err := s.fake.AdminAddTag(ctx, e2eCorp, "Source", "deleted soon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the tags mirrored", func() bool { return s.count("SELECT COUNT(*) FROM tags WHERE id IN (?, ?) AND deleted_at IS NULL", keep, gone) == 2 })
+	var code livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Tags", "mode": "wecom_qr",
+		"staff": []map[string]any{{"userid": "zhangsan"}},
+		"settings": map[string]any{"tags": []string{keep, gone}, "remark_template": "{customer_name}-T", "welcome": map[string]any{"text": "hi"}}}, &code); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	// An admin deletes the tag in WeCom; the callback is lost, so the mirror still lists it.
+	s.fake.SetCallbackURL(e2eCorp, "")
+	if _, err := s.fake.AdminDeleteTag(ctx, e2eCorp, gone); err != nil {
+		t.Fatal(err)
+	}
+	s.fake.SetCallbackURL(e2eCorp, s.url+"/wecom/callback/"+e2eCorp)
+	res, err := s.fake.Scan(ctx, e2eCorp, code.ConfigID, fake.Customer{Name: "Tina"})
+	if err != nil || !res.Callback.OK {
+		t.Fatalf("scan: %+v %v", res, err)
+	}
+	s.settled()
+	var tags []string
+	var remark string
+	s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+		fu := c.Customers[res.ExternalUserID].Follows[res.UserID]
+		for _, tg := range fu.Tags {
+			tags = append(tags, tg.TagID)
+		}
+		remark = fu.Remark
+	})
+	if strings.Join(tags, ",") != keep || remark != "Tina-T" {
+		t.Fatalf("tags %v, remark %q", tags, remark)
+	}
+	s.allDone("a missing tag must not fail onboarding")
+	if n := s.count("SELECT COUNT(*) FROM contact_sources WHERE code_id = ?", code.ID); n != 1 {
+		t.Fatalf("%d sources", n)
+	}
+	if n := s.count("SELECT COUNT(*) FROM welcome_sends WHERE code_id = ? AND status = 'sent'", code.ID); n != 1 {
+		t.Fatalf("%d welcomes sent", n)
+	}
+	// The refused mark refreshed the mirror: the next add skips the tag without asking WeCom.
+	if n := s.count("SELECT COUNT(*) FROM tags WHERE id = ? AND deleted_at IS NULL", gone); n != 0 {
+		t.Fatal("the mirror still lists the deleted tag")
+	}
+}
+
+// Edits name the version they are based on: a stale one is refused with
+// 409, a missing one with 428, and the current one is applied.
+func TestE2E_ConcurrentCodeEdits(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	body := map[string]any{"name": "Edited", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}}}
+	var code livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated || code.Version == 0 {
+		t.Fatalf("create: %d %+v", st, code)
+	}
+	u := fmt.Sprintf("%s/api/v1/codes/%d", s.url, code.ID)
+	var e struct {
+		Error struct {
+			Code   string            `json:"code"`
+			Fields map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	if st := call(t, "PUT", u, admin, body, &e); st != http.StatusPreconditionRequired || e.Error.Fields["version"] == "" {
+		t.Fatalf("an edit without a version: %d %+v", st, e)
+	}
+	// Two people open version v; the first saves, the second is told.
+	first := map[string]any{"name": "First", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}}, "version": code.Version}
+	second := map[string]any{"name": "Second", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "lisi"}}, "version": code.Version}
+	var saved livecode.Code
+	if st := call(t, "PUT", u, admin, first, &saved); st != http.StatusOK || saved.Version != code.Version+1 || saved.Name != "First" {
+		t.Fatalf("first edit: %d %+v", st, saved)
+	}
+	e.Error.Code = ""
+	if st := call(t, "PUT", u, admin, second, &e); st != http.StatusConflict || e.Error.Code != "version_conflict" {
+		t.Fatalf("stale edit: %d %+v", st, e)
+	}
+	var now livecode.Code
+	call(t, "GET", u, admin, nil, &now)
+	if now.Name != "First" || now.Version != saved.Version {
+		t.Fatalf("after the refused edit: %+v", now)
+	}
+	// If-Match carries the version as the ETag GET returned.
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	if etag != fmt.Sprintf("%q", fmt.Sprint(saved.Version)) {
+		t.Fatalf("ETag %q for version %d", etag, saved.Version)
+	}
+	req, _ = http.NewRequest("PUT", u, strings.NewReader(`{"name":"Third","mode":"wecom_qr","staff":[{"userid":"zhangsan"}]}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("If-Match", etag)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("edit with If-Match: %d", resp.StatusCode)
+	}
+}
+
+// A customer-service user sees the codes they own and no other, in lists,
+// reads and statistics.
+func TestE2E_CSUserSeesOnlyTheirCodes(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	ctx := context.Background()
+	cs, err := s.app.auth.CreateUser(ctx, auth.NewUser{Email: "cs@example.com", Password: "cs password", CorpID: e2eCorp, Role: auth.RoleCS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csToken := login(t, s.url, "cs@example.com", "cs password")
+	var mine, theirs livecode.Code
+	call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Mine", "mode": "wecom_qr", "owner_user_id": cs.ID,
+		"staff": []map[string]any{{"userid": "zhangsan"}}}, &mine)
+	call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Theirs", "mode": "wecom_qr",
+		"staff": []map[string]any{{"userid": "lisi"}}}, &theirs)
+	if mine.ID == 0 || theirs.ID == 0 {
+		t.Fatal("codes not created")
+	}
+	var list struct {
+		Codes []livecode.Code `json:"codes"`
+	}
+	if st := call(t, "GET", s.url+"/api/v1/codes", csToken, nil, &list); st != http.StatusOK || len(list.Codes) != 1 || list.Codes[0].ID != mine.ID {
+		t.Fatalf("cs list: %d %+v", st, list.Codes)
+	}
+	if st := call(t, "GET", fmt.Sprintf("%s/api/v1/codes/%d", s.url, theirs.ID), csToken, nil, nil); st != http.StatusNotFound {
+		t.Fatalf("another's code: %d", st)
+	}
+	if st := call(t, "GET", fmt.Sprintf("%s/api/v1/codes/%d", s.url, mine.ID), csToken, nil, nil); st != http.StatusOK {
+		t.Fatalf("own code: %d", st)
+	}
+	if st := call(t, "GET", fmt.Sprintf("%s/api/v1/codes/%d/contacts", s.url, theirs.ID), csToken, nil, nil); st != http.StatusNotFound {
+		t.Fatalf("another's contacts: %d", st)
+	}
+	if _, err := s.fake.Scan(ctx, e2eCorp, theirs.ConfigID, fake.Customer{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.fake.Scan(ctx, e2eCorp, mine.ConfigID, fake.Customer{}); err != nil {
+		t.Fatal(err)
+	}
+	s.settled()
+	day := time.Now().In(mustLoc("Asia/Shanghai")).Format(time.DateOnly)
+	var stats struct {
+		Rows []livecode.StatsRow `json:"rows"`
+	}
+	call(t, "GET", s.url+"/api/v1/stats/codes?group_by=code&from="+day+"&to="+day, csToken, nil, &stats)
+	if len(stats.Rows) != 1 || stats.Rows[0].Key != fmt.Sprint(mine.ID) {
+		t.Fatalf("cs stats: %+v", stats.Rows)
+	}
+}
+
+// One code per store: a second store on the same code is refused, naming the first.
+func TestE2E_TwoStoresCannotShareACode(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	var code livecode.Code
+	call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Store A staff", "mode": "wecom_qr",
+		"staff": []map[string]any{{"userid": "zhangsan"}}}, &code)
+	var a livecode.Store
+	if st := call(t, "POST", s.url+"/api/v1/stores", admin, map[string]any{"name": "Store A", "city": "上海", "lat": 31.23, "lng": 121.47, "code_id": code.ID}, &a); st != http.StatusCreated {
+		t.Fatalf("first store: %d", st)
+	}
+	var e struct {
+		Error struct {
+			Fields map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	if st := call(t, "POST", s.url+"/api/v1/stores", admin, map[string]any{"name": "Store B", "city": "上海", "lat": 31.20, "lng": 121.40, "code_id": code.ID}, &e); st != http.StatusUnprocessableEntity ||
+		!strings.Contains(e.Error.Fields["code_id"], "Store A") {
+		t.Fatalf("second store on the code: %d %+v", st, e)
+	}
+	// Editing the first store keeps its own code.
+	if st := call(t, "PUT", fmt.Sprintf("%s/api/v1/stores/%d", s.url, a.ID), admin, map[string]any{"name": "Store A (new name)", "city": "上海", "lat": 31.23, "lng": 121.47, "code_id": code.ID}, nil); st != http.StatusOK {
+		t.Fatalf("edit the store: %d", st)
+	}
+}
