@@ -163,7 +163,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	drainStart := time.Now()
 	for time.Since(drainStart) < 2*time.Minute {
 		var queued int
-		if err := a.db.Get(&queued, `SELECT COUNT(*) FROM inbox_deliveries WHERE status = 'queued'`); err != nil {
+		if err := a.db.Get(&queued, `SELECT COUNT(*) FROM bus_deliveries WHERE status = 'queued'`); err != nil {
 			return err
 		}
 		if queued == 0 {
@@ -175,7 +175,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		Received int64  `db:"received_at"`
 		Done     *int64 `db:"done"`
 	}
-	if err := a.db.Select(&rows, `SELECT e.received_at, MAX(d.done_at) AS done FROM inbox_events e JOIN inbox_deliveries d ON d.event_id = e.id
+	if err := a.db.Select(&rows, `SELECT e.received_at, MAX(d.done_at) AS done FROM bus_events e JOIN bus_deliveries d ON d.event_id = e.id
 		WHERE e.received_at >= ? GROUP BY e.id, e.received_at`, startMs); err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		processed = append(processed, qsql.FromMillis(*r.Done).Sub(qsql.FromMillis(r.Received)))
 	}
 	var dead int
-	a.db.Get(&dead, `SELECT COUNT(*) FROM inbox_deliveries WHERE status = 'dead'`)
+	a.db.Get(&dead, `SELECT COUNT(*) FROM bus_deliveries WHERE status = 'dead'`)
 
 	fmt.Fprintf(stdout, "accepted:   %d callbacks in %.1fs = %.0f/s (failed %d)\n", len(acks), sendTime.Seconds(), float64(len(acks))/sendTime.Seconds(), failed.Load())
 	fmt.Fprintf(stdout, "ack:        p50 %s  p99 %s  max %s\n", pct(acks, 50), pct(acks, 99), pct(acks, 100))
