@@ -367,7 +367,7 @@ func (b *Bus) Start(ctx context.Context) error {
 		return fmt.Errorf("register subscribers: %w", err)
 	}
 	n := 4
-	if b.db.Dialect == qsql.SQLite {
+	if b.db.SingleWriter() {
 		n = 1
 	}
 	for i := 0; i < n; i++ {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -130,18 +129,10 @@ func (b *Bus) lockSubjects(ctx context.Context, ds []Delivery, token string, unt
 	for _, d := range locking {
 		args = append(args, d.CorpID, d.Subscriber, d.Subject, d.ID, token, qsql.Millis(until))
 	}
-	rows := strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?),", len(locking)), ",")
-	var q string
-	if b.db.Dialect == qsql.MySQL {
-		// Assignments run left to right and see earlier ones: expires_at goes last.
-		q = `INSERT INTO bus_subject_locks (corp_id, subscriber, subject, delivery_id, token, expires_at) VALUES ` + rows + `
-			ON DUPLICATE KEY UPDATE delivery_id = IF(expires_at <= ?, VALUES(delivery_id), delivery_id),
-			token = IF(expires_at <= ?, VALUES(token), token), expires_at = IF(expires_at <= ?, VALUES(expires_at), expires_at)`
-		args = append(args, now, now, now)
-	} else {
-		q = `INSERT INTO bus_subject_locks (corp_id, subscriber, subject, delivery_id, token, expires_at) VALUES ` + rows + `
-			ON CONFLICT(corp_id, subscriber, subject) DO UPDATE SET delivery_id = excluded.delivery_id, token = excluded.token, expires_at = excluded.expires_at
-			WHERE bus_subject_locks.expires_at <= ?`
+	// A subject's lock row is taken over only once it has expired.
+	q, repeats := b.db.UpsertRowsIfExpired("bus_subject_locks", []string{"corp_id", "subscriber", "subject", "delivery_id", "token", "expires_at"},
+		[]string{"corp_id", "subscriber", "subject"}, []string{"delivery_id", "token", "expires_at"}, len(locking), "expires_at")
+	for i := 0; i < repeats; i++ {
 		args = append(args, now)
 	}
 	if _, err := b.db.ExecContext(ctx, q, args...); err != nil {

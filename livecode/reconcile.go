@@ -230,9 +230,9 @@ func (s *Service) reconcile(ctx context.Context, c *Code, cl *reconcileClaim) (*
 	var err error
 	switch c.Mode {
 	case ModeWeComQR:
-		err = s.reconcileQR(ctx, c, cl, drift)
+		err = s.reconcileStaffWay(ctx, c, cl, drift, s.contactWay(c))
 	case ModeLink:
-		err = s.reconcileLink(ctx, c, cl, drift)
+		err = s.reconcileStaffWay(ctx, c, cl, drift, s.acquisitionLink(c))
 	case ModeRotating:
 		err = s.reconcileRotatingSkip(ctx, c, cl)
 	case ModeJoinWay:
@@ -268,44 +268,95 @@ func (s *Service) removeWays(ctx context.Context, c *Code) error {
 	return s.store.saveWays(ctx, c)
 }
 
-// reconcileQR keeps a WeCom-QR code's contact way equal to the eligible staff.
-func (s *Service) reconcileQR(ctx context.Context, c *Code, cl *reconcileClaim, drift bool) error {
+// wayState is the users (sorted) and skip-verify of a contact way or link.
+type wayState struct {
+	users []string
+	skip  bool
+}
+
+// staffWay is how one WeCom object that lists a code's staff (a contact way,
+// an acquisition link) is read and written.
+type staffWay struct {
+	read  func(ctx context.Context) (wayState, error)
+	write func(ctx context.Context, w wayState) error
+}
+
+func (s *Service) contactWay(c *Code) staffWay {
+	return staffWay{
+		read: func(ctx context.Context) (wayState, error) {
+			have, err := s.wc.GetContactWay(ctx, c.CorpID, c.ConfigID)
+			if err != nil {
+				return wayState{}, fmt.Errorf("get contact way: %w", err)
+			}
+			return wayState{users: have.User, skip: have.SkipVerify == nil || *have.SkipVerify}, nil
+		},
+		write: func(ctx context.Context, w wayState) error {
+			if err := s.wc.UpdateContactWay(ctx, c.CorpID, wecom.ContactWay{ConfigID: c.ConfigID, State: codeState(c.ID), User: w.users,
+				SkipVerify: &w.skip, Remark: truncate(c.Name, 30)}); err != nil {
+				return fmt.Errorf("update contact way: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+func (s *Service) acquisitionLink(c *Code) staffWay {
+	return staffWay{
+		read: func(ctx context.Context) (wayState, error) {
+			have, err := s.wc.GetAcquisitionLink(ctx, c.CorpID, c.ConfigID)
+			if err != nil {
+				return wayState{}, fmt.Errorf("get acquisition link: %w", err)
+			}
+			return wayState{users: have.Users, skip: have.SkipVerify}, nil
+		},
+		write: func(ctx context.Context, w wayState) error {
+			if err := s.wc.UpdateAcquisitionLink(ctx, c.CorpID, wecom.AcquisitionLink{LinkID: c.ConfigID, LinkName: truncate(c.Name, 30),
+				Users: w.users, SkipVerify: w.skip}); err != nil {
+				return fmt.Errorf("update acquisition link: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+// reconcileStaffWay keeps a WeCom-QR code's contact way, or a link code's
+// acquisition link, equal to the eligible staff and the skip-verify setting
+// of the moment. It compares with what Qiflow last set, reading WeCom back
+// only on a drift check (or when what was set is unknown).
+func (s *Service) reconcileStaffWay(ctx context.Context, c *Code, cl *reconcileClaim, drift bool, way staffWay) error {
 	if c.ConfigID == "" {
 		return nil
 	}
-	desired, _, err := s.Eligible(ctx, c)
+	users, _, err := s.Eligible(ctx, c)
 	if err != nil {
 		return err
 	}
-	if len(desired) == 0 {
+	if len(users) == 0 {
 		// A way needs at least one user; keep the current list rather than break the QR.
-		desired = c.WeComUsers
+		users = c.WeComUsers
 	}
-	skip := s.skipVerifyNow(c, s.now())
+	want := wayState{users: users, skip: s.skipVerifyNow(c, s.now())}
 	current, haveSkip := c.WeComUsers, cl.SkipApplied
 	if drift || haveSkip == "" {
-		have, err := s.wc.GetContactWay(ctx, c.CorpID, c.ConfigID)
+		have, err := way.read(ctx)
 		if err != nil {
-			return fmt.Errorf("get contact way: %w", err)
+			return err
 		}
-		current = append([]string(nil), have.User...)
+		current = append([]string(nil), have.users...)
 		sort.Strings(current)
-		haveSkip = skipFlag(have.SkipVerify == nil || *have.SkipVerify)
+		haveSkip = skipFlag(have.skip)
 	}
-	if slices.Equal(current, desired) && haveSkip == skipFlag(skip) {
-		cl.SkipApplied = haveSkip
-		if !slices.Equal(c.WeComUsers, desired) {
-			return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
+	if !slices.Equal(current, want.users) || haveSkip != skipFlag(want.skip) {
+		if err := way.write(ctx, want); err != nil {
+			return err
 		}
+		s.log.Info("WeCom way updated", "corp", c.CorpID, "code", c.ID, "users", want.users, "skip_verify", want.skip)
+	}
+	cl.SkipApplied = skipFlag(want.skip)
+	if slices.Equal(c.WeComUsers, want.users) {
 		return nil
 	}
-	if err := s.wc.UpdateContactWay(ctx, c.CorpID, wecom.ContactWay{ConfigID: c.ConfigID, State: codeState(c.ID), User: desired,
-		SkipVerify: &skip, Remark: truncate(c.Name, 30)}); err != nil {
-		return fmt.Errorf("update contact way: %w", err)
-	}
-	cl.SkipApplied = skipFlag(skip)
-	s.log.Info("contact way users updated", "corp", c.CorpID, "code", c.ID, "users", desired)
-	return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
+	return s.store.setWeComUsers(ctx, c.ID, want.users, qsql.Millis(s.now()))
 }
 
 func skipFlag(skip bool) string {
@@ -313,40 +364,6 @@ func skipFlag(skip bool) string {
 		return "1"
 	}
 	return "0"
-}
-
-// reconcileLink keeps an acquisition link's staff equal to the eligible staff.
-func (s *Service) reconcileLink(ctx context.Context, c *Code, cl *reconcileClaim, drift bool) error {
-	if c.ConfigID == "" {
-		return nil
-	}
-	desired, _, err := s.Eligible(ctx, c)
-	if err != nil {
-		return err
-	}
-	if len(desired) == 0 {
-		desired = c.WeComUsers
-	}
-	skip := s.skipVerifyNow(c, s.now())
-	current, haveSkip := c.WeComUsers, cl.SkipApplied
-	if drift || haveSkip == "" {
-		have, err := s.wc.GetAcquisitionLink(ctx, c.CorpID, c.ConfigID)
-		if err != nil {
-			return fmt.Errorf("get acquisition link: %w", err)
-		}
-		current = append([]string(nil), have.Users...)
-		sort.Strings(current)
-		haveSkip = skipFlag(have.SkipVerify)
-	}
-	if slices.Equal(current, desired) && haveSkip == skipFlag(skip) {
-		cl.SkipApplied = haveSkip
-		return nil
-	}
-	if err := s.wc.UpdateAcquisitionLink(ctx, c.CorpID, wecom.AcquisitionLink{LinkID: c.ConfigID, LinkName: truncate(c.Name, 30), Users: desired, SkipVerify: skip}); err != nil {
-		return fmt.Errorf("update acquisition link: %w", err)
-	}
-	cl.SkipApplied = skipFlag(skip)
-	return s.store.setWeComUsers(ctx, c.ID, desired, qsql.Millis(s.now()))
 }
 
 // reconcileRotatingSkip applies the code's skip-verify setting (never, or a

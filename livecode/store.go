@@ -433,11 +433,9 @@ func (st *store) codesOfChat(ctx context.Context, corp, chat string) ([]int64, e
 	return ids, err
 }
 
-// applyOnce records an effect; it reports whether this call recorded it
-// (false: it was recorded before, by this or another instance).
-func (st *store) applyOnce(ctx context.Context, ex execer, corp, key string, now int64) (bool, error) {
-	q := st.db.InsertIgnoreRows("livecode_effects", []string{"corp_id", "effect_key", "created_at"}, []string{"corp_id", "effect_key"}, 1)
-	res, err := ex.ExecContext(ctx, q, corp, key, now)
+// insertOnce inserts a row unless its key exists; it reports whether it did.
+func (st *store) insertOnce(ctx context.Context, ex execer, table string, cols, key []string, args ...any) (bool, error) {
+	res, err := ex.ExecContext(ctx, st.db.InsertIgnoreRows(table, cols, key, 1), args...)
 	if err != nil {
 		return false, err
 	}
@@ -445,15 +443,16 @@ func (st *store) applyOnce(ctx context.Context, ex execer, corp, key string, now
 	return n == 1, err
 }
 
+// applyOnce records an effect; it reports whether this call recorded it
+// (false: it was recorded before, by this or another instance).
+func (st *store) applyOnce(ctx context.Context, ex execer, corp, key string, now int64) (bool, error) {
+	return st.insertOnce(ctx, ex, "livecode_effects", []string{"corp_id", "effect_key", "created_at"}, []string{"corp_id", "effect_key"}, corp, key, now)
+}
+
 // recordVisitor records a visitor of a code on a day; false if already recorded.
 func (st *store) recordVisitor(ctx context.Context, ex execer, corp string, code int64, day, visitor string) (bool, error) {
-	q := st.db.InsertIgnoreRows("live_code_visitors", []string{"corp_id", "code_id", "day", "visitor"}, []string{"corp_id", "code_id", "day", "visitor"}, 1)
-	res, err := ex.ExecContext(ctx, q, corp, code, day, visitor)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	cols := []string{"corp_id", "code_id", "day", "visitor"}
+	return st.insertOnce(ctx, ex, "live_code_visitors", cols, cols, corp, code, day, visitor)
 }
 
 // pruneVisitors forgets visitor records before day and effects recorded before effectsBefore.
@@ -708,18 +707,23 @@ func (st *store) insertStore(ctx context.Context, s *Store) error {
 	return err
 }
 
-func (st *store) updateStore(ctx context.Context, s *Store) error {
-	res, err := st.db.ExecContext(ctx, `UPDATE stores SET name = ?, address = ?, city = ?, lat = ?, lng = ?, datum = ?, code_id = ?, updated_at = ? WHERE id = ? AND corp_id = ?`,
-		s.Name, s.Address, s.City, s.Lat, s.Lng, s.Datum, s.CodeID, s.UpdatedAt, s.ID, s.CorpID)
+// execFound runs a statement that must change a row; notFound when none matched.
+func (st *store) execFound(ctx context.Context, notFound error, q string, args ...any) error {
+	res, err := st.db.ExecContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return ErrStoreNotFound
+		return notFound
 	}
 	return nil
+}
+
+func (st *store) updateStore(ctx context.Context, s *Store) error {
+	return st.execFound(ctx, ErrStoreNotFound, `UPDATE stores SET name = ?, address = ?, city = ?, lat = ?, lng = ?, datum = ?, code_id = ?, updated_at = ? WHERE id = ? AND corp_id = ?`,
+		s.Name, s.Address, s.City, s.Lat, s.Lng, s.Datum, s.CodeID, s.UpdatedAt, s.ID, s.CorpID)
 }
 
 func (st *store) getStore(ctx context.Context, corp string, id int64) (Store, error) {
@@ -732,16 +736,7 @@ func (st *store) getStore(ctx context.Context, corp string, id int64) (Store, er
 }
 
 func (st *store) deleteStore(ctx context.Context, corp string, id int64) error {
-	res, err := st.db.ExecContext(ctx, `DELETE FROM stores WHERE corp_id = ? AND id = ?`, corp, id)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return ErrStoreNotFound
-	}
-	return nil
+	return st.execFound(ctx, ErrStoreNotFound, `DELETE FROM stores WHERE corp_id = ? AND id = ?`, corp, id)
 }
 
 func (st *store) listStores(ctx context.Context, corp, city string) ([]Store, error) {
@@ -770,13 +765,7 @@ func (st *store) storeUsingCode(ctx context.Context, corp string, code, except i
 // startHandover records that a leaver's customers are being handed over;
 // false when that was recorded before (by this or another instance).
 func (st *store) startHandover(ctx context.Context, corp, user, to string, now int64) (bool, error) {
-	q := st.db.InsertIgnoreRows("livecode_handovers", []string{"corp_id", "userid", "takeover", "started_at"}, []string{"corp_id", "userid"}, 1)
-	res, err := st.db.ExecContext(ctx, q, corp, user, to, now)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return st.insertOnce(ctx, st.db, "livecode_handovers", []string{"corp_id", "userid", "takeover", "started_at"}, []string{"corp_id", "userid"}, corp, user, to, now)
 }
 
 // undoHandover forgets a hand-over that failed, so the next pass tries again.

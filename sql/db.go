@@ -201,6 +201,10 @@ func (db *DB) onConflict(key, updateCols []string) string {
 	return " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ",")
 }
 
+// SingleWriter says whether the database admits one writer at a time
+// (SQLite): more concurrent writers would only queue.
+func (db *DB) SingleWriter() bool { return db.Dialect == SQLite }
+
 // ForUpdateSkipLocked is the row-lock suffix of a claim query: on MySQL, rows
 // other instances are claiming are skipped; SQLite's single writer needs none.
 func (db *DB) ForUpdateSkipLocked() string {
@@ -276,4 +280,30 @@ func (db *DB) UpsertAdding(table string, cols, key, addCols []string) string {
 		return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ",")
 	}
 	return q + " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ",")
+}
+
+// UpsertRowsIfExpired inserts n rows; a row whose key exists is replaced
+// (updateCols) only when its expiryCol is at most the time given as the
+// repeats trailing arguments (pass "now" that many times). Leases and locks
+// are taken over this way: one statement, no read-then-write race.
+// updateCols must list expiryCol last, since MySQL applies assignments in
+// order and later ones see earlier ones.
+func (db *DB) UpsertRowsIfExpired(table string, cols, key, updateCols []string, n int, expiryCol string) (q string, repeats int) {
+	rows := make([]string, n)
+	for i := range rows {
+		rows[i] = valuesRow(len(cols))
+	}
+	q = insertPrefix(table, cols) + strings.Join(rows, ",")
+	sets := make([]string, len(updateCols))
+	if db.Dialect == MySQL {
+		for i, c := range updateCols {
+			sets[i] = c + " = IF(" + expiryCol + " <= ?, VALUES(" + c + "), " + c + ")"
+		}
+		return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", "), len(updateCols)
+	}
+	for i, c := range updateCols {
+		sets[i] = c + " = excluded." + c
+	}
+	return q + " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ", ") +
+		" WHERE " + table + "." + expiryCol + " <= ?", 1
 }
