@@ -41,9 +41,15 @@ func TestCallbacks_RetriedLikeWeCom(t *testing.T) {
 	}))
 	defer srv.Close()
 	f := newTestFake(t, srv.URL)
+	f.CallbackTimeout = 200 * time.Millisecond
+	start := time.Now()
 	res, err := f.Add(context.Background(), SandboxCorpID, "zhangsan", Customer{}, 1)
 	if err != nil || !res.Callback.OK || res.Callback.Attempts != 3 {
 		t.Fatalf("%+v %v", res.Callback, err)
+	}
+	// Quick refusals are retried on WeCom's rhythm, one attempt per answer deadline.
+	if took := time.Since(start); took < 2*f.CallbackTimeout {
+		t.Fatalf("three attempts in %s: retries not spaced", took)
 	}
 	// Silence beyond the answer deadline counts as a failure; after 3 tries WeCom gives up.
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { time.Sleep(300 * time.Millisecond) }))

@@ -56,7 +56,18 @@ func (f *Fake) send(ctx context.Context, o outgoing) Delivery {
 		d.Err = errors.New("fake: corp has no callback URL")
 		return d
 	}
+	var started time.Time
 	for d.Attempts < 3 {
+		if d.Attempts > 0 {
+			// WeCom retries on its own rhythm: an attempt every CallbackTimeout
+			// (5 s), not at once after a quick refusal.
+			select {
+			case <-ctx.Done():
+				return d
+			case <-time.After(time.Until(started.Add(f.CallbackTimeout))):
+			}
+		}
+		started = time.Now()
 		d.Attempts++
 		body, sig, ts, nonce, err := o.crypto.Seal(o.plain, f.clock())
 		if err != nil {
