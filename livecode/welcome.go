@@ -15,7 +15,7 @@ import (
 
 var welcomeTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "qiflow_welcome_messages_total",
-	Help: "Welcome messages by outcome: sent, already (41051), expired (past 20 s), failed, none (no welcome code).",
+	Help: "Welcome messages by outcome: sent, already (41051 used, 41096 being sent), expired (past 20 s, or 41050), failed, none (no welcome code).",
 }, []string{"outcome"})
 
 // welcomeLife is how long WeCom's welcome code is valid.
@@ -91,9 +91,13 @@ func (s *Service) Welcome(ctx context.Context, corp string, ev *wecom.ExternalCo
 	switch {
 	case err == nil:
 		return s.finishWelcome(ctx, c, ev, "sent", nil)
-	case wecom.IsCode(err, wecom.CodeWelcomeCodeUsed):
+	case wecom.IsCode(err, wecom.CodeWelcomeCodeUsed, wecom.CodeWelcomeSending):
+		// Used, or being sent (an earlier attempt of ours whose answer was
+		// lost, or another app): the customer is greeted; not a failure.
 		return s.finishWelcome(ctx, c, ev, "already", nil)
-	case s.now().Add(2*time.Second).Before(deadline) && !wecom.IsCode(err, wecom.CodeWelcomeCodeExpired, wecom.CodeInvalidParameter, 40007):
+	case wecom.IsCode(err, wecom.CodeWelcomeCodeInvalid):
+		return s.finishWelcome(ctx, c, ev, "expired", err) // never retried: the code is gone
+	case s.now().Add(2*time.Second).Before(deadline) && !wecom.IsCode(err, wecom.CodeInvalidParameter, 40007):
 		return fmt.Errorf("send welcome: %w", err) // the fast lane retries while the code lives
 	default:
 		return s.finishWelcome(ctx, c, ev, "failed", err)

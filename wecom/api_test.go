@@ -69,7 +69,7 @@ func TestAPI_ContactWayValidationAndScan(t *testing.T) {
 	for i := range many {
 		many[i] = "zhangsan"
 	}
-	if _, _, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 2, Scene: 2, User: many}); !wecom.IsCode(err, 40097) {
+	if _, _, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 2, Scene: 2, User: many}); !wecom.IsCode(err, wecom.CodeInvalidParameter) {
 		t.Fatalf("over 100 users: %v", err)
 	}
 	id, qr, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 2, Scene: 2, State: "poster", User: []string{"zhangsan", "lisi"}, SkipVerify: &yes})
@@ -120,11 +120,14 @@ func TestAPI_WelcomeCodeIsSingleUseAndLives20s(t *testing.T) {
 	if err := api.SendWelcomeMsg(ctx, corp, msg); !wecom.IsCode(err, wecom.CodeWelcomeCodeUsed) {
 		t.Fatalf("second use: %v", err)
 	}
+	if err := api.SendWelcomeMsg(ctx, corp, wecom.WelcomeMsg{WelcomeCode: "never-issued", Text: &wecom.Text{Content: "Hi"}}); !wecom.IsCode(err, wecom.CodeWelcomeCodeInvalid) {
+		t.Fatalf("unknown code: %v", err)
+	}
 	res2, _ := f.Add(ctx, corp, "lisi", fake.Customer{}, 1)
 	mu.Lock()
 	now = now.Add(21 * time.Second)
 	mu.Unlock()
-	if err := api.SendWelcomeMsg(ctx, corp, wecom.WelcomeMsg{WelcomeCode: res2.WelcomeCode, Text: &wecom.Text{Content: "Hi"}}); !wecom.IsCode(err, wecom.CodeWelcomeCodeExpired) {
+	if err := api.SendWelcomeMsg(ctx, corp, wecom.WelcomeMsg{WelcomeCode: res2.WelcomeCode, Text: &wecom.Text{Content: "Hi"}}); !wecom.IsCode(err, wecom.CodeWelcomeCodeInvalid) {
 		t.Fatalf("after 20 s: %v", err)
 	}
 	msgs := f.Messages(corp)

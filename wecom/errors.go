@@ -13,7 +13,7 @@ const (
 	CodeInvalidToken       = 40014
 	CodeMissingToken       = 41001
 	CodeExpiredToken       = 42001
-	CodeWelcomeCodeUsed    = 41051
+	CodeWelcomeCodeUsed    = 41051 // the welcome code was used already (by us or another app)
 	CodeRateLimited        = 45009
 	CodeConcurrencyLimit   = 45033
 	CodeInvalidUserID      = 40003
@@ -21,9 +21,10 @@ const (
 	CodeInvalidParameter   = 40058
 	CodeNoPrivilege        = 60011
 	CodeContactWayNotFound = 41044
-	CodeTooManyUsers       = 40097
+	CodeStaffNotResigned   = 40097 // resigned transfer of staff who has not left yet
 	CodeInvalidChatID      = 40050
-	CodeWelcomeCodeExpired = 41096
+	CodeWelcomeCodeInvalid = 41050 // the welcome code expired (20 s) or is unknown: never retry
+	CodeWelcomeSending     = 41096 // a welcome for this code is being sent: not a failure
 )
 
 // APIError is a WeCom answer with a non-zero errcode.

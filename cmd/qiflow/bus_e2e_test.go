@@ -317,3 +317,40 @@ func TestE2E_TwoStoresCannotShareACode(t *testing.T) {
 		t.Fatalf("edit the store: %d", st)
 	}
 }
+
+// WeCom's welcome errcodes each get their outcome: 41096 (being sent) is
+// not a failure, 41050 (expired or unknown) is never retried.
+func TestE2E_WelcomeErrcodes(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	var code livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Hello", "mode": "wecom_qr",
+		"staff": []map[string]any{{"userid": "zhangsan"}}, "settings": map[string]any{"welcome": map[string]any{"text": "hi"}}}, &code); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	for _, tc := range []struct {
+		errcode int64
+		outcome string
+	}{{41096, "already"}, {41050, "expired"}} {
+		s.fake.Inject(fake.Fault{Endpoint: "externalcontact/send_welcome_msg", Count: 1, ErrCode: tc.errcode})
+		res, err := s.fake.Scan(context.Background(), e2eCorp, code.ConfigID, fake.Customer{})
+		if err != nil || !res.Callback.OK {
+			t.Fatalf("scan: %+v %v", res, err)
+		}
+		s.settled()
+		var got struct {
+			Status string `db:"status"`
+		}
+		if err := s.app.db.Get(&got, "SELECT status FROM welcome_sends WHERE welcome_code = ?", res.WelcomeCode); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != tc.outcome {
+			t.Errorf("errcode %d: outcome %s, want %s", tc.errcode, got.Status, tc.outcome)
+		}
+		if n := s.count("SELECT COUNT(*) FROM bus_deliveries d JOIN bus_events e ON e.id = d.event_id WHERE d.subscriber = 'livecode.welcome' AND e.subject = ? AND (d.attempts <> 1 OR d.status <> 'done')",
+			"ext:"+res.ExternalUserID); n != 0 {
+			t.Errorf("errcode %d: the welcome delivery was retried or did not finish", tc.errcode)
+		}
+	}
+}

@@ -36,10 +36,10 @@ const (
 	codeUnknownConfig    = 41044
 	codeUnknownChat      = 40050
 	codeUnknownTag       = 40068
-	codeWelcomeUsed      = 41051
-	codeWelcomeExpired   = 41096
+	codeWelcomeUsed      = 41051 // the welcome code was used already
+	codeWelcomeInvalid   = 41050 // the welcome code expired or was never issued
 	codeRateLimited      = 45009
-	codeTooManyUsers     = 40097
+	codeTooManyUsers     = 40058 // an invalid parameter: more than 100 users and departments
 	codeUnknownDept      = 60123
 	tokenLifetime        = 7200 * time.Second
 	welcomeCodeLife      = 20 * time.Second
@@ -646,13 +646,13 @@ func sendWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError
 	}
 	wc := c.Welcome[req.WelcomeCode]
 	if wc == nil {
-		return nil, errf(codeInvalidParam, "invalid welcome_code")
+		return nil, errf(codeWelcomeInvalid, "invalid welcome_code")
 	}
 	if wc.Used {
 		return nil, errf(codeWelcomeUsed, "welcome_code already used")
 	}
 	if f.now().Sub(time.UnixMilli(wc.IssuedAt)) > welcomeCodeLife {
-		return nil, errf(codeWelcomeExpired, "welcome_code expired")
+		return nil, errf(codeWelcomeInvalid, "welcome_code expired")
 	}
 	text := ""
 	if req.Text != nil {
