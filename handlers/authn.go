@@ -3,10 +3,12 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/qiflow/qiflow/auth"
 )
@@ -64,6 +66,11 @@ func (s *Server) login(c *gin.Context) {
 	}
 	if req.Password == "" {
 		invalid(c, "password", "is required")
+		return
+	}
+	if wait, limited := s.loginLimited(c, auth.NormalizeEmail(req.Email)); limited {
+		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())))
+		fail(c, http.StatusTooManyRequests, "too_many_attempts", "too many sign-in attempts; try again in a few minutes", nil)
 		return
 	}
 	token, exp, err := s.d.Auth.Login(c.Request.Context(), req.Email, req.Password)
@@ -204,4 +211,50 @@ func (s *Server) addTeamMember(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// Sign-in attempts allowed per window, per account and per client address,
+// counted in Redis so every instance shares them.
+const (
+	loginWindow     = 5 * time.Minute
+	loginPerAccount = 10
+	loginPerIP      = 50
+)
+
+// loginLimited counts an attempt for the account and the address and says
+// whether either is over its limit, with how long until the window ends.
+// Should Redis be unreachable, sign-in stays open (logged): locking every
+// user out would be worse than an unthrottled window.
+func (s *Server) loginLimited(c *gin.Context, email string) (time.Duration, bool) {
+	if s.d.KV == nil {
+		return 0, false
+	}
+	ctx := c.Request.Context()
+	window := time.Now().Truncate(loginWindow)
+	wait := time.Until(window.Add(loginWindow))
+	slot := strconv.FormatInt(window.Unix(), 10)
+	keys := []struct {
+		key   string
+		limit int64
+	}{
+		{s.d.KV.Key("login", "acct", slot, email), loginPerAccount},
+		{s.d.KV.Key("login", "ip", slot, c.ClientIP()), loginPerIP},
+	}
+	pipe := s.d.KV.TxPipeline()
+	counts := make([]*redis.IntCmd, len(keys))
+	for i, k := range keys {
+		counts[i] = pipe.Incr(ctx, k.key)
+		pipe.Expire(ctx, k.key, loginWindow)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.logger(c).Warn("login attempts not counted: redis unreachable", "err", err)
+		return 0, false
+	}
+	for i, k := range keys {
+		if counts[i].Val() > k.limit {
+			s.logger(c).Warn("sign-in attempts over the limit", "email", email, "remote", c.ClientIP())
+			return wait, true
+		}
+	}
+	return 0, false
 }

@@ -2,8 +2,10 @@ package handlers
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/qiflow/qiflow/apperr"
@@ -110,9 +112,37 @@ func page[T any](c *gin.Context, key string, items []T, limit int, id func(T) st
 	c.JSON(http.StatusOK, gin.H{key: items, "next_cursor": next})
 }
 
-// bind decodes a JSON body, answering 400 with the reason when it cannot.
+// API bodies are JSON of a few kilobytes; uploads are multipart up to
+// WeCom's 20 MB file limit plus the form around it.
+const (
+	maxJSONBody   = 1 << 20
+	maxUploadBody = 21 << 20
+)
+
+// limitBody caps every API request body, so a huge body is refused (413)
+// instead of read into memory.
+func limitBody(c *gin.Context) {
+	limit := int64(maxJSONBody)
+	if strings.HasPrefix(c.ContentType(), "multipart/") {
+		limit = maxUploadBody
+	}
+	if c.Request.ContentLength > limit {
+		fail(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the request body is larger than %d bytes", limit), nil)
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	c.Next()
+}
+
+// bind decodes a JSON body, answering 413 when it is too large and 400 with
+// the reason when it is not JSON.
 func bind(c *gin.Context, v any) bool {
 	if err := c.ShouldBindJSON(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			fail(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the request body is larger than %d bytes", tooLarge.Limit), nil)
+			return false
+		}
 		fail(c, http.StatusBadRequest, "bad_request", "body must be JSON: "+err.Error(), nil)
 		return false
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/kv"
 	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/directory"
@@ -45,6 +46,8 @@ type Deps struct {
 	TrustedProxies []string
 	// Ready checks the database and Redis.
 	Ready func(ctx context.Context) error
+	// KV counts login attempts across instances (nil: no login limit, tests).
+	KV *kv.Store
 }
 
 // Server holds the routes.
@@ -84,7 +87,7 @@ func New(d Deps) (*gin.Engine, *Server) {
 	r.GET("/s/:slug/nearest", s.nearestStores)
 	r.GET("/s/:slug/stores", s.cityStores)
 
-	api := r.Group("/api/v1")
+	api := r.Group("/api/v1", limitBody)
 	api.POST("/auth/login", s.login)
 	for _, rt := range s.routes() {
 		api.Handle(rt.Method, rt.Path, s.authenticate(rt.Perm), rt.Handler)
@@ -185,8 +188,10 @@ func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.d.Ready(ctx); err != nil {
+		// The cause (addresses, driver messages) is for the log, not for
+		// whoever can reach this public endpoint.
 		s.logger(c).Warn("not ready", "err", err)
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": err.Error()})
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable"})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})

@@ -7,6 +7,7 @@ package kv
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"fmt"
 	"time"
@@ -27,6 +28,8 @@ type Store struct {
 	// then, callers with a local fallback skip Redis instead of waiting on
 	// its dial retries (a welcome has 20 s, not seconds per attempt).
 	downUntil atomic.Int64
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // downFor is how long Redis is skipped after it was found unreachable.
@@ -121,15 +124,16 @@ func (s *Store) Key(parts ...string) string {
 	return k
 }
 
-// Close closes the client and stops the embedded server.
+// Close closes the client and stops the embedded server; again, it does nothing.
 func (s *Store) Close() error {
-	var err error
-	if s.UniversalClient != nil {
-		err = s.UniversalClient.Close()
-	}
-	if s.embedded != nil {
-		close(s.stop)
-		s.embedded.Close()
-	}
-	return err
+	s.closeOnce.Do(func() {
+		if s.UniversalClient != nil {
+			s.closeErr = s.UniversalClient.Close()
+		}
+		if s.embedded != nil {
+			close(s.stop)
+			s.embedded.Close()
+		}
+	})
+	return s.closeErr
 }

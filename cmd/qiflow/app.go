@@ -181,7 +181,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
 	engine, _ := handlers.New(handlers.Deps{
-		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Media: a.media, TrustedProxies: cfg.TrustedProxies,
+		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

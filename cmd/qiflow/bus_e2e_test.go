@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -133,10 +134,12 @@ func TestE2E_MissingTagIsSkippedNotFatal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the tags mirrored", func() bool { return s.count("SELECT COUNT(*) FROM tags WHERE id IN (?, ?) AND deleted_at IS NULL", keep, gone) == 2 })
+	waitUntil(t, "the tags mirrored", func() bool {
+		return s.count("SELECT COUNT(*) FROM tags WHERE id IN (?, ?) AND deleted_at IS NULL", keep, gone) == 2
+	})
 	var code livecode.Code
 	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Tags", "mode": "wecom_qr",
-		"staff": []map[string]any{{"userid": "zhangsan"}},
+		"staff":    []map[string]any{{"userid": "zhangsan"}},
 		"settings": map[string]any{"tags": []string{keep, gone}, "remark_template": "{customer_name}-T", "welcome": map[string]any{"text": "hi"}}}, &code); st != http.StatusCreated {
 		t.Fatalf("create: %d", st)
 	}
@@ -352,5 +355,48 @@ func TestE2E_WelcomeErrcodes(t *testing.T) {
 			"ext:"+res.ExternalUserID); n != 0 {
 			t.Errorf("errcode %d: the welcome delivery was retried or did not finish", tc.errcode)
 		}
+	}
+}
+
+// Public endpoints are bounded: API bodies are capped (413), sign-in is
+// rate-limited per account (429, shared by instances through Redis), and
+// /readyz tells the world only whether it is ready.
+func TestE2E_PublicEndpointsAreBounded(t *testing.T) {
+	s := startStack(t, "sqlite")
+	big := strings.NewReader(`{"email":"admin@example.com","password":"` + strings.Repeat("x", 2<<20) + `"}`)
+	resp, err := http.Post(s.url+"/api/v1/auth/login", "application/json", big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 2 MB login body: %d", resp.StatusCode)
+	}
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	for i := 0; i < 10; i++ {
+		if st := call(t, "POST", s.url+"/api/v1/auth/login", "", map[string]string{"email": "admin@example.com", "password": "wrong"}, nil); st != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d", i, st)
+		}
+	}
+	if st := call(t, "POST", s.url+"/api/v1/auth/login", "", map[string]string{"email": "admin@example.com", "password": "admin password"}, &e); st != http.StatusTooManyRequests || e.Error.Code != "too_many_attempts" {
+		t.Fatalf("the 11th attempt in the window: %d %+v", st, e)
+	}
+	// Another account from the same address is not locked by it.
+	if st := call(t, "POST", s.url+"/api/v1/auth/login", "", map[string]string{"email": "someone@example.com", "password": "wrong"}, nil); st != http.StatusUnauthorized {
+		t.Fatalf("another account: %d", st)
+	}
+	s.app.kv.Close() // Redis gone: /readyz says so, and nothing more
+	resp, err = http.Get(s.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(body), "redis") || strings.Contains(string(body), "127.0.0.1") {
+		t.Fatalf("readyz: %d %s", resp.StatusCode, body)
 	}
 }
