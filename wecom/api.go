@@ -165,7 +165,7 @@ func (a *API) call(ctx context.Context, corpID string, req request, out any) err
 		}
 		body, err := a.send(ctx, tok, req)
 		if err != nil {
-			if attempt < 2 && ctx.Err() == nil && retriableTransport(err) {
+			if attempt < 2 && ctx.Err() == nil && retriableTransport(err) && (req.readOnly() || neverArrived(err)) {
 				if sleep(ctx, backoff(attempt, 200*time.Millisecond)) == nil {
 					continue
 				}
@@ -272,6 +272,25 @@ type httpStatusError struct {
 
 func (e *httpStatusError) Error() string {
 	return fmt.Sprintf("wecom %s: HTTP %d", e.endpoint, e.status)
+}
+
+// readOnly says whether the call only reads, so sending it twice is
+// harmless: GETs, and WeCom's POSTs named get…, list… or transfer_result.
+func (r request) readOnly() bool {
+	if r.body == nil && r.upload == nil {
+		return true
+	}
+	last := r.endpoint[strings.LastIndex(r.endpoint, "/")+1:]
+	return strings.HasPrefix(last, "get") || strings.HasPrefix(last, "list") || last == "transfer_result"
+}
+
+// neverArrived says whether a failed call cannot have reached WeCom (the
+// connection was never made), so even a call that changes something may be
+// sent again: add_contact_way, add_join_way and messages are not repeated
+// after a timeout or a 5xx, when WeCom may have acted.
+func neverArrived(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func retriableTransport(err error) bool {
@@ -663,7 +682,7 @@ func (a *API) SendAppMessage(ctx context.Context, corpID, userID, text string) e
 		return err
 	}
 	return a.call(ctx, corpID, request{endpoint: "message/send", extraKey: "message/send:" + userID,
-		body: AppMessage{ToUser: userID, MsgType: "text", AgentID: app.AgentID, Text: &Text{Content: text}}}, nil)
+		body: AppMessage{ToUser: userID, MsgType: "text", AgentID: app.AgentID, Text: &Text{Content: text}, EnableDuplicateCheck: 1, DuplicateCheckInterval: 1800}}, nil)
 }
 
 func (a *API) UploadMedia(ctx context.Context, corpID, mediaType, filename string, r io.Reader) (string, time.Time, error) {

@@ -246,3 +246,50 @@ func TestAPI_WelcomesGoOutWhileRedisIsDown(t *testing.T) {
 		t.Fatalf("%d token fetches for 5 calls: the token is not kept", n)
 	}
 }
+
+// The token refresh serves every waiter under its own context: the caller
+// that started it giving up fails nobody else.
+func TestAPI_TokenRefreshOutlivesItsFirstCaller(t *testing.T) {
+	f, api := setup(t)
+	gate := make(chan struct{})
+	f.Inject(fake.Fault{Endpoint: "gettoken", Count: 1, Gate: gate})
+	first, cancel := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() { _, err := api.ListDepartments(first, corp); firstErr <- err }()
+	for f.Held() == 0 {
+		time.Sleep(time.Millisecond) // wait for the refresh to reach WeCom
+	}
+	secondErr := make(chan error, 1)
+	go func() { _, err := api.ListDepartments(context.Background(), corp); secondErr <- err }()
+	cancel()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled caller: %v", err)
+	}
+	close(gate)
+	if err := <-secondErr; err != nil {
+		t.Fatalf("the caller waiting on the same refresh: %v", err)
+	}
+	if n := f.Calls(corp, "gettoken"); n != 1 {
+		t.Fatalf("%d token fetches", n)
+	}
+}
+
+// A call that changes something is not sent again after WeCom may have
+// acted on it (a 5xx, a timeout); a read is.
+func TestAPI_RetriesOnlyWhatIsSafeToRepeat(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	f.Inject(fake.Fault{Endpoint: "externalcontact/add_contact_way", Count: 2, Status: 502})
+	if _, _, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 1, Scene: 2, User: []string{"zhangsan"}}); err == nil {
+		t.Fatal("an add answered 502 was retried until it succeeded: it may now exist twice")
+	}
+	f.ClearFaults()
+	id, _, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 1, Scene: 2, User: []string{"zhangsan"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Inject(fake.Fault{Endpoint: "externalcontact/get_contact_way", Count: 1, Status: 502})
+	if _, err := api.GetContactWay(ctx, corp, id); err != nil {
+		t.Fatalf("a read answered 502 once was not retried: %v", err)
+	}
+}

@@ -16,10 +16,13 @@ import (
 // "theoretical arrival time" per key and admits a call when the call conforms
 // within the caller's tolerance. Priority callers get a larger tolerance, so
 // they may dip into a reserve that normal calls leave untouched.
+// Time is Redis's own (TIME), so instances whose clocks disagree share one
+// schedule.
 var gcra = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call("GET", KEYS[1]) or "0")
 if tat < now then tat = now end
 local allow_at = tat + interval - tolerance
@@ -101,8 +104,7 @@ func (l *Limiter) Wait(ctx context.Context, key string, lim Limit, priority bool
 		if l.kv.Down() {
 			return l.waitLocal(ctx, key, lim, interval)
 		}
-		now := l.now().UnixMilli()
-		wait, err := gcra.Run(ctx, l.kv, []string{l.kv.Key("wecom", "rl", key)}, now, interval*float64(cost), tolerance).Int64()
+		wait, err := gcra.Run(ctx, l.kv, []string{l.kv.Key("wecom", "rl", key)}, interval*float64(cost), tolerance).Int64()
 		if l.kv.Unreachable(ctx, err) {
 			return l.waitLocal(ctx, key, lim, interval)
 		}

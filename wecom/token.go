@@ -49,6 +49,9 @@ type TokenSource struct {
 
 const localTokenTTL = 30 * time.Second
 
+// refreshTimeout bounds a token refresh, whoever asked for it.
+const refreshTimeout = 10 * time.Second
+
 var _ credential.AccessTokenContextHandle = (*TokenSource)(nil)
 
 func NewTokenSource(store *kv.Store, httpc *http.Client, base string, corp CorpApp) *TokenSource {
@@ -89,7 +92,21 @@ func (ts *TokenSource) GetAccessTokenContext(ctx context.Context) (string, error
 	tok := get.Val()
 	exp := now.Add(ttl.Val())
 	if tok == "" {
-		v, err, _ := ts.group.Do("refresh", func() (any, error) { return ts.refresh(ctx) })
+		// The refresh serves every waiter: it runs under its own context and
+		// timeout, so one caller giving up (a welcome past its 20 s) fails
+		// nobody else. Each waiter still stops waiting at its own deadline.
+		ch := ts.group.DoChan("refresh", func() (any, error) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			return ts.refresh(rctx)
+		})
+		var v any
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case r := <-ch:
+			v, err = r.Val, r.Err
+		}
 		if err != nil {
 			return "", err
 		}
@@ -123,10 +140,20 @@ func (ts *TokenSource) withoutRedis(ctx context.Context, cause error) (string, e
 	if tok != "" && time.Now().Add(time.Minute).Before(exp) {
 		return tok, nil
 	}
-	v, err, _ := ts.group.Do("fetch-local", func() (any, error) {
-		tok, life, err := ts.fetch(ctx)
+	ch := ts.group.DoChan("fetch-local", func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+		defer cancel()
+		tok, life, err := ts.fetch(rctx)
 		return fetched{tok, time.Now().Add(life - 5*time.Minute)}, err
 	})
+	var v any
+	var err error
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case r := <-ch:
+		v, err = r.Val, r.Err
+	}
 	if err != nil {
 		return "", fmt.Errorf("token without redis (%v): %w", cause, err)
 	}

@@ -201,6 +201,11 @@ type AppMessage struct {
 	MsgType string `json:"msgtype"`
 	AgentID int    `json:"agentid"`
 	Text    *Text  `json:"text,omitempty"`
+	// EnableDuplicateCheck makes WeCom drop the same message to the same
+	// staff within DuplicateCheckInterval seconds (default 1800): a retry
+	// whose first attempt did arrive sends nothing twice.
+	EnableDuplicateCheck   int `json:"enable_duplicate_check,omitempty"`
+	DuplicateCheckInterval int `json:"duplicate_check_interval,omitempty"`
 }
 
 // AcquisitionLink is a customer-acquisition link over some staff.
