@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -137,12 +138,22 @@ func limitBody(c *gin.Context) {
 // bind decodes a JSON body, answering 413 when it is too large and 400 with
 // the reason when it is not JSON.
 func bind(c *gin.Context, v any) bool {
-	if err := c.ShouldBindJSON(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			fail(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the request body is larger than %d bytes", tooLarge.Limit), nil)
-			return false
-		}
+	body, err := io.ReadAll(c.Request.Body)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		fail(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the request body is larger than %d bytes", tooLarge.Limit), nil)
+		return false
+	}
+	if err != nil {
+		fail(c, http.StatusBadRequest, "bad_request", "the body could not be read", nil)
+		return false
+	}
+	fields, err := decodeBody(body, v)
+	if len(fields) > 0 {
+		fail(c, http.StatusUnprocessableEntity, "validation_failed", "invalid input", fields)
+		return false
+	}
+	if err != nil {
 		fail(c, http.StatusBadRequest, "bad_request", "body must be JSON: "+err.Error(), nil)
 		return false
 	}

@@ -240,6 +240,17 @@ func TestE2E_ConcurrentCodeEdits(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("edit with If-Match: %d", resp.StatusCode)
 	}
+	// A stats query without dates names the missing dates.
+	var se struct {
+		Error struct {
+			Message string            `json:"message"`
+			Fields  map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	if st := call(t, "GET", s.url+"/api/v1/stats/codes", admin, nil, &se); st != http.StatusUnprocessableEntity || se.Error.Fields["from"] == "" || se.Error.Fields["to"] == "" ||
+		strings.Contains(se.Error.Message, "live code") {
+		t.Fatalf("stats without dates: %d %+v", st, se.Error)
+	}
 }
 
 // A customer-service user sees the codes they own and no other, in lists,

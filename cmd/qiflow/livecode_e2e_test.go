@@ -166,6 +166,9 @@ func TestE2E_CodeValidationLeavesNothingBehind(t *testing.T) {
 	cases := map[string]map[string]any{
 		"staff[1].userid":    {"name": "x", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "nobody"}}},
 		"staff[0].daily_cap": {"name": "x", "mode": "rotating", "staff": []map[string]any{{"userid": "zhangsan", "daily_cap": -1}}},
+		// A misspelt field is refused, not ignored; a wrong type is named by its path.
+		"staf":            {"name": "x", "mode": "wecom_qr", "staf": []map[string]any{{"userid": "zhangsan"}}},
+		"staff[1].weight": {"name": "x", "mode": "rotating", "staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "lisi", "weight": "heavy"}}},
 		"settings.schedule.slots[1]": {"name": "x", "mode": "wecom_qr", "staff": []map[string]any{{"userid": "zhangsan"}},
 			"settings": map[string]any{"schedule": map[string]any{"slots": []map[string]any{
 				{"days": []string{"mon"}, "start": "09:00", "end": "12:00"}, {"days": []string{"mon"}, "start": "11:00", "end": "13:00"}}}}},
@@ -380,7 +383,9 @@ func TestCodes_CapAndScheduleDriveTheWeComQR(t *testing.T) {
 		if err := s.app.codes.ReconcileAll(ctx); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, what, func() bool { return wayUsers() == want && s.count("SELECT COUNT(*) FROM live_codes WHERE reconcile_token <> ''") == 0 })
+		waitUntil(t, what, func() bool {
+			return wayUsers() == want && s.count("SELECT COUNT(*) FROM live_codes WHERE reconcile_token <> ''") == 0
+		})
 	}
 	reconciled("the way at 10:00", "lisi,zhangsan")
 	u0 := updates()
