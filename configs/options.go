@@ -65,7 +65,7 @@ func options(c *Config) []option {
 		{Key: "db.max_open_conns", Env: "QIFLOW_DB_MAX_OPEN_CONNS", set: integer(&c.DB.MaxOpenConns)},
 		{Key: "redis.addr", Env: "QIFLOW_REDIS_ADDR", Flag: "redis-addr", Usage: "Redis host:port; empty runs an in-process Redis", set: str(&c.Redis.Addr)},
 		{Key: "redis.password", Env: "QIFLOW_REDIS_PASSWORD", set: str(&c.Redis.Password)},
-		{Key: "redis.db", Env: "QIFLOW_REDIS_DB", Flag: "redis-db", set: integer(&c.Redis.DB)},
+		{Key: "redis.db", Env: "QIFLOW_REDIS_DB", Flag: "redis-db", Usage: "Redis database number (default 0)", set: integer(&c.Redis.DB)},
 		{Key: "redis.prefix", Env: "QIFLOW_REDIS_PREFIX", set: str(&c.Redis.Prefix)},
 		{Key: "wecom.api_base", Env: "QIFLOW_WECOM_API_BASE", Flag: "wecom-api-base", Usage: "WeCom API base URL for every corp", set: str(&c.WeCom.APIBase)},
 		{Key: "wecom.timeout", Env: "QIFLOW_WECOM_TIMEOUT", set: duration(&c.WeCom.Timeout)},
@@ -79,7 +79,7 @@ func options(c *Config) []option {
 		{Key: "sync.reconcile", Env: "QIFLOW_SYNC_RECONCILE", set: str(&c.Sync.Reconcile)},
 		{Key: "sandbox", Env: "QIFLOW_SANDBOX", Flag: "sandbox", Usage: "auto (on when no corp is configured), on or off", set: str(&c.Sandbox)},
 		{Key: "trusted_proxies", Env: "QIFLOW_TRUSTED_PROXIES", Usage: "comma-separated IPs/CIDRs of load balancers", set: list(&c.TrustedProxies)},
-		{Key: "sandbox_addr", Env: "QIFLOW_SANDBOX_ADDR", Flag: "sandbox-addr", Usage: "listen address of `qiflow sandbox`", set: str(&c.SandboxAddr)},
+		{Key: "sandbox_addr", Env: "QIFLOW_SANDBOX_ADDR", Flag: "sandbox-addr", Usage: "listen address of the sandbox (the fake WeCom), in process or as qiflow sandbox", set: str(&c.SandboxAddr)},
 	}
 }
 

@@ -62,9 +62,12 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		opt = opts[0]
 	}
 	a = &app{cfg: cfg, log: log, owner: instanceID()}
+	// A failed start releases what it opened; `return nil, err` has already
+	// cleared a when this runs, so it closes its own copy.
+	opened := a
 	defer func() {
 		if err != nil {
-			a.close()
+			opened.close()
 		}
 	}()
 	if a.db, err = qsql.OpenWith(cfg.DB.Driver, cfg.DB.DSN, cfg.DB.MaxOpenConns); err != nil {
@@ -205,10 +208,8 @@ func (a *app) startSandbox() (string, error) {
 	}
 	base, err := f.Start(a.cfg.SandboxAddr)
 	if err != nil {
-		a.log.Warn("sandbox address taken; using a free port", "addr", a.cfg.SandboxAddr, "err", err)
-		if base, err = f.Start("127.0.0.1:0"); err != nil {
-			return "", err
-		}
+		// Failing beats moving: the README's commands talk to this address.
+		return "", fmt.Errorf("the sandbox cannot listen on %s (sandbox_addr, QIFLOW_SANDBOX_ADDR or --sandbox-addr; another qiflow running?): %w", a.cfg.SandboxAddr, err)
 	}
 	a.fake = f
 	spec := fake.SandboxCorp
@@ -226,7 +227,7 @@ func (a *app) startSandbox() (string, error) {
 func (a *app) start() error {
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
+		return fmt.Errorf("cannot listen on %s (http_addr, QIFLOW_HTTP_ADDR or --http-addr; another qiflow running?): %w", a.cfg.HTTPAddr, err)
 	}
 	a.ln = ln
 	if a.fake != nil {

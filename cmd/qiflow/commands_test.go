@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,5 +53,38 @@ func TestUserCommands_AddListPasswd(t *testing.T) {
 	}
 	if out, code := runCmd("", "serve", "--db-driver", "postgres"); code == 0 || !strings.Contains(out, "db.driver") {
 		t.Fatalf("bad config: %d %s", code, out)
+	}
+}
+
+// Help is help (exit 0, every flag listed), and a busy port names the
+// setting that moves it instead of failing obscurely or moving silently.
+func TestCommands_HelpAndBusyPorts(t *testing.T) {
+	var out, errb bytes.Buffer
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "-h"}} {
+		out.Reset()
+		errb.Reset()
+		if code := run(args, &out, &errb); code != 0 || !strings.Contains(out.String()+errb.String(), "-http-addr") {
+			t.Errorf("%v: exit %d, output %q", args, code, out.String()+errb.String())
+		}
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := testConfig(t, "sqlite")
+	cfg.HTTPAddr = busy.Addr().String()
+	a, err := newApp(context.Background(), cfg, testLogger(), appOptions{noInitialSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	if err := a.start(); err == nil || !strings.Contains(err.Error(), "QIFLOW_HTTP_ADDR") {
+		t.Fatalf("busy HTTP port: %v", err)
+	}
+	cfg = testConfig(t, "sqlite")
+	cfg.Sandbox, cfg.SandboxAddr = "on", busy.Addr().String()
+	if _, err := newApp(context.Background(), cfg, testLogger(), appOptions{noInitialSync: true}); err == nil || !strings.Contains(err.Error(), "QIFLOW_SANDBOX_ADDR") {
+		t.Fatalf("busy sandbox port: %v", err)
 	}
 }

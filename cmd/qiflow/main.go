@@ -55,14 +55,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "qiflow", version)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
+		fs := flag.NewFlagSet("qiflow", flag.ContinueOnError)
+		fs.SetOutput(stdout)
+		configs.Flags(fs)
+		fmt.Fprintln(stdout, "\nflags:")
+		fs.PrintDefaults()
 	default:
 		fmt.Fprintf(stderr, "qiflow: unknown command %q\n\n%s\n", cmd, usage)
 		return 2
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // the flag package printed the help asked for
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "qiflow:", err)
-		}
+		fmt.Fprintln(stderr, "qiflow:", err)
 		return 1
 	}
 	return 0
