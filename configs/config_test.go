@@ -105,3 +105,18 @@ func TestCalendar_HolidaysAndMakeupWorkdays(t *testing.T) {
 		t.Fatal("overlapping spans accepted")
 	}
 }
+
+// The configuration dump (debug log) shows that a secret is set, nothing of it.
+func TestDump_ShowsNoPartOfASecret(t *testing.T) {
+	c := Default()
+	secret := "s3cr3t-abcdefghijklmnop"
+	c.WeCom.Corps = []CorpConfig{{ID: "ww1", Secret: secret, Token: secret, AESKey: secret}}
+	c.Redis.Password, c.Admin.Password = secret, secret
+	c.DB.DSN = "root:" + secret + "@tcp(db:3306)/qiflow"
+	out := c.Dump()
+	for i := 0; i+4 <= len(secret); i++ {
+		if strings.Contains(out, secret[i:i+4]) {
+			t.Fatalf("the dump shows %q of a secret:\n%s", secret[i:i+4], out)
+		}
+	}
+}
