@@ -135,13 +135,10 @@ func (s *Server) nearestStores(c *gin.Context) {
 		invalid(c, "lat", "lat and lng must be a WGS-84 position")
 		return
 	}
-	hits, err := s.d.LiveCodes.Nearest(c.Request.Context(), code, lat, lng)
+	hits, err := s.d.LiveCodes.Nearest(c.Request.Context(), code, lat, lng, 5)
 	if err != nil {
 		s.failErr(c, err)
 		return
-	}
-	if len(hits) > 5 {
-		hits = hits[:5]
 	}
 	if hits == nil {
 		hits = []livecode.StoreHit{}

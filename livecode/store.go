@@ -99,6 +99,28 @@ func (st *store) getWhere(ctx context.Context, where string, args ...any) (*Code
 	return r.code(staff)
 }
 
+// codesByID loads the corp's codes with these ids (without their staff),
+// by id: one query for a page of landing links.
+func (st *store) codesByID(ctx context.Context, corp string, ids []int64) (map[int64]*Code, error) {
+	q, args, err := sqlx.In(`SELECT `+codeCols+` FROM live_codes WHERE corp_id = ? AND id IN (?)`, corp, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []codeRow
+	if err := st.db.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]*Code, len(rows))
+	for _, r := range rows {
+		c, err := r.code(nil)
+		if err != nil {
+			return nil, err
+		}
+		out[c.ID] = c
+	}
+	return out, nil
+}
+
 // ListFilter selects codes.
 type ListFilter struct {
 	CorpID  string

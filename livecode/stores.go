@@ -142,10 +142,11 @@ type StoreHit struct {
 	QR   string `json:"qr,omitempty"`
 }
 
-// Nearest orders a store code's stores by great-circle distance from a
-// browser position (WGS-84), both compared in GCJ-02, within the code's
-// radius when it has one.
-func (s *Service) Nearest(ctx context.Context, c *Code, lat, lng float64) ([]StoreHit, error) {
+// Nearest returns up to limit of a store code's stores, nearest first by
+// great-circle distance from a browser position (WGS-84), both compared in
+// GCJ-02, within the code's radius when it has one. Distances are computed
+// for every store; only the kept stores' codes are loaded, in one query.
+func (s *Service) Nearest(ctx context.Context, c *Code, lat, lng float64, limit int) ([]StoreHit, error) {
 	stores, err := s.storesOf(ctx, c)
 	if err != nil {
 		return nil, err
@@ -161,15 +162,13 @@ func (s *Service) Nearest(ctx context.Context, c *Code, lat, lng float64) ([]Sto
 		if c.Settings.RadiusKM > 0 && d > c.Settings.RadiusKM {
 			continue
 		}
-		hit, err := s.hit(ctx, st)
-		if err != nil {
-			return nil, err
-		}
-		hit.DistanceKM = math.Round(d*100) / 100
-		hits = append(hits, hit)
+		hits = append(hits, StoreHit{Store: st, DistanceKM: math.Round(d*100) / 100})
 	}
 	sort.SliceStable(hits, func(i, j int) bool { return hits[i].DistanceKM < hits[j].DistanceKM })
-	return hits, nil
+	if len(hits) > limit {
+		hits = hits[:limit]
+	}
+	return hits, s.fillPages(ctx, c.CorpID, hits)
 }
 
 // StoresIn lists a store code's stores in a city (visitors without location).
@@ -185,27 +184,37 @@ func (s *Service) StoresIn(ctx context.Context, c *Code, city string) (cities []
 			cities = append(cities, st.City)
 		}
 		if city != "" && st.City == city {
-			hit, err := s.hit(ctx, st)
-			if err != nil {
-				return nil, nil, err
-			}
-			hits = append(hits, hit)
+			hits = append(hits, StoreHit{Store: st})
 		}
 	}
 	sort.Strings(cities)
-	return cities, hits, nil
+	return cities, hits, s.fillPages(ctx, c.CorpID, hits)
 }
 
-func (s *Service) hit(ctx context.Context, st Store) (StoreHit, error) {
-	c, err := s.store.get(ctx, st.CorpID, st.CodeID)
+// fillPages sets each hit's landing page and QR from its store's code.
+func (s *Service) fillPages(ctx context.Context, corp string, hits []StoreHit) error {
+	if len(hits) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(hits))
+	for i, h := range hits {
+		ids[i] = h.CodeID
+	}
+	codes, err := s.store.codesByID(ctx, corp, ids)
 	if err != nil {
-		return StoreHit{}, fmt.Errorf("store %d's code: %w", st.ID, err)
+		return err
 	}
-	h := StoreHit{Store: st, Page: s.LandingURL(c)}
-	if c.Mode != ModeRotating {
-		h.QR = c.QRCode
+	for i := range hits {
+		c := codes[hits[i].CodeID]
+		if c == nil {
+			return fmt.Errorf("store %d's code %d: %w", hits[i].ID, hits[i].CodeID, ErrNotFound)
+		}
+		hits[i].Page = s.LandingURL(c)
+		if c.Mode != ModeRotating {
+			hits[i].QR = c.QRCode
+		}
 	}
-	return h, nil
+	return nil
 }
 
 // haversineKM is the great-circle distance between two points.

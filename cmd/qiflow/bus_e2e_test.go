@@ -411,3 +411,43 @@ func TestE2E_PublicEndpointsAreBounded(t *testing.T) {
 		t.Fatalf("readyz: %d %s", resp.StatusCode, body)
 	}
 }
+
+// The nearest-store endpoint returns the five nearest stores, nearest
+// first, each with its own code's page.
+func TestE2E_NearestStoresKeepsFive(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	for i := 0; i < 7; i++ {
+		var code livecode.Code
+		if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": fmt.Sprintf("Store %d staff", i), "mode": "wecom_qr",
+			"staff": []map[string]any{{"userid": "zhangsan"}}}, &code); st != http.StatusCreated {
+			t.Fatalf("code %d: %d", i, st)
+		}
+		// Store i is i×10 km east of the visitor, along the equator-ish line at 31.2°N.
+		if st := call(t, "POST", s.url+"/api/v1/stores", admin, map[string]any{"name": fmt.Sprintf("S%d", i), "city": "上海",
+			"lat": 31.2, "lng": 121.4 + float64(i)*0.105, "datum": "wgs84", "code_id": code.ID}, nil); st != http.StatusCreated {
+			t.Fatalf("store %d: %d", i, st)
+		}
+	}
+	var storeCode livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "All stores", "mode": "stores"}, &storeCode); st != http.StatusCreated {
+		t.Fatalf("store code: %d", st)
+	}
+	var out struct {
+		Stores []livecode.StoreHit `json:"stores"`
+	}
+	if st := call(t, "GET", s.url+"/s/"+storeCode.Slug+"/nearest?lat=31.2&lng=121.61", "", nil, &out); st != http.StatusOK {
+		t.Fatalf("nearest: %d", st)
+	}
+	var names []string
+	for _, h := range out.Stores {
+		names = append(names, h.Name)
+		if h.Page == "" || h.QR == "" {
+			t.Errorf("store %s without its code's page or QR: %+v", h.Name, h)
+		}
+	}
+	if strings.Join(names, ",") != "S2,S1,S3,S0,S4" && strings.Join(names, ",") != "S2,S3,S1,S4,S0" {
+		t.Fatalf("nearest five: %v", names)
+	}
+}
