@@ -39,6 +39,7 @@ func (s *Service) ApplyProfile(ctx context.Context, corp string, ev *wecom.Exter
 		}
 	}
 	if c.Settings.RemarkTemplate == "" && c.Settings.DescriptionTemplate == "" {
+		s.refreshMirror(ctx, corp, ev.ExternalUserID, len(c.Settings.Tags) > 0)
 		return nil
 	}
 	vars, err := s.templateVars(ctx, corp, c, ev)
@@ -57,7 +58,20 @@ func (s *Service) ApplyProfile(ctx context.Context, corp string, ev *wecom.Exter
 	if err := s.wc.RemarkExternalContact(ctx, corp, r); err != nil && !gone(err) {
 		return fmt.Errorf("set remark: %w", err)
 	}
+	s.refreshMirror(ctx, corp, ev.ExternalUserID, true)
 	return nil
+}
+
+// refreshMirror re-reads a contact Qiflow just changed in WeCom into the
+// directory mirror, so the API shows its tags and remark now, not after the
+// next full sync. Best effort: the next sync repairs a miss.
+func (s *Service) refreshMirror(ctx context.Context, corp, externalUserID string, changed bool) {
+	if !changed {
+		return
+	}
+	if err := s.dir.RefreshContact(ctx, corp, externalUserID); err != nil {
+		s.log.Warn("mirror not refreshed after setting tags or remark", "corp", corp, "external_userid", externalUserID, "err", err)
+	}
 }
 
 // markTags marks the code's tags that still exist. When WeCom refuses a tag

@@ -24,6 +24,7 @@ type Directory interface {
 	MissingTags(ctx context.Context, corpID string, ids []string) ([]string, error)
 	SyncTags(ctx context.Context, corpID string) error
 	ContactName(ctx context.Context, corpID, externalUserID string) (string, error)
+	RefreshContact(ctx context.Context, corpID, externalUserID string) error
 	FollowersOf(ctx context.Context, corpID, userID string) ([]string, error)
 	GroupsOwnedBy(ctx context.Context, corpID, userID string) ([]string, error)
 	GroupMemberCounts(ctx context.Context, corpID string, chatIDs []string) (map[string]int, error)

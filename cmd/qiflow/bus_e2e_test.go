@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -172,6 +173,18 @@ func TestE2E_MissingTagIsSkippedNotFatal(t *testing.T) {
 	}
 	if n := s.count("SELECT COUNT(*) FROM welcome_sends WHERE code_id = ? AND status = 'sent'", code.ID); n != 1 {
 		t.Fatalf("%d welcomes sent", n)
+	}
+	// Qiflow's own writes to WeCom reach the mirror at once, not at the next sync.
+	var contact struct {
+		Follows []struct {
+			UserID string          `json:"userid"`
+			Remark string          `json:"remark"`
+			TagIDs json.RawMessage `json:"tag_ids"`
+		} `json:"follows"`
+	}
+	call(t, "GET", s.url+"/api/v1/contacts/"+res.ExternalUserID, admin, nil, &contact)
+	if len(contact.Follows) != 1 || contact.Follows[0].Remark != "Tina-T" || !strings.Contains(string(contact.Follows[0].TagIDs), keep) {
+		t.Fatalf("the mirror after onboarding: %+v", contact.Follows)
 	}
 	// The refused mark refreshed the mirror: the next add skips the tag without asking WeCom.
 	if n := s.count("SELECT COUNT(*) FROM tags WHERE id = ? AND deleted_at IS NULL", gone); n != 0 {
