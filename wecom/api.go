@@ -403,7 +403,7 @@ func (a *API) DeleteCorpTags(ctx context.Context, corpID string, tagIDs, groupID
 		return err
 	}
 	return a.call(ctx, corpID, request{endpoint: "externalcontact/del_corp_tag",
-		body: map[string]any{"tag_id": tagIDs, "group_id": groupIDs, "agentid": app.AgentID}}, nil)
+		body: map[string]any{"tag_id": nonNil(tagIDs), "group_id": nonNil(groupIDs), "agentid": app.AgentID}}, nil)
 }
 
 func (a *API) MarkTag(ctx context.Context, corpID, userID, externalUserID string, add, remove []string) error {
@@ -512,6 +512,9 @@ func (a *API) DeleteContactWay(ctx context.Context, corpID, configID string) err
 	return a.call(ctx, corpID, request{endpoint: "externalcontact/del_contact_way", body: map[string]string{"config_id": configID}}, nil)
 }
 
+// contactWaysSince is the earliest creation time list_contact_way serves.
+var contactWaysSince = time.Date(2021, 7, 10, 0, 0, 0, 0, time.FixedZone("CST", 8*3600))
+
 func (a *API) ListContactWays(ctx context.Context, corpID, cursor string, limit int) ([]string, string, error) {
 	var out struct {
 		base
@@ -520,7 +523,10 @@ func (a *API) ListContactWays(ctx context.Context, corpID, cursor string, limit 
 		} `json:"contact_way"`
 		NextCursor string `json:"next_cursor"`
 	}
-	err := a.call(ctx, corpID, request{endpoint: "externalcontact/list_contact_way", body: map[string]any{"cursor": cursor, "limit": limit}}, &out)
+	// Without start_time WeCom lists only the last 90 days' ways; ways exist
+	// through this API from 2021-07-10 on.
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/list_contact_way", body: map[string]any{"cursor": cursor, "limit": limit,
+		"start_time": contactWaysSince.Unix(), "end_time": time.Now().Unix()}}, &out)
 	ids := make([]string, len(out.ContactWay))
 	for i, w := range out.ContactWay {
 		ids[i] = w.ConfigID
@@ -554,6 +560,10 @@ func (a *API) GetGroupChat(ctx context.Context, corpID, chatID string) (GroupCha
 	}
 	err := a.call(ctx, corpID, request{endpoint: "externalcontact/groupchat/get",
 		body: map[string]any{"chat_id": chatID, "need_name": 1}}, &out)
+	if err == nil && out.GroupChat.ChatID == "" {
+		// Never a row without its key: treat it as WeCom not knowing the chat.
+		return GroupChat{}, &APIError{Endpoint: "externalcontact/groupchat/get", Code: CodeInvalidChatID, Msg: "answer without a chat_id"}
+	}
 	return out.GroupChat, err
 }
 

@@ -293,3 +293,26 @@ func TestAPI_RetriesOnlyWhatIsSafeToRepeat(t *testing.T) {
 		t.Fatalf("a read answered 502 once was not retried: %v", err)
 	}
 }
+
+// del_corp_tag gets lists, never null: deleting tags without groups works
+// against a WeCom that refuses a null group_id.
+func TestAPI_DeleteTagsSendsListsNotNull(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	var id string
+	f.Inspect(corp, func(c *fake.Corp) { id = c.TagGroups[0].Tags[0].ID })
+	if err := api.DeleteCorpTags(ctx, corp, []string{id}, nil); err != nil {
+		t.Fatal(err)
+	}
+	gone := true
+	f.Inspect(corp, func(c *fake.Corp) {
+		for _, g := range c.TagGroups {
+			for _, tg := range g.Tags {
+				gone = gone && tg.ID != id
+			}
+		}
+	})
+	if !gone {
+		t.Fatal("the tag is still there")
+	}
+}

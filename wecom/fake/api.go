@@ -325,6 +325,14 @@ func delCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
+	// WeCom wants lists: a null is a malformed request, not "none".
+	var raw map[string]json.RawMessage
+	_ = json.Unmarshal(body, &raw)
+	for _, k := range []string{"tag_id", "group_id"} {
+		if string(raw[k]) == "null" {
+			return nil, errf(codeInvalidParam, k+" must be a list")
+		}
+	}
 	if len(req.TagID) == 0 && len(req.GroupID) == 0 {
 		return nil, errf(codeInvalidParam, "tag_id and group_id both empty")
 	}
