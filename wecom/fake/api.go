@@ -330,7 +330,7 @@ func delCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 	_ = json.Unmarshal(body, &raw)
 	for _, k := range []string{"tag_id", "group_id"} {
 		if string(raw[k]) == "null" {
-			return nil, errf(codeInvalidParam, k+" must be a list")
+			return nil, errf(codeInvalidParam, "%s must be a list", k)
 		}
 	}
 	if len(req.TagID) == 0 && len(req.GroupID) == 0 {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
+
+	qrcode "github.com/skip2/go-qrcode"
 )
 
 // controlRoutes is the sandbox's control API: script customers for demos and
@@ -142,10 +145,24 @@ func (f *Fake) controlRoutes(mux *http.ServeMux) {
 		writeJSON(w, map[string]bool{"ok": true})
 	})
 	// The qr_code URLs the fake hands out point here.
+	// Like WeCom's, they are images: a PNG QR (what a landing page shows),
+	// encoding where to play a customer scanning it; ?format=text explains.
 	mux.HandleFunc("GET /fake/qr/{corp}/{config}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "sandbox QR code for %s in %s: POST /fake/corps/%s/scan {\"config_id\":%q} to play a customer scanning it\n",
-			r.PathValue("config"), r.PathValue("corp"), r.PathValue("corp"), r.PathValue("config"))
+		corp, config := r.PathValue("corp"), r.PathValue("config")
+		if r.URL.Query().Get("format") == "text" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintf(w, "sandbox QR code for %s in %s: POST /fake/corps/%s/scan {\"config_id\":%q} (a contact way) or /fake/corps/%s/join (a join way) to play a customer scanning it\n",
+				config, corp, corp, config, corp)
+			return
+		}
+		png, err := qrcode.Encode(f.URL()+"/fake/corps/"+corp+"/scan?config_id="+url.QueryEscape(config), qrcode.Medium, 256)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.Write(png)
 	})
 }
 

@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -85,4 +86,20 @@ func TestWorld_SurvivesRestart(t *testing.T) {
 func mustRead(r *http.Request) []byte {
 	b, _ := io.ReadAll(r.Body)
 	return b
+}
+
+// The QR URLs the fake hands out are images, as WeCom's are: a landing page
+// that shows one shows a QR, not a broken image.
+func TestFake_QRCodesArePNGImages(t *testing.T) {
+	f, base := StartForTest(t, SandboxCorpID, true)
+	_ = f
+	resp, err := http.Get(base + "/fake/qr/" + SandboxCorpID + "/anyconfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	img, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" || !bytes.HasPrefix(img, []byte("\x89PNG")) {
+		t.Fatalf("qr: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), img[:min(len(img), 16)])
+	}
 }
