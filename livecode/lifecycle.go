@@ -130,7 +130,7 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 		if c.Settings.GroupWelcome != "" {
 			tid, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, c.Settings.GroupWelcome)
 			if err != nil {
-				return created, fmt.Errorf("create group welcome template: %w", err)
+				return created, groupWelcomeErr(err)
 			}
 			created = append(created, "gwt:"+tid)
 			c.Settings.GroupWelcomeTemplate = tid
@@ -315,7 +315,7 @@ func (s *Service) syncGroupWelcome(ctx context.Context, c *Code, created, obsole
 	case text != "" && tid == "":
 		id, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, text)
 		if err != nil {
-			return fmt.Errorf("create group welcome template: %w", err)
+			return groupWelcomeErr(err)
 		}
 		*created = append(*created, "gwt:"+id)
 		c.Settings.GroupWelcomeTemplate = id
@@ -334,4 +334,17 @@ func linkURL(u, state string) string {
 		sep = "&"
 	}
 	return u + sep + "customer_channel=" + state
+}
+
+// codeTooManyGroupWelcomes is WeCom's answer once a corp has 100 group
+// welcome templates.
+const codeTooManyGroupWelcomes = 41055
+
+// groupWelcomeErr turns WeCom's refusal of a new template into what the
+// user can act on.
+func groupWelcomeErr(err error) error {
+	if wecom.IsCode(err, codeTooManyGroupWelcomes) {
+		return apperr.Field("settings.group_welcome", "the corp has 100 group welcome templates, WeCom's limit: reuse the text of another group code, or remove the welcome of codes no longer used")
+	}
+	return fmt.Errorf("create group welcome template: %w", err)
 }

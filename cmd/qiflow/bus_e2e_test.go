@@ -464,3 +464,35 @@ func TestE2E_NearestStoresKeepsFive(t *testing.T) {
 		t.Fatalf("nearest five: %v", names)
 	}
 }
+
+// WeCom allows 100 group welcome templates a corp: the 101st is refused
+// with a field error the user can act on, and nothing is left behind.
+func TestE2E_GroupWelcomeTemplateLimit(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	ctx := context.Background()
+	chat, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "Full house")
+	s.fake.Mutate(e2eCorp, func(c *fake.Corp) {
+		if c.GroupWelcome == nil {
+			c.GroupWelcome = map[string]string{}
+		}
+		for i := len(c.GroupWelcome); i < 100; i++ {
+			c.GroupWelcome[fmt.Sprintf("gwt-other-%d", i)] = "made elsewhere"
+		}
+	})
+	var e struct {
+		Error struct {
+			Fields map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "One too many", "mode": "join_way",
+		"settings": map[string]any{"groups": []map[string]any{{"chat_id": chat}}, "group_welcome": "hi"}}, &e)
+	if st != http.StatusUnprocessableEntity || !strings.Contains(e.Error.Fields["settings.group_welcome"], "100") {
+		t.Fatalf("the 101st template: %d %+v", st, e)
+	}
+	joinWays := 0
+	s.fake.Inspect(e2eCorp, func(c *fake.Corp) { joinWays = len(c.JoinWays) })
+	if joinWays != 0 || s.count("SELECT COUNT(*) FROM live_codes") != 0 {
+		t.Fatalf("a refused create left %d join ways, %d codes", joinWays, s.count("SELECT COUNT(*) FROM live_codes"))
+	}
+}

@@ -1040,9 +1040,16 @@ type groupWelcomeReq struct {
 	Text       *wecom.Text `json:"text"`
 }
 
+// WeCom's limits on group welcome templates: text bytes, and templates per corp.
+const (
+	maxGroupWelcomeBytes     = 3000
+	maxGroupWelcomeTemplates = 100
+	codeTooManyTemplates     = 41055
+)
+
 func (r groupWelcomeReq) check() *apiError {
-	if r.Text == nil || r.Text.Content == "" || len(r.Text.Content) > 4000 {
-		return errf(codeInvalidParam, "text.content required, at most 4000 bytes")
+	if r.Text == nil || r.Text.Content == "" || len(r.Text.Content) > maxGroupWelcomeBytes {
+		return errf(codeInvalidParam, "text.content required, at most 3000 bytes")
 	}
 	return nil
 }
@@ -1057,6 +1064,9 @@ func addGroupWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiE
 	}
 	if c.GroupWelcome == nil {
 		c.GroupWelcome = map[string]string{}
+	}
+	if len(c.GroupWelcome) >= maxGroupWelcomeTemplates {
+		return nil, errf(codeTooManyTemplates, "group welcome templates reach the limit of 100")
 	}
 	id := f.nextID("gwt")
 	c.GroupWelcome[id] = req.Text.Content
