@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -26,6 +27,11 @@ func (s *Service) validate(ctx context.Context, c *Code) error {
 		for i, st := range c.Staff {
 			if _, ok := names[st.UserID]; !ok && st.UserID != "" {
 				errs[fmt.Sprintf("staff[%d].userid", i)] = "unknown staff member " + st.UserID
+			}
+		}
+		if c.Mode != ModeStores && c.Mode != ModeJoinWay {
+			if err := s.checkContactPermission(ctx, c, errs); err != nil {
+				return err
 			}
 		}
 	}
@@ -352,4 +358,21 @@ func (c *Code) validateGroups(errs map[string]string) {
 	if len(c.Staff) > 0 {
 		errs["staff"] = "group codes list groups, not staff"
 	}
+}
+
+// checkContactPermission names the code's staff who lack WeCom's
+// customer-contact permission (客户联系): WeCom would refuse them on a
+// contact way or link (41054), later and less clearly.
+func (s *Service) checkContactPermission(ctx context.Context, c *Code, errs map[string]string) error {
+	allowed, err := s.wc.ListFollowUsers(ctx, c.CorpID)
+	if err != nil {
+		return fmt.Errorf("read the staff with customer-contact permission: %w", err)
+	}
+	for i, st := range c.Staff {
+		f := fmt.Sprintf("staff[%d].userid", i)
+		if _, bad := errs[f]; !bad && st.UserID != "" && !slices.Contains(allowed, st.UserID) {
+			errs[f] = st.UserID + " has no customer-contact permission in WeCom (客户联系); an admin grants it in the WeCom admin console"
+		}
+	}
+	return nil
 }

@@ -474,7 +474,7 @@ func TestE2E_SandboxWorldSurvivesRestart(t *testing.T) {
 	waitUntil(t, "the initial import", func() bool {
 		var n int
 		a.db.Get(&n, "SELECT COUNT(*) FROM staff WHERE corp_id = ?", fake.SandboxCorpID)
-		return n == 6
+		return n == 7
 	})
 	res, err := a.fake.Add(ctx, fake.SandboxCorpID, "lisi", fake.Customer{Name: "Persistent Pat"}, 1)
 	if err != nil || !res.Callback.OK {

@@ -190,6 +190,17 @@ func TestE2E_CodeValidationLeavesNothingBehind(t *testing.T) {
 			t.Errorf("%s: %d %+v", field, st, e.Error)
 		}
 	}
+	// Staff without WeCom's customer-contact permission are named before WeCom refuses them (41054).
+	var pe struct {
+		Error struct {
+			Fields map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "x", "mode": "wecom_qr",
+		"staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "wujiu"}}}, &pe); st != http.StatusUnprocessableEntity ||
+		!strings.Contains(pe.Error.Fields["staff[1].userid"], "customer-contact permission") {
+		t.Errorf("staff without the permission: %d %+v", st, pe.Error)
+	}
 	many := make([]map[string]any, 101)
 	for i := range many {
 		many[i] = map[string]any{"userid": fmt.Sprintf("u%d", i)}
@@ -204,14 +215,21 @@ func TestE2E_CodeValidationLeavesNothingBehind(t *testing.T) {
 		return n
 	}
 	before := ways()
-	s.fake.Mutate(e2eCorp, func(c *fake.Corp) { delete(c.Staff, "lisi") }) // WeCom no longer knows lisi; the mirror still does
+	// The first way is held at WeCom while a refusal is set up for the second.
+	gate := make(chan struct{})
+	s.fake.Inject(fake.Fault{Endpoint: "externalcontact/add_contact_way", Count: 1, Gate: gate})
 	body := map[string]any{"name": "two", "mode": "rotating", "staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "lisi"}}}
 	var e struct {
 		Error struct {
 			Code string `json:"code"`
 		} `json:"error"`
 	}
-	if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &e); st != http.StatusBadGateway || e.Error.Code != "wecom_error" {
+	status := make(chan int, 1)
+	go func() { status <- call(t, "POST", s.url+"/api/v1/codes", admin, body, &e) }()
+	waitUntil(t, "the first way at WeCom", func() bool { return s.fake.Held() == 1 })
+	s.fake.Inject(fake.Fault{Endpoint: "externalcontact/add_contact_way", Count: 1, ErrCode: 40003})
+	close(gate)
+	if st := <-status; st != http.StatusBadGateway || e.Error.Code != "wecom_error" {
 		t.Fatalf("WeCom refusing a way: %d %+v", st, e)
 	}
 	if ways() != before {
@@ -254,7 +272,7 @@ func TestE2E_RotatingLinkSharesOneRotationAcrossInstances(t *testing.T) {
 		waitUntil(t, "the initial import", func() bool {
 			var n int
 			apps[0].db.Get(&n, "SELECT COUNT(*) FROM staff")
-			return n == 6
+			return n == 7
 		})
 		ctx := context.Background()
 		const capEach = 200

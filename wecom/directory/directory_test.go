@@ -71,7 +71,7 @@ func TestSync_ImportsTheWholeDirectory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := directory.Counts{Departments: 4, Staff: 6, Tags: 5, Contacts: 3, Follows: 3, Groups: 1}
+		want := directory.Counts{Departments: 4, Staff: 7, Tags: 5, Contacts: 3, Follows: 3, Groups: 1}
 		if c != want {
 			t.Fatalf("counts %+v, want %+v", c, want)
 		}

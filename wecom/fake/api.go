@@ -417,9 +417,20 @@ func (c *Corp) follow(userID, externalUserID string) (*wecom.FollowUser, *apiErr
 
 // --- external contacts ---
 
+// getFollowUsers lists the staff with the customer-contact permission.
 func getFollowUsers(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
-	return m("follow_user", c.staffIDs()), nil
+	var ids []string
+	for _, id := range c.staffIDs() {
+		if c.canContact(id) {
+			ids = append(ids, id)
+		}
+	}
+	return m("follow_user", ids), nil
 }
+
+// codeNoContactPermission: a contact way or link names staff without the
+// customer-contact permission, or not activated.
+const codeNoContactPermission = 41054
 
 func getExternal(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
 	cu := c.Customers[r.URL.Query().Get("external_userid")]
@@ -524,6 +535,9 @@ func validateWay(c *Corp, w *wecom.ContactWay) *apiError {
 	for _, u := range w.User {
 		if c.Staff[u] == nil {
 			return errf(codeUnknownUser, "userid not found: %s", u)
+		}
+		if !c.canContact(u) {
+			return errf(codeNoContactPermission, "user %s has no customer contact permission or is not activated", u)
 		}
 	}
 	return nil
@@ -899,6 +913,9 @@ func (c *Corp) checkLink(r linkReq) *apiError {
 	for _, u := range r.Range.UserList {
 		if c.Staff[u] == nil {
 			return errf(codeUnknownUser, "userid not found: %s", u)
+		}
+		if !c.canContact(u) {
+			return errf(codeNoContactPermission, "user %s has no customer contact permission or is not activated", u)
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/qiflow/qiflow/wecom"
@@ -31,6 +32,10 @@ type Corp struct {
 	Token       string `json:"token"`
 	AESKey      string `json:"aes_key"`
 	CallbackURL string `json:"callback_url"`
+
+	// NoCustomerContact lists staff without the customer-contact permission
+	// (客户联系): WeCom refuses them on contact ways and links (41054).
+	NoCustomerContact []string `json:"no_customer_contact,omitempty"`
 
 	Departments []wecom.Department           `json:"departments"`
 	Staff       map[string]*wecom.Staff      `json:"staff"`
@@ -141,11 +146,13 @@ func seedDemo(c *Corp, next func(prefix string) string) {
 	}{
 		{"zhangsan", "张三 Zhang San", 2}, {"lisi", "李四 Li Si", 2}, {"wangwu", "王五 Wang Wu", 3},
 		{"zhaoliu", "赵六 Zhao Liu", 3}, {"sunqi", "孙七 Sun Qi", 4}, {"zhouba", "周八 Zhou Ba", 4},
+		{"wujiu", "吴九 Wu Jiu", 1}, // staff without the customer-contact permission
 	}
 	for i, s := range staff {
 		c.Staff[s.id] = &wecom.Staff{UserID: s.id, Name: s.name, Status: 1, Department: []int64{s.dept}, MainDepartment: s.dept,
 			Mobile: fmt.Sprintf("1380000%04d", i+1), Email: s.id + "@sandbox.example"}
 	}
+	c.NoCustomerContact = []string{"wujiu"}
 	c.TagGroups = []*wecom.TagGroup{
 		{GroupID: next("etg"), GroupName: "客户等级 Level", Order: 1, Tags: []wecom.CorpTag{
 			{ID: next("et"), Name: "A", Order: 1}, {ID: next("et"), Name: "B", Order: 2}, {ID: next("et"), Name: "C", Order: 3}}},
@@ -161,6 +168,9 @@ func seedDemo(c *Corp, next func(prefix string) string) {
 		}
 	}
 }
+
+// canContact says whether a staff member has the customer-contact permission.
+func (c *Corp) canContact(userID string) bool { return !slices.Contains(c.NoCustomerContact, userID) }
 
 func (c *Corp) staffIDs() []string {
 	ids := make([]string, 0, len(c.Staff))
