@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/silenceper/wechat/v2/credential"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/qiflow/qiflow/kv"
@@ -51,8 +50,6 @@ const localTokenTTL = 30 * time.Second
 
 // refreshTimeout bounds a token refresh, whoever asked for it.
 const refreshTimeout = 10 * time.Second
-
-var _ credential.AccessTokenContextHandle = (*TokenSource)(nil)
 
 func NewTokenSource(store *kv.Store, httpc *http.Client, base string, corp CorpApp) *TokenSource {
 	sum := sha256.Sum256([]byte(corp.Secret))
