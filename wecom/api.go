@@ -542,14 +542,20 @@ func (a *API) SendWelcomeMsg(ctx context.Context, corpID string, m WelcomeMsg) e
 
 // --- groups ---
 
-func (a *API) ListGroupChats(ctx context.Context, corpID, cursor string, limit int) ([]GroupChatRef, string, error) {
+// MaxGroupOwners is how many owners one groupchat/list call may filter by.
+const MaxGroupOwners = 100
+
+func (a *API) ListGroupChats(ctx context.Context, corpID string, owners []string, cursor string, limit int) ([]GroupChatRef, string, error) {
 	var out struct {
 		base
 		List       []GroupChatRef `json:"group_chat_list"`
 		NextCursor string         `json:"next_cursor"`
 	}
+	if len(owners) == 0 || len(owners) > MaxGroupOwners {
+		return nil, "", fmt.Errorf("wecom groupchat/list: 1 to %d owners per call, got %d", MaxGroupOwners, len(owners))
+	}
 	err := a.call(ctx, corpID, request{endpoint: "externalcontact/groupchat/list",
-		body: map[string]any{"status_filter": 0, "cursor": cursor, "limit": limit}}, &out)
+		body: map[string]any{"status_filter": 0, "owner_filter": map[string]any{"userid_list": owners}, "cursor": cursor, "limit": limit}}, &out)
 	return out.List, out.NextCursor, err
 }
 

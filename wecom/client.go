@@ -41,7 +41,9 @@ type Client interface {
 	SendWelcomeMsg(ctx context.Context, corpID string, m WelcomeMsg) error
 
 	// Customer groups and join ways.
-	ListGroupChats(ctx context.Context, corpID, cursor string, limit int) ([]GroupChatRef, string, error)
+	// ListGroupChats lists the groups owned by owners (at most 100: WeCom
+	// refuses an unfiltered list once the app sees more than 1,000 staff).
+	ListGroupChats(ctx context.Context, corpID string, owners []string, cursor string, limit int) ([]GroupChatRef, string, error)
 	GetGroupChat(ctx context.Context, corpID, chatID string) (GroupChat, error)
 	AddJoinWay(ctx context.Context, corpID string, w JoinWay) (configID string, err error)
 	GetJoinWay(ctx context.Context, corpID, configID string) (JoinWay, error)

@@ -2,6 +2,7 @@ package directory_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -164,4 +165,32 @@ func TestContactEvents_DeletionsRecordedNotErased(t *testing.T) {
 			t.Fatalf("contact after transfer: %+v %+v", c, c.Follows)
 		}
 	})
+}
+
+// A large corp (more than 1,000 staff in the app's range): WeCom refuses an
+// unfiltered group list (81017), so groups are listed per batch of 100 owners,
+// and a group owned by the 1,050th staff member is imported.
+func TestSync_ImportsGroupsOfALargeCorpByOwnerBatches(t *testing.T) {
+	db := sqltest.OpenSQLite(t)
+	e := setup(t, db)
+	ctx := context.Background()
+	e.f.Mutate(corp, func(c *fake.Corp) {
+		for i := 0; i < 1100; i++ {
+			id := fmt.Sprintf("staff%04d", i)
+			c.Staff[id] = &wecom.Staff{UserID: id, Name: id, Status: 1, Department: []int64{2}, MainDepartment: 2}
+		}
+	})
+	e.f.CreateGroup(ctx, corp, "zhangsan", "Early")
+	e.f.CreateGroup(ctx, corp, "staff1050", "Late")
+	j := e.sync(t)
+	if j.Status != jobs.JobDone {
+		t.Fatalf("sync: %s %v", j.Status, j.Error)
+	}
+	c, err := e.dir.Count(ctx, corp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Staff != 1107 || c.Groups != 2 {
+		t.Fatalf("counts %+v, want 1107 staff and 2 groups", c)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom"
 )
 
 // JobSync is the kind of the import/reconcile job.
@@ -88,7 +89,7 @@ func (d *Directory) RunSync(ctx context.Context, j *jobs.Job) (any, error) {
 				return nil, err
 			}
 			if done {
-				cp.Step, cp.Cursor = "groups", ""
+				cp.Step, cp.Batch, cp.Cursor = "groups", 0, ""
 			}
 		case "groups":
 			done, err := d.syncGroupsPage(ctx, corpID, &cp)
@@ -207,8 +208,16 @@ func (d *Directory) syncContactsPage(ctx context.Context, corpID string, cp *syn
 	return cp.Batch*100 >= len(cp.FollowUser), nil
 }
 
+// syncGroupsPage imports one page of the groups owned by one batch of (at
+// most 100) staff with the customer-contact permission: WeCom refuses an
+// unfiltered list once the app sees more than 1,000 staff (81017).
 func (d *Directory) syncGroupsPage(ctx context.Context, corpID string, cp *syncCheckpoint) (bool, error) {
-	refs, next, err := d.wc.ListGroupChats(ctx, corpID, cp.Cursor, 100)
+	start := cp.Batch * wecom.MaxGroupOwners
+	if start >= len(cp.FollowUser) {
+		return true, nil
+	}
+	owners := cp.FollowUser[start:min(start+wecom.MaxGroupOwners, len(cp.FollowUser))]
+	refs, next, err := d.wc.ListGroupChats(ctx, corpID, owners, cp.Cursor, 100)
 	if err != nil {
 		return false, fmt.Errorf("list group chats: %w", err)
 	}
@@ -219,7 +228,10 @@ func (d *Directory) syncGroupsPage(ctx context.Context, corpID string, cp *syncC
 		cp.Groups++
 	}
 	cp.Cursor = next
-	return next == "", nil
+	if next == "" {
+		cp.Batch++
+	}
+	return cp.Batch*wecom.MaxGroupOwners >= len(cp.FollowUser), nil
 }
 
 // applyRemovals runs after every list was read completely: staff not seen are

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -742,10 +743,22 @@ func validateAttachment(c *Corp, a wecom.Attachment) *apiError {
 
 // --- groups ---
 
+// Limits of groupchat/list: owners per filter, and the visible staff beyond
+// which a list without an owner filter is refused.
+const (
+	maxGroupOwners          = 100
+	maxUnfilteredGroupStaff = 1000
+	codeGroupListNeedsOwner = 81017
+)
+
 func listGroupChats(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req struct {
-		Cursor string `json:"cursor"`
-		Limit  int    `json:"limit"`
+		StatusFilter int    `json:"status_filter"`
+		Cursor       string `json:"cursor"`
+		Limit        int    `json:"limit"`
+		OwnerFilter  *struct {
+			UserIDList []string `json:"userid_list"`
+		} `json:"owner_filter"`
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
@@ -753,7 +766,27 @@ func listGroupChats(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 	if req.Limit <= 0 || req.Limit > 1000 {
 		return nil, errf(codeInvalidParam, "limit must be 1..1000")
 	}
-	page, next := pageOf(keys(c.Groups), req.Cursor, req.Limit)
+	var owners []string
+	if req.OwnerFilter != nil {
+		owners = req.OwnerFilter.UserIDList
+	}
+	if len(owners) > maxGroupOwners {
+		return nil, errf(codeInvalidParam, "owner_filter.userid_list holds at most 100 userids")
+	}
+	if len(owners) == 0 && len(c.Staff) > maxUnfilteredGroupStaff {
+		return nil, errf(codeGroupListNeedsOwner, "the app's visible range exceeds 1000 staff: set owner_filter")
+	}
+	ids := keys(c.Groups)
+	if len(owners) > 0 {
+		var mine []string
+		for _, id := range ids {
+			if slices.Contains(owners, c.Groups[id].Chat.Owner) {
+				mine = append(mine, id)
+			}
+		}
+		ids = mine
+	}
+	page, next := pageOf(ids, req.Cursor, req.Limit)
 	list := make([]wecom.GroupChatRef, 0, len(page))
 	for _, id := range page {
 		list = append(list, wecom.GroupChatRef{ChatID: id})
