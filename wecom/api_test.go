@@ -316,3 +316,34 @@ func TestAPI_DeleteTagsSendsListsNotNull(t *testing.T) {
 		t.Fatal("the tag is still there")
 	}
 }
+
+// Tags under an existing group name join that group (WeCom makes no second
+// group of the name); a name already in the group is refused (40071), and
+// the refused request adds nothing.
+func TestAPI_TagsJoinTheirGroupByName(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	first, err := api.AddCorpTags(ctx, corp, wecom.TagGroup{GroupName: "Interest", Tags: []wecom.CorpTag{{Name: "Golf"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := api.AddCorpTags(ctx, corp, wecom.TagGroup{GroupName: "Interest", Tags: []wecom.CorpTag{{Name: "Sailing"}}})
+	if err != nil || second.GroupID != first.GroupID {
+		t.Fatalf("same group name: %+v %v, want group %s", second, err, first.GroupID)
+	}
+	if _, err := api.AddCorpTags(ctx, corp, wecom.TagGroup{GroupName: "Interest", Tags: []wecom.CorpTag{{Name: "Chess"}, {Name: "Golf"}}}); !wecom.IsCode(err, 40071) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	var groups, tags int
+	f.Inspect(corp, func(c *fake.Corp) {
+		for _, g := range c.TagGroups {
+			if g.GroupName == "Interest" {
+				groups++
+				tags += len(g.Tags)
+			}
+		}
+	})
+	if groups != 1 || tags != 2 {
+		t.Fatalf("%d groups named Interest with %d tags, want 1 with 2", groups, tags)
+	}
+}

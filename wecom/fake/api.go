@@ -253,6 +253,9 @@ func getCorpTags(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError
 	return m("tag_group", c.TagGroups), nil
 }
 
+// codeDuplicateTagName: a tag of that name exists in the group.
+const codeDuplicateTagName = 40071
+
 func addCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req struct {
 		GroupID   string `json:"group_id"`
@@ -280,14 +283,35 @@ func addCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 		if req.GroupName == "" || len([]rune(req.GroupName)) > 30 {
 			return nil, errf(codeInvalidParam, "group_name required, at most 30 characters")
 		}
+		// A group name that exists adds to that group: WeCom never makes a second.
+		for _, x := range c.TagGroups {
+			if x.GroupName == req.GroupName {
+				g = x
+			}
+		}
+	}
+	// Every tag is checked before anything changes: a refused request adds nothing.
+	names := map[string]bool{}
+	if g != nil {
+		for _, t := range g.Tags {
+			names[t.Name] = true
+		}
+	}
+	for _, t := range req.Tag {
+		if t.Name == "" || len([]rune(t.Name)) > 30 {
+			return nil, errf(codeInvalidParam, "tag name required, at most 30 characters")
+		}
+		if names[t.Name] {
+			return nil, errf(codeDuplicateTagName, "tag name %s already exists in the group", t.Name)
+		}
+		names[t.Name] = true
+	}
+	if g == nil {
 		g = &wecom.TagGroup{GroupID: f.nextID("etg"), GroupName: req.GroupName, Order: req.Order, CreateTime: f.now().Unix()}
 		c.TagGroups = append(c.TagGroups, g)
 	}
 	added := &wecom.TagGroup{GroupID: g.GroupID, GroupName: g.GroupName, Order: g.Order, CreateTime: g.CreateTime}
 	for _, t := range req.Tag {
-		if t.Name == "" || len([]rune(t.Name)) > 30 {
-			return nil, errf(codeInvalidParam, "tag name required, at most 30 characters")
-		}
 		tag := wecom.CorpTag{ID: f.nextID("et"), Name: t.Name, Order: t.Order, CreateTime: f.now().Unix()}
 		g.Tags = append(g.Tags, tag)
 		added.Tags = append(added.Tags, tag)
