@@ -163,6 +163,21 @@ func (s *Server) listContacts(c *gin.Context) {
 	page(c, "contacts", list, limit, func(x directory.Contact) string { return x.ExternalUserID })
 }
 
+// listGroups pages through the corp's customer groups with their member
+// counts (?owner= narrows to one staff member's): the chat ids group codes take.
+func (s *Server) listGroups(c *gin.Context) {
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	list, err := s.d.Directory.ListGroups(c.Request.Context(), principal(c).CorpID, c.Query("owner"), cursor, limit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	page(c, "groups", list, limit, func(x directory.Group) string { return x.ChatID })
+}
+
 func (s *Server) getContact(c *gin.Context) {
 	p := principal(c)
 	contact, err := s.d.Directory.GetContact(c.Request.Context(), p.CorpID, c.Param("id"))

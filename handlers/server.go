@@ -131,6 +131,7 @@ func (s *Server) routes() []Route {
 		{"GET", "/staff", auth.PermDirectoryRead, s.listStaff},
 		{"GET", "/tags", auth.PermDirectoryRead, s.listTags},
 		{"GET", "/contacts", auth.PermDirectoryRead, s.listContacts},
+		{"GET", "/groups", auth.PermDirectoryRead, s.listGroups},
 		{"GET", "/contacts/:id", auth.PermDirectoryRead, s.getContact},
 	}, append(s.codeRoutes(), s.storeRoutes()...)...)
 }

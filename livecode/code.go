@@ -19,6 +19,7 @@
 package livecode
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"time"
@@ -106,13 +107,38 @@ type Settings struct {
 	ManualGroups []ManualGroup `json:"manual_groups,omitempty"`
 	// GroupWelcome is the group code's welcome (a WeCom group welcome template);
 	// GroupWelcomeTemplate is the template id Qiflow keeps for it.
-	GroupWelcome         string `json:"group_welcome,omitempty"`
-	GroupWelcomeTemplate string `json:"group_welcome_template,omitempty"`
+	GroupWelcome         *GroupWelcome `json:"group_welcome,omitempty"`
+	GroupWelcomeTemplate string        `json:"group_welcome_template,omitempty"`
 
 	// Store codes: the stores covered (none = every store of the corp) and an
 	// optional radius beyond which a store is not offered.
 	StoreIDs []int64 `json:"store_ids,omitempty"`
 	RadiusKM float64 `json:"radius_km,omitempty"`
+}
+
+// GroupWelcome is a group code's welcome, shaped like a channel code's
+// welcome ({"text": ...}). WeCom keeps it as a group welcome template.
+type GroupWelcome struct {
+	Text string `json:"text"`
+}
+
+// UnmarshalJSON also reads the plain string earlier versions stored.
+func (g *GroupWelcome) UnmarshalJSON(b []byte) error {
+	var text string
+	if err := json.Unmarshal(b, &text); err == nil {
+		g.Text = text
+		return nil
+	}
+	type plain GroupWelcome
+	return json.Unmarshal(b, (*plain)(g))
+}
+
+// text is the welcome's text, "" when there is none.
+func (g *GroupWelcome) text() string {
+	if g == nil {
+		return ""
+	}
+	return g.Text
 }
 
 // GroupEntry is a customer group of a group code.

@@ -127,8 +127,8 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 			return created, fmt.Errorf("read WeCom join way: %w", err)
 		}
 		c.ConfigID, c.QRCode, c.WeComUsers = id, w.QRCode, chats
-		if c.Settings.GroupWelcome != "" {
-			tid, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, c.Settings.GroupWelcome)
+		if text := c.Settings.GroupWelcome.text(); text != "" {
+			tid, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, text)
 			if err != nil {
 				return created, groupWelcomeErr(err)
 			}
@@ -307,7 +307,7 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 
 // syncGroupWelcome creates, edits or deletes the group code's welcome template.
 func (s *Service) syncGroupWelcome(ctx context.Context, c *Code, created, obsolete *[]string) error {
-	text, tid := c.Settings.GroupWelcome, c.Settings.GroupWelcomeTemplate
+	text, tid := c.Settings.GroupWelcome.text(), c.Settings.GroupWelcomeTemplate
 	switch {
 	case text == "" && tid != "":
 		*obsolete = append(*obsolete, "gwt:"+tid)

@@ -349,8 +349,8 @@ func (c *Code) validateGroups(errs map[string]string) {
 	if utf8.RuneCountInString(st.RoomBaseName) > 40 {
 		errs["settings.room_base_name"] = "is at most 40 characters"
 	}
-	if len(st.GroupWelcome) > 3000 {
-		errs["settings.group_welcome"] = "is at most 3000 bytes (WeCom's limit for a group welcome)"
+	if len(st.GroupWelcome.text()) > 3000 {
+		errs["settings.group_welcome.text"] = "is at most 3000 bytes (WeCom's limit for a group welcome)"
 	}
 	if st.AutoCreateRoom && st.RoomBaseName == "" {
 		errs["settings.room_base_name"] = "is required with auto_create_room"

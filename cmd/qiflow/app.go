@@ -214,7 +214,10 @@ func (a *app) startSandbox() (string, error) {
 	a.fake = f
 	spec := fake.SandboxCorp
 	spec.CallbackURL = "http://" + a.cfg.HTTPAddr + "/wecom/callback/" + spec.ID
-	f.AddCorp(spec, true)
+	if f.AddCorp(spec, true) {
+		// Groups to try group codes on (README: Try a group code).
+		f.SeedGroups(spec.ID, "zhangsan", "VIP 客户群 1", "VIP 客户群 2")
+	}
 	f.SetCallbackURL(spec.ID, spec.CallbackURL)
 	if _, ok := a.cfg.Corp(spec.ID); !ok {
 		a.corps = append(a.corps, configs.CorpConfig{ID: spec.ID, Name: spec.Name, Secret: spec.Secret, AgentID: spec.AgentID,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom/fake"
 )
@@ -494,5 +495,44 @@ func TestE2E_GroupWelcomeTemplateLimit(t *testing.T) {
 	s.fake.Inspect(e2eCorp, func(c *fake.Corp) { joinWays = len(c.JoinWays) })
 	if joinWays != 0 || s.count("SELECT COUNT(*) FROM live_codes") != 0 {
 		t.Fatalf("a refused create left %d join ways, %d codes", joinWays, s.count("SELECT COUNT(*) FROM live_codes"))
+	}
+}
+
+// The sandbox has customer groups to try group codes on, listed with their
+// member counts by GET /api/v1/groups.
+func TestE2E_SandboxGroupsAreListed(t *testing.T) {
+	cfg := testConfig(t, "sqlite")
+	cfg.Sandbox, cfg.SandboxAddr = "auto", "127.0.0.1:0"
+	cfg.Admin = configs.AdminConfig{Email: "admin@example.com", Password: "admin password"}
+	a, err := newApp(context.Background(), cfg, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown(context.Background())
+	base := "http://" + a.addr()
+	admin := login(t, base, "admin@example.com", "admin password")
+	var out struct {
+		Groups []struct {
+			ChatID      string `json:"chat_id"`
+			Name        string `json:"name"`
+			Owner       string `json:"owner"`
+			MemberCount int    `json:"member_count"`
+		} `json:"groups"`
+		NextCursor string `json:"next_cursor"`
+	}
+	waitUntil(t, "the sandbox's groups imported", func() bool {
+		call(t, "GET", base+"/api/v1/groups?limit=1", admin, nil, &out)
+		return len(out.Groups) == 1 && out.NextCursor != ""
+	})
+	if g := out.Groups[0]; g.ChatID == "" || g.Owner != "zhangsan" || g.MemberCount != 1 || !strings.HasPrefix(g.Name, "VIP") {
+		t.Fatalf("group: %+v", g)
+	}
+	first := out.Groups[0].ChatID
+	call(t, "GET", base+"/api/v1/groups?limit=1&cursor="+out.NextCursor, admin, nil, &out)
+	if len(out.Groups) != 1 || out.Groups[0].ChatID == first {
+		t.Fatalf("second page: %+v", out)
 	}
 }

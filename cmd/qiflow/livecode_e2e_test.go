@@ -500,7 +500,7 @@ func TestE2E_GroupCodeSwitchesWhenAGroupFills(t *testing.T) {
 		g2, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "VIP 2")
 		body := map[string]any{"name": "VIP groups", "mode": "join_way", "settings": map[string]any{
 			"groups":        []map[string]any{{"chat_id": g1, "threshold": 2}, {"chat_id": g2, "threshold": 2}},
-			"group_welcome": "欢迎入群 Welcome to VIP"}}
+			"group_welcome": map[string]any{"text": "欢迎入群 Welcome to VIP"}}}
 		var code livecode.Code
 		if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated {
 			t.Fatalf("create group code: %d", st)

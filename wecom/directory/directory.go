@@ -187,6 +187,30 @@ func (d *Directory) GetContact(ctx context.Context, corpID, externalUserID strin
 	return c, err
 }
 
+// Group is a customer group as mirrored.
+type Group struct {
+	ChatID      string `db:"chat_id" json:"chat_id"`
+	Name        string `db:"name" json:"name"`
+	Owner       string `db:"owner" json:"owner"`
+	MemberCount int    `db:"member_count" json:"member_count"`
+	CreatedAt   int64  `db:"created_at" json:"created_at"`
+	UpdatedAt   int64  `db:"updated_at" json:"updated_at"`
+}
+
+// ListGroups pages through the corp's live customer groups by chat id,
+// optionally those of one owner (the picker for group codes).
+func (d *Directory) ListGroups(ctx context.Context, corpID, owner, after string, limit int) ([]Group, error) {
+	q := `SELECT chat_id, name, owner, member_count, created_at, updated_at FROM group_chats WHERE corp_id = ? AND dismissed_at IS NULL AND chat_id > ?`
+	args := []any{corpID, after}
+	if owner != "" {
+		q += ` AND owner = ?`
+		args = append(args, owner)
+	}
+	var out []Group
+	err := d.db.SelectContext(ctx, &out, q+` ORDER BY chat_id LIMIT ?`, append(args, limit)...)
+	return out, err
+}
+
 // ListContacts pages contacts by external_userid (cursor = the last id seen).
 func (d *Directory) ListContacts(ctx context.Context, corpID, after string, limit int) ([]Contact, error) {
 	var out []Contact

@@ -295,6 +295,22 @@ func (f *Fake) CreateGroup(ctx context.Context, corpID, owner, name string) (str
 	return id, f.send(ctx, o), nil
 }
 
+// SeedGroups gives a corp customer groups without posting callbacks (the
+// sandbox's first start: the initial import finds them).
+func (f *Fake) SeedGroups(corpID, owner string, names ...string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.world.Corps[corpID]
+	if c == nil || c.Staff[owner] == nil {
+		return nil
+	}
+	ids := make([]string, len(names))
+	for i, n := range names {
+		ids[i] = f.createGroupLocked(c, owner, n)
+	}
+	return ids
+}
+
 func (f *Fake) createGroupLocked(c *Corp, owner, name string) string {
 	id := f.nextID("wr")
 	now := f.now()
