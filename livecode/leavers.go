@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom"
 )
 
 // HandleLeavers finds code staff who left the company (gone from the
@@ -89,8 +91,7 @@ func (s *Service) handleCodeLeavers(ctx context.Context, corp string, id int64) 
 }
 
 // handOver transfers a leaver's customers and groups to the code's successor,
-// once per leaver. Per-customer refusals arrive later as transfer_fail events
-// and are recorded on the follow relation by the directory.
+// once per leaver, recording each one's hand-over (livecode_transfers).
 func (s *Service) handOver(ctx context.Context, c *Code, user string) error {
 	to := c.Settings.Successor
 	if to == "" {
@@ -125,30 +126,151 @@ func (s *Service) handOver(ctx context.Context, c *Code, user string) error {
 		undo()
 		return err
 	}
-	failed := 0
-	for start := 0; start < len(customers); start += 100 {
-		batch := customers[start:min(start+100, len(customers))]
+	// A pass that failed part-way is done again from where it stopped.
+	done, err := s.store.transferredItems(ctx, c.CorpID, user)
+	if err != nil {
+		undo()
+		return err
+	}
+	customers = slices.DeleteFunc(customers, func(ext string) bool { return done[ext] })
+	now := qsql.Millis(s.now())
+	var failed []transfer
+	// WeCom takes at most 100 customers a call; errcode 0 only starts its
+	// 24-hour hand-over, whose outcome CheckHandovers polls.
+	for start := 0; start < len(customers); start += maxTransferBatch {
+		batch := customers[start:min(start+maxTransferBatch, len(customers))]
 		res, err := s.wc.TransferResignedCustomers(ctx, c.CorpID, user, to, batch)
 		if err != nil {
 			undo()
 			return fmt.Errorf("transfer customers of %s: %w", user, err)
 		}
+		ts := make([]transfer, 0, len(res))
 		for _, r := range res {
+			t := transfer{CorpID: c.CorpID, Handover: user, Item: r.ExternalUserID, Kind: "customer", Takeover: to, CodeID: c.ID, Status: "waiting", ErrCode: r.ErrCode}
 			if r.ErrCode != 0 {
-				failed++
+				t.Status = "failed"
+				failed = append(failed, t)
 			}
+			ts = append(ts, t)
+		}
+		if err := s.store.recordTransfers(ctx, ts, now); err != nil {
+			undo()
+			return err
 		}
 	}
 	chats, err := s.dir.GroupsOwnedBy(ctx, c.CorpID, user)
 	if err != nil {
+		undo()
 		return err
 	}
-	if len(chats) > 0 {
-		if _, err := s.wc.TransferGroupChats(ctx, c.CorpID, chats, to); err != nil {
-			s.log.Error("group handover failed", "corp", c.CorpID, "staff", user, "err", err)
+	chats = slices.DeleteFunc(chats, func(chat string) bool { return done[chat] })
+	for start := 0; start < len(chats); start += maxTransferBatch {
+		batch := chats[start:min(start+maxTransferBatch, len(chats))]
+		res, err := s.wc.TransferGroupChats(ctx, c.CorpID, batch, to)
+		if err != nil {
+			undo()
+			return fmt.Errorf("transfer groups of %s: %w", user, err)
+		}
+		refused := map[string]int64{}
+		for _, r := range res {
+			refused[r.ChatID] = r.ErrCode
+		}
+		ts := make([]transfer, 0, len(batch))
+		for _, chat := range batch {
+			t := transfer{CorpID: c.CorpID, Handover: user, Item: chat, Kind: "group", Takeover: to, CodeID: c.ID, Status: "done"}
+			if code, ok := refused[chat]; ok {
+				t.Status, t.ErrCode = "failed", code
+				failed = append(failed, t)
+			}
+			ts = append(ts, t)
+		}
+		if err := s.store.recordTransfers(ctx, ts, now); err != nil {
+			return err
 		}
 	}
-	s.log.Info("customers of a staff member who left handed over", "corp", c.CorpID, "from", user, "to", to,
-		"customers", len(customers), "refused_at_once", failed, "groups", len(chats))
+	s.log.Info("customers and groups of a staff member who left handed over", "corp", c.CorpID, "from", user, "to", to,
+		"customers", len(customers), "groups", len(chats), "refused_at_once", len(failed))
+	s.reportUnassigned(ctx, c, user, failed)
 	return nil
+}
+
+// maxTransferBatch is how many customers, or groups, one WeCom hand-over call takes.
+const maxTransferBatch = 100
+
+// CheckHandovers polls WeCom for the outcome of hand-overs still waiting
+// (resigned/transfer_result) and tells each code's owner which customers
+// could not be handed over (refused, or the successor is full): none is left
+// unassigned without someone knowing. Run by cron; a failed pass is simply
+// done again.
+func (s *Service) CheckHandovers(ctx context.Context) error {
+	pairs, err := s.store.waitingHandovers(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range pairs {
+		if err := s.checkHandover(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("hand-over of %s to %s: %w", p.Handover, p.Takeover, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) checkHandover(ctx context.Context, p transfer) error {
+	now := qsql.Millis(s.now())
+	var lost []transfer
+	cursor := ""
+	for {
+		page, next, err := s.wc.ResignedTransferResult(ctx, p.CorpID, p.Handover, p.Takeover, cursor)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			status := map[int]string{wecom.TransferDone: "done", wecom.TransferRefused: "refused", wecom.TransferFull: "full"}[r.Status]
+			if status == "" {
+				continue // still waiting
+			}
+			changed, err := s.store.settleTransfer(ctx, p.CorpID, p.Handover, r.ExternalUserID, status, now)
+			if err != nil {
+				return err
+			}
+			if changed && status != "done" {
+				lost = append(lost, transfer{CorpID: p.CorpID, Handover: p.Handover, Item: r.ExternalUserID, Kind: "customer", Takeover: p.Takeover, Status: status})
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	c, err := s.store.get(ctx, p.CorpID, p.CodeID)
+	if err != nil {
+		return err
+	}
+	s.reportUnassigned(ctx, c, p.Handover, lost)
+	return nil
+}
+
+// reportUnassigned tells the code's owner, by name, the customers and groups
+// of a leaver that could not be handed over.
+func (s *Service) reportUnassigned(ctx context.Context, c *Code, user string, ts []transfer) {
+	if len(ts) == 0 {
+		return
+	}
+	names := make([]string, 0, len(ts))
+	for _, t := range ts {
+		name := t.Item
+		if t.Kind == "customer" {
+			if n, err := s.dir.ContactName(ctx, c.CorpID, t.Item); err == nil && n != "" {
+				name = n
+			}
+		}
+		names = append(names, fmt.Sprintf("%s (%s)", name, t.Status))
+	}
+	s.log.Warn("customers or groups of a staff member who left could not be handed over", "corp", c.CorpID, "code", c.ID, "staff", user, "items", names)
+	s.tellOwner(ctx, c, fmt.Sprintf("离职员工 %s 的以下客户/群未能交接，请手动处理 / Not handed over from %s, please follow up: %s",
+		user, user, strings.Join(names, ", ")))
 }

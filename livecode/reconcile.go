@@ -159,11 +159,15 @@ func (s *Service) Reconcile(ctx context.Context, corp string, id int64) error {
 	}
 }
 
-// ReconcileAll hands over the customers of staff who left and reconciles
+// ReconcileAll hands over the customers of staff who left, checks the
+// outcome of hand-overs under way, and reconciles
 // every code now (operators and tests; the reconciler does it as needed).
 func (s *Service) ReconcileAll(ctx context.Context) error {
 	var errs []error
 	if err := s.HandleLeavers(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.CheckHandovers(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	codes, err := s.store.reconcilable(ctx)

@@ -795,3 +795,66 @@ func (st *store) undoHandover(ctx context.Context, corp, user string) error {
 	_, err := st.db.ExecContext(ctx, `DELETE FROM livecode_handovers WHERE corp_id = ? AND userid = ?`, corp, user)
 	return err
 }
+
+// transfer is one customer or group handed over from a staff member who left.
+type transfer struct {
+	CorpID   string `db:"corp_id"`
+	Handover string `db:"handover_userid"`
+	Item     string `db:"item"` // external userid or chat id
+	Kind     string `db:"kind"` // customer | group
+	Takeover string `db:"takeover_userid"`
+	CodeID   int64  `db:"code_id"`
+	Status   string `db:"status"` // waiting | done | refused | full | failed
+	ErrCode  int64  `db:"errcode"`
+}
+
+// recordTransfers records hand-overs as started (or refused at once).
+func (st *store) recordTransfers(ctx context.Context, ts []transfer, now int64) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	cols := []string{"corp_id", "handover_userid", "item", "kind", "takeover_userid", "code_id", "status", "errcode", "created_at", "updated_at"}
+	return st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		q := st.db.Upsert("livecode_transfers", cols, []string{"corp_id", "handover_userid", "item"}, []string{"takeover_userid", "code_id", "status", "errcode", "updated_at"})
+		for _, t := range ts {
+			if _, err := tx.ExecContext(ctx, q, t.CorpID, t.Handover, t.Item, t.Kind, t.Takeover, t.CodeID, t.Status, t.ErrCode, now, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// waitingHandovers lists the (corp, leaver, successor) pairs with customers
+// whose hand-over has no outcome yet.
+func (st *store) waitingHandovers(ctx context.Context) ([]transfer, error) {
+	var out []transfer
+	err := st.db.SelectContext(ctx, &out, `SELECT corp_id, handover_userid, takeover_userid, MIN(code_id) AS code_id, '' AS item, 'customer' AS kind, 'waiting' AS status, 0 AS errcode
+		FROM livecode_transfers WHERE status = 'waiting' GROUP BY corp_id, handover_userid, takeover_userid`)
+	return out, err
+}
+
+// settleTransfer records a waiting hand-over's outcome; false when it had one already.
+func (st *store) settleTransfer(ctx context.Context, corp, handover, item, status string, now int64) (bool, error) {
+	res, err := st.db.ExecContext(ctx, `UPDATE livecode_transfers SET status = ?, updated_at = ? WHERE corp_id = ? AND handover_userid = ? AND item = ? AND status = 'waiting'`,
+		status, now, corp, handover, item)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// transferredItems is the set of a leaver's customers and groups whose
+// hand-over was already sent.
+func (st *store) transferredItems(ctx context.Context, corp, handover string) (map[string]bool, error) {
+	var items []string
+	if err := st.db.SelectContext(ctx, &items, `SELECT item FROM livecode_transfers WHERE corp_id = ? AND handover_userid = ?`, corp, handover); err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(items))
+	for _, it := range items {
+		out[it] = true
+	}
+	return out, nil
+}

@@ -680,6 +680,34 @@ func (a *API) TransferResignedCustomers(ctx context.Context, corpID, handover, t
 	return out.Customer, err
 }
 
+// TransferStatus is one customer's hand-over as resigned/transfer_result
+// reports it: 1 taken over, 2 waiting, 3 refused by the customer, 4 the
+// successor has reached their customer limit.
+type TransferStatus struct {
+	ExternalUserID string `json:"external_userid"`
+	Status         int    `json:"status"`
+	TakeoverTime   int64  `json:"takeover_time"`
+}
+
+// Transfer statuses.
+const (
+	TransferDone    = 1
+	TransferWaiting = 2
+	TransferRefused = 3
+	TransferFull    = 4
+)
+
+func (a *API) ResignedTransferResult(ctx context.Context, corpID, handover, takeover, cursor string) ([]TransferStatus, string, error) {
+	var out struct {
+		base
+		Customer   []TransferStatus `json:"customer"`
+		NextCursor string           `json:"next_cursor"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/resigned/transfer_result", body: map[string]any{
+		"handover_userid": handover, "takeover_userid": takeover, "cursor": cursor}}, &out)
+	return out.Customer, out.NextCursor, err
+}
+
 func (a *API) TransferGroupChats(ctx context.Context, corpID string, chatIDs []string, newOwner string) ([]TransferResult, error) {
 	var out struct {
 		base

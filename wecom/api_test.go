@@ -347,3 +347,26 @@ func TestAPI_TagsJoinTheirGroupByName(t *testing.T) {
 		t.Fatalf("%d groups named Interest with %d tags, want 1 with 2", groups, tags)
 	}
 }
+
+// A resigned transfer of staff still in the corp is refused (40097); once
+// they left, WeCom reports each customer's outcome through transfer_result.
+func TestAPI_ResignedTransferAndItsResult(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	res, err := f.Add(ctx, corp, "zhangsan", fake.Customer{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.TransferResignedCustomers(ctx, corp, "zhangsan", "lisi", []string{res.ExternalUserID}); !wecom.IsCode(err, wecom.CodeStaffNotResigned) {
+		t.Fatalf("staff still employed: %v", err)
+	}
+	f.Mutate(corp, func(c *fake.Corp) { delete(c.Staff, "zhangsan") })
+	out, err := api.TransferResignedCustomers(ctx, corp, "zhangsan", "lisi", []string{res.ExternalUserID})
+	if err != nil || len(out) != 1 || out[0].ErrCode != 0 {
+		t.Fatalf("transfer: %+v %v", out, err)
+	}
+	st, next, err := api.ResignedTransferResult(ctx, corp, "zhangsan", "lisi", "")
+	if err != nil || next != "" || len(st) != 1 || st[0].ExternalUserID != res.ExternalUserID || st[0].Status != wecom.TransferDone {
+		t.Fatalf("transfer_result: %+v %q %v", st, next, err)
+	}
+}

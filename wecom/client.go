@@ -63,6 +63,7 @@ type Client interface {
 
 	// Resigned-staff handover: customers (≤ 100 a call) and groups to a successor.
 	TransferResignedCustomers(ctx context.Context, corpID, handover, takeover string, externalUserIDs []string) ([]TransferResult, error)
+	ResignedTransferResult(ctx context.Context, corpID, handover, takeover, cursor string) ([]TransferStatus, string, error)
 	TransferGroupChats(ctx context.Context, corpID string, chatIDs []string, newOwner string) ([]TransferResult, error)
 
 	// SendAppMessage sends a text from the corp app to one staff member

@@ -178,6 +178,9 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	if err := a.cron.Add("livecode.prune", "17 3 * * *", a.codes.PruneVisitors); err != nil {
 		return nil, err
 	}
+	if err := a.cron.Add("livecode.handovers", "*/10 * * * *", a.codes.CheckHandovers); err != nil {
+		return nil, err
+	}
 
 	hcorps := make([]handlers.Corp, len(a.corps))
 	for i, c := range a.corps {

@@ -656,7 +656,10 @@ func TestE2E_StaffWhoLeaveAreRemovedAndTheirCustomersHandedOver(t *testing.T) {
 	admin := login(t, s.url, "admin@example.com", "admin password")
 	syncDirectory(t, s, admin)
 	ctx := context.Background()
-	code, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Leavers", Mode: livecode.ModeRotating,
+	// The code's owner is the admin, who is staff member lisi in WeCom: reports reach them.
+	users, _ := s.app.auth.ListUsers(ctx, e2eCorp)
+	s.app.db.Exec(`UPDATE user_corps SET staff_userid = 'lisi' WHERE user_id = ?`, users[0].ID)
+	code, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Leavers", Mode: livecode.ModeRotating, OwnerUserID: users[0].ID,
 		Staff: []livecode.CodeStaff{{UserID: "zhangsan"}, {UserID: "lisi"}}, Settings: livecode.Settings{Successor: "wangwu"}})
 	if err != nil {
 		t.Fatal(err)
@@ -671,8 +674,18 @@ func TestE2E_StaffWhoLeaveAreRemovedAndTheirCustomersHandedOver(t *testing.T) {
 		return s.count("SELECT COUNT(*) FROM follow_relations WHERE userid = 'zhangsan' AND external_userid = ?", res.ExternalUserID) == 1 &&
 			s.count("SELECT COUNT(*) FROM group_chats WHERE chat_id = ?", chat) == 1
 	})
-	// zhangsan leaves; a partial view of it changes nothing, a complete sync marks him gone.
-	s.fake.Mutate(e2eCorp, func(c *fake.Corp) { delete(c.Staff, "zhangsan") })
+	// zhangsan leaves; a partial view of it changes nothing, a complete sync
+	// marks him gone. His demo-world customer will refuse the hand-over.
+	var refuser string
+	s.fake.Mutate(e2eCorp, func(c *fake.Corp) {
+		delete(c.Staff, "zhangsan")
+		for ext, cu := range c.Customers {
+			if cu.Follows["zhangsan"] != nil && ext != res.ExternalUserID {
+				refuser = ext
+				c.RefuseTransfer = map[string]bool{ext: true}
+			}
+		}
+	})
 	if err := s.app.codes.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -697,6 +710,24 @@ func TestE2E_StaffWhoLeaveAreRemovedAndTheirCustomersHandedOver(t *testing.T) {
 	}
 	if len(transfers) != 2 || !handed[res.ExternalUserID] || owner != "wangwu" {
 		t.Fatalf("handover: %+v, group owner %s", transfers, owner)
+	}
+	// Each hand-over's outcome is recorded; the refusal is reported to the code's owner.
+	outcome := func(item string) string {
+		var st string
+		s.app.db.Get(&st, "SELECT status FROM livecode_transfers WHERE item = ?", item)
+		return st
+	}
+	if outcome(res.ExternalUserID) != "done" || outcome(refuser) != "refused" || outcome(chat) != "done" {
+		t.Fatalf("outcomes: %s %s %s", outcome(res.ExternalUserID), outcome(refuser), outcome(chat))
+	}
+	reports := 0
+	for _, m := range s.fake.Messages(e2eCorp) {
+		if m.Kind == "app" && m.UserID == "lisi" && strings.Contains(m.Text, "refused") {
+			reports++
+		}
+	}
+	if reports != 1 {
+		t.Fatalf("%d reports of the refused hand-over to the owner", reports)
 	}
 	// Another pass hands nothing over twice.
 	s.app.codes.ReconcileAll(ctx)

@@ -83,6 +83,7 @@ var endpoints = map[string]endpointFunc{
 	"externalcontact/group_welcome_template/edit":      editGroupWelcome,
 	"externalcontact/group_welcome_template/del":       delGroupWelcome,
 	"externalcontact/resigned/transfer_customer":       transferCustomers,
+	"externalcontact/resigned/transfer_result":         transferResult,
 	"externalcontact/groupchat/transfer":               transferGroups,
 	"externalcontact/customer_acquisition/create_link": createLink,
 	"externalcontact/customer_acquisition/get":         getLink,
@@ -1062,6 +1063,9 @@ func transferCustomers(f *Fake, c *Corp, r *http.Request, body []byte) (any, *ap
 	if c.Staff[req.Takeover] == nil {
 		return nil, errf(codeUnknownUser, "takeover_userid not found")
 	}
+	if c.Staff[req.Handover] != nil {
+		return nil, errf(codeStaffNotResigned, "handover_userid has not resigned")
+	}
 	if len(req.External) == 0 || len(req.External) > 100 {
 		return nil, errf(codeInvalidParam, "external_userid must hold 1 to 100 customers")
 	}
@@ -1072,17 +1076,59 @@ func transferCustomers(f *Fake, c *Corp, r *http.Request, body []byte) (any, *ap
 			out = append(out, wecom.TransferResult{ExternalUserID: ext, ErrCode: 40096})
 			continue
 		}
+		tr := Transfer{ExternalUserID: ext, From: req.Handover, To: req.Takeover, Status: transferRefused}
 		if !c.RefuseTransfer[ext] {
 			fu := *cu.Follows[req.Handover]
 			fu.UserID, fu.AddWay = req.Takeover, 202
 			delete(cu.Follows, req.Handover)
 			cu.Follows[req.Takeover] = &fu
+			tr.Status, tr.TakeoverTime = transferDone, f.now().Unix()
 		}
-		c.Transfers = append(c.Transfers, Transfer{ExternalUserID: ext, From: req.Handover, To: req.Takeover})
+		c.Transfers = append(c.Transfers, tr)
 		out = append(out, wecom.TransferResult{ExternalUserID: ext})
 	}
 	return m("customer", out), nil
 }
+
+// transferResult reports the hand-over of a leaver's customers to one
+// successor, a page at a time.
+func transferResult(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req struct {
+		Handover string `json:"handover_userid"`
+		Takeover string `json:"takeover_userid"`
+		Cursor   string `json:"cursor"`
+	}
+	if e := decode(body, &req); e != nil {
+		return nil, e
+	}
+	if req.Handover == "" || req.Takeover == "" {
+		return nil, errf(codeInvalidParam, "handover_userid and takeover_userid are required")
+	}
+	byExt := map[string]Transfer{}
+	for _, tr := range c.Transfers {
+		if tr.From == req.Handover && tr.To == req.Takeover {
+			byExt[tr.ExternalUserID] = tr // the latest attempt wins
+		}
+	}
+	page, next := pageOf(keys(byExt), req.Cursor, 100)
+	out := make([]map[string]any, 0, len(page))
+	for _, ext := range page {
+		tr := byExt[ext]
+		out = append(out, map[string]any{"external_userid": ext, "status": tr.Status, "takeover_time": tr.TakeoverTime})
+	}
+	return m("customer", out, "next_cursor", next), nil
+}
+
+// Statuses of resigned/transfer_result.
+const (
+	transferDone    = 1
+	transferWaiting = 2
+	transferRefused = 3
+	transferFull    = 4
+
+	codeStaffNotResigned = 40097
+	maxGroupTransfer     = 100
+)
 
 func transferGroups(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req struct {
@@ -1091,6 +1137,9 @@ func transferGroups(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
+	}
+	if len(req.ChatIDs) == 0 || len(req.ChatIDs) > maxGroupTransfer {
+		return nil, errf(codeInvalidParam, "chat_id_list must hold 1 to 100 groups")
 	}
 	if c.Staff[req.NewOwner] == nil {
 		return nil, errf(codeUnknownUser, "new_owner not found")

@@ -61,6 +61,10 @@ type Transfer struct {
 	ExternalUserID string `json:"external_userid"`
 	From           string `json:"from"`
 	To             string `json:"to"`
+	// Status as resigned/transfer_result reports it: 1 taken over,
+	// 2 waiting, 3 refused by the customer, 4 the successor is full.
+	Status       int   `json:"status"`
+	TakeoverTime int64 `json:"takeover_time,omitempty"`
 }
 
 // Link is a customer-acquisition link.
