@@ -128,11 +128,13 @@ func (s *Service) createWays(ctx context.Context, c *Code) ([]string, error) {
 		}
 		c.ConfigID, c.QRCode, c.WeComUsers = id, w.QRCode, chats
 		if text := c.Settings.GroupWelcome.text(); text != "" {
-			tid, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, text)
+			tid, isNew, err := s.groupWelcomeTemplate(ctx, c, text)
 			if err != nil {
-				return created, groupWelcomeErr(err)
+				return created, err
 			}
-			created = append(created, "gwt:"+tid)
+			if isNew {
+				created = append(created, "gwt:"+tid)
+			}
 			c.Settings.GroupWelcomeTemplate = tid
 		}
 	case ModeRotating:
@@ -240,7 +242,7 @@ func (s *Service) Update(ctx context.Context, corp string, id int64, in Code) (*
 	if next.Mode == ModeJoinWay {
 		// The template id is Qiflow's bookkeeping, not an input.
 		next.Settings.GroupWelcomeTemplate = old.Settings.GroupWelcomeTemplate
-		if err := s.syncGroupWelcome(ctx, &next, &created, &obsolete); err != nil {
+		if err := s.syncGroupWelcome(ctx, old.Settings.GroupWelcome.text(), &next, &created, &obsolete); err != nil {
 			return nil, err
 		}
 	}
@@ -305,28 +307,6 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 	return s.Get(ctx, corp, id)
 }
 
-// syncGroupWelcome creates, edits or deletes the group code's welcome template.
-func (s *Service) syncGroupWelcome(ctx context.Context, c *Code, created, obsolete *[]string) error {
-	text, tid := c.Settings.GroupWelcome.text(), c.Settings.GroupWelcomeTemplate
-	switch {
-	case text == "" && tid != "":
-		*obsolete = append(*obsolete, "gwt:"+tid)
-		c.Settings.GroupWelcomeTemplate = ""
-	case text != "" && tid == "":
-		id, err := s.wc.AddGroupWelcomeTemplate(ctx, c.CorpID, text)
-		if err != nil {
-			return groupWelcomeErr(err)
-		}
-		*created = append(*created, "gwt:"+id)
-		c.Settings.GroupWelcomeTemplate = id
-	case text != "":
-		if err := s.wc.EditGroupWelcomeTemplate(ctx, c.CorpID, tid, text); err != nil {
-			return fmt.Errorf("edit group welcome template: %w", err)
-		}
-	}
-	return nil
-}
-
 // linkURL adds the customer_channel that names the code to an acquisition link.
 func linkURL(u, state string) string {
 	sep := "?"
@@ -334,17 +314,4 @@ func linkURL(u, state string) string {
 		sep = "&"
 	}
 	return u + sep + "customer_channel=" + state
-}
-
-// codeTooManyGroupWelcomes is WeCom's answer once a corp has 100 group
-// welcome templates.
-const codeTooManyGroupWelcomes = 41055
-
-// groupWelcomeErr turns WeCom's refusal of a new template into what the
-// user can act on.
-func groupWelcomeErr(err error) error {
-	if wecom.IsCode(err, codeTooManyGroupWelcomes) {
-		return apperr.Field("settings.group_welcome", "the corp has 100 group welcome templates, WeCom's limit: reuse the text of another group code, or remove the welcome of codes no longer used")
-	}
-	return fmt.Errorf("create group welcome template: %w", err)
 }

@@ -258,9 +258,16 @@ func (s *Service) reconcile(ctx context.Context, c *Code, cl *reconcileClaim) (*
 // removeWays deletes an archived code's WeCom objects and forgets them once
 // WeCom has none left; until then the code stays due.
 func (s *Service) removeWays(ctx context.Context, c *Code) error {
-	ways := waysOf(c)
+	ways, err := s.unsharedWays(ctx, c)
+	if err != nil {
+		return err
+	}
 	if len(ways) == 0 {
-		return nil
+		if c.ConfigID == "" && c.Settings.GroupWelcomeTemplate == "" {
+			return nil
+		}
+		c.ConfigID, c.Settings.GroupWelcomeTemplate = "", ""
+		return s.store.saveWays(ctx, c)
 	}
 	if !s.deleteWays(ctx, c.CorpID, ways) {
 		return errors.New("some WeCom ways of the archived code are not deleted yet")

@@ -858,3 +858,26 @@ func (st *store) transferredItems(ctx context.Context, corp, handover string) (m
 	}
 	return out, nil
 }
+
+// groupWelcomes maps the group welcome templates of the corp's live group
+// codes other than except to their text.
+func (st *store) groupWelcomes(ctx context.Context, corp string, except int64) (map[string]string, error) {
+	var rows []struct {
+		Settings qsql.JSON `db:"settings"`
+	}
+	if err := st.db.SelectContext(ctx, &rows, `SELECT settings FROM live_codes WHERE corp_id = ? AND mode = ? AND status <> ? AND id <> ?`,
+		corp, ModeJoinWay, StatusArchived, except); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, r := range rows {
+		var set Settings
+		if err := json.Unmarshal(r.Settings, &set); err != nil {
+			return nil, err
+		}
+		if set.GroupWelcomeTemplate != "" {
+			out[set.GroupWelcomeTemplate] = set.GroupWelcome.text()
+		}
+	}
+	return out, nil
+}

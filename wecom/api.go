@@ -613,7 +613,8 @@ func (a *API) AddGroupWelcomeTemplate(ctx context.Context, corpID, text string) 
 		TemplateID string `json:"template_id"`
 	}
 	err = a.call(ctx, corpID, request{endpoint: "externalcontact/group_welcome_template/add",
-		body: map[string]any{"text": Text{Content: text}, "agentid": app.AgentID, "notify": 0}}, &out)
+		// notify: WeCom prompts group owners to apply the welcome to their groups.
+		body: map[string]any{"text": Text{Content: text}, "agentid": app.AgentID, "notify": 1}}, &out)
 	return out.TemplateID, err
 }
 

@@ -536,3 +536,62 @@ func TestE2E_SandboxGroupsAreListed(t *testing.T) {
 		t.Fatalf("second page: %+v", out)
 	}
 }
+
+// Group codes with the same welcome share one WeCom template (a corp has
+// 100); editing one code's text never changes the other's, and a template
+// is deleted only when no live code uses it.
+func TestE2E_GroupWelcomeTemplatesAreShared(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	ctx := context.Background()
+	g1, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "One")
+	g2, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "Two")
+	templates := func() map[string]string {
+		out := map[string]string{}
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+			for id, text := range c.GroupWelcome {
+				out[id] = text
+			}
+		})
+		return out
+	}
+	create := func(name, chat string) livecode.Code {
+		var c livecode.Code
+		if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": name, "mode": "join_way",
+			"settings": map[string]any{"groups": []map[string]any{{"chat_id": chat}}, "group_welcome": map[string]any{"text": "Welcome!"}}}, &c); st != http.StatusCreated {
+			t.Fatalf("create %s: %d", name, st)
+		}
+		return c
+	}
+	a, b := create("A", g1), create("B", g2)
+	if tm := templates(); len(tm) != 1 || a.Settings.GroupWelcomeTemplate != b.Settings.GroupWelcomeTemplate {
+		t.Fatalf("two codes with one text: templates %v", tm)
+	}
+	// B changes its text: A's template keeps A's text.
+	var edited livecode.Code
+	if st := call(t, "PUT", fmt.Sprintf("%s/api/v1/codes/%d", s.url, b.ID), admin, map[string]any{"name": "B", "version": b.Version,
+		"settings": map[string]any{"groups": []map[string]any{{"chat_id": g2}}, "group_welcome": map[string]any{"text": "Hello B"}}}, &edited); st != http.StatusOK {
+		t.Fatalf("edit B: %d", st)
+	}
+	tm := templates()
+	if len(tm) != 2 || tm[a.Settings.GroupWelcomeTemplate] != "Welcome!" || tm[edited.Settings.GroupWelcomeTemplate] != "Hello B" {
+		t.Fatalf("after B's edit: %v (A %s, B %s)", tm, a.Settings.GroupWelcomeTemplate, edited.Settings.GroupWelcomeTemplate)
+	}
+	// B goes back to A's text: it shares A's template again and its own is deleted.
+	if st := call(t, "PUT", fmt.Sprintf("%s/api/v1/codes/%d", s.url, b.ID), admin, map[string]any{"name": "B", "version": edited.Version,
+		"settings": map[string]any{"groups": []map[string]any{{"chat_id": g2}}, "group_welcome": map[string]any{"text": "Welcome!"}}}, &edited); st != http.StatusOK {
+		t.Fatalf("edit B back: %d", st)
+	}
+	if tm := templates(); len(tm) != 1 || edited.Settings.GroupWelcomeTemplate != a.Settings.GroupWelcomeTemplate {
+		t.Fatalf("after B's edit back: %v", tm)
+	}
+	// Archiving A keeps the template B uses; archiving B deletes it.
+	call(t, "POST", fmt.Sprintf("%s/api/v1/codes/%d/archive", s.url, a.ID), admin, nil, nil)
+	if len(templates()) != 1 {
+		t.Fatal("archiving A deleted the template B uses")
+	}
+	call(t, "POST", fmt.Sprintf("%s/api/v1/codes/%d/archive", s.url, b.ID), admin, nil, nil)
+	if tm := templates(); len(tm) != 0 {
+		t.Fatalf("after archiving both: %v", tm)
+	}
+}
