@@ -181,6 +181,15 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	if err := a.cron.Add("livecode.handovers", "*/10 * * * *", a.codes.CheckHandovers); err != nil {
 		return nil, err
 	}
+	if err := a.cron.Add("media.refresh", "23 * * * *", func(ctx context.Context) error {
+		n, err := a.media.RefreshDue(ctx)
+		if n > 0 {
+			log.Info("media re-uploaded ahead of WeCom's expiry", "files", n)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
 
 	hcorps := make([]handlers.Corp, len(a.corps))
 	for i, c := range a.corps {

@@ -91,32 +91,47 @@ func (s *Store) Get(ctx context.Context, corp string, id int64) (File, error) {
 }
 
 // MediaID returns a WeCom media id for the file, uploading it when it has
-// none or its upload is older than MaxAge. Two instances uploading at once
-// both succeed; the later id wins, and both ids are valid.
+// none or its upload is older than MaxAge (RefreshDue normally re-uploads
+// files in use before that, so a welcome rarely waits on an upload). Two
+// instances uploading at once both succeed; the later id wins, and both ids
+// are valid.
 func (s *Store) MediaID(ctx context.Context, corp string, id int64) (string, error) {
 	var row struct {
 		Kind       string `db:"kind"`
 		Filename   string `db:"filename"`
 		MediaID    string `db:"media_id"`
 		UploadedAt *int64 `db:"uploaded_at"`
+		UsedAt     *int64 `db:"used_at"`
 	}
-	err := s.db.GetContext(ctx, &row, `SELECT kind, filename, media_id, uploaded_at FROM media_files WHERE corp_id = ? AND id = ?`, corp, id)
+	err := s.db.GetContext(ctx, &row, `SELECT kind, filename, media_id, uploaded_at, used_at FROM media_files WHERE corp_id = ? AND id = ?`, corp, id)
 	if qsql.IsNoRows(err) {
 		return "", ErrNotFound
 	}
 	if err != nil {
 		return "", err
 	}
-	if row.MediaID != "" && row.UploadedAt != nil && s.now().Sub(qsql.FromMillis(*row.UploadedAt)) < MaxAge {
+	now := s.now()
+	if row.UsedAt == nil || now.Sub(qsql.FromMillis(*row.UsedAt)) > time.Hour {
+		// Hourly is precise enough to know which files are in use.
+		if _, err := s.db.ExecContext(ctx, `UPDATE media_files SET used_at = ? WHERE id = ?`, qsql.Millis(now), id); err != nil {
+			return "", err
+		}
+	}
+	if row.MediaID != "" && row.UploadedAt != nil && now.Sub(qsql.FromMillis(*row.UploadedAt)) < MaxAge {
 		return row.MediaID, nil
 	}
+	return s.upload(ctx, corp, id, row.Kind, row.Filename)
+}
+
+// upload sends a file to WeCom and records its media id.
+func (s *Store) upload(ctx context.Context, corp string, id int64, kind, filename string) (string, error) {
 	var data []byte
 	if err := s.db.GetContext(ctx, &data, `SELECT data FROM media_files WHERE id = ?`, id); err != nil {
 		return "", err
 	}
-	mediaID, createdAt, err := s.wc.UploadMedia(ctx, corp, row.Kind, row.Filename, bytes.NewReader(data))
+	mediaID, createdAt, err := s.wc.UploadMedia(ctx, corp, kind, filename, bytes.NewReader(data))
 	if err != nil {
-		return "", fmt.Errorf("upload %s: %w", row.Filename, err)
+		return "", fmt.Errorf("upload %s: %w", filename, err)
 	}
 	if createdAt.IsZero() {
 		createdAt = s.now()
@@ -125,6 +140,40 @@ func (s *Store) MediaID(ctx context.Context, corp string, id int64) (string, err
 		return "", err
 	}
 	return mediaID, nil
+}
+
+// RefreshAge is when a file in use is re-uploaded ahead of WeCom's 3 days.
+const RefreshAge = 48 * time.Hour
+
+// inUse is how recently a file must have been sent to be kept fresh.
+const inUse = 30 * 24 * time.Hour
+
+// RefreshDue re-uploads the files sent in the last 30 days whose upload is
+// older than RefreshAge, so sending them (a welcome has 20 s) never waits on
+// an upload. Run by cron; it returns how many it refreshed.
+func (s *Store) RefreshDue(ctx context.Context) (int, error) {
+	now := s.now()
+	var due []struct {
+		ID       int64  `db:"id"`
+		CorpID   string `db:"corp_id"`
+		Kind     string `db:"kind"`
+		Filename string `db:"filename"`
+	}
+	if err := s.db.SelectContext(ctx, &due, `SELECT id, corp_id, kind, filename FROM media_files
+		WHERE media_id <> '' AND uploaded_at < ? AND used_at > ? ORDER BY uploaded_at LIMIT 500`,
+		qsql.Millis(now.Add(-RefreshAge)), qsql.Millis(now.Add(-inUse))); err != nil {
+		return 0, err
+	}
+	var errs []error
+	n := 0
+	for _, f := range due {
+		if _, err := s.upload(ctx, f.CorpID, f.ID, f.Kind, f.Filename); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 // Exists says whether the corp has the file, of one of the kinds when given.
