@@ -364,6 +364,17 @@ func (a *API) ListCorpTags(ctx context.Context, corpID string) ([]TagGroup, erro
 	return out.TagGroup, err
 }
 
+// ListStrategyTags lists the rule-group (strategy) tags, which
+// get_corp_tag_list leaves out.
+func (a *API) ListStrategyTags(ctx context.Context, corpID string) ([]TagGroup, error) {
+	var out struct {
+		base
+		TagGroup []TagGroup `json:"tag_group"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/get_strategy_tag_list", body: map[string]any{}}, &out)
+	return out.TagGroup, err
+}
+
 func (a *API) AddCorpTags(ctx context.Context, corpID string, g TagGroup) (TagGroup, error) {
 	app, _, err := a.corp(corpID)
 	if err != nil {

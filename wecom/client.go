@@ -18,6 +18,7 @@ type Client interface {
 
 	// Corp tags (customer tags).
 	ListCorpTags(ctx context.Context, corpID string) ([]TagGroup, error)
+	ListStrategyTags(ctx context.Context, corpID string) ([]TagGroup, error)
 	AddCorpTags(ctx context.Context, corpID string, g TagGroup) (TagGroup, error)
 	EditCorpTag(ctx context.Context, corpID, id, name string, order int64) error
 	DeleteCorpTags(ctx context.Context, corpID string, tagIDs, groupIDs []string) error

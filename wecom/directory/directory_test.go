@@ -194,3 +194,26 @@ func TestSync_ImportsGroupsOfALargeCorpByOwnerBatches(t *testing.T) {
 		t.Fatalf("counts %+v, want 1107 staff and 2 groups", c)
 	}
 }
+
+// Rule-group (strategy) tags are mirrored beside corp tags, so codes can use
+// them and onboarding does not report them missing.
+func TestSyncTags_MirrorsStrategyTags(t *testing.T) {
+	db := sqltest.OpenSQLite(t)
+	e := setup(t, db)
+	ctx := context.Background()
+	e.f.Mutate(corp, func(c *fake.Corp) {
+		c.StrategyTagGroups = []*wecom.TagGroup{{GroupID: "etgS1", GroupName: "Store team rules", StrategyID: 7,
+			Tags: []wecom.CorpTag{{ID: "etS1", Name: "Walk-in"}}}}
+	})
+	if err := e.dir.SyncTags(ctx, corp); err != nil {
+		t.Fatal(err)
+	}
+	missing, err := e.dir.MissingTags(ctx, corp, []string{"etS1"})
+	if err != nil || len(missing) != 0 {
+		t.Fatalf("the strategy tag is missing from the mirror: %v %v", missing, err)
+	}
+	var strategy int64
+	if err := db.Get(&strategy, `SELECT strategy_id FROM tag_groups WHERE corp_id = ? AND id = 'etgS1'`, corp); err != nil || strategy != 7 {
+		t.Fatalf("strategy id %d %v", strategy, err)
+	}
+}

@@ -123,14 +123,20 @@ func (d *Directory) SyncTags(ctx context.Context, corpID string) error {
 	if err != nil {
 		return fmt.Errorf("list corp tags: %w", err)
 	}
+	// Rule-group tags are listed apart; codes and contacts use them alike.
+	strategy, err := d.wc.ListStrategyTags(ctx, corpID)
+	if err != nil {
+		return fmt.Errorf("list strategy tags: %w", err)
+	}
+	groups = append(groups, strategy...)
 	now := qsql.Millis(d.now())
 	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		gq := d.db.Upsert("tag_groups", []string{"corp_id", "id", "name", "sort_order", "deleted_at", "updated_at"}, []string{"corp_id", "id"},
-			[]string{"name", "sort_order", "deleted_at", "updated_at"})
+		gq := d.db.Upsert("tag_groups", []string{"corp_id", "id", "name", "sort_order", "strategy_id", "deleted_at", "updated_at"}, []string{"corp_id", "id"},
+			[]string{"name", "sort_order", "strategy_id", "deleted_at", "updated_at"})
 		tq := d.db.Upsert("tags", []string{"corp_id", "id", "group_id", "name", "sort_order", "deleted_at", "updated_at"}, []string{"corp_id", "id"},
 			[]string{"group_id", "name", "sort_order", "deleted_at", "updated_at"})
 		for _, g := range groups {
-			if _, err := tx.ExecContext(ctx, gq, corpID, g.GroupID, g.GroupName, g.Order, nil, now); err != nil {
+			if _, err := tx.ExecContext(ctx, gq, corpID, g.GroupID, g.GroupName, g.Order, g.StrategyID, nil, now); err != nil {
 				return err
 			}
 			for _, t := range g.Tags {

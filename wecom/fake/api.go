@@ -58,6 +58,7 @@ var endpoints = map[string]endpointFunc{
 	"user/list":                                        listUsers,
 	"user/get":                                         getUser,
 	"externalcontact/get_corp_tag_list":                getCorpTags,
+	"externalcontact/get_strategy_tag_list":            getStrategyTags,
 	"externalcontact/add_corp_tag":                     addCorpTag,
 	"externalcontact/edit_corp_tag":                    editCorpTag,
 	"externalcontact/del_corp_tag":                     delCorpTag,
@@ -254,6 +255,15 @@ func getCorpTags(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError
 	return m("tag_group", c.TagGroups), nil
 }
 
+// getStrategyTags lists the rule-group tags, which get_corp_tag_list leaves out.
+func getStrategyTags(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	groups := c.StrategyTagGroups
+	if groups == nil {
+		groups = []*wecom.TagGroup{}
+	}
+	return m("tag_group", groups), nil
+}
+
 // codeDuplicateTagName: a tag of that name exists in the group.
 const codeDuplicateTagName = 40071
 
@@ -398,7 +408,7 @@ func markTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 		return nil, e
 	}
 	for _, id := range append(append([]string{}, req.AddTag...), req.RemoveTag...) {
-		if g, _ := c.findTag(id); g == nil {
+		if g, _ := c.findAnyTag(id); g == nil {
 			return nil, errf(codeUnknownTag, "invalid tag id %s", id)
 		}
 	}
@@ -410,8 +420,12 @@ func markTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	}
 	fu.Tags = keep
 	for _, id := range req.AddTag {
-		g, i := c.findTag(id)
-		fu.Tags = append(fu.Tags, wecom.FollowTag{GroupName: g.GroupName, TagName: g.Tags[i].Name, TagID: id, Type: 1})
+		g, i := c.findAnyTag(id)
+		typ := 1 // corp tag; 3 a rule-group tag
+		if g.StrategyID != 0 {
+			typ = 3
+		}
+		fu.Tags = append(fu.Tags, wecom.FollowTag{GroupName: g.GroupName, TagName: g.Tags[i].Name, TagID: id, Type: typ})
 	}
 	return nil, nil
 }

@@ -41,6 +41,8 @@ type Corp struct {
 	Staff       map[string]*wecom.Staff      `json:"staff"`
 	Customers   map[string]*CustomerRecord   `json:"customers"`
 	TagGroups   []*wecom.TagGroup            `json:"tag_groups"`
+	// StrategyTagGroups are the rule groups' tags (get_strategy_tag_list).
+	StrategyTagGroups []*wecom.TagGroup `json:"strategy_tag_groups,omitempty"`
 	ContactWays map[string]*wecom.ContactWay `json:"contact_ways"`
 	JoinWays    map[string]*wecom.JoinWay    `json:"join_ways"`
 	Groups      map[string]*Group            `json:"groups"`
@@ -185,6 +187,22 @@ func (c *Corp) staffIDs() []string {
 	return ids
 }
 
+// findAnyTag finds a corp or rule-group tag (both can be marked on a contact).
+func (c *Corp) findAnyTag(id string) (*wecom.TagGroup, int) {
+	if g, i := c.findTag(id); g != nil {
+		return g, i
+	}
+	for _, g := range c.StrategyTagGroups {
+		for i, t := range g.Tags {
+			if t.ID == id {
+				return g, i
+			}
+		}
+	}
+	return nil, -1
+}
+
+// findTag finds a corp tag (the corp-tag APIs know no rule-group tags).
 func (c *Corp) findTag(id string) (*wecom.TagGroup, int) {
 	for _, g := range c.TagGroups {
 		for i, t := range g.Tags {
