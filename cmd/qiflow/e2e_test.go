@@ -145,6 +145,23 @@ func (s *stack) settled() {
 	})
 }
 
+// waitProgress waits until measure reaches want, failing only when it
+// stops moving for a while: a loaded machine may take long, but a stuck one
+// does not take forever.
+func waitProgress(t *testing.T, what string, want int, measure func() int) {
+	t.Helper()
+	last, moved := measure(), time.Now()
+	for last < want {
+		if time.Since(moved) > 30*time.Second {
+			t.Fatalf("timed out waiting for %s: stuck at %d of %d", what, last, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if n := measure(); n != last {
+			last, moved = n, time.Now()
+		}
+	}
+}
+
 // quiet waits until the bus is settled and no live code is due for, or in,
 // a reconcile: everything the events caused has happened.
 func (s *stack) quiet() {

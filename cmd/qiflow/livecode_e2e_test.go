@@ -341,10 +341,10 @@ func TestE2E_RotatingLinkSharesOneRotationAcrossInstances(t *testing.T) {
 		if count["zhouba"] != visits-4*capEach {
 			t.Errorf("backup shown %d times, want %d", count["zhouba"], visits-4*capEach)
 		}
-		waitUntil(t, "every add recorded", func() bool {
+		waitProgress(t, "every add recorded", visits, func() int {
 			var n int
 			apps[0].db.Get(&n, "SELECT COUNT(*) FROM contact_sources WHERE code_id = ?", code.ID)
-			return n == visits
+			return n
 		})
 		var perStaff []struct {
 			UserID string `db:"userid"`
