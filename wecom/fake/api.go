@@ -528,9 +528,12 @@ func batchGetByUser(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 }
 
 func remark(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
-	var req wecom.Remark
-	if e := decode(body, &req); e != nil {
+	var req remarkRequest
+	if e := decodeStrict(body, &req); e != nil {
 		return nil, e
+	}
+	if req.UserID == "" || req.ExternalUserID == "" {
+		return nil, errf(codeInvalidParam, "userid and external_userid are required")
 	}
 	fu, e := c.follow(req.UserID, req.ExternalUserID)
 	if e != nil {
@@ -702,9 +705,16 @@ func listContactWays(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiE
 // --- welcome ---
 
 func sendWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
-	var req wecom.WelcomeMsg
-	if e := decode(body, &req); e != nil {
+	var req welcomeRequest
+	if e := decodeStrict(body, &req); e != nil {
 		return nil, e
+	}
+	if req.WelcomeCode == "" {
+		return nil, errf(codeInvalidParam, "welcome_code is required")
+	}
+	atts := make([]wecom.Attachment, len(req.Attachments))
+	for i, a := range req.Attachments {
+		atts[i] = a.world()
 	}
 	wc := c.Welcome[req.WelcomeCode]
 	if wc == nil {
@@ -726,17 +736,17 @@ func sendWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError
 	if text == "" && len(req.Attachments) == 0 {
 		return nil, errf(codeInvalidParam, "text and attachments both empty")
 	}
-	if len(req.Attachments) > 9 {
+	if len(atts) > 9 {
 		return nil, errf(codeInvalidParam, "more than 9 attachments")
 	}
-	for _, a := range req.Attachments {
+	for _, a := range atts {
 		if e := validateAttachment(c, a); e != nil {
 			return nil, e
 		}
 	}
 	wc.Used = true
 	c.Messages = append(c.Messages, Message{Kind: "welcome", UserID: wc.UserID, ExternalUserID: wc.ExternalUserID,
-		Text: text, Attachments: req.Attachments, SentAt: f.now().UnixMilli()})
+		Text: text, Attachments: atts, SentAt: f.now().UnixMilli()})
 	return nil, nil
 }
 
@@ -921,9 +931,15 @@ func delJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 // --- messages and media ---
 
 func sendAppMessage(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
-	var req wecom.AppMessage
-	if e := decode(body, &req); e != nil {
+	var req appMessageRequest
+	if e := decodeStrict(body, &req); e != nil {
 		return nil, e
+	}
+	if req.MsgType != "text" {
+		return nil, errf(codeInvalidParam, "msgtype must be text (the fake sends text messages only)")
+	}
+	if req.ToUser == "" && req.ToParty == "" && req.ToTag == "" {
+		return nil, errf(codeInvalidParam, "touser, toparty and totag all empty")
 	}
 	if req.AgentID != c.AgentID {
 		return nil, errf(40056, "invalid agentid")

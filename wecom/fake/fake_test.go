@@ -3,9 +3,11 @@ package fake
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,5 +103,42 @@ func TestFake_QRCodesArePNGImages(t *testing.T) {
 	img, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" || !bytes.HasPrefix(img, []byte("\x89PNG")) {
 		t.Fatalf("qr: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), img[:min(len(img), 16)])
+	}
+}
+
+// The fake reads requests into its own types: a misspelt or unknown field
+// is refused (as WeCom refuses malformed JSON), not silently dropped, so a
+// Qiflow typo fails its tests.
+func TestFake_RefusesUnknownRequestFields(t *testing.T) {
+	_, base := StartForTest(t, SandboxCorpID, true)
+	resp, err := http.Get(base + "/cgi-bin/gettoken?corpid=" + SandboxCorpID + "&corpsecret=" + SandboxCorp.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	post := func(endpoint, body string) int64 {
+		resp, err := http.Post(base+"/cgi-bin/"+endpoint+"?access_token="+tok.AccessToken, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			ErrCode int64 `json:"errcode"`
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out.ErrCode
+	}
+	for endpoint, body := range map[string]string{
+		"externalcontact/send_welcome_msg": `{"welcom_code":"x","text":{"content":"hi"}}`,
+		"externalcontact/remark":           `{"userid":"zhangsan","external_userid":"wm1","remarks":"typo"}`,
+		"message/send":                     `{"touser":"zhangsan","msgtype":"text","agentid":1000002,"text":{"contents":"typo"}}`,
+	} {
+		if code := post(endpoint, body); code != 40058 {
+			t.Errorf("%s with a misspelt field: errcode %d, want 40058", endpoint, code)
+		}
 	}
 }
