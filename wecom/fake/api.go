@@ -587,10 +587,11 @@ func validateWay(c *Corp, w *wecom.ContactWay) *apiError {
 }
 
 func addContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
-	var w wecom.ContactWay
-	if e := decode(body, &w); e != nil {
+	var req contactWayRequest
+	if e := decodeStrict(body, &req); e != nil {
 		return nil, e
 	}
+	w := req.world()
 	if w.Type != 1 && w.Type != 2 {
 		return nil, errf(codeInvalidParam, "type must be 1 or 2")
 	}
@@ -641,14 +642,19 @@ func updateContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *api
 		return nil, e
 	}
 	var upd struct {
-		Remark     *string  `json:"remark"`
-		SkipVerify *bool    `json:"skip_verify"`
-		State      *string  `json:"state"`
-		User       []string `json:"user"`
-		Party      []int64  `json:"party"`
-		Style      int      `json:"style"`
+		ConfigID      string          `json:"config_id"`
+		Remark        *string         `json:"remark"`
+		SkipVerify    *bool           `json:"skip_verify"`
+		State         *string         `json:"state"`
+		User          []string        `json:"user"`
+		Party         []int64         `json:"party"`
+		Style         int             `json:"style"`
+		ExpiresIn     int             `json:"expires_in"`
+		ChatExpiresIn int             `json:"chat_expires_in"`
+		UnionID       string          `json:"unionid"`
+		Conclusions   json.RawMessage `json:"conclusions"`
 	}
-	if e := decode(body, &upd); e != nil {
+	if e := decodeStrict(body, &upd); e != nil {
 		return nil, e
 	}
 	next := *w
@@ -879,10 +885,11 @@ func validateJoinWay(c *Corp, w *wecom.JoinWay) *apiError {
 }
 
 func addJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
-	w := wecom.JoinWay{AutoCreateRoom: 1}
-	if e := decode(body, &w); e != nil {
+	req := joinWayRequest{AutoCreateRoom: 1}
+	if e := decodeStrict(body, &req); e != nil {
 		return nil, e
 	}
+	w := req.world()
 	if e := validateJoinWay(c, &w); e != nil {
 		return nil, e
 	}
@@ -907,10 +914,11 @@ func updateJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiErr
 	if e != nil {
 		return nil, e
 	}
-	next := wecom.JoinWay{AutoCreateRoom: 1}
-	if e := decode(body, &next); e != nil {
+	req := joinWayRequest{AutoCreateRoom: 1}
+	if e := decodeStrict(body, &req); e != nil {
 		return nil, e
 	}
+	next := req.world()
 	if e := validateJoinWay(c, &next); e != nil {
 		return nil, e
 	}

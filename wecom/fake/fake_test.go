@@ -133,9 +133,11 @@ func TestFake_RefusesUnknownRequestFields(t *testing.T) {
 		return out.ErrCode
 	}
 	for endpoint, body := range map[string]string{
-		"externalcontact/send_welcome_msg": `{"welcom_code":"x","text":{"content":"hi"}}`,
-		"externalcontact/remark":           `{"userid":"zhangsan","external_userid":"wm1","remarks":"typo"}`,
-		"message/send":                     `{"touser":"zhangsan","msgtype":"text","agentid":1000002,"text":{"contents":"typo"}}`,
+		"externalcontact/send_welcome_msg":       `{"welcom_code":"x","text":{"content":"hi"}}`,
+		"externalcontact/remark":                 `{"userid":"zhangsan","external_userid":"wm1","remarks":"typo"}`,
+		"message/send":                           `{"touser":"zhangsan","msgtype":"text","agentid":1000002,"text":{"contents":"typo"}}`,
+		"externalcontact/add_contact_way":        `{"type":1,"scene":2,"users":["zhangsan"]}`,
+		"externalcontact/groupchat/add_join_way": `{"scene":2,"chat_ids":["wr1"]}`,
 	} {
 		if code := post(endpoint, body); code != 40058 {
 			t.Errorf("%s with a misspelt field: errcode %d, want 40058", endpoint, code)

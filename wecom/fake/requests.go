@@ -106,3 +106,43 @@ type remarkRequest struct {
 	RemarkMobiles    []string `json:"remark_mobiles"`
 	RemarkPicMediaID string   `json:"remark_pic_mediaid"`
 }
+
+// contactWayRequest is externalcontact/add_contact_way.
+type contactWayRequest struct {
+	Type          int             `json:"type"`
+	Scene         int             `json:"scene"`
+	Style         int             `json:"style"`
+	Remark        string          `json:"remark"`
+	SkipVerify    *bool           `json:"skip_verify"`
+	State         string          `json:"state"`
+	User          []string        `json:"user"`
+	Party         []int64         `json:"party"`
+	IsTemp        bool            `json:"is_temp"`
+	ExpiresIn     int             `json:"expires_in"`
+	ChatExpiresIn int             `json:"chat_expires_in"`
+	UnionID       string          `json:"unionid"`
+	IsExclusive   bool            `json:"is_exclusive"`
+	Conclusions   json.RawMessage `json:"conclusions"`
+}
+
+func (r contactWayRequest) world() wecom.ContactWay {
+	return wecom.ContactWay{Type: r.Type, Scene: r.Scene, Style: r.Style, Remark: r.Remark, SkipVerify: r.SkipVerify, State: r.State,
+		User: r.User, Party: r.Party, IsTemp: r.IsTemp, ExpiresIn: r.ExpiresIn}
+}
+
+// joinWayRequest is externalcontact/groupchat/add_join_way and update_join_way.
+type joinWayRequest struct {
+	ConfigID       string   `json:"config_id"`
+	Scene          int      `json:"scene"`
+	Remark         string   `json:"remark"`
+	AutoCreateRoom int      `json:"auto_create_room"`
+	RoomBaseName   string   `json:"room_base_name"`
+	RoomBaseID     int      `json:"room_base_id"`
+	ChatIDList     []string `json:"chat_id_list"`
+	State          string   `json:"state"`
+}
+
+func (r joinWayRequest) world() wecom.JoinWay {
+	return wecom.JoinWay{ConfigID: r.ConfigID, Scene: r.Scene, Remark: r.Remark, AutoCreateRoom: r.AutoCreateRoom, RoomBaseName: r.RoomBaseName,
+		RoomBaseID: r.RoomBaseID, ChatIDList: r.ChatIDList, State: r.State}
+}
