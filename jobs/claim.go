@@ -29,7 +29,7 @@ func newToken() string {
 const claimableSQL = `SELECT d.id FROM bus_deliveries d
 	WHERE d.lane = ? AND d.status = 'queued' AND d.available_at <= ? AND d.subscriber IN (?)
 	AND (d.subject = '' OR (
-		NOT EXISTS (SELECT 1 FROM bus_deliveries p
+		NOT EXISTS (SELECT 1 FROM bus_deliveries p%s
 			WHERE p.corp_id = d.corp_id AND p.subscriber = d.subscriber AND p.subject = d.subject AND p.status = 'queued'
 			AND (p.occurred_at < d.occurred_at OR (p.occurred_at = d.occurred_at AND p.event_id < d.event_id)))
 		AND NOT EXISTS (SELECT 1 FROM bus_subject_locks l
@@ -49,7 +49,10 @@ func (b *Bus) Claim(ctx context.Context, lane Lane, owner string, n int, lease t
 	}
 	now := b.now()
 	nowMs := qsql.Millis(now)
-	q, args, err := sqlx.In(claimableSQL, int(lane), nowMs, names, nowMs, 3*n)
+	// The older-delivery check must walk bus_deliveries_order (subject and
+	// time): through the status index it scans every queued delivery of the
+	// subscriber, per candidate, and a backlog makes claiming quadratic.
+	q, args, err := sqlx.In(fmt.Sprintf(claimableSQL, b.db.ForceIndex("bus_deliveries_order")), int(lane), nowMs, names, nowMs, 3*n)
 	if err != nil {
 		return nil, err
 	}
@@ -69,18 +72,25 @@ func (b *Bus) Claim(ctx context.Context, lane Lane, owner string, n int, lease t
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.db.ExecContext(ctx, q, args...); err != nil {
-		return nil, err
-	}
-	won, err := b.readClaimed(ctx, cands, token, lane)
-	if err != nil || len(won) == 0 {
-		return nil, err
-	}
-	return b.lockSubjects(ctx, won, token, now.Add(lease))
+	// The claim and its subject locks are one transaction: one commit (an
+	// fsync on MySQL) per claim, and a failure leaves nothing half-claimed.
+	var out []Delivery
+	err = b.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		won, err := b.readClaimed(ctx, tx, cands, token, lane)
+		if err != nil || len(won) == 0 {
+			return err
+		}
+		out, err = b.lockSubjects(ctx, tx, won, token, now.Add(lease))
+		return err
+	})
+	return out, err
 }
 
 // readClaimed reads back the deliveries that carry token, with their events.
-func (b *Bus) readClaimed(ctx context.Context, ids []int64, token string, lane Lane) ([]Delivery, error) {
+func (b *Bus) readClaimed(ctx context.Context, tx *qsql.Tx, ids []int64, token string, lane Lane) ([]Delivery, error) {
 	q, args, err := sqlx.In(`SELECT d.id, d.event_id, d.corp_id, d.subscriber, d.subject, d.attempts, e.source, e.type, e.payload, e.event_time, e.received_at
 		FROM bus_deliveries d JOIN bus_events e ON e.id = d.event_id WHERE d.id IN (?) AND d.lease_token = ?`, ids, token)
 	if err != nil {
@@ -99,7 +109,7 @@ func (b *Bus) readClaimed(ctx context.Context, ids []int64, token string, lane L
 		EventTime  int64  `db:"event_time"`
 		ReceivedAt int64  `db:"received_at"`
 	}
-	if err := b.db.SelectContext(ctx, &rows, q, args...); err != nil {
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
 		return nil, err
 	}
 	out := make([]Delivery, len(rows))
@@ -114,7 +124,7 @@ func (b *Bus) readClaimed(ctx context.Context, ids []int64, token string, lane L
 // lockSubjects takes each subject-bearing delivery's lock row (free, or held
 // by a lease that has expired) and puts back the deliveries whose subject is
 // held by another live claim: they run when it finishes.
-func (b *Bus) lockSubjects(ctx context.Context, ds []Delivery, token string, until time.Time) ([]Delivery, error) {
+func (b *Bus) lockSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery, token string, until time.Time) ([]Delivery, error) {
 	var locking []Delivery
 	for _, d := range ds {
 		if d.Subject != "" {
@@ -135,13 +145,11 @@ func (b *Bus) lockSubjects(ctx context.Context, ds []Delivery, token string, unt
 	for i := 0; i < repeats; i++ {
 		args = append(args, now)
 	}
-	if _, err := b.db.ExecContext(ctx, q, args...); err != nil {
-		b.release(ctx, ds, token)
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		return nil, fmt.Errorf("subject locks: %w", err)
 	}
 	var held []int64
-	if err := b.db.SelectContext(ctx, &held, `SELECT delivery_id FROM bus_subject_locks WHERE token = ?`, token); err != nil {
-		b.release(ctx, ds, token)
+	if err := tx.SelectContext(ctx, &held, `SELECT delivery_id FROM bus_subject_locks WHERE token = ?`, token); err != nil {
 		return nil, err
 	}
 	have := make(map[int64]bool, len(held))
@@ -158,13 +166,15 @@ func (b *Bus) lockSubjects(ctx context.Context, ds []Delivery, token string, unt
 		}
 	}
 	if len(lost) > 0 {
-		b.release(ctx, lost, token)
+		if err := b.release(ctx, tx, lost, token); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
 // release puts claimed deliveries back as they were: due now, the attempt not counted.
-func (b *Bus) release(ctx context.Context, ds []Delivery, token string) {
+func (b *Bus) release(ctx context.Context, ex sqlx.ExecerContext, ds []Delivery, token string) error {
 	ids := make([]int64, len(ds))
 	for i, d := range ds {
 		ids[i] = d.ID
@@ -172,9 +182,8 @@ func (b *Bus) release(ctx context.Context, ds []Delivery, token string) {
 	now := qsql.Millis(b.now())
 	q, args, _ := sqlx.In(`UPDATE bus_deliveries SET lease_owner = '', lease_token = '', available_at = ?, attempts = attempts - 1, updated_at = ?
 		WHERE id IN (?) AND lease_token = ? AND status = 'queued'`, now, now, ids, token)
-	if _, err := b.db.ExecContext(context.WithoutCancel(ctx), q, args...); err != nil {
-		b.log.Warn("releasing claimed deliveries failed; their lease will lapse", "err", err)
-	}
+	_, err := ex.ExecContext(ctx, q, args...)
+	return err
 }
 
 // complete marks deliveries done and frees their subjects, in one

@@ -68,7 +68,7 @@ func (s *Service) recordAdd(ctx context.Context, corp string, ev *wecom.External
 			out = addOutcome{src: prev, counted: prev != nil && !prev.ReAdd && prev.CodeID > 0}
 			return err
 		}
-		rel, err := s.store.relationForUpdate(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
+		rel, err := s.store.relation(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
 		if err != nil {
 			return err
 		}
@@ -186,7 +186,7 @@ func (s *Service) recordLoss(ctx context.Context, corp string, ev *wecom.Externa
 	var lost *sourceRow
 	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		lost = nil
-		rel, err := s.store.relationForUpdate(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
+		rel, err := s.store.relation(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
 		if err != nil {
 			return err
 		}

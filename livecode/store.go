@@ -531,12 +531,15 @@ type relation struct {
 	LostBy   string `db:"lost_by"`
 }
 
-// relationForUpdate reads a pair's relation inside tx, locking it; nil when
-// none is recorded.
-func (st *store) relationForUpdate(ctx context.Context, tx *qsql.Tx, corp, ext, user string) (*relation, error) {
+// relation reads a pair's relation inside tx; nil when none is recorded.
+// It takes no lock: the bus hands one contact's events to the sources
+// subscriber one at a time, and a racing first insert fails on the primary
+// key and is retried. (A locking read of a missing row takes an InnoDB gap
+// lock, which deadlocked concurrent adds of different contacts.)
+func (st *store) relation(ctx context.Context, tx *qsql.Tx, corp, ext, user string) (*relation, error) {
 	var r relation
 	err := tx.GetContext(ctx, &r, `SELECT source_id, added_at, lost_at, lost_by FROM contact_relations
-		WHERE corp_id = ? AND external_userid = ? AND userid = ?`+st.db.ForUpdate(), corp, ext, user)
+		WHERE corp_id = ? AND external_userid = ? AND userid = ?`, corp, ext, user)
 	if qsql.IsNoRows(err) {
 		return nil, nil
 	}

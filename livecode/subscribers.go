@@ -42,6 +42,8 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 		Name:  SubscriberWelcome,
 		Lane:  jobs.LaneFast,
 		Types: addTypes,
+		// Only adds through a code have a welcome to send.
+		Where: func(ev *wecom.ExternalContactEvent) bool { return ParseState(ev.State) > 0 },
 		Handle: func(ctx context.Context, d jobs.Delivery, ev *wecom.ExternalContactEvent) error {
 			return s.Welcome(ctx, d.CorpID, ev)
 		},

@@ -205,6 +205,17 @@ func (db *DB) onConflict(key, updateCols []string) string {
 // (SQLite): more concurrent writers would only queue.
 func (db *DB) SingleWriter() bool { return db.Dialect == SQLite }
 
+// ForceIndex makes MySQL read a table through the named index (after the
+// table name or alias): the planner, misled by small or skewed statistics,
+// can pick an index that turns a keyed lookup into a scan. SQLite plans
+// these well and gets nothing.
+func (db *DB) ForceIndex(name string) string {
+	if db.Dialect == MySQL {
+		return " FORCE INDEX (" + name + ")"
+	}
+	return ""
+}
+
 // ForUpdateSkipLocked is the row-lock suffix of a claim query: on MySQL, rows
 // other instances are claiming are skipped; SQLite's single writer needs none.
 func (db *DB) ForUpdateSkipLocked() string {

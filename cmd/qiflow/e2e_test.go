@@ -332,7 +332,7 @@ func TestE2E_CustomerAddsStaff(t *testing.T) {
 			call(t, "GET", s.url+"/api/v1/events?change_type=add_external_contact", admin, nil, &page)
 			return len(page.Events) == 1 && page.Events[0].Status == "done"
 		})
-		if len(page.Events[0].Deliveries) != 4 || !strings.Contains(string(page.Events[0].Payload), res.ExternalUserID) {
+		if len(page.Events[0].Deliveries) != 3 || !strings.Contains(string(page.Events[0].Payload), res.ExternalUserID) {
 			t.Fatalf("event view: %+v", page.Events[0])
 		}
 	})
