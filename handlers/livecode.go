@@ -403,9 +403,9 @@ func (s *Server) landing(c *gin.Context) {
 		c.Redirect(http.StatusFound, code.QRCode)
 		return
 	case livecode.ModeRotating:
-		b := make([]byte, 8)
-		_, _ = rand.Read(b)
-		v, err := s.d.LiveCodes.Visit(c.Request.Context(), code, hex.EncodeToString(b))
+		// The reservation is the visitor's (their cookie): refreshing the
+		// page shows the same staff member and takes no second cap slot.
+		v, err := s.d.LiveCodes.Visit(c.Request.Context(), code, visitor)
 		if err != nil {
 			s.failErr(c, err)
 			return

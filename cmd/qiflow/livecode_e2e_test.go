@@ -359,6 +359,57 @@ func TestE2E_RotatingLinkSharesOneRotationAcrossInstances(t *testing.T) {
 	})
 }
 
+// A visitor refreshing a rotating link holds one reservation and keeps
+// their staff member, so refreshes cannot use up other staff's caps.
+func TestE2E_RefreshingARotatingLinkTakesOneCapSlot(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	body := map[string]any{"name": "Poster", "mode": "rotating",
+		"staff": []map[string]any{{"userid": "zhangsan", "daily_cap": 1}, {"userid": "lisi", "daily_cap": 1}, {"userid": "wangwu", "backup": true}}}
+	var code livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, body, &code); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	visitor := func(ip string) func() string {
+		jar, _ := cookiejar.New(nil)
+		client := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+		return func() string {
+			req, _ := http.NewRequest("GET", s.url+"/l/"+code.Slug, nil)
+			req.Header.Set("X-Forwarded-For", ip)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("landing: %d", resp.StatusCode)
+			}
+			return resp.Header.Get("X-Qiflow-Staff")
+		}
+	}
+	first := visitor("10.9.0.1")
+	shown := first()
+	if shown != "zhangsan" && shown != "lisi" {
+		t.Fatalf("first visit shown %q, want a capped staff member", shown)
+	}
+	for i := 0; i < 10; i++ {
+		if again := first(); again != shown {
+			t.Fatalf("refresh %d shown %q, want %q again", i+1, again, shown)
+		}
+	}
+	// The other capped staff member is still free for the next visitor.
+	other := map[string]string{"zhangsan": "lisi", "lisi": "zhangsan"}[shown]
+	if got := visitor("10.9.0.2")(); got != other {
+		t.Fatalf("second visitor shown %q, want %q (refreshes took its slot)", got, other)
+	}
+	// Both slots are reserved now: a third visitor gets the backup.
+	if got := visitor("10.9.0.3")(); got != "wangwu" {
+		t.Fatalf("third visitor shown %q, want the backup", got)
+	}
+}
+
 func TestCodes_CapAndScheduleDriveTheWeComQR(t *testing.T) {
 	s := startStack(t, "sqlite")
 	admin := login(t, s.url, "admin@example.com", "admin password")
