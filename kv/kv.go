@@ -7,9 +7,9 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
-	"fmt"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"

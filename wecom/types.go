@@ -21,10 +21,10 @@ type Staff struct {
 }
 
 type TagGroup struct {
-	GroupID    string    `json:"group_id"`
-	GroupName  string    `json:"group_name"`
+	GroupID   string `json:"group_id"`
+	GroupName string `json:"group_name"`
 	// StrategyID is the rule group (规则组) of a strategy tag group; 0 for corp tags.
-	StrategyID int64 `json:"strategy_id,omitempty"`
+	StrategyID int64     `json:"strategy_id,omitempty"`
 	CreateTime int64     `json:"create_time,omitempty"`
 	Order      int64     `json:"order"`
 	Deleted    bool      `json:"deleted,omitempty"`

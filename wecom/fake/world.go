@@ -37,19 +37,19 @@ type Corp struct {
 	// (客户联系): WeCom refuses them on contact ways and links (41054).
 	NoCustomerContact []string `json:"no_customer_contact,omitempty"`
 
-	Departments []wecom.Department           `json:"departments"`
-	Staff       map[string]*wecom.Staff      `json:"staff"`
-	Customers   map[string]*CustomerRecord   `json:"customers"`
-	TagGroups   []*wecom.TagGroup            `json:"tag_groups"`
+	Departments []wecom.Department         `json:"departments"`
+	Staff       map[string]*wecom.Staff    `json:"staff"`
+	Customers   map[string]*CustomerRecord `json:"customers"`
+	TagGroups   []*wecom.TagGroup          `json:"tag_groups"`
 	// StrategyTagGroups are the rule groups' tags (get_strategy_tag_list).
-	StrategyTagGroups []*wecom.TagGroup `json:"strategy_tag_groups,omitempty"`
-	ContactWays map[string]*wecom.ContactWay `json:"contact_ways"`
-	JoinWays    map[string]*wecom.JoinWay    `json:"join_ways"`
-	Groups      map[string]*Group            `json:"groups"`
-	Welcome     map[string]*WelcomeCode      `json:"welcome_codes"`
-	Messages    []Message                    `json:"messages"`
-	Media       map[string]int64             `json:"media"` // media id → uploaded at (unix)
-	Links       map[string]*Link             `json:"acquisition_links"`
+	StrategyTagGroups []*wecom.TagGroup            `json:"strategy_tag_groups,omitempty"`
+	ContactWays       map[string]*wecom.ContactWay `json:"contact_ways"`
+	JoinWays          map[string]*wecom.JoinWay    `json:"join_ways"`
+	Groups            map[string]*Group            `json:"groups"`
+	Welcome           map[string]*WelcomeCode      `json:"welcome_codes"`
+	Messages          []Message                    `json:"messages"`
+	Media             map[string]int64             `json:"media"` // media id → uploaded at (unix)
+	Links             map[string]*Link             `json:"acquisition_links"`
 	// Transfers records resigned-staff handovers; RefuseTransfer lists
 	// customers who will refuse one (their transfer_fail comes later).
 	Transfers []Transfer `json:"transfers,omitempty"`
