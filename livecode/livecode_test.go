@@ -130,6 +130,37 @@ func TestPick_SmoothWeightedRoundRobinWithinCaps(t *testing.T) {
 	}
 }
 
+// A retried delivery counts its add again: it must not release a second
+// visitor's reservation, or the cap is overrun.
+func TestConsume_ARetriedAddReleasesOneReservation(t *testing.T) {
+	for _, b := range kvtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := sqltest.OpenSQLite(t)
+			s := New(db, b.Open(t), nil, nil, nil, "http://x", slog.New(slog.NewTextHandler(io.Discard, nil)))
+			c := &Code{ID: 9, CorpID: "ww1"}
+			ctx := context.Background()
+			now := time.Now()
+			const day = "2026-11-23"
+			capped := []candidate{{UserID: "x", Weight: 1, CodeCap: 2}}
+			for _, v := range []string{"v1", "v2"} {
+				if u, err := s.pick(ctx, c, day, capped, v, now); err != nil || u != "x" {
+					t.Fatalf("visit %s: %q %v", v, u, err)
+				}
+			}
+			// v1 adds; the delivery runs twice.
+			for i := 0; i < 2; i++ {
+				if err := s.consume(ctx, c.CorpID, day, c.ID, "x", 101); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// One add and v2's reservation fill the cap of two.
+			if u, err := s.pick(ctx, c, day, capped, "v3", now); err != nil || u != "" {
+				t.Fatalf("a third visitor was shown %q (%v): the retry released v2's slot", u, err)
+			}
+		})
+	}
+}
+
 func TestGeo_DistanceAndDatum(t *testing.T) {
 	// People's Square to the Bund, Shanghai: about 1.6 km.
 	if d := haversineKM(31.2304, 121.4737, 31.2400, 121.4900); d < 1.6 || d > 2.0 {

@@ -123,18 +123,25 @@ return elig[best][1]`)
 
 // consumeScript counts an add (a contact_sources id) for a staff member
 // through a code and overall, and releases one reservation the code's visits
-// made for them: the oldest of this code's, in both sets. It returns 0 and
-// changes nothing when a count key is missing (rebuild, then run it again).
+// made for them: the oldest of this code's, in both sets. The add itself
+// cannot name its visitor (WeCom's state is fixed per QR), so the slot it
+// fills is the one held longest. Only the first count of an add releases a
+// slot: a retried delivery, or an add already in a count rebuilt from the
+// database, counts once and releases nothing (a reservation then lapses by
+// expiry: a cap is never overrun, at worst a slot idles for a few minutes).
+// It returns 0 and changes nothing when a count key is missing (rebuild,
+// then run it again).
 //
 // KEYS: code count, code reservations, staff count, staff reservations.
 // ARGV: source id, key TTL s, code id.
 var consumeScript = redis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 0 or redis.call("EXISTS", KEYS[3]) == 0 then return 0 end
 local ttl = tonumber(ARGV[2])
-redis.call("SADD", KEYS[1], ARGV[1])
+local first = redis.call("SADD", KEYS[1], ARGV[1])
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("SADD", KEYS[3], ARGV[1])
 redis.call("EXPIRE", KEYS[3], ttl)
+if first == 0 then return 1 end
 local oldest = redis.call("ZRANGE", KEYS[2], 0, 0)
 if #oldest == 1 then
   redis.call("ZREM", KEYS[2], oldest[1])

@@ -370,3 +370,27 @@ func TestAPI_ResignedTransferAndItsResult(t *testing.T) {
 		t.Fatalf("transfer_result: %+v %q %v", st, next, err)
 	}
 }
+
+// WeCom lists only the last 90 days' contact ways unless asked for a start
+// time: Qiflow's reconcile must see the old ways too.
+func TestAPI_ListContactWaysReachesWaysOlderThan90Days(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	yes := true
+	id, _, err := api.AddContactWay(ctx, corp, wecom.ContactWay{Type: 1, Scene: 2, User: []string{"zhangsan"}, SkipVerify: &yes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Inspect(corp, func(c *fake.Corp) { c.WayCreated[id] = time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC).Unix() })
+	ids, _, err := api.ListContactWays(ctx, corp, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, x := range ids {
+		found = found || x == id
+	}
+	if !found {
+		t.Fatalf("a way made in 2022 is missing from %v", ids)
+	}
+}

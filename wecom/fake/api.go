@@ -195,13 +195,6 @@ func (f *Fake) overRate(corp, endpoint string) bool {
 	return win.n > f.RateLimit
 }
 
-func decode(body []byte, v any) *apiError {
-	if err := json.Unmarshal(body, v); err != nil {
-		return errf(47001, "data format error: %v", err)
-	}
-	return nil
-}
-
 func m(kv ...any) map[string]any {
 	out := map[string]any{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -251,12 +244,33 @@ func getUser(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
 
 // --- tags ---
 
+// corpTagListReq is get_corp_tag_list: optional filters (Qiflow lists everything).
+type corpTagListReq struct {
+	TagID   []string `json:"tag_id"`
+	GroupID []string `json:"group_id"`
+}
+
+// strategyTagListReq is get_strategy_tag_list.
+type strategyTagListReq struct {
+	StrategyID int64    `json:"strategy_id"`
+	TagID      []string `json:"tag_id"`
+	GroupID    []string `json:"group_id"`
+}
+
 func getCorpTags(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req corpTagListReq
+	if e := decodeOptional(body, &req); e != nil {
+		return nil, e
+	}
 	return m("tag_group", c.TagGroups), nil
 }
 
 // getStrategyTags lists the rule-group tags, which get_corp_tag_list leaves out.
 func getStrategyTags(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	var req strategyTagListReq
+	if e := decodeOptional(body, &req); e != nil {
+		return nil, e
+	}
 	groups := c.StrategyTagGroups
 	if groups == nil {
 		groups = []*wecom.TagGroup{}
@@ -276,9 +290,13 @@ func addCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 			Name  string `json:"name"`
 			Order int64  `json:"order"`
 		} `json:"tag"`
+		AgentID int64 `json:"agentid"` // a self-built app names itself
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
+	}
+	if len(req.Tag) == 0 {
+		return nil, errf(codeInvalidParam, "Warning: wrong json format. missing required field tag")
 	}
 	var g *wecom.TagGroup
 	if req.GroupID != "" {
@@ -332,9 +350,10 @@ func addCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 
 func editCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req struct {
-		ID    string `json:"id"`
-		Name  string `json:"name"`
-		Order int64  `json:"order"`
+		ID      string `json:"id"`
+		Name    string `json:"name"`
+		Order   int64  `json:"order"`
+		AgentID int64  `json:"agentid"`
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
@@ -357,6 +376,7 @@ func delCorpTag(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 	var req struct {
 		TagID   []string `json:"tag_id"`
 		GroupID []string `json:"group_id"`
+		AgentID int64    `json:"agentid"`
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
@@ -529,7 +549,7 @@ func batchGetByUser(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 
 func remark(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req remarkRequest
-	if e := decodeStrict(body, &req); e != nil {
+	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
 	if req.UserID == "" || req.ExternalUserID == "" {
@@ -588,7 +608,7 @@ func validateWay(c *Corp, w *wecom.ContactWay) *apiError {
 
 func addContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req contactWayRequest
-	if e := decodeStrict(body, &req); e != nil {
+	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
 	w := req.world()
@@ -606,16 +626,24 @@ func addContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiErr
 		w.QRCode = f.URL() + "/fake/qr/" + c.ID + "/" + w.ConfigID
 	}
 	c.ContactWays[w.ConfigID] = &w
+	if c.WayCreated == nil {
+		c.WayCreated = map[string]int64{}
+	}
+	c.WayCreated[w.ConfigID] = f.now().Unix()
 	return m("config_id", w.ConfigID, "qr_code", w.QRCode), nil
 }
 
-// byConfigID finds the way (contact or join) a request's config_id names.
+// configIDRequest is get_contact_way, del_contact_way, get_join_way and del_join_way.
+type configIDRequest struct {
+	ConfigID string `json:"config_id"`
+}
+
+// byConfigID finds the way a request names; the caller decodes the whole
+// request strictly into its own type.
 func byConfigID[T any](ways map[string]*T, body []byte) (*T, *apiError) {
-	var req struct {
-		ConfigID string `json:"config_id"`
-	}
-	if e := decode(body, &req); e != nil {
-		return nil, e
+	var req configIDRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, errf(codeInvalidParam, "Warning: wrong json format. %v", err)
 	}
 	w := ways[req.ConfigID]
 	if w == nil {
@@ -629,6 +657,9 @@ func (c *Corp) way(body []byte) (*wecom.ContactWay, *apiError) {
 }
 
 func getContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	if e := decode(body, &configIDRequest{}); e != nil {
+		return nil, e
+	}
 	w, e := c.way(body)
 	if e != nil {
 		return nil, e
@@ -654,7 +685,7 @@ func updateContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *api
 		UnionID       string          `json:"unionid"`
 		Conclusions   json.RawMessage `json:"conclusions"`
 	}
-	if e := decodeStrict(body, &upd); e != nil {
+	if e := decode(body, &upd); e != nil {
 		return nil, e
 	}
 	next := *w
@@ -681,6 +712,9 @@ func updateContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *api
 }
 
 func delContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	if e := decode(body, &configIDRequest{}); e != nil {
+		return nil, e
+	}
 	w, e := c.way(body)
 	if e != nil {
 		return nil, e
@@ -691,8 +725,10 @@ func delContactWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiErr
 
 func listContactWays(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req struct {
-		Cursor string `json:"cursor"`
-		Limit  int    `json:"limit"`
+		StartTime int64  `json:"start_time"`
+		EndTime   int64  `json:"end_time"`
+		Cursor    string `json:"cursor"`
+		Limit     int    `json:"limit"`
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
@@ -700,7 +736,21 @@ func listContactWays(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiE
 	if req.Limit <= 0 || req.Limit > 1000 {
 		req.Limit = 100
 	}
-	page, next := pageOf(keys(c.ContactWays), req.Cursor, req.Limit)
+	// Without start_time WeCom lists the last 90 days' ways only.
+	now := f.now().Unix()
+	if req.StartTime == 0 {
+		req.StartTime = now - 90*24*3600
+	}
+	if req.EndTime == 0 {
+		req.EndTime = now
+	}
+	var ids []string
+	for _, id := range keys(c.ContactWays) {
+		if at := c.WayCreated[id]; at >= req.StartTime && at <= req.EndTime {
+			ids = append(ids, id)
+		}
+	}
+	page, next := pageOf(ids, req.Cursor, req.Limit)
 	list := make([]map[string]string, 0, len(page))
 	for _, id := range page {
 		list = append(list, map[string]string{"config_id": id})
@@ -712,7 +762,7 @@ func listContactWays(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiE
 
 func sendWelcome(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req welcomeRequest
-	if e := decodeStrict(body, &req); e != nil {
+	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
 	if req.WelcomeCode == "" {
@@ -851,7 +901,8 @@ func listGroupChats(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 
 func getGroupChat(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req struct {
-		ChatID string `json:"chat_id"`
+		ChatID   string `json:"chat_id"`
+		NeedName int    `json:"need_name"`
 	}
 	if e := decode(body, &req); e != nil {
 		return nil, e
@@ -886,7 +937,7 @@ func validateJoinWay(c *Corp, w *wecom.JoinWay) *apiError {
 
 func addJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	req := joinWayRequest{AutoCreateRoom: 1}
-	if e := decodeStrict(body, &req); e != nil {
+	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
 	w := req.world()
@@ -902,6 +953,9 @@ func addJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 func (c *Corp) joinWay(body []byte) (*wecom.JoinWay, *apiError) { return byConfigID(c.JoinWays, body) }
 
 func getJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	if e := decode(body, &configIDRequest{}); e != nil {
+		return nil, e
+	}
 	w, e := c.joinWay(body)
 	if e != nil {
 		return nil, e
@@ -915,7 +969,7 @@ func updateJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiErr
 		return nil, e
 	}
 	req := joinWayRequest{AutoCreateRoom: 1}
-	if e := decodeStrict(body, &req); e != nil {
+	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
 	next := req.world()
@@ -928,6 +982,9 @@ func updateJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiErr
 }
 
 func delJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
+	if e := decode(body, &configIDRequest{}); e != nil {
+		return nil, e
+	}
 	w, e := c.joinWay(body)
 	if e != nil {
 		return nil, e
@@ -940,7 +997,7 @@ func delJoinWay(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 
 func sendAppMessage(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	var req appMessageRequest
-	if e := decodeStrict(body, &req); e != nil {
+	if e := decode(body, &req); e != nil {
 		return nil, e
 	}
 	if req.MsgType != "text" {
@@ -992,11 +1049,17 @@ func uploadMedia(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {
 
 // --- customer-acquisition links ---
 
+// linkReq is customer_acquisition/create_link, get, update_link and delete_link.
 type linkReq struct {
-	LinkID     string                 `json:"link_id"`
-	LinkName   string                 `json:"link_name"`
-	Range      wecom.AcquisitionRange `json:"range"`
-	SkipVerify *bool                  `json:"skip_verify"`
+	LinkID     string    `json:"link_id"`
+	LinkName   string    `json:"link_name"`
+	Range      linkRange `json:"range"`
+	SkipVerify *bool     `json:"skip_verify"`
+}
+
+type linkRange struct {
+	UserList       []string `json:"user_list"`
+	DepartmentList []int64  `json:"department_list"`
 }
 
 func (c *Corp) checkLink(r linkReq) *apiError {
@@ -1051,7 +1114,7 @@ func getLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	return m("link", map[string]any{"link_id": l.ID, "link_name": l.Name, "url": l.URL}, "range", wecom.AcquisitionRange{UserList: l.Users}, "skip_verify", l.SkipVerify), nil
+	return m("link", map[string]any{"link_id": l.ID, "link_name": l.Name, "url": l.URL}, "range", linkRange{UserList: l.Users, DepartmentList: []int64{}}, "skip_verify", l.SkipVerify), nil
 }
 
 func updateLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
@@ -1060,7 +1123,7 @@ func updateLink(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError)
 		return nil, e
 	}
 	var req linkReq
-	decode(body, &req)
+	_ = decode(body, &req) // decoded once already by c.link
 	if req.LinkName == "" {
 		req.LinkName = l.Name
 	}
@@ -1196,9 +1259,13 @@ func transferGroups(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 
 // --- group welcome templates ---
 
+// groupWelcomeReq is group_welcome_template/add, edit and del; Qiflow sends
+// text only (attachments are documented but unused).
 type groupWelcomeReq struct {
-	TemplateID string      `json:"template_id"`
-	Text       *wecom.Text `json:"text"`
+	TemplateID string       `json:"template_id"`
+	Text       *textRequest `json:"text"`
+	AgentID    int64        `json:"agentid"`
+	Notify     *int         `json:"notify"`
 }
 
 // WeCom's limits on group welcome templates: text bytes, and templates per corp.

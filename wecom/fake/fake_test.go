@@ -133,14 +133,27 @@ func TestFake_RefusesUnknownRequestFields(t *testing.T) {
 		return out.ErrCode
 	}
 	for endpoint, body := range map[string]string{
-		"externalcontact/send_welcome_msg":       `{"welcom_code":"x","text":{"content":"hi"}}`,
-		"externalcontact/remark":                 `{"userid":"zhangsan","external_userid":"wm1","remarks":"typo"}`,
-		"message/send":                           `{"touser":"zhangsan","msgtype":"text","agentid":1000002,"text":{"contents":"typo"}}`,
-		"externalcontact/add_contact_way":        `{"type":1,"scene":2,"users":["zhangsan"]}`,
-		"externalcontact/groupchat/add_join_way": `{"scene":2,"chat_ids":["wr1"]}`,
+		"externalcontact/send_welcome_msg":                 `{"welcom_code":"x","text":{"content":"hi"}}`,
+		"externalcontact/remark":                           `{"userid":"zhangsan","external_userid":"wm1","remarks":"typo"}`,
+		"message/send":                                     `{"touser":"zhangsan","msgtype":"text","agentid":1000002,"text":{"contents":"typo"}}`,
+		"externalcontact/add_contact_way":                  `{"type":1,"scene":2,"users":["zhangsan"]}`,
+		"externalcontact/groupchat/add_join_way":           `{"scene":2,"chat_ids":["wr1"]}`,
+		"externalcontact/add_corp_tag":                     `{"group_name":"Source","tags":[{"name":"Poster"}]}`,
+		"externalcontact/mark_tag":                         `{"userid":"zhangsan","external_userid":"wm1","add_tags":["et1"]}`,
+		"externalcontact/del_corp_tag":                     `{"tag_ids":["et1"]}`,
+		"externalcontact/get_corp_tag_list":                `{"strategy_id":1}`,
+		"externalcontact/customer_acquisition/create_link": `{"link_name":"SMS","range":{"users":["zhangsan"]}}`,
+		"externalcontact/customer_acquisition/get":         `{"linkid":"al1"}`,
+		"externalcontact/list_contact_way":                 `{"start":1625875200,"limit":100}`,
+		"externalcontact/get_contact_way":                  `{"config_id":"cw1","state":"x"}`,
+		"externalcontact/group_welcome_template/add":       `{"text":{"content":"hi"},"notice":1}`,
 	} {
 		if code := post(endpoint, body); code != 40058 {
 			t.Errorf("%s with a misspelt field: errcode %d, want 40058", endpoint, code)
 		}
+	}
+	// A required field left out is refused too.
+	if code := post("externalcontact/add_corp_tag", `{"group_name":"Source"}`); code != 40058 {
+		t.Errorf("add_corp_tag without tag: errcode %d, want 40058", code)
 	}
 }

@@ -13,14 +13,22 @@ import (
 // out is missing, refused as WeCom refuses a malformed request (40058, with
 // WeCom's "wrong json format" warning), so a test fails where production would.
 
-// decodeStrict decodes body into v, refusing unknown fields.
-func decodeStrict(body []byte, v any) *apiError {
+// decode decodes body into v, refusing unknown fields.
+func decode(body []byte, v any) *apiError {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errf(codeInvalidParam, "Warning: wrong json format. %v", err)
 	}
 	return nil
+}
+
+// decodeOptional is decode for requests whose body may be empty.
+func decodeOptional(body []byte, v any) *apiError {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	return decode(body, v)
 }
 
 type textRequest struct {

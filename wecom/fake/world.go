@@ -44,12 +44,15 @@ type Corp struct {
 	// StrategyTagGroups are the rule groups' tags (get_strategy_tag_list).
 	StrategyTagGroups []*wecom.TagGroup            `json:"strategy_tag_groups,omitempty"`
 	ContactWays       map[string]*wecom.ContactWay `json:"contact_ways"`
-	JoinWays          map[string]*wecom.JoinWay    `json:"join_ways"`
-	Groups            map[string]*Group            `json:"groups"`
-	Welcome           map[string]*WelcomeCode      `json:"welcome_codes"`
-	Messages          []Message                    `json:"messages"`
-	Media             map[string]int64             `json:"media"` // media id → uploaded at (unix)
-	Links             map[string]*Link             `json:"acquisition_links"`
+	// WayCreated is when each contact way was made (unix); a way without
+	// one counts as made long ago (listed only with an early start_time).
+	WayCreated map[string]int64          `json:"way_created,omitempty"`
+	JoinWays   map[string]*wecom.JoinWay `json:"join_ways"`
+	Groups     map[string]*Group         `json:"groups"`
+	Welcome    map[string]*WelcomeCode   `json:"welcome_codes"`
+	Messages   []Message                 `json:"messages"`
+	Media      map[string]int64          `json:"media"` // media id → uploaded at (unix)
+	Links      map[string]*Link          `json:"acquisition_links"`
 	// Transfers records resigned-staff handovers; RefuseTransfer lists
 	// customers who will refuse one (their transfer_fail comes later).
 	Transfers []Transfer `json:"transfers,omitempty"`
