@@ -129,13 +129,16 @@ return elig[best][1]`)
 // slot: a retried delivery, or an add already in a count rebuilt from the
 // database, counts once and releases nothing (a reservation then lapses by
 // expiry: a cap is never overrun, at worst a slot idles for a few minutes).
-// It returns 0 and changes nothing when a count key is missing (rebuild,
-// then run it again).
+// It changes nothing and names the missing count when one is (rebuild it,
+// then run the script again): 0 the code's, 2 the staff member's overall.
+// Only the missing one is rebuilt: a rebuild takes in adds committed but not
+// yet counted, which then release nothing.
 //
 // KEYS: code count, code reservations, staff count, staff reservations.
 // ARGV: source id, key TTL s, code id.
 var consumeScript = redis.NewScript(`
-if redis.call("EXISTS", KEYS[1]) == 0 or redis.call("EXISTS", KEYS[3]) == 0 then return 0 end
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+if redis.call("EXISTS", KEYS[3]) == 0 then return 2 end
 local ttl = tonumber(ARGV[2])
 local first = redis.call("SADD", KEYS[1], ARGV[1])
 redis.call("EXPIRE", KEYS[1], ttl)
@@ -205,20 +208,22 @@ func (s *Service) pick(ctx context.Context, c *Code, day string, cands []candida
 // member's caps; counting the same add again changes nothing.
 func (s *Service) consume(ctx context.Context, corp, day string, code int64, user string, sourceID int64) error {
 	keys := []string{s.cntKey(corp, day, code, user), s.rsvKey(corp, day, code, user), s.cntKey(corp, day, 0, user), s.rsvKey(corp, day, 0, user)}
-	for attempt := 0; attempt < 2; attempt++ {
-		ok, err := consumeScript.Run(ctx, s.kv, keys, sourceID, int(dayKeyTTL.Seconds()), code).Int()
-		if err != nil || ok == 1 {
+	for attempt := 0; attempt < 3; attempt++ {
+		res, err := consumeScript.Run(ctx, s.kv, keys, sourceID, int(dayKeyTTL.Seconds()), code).Int()
+		if err != nil || res == 1 {
 			return err
 		}
-		// Lost counts: rebuilt from the database, which already has this add.
-		if err := s.rebuildCount(ctx, corp, day, code, user); err != nil {
-			return err
+		// A lost (or never made) count: rebuilt from the database, which
+		// already has this add.
+		scope := code
+		if res == 2 {
+			scope = 0
 		}
-		if err := s.rebuildCount(ctx, corp, day, 0, user); err != nil {
+		if err := s.rebuildCount(ctx, corp, day, scope, user); err != nil {
 			return err
 		}
 	}
-	return nil
+	return errors.New("cap counters vanished while being rebuilt")
 }
 
 // rebuildCount re-creates a count from contact_sources (a union with

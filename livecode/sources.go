@@ -120,18 +120,6 @@ func (s *Service) recordAdd(ctx context.Context, corp string, ev *wecom.External
 			}
 		}
 		out.src, out.counted = src, !src.ReAdd && src.CodeID > 0
-		if out.counted {
-			// The staff member's count moved: codes listing them may need
-			// to drop them from their WeCom way (caps).
-			ids, err := s.store.codesWithStaff(ctx, tx, corp, ev.UserID)
-			if err != nil {
-				return err
-			}
-			if err := s.store.triggerReconcile(ctx, tx, corp, ids, qsql.Millis(s.now())); err != nil {
-				return err
-			}
-			tx.AfterCommit(s.wakeReconciler)
-		}
 		return nil
 	})
 	if err != nil || !out.counted {
@@ -143,7 +131,17 @@ func (s *Service) recordAdd(ctx context.Context, corp string, ev *wecom.External
 	if err := s.consume(ctx, corp, out.src.Day, out.src.CodeID, ev.UserID, out.src.ID); err != nil {
 		return fmt.Errorf("count the add against caps: %w", err)
 	}
-	return nil
+	// The staff member's count moved: codes listing them may need to drop
+	// them from their WeCom way (caps). Only now, once counted: a reconcile
+	// woken earlier could read the count before this add and keep them.
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		ids, err := s.store.codesWithStaff(ctx, tx, corp, ev.UserID)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		tx.AfterCommit(s.wakeReconciler)
+		return s.store.triggerReconcile(ctx, tx, corp, ids, qsql.Millis(s.now()))
+	})
 }
 
 // lossFacts records a loss of an add in tx: its source, the day's count and
