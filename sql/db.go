@@ -32,6 +32,10 @@ type DB struct {
 	Dialect Dialect
 	// Path is the SQLite file (empty for MySQL); the migration lock sits beside it.
 	Path string
+	// rowAlias: the server names an upsert's incoming row by an alias
+	// (MySQL 8.0.19+, where VALUES(col) is deprecated); MariaDB and TiDB
+	// keep VALUES(col).
+	rowAlias bool
 }
 
 // Open connects and applies the connection settings Qiflow relies on.
@@ -120,7 +124,69 @@ func openMySQL(dsn string, maxConns int) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to mysql at %s: %w", cfg.Addr, err)
 	}
-	return &DB{DB: db, Dialect: MySQL}, nil
+	var version string
+	if err := db.GetContext(ctx, &version, "SELECT VERSION()"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read the mysql server version: %w", err)
+	}
+	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version)}, nil
+}
+
+// supportsRowAlias says whether a server of this VERSION() takes
+// "INSERT … AS alias ON DUPLICATE KEY UPDATE c = alias.c": MySQL from
+// 8.0.19 on. MariaDB ("10.11.6-MariaDB-…") and TiDB ("8.0.11-TiDB-v7.5.0")
+// don't, and keep VALUES(c).
+func supportsRowAlias(version string) bool {
+	if strings.Contains(version, "MariaDB") || strings.Contains(version, "TiDB") {
+		return false
+	}
+	var major, minor, patch int
+	if n, _ := fmt.Sscanf(version, "%d.%d.%d", &major, &minor, &patch); n < 2 {
+		return false
+	}
+	return major > 8 || major == 8 && (minor > 0 || patch >= 19)
+}
+
+// incomingAlias names the incoming row where the server takes an alias.
+const incomingAlias = "incoming"
+
+// Incoming names column c of the row an upsert proposes, for its update
+// expressions: excluded.c (SQLite), incoming.c (MySQL 8), VALUES(c)
+// (MariaDB, TiDB). A bare column name is the stored row's value.
+func (db *DB) Incoming(c string) string {
+	switch {
+	case db.Dialect == SQLite:
+		return "excluded." + c
+	case db.rowAlias:
+		return incomingAlias + "." + c
+	}
+	return "VALUES(" + c + ")"
+}
+
+// UpsertSet returns an insert of n rows that, where the key exists, runs
+// the given assignments instead ("col = expr", using Incoming for the new
+// values). MySQL applies assignments in order, each seeing the ones before:
+// list a column after those whose expressions read its stored value.
+func (db *DB) UpsertSet(table string, cols, key []string, n int, sets ...string) string {
+	rows := make([]string, n)
+	for i := range rows {
+		rows[i] = valuesRow(len(cols))
+	}
+	q := insertPrefix(table, cols) + strings.Join(rows, ",")
+	if db.Dialect == SQLite {
+		if len(sets) == 0 {
+			return q + " ON CONFLICT(" + strings.Join(key, ",") + ") DO NOTHING"
+		}
+		return q + " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ", ")
+	}
+	if db.rowAlias {
+		q += " AS " + incomingAlias
+	}
+	if len(sets) == 0 {
+		// A no-op update of the key column keeps the existing row as it is.
+		return q + " ON DUPLICATE KEY UPDATE " + key[0] + "=" + key[0]
+	}
+	return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
 }
 
 // Tx is a write transaction that can run functions after it commits (to
@@ -159,46 +225,23 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
 // updating updateCols when the row with the same key exists. key names the
 // unique key's columns (SQLite needs them; MySQL finds the key itself).
 func (db *DB) Upsert(table string, cols, key, updateCols []string) string {
-	q := insertPrefix(table, cols) + valuesRow(len(cols))
-	return q + db.onConflict(key, updateCols)
+	return db.UpsertRows(table, cols, key, updateCols, 1)
 }
 
 // UpsertRows is Upsert for n rows in one statement.
 func (db *DB) UpsertRows(table string, cols, key, updateCols []string, n int) string {
-	rows := make([]string, n)
-	for i := range rows {
-		rows[i] = valuesRow(len(cols))
+	sets := make([]string, len(updateCols))
+	for i, c := range updateCols {
+		sets[i] = c + " = " + db.Incoming(c)
 	}
-	return insertPrefix(table, cols) + strings.Join(rows, ",") + db.onConflict(key, updateCols)
+	return db.UpsertSet(table, cols, key, n, sets...)
 }
 
 // InsertIgnoreRows inserts n rows and skips those whose key already exists.
 // It names the key instead of using MySQL's INSERT IGNORE, which would also
 // swallow truncation and other errors.
 func (db *DB) InsertIgnoreRows(table string, cols, key []string, n int) string {
-	return db.UpsertRows(table, cols, key, nil, n)
-}
-
-func (db *DB) onConflict(key, updateCols []string) string {
-	if db.Dialect == MySQL {
-		if len(updateCols) == 0 {
-			// A no-op update of the key column keeps the existing row as it is.
-			return " ON DUPLICATE KEY UPDATE " + key[0] + "=" + key[0]
-		}
-		sets := make([]string, len(updateCols))
-		for i, c := range updateCols {
-			sets[i] = c + "=VALUES(" + c + ")"
-		}
-		return " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ",")
-	}
-	if len(updateCols) == 0 {
-		return " ON CONFLICT(" + strings.Join(key, ",") + ") DO NOTHING"
-	}
-	sets := make([]string, len(updateCols))
-	for i, c := range updateCols {
-		sets[i] = c + "=excluded." + c
-	}
-	return " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ",")
+	return db.UpsertSet(table, cols, key, n)
 }
 
 // SingleWriter says whether the database admits one writer at a time
@@ -278,19 +321,11 @@ func (j JSON) MarshalJSON() ([]byte, error) {
 // UpsertAdding returns an insert of one row that, when the key exists, adds
 // the new values of addCols to the stored ones (counters).
 func (db *DB) UpsertAdding(table string, cols, key, addCols []string) string {
-	q := insertPrefix(table, cols) + valuesRow(len(cols))
 	sets := make([]string, len(addCols))
 	for i, c := range addCols {
-		if db.Dialect == MySQL {
-			sets[i] = c + "=" + c + "+VALUES(" + c + ")"
-		} else {
-			sets[i] = c + "=" + c + "+excluded." + c
-		}
+		sets[i] = c + " = " + c + " + " + db.Incoming(c)
 	}
-	if db.Dialect == MySQL {
-		return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ",")
-	}
-	return q + " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ",")
+	return db.UpsertSet(table, cols, key, 1, sets...)
 }
 
 // UpsertRowsIfExpired inserts n rows; a row whose key exists is replaced
@@ -300,21 +335,15 @@ func (db *DB) UpsertAdding(table string, cols, key, addCols []string) string {
 // updateCols must list expiryCol last, since MySQL applies assignments in
 // order and later ones see earlier ones.
 func (db *DB) UpsertRowsIfExpired(table string, cols, key, updateCols []string, n int, expiryCol string) (q string, repeats int) {
-	rows := make([]string, n)
-	for i := range rows {
-		rows[i] = valuesRow(len(cols))
-	}
-	q = insertPrefix(table, cols) + strings.Join(rows, ",")
 	sets := make([]string, len(updateCols))
 	if db.Dialect == MySQL {
 		for i, c := range updateCols {
-			sets[i] = c + " = IF(" + expiryCol + " <= ?, VALUES(" + c + "), " + c + ")"
+			sets[i] = c + " = IF(" + expiryCol + " <= ?, " + db.Incoming(c) + ", " + c + ")"
 		}
-		return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", "), len(updateCols)
+		return db.UpsertSet(table, cols, key, n, sets...), len(updateCols)
 	}
 	for i, c := range updateCols {
-		sets[i] = c + " = excluded." + c
+		sets[i] = c + " = " + db.Incoming(c)
 	}
-	return q + " ON CONFLICT(" + strings.Join(key, ",") + ") DO UPDATE SET " + strings.Join(sets, ", ") +
-		" WHERE " + table + "." + expiryCol + " <= ?", 1
+	return db.UpsertSet(table, cols, key, n, sets...) + " WHERE " + table + "." + expiryCol + " <= ?", 1
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -119,38 +120,20 @@ func (d *Directory) upsertFollow(ctx context.Context, tx sqlx.ExtContext, corpID
 		tagIDs = append(tagIDs, t.TagID)
 	}
 	added := f.CreateTime * 1000
-	var q string
-	if d.db.Dialect == qsql.MySQL {
-		q = `INSERT INTO follow_relations (` + joinCols(followCols) + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL,'',?)
-			ON DUPLICATE KEY UPDATE remark=VALUES(remark), description=VALUES(description), remark_mobiles=VALUES(remark_mobiles),
-			tag_ids=VALUES(tag_ids), state=IF(VALUES(state)<>'', VALUES(state), state), add_way=VALUES(add_way), oper_userid=VALUES(oper_userid),
-			deleted_by=IF(deleted_at IS NOT NULL AND deleted_at > VALUES(added_at), deleted_by, ''),
-			deleted_at=IF(deleted_at IS NOT NULL AND deleted_at > VALUES(added_at), deleted_at, NULL),
-			added_at=VALUES(added_at), updated_at=VALUES(updated_at)`
-	} else {
-		q = `INSERT INTO follow_relations (` + joinCols(followCols) + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL,'',?)
-			ON CONFLICT(corp_id, external_userid, userid) DO UPDATE SET remark=excluded.remark, description=excluded.description,
-			remark_mobiles=excluded.remark_mobiles, tag_ids=excluded.tag_ids,
-			state=CASE WHEN excluded.state<>'' THEN excluded.state ELSE follow_relations.state END,
-			add_way=excluded.add_way, oper_userid=excluded.oper_userid,
-			deleted_by=CASE WHEN follow_relations.deleted_at IS NOT NULL AND follow_relations.deleted_at > excluded.added_at THEN follow_relations.deleted_by ELSE '' END,
-			deleted_at=CASE WHEN follow_relations.deleted_at IS NOT NULL AND follow_relations.deleted_at > excluded.added_at THEN follow_relations.deleted_at ELSE NULL END,
-			added_at=excluded.added_at, updated_at=excluded.updated_at`
-	}
+	in := d.db.Incoming
+	// MySQL assigns in order: deleted_by reads the stored deleted_at before
+	// deleted_at changes, and both read added_at before it does.
+	q := d.db.UpsertSet("follow_relations", followCols, []string{"corp_id", "external_userid", "userid"}, 1,
+		"remark = "+in("remark"), "description = "+in("description"), "remark_mobiles = "+in("remark_mobiles"),
+		"tag_ids = "+in("tag_ids"),
+		"state = CASE WHEN "+in("state")+" <> '' THEN "+in("state")+" ELSE state END",
+		"add_way = "+in("add_way"), "oper_userid = "+in("oper_userid"),
+		"deleted_by = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_by ELSE '' END",
+		"deleted_at = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_at ELSE NULL END",
+		"added_at = "+in("added_at"), "updated_at = "+in("updated_at"))
 	_, err := tx.ExecContext(ctx, q, corpID, externalUserID, f.UserID, f.Remark, f.Description, jsonList(f.RemarkMobiles), jsonList(tagIDs),
-		f.State, f.AddWay, f.OperUserID, added, now)
+		f.State, f.AddWay, f.OperUserID, added, nil, "", now)
 	return err
-}
-
-func joinCols(cols []string) string {
-	s := ""
-	for i, c := range cols {
-		if i > 0 {
-			s += ","
-		}
-		s += c
-	}
-	return s
 }
 
 // markFollowDeleted records a loss at the event's time, unless the relation
@@ -175,7 +158,7 @@ func (d *Directory) markFollowDeleted(ctx context.Context, corpID, externalUserI
 // GetContact returns a contact with every follow relation, deleted ones included.
 func (d *Directory) GetContact(ctx context.Context, corpID, externalUserID string) (Contact, error) {
 	var c Contact
-	err := d.db.GetContext(ctx, &c, `SELECT `+joinCols(contactCols)+` FROM external_contacts WHERE corp_id = ? AND external_userid = ?`, corpID, externalUserID)
+	err := d.db.GetContext(ctx, &c, `SELECT `+strings.Join(contactCols, ",")+` FROM external_contacts WHERE corp_id = ? AND external_userid = ?`, corpID, externalUserID)
 	if qsql.IsNoRows(err) {
 		return c, ErrNotFound
 	}
@@ -214,7 +197,7 @@ func (d *Directory) ListGroups(ctx context.Context, corpID, owner, after string,
 // ListContacts pages contacts by external_userid (cursor = the last id seen).
 func (d *Directory) ListContacts(ctx context.Context, corpID, after string, limit int) ([]Contact, error) {
 	var out []Contact
-	err := d.db.SelectContext(ctx, &out, `SELECT `+joinCols(contactCols)+` FROM external_contacts WHERE corp_id = ? AND external_userid > ? ORDER BY external_userid LIMIT ?`, corpID, after, limit)
+	err := d.db.SelectContext(ctx, &out, `SELECT `+strings.Join(contactCols, ",")+` FROM external_contacts WHERE corp_id = ? AND external_userid > ? ORDER BY external_userid LIMIT ?`, corpID, after, limit)
 	return out, err
 }
 

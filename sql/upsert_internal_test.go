@@ -1,0 +1,44 @@
+package sql
+
+import "testing"
+
+func TestSupportsRowAlias_ByServerVersion(t *testing.T) {
+	for version, want := range map[string]bool{
+		"8.0.18":                    false,
+		"8.0.19":                    true,
+		"8.0.36":                    true,
+		"8.4.3":                     true,
+		"9.1.0":                     true,
+		"5.7.44-log":                false,
+		"10.11.6-MariaDB-0+deb12u1": false,
+		"11.4.2-MariaDB":            false,
+		"8.0.11-TiDB-v7.5.1":        false,
+		"":                          false,
+	} {
+		if got := supportsRowAlias(version); got != want {
+			t.Errorf("supportsRowAlias(%q) = %v, want %v", version, got, want)
+		}
+	}
+}
+
+// MySQL 8 names the incoming row by an alias (VALUES(col) is deprecated
+// there); MariaDB keeps VALUES(col); SQLite says excluded.
+func TestUpsert_NamesTheIncomingRowPerServer(t *testing.T) {
+	cols, key := []string{"k", "n"}, []string{"k"}
+	for _, tc := range []struct {
+		db   *DB
+		want string
+	}{
+		{&DB{Dialect: MySQL, rowAlias: true}, "INSERT INTO t (k,n) VALUES (?,?),(?,?) AS incoming ON DUPLICATE KEY UPDATE n = incoming.n"},
+		{&DB{Dialect: MySQL}, "INSERT INTO t (k,n) VALUES (?,?),(?,?) ON DUPLICATE KEY UPDATE n = VALUES(n)"},
+		{&DB{Dialect: SQLite}, "INSERT INTO t (k,n) VALUES (?,?),(?,?) ON CONFLICT(k) DO UPDATE SET n = excluded.n"},
+	} {
+		if got := tc.db.UpsertRows("t", cols, key, []string{"n"}, 2); got != tc.want {
+			t.Errorf("%s alias=%v:\n got %s\nwant %s", tc.db.Dialect, tc.db.rowAlias, got, tc.want)
+		}
+	}
+	if got, want := (&DB{Dialect: MySQL, rowAlias: true}).UpsertAdding("t", cols, key, []string{"n"}),
+		"INSERT INTO t (k,n) VALUES (?,?) AS incoming ON DUPLICATE KEY UPDATE n = n + incoming.n"; got != want {
+		t.Errorf("adding:\n got %s\nwant %s", got, want)
+	}
+}
