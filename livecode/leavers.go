@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
@@ -164,12 +165,46 @@ func (s *Service) handOver(ctx context.Context, c *Code, user string) error {
 		return err
 	}
 	chats = slices.DeleteFunc(chats, func(chat string) bool { return done[chat] })
-	for start := 0; start < len(chats); start += maxTransferBatch {
-		batch := chats[start:min(start+maxTransferBatch, len(chats))]
+	sentGroups, groupFailures, err := s.transferGroups(ctx, c, user, to, chats)
+	if err != nil {
+		return err
+	}
+	failed = append(failed, groupFailures...)
+	s.log.Info("customers and groups of a staff member who left handed over", "corp", c.CorpID, "from", user, "to", to,
+		"customers", len(customers), "groups", sentGroups, "groups_queued", len(chats)-sentGroups, "refused_at_once", len(failed))
+	s.reportUnassigned(ctx, c, user, failed)
+	return nil
+}
+
+// WeCom's hand-over limits: customers or groups per call, and groups of
+// one leaver a new owner may take a day.
+const (
+	maxTransferBatch   = 100
+	maxGroupsPerDay    = 300
+	groupQuotaInterval = 24 * time.Hour
+)
+
+// transferGroups hands a leaver's groups to their successor, at most 300 in
+// any 24 hours (a rolling day, so WeCom's calendar day is never exceeded);
+// the rest are recorded as queued and sent by CheckHandovers on later days.
+// It returns how many were sent and those WeCom refused.
+func (s *Service) transferGroups(ctx context.Context, c *Code, user, to string, chats []string) (int, []transfer, error) {
+	if len(chats) == 0 {
+		return 0, nil, nil
+	}
+	now := s.now()
+	sent, err := s.store.groupsHandedSince(ctx, c.CorpID, user, to, qsql.Millis(now.Add(-groupQuotaInterval)))
+	if err != nil {
+		return 0, nil, err
+	}
+	quota := max(maxGroupsPerDay-sent, 0)
+	send, wait := chats[:min(quota, len(chats))], chats[min(quota, len(chats)):]
+	var failed []transfer
+	for start := 0; start < len(send); start += maxTransferBatch {
+		batch := send[start:min(start+maxTransferBatch, len(send))]
 		res, err := s.wc.TransferGroupChats(ctx, c.CorpID, batch, to)
 		if err != nil {
-			undo()
-			return fmt.Errorf("transfer groups of %s: %w", user, err)
+			return start, failed, fmt.Errorf("transfer groups of %s: %w", user, err)
 		}
 		refused := map[string]int64{}
 		for _, r := range res {
@@ -184,18 +219,16 @@ func (s *Service) handOver(ctx context.Context, c *Code, user string) error {
 			}
 			ts = append(ts, t)
 		}
-		if err := s.store.recordTransfers(ctx, ts, now); err != nil {
-			return err
+		if err := s.store.recordTransfers(ctx, ts, qsql.Millis(s.now())); err != nil {
+			return start, failed, err
 		}
 	}
-	s.log.Info("customers and groups of a staff member who left handed over", "corp", c.CorpID, "from", user, "to", to,
-		"customers", len(customers), "groups", len(chats), "refused_at_once", len(failed))
-	s.reportUnassigned(ctx, c, user, failed)
-	return nil
+	queued := make([]transfer, len(wait))
+	for i, chat := range wait {
+		queued[i] = transfer{CorpID: c.CorpID, Handover: user, Item: chat, Kind: "group", Takeover: to, CodeID: c.ID, Status: "queued"}
+	}
+	return len(send), failed, s.store.recordTransfers(ctx, queued, qsql.Millis(now))
 }
-
-// maxTransferBatch is how many customers, or groups, one WeCom hand-over call takes.
-const maxTransferBatch = 100
 
 // CheckHandovers polls WeCom for the outcome of hand-overs still waiting
 // (resigned/transfer_result) and tells each code's owner which customers
@@ -213,7 +246,32 @@ func (s *Service) CheckHandovers(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("hand-over of %s to %s: %w", p.Handover, p.Takeover, err))
 		}
 	}
+	// Groups over a day's quota wait for the next day's.
+	queued, err := s.store.queuedGroups(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, p := range queued {
+		if err := s.sendQueuedGroups(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("queued groups of %s to %s: %w", p.Handover, p.Takeover, err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// sendQueuedGroups sends what today's quota allows of a leaver's queued groups.
+func (s *Service) sendQueuedGroups(ctx context.Context, p transfer) error {
+	chats, err := s.store.queuedGroupsOf(ctx, p.CorpID, p.Handover, p.Takeover)
+	if err != nil || len(chats) == 0 {
+		return err
+	}
+	c, err := s.store.get(ctx, p.CorpID, p.CodeID)
+	if err != nil {
+		return err
+	}
+	_, failed, err := s.transferGroups(ctx, c, p.Handover, p.Takeover, chats)
+	s.reportUnassigned(ctx, c, p.Handover, failed)
+	return err
 }
 
 func (s *Service) checkHandover(ctx context.Context, p transfer) error {

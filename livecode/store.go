@@ -837,6 +837,31 @@ func (st *store) waitingHandovers(ctx context.Context) ([]transfer, error) {
 	return out, err
 }
 
+// groupsHandedSince counts a leaver's groups sent to a successor since a time.
+func (st *store) groupsHandedSince(ctx context.Context, corp, handover, takeover string, since int64) (int, error) {
+	var n int
+	err := st.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM livecode_transfers WHERE corp_id = ? AND handover_userid = ? AND takeover_userid = ?
+		AND kind = 'group' AND status IN ('done', 'failed') AND updated_at >= ?`, corp, handover, takeover, since)
+	return n, err
+}
+
+// queuedGroups lists the (corp, leaver, successor) pairs with groups waiting
+// for a day's quota.
+func (st *store) queuedGroups(ctx context.Context) ([]transfer, error) {
+	var out []transfer
+	err := st.db.SelectContext(ctx, &out, `SELECT corp_id, handover_userid, takeover_userid, MIN(code_id) AS code_id, '' AS item, 'group' AS kind, 'queued' AS status, 0 AS errcode
+		FROM livecode_transfers WHERE status = 'queued' GROUP BY corp_id, handover_userid, takeover_userid`)
+	return out, err
+}
+
+// queuedGroupsOf lists one pair's queued groups in a stable order.
+func (st *store) queuedGroupsOf(ctx context.Context, corp, handover, takeover string) ([]string, error) {
+	var out []string
+	err := st.db.SelectContext(ctx, &out, `SELECT item FROM livecode_transfers WHERE status = 'queued' AND corp_id = ? AND handover_userid = ? AND takeover_userid = ? ORDER BY item`,
+		corp, handover, takeover)
+	return out, err
+}
+
 // settleTransfer records a waiting hand-over's outcome; false when it had one already.
 func (st *store) settleTransfer(ctx context.Context, corp, handover, item, status string, now int64) (bool, error) {
 	res, err := st.db.ExecContext(ctx, `UPDATE livecode_transfers SET status = ?, updated_at = ? WHERE corp_id = ? AND handover_userid = ? AND item = ? AND status = 'waiting'`,

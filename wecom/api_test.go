@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -392,5 +393,31 @@ func TestAPI_ListContactWaysReachesWaysOlderThan90Days(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("a way made in 2022 is missing from %v", ids)
+	}
+}
+
+// WeCom hands at most 300 of one person's groups to a new owner a day.
+func TestAPI_GroupTransferStopsAt300ADayPerNewOwner(t *testing.T) {
+	f, api := setup(t)
+	ctx := context.Background()
+	names := make([]string, 301)
+	for i := range names {
+		names[i] = fmt.Sprint("group ", i)
+	}
+	chats := f.SeedGroups(corp, "zhangsan", names...)
+	var failed []wecom.TransferResult
+	for start := 0; start < len(chats); start += 100 {
+		res, err := api.TransferGroupChats(ctx, corp, chats[start:min(start+100, len(chats))], "wangwu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed = append(failed, res...)
+	}
+	if len(failed) != 1 || failed[0].ChatID != chats[300] || failed[0].ErrCode == 0 {
+		t.Fatalf("failed %+v, want only the 301st group refused", failed)
+	}
+	// Another new owner has a quota of its own.
+	if res, err := api.TransferGroupChats(ctx, corp, chats[300:], "lisi"); err != nil || len(res) != 0 {
+		t.Fatalf("to another owner: %+v %v", res, err)
 	}
 }

@@ -807,6 +807,67 @@ func TestE2E_StaffWhoLeaveAreRemovedAndTheirCustomersHandedOver(t *testing.T) {
 	}
 }
 
+// A leaver with more groups than WeCom lets one new owner take in a day
+// (300): the rest wait for the next day's quota, and nothing is refused.
+func TestE2E_GroupsOverADaysQuotaAreHandedOverTheNextDay(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	ctx := context.Background()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s.app.codes.SetClock(clock)
+	s.fake.SetClock(clock)
+	names := make([]string, 350)
+	for i := range names {
+		names[i] = fmt.Sprint("zhangsan's group ", i)
+	}
+	chats := s.fake.SeedGroups(e2eCorp, "zhangsan", names...)
+	syncDirectory(t, s, admin)
+	if _, err := s.app.codes.Create(ctx, livecode.Code{CorpID: e2eCorp, Name: "Leavers", Mode: livecode.ModeRotating,
+		Staff: []livecode.CodeStaff{{UserID: "zhangsan"}, {UserID: "lisi"}}, Settings: livecode.Settings{Successor: "wangwu"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.fake.Mutate(e2eCorp, func(c *fake.Corp) { delete(c.Staff, "zhangsan") })
+	syncDirectory(t, s, admin)
+	if err := s.app.codes.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ownedBy := func(user string) int {
+		n := 0
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+			for _, id := range chats {
+				if c.Groups[id].Chat.Owner == user {
+					n++
+				}
+			}
+		})
+		return n
+	}
+	status := func(st string) int {
+		return s.count("SELECT COUNT(*) FROM livecode_transfers WHERE kind = 'group' AND status = ?", st)
+	}
+	if ownedBy("wangwu") != 300 || status("done") != 300 || status("queued") != 50 || status("failed") != 0 {
+		t.Fatalf("first day: wangwu owns %d, done %d, queued %d, failed %d", ownedBy("wangwu"), status("done"), status("queued"), status("failed"))
+	}
+	// The same day, the cron sends nothing more.
+	if err := s.app.codes.CheckHandovers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ownedBy("wangwu") != 300 || status("queued") != 50 {
+		t.Fatalf("same day: wangwu owns %d, queued %d", ownedBy("wangwu"), status("queued"))
+	}
+	mu.Lock()
+	now = now.Add(25 * time.Hour)
+	mu.Unlock()
+	if err := s.app.codes.CheckHandovers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ownedBy("wangwu") != 350 || status("done") != 350 || status("queued") != 0 || status("failed") != 0 {
+		t.Fatalf("next day: wangwu owns %d, done %d, queued %d, failed %d", ownedBy("wangwu"), status("done"), status("queued"), status("failed"))
+	}
+}
+
 func TestE2E_ManualGroupsRotateByCapAndExpiry(t *testing.T) {
 	s := startStack(t, "sqlite")
 	admin := login(t, s.url, "admin@example.com", "admin password")

@@ -1220,6 +1220,9 @@ func transferResult(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 	return m("customer", out, "next_cursor", next), nil
 }
 
+// chinaTime is WeCom's day boundary.
+var chinaTime = time.FixedZone("CST", 8*3600)
+
 // Statuses of resigned/transfer_result.
 const (
 	transferDone    = 1
@@ -1229,6 +1232,11 @@ const (
 
 	codeStaffNotResigned = 40097
 	maxGroupTransfer     = 100
+	// WeCom documents "at most 300 groups of one person to a new owner a
+	// day" without naming the errcode of a group over it; the fake refuses
+	// such a group with the frequency-limit code.
+	maxGroupsTakenPerDay  = 300
+	codeGroupsTakenPerDay = 45009
 )
 
 func transferGroups(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiError) {
@@ -1252,6 +1260,15 @@ func transferGroups(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 			failed = append(failed, wecom.TransferResult{ChatID: id, ErrCode: codeUnknownChat})
 			continue
 		}
+		key := g.Chat.Owner + ">" + req.NewOwner + ">" + f.now().In(chinaTime).Format("2006-01-02")
+		if c.GroupsTaken == nil {
+			c.GroupsTaken = map[string]int{}
+		}
+		if c.GroupsTaken[key] >= maxGroupsTakenPerDay {
+			failed = append(failed, wecom.TransferResult{ChatID: id, ErrCode: codeGroupsTakenPerDay})
+			continue
+		}
+		c.GroupsTaken[key]++
 		g.Chat.Owner = req.NewOwner
 	}
 	return m("failed_chat_list", failed), nil

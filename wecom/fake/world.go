@@ -57,8 +57,11 @@ type Corp struct {
 	// customers who will refuse one (their transfer_fail comes later).
 	Transfers []Transfer `json:"transfers,omitempty"`
 	// GroupWelcome holds group welcome templates by id.
-	GroupWelcome   map[string]string `json:"group_welcome,omitempty"`
-	RefuseTransfer map[string]bool   `json:"refuse_transfer,omitempty"`
+	GroupWelcome map[string]string `json:"group_welcome,omitempty"`
+	// GroupsTaken counts the groups of one owner handed to a new owner per
+	// China day ("old>new>2026-11-24"): WeCom allows 300.
+	GroupsTaken    map[string]int  `json:"groups_taken,omitempty"`
+	RefuseTransfer map[string]bool `json:"refuse_transfer,omitempty"`
 }
 
 // Transfer is one customer handed from a staff member who left to a successor.
