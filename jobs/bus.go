@@ -113,6 +113,9 @@ type sub struct {
 	types  []string
 	where  func(any) bool // nil: every event of its types
 	handle func(ctx context.Context, d Delivery, v any) error
+	// handleBatch is set for subscribers that take several deliveries at once.
+	handleBatch func(ctx context.Context, ds []Delivery, vs []any) error
+	maxBatch    int
 }
 
 func (s *sub) wants(typ string) bool { return matchesAny(s.types, typ) }
@@ -222,6 +225,20 @@ type Subscription[T any] struct {
 	// Handle processes one event. It must be idempotent: after a crash a
 	// delivery may run again. Return Permanent(err) to dead-letter at once.
 	Handle func(ctx context.Context, d Delivery, ev T) error
+	// HandleBatch, when set, processes several deliveries at once (one
+	// transaction for many, say): what one claim brought, up to MaxBatch,
+	// never two of one subject. It is all or nothing: on an error every
+	// delivery of the batch runs alone through Handle, so one bad event
+	// fails only itself. Items its Where refuses are left out.
+	HandleBatch func(ctx context.Context, items []Item[T]) error
+	// MaxBatch bounds a batch (default 64).
+	MaxBatch int
+}
+
+// Item is one delivery of a batch with its decoded event.
+type Item[T any] struct {
+	Delivery
+	Event T
 }
 
 // On registers a typed subscriber: events are decoded to T before Handle
@@ -253,6 +270,28 @@ func On[T any](b *Bus, s Subscription[T]) {
 		sb.where = func(v any) bool {
 			ev, ok := v.(T)
 			return ok && s.Where(ev)
+		}
+	}
+	if s.HandleBatch != nil {
+		sb.maxBatch = s.MaxBatch
+		if sb.maxBatch <= 0 {
+			sb.maxBatch = 64
+		}
+		sb.handleBatch = func(ctx context.Context, ds []Delivery, vs []any) error {
+			items := make([]Item[T], 0, len(ds))
+			for i, v := range vs {
+				ev, ok := v.(T)
+				if !ok {
+					return fmt.Errorf("subscriber %s wants %T, event %s decodes to %T", s.Name, *new(T), ds[i].Type, v)
+				}
+				if s.Where == nil || s.Where(ev) {
+					items = append(items, Item[T]{Delivery: ds[i], Event: ev})
+				}
+			}
+			if len(items) == 0 {
+				return nil
+			}
+			return s.HandleBatch(ctx, items)
 		}
 	}
 	b.mu.Lock()

@@ -731,3 +731,77 @@ func TestBus_DomainEventsFromTwoInstancesOncePerSubscriberInOrderWithTakeover(t 
 		}
 	})
 }
+
+// A batch subscriber gets a backlog several deliveries at a time, never two
+// of one subject together; a failing batch falls back to one delivery at a
+// time, so only the bad event is retried and dead-lettered.
+func TestDispatcher_BatchSubscriberTakesBacklogsTogetherAndIsolatesABadEvent(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		b := newBus(t, db)
+		var mu sync.Mutex
+		handled := map[string]int{} // dedup-ish: contact/seq → times done
+		var batches, biggest int
+		bad := func(ev *external) bool { return ev.Contact == "wm-bad" }
+		On(b, Subscription[*external]{Name: "batch", Types: []string{"contact/*"},
+			Handle: func(_ context.Context, d Delivery, ev *external) error {
+				if bad(ev) {
+					return errors.New("bad event")
+				}
+				mu.Lock()
+				handled[fmt.Sprint(ev.Contact, "/", ev.At)]++
+				mu.Unlock()
+				return nil
+			},
+			HandleBatch: func(_ context.Context, items []Item[*external]) error {
+				subjects := map[string]bool{}
+				for _, it := range items {
+					if subjects[it.Subject] {
+						t.Errorf("two deliveries of %s in one batch", it.Subject)
+					}
+					subjects[it.Subject] = true
+					if bad(it.Event) {
+						return errors.New("bad event in batch")
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				batches++
+				biggest = max(biggest, len(items))
+				for _, it := range items {
+					handled[fmt.Sprint(it.Event.Contact, "/", it.Event.At)]++
+				}
+				return nil
+			}})
+		startBus(t, b)
+		// A backlog before the dispatcher starts: 40 contacts, 2 events each, and a bad one.
+		base := time.UnixMilli(1700000000000)
+		for i := 0; i < 80; i++ {
+			if _, err := b.Receive(context.Background(), incoming("ww1", "added", fmt.Sprint("wm", i%40), base.Add(time.Duration(i)*time.Second))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.Receive(context.Background(), incoming("ww1", "added", "wm-bad", base)); err != nil {
+			t.Fatal(err)
+		}
+		startDispatcher(t, b, "a", 5*time.Second)
+		waitFor(t, "the backlog handled", func() bool {
+			return count(t, db, "SELECT COUNT(*) FROM bus_deliveries WHERE status = 'queued'") == 0
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if len(handled) != 80 {
+			t.Fatalf("%d events handled, want 80", len(handled))
+		}
+		for k, n := range handled {
+			if n != 1 {
+				t.Errorf("%s handled %d times", k, n)
+			}
+		}
+		if biggest < 2 {
+			t.Fatalf("no batch held more than one delivery (%d batches)", batches)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM bus_deliveries WHERE status = 'dead'"); n != 1 {
+			t.Fatalf("%d dead letters, want the bad event's only", n)
+		}
+	})
+}

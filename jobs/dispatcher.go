@@ -95,7 +95,7 @@ func (d *Dispatcher) Start() {
 		if lane == LaneFast {
 			workers = d.opt.FastWorkers
 		}
-		work := make(chan Delivery, workers)
+		work := make(chan []Delivery, workers)
 		free := make(chan struct{}, workers)
 		for i := 0; i < workers; i++ {
 			free <- struct{}{}
@@ -141,7 +141,7 @@ func (d *Dispatcher) Kill() {
 	d.cancel()
 }
 
-func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- Delivery, free chan struct{}) {
+func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- []Delivery, free chan struct{}) {
 	defer d.wg.Done()
 	defer close(work)
 	tick := time.NewTicker(d.opt.Poll)
@@ -175,11 +175,12 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- Deliv
 				d.log.Error("claim failed", "lane", lane.String(), "err", err)
 			}
 		}
-		for i := len(ds); i < n; i++ {
+		units := d.batches(ds)
+		for i := len(units); i < n; i++ {
 			free <- struct{}{}
 		}
-		for _, dl := range ds {
-			work <- dl // a worker is idle for each claimed delivery
+		for _, u := range units {
+			work <- u // a worker is idle for each unit of work
 		}
 		if len(ds) == 0 {
 			select {
@@ -192,12 +193,81 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- Deliv
 	}
 }
 
-func (d *Dispatcher) worker(work <-chan Delivery, free chan<- struct{}) {
+func (d *Dispatcher) worker(work <-chan []Delivery, free chan<- struct{}) {
 	defer d.wg.Done()
-	for dl := range work {
-		d.run(dl)
+	for u := range work {
+		if len(u) == 1 {
+			d.run(u[0])
+		} else {
+			d.runBatch(u)
+		}
 		free <- struct{}{}
 	}
+}
+
+// batches groups a claim's deliveries into units of work: the deliveries
+// of a batch subscriber together (up to its MaxBatch; a claim never holds
+// two of one subscriber and subject), every other delivery alone.
+func (d *Dispatcher) batches(ds []Delivery) [][]Delivery {
+	var units [][]Delivery
+	open := map[string]int{} // subscriber → index of its unit being filled
+	for _, dl := range ds {
+		sub, ok := d.bus.local(dl.Subscriber)
+		if !ok || sub.handleBatch == nil {
+			units = append(units, []Delivery{dl})
+			continue
+		}
+		if i, ok := open[dl.Subscriber]; ok && len(units[i]) < sub.maxBatch {
+			units[i] = append(units[i], dl)
+			continue
+		}
+		open[dl.Subscriber] = len(units)
+		units = append(units, []Delivery{dl})
+	}
+	return units
+}
+
+// runBatch hands a batch subscriber its deliveries at once. On an error the
+// batch changed nothing it would not change again (subscribers are
+// idempotent), and each delivery runs alone, so only a bad one fails.
+func (d *Dispatcher) runBatch(ds []Delivery) {
+	sub, ok := d.bus.local(ds[0].Subscriber)
+	if !ok {
+		for _, dl := range ds {
+			d.run(dl)
+		}
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.Background(), d.opt.Lease*8/10)
+	err := d.handleBatch(hctx, sub, ds)
+	cancel()
+	if err != nil {
+		d.log.Debug("batch failed; running its deliveries one by one", "subscriber", sub.name, "size", len(ds), "err", err)
+		for _, dl := range ds {
+			d.run(dl)
+		}
+		return
+	}
+	for _, dl := range ds {
+		d.done[dl.lane] <- dl
+		deliveriesTotal.WithLabelValues(dl.Subscriber, "done").Inc()
+		processingSeconds.WithLabelValues(dl.lane.String()).Observe(time.Since(dl.ReceivedAt).Seconds())
+	}
+}
+
+func (d *Dispatcher) handleBatch(ctx context.Context, sub *sub, ds []Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("subscriber panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	vs := make([]any, len(ds))
+	for i, dl := range ds {
+		if vs[i], err = d.bus.decode(dl.Source, dl.Type, []byte(dl.payload)); err != nil {
+			return err // the one-by-one run dead-letters it
+		}
+	}
+	return sub.handleBatch(ctx, ds, vs)
 }
 
 // run calls the subscriber under a deadline shorter than the lease, so a

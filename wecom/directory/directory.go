@@ -102,38 +102,76 @@ func jsonList(v []string) string {
 
 var contactCols = []string{"corp_id", "external_userid", "name", "type", "gender", "unionid", "avatar", "corp_name", "created_at", "updated_at"}
 
-func (d *Directory) upsertContact(ctx context.Context, tx sqlx.ExtContext, corpID string, c wecom.ExternalContact, now int64) error {
-	q := d.db.Upsert("external_contacts", contactCols, []string{"corp_id", "external_userid"},
-		[]string{"name", "type", "gender", "unionid", "avatar", "corp_name", "updated_at"})
-	_, err := tx.ExecContext(ctx, q, corpID, c.ExternalUserID, c.Name, c.Type, c.Gender, c.UnionID, c.Avatar, c.CorpName, now, now)
-	return err
-}
-
 var followCols = []string{"corp_id", "external_userid", "userid", "remark", "description", "remark_mobiles", "tag_ids", "state", "add_way", "oper_userid", "added_at", "deleted_at", "deleted_by", "updated_at"}
 
-// upsertFollow records a live follow relation as WeCom reports it. A
-// relation deleted after this one was added stays deleted: events and
-// syncs may arrive out of order.
-func (d *Directory) upsertFollow(ctx context.Context, tx sqlx.ExtContext, corpID, externalUserID string, f wecom.FollowUser, now int64) error {
-	tagIDs := f.TagIDs
-	for _, t := range f.Tags {
-		tagIDs = append(tagIDs, t.TagID)
+// contactWrite is a contact as WeCom reports it, with follow relations to record.
+type contactWrite struct {
+	CorpID  string
+	Contact wecom.ExternalContact
+	Follows []wecom.FollowUser
+}
+
+// rowsPerStatement bounds a multi-row upsert (placeholders stay far below
+// both servers' limits).
+const rowsPerStatement = 200
+
+// writeContacts upserts contacts and their live follow relations, many rows
+// a statement. A relation deleted after it was added stays deleted: events
+// and syncs may arrive out of order. A contact listed twice is written once.
+func (d *Directory) writeContacts(ctx context.Context, tx sqlx.ExtContext, ws []contactWrite, now int64) error {
+	type key struct{ corp, ext string }
+	seen := map[key]bool{}
+	var contacts, follows []any
+	for _, w := range ws {
+		c := w.Contact
+		if k := (key{w.CorpID, c.ExternalUserID}); !seen[k] {
+			seen[k] = true
+			contacts = append(contacts, []any{w.CorpID, c.ExternalUserID, c.Name, c.Type, c.Gender, c.UnionID, c.Avatar, c.CorpName, now, now})
+		}
+		for _, f := range w.Follows {
+			tagIDs := f.TagIDs
+			for _, t := range f.Tags {
+				tagIDs = append(tagIDs, t.TagID)
+			}
+			follows = append(follows, []any{w.CorpID, c.ExternalUserID, f.UserID, f.Remark, f.Description, jsonList(f.RemarkMobiles), jsonList(tagIDs),
+				f.State, f.AddWay, f.OperUserID, f.CreateTime * 1000, nil, "", now})
+		}
 	}
-	added := f.CreateTime * 1000
+	if err := d.upsertRows(ctx, tx, contacts, func(n int) string {
+		return d.db.UpsertRows("external_contacts", contactCols, []string{"corp_id", "external_userid"},
+			[]string{"name", "type", "gender", "unionid", "avatar", "corp_name", "updated_at"}, n)
+	}); err != nil {
+		return err
+	}
 	in := d.db.Incoming
-	// MySQL assigns in order: deleted_by reads the stored deleted_at before
-	// deleted_at changes, and both read added_at before it does.
-	q := d.db.UpsertSet("follow_relations", followCols, []string{"corp_id", "external_userid", "userid"}, 1,
-		"remark = "+in("remark"), "description = "+in("description"), "remark_mobiles = "+in("remark_mobiles"),
-		"tag_ids = "+in("tag_ids"),
-		"state = CASE WHEN "+in("state")+" <> '' THEN "+in("state")+" ELSE state END",
-		"add_way = "+in("add_way"), "oper_userid = "+in("oper_userid"),
-		"deleted_by = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_by ELSE '' END",
-		"deleted_at = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_at ELSE NULL END",
-		"added_at = "+in("added_at"), "updated_at = "+in("updated_at"))
-	_, err := tx.ExecContext(ctx, q, corpID, externalUserID, f.UserID, f.Remark, f.Description, jsonList(f.RemarkMobiles), jsonList(tagIDs),
-		f.State, f.AddWay, f.OperUserID, added, nil, "", now)
-	return err
+	return d.upsertRows(ctx, tx, follows, func(n int) string {
+		// MySQL assigns in order: deleted_by reads the stored deleted_at
+		// before deleted_at changes, and both read added_at before it does.
+		return d.db.UpsertSet("follow_relations", followCols, []string{"corp_id", "external_userid", "userid"}, n,
+			"remark = "+in("remark"), "description = "+in("description"), "remark_mobiles = "+in("remark_mobiles"),
+			"tag_ids = "+in("tag_ids"),
+			"state = CASE WHEN "+in("state")+" <> '' THEN "+in("state")+" ELSE state END",
+			"add_way = "+in("add_way"), "oper_userid = "+in("oper_userid"),
+			"deleted_by = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_by ELSE '' END",
+			"deleted_at = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_at ELSE NULL END",
+			"added_at = "+in("added_at"), "updated_at = "+in("updated_at"))
+	})
+}
+
+// upsertRows runs the statement query(n) over rows (each a []any of one
+// row's values), rowsPerStatement rows at a time.
+func (d *Directory) upsertRows(ctx context.Context, tx sqlx.ExtContext, rows []any, query func(n int) string) error {
+	for start := 0; start < len(rows); start += rowsPerStatement {
+		chunk := rows[start:min(start+rowsPerStatement, len(rows))]
+		var args []any
+		for _, r := range chunk {
+			args = append(args, r.([]any)...)
+		}
+		if _, err := tx.ExecContext(ctx, query(len(chunk)), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // markFollowDeleted records a loss at the event's time, unless the relation

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
@@ -24,6 +26,13 @@ func (d *Directory) Subscribe(b *jobs.Bus) {
 		Types: []string{wecom.EventExternalContact + "/*"},
 		Handle: func(ctx context.Context, dl jobs.Delivery, ev *wecom.ExternalContactEvent) error {
 			return d.HandleContactEvent(ctx, dl.CorpID, ev)
+		},
+		HandleBatch: func(ctx context.Context, items []jobs.Item[*wecom.ExternalContactEvent]) error {
+			evs := make([]CorpContactEvent, len(items))
+			for i, it := range items {
+				evs[i] = CorpContactEvent{CorpID: it.CorpID, Event: it.Event}
+			}
+			return d.HandleContactEvents(ctx, evs)
 		},
 	})
 	jobs.On(b, jobs.Subscription[*wecom.ExternalTagEvent]{
@@ -65,29 +74,74 @@ func (d *Directory) HandleContactEvent(ctx context.Context, corpID string, ev *w
 	return nil
 }
 
-// RefreshContact fetches a contact and every follow relation from WeCom and stores them.
-func (d *Directory) RefreshContact(ctx context.Context, corpID, externalUserID string) error {
-	detail, err := d.wc.GetExternalContact(ctx, corpID, externalUserID)
-	if wecom.IsCode(err, wecom.CodeInvalidExternalID, 84061) {
-		// Gone from WeCom before we got to it: the deletion event records the loss.
-		d.log.Info("contact no longer in WeCom", "corp", corpID, "external_userid", externalUserID)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("fetch contact: %w", err)
-	}
-	now := qsql.Millis(d.now())
-	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		if err := d.upsertContact(ctx, tx, corpID, detail.ExternalContact, now); err != nil {
-			return err
-		}
-		for _, f := range detail.FollowUser {
-			if err := d.upsertFollow(ctx, tx, corpID, externalUserID, f, now); err != nil {
+// CorpContactEvent is a contact event with the corp it came from.
+type CorpContactEvent struct {
+	CorpID string
+	Event  *wecom.ExternalContactEvent
+}
+
+// HandleContactEvents is HandleContactEvent for many events of distinct
+// contacts (a bus batch): the contacts to refresh are read from WeCom side
+// by side and written in one transaction; other changes run one by one.
+func (d *Directory) HandleContactEvents(ctx context.Context, evs []CorpContactEvent) error {
+	var refresh []contactRef
+	for _, e := range evs {
+		switch e.Event.ChangeType {
+		case wecom.ChangeAddExternalContact, wecom.ChangeAddHalfExternalContact, wecom.ChangeEditExternalContact:
+			refresh = append(refresh, contactRef{e.CorpID, e.Event.ExternalUserID})
+		default:
+			if err := d.HandleContactEvent(ctx, e.CorpID, e.Event); err != nil {
 				return err
 			}
 		}
+	}
+	return d.refreshContacts(ctx, refresh)
+}
+
+// RefreshContact fetches a contact and every follow relation from WeCom and stores them.
+func (d *Directory) RefreshContact(ctx context.Context, corpID, externalUserID string) error {
+	return d.refreshContacts(ctx, []contactRef{{corpID, externalUserID}})
+}
+
+type contactRef struct{ corpID, externalUserID string }
+
+// refreshContacts fetches contacts from WeCom, concurrently, and stores
+// them and their follow relations in one transaction.
+func (d *Directory) refreshContacts(ctx context.Context, refs []contactRef) error {
+	if len(refs) == 0 {
 		return nil
-	})
+	}
+	found := make([]*contactWrite, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, r := range refs {
+		g.Go(func() error {
+			detail, err := d.wc.GetExternalContact(gctx, r.corpID, r.externalUserID)
+			if wecom.IsCode(err, wecom.CodeInvalidExternalID, 84061) {
+				// Gone from WeCom before we got to it: the deletion event records the loss.
+				d.log.Info("contact no longer in WeCom", "corp", r.corpID, "external_userid", r.externalUserID)
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("fetch contact %s: %w", r.externalUserID, err)
+			}
+			found[i] = &contactWrite{CorpID: r.corpID, Contact: detail.ExternalContact, Follows: detail.FollowUser}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	ws := make([]contactWrite, 0, len(found))
+	for _, w := range found {
+		if w != nil {
+			ws = append(ws, *w)
+		}
+	}
+	if len(ws) == 0 {
+		return nil
+	}
+	now := qsql.Millis(d.now())
+	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error { return d.writeContacts(ctx, tx, ws, now) })
 }
 
 // HandleChatEvent mirrors a customer group's current state.

@@ -184,17 +184,11 @@ func (d *Directory) syncContactsPage(ctx context.Context, corpID string, cp *syn
 		return false, fmt.Errorf("batch get contacts: %w", err)
 	}
 	now := qsql.Millis(d.now())
-	err = d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		for _, cf := range list {
-			if err := d.upsertContact(ctx, tx, corpID, cf.ExternalContact, now); err != nil {
-				return err
-			}
-			if err := d.upsertFollow(ctx, tx, corpID, cf.ExternalContact.ExternalUserID, cf.FollowInfo, now); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	ws := make([]contactWrite, len(list))
+	for i, cf := range list {
+		ws[i] = contactWrite{CorpID: corpID, Contact: cf.ExternalContact, Follows: []wecom.FollowUser{cf.FollowInfo}}
+	}
+	err = d.db.WriteTx(ctx, func(tx *qsql.Tx) error { return d.writeContacts(ctx, tx, ws, now) })
 	if err != nil {
 		return false, err
 	}
