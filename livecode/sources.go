@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
@@ -44,109 +45,183 @@ type addOutcome struct {
 	lost    bool       // recorded as already lost (its loss was seen first)
 }
 
+// ContactEvent is a contact event with the corp it came from.
+type ContactEvent struct {
+	CorpID string
+	Event  *wecom.ExternalContactEvent
+}
+
+// RecordContactEvents is RecordContactEvent for many events of distinct
+// contacts (a bus batch): the adds are recorded in one transaction, their
+// counts summed into one statement per statistics row, written last and in
+// key order (hot rows are locked briefly, and always in the same order);
+// losses are recorded one by one.
+func (s *Service) RecordContactEvents(ctx context.Context, evs []ContactEvent) error {
+	var adds []ContactEvent
+	for _, e := range evs {
+		switch e.Event.ChangeType {
+		case wecom.ChangeAddExternalContact, wecom.ChangeAddHalfExternalContact:
+			adds = append(adds, e)
+		default:
+			if err := s.RecordContactEvent(ctx, e.CorpID, e.Event); err != nil {
+				return err
+			}
+		}
+	}
+	return s.recordAdds(ctx, adds)
+}
+
 func (s *Service) recordAdd(ctx context.Context, corp string, ev *wecom.ExternalContactEvent) error {
+	return s.recordAdds(ctx, []ContactEvent{{corp, ev}})
+}
+
+func (s *Service) recordAdds(ctx context.Context, adds []ContactEvent) error {
+	if len(adds) == 0 {
+		return nil
+	}
 	if s.bus == nil {
 		return errors.New("livecode: Subscribe was not called; cannot publish ContactAdded")
 	}
-	var c *Code
-	if id := ParseState(ev.State); id > 0 {
-		code, err := s.store.get(ctx, corp, id)
+	codes := make([]*Code, len(adds))
+	for i, a := range adds {
+		id := ParseState(a.Event.State)
+		if id == 0 {
+			continue
+		}
+		for j := range i { // one read per code in a batch
+			if codes[j] != nil && codes[j].ID == id && adds[j].CorpID == a.CorpID {
+				codes[i] = codes[j]
+			}
+		}
+		if codes[i] != nil {
+			continue
+		}
+		code, err := s.store.get(ctx, a.CorpID, id)
 		switch {
 		case err == nil:
-			c = code
+			codes[i] = code
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
 	}
-	at := qsql.Millis(ev.Time())
-	day := s.calendar(corp).DayKey(ev.Time())
-	var out addOutcome
+	outs := make([]addOutcome, len(adds))
 	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		out = addOutcome{}
-		if prev, err := s.store.sourceByEvent(ctx, tx, corp, ev.DedupKey()); err != nil || prev != nil {
-			// Recorded by an earlier attempt of this delivery.
-			out = addOutcome{src: prev, counted: prev != nil && !prev.ReAdd && prev.CodeID > 0}
-			return err
-		}
-		rel, err := s.store.relation(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
-		if err != nil {
-			return err
-		}
-		src := &sourceRow{CorpID: corp, EventKey: ev.DedupKey(), ExternalUserID: ev.ExternalUserID, UserID: ev.UserID,
-			State: ev.State, Day: day, AddedAt: at}
-		if c != nil {
-			src.CodeID, src.Channel, src.OutOfPeriod = c.ID, c.Channel, !inPeriod(c, ev.Time())
-		}
-		next := relation{AddedAt: at}
-		switch {
-		case rel == nil:
-		case rel.LostAt == nil:
-			return nil // the relation is live: a repeat, or the full add after a half add
-		case *rel.LostAt >= at && rel.SourceID == 0:
-			// Its loss was processed first: record the add as already lost.
-			src.LostAt, src.LostBy = rel.LostAt, rel.LostBy
-			next.LostAt, next.LostBy = rel.LostAt, rel.LostBy
-			out.lost = true
-		case *rel.LostAt >= at:
-			return nil // an add older than the recorded cycle: nothing to change
-		default:
-			src.ReAdd = true
-		}
-		if err := s.store.insertSource(ctx, tx, src); err != nil {
-			return err
-		}
-		next.SourceID = src.ID
-		if err := s.store.putRelation(ctx, tx, corp, ev.ExternalUserID, ev.UserID, next, rel == nil); err != nil {
-			return err
-		}
-		field := "adds"
-		if src.ReAdd {
-			field = "readds"
-		}
-		if err := s.store.bumpStats(ctx, tx, corp, src.CodeID, ev.UserID, day, field, 1); err != nil {
-			return err
-		}
-		added := ContactAdded{CorpID: corp, ExternalUserID: ev.ExternalUserID, UserID: ev.UserID, Source: "direct", State: ev.State,
-			ReAdd: src.ReAdd, OutOfPeriod: src.OutOfPeriod, AddedAt: at, SourceID: src.ID}
-		if c != nil {
-			added.Source, added.CodeID, added.Channel = "code", c.ID, c.Channel
-		}
-		if err := s.bus.Publish(ctx, tx, corp, added); err != nil {
-			return err
-		}
-		if out.lost {
-			if err := s.lossFacts(ctx, tx, src, *src.LostAt, src.LostBy); err != nil {
+		stats := statsBatch{}
+		for i, a := range adds {
+			var err error
+			if outs[i], err = s.recordAddTx(ctx, tx, a.CorpID, a.Event, codes[i], stats); err != nil {
 				return err
 			}
 		}
-		out.src, out.counted = src, !src.ReAdd && src.CodeID > 0
-		return nil
+		return s.store.applyStats(ctx, tx, stats)
 	})
-	if err != nil || !out.counted {
+	if err != nil {
 		return err
 	}
 	// Caps count adds through codes; a direct add is recorded but uses no
 	// cap. An error retries the delivery, which finds its source and counts
 	// it again: counting one source twice counts it once.
-	if err := s.consume(ctx, corp, out.src.Day, out.src.CodeID, ev.UserID, out.src.ID); err != nil {
-		return fmt.Errorf("count the add against caps: %w", err)
+	type staffKey struct{ corp, user string }
+	var moved []staffKey
+	for i, out := range outs {
+		if !out.counted {
+			continue
+		}
+		a := adds[i]
+		if err := s.consume(ctx, a.CorpID, out.src.Day, out.src.CodeID, a.Event.UserID, out.src.ID); err != nil {
+			return fmt.Errorf("count the add against caps: %w", err)
+		}
+		if k := (staffKey{a.CorpID, a.Event.UserID}); !slices.Contains(moved, k) {
+			moved = append(moved, k)
+		}
 	}
-	// The staff member's count moved: codes listing them may need to drop
+	if len(moved) == 0 {
+		return nil
+	}
+	// The staff members' counts moved: codes listing them may need to drop
 	// them from their WeCom way (caps). Only now, once counted: a reconcile
-	// woken earlier could read the count before this add and keep them.
+	// woken earlier could read a count before its add and keep them.
 	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		ids, err := s.store.codesWithStaff(ctx, tx, corp, ev.UserID)
-		if err != nil || len(ids) == 0 {
-			return err
+		for _, k := range moved {
+			ids, err := s.store.codesWithStaff(ctx, tx, k.corp, k.user)
+			if err != nil {
+				return err
+			}
+			if err := s.store.triggerReconcile(ctx, tx, k.corp, ids, qsql.Millis(s.now())); err != nil {
+				return err
+			}
 		}
 		tx.AfterCommit(s.wakeReconciler)
-		return s.store.triggerReconcile(ctx, tx, corp, ids, qsql.Millis(s.now()))
+		return nil
 	})
+}
+
+// recordAddTx records one add in tx (see RecordContactEvent), its counts
+// into stats.
+func (s *Service) recordAddTx(ctx context.Context, tx *qsql.Tx, corp string, ev *wecom.ExternalContactEvent, c *Code, stats statsBatch) (addOutcome, error) {
+	at := qsql.Millis(ev.Time())
+	day := s.calendar(corp).DayKey(ev.Time())
+	if prev, err := s.store.sourceByEvent(ctx, tx, corp, ev.DedupKey()); err != nil || prev != nil {
+		// Recorded by an earlier attempt of this delivery.
+		return addOutcome{src: prev, counted: prev != nil && !prev.ReAdd && prev.CodeID > 0}, err
+	}
+	rel, err := s.store.relation(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
+	if err != nil {
+		return addOutcome{}, err
+	}
+	src := &sourceRow{CorpID: corp, EventKey: ev.DedupKey(), ExternalUserID: ev.ExternalUserID, UserID: ev.UserID,
+		State: ev.State, Day: day, AddedAt: at}
+	if c != nil {
+		src.CodeID, src.Channel, src.OutOfPeriod = c.ID, c.Channel, !inPeriod(c, ev.Time())
+	}
+	var out addOutcome
+	next := relation{AddedAt: at}
+	switch {
+	case rel == nil:
+	case rel.LostAt == nil:
+		return out, nil // the relation is live: a repeat, or the full add after a half add
+	case *rel.LostAt >= at && rel.SourceID == 0:
+		// Its loss was processed first: record the add as already lost.
+		src.LostAt, src.LostBy = rel.LostAt, rel.LostBy
+		next.LostAt, next.LostBy = rel.LostAt, rel.LostBy
+		out.lost = true
+	case *rel.LostAt >= at:
+		return out, nil // an add older than the recorded cycle: nothing to change
+	default:
+		src.ReAdd = true
+	}
+	if err := s.store.insertSource(ctx, tx, src); err != nil {
+		return out, err
+	}
+	next.SourceID = src.ID
+	if err := s.store.putRelation(ctx, tx, corp, ev.ExternalUserID, ev.UserID, next, rel == nil); err != nil {
+		return out, err
+	}
+	field := "adds"
+	if src.ReAdd {
+		field = "readds"
+	}
+	stats.add(corp, src.CodeID, ev.UserID, day, field, 1)
+	added := ContactAdded{CorpID: corp, ExternalUserID: ev.ExternalUserID, UserID: ev.UserID, Source: "direct", State: ev.State,
+		ReAdd: src.ReAdd, OutOfPeriod: src.OutOfPeriod, AddedAt: at, SourceID: src.ID}
+	if c != nil {
+		added.Source, added.CodeID, added.Channel = "code", c.ID, c.Channel
+	}
+	if err := s.bus.Publish(ctx, tx, corp, added); err != nil {
+		return out, err
+	}
+	if out.lost {
+		if err := s.lossFacts(ctx, tx, src, *src.LostAt, src.LostBy, stats); err != nil {
+			return out, err
+		}
+	}
+	out.src, out.counted = src, !src.ReAdd && src.CodeID > 0
+	return out, nil
 }
 
 // lossFacts records a loss of an add in tx: its source, the day's count and
 // ContactLost. by is "customer" (del_follow_user) or "staff".
-func (s *Service) lossFacts(ctx context.Context, tx *qsql.Tx, src *sourceRow, at int64, by string) error {
+func (s *Service) lossFacts(ctx context.Context, tx *qsql.Tx, src *sourceRow, at int64, by string, stats statsBatch) error {
 	if err := s.store.markSourceLost(ctx, tx, src.ID, at, by); err != nil {
 		return err
 	}
@@ -154,9 +229,7 @@ func (s *Service) lossFacts(ctx context.Context, tx *qsql.Tx, src *sourceRow, at
 	if by == lostByCustomer {
 		field = "lost_customer"
 	}
-	if err := s.store.bumpStats(ctx, tx, src.CorpID, src.CodeID, src.UserID, s.calendar(src.CorpID).DayKey(qsql.FromMillis(at)), field, 1); err != nil {
-		return err
-	}
+	stats.add(src.CorpID, src.CodeID, src.UserID, s.calendar(src.CorpID).DayKey(qsql.FromMillis(at)), field, 1)
 	return s.bus.Publish(ctx, tx, src.CorpID, ContactLost{CorpID: src.CorpID, ExternalUserID: src.ExternalUserID, UserID: src.UserID,
 		By: by, CodeID: src.CodeID, Channel: src.Channel, LostAt: at, SourceID: src.ID})
 }
@@ -211,7 +284,11 @@ func (s *Service) recordLoss(ctx context.Context, corp string, ev *wecom.Externa
 			return err // a relation imported without its source: nothing to count
 		}
 		lost = src
-		return s.lossFacts(ctx, tx, src, at, by)
+		stats := statsBatch{}
+		if err := s.lossFacts(ctx, tx, src, at, by, stats); err != nil {
+			return err
+		}
+		return s.store.applyStats(ctx, tx, stats)
 	})
 	if err != nil || lost == nil || by != lostByCustomer || !s.NotifyOnLoss[corp] {
 		return err

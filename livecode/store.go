@@ -1,9 +1,12 @@
 package livecode
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -497,6 +500,48 @@ func (st *store) bumpStats(ctx context.Context, ex execer, corp string, code int
 		[]string{"corp_id", "code_id", "userid", "day"}, []string{field})
 	_, err := ex.ExecContext(ctx, q, corp, code, user, day, n)
 	return err
+}
+
+// statsBatch sums counter changes of a transaction, to be written last
+// (applyStats): one statement per statistics row, rows in key order.
+type statsBatch map[statsKey]map[string]int
+
+type statsKey struct {
+	Corp string
+	Code int64
+	User string
+	Day  string
+}
+
+func (b statsBatch) add(corp string, code int64, user, day, field string, n int) {
+	k := statsKey{corp, code, user, day}
+	if b[k] == nil {
+		b[k] = map[string]int{}
+	}
+	b[k][field] += n
+}
+
+// applyStats writes a batch's counter changes.
+func (st *store) applyStats(ctx context.Context, ex execer, b statsBatch) error {
+	keys := slices.SortedFunc(maps.Keys(b), func(x, y statsKey) int {
+		return cmp.Or(cmp.Compare(x.Corp, y.Corp), cmp.Compare(x.Code, y.Code), cmp.Compare(x.User, y.User), cmp.Compare(x.Day, y.Day))
+	})
+	for _, k := range keys {
+		fields := slices.Sorted(maps.Keys(b[k]))
+		args := []any{k.Corp, k.Code, k.User, k.Day}
+		for _, f := range fields {
+			if !statsFields[f] {
+				return fmt.Errorf("unknown stats field %q", f)
+			}
+			args = append(args, b[k][f])
+		}
+		q := st.db.UpsertAdding("live_code_stats", append([]string{"corp_id", "code_id", "userid", "day"}, fields...),
+			[]string{"corp_id", "code_id", "userid", "day"}, fields)
+		if _, err := ex.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // countedAddIDs lists today's counted adds (not re-adds) of a staff member

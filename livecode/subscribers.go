@@ -37,6 +37,13 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 		Handle: func(ctx context.Context, d jobs.Delivery, ev *wecom.ExternalContactEvent) error {
 			return s.RecordContactEvent(ctx, d.CorpID, ev)
 		},
+		HandleBatch: func(ctx context.Context, items []jobs.Item[*wecom.ExternalContactEvent]) error {
+			evs := make([]ContactEvent, len(items))
+			for i, it := range items {
+				evs[i] = ContactEvent{CorpID: it.CorpID, Event: it.Event}
+			}
+			return s.RecordContactEvents(ctx, evs)
+		},
 	})
 	jobs.On(b, jobs.Subscription[*wecom.ExternalContactEvent]{
 		Name:  SubscriberWelcome,
