@@ -1,12 +1,15 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -134,6 +137,7 @@ func (b *Bus) lockSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery, toke
 	if len(locking) == 0 {
 		return ds, nil
 	}
+	sortBySubject(locking)
 	now := qsql.Millis(b.now())
 	args := make([]any, 0, 6*len(locking))
 	for _, d := range locking {
@@ -213,12 +217,41 @@ func (b *Bus) complete(ctx context.Context, ds []Delivery) error {
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
 			}
-			q, args, _ = sqlx.In(`DELETE FROM bus_subject_locks WHERE token = ? AND delivery_id IN (?)`, token, ids)
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return err
-			}
 		}
+		return releaseSubjects(ctx, tx, ds)
+	})
+}
+
+// releaseSubjects deletes the subject locks the deliveries hold (still
+// under their claim's token), each by its primary key and in key order: a
+// delete by token or delivery id would scan and lock rows other claims are
+// taking (InnoDB locks what it scans), and deadlock with them.
+func releaseSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery) error {
+	var held []Delivery
+	for _, d := range ds {
+		if d.Subject != "" {
+			held = append(held, d)
+		}
+	}
+	if len(held) == 0 {
 		return nil
+	}
+	sortBySubject(held)
+	conds := make([]string, len(held))
+	args := make([]any, 0, 5*len(held))
+	for i, d := range held {
+		conds[i] = "(corp_id = ? AND subscriber = ? AND subject = ? AND token = ? AND delivery_id = ?)"
+		args = append(args, d.CorpID, d.Subscriber, d.Subject, d.token, d.ID)
+	}
+	_, err := tx.ExecContext(ctx, "DELETE FROM bus_subject_locks WHERE "+strings.Join(conds, " OR "), args...)
+	return err
+}
+
+// sortBySubject orders deliveries by their subject lock's key, the order
+// every writer of bus_subject_locks takes rows in.
+func sortBySubject(ds []Delivery) {
+	slices.SortFunc(ds, func(x, y Delivery) int {
+		return cmp.Or(cmp.Compare(x.CorpID, y.CorpID), cmp.Compare(x.Subscriber, y.Subscriber), cmp.Compare(x.Subject, y.Subject))
 	})
 }
 
@@ -243,8 +276,7 @@ func (b *Bus) fail(ctx context.Context, d Delivery, cause error, maxAttempts int
 			status, qsql.Millis(next), msg, qsql.Millis(now), d.ID, d.token, StatusQueued); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM bus_subject_locks WHERE token = ? AND delivery_id = ?`, d.token, d.ID)
-		return err
+		return releaseSubjects(ctx, tx, []Delivery{d})
 	})
 	return dead, err
 }

@@ -227,3 +227,73 @@ func TestStats_RetentionAfter7And30Days(t *testing.T) {
 		}
 	})
 }
+
+// Counter changes land in the log and are folded by several instances at
+// once; the statistics read the same before, during and after, and no
+// change is folded twice or lost.
+func TestStats_ConcurrentBumpsAndFoldsKeepExactCounts(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, nil, nil, "http://x", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		ctx := context.Background()
+		const writers, bumps = 4, 50
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		var folders sync.WaitGroup
+		for i := 0; i < 2; i++ { // two instances folding all along
+			folders.Add(1)
+			go func() {
+				defer folders.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := s.FoldStats(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < bumps; i++ {
+					err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+						b := statsBatch{}
+						b.add("ww1", 5, "u", "2026-11-24", "adds", 1)
+						b.add("ww1", 5, fmt.Sprint("v", i%3), "2026-11-24", "visits", 2)
+						return s.store.applyStats(ctx, tx, b)
+					})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(stop)
+		folders.Wait()
+		read := func() StatsRow {
+			rows, err := s.Stats(ctx, StatsFilter{CorpID: "ww1", From: "2026-11-24", To: "2026-11-24", GroupBy: "code"})
+			if err != nil || len(rows) != 1 {
+				t.Fatalf("%v %v", rows, err)
+			}
+			return rows[0]
+		}
+		if r := read(); r.Adds != writers*bumps || r.Visits != 2*writers*bumps {
+			t.Fatalf("before the last fold: adds %d visits %d", r.Adds, r.Visits)
+		}
+		if _, err := s.FoldStats(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var pending int
+		db.Get(&pending, "SELECT COUNT(*) FROM live_code_stats_log")
+		if r := read(); pending != 0 || r.Adds != writers*bumps || r.Visits != 2*writers*bumps {
+			t.Fatalf("after folding: %d pending, adds %d visits %d", pending, r.Adds, r.Visits)
+		}
+	})
+}

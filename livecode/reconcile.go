@@ -55,12 +55,47 @@ type reconcileClaim struct {
 	SkipApplied string `db:"skip_applied"`
 }
 
-// Start runs this instance's reconciler until Stop.
+// Start runs this instance's reconciler and statistics folder until Stop.
 func (s *Service) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.reconciler.cancel = cancel
-	s.reconciler.wg.Add(1)
+	s.reconciler.wg.Add(2)
 	go s.reconcileLoop(ctx)
+	go s.foldLoop(ctx)
+}
+
+// statsFoldEvery is how often pending counter changes are folded.
+const statsFoldEvery = time.Second
+
+// foldLoop folds pending counter changes into the statistics every second
+// (every instance does; see foldStats for why that is safe).
+func (s *Service) foldLoop(ctx context.Context) {
+	defer s.reconciler.wg.Done()
+	t := time.NewTicker(statsFoldEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.FoldStats(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("folding statistics failed; will retry", "err", err)
+		}
+	}
+}
+
+// FoldStats folds every pending counter change into the statistics, a
+// few thousand per transaction, and returns how many it folded.
+func (s *Service) FoldStats(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := s.store.foldStats(ctx, 2000)
+		total += n
+		if err != nil || n < 2000 {
+			return total, err
+		}
+	}
 }
 
 // Stop stops the reconciler and waits for running reconciles.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -489,21 +490,40 @@ func (st *store) pruneVisitors(ctx context.Context, day string, effectsBefore in
 	return err
 }
 
-var statsFields = map[string]bool{"visits": true, "adds": true, "readds": true, "lost_customer": true, "lost_staff": true, "welcome_sent": true, "welcome_missed": true}
+// Statistics: a transaction that changes a counter appends the change to
+// live_code_stats_log (no writer waits on a hot row held by another
+// transaction until it commits); FoldStats moves the changes into
+// live_code_stats every second; readers read statsSource, both together,
+// so a count is exact the moment its transaction commits.
+
+// statsFieldList is the counters, in column order.
+var statsFieldList = []string{"visits", "adds", "readds", "lost_customer", "lost_staff", "welcome_sent", "welcome_missed"}
+
+var statsFields = func() map[string]bool {
+	m := map[string]bool{}
+	for _, f := range statsFieldList {
+		m[f] = true
+	}
+	return m
+}()
+
+var statsKeyCols = []string{"corp_id", "code_id", "userid", "day"}
+
+// statsSource is the statistics as readers see them: folded and pending.
+var statsSource = func() string {
+	cols := strings.Join(append(append([]string{}, statsKeyCols...), statsFieldList...), ", ")
+	return "(SELECT " + cols + " FROM live_code_stats UNION ALL SELECT " + cols + " FROM live_code_stats_log)"
+}()
 
 // bumpStats adds n to one counter of a (code, staff, day) statistics row.
 func (st *store) bumpStats(ctx context.Context, ex execer, corp string, code int64, user, day, field string, n int) error {
-	if !statsFields[field] {
-		return fmt.Errorf("unknown stats field %q", field)
-	}
-	q := st.db.UpsertAdding("live_code_stats", []string{"corp_id", "code_id", "userid", "day", field},
-		[]string{"corp_id", "code_id", "userid", "day"}, []string{field})
-	_, err := ex.ExecContext(ctx, q, corp, code, user, day, n)
-	return err
+	b := statsBatch{}
+	b.add(corp, code, user, day, field, n)
+	return st.applyStats(ctx, ex, b)
 }
 
-// statsBatch sums counter changes of a transaction, to be written last
-// (applyStats): one statement per statistics row, rows in key order.
+// statsBatch sums counter changes of a transaction, to be appended at once
+// (applyStats).
 type statsBatch map[statsKey]map[string]int
 
 type statsKey struct {
@@ -521,27 +541,105 @@ func (b statsBatch) add(corp string, code int64, user, day, field string, n int)
 	b[k][field] += n
 }
 
-// applyStats writes a batch's counter changes.
+// applyStats appends a batch's counter changes to the log, one row per
+// statistics row, in one statement.
 func (st *store) applyStats(ctx context.Context, ex execer, b statsBatch) error {
-	keys := slices.SortedFunc(maps.Keys(b), func(x, y statsKey) int {
-		return cmp.Or(cmp.Compare(x.Corp, y.Corp), cmp.Compare(x.Code, y.Code), cmp.Compare(x.User, y.User), cmp.Compare(x.Day, y.Day))
-	})
-	for _, k := range keys {
-		fields := slices.Sorted(maps.Keys(b[k]))
-		args := []any{k.Corp, k.Code, k.User, k.Day}
-		for _, f := range fields {
+	if len(b) == 0 {
+		return nil
+	}
+	cols := append(append([]string{}, statsKeyCols...), statsFieldList...)
+	rows := make([]string, 0, len(b))
+	args := make([]any, 0, len(b)*len(cols))
+	for k, fields := range b {
+		for f := range fields {
 			if !statsFields[f] {
 				return fmt.Errorf("unknown stats field %q", f)
 			}
-			args = append(args, b[k][f])
 		}
-		q := st.db.UpsertAdding("live_code_stats", append([]string{"corp_id", "code_id", "userid", "day"}, fields...),
-			[]string{"corp_id", "code_id", "userid", "day"}, fields)
-		if _, err := ex.ExecContext(ctx, q, args...); err != nil {
-			return err
+		rows = append(rows, "("+strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",")+")")
+		args = append(args, k.Corp, k.Code, k.User, k.Day)
+		for _, f := range statsFieldList {
+			args = append(args, fields[f])
 		}
 	}
-	return nil
+	_, err := ex.ExecContext(ctx, "INSERT INTO live_code_stats_log ("+strings.Join(cols, ",")+") VALUES "+strings.Join(rows, ","), args...)
+	return err
+}
+
+// statsLogRow is a pending counter change.
+type statsLogRow struct {
+	ID            int64  `db:"id"`
+	Corp          string `db:"corp_id"`
+	Code          int64  `db:"code_id"`
+	User          string `db:"userid"`
+	Day           string `db:"day"`
+	Visits        int    `db:"visits"`
+	Adds          int    `db:"adds"`
+	ReAdds        int    `db:"readds"`
+	LostCustomer  int    `db:"lost_customer"`
+	LostStaff     int    `db:"lost_staff"`
+	WelcomeSent   int    `db:"welcome_sent"`
+	WelcomeMissed int    `db:"welcome_missed"`
+}
+
+func (r statsLogRow) values() []int {
+	return []int{r.Visits, r.Adds, r.ReAdds, r.LostCustomer, r.LostStaff, r.WelcomeSent, r.WelcomeMissed}
+}
+
+// foldStats moves up to limit pending changes into live_code_stats and
+// returns how many it moved. Instances fold side by side safely: the
+// changes read are deleted by primary key in the folding transaction, and
+// one that finds some already gone (folded by another) changes nothing.
+func (st *store) foldStats(ctx context.Context, limit int) (int, error) {
+	var pending []statsLogRow
+	if err := st.db.SelectContext(ctx, &pending, `SELECT id, `+strings.Join(append(append([]string{}, statsKeyCols...), statsFieldList...), ", ")+`
+		FROM live_code_stats_log ORDER BY id LIMIT ?`, limit); err != nil || len(pending) == 0 {
+		return 0, err
+	}
+	ids := make([]int64, len(pending))
+	sums := map[statsKey][]int{}
+	for i, r := range pending {
+		ids[i] = r.ID
+		k := statsKey{r.Corp, r.Code, r.User, r.Day}
+		if sums[k] == nil {
+			sums[k] = make([]int, len(statsFieldList))
+		}
+		for j, v := range r.values() {
+			sums[k][j] += v
+		}
+	}
+	keys := slices.SortedFunc(maps.Keys(sums), func(x, y statsKey) int {
+		return cmp.Or(cmp.Compare(x.Corp, y.Corp), cmp.Compare(x.Code, y.Code), cmp.Compare(x.User, y.User), cmp.Compare(x.Day, y.Day))
+	})
+	errRaced := errors.New("folded by another instance")
+	err := st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		q, args, err := sqlx.In(`DELETE FROM live_code_stats_log WHERE id IN (?)`, ids)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+			return cmp.Or(err, errRaced)
+		}
+		upsert := st.db.UpsertAdding("live_code_stats", append(append([]string{}, statsKeyCols...), statsFieldList...), statsKeyCols, statsFieldList)
+		for _, k := range keys {
+			args := []any{k.Corp, k.Code, k.User, k.Day}
+			for _, v := range sums[k] {
+				args = append(args, v)
+			}
+			if _, err := tx.ExecContext(ctx, upsert, args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errRaced) {
+		return 0, nil
+	}
+	return len(pending), err
 }
 
 // countedAddIDs lists today's counted adds (not re-adds) of a staff member
@@ -563,7 +661,7 @@ func (st *store) countedAddIDs(ctx context.Context, corp, day string, code int64
 // manualShown is how often a manual group's QR was shown (its visits).
 func (st *store) manualShown(ctx context.Context, corp string, code int64, key string) (int, error) {
 	var shown int
-	err := st.db.GetContext(ctx, &shown, `SELECT COALESCE(SUM(visits), 0) FROM live_code_stats WHERE corp_id = ? AND code_id = ? AND userid = ?`, corp, code, key)
+	err := st.db.GetContext(ctx, &shown, `SELECT COALESCE(SUM(visits), 0) FROM `+statsSource+` s WHERE corp_id = ? AND code_id = ? AND userid = ?`, corp, code, key)
 	return shown, err
 }
 
@@ -736,7 +834,7 @@ func (st *store) statsRows(ctx context.Context, q statsQuery) ([]StatsRow, error
 	var rows []StatsRow
 	err := st.db.SelectContext(ctx, &rows, `SELECT `+q.expr+` AS k, SUM(s.visits) AS visits, SUM(s.adds) AS adds, SUM(s.readds) AS readds,
 		SUM(s.lost_customer) AS lost_customer, SUM(s.lost_staff) AS lost_staff, SUM(s.welcome_sent) AS welcome_sent, SUM(s.welcome_missed) AS welcome_missed
-		FROM live_code_stats s LEFT JOIN live_codes c ON c.id = s.code_id `+storeNames+` WHERE `+q.where+` GROUP BY `+q.expr+` ORDER BY k`, q.args...)
+		FROM `+statsSource+` s LEFT JOIN live_codes c ON c.id = s.code_id `+storeNames+` WHERE `+q.where+` GROUP BY `+q.expr+` ORDER BY k`, q.args...)
 	return rows, err
 }
 
