@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
@@ -512,41 +513,90 @@ func DomainKey(typ, key string) string {
 // them does. The local dispatcher is woken after the commit. Publishing a
 // key already published stores nothing.
 func (b *Bus) Publish(ctx context.Context, tx *qsql.Tx, corpID string, ev Domain) error {
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", ev.EventType(), err)
-	}
-	in := &Incoming{CorpID: corpID, Source: SourceDomain, Type: ev.EventType(), Subject: ev.EventSubject(),
-		DedupKey: DomainKey(ev.EventType(), ev.EventKey()), Payload: payload, OccurredAt: ev.EventTime(), Data: ev}
-	b.mu.RLock()
-	_, known := b.domain[in.Type]
-	b.mu.RUnlock()
-	if !known {
-		return fmt.Errorf("jobs: domain event %s is not registered (jobs.RegisterEvent)", in.Type)
+	return b.PublishAll(ctx, tx, []Published{{CorpID: corpID, Event: ev}})
+}
+
+// Published is a domain event of a corp, for PublishAll.
+type Published struct {
+	CorpID string
+	Event  Domain
+}
+
+// PublishAll is Publish for many events, in three statements.
+func (b *Bus) PublishAll(ctx context.Context, tx *qsql.Tx, evs []Published) error {
+	if len(evs) == 0 {
+		return nil
 	}
 	now := qsql.Millis(b.now())
-	q := b.db.InsertIgnoreRows("bus_events", eventCols, []string{"dedup_key", "corp_id"}, 1)
-	res, err := tx.ExecContext(ctx, q, eventArgs(in, now)...)
+	ins := make([]*Incoming, len(evs))
+	args := make([]any, 0, len(evs)*len(eventCols))
+	keys := make([]any, len(evs))
+	for i, p := range evs {
+		ev := p.Event
+		payload, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", ev.EventType(), err)
+		}
+		in := &Incoming{CorpID: p.CorpID, Source: SourceDomain, Type: ev.EventType(), Subject: ev.EventSubject(),
+			DedupKey: DomainKey(ev.EventType(), ev.EventKey()), Payload: payload, OccurredAt: ev.EventTime(), Data: ev}
+		b.mu.RLock()
+		_, known := b.domain[in.Type]
+		b.mu.RUnlock()
+		if !known {
+			return fmt.Errorf("jobs: domain event %s is not registered (jobs.RegisterEvent)", in.Type)
+		}
+		ins[i], keys[i] = in, in.DedupKey
+		args = append(args, eventArgs(in, now)...)
+	}
+	q := b.db.InsertIgnoreRows("bus_events", eventCols, []string{"dedup_key", "corp_id"}, len(ins))
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", in.Type, err)
+		return fmt.Errorf("publish %s: %w", ins[0].Type, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return nil // published before
+		return nil // all published before
 	}
-	id, err := res.LastInsertId()
+	// Events stored by this statement carry its received_at; older ones
+	// (published before, by an earlier attempt) keep theirs and get no
+	// new deliveries.
+	var rows []struct {
+		ID         int64  `db:"id"`
+		CorpID     string `db:"corp_id"`
+		Key        string `db:"dedup_key"`
+		ReceivedAt int64  `db:"received_at"`
+	}
+	sq, sargs, err := sqlx.In(`SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN (?)`, keys)
 	if err != nil {
 		return err
 	}
-	targets := b.targets(in)
-	if len(targets) == 0 {
+	if err := tx.SelectContext(ctx, &rows, tx.Rebind(sq), sargs...); err != nil {
+		return fmt.Errorf("read published ids: %w", err)
+	}
+	type keyed struct{ corp, key string }
+	ids := make(map[keyed]int64, len(rows))
+	for _, r := range rows {
+		if r.ReceivedAt == now {
+			ids[keyed{r.CorpID, r.Key}] = r.ID
+		}
+	}
+	var dargs []any
+	n := 0
+	for _, in := range ins {
+		id, ok := ids[keyed{in.CorpID, in.DedupKey}]
+		if !ok {
+			continue
+		}
+		delete(ids, keyed{in.CorpID, in.DedupKey}) // the same event twice in one call
+		for _, t := range b.targets(in) {
+			dargs = append(dargs, deliveryArgs(id, in, t, now)...)
+			n++
+		}
+	}
+	if n == 0 {
 		return nil
 	}
-	args := make([]any, 0, len(targets)*len(deliveryCols))
-	for _, t := range targets {
-		args = append(args, deliveryArgs(id, in, t, now)...)
-	}
-	if _, err := tx.ExecContext(ctx, b.db.InsertIgnoreRows("bus_deliveries", deliveryCols, []string{"event_id", "subscriber"}, len(targets)), args...); err != nil {
-		return fmt.Errorf("publish %s deliveries: %w", in.Type, err)
+	if _, err := tx.ExecContext(ctx, b.db.InsertIgnoreRows("bus_deliveries", deliveryCols, []string{"event_id", "subscriber"}, n), dargs...); err != nil {
+		return fmt.Errorf("publish %s deliveries: %w", ins[0].Type, err)
 	}
 	tx.AfterCommit(b.Wake)
 	return nil

@@ -90,9 +90,9 @@ func (s *Service) foldLoop(ctx context.Context) {
 func (s *Service) FoldStats(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := s.store.foldStats(ctx, 2000)
+		n, err := s.store.foldStats(ctx, 500)
 		total += n
-		if err != nil || n < 2000 {
+		if err != nil || n < 500 {
 			return total, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
 )
@@ -104,16 +105,10 @@ func (s *Service) recordAdds(ctx context.Context, adds []ContactEvent) error {
 			return err
 		}
 	}
-	outs := make([]addOutcome, len(adds))
-	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		stats := statsBatch{}
-		for i, a := range adds {
-			var err error
-			if outs[i], err = s.recordAddTx(ctx, tx, a.CorpID, a.Event, codes[i], stats); err != nil {
-				return err
-			}
-		}
-		return s.store.applyStats(ctx, tx, stats)
+	var outs []addOutcome
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) (err error) {
+		outs, err = s.recordAddsTx(ctx, tx, adds, codes)
+		return err
 	})
 	if err != nil {
 		return err
@@ -156,67 +151,108 @@ func (s *Service) recordAdds(ctx context.Context, adds []ContactEvent) error {
 	})
 }
 
-// recordAddTx records one add in tx (see RecordContactEvent), its counts
-// into stats.
-func (s *Service) recordAddTx(ctx context.Context, tx *qsql.Tx, corp string, ev *wecom.ExternalContactEvent, c *Code, stats statsBatch) (addOutcome, error) {
-	at := qsql.Millis(ev.Time())
-	day := s.calendar(corp).DayKey(ev.Time())
-	if prev, err := s.store.sourceByEvent(ctx, tx, corp, ev.DedupKey()); err != nil || prev != nil {
-		// Recorded by an earlier attempt of this delivery.
-		return addOutcome{src: prev, counted: prev != nil && !prev.ReAdd && prev.CodeID > 0}, err
+// recordAddsTx records adds of distinct contacts in tx (see
+// RecordContactEvent), reading and writing them a statement for all: their
+// recorded sources, their relations, the new sources, the new relations,
+// ContactAdded and the counts.
+func (s *Service) recordAddsTx(ctx context.Context, tx *qsql.Tx, adds []ContactEvent, codes []*Code) ([]addOutcome, error) {
+	outs := make([]addOutcome, len(adds))
+	var corps, keys, exts []string
+	for _, a := range adds {
+		corps = append(corps, a.CorpID)
+		keys = append(keys, a.Event.DedupKey())
+		exts = append(exts, a.Event.ExternalUserID)
 	}
-	rel, err := s.store.relation(ctx, tx, corp, ev.ExternalUserID, ev.UserID)
+	prevs, err := s.store.sourcesByEvents(ctx, tx, corps, keys)
 	if err != nil {
-		return addOutcome{}, err
+		return nil, err
 	}
-	src := &sourceRow{CorpID: corp, EventKey: ev.DedupKey(), ExternalUserID: ev.ExternalUserID, UserID: ev.UserID,
-		State: ev.State, Day: day, AddedAt: at}
-	if c != nil {
-		src.CodeID, src.Channel, src.OutOfPeriod = c.ID, c.Channel, !inPeriod(c, ev.Time())
+	rels, err := s.store.relations(ctx, tx, corps, exts)
+	if err != nil {
+		return nil, err
 	}
-	var out addOutcome
-	next := relation{AddedAt: at}
-	switch {
-	case rel == nil:
-	case rel.LostAt == nil:
-		return out, nil // the relation is live: a repeat, or the full add after a half add
-	case *rel.LostAt >= at && rel.SourceID == 0:
-		// Its loss was processed first: record the add as already lost.
-		src.LostAt, src.LostBy = rel.LostAt, rel.LostBy
-		next.LostAt, next.LostBy = rel.LostAt, rel.LostBy
-		out.lost = true
-	case *rel.LostAt >= at:
-		return out, nil // an add older than the recorded cycle: nothing to change
-	default:
-		src.ReAdd = true
+	type pending struct {
+		i      int
+		src    *sourceRow
+		next   relation
+		insert bool
 	}
-	if err := s.store.insertSource(ctx, tx, src); err != nil {
-		return out, err
+	var todo []pending
+	var srcs []*sourceRow
+	for i, a := range adds {
+		corp, ev, c := a.CorpID, a.Event, codes[i]
+		if prev := prevs[[2]string{corp, ev.DedupKey()}]; prev != nil {
+			// Recorded by an earlier attempt of this delivery.
+			outs[i] = addOutcome{src: prev, counted: !prev.ReAdd && prev.CodeID > 0}
+			continue
+		}
+		at := qsql.Millis(ev.Time())
+		rel := rels[[3]string{corp, ev.ExternalUserID, ev.UserID}]
+		src := &sourceRow{CorpID: corp, EventKey: ev.DedupKey(), ExternalUserID: ev.ExternalUserID, UserID: ev.UserID,
+			State: ev.State, Day: s.calendar(corp).DayKey(ev.Time()), AddedAt: at}
+		if c != nil {
+			src.CodeID, src.Channel, src.OutOfPeriod = c.ID, c.Channel, !inPeriod(c, ev.Time())
+		}
+		next := relation{AddedAt: at}
+		switch {
+		case rel == nil:
+		case rel.LostAt == nil:
+			continue // the relation is live: a repeat, or the full add after a half add
+		case *rel.LostAt >= at && rel.SourceID == 0:
+			// Its loss was processed first: record the add as already lost.
+			src.LostAt, src.LostBy = rel.LostAt, rel.LostBy
+			next.LostAt, next.LostBy = rel.LostAt, rel.LostBy
+			outs[i].lost = true
+		case *rel.LostAt >= at:
+			continue // an add older than the recorded cycle: nothing to change
+		default:
+			src.ReAdd = true
+		}
+		todo = append(todo, pending{i: i, src: src, next: next, insert: rel == nil})
+		srcs = append(srcs, src)
 	}
-	next.SourceID = src.ID
-	if err := s.store.putRelation(ctx, tx, corp, ev.ExternalUserID, ev.UserID, next, rel == nil); err != nil {
-		return out, err
+	if err := s.store.insertSources(ctx, tx, srcs); err != nil {
+		return nil, err
 	}
-	field := "adds"
-	if src.ReAdd {
-		field = "readds"
+	stats := statsBatch{}
+	var newRels []relationRow
+	var added []jobs.Published
+	for _, p := range todo {
+		a, src := adds[p.i], p.src
+		p.next.SourceID = src.ID
+		if p.insert {
+			newRels = append(newRels, relationRow{CorpID: a.CorpID, ExternalUserID: src.ExternalUserID, UserID: src.UserID, relation: p.next})
+		} else if err := s.store.putRelation(ctx, tx, a.CorpID, src.ExternalUserID, src.UserID, p.next, false); err != nil {
+			return nil, err
+		}
+		field := "adds"
+		if src.ReAdd {
+			field = "readds"
+		}
+		stats.add(a.CorpID, src.CodeID, src.UserID, src.Day, field, 1)
+		ev := ContactAdded{CorpID: a.CorpID, ExternalUserID: src.ExternalUserID, UserID: src.UserID, Source: "direct", State: src.State,
+			ReAdd: src.ReAdd, OutOfPeriod: src.OutOfPeriod, AddedAt: src.AddedAt, SourceID: src.ID}
+		if c := codes[p.i]; c != nil {
+			ev.Source, ev.CodeID, ev.Channel = "code", c.ID, c.Channel
+		}
+		added = append(added, jobs.Published{CorpID: a.CorpID, Event: ev})
+		outs[p.i].src, outs[p.i].counted = src, !src.ReAdd && src.CodeID > 0
 	}
-	stats.add(corp, src.CodeID, ev.UserID, day, field, 1)
-	added := ContactAdded{CorpID: corp, ExternalUserID: ev.ExternalUserID, UserID: ev.UserID, Source: "direct", State: ev.State,
-		ReAdd: src.ReAdd, OutOfPeriod: src.OutOfPeriod, AddedAt: at, SourceID: src.ID}
-	if c != nil {
-		added.Source, added.CodeID, added.Channel = "code", c.ID, c.Channel
+	if err := s.store.insertRelations(ctx, tx, newRels); err != nil {
+		return nil, err
 	}
-	if err := s.bus.Publish(ctx, tx, corp, added); err != nil {
-		return out, err
+	if err := s.bus.PublishAll(ctx, tx, added); err != nil {
+		return nil, err
 	}
-	if out.lost {
-		if err := s.lossFacts(ctx, tx, src, *src.LostAt, src.LostBy, stats); err != nil {
-			return out, err
+	// An add recorded as already lost: its loss follows its ContactAdded.
+	for _, p := range todo {
+		if outs[p.i].lost {
+			if err := s.lossFacts(ctx, tx, p.src, *p.src.LostAt, p.src.LostBy, stats); err != nil {
+				return nil, err
+			}
 		}
 	}
-	out.src, out.counted = src, !src.ReAdd && src.CodeID > 0
-	return out, nil
+	return outs, s.store.applyStats(ctx, tx, stats)
 }
 
 // lossFacts records a loss of an add in tx: its source, the day's count and

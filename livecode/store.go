@@ -613,16 +613,21 @@ func (st *store) foldStats(ctx context.Context, limit int) (int, error) {
 	})
 	errRaced := errors.New("folded by another instance")
 	err := st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		q, args, err := sqlx.In(`DELETE FROM live_code_stats_log WHERE id IN (?)`, ids)
-		if err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
-			return cmp.Or(err, errRaced)
+		// Short IN lists: a long one may be read by a table scan, which
+		// locks the rows writers are appending.
+		for start := 0; start < len(ids); start += 100 {
+			chunk := ids[start:min(start+100, len(ids))]
+			q, args, err := sqlx.In(`DELETE FROM live_code_stats_log WHERE id IN (?)`, chunk)
+			if err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
+				return cmp.Or(err, errRaced)
+			}
 		}
 		upsert := st.db.UpsertAdding("live_code_stats", append(append([]string{}, statsKeyCols...), statsFieldList...), statsKeyCols, statsFieldList)
 		for _, k := range keys {
@@ -722,25 +727,99 @@ type sourceRow struct {
 
 const sourceCols = `id, corp_id, event_key, external_userid, userid, code_id, channel, state, is_readd, out_of_period, day, added_at, lost_at, lost_by`
 
-func (st *store) insertSource(ctx context.Context, tx *qsql.Tx, s *sourceRow) error {
-	res, err := tx.ExecContext(ctx, `INSERT INTO contact_sources (corp_id, event_key, external_userid, userid, code_id, channel, state, add_way, is_readd, out_of_period, day, added_at, lost_at, lost_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`, s.CorpID, s.EventKey, s.ExternalUserID, s.UserID, s.CodeID, s.Channel, s.State,
-		s.ReAdd, s.OutOfPeriod, s.Day, s.AddedAt, s.LostAt, s.LostBy)
+// sourcesByEvents returns the adds recorded for events, by corp and event key.
+func (st *store) sourcesByEvents(ctx context.Context, q queryer, corps, keys []string) (map[[2]string]*sourceRow, error) {
+	var rows []*sourceRow
+	query, args, err := sqlx.In(`SELECT `+sourceCols+` FROM contact_sources WHERE corp_id IN (?) AND event_key IN (?)`, corps, keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[[2]string]*sourceRow, len(rows))
+	for _, r := range rows {
+		out[[2]string{r.CorpID, r.EventKey}] = r
+	}
+	return out, nil
+}
+
+// relations reads pairs' relations inside tx (no lock, as relation), by
+// corp, external user and staff member.
+func (st *store) relations(ctx context.Context, tx *qsql.Tx, corps, exts []string) (map[[3]string]*relation, error) {
+	var rows []struct {
+		relation
+		CorpID         string `db:"corp_id"`
+		ExternalUserID string `db:"external_userid"`
+		UserID         string `db:"userid"`
+	}
+	query, args, err := sqlx.In(`SELECT corp_id, external_userid, userid, source_id, added_at, lost_at, lost_by FROM contact_relations
+		WHERE corp_id IN (?) AND external_userid IN (?)`, corps, exts)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[[3]string]*relation, len(rows))
+	for _, r := range rows {
+		out[[3]string{r.CorpID, r.ExternalUserID, r.UserID}] = &r.relation
+	}
+	return out, nil
+}
+
+// insertSources records adds in one statement and sets their ids.
+func (st *store) insertSources(ctx context.Context, tx *qsql.Tx, srcs []*sourceRow) error {
+	if len(srcs) == 0 {
+		return nil
+	}
+	cols := []string{"corp_id", "event_key", "external_userid", "userid", "code_id", "channel", "state", "add_way", "is_readd", "out_of_period", "day", "added_at", "lost_at", "lost_by"}
+	rows := make([]string, len(srcs))
+	args := make([]any, 0, len(srcs)*len(cols))
+	corps, keys := make([]string, len(srcs)), make([]string, len(srcs))
+	for i, s := range srcs {
+		rows[i] = "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
+		args = append(args, s.CorpID, s.EventKey, s.ExternalUserID, s.UserID, s.CodeID, s.Channel, s.State, 1,
+			s.ReAdd, s.OutOfPeriod, s.Day, s.AddedAt, s.LostAt, s.LostBy)
+		corps[i], keys[i] = s.CorpID, s.EventKey
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO contact_sources (`+strings.Join(cols, ",")+`) VALUES `+strings.Join(rows, ","), args...); err != nil {
+		return err
+	}
+	stored, err := st.sourcesByEvents(ctx, tx, corps, keys)
 	if err != nil {
 		return err
 	}
-	s.ID, err = res.LastInsertId()
-	return err
+	for _, s := range srcs {
+		r := stored[[2]string{s.CorpID, s.EventKey}]
+		if r == nil {
+			return fmt.Errorf("add %s vanished after insert", s.EventKey)
+		}
+		s.ID = r.ID
+	}
+	return nil
 }
 
-// sourceByEvent returns the add recorded for an event, or nil.
-func (st *store) sourceByEvent(ctx context.Context, q queryer, corp, key string) (*sourceRow, error) {
-	var s sourceRow
-	err := sqlx.GetContext(ctx, q, &s, `SELECT `+sourceCols+` FROM contact_sources WHERE corp_id = ? AND event_key = ?`, corp, key)
-	if qsql.IsNoRows(err) {
-		return nil, nil
+// relationRow is a pair's relation with its key, for insertRelations.
+type relationRow struct {
+	CorpID, ExternalUserID, UserID string
+	relation
+}
+
+// insertRelations records new pairs' relations in one statement; the
+// primary key refuses a concurrent writer instead of overwriting it.
+func (st *store) insertRelations(ctx context.Context, tx *qsql.Tx, rs []relationRow) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	return &s, err
+	rows := make([]string, len(rs))
+	args := make([]any, 0, len(rs)*7)
+	for i, r := range rs {
+		rows[i] = "(?, ?, ?, ?, ?, ?, ?)"
+		args = append(args, r.CorpID, r.ExternalUserID, r.UserID, r.SourceID, r.AddedAt, r.LostAt, r.LostBy)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO contact_relations (corp_id, external_userid, userid, source_id, added_at, lost_at, lost_by) VALUES `+strings.Join(rows, ","), args...)
+	return err
 }
 
 // sourceByID returns an add by id, or nil.
