@@ -94,6 +94,7 @@ type Delivery struct {
 	token   string
 	lane    Lane
 	payload string
+	decoded any // the event, decoded once for every delivery of a claim
 }
 
 type permanentError struct{ err error }
@@ -225,6 +226,7 @@ type Subscription[T any] struct {
 	Where func(T) bool
 	// Handle processes one event. It must be idempotent: after a crash a
 	// delivery may run again. Return Permanent(err) to dead-letter at once.
+	// The event is shared with the event's other subscribers: read it only.
 	Handle func(ctx context.Context, d Delivery, ev T) error
 	// HandleBatch, when set, processes several deliveries at once (one
 	// transaction for many, say): what one claim brought, up to MaxBatch,

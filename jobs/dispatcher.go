@@ -175,6 +175,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- []Del
 				d.log.Error("claim failed", "lane", lane.String(), "err", err)
 			}
 		}
+		d.decodeOnce(ds)
 		units := d.batches(ds)
 		for i := len(units); i < n; i++ {
 			free <- struct{}{}
@@ -203,6 +204,32 @@ func (d *Dispatcher) worker(work <-chan []Delivery, free chan<- struct{}) {
 		}
 		free <- struct{}{}
 	}
+}
+
+// decodeOnce decodes each event of a claim once for all its deliveries
+// (one event usually has several subscribers). An event that fails to
+// decode is left for the delivery's own run, which dead-letters it.
+func (d *Dispatcher) decodeOnce(ds []Delivery) {
+	byEvent := map[int64]any{}
+	for i := range ds {
+		v, ok := byEvent[ds[i].EventID]
+		if !ok {
+			var err error
+			if v, err = d.bus.decode(ds[i].Source, ds[i].Type, []byte(ds[i].payload)); err != nil {
+				v = nil
+			}
+			byEvent[ds[i].EventID] = v
+		}
+		ds[i].decoded = v
+	}
+}
+
+// event returns a delivery's decoded event.
+func (d *Dispatcher) event(dl Delivery) (any, error) {
+	if dl.decoded != nil {
+		return dl.decoded, nil
+	}
+	return d.bus.decode(dl.Source, dl.Type, []byte(dl.payload))
 }
 
 // batches groups a claim's deliveries into units of work: the deliveries
@@ -263,7 +290,7 @@ func (d *Dispatcher) handleBatch(ctx context.Context, sub *sub, ds []Delivery) (
 	}()
 	vs := make([]any, len(ds))
 	for i, dl := range ds {
-		if vs[i], err = d.bus.decode(dl.Source, dl.Type, []byte(dl.payload)); err != nil {
+		if vs[i], err = d.event(dl); err != nil {
 			return err // the one-by-one run dead-letters it
 		}
 	}
@@ -315,7 +342,7 @@ func (d *Dispatcher) handle(ctx context.Context, sub *sub, dl Delivery) (err err
 			err = fmt.Errorf("subscriber panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
-	v, err := d.bus.decode(dl.Source, dl.Type, []byte(dl.payload))
+	v, err := d.event(dl)
 	if err != nil {
 		return Permanent(err) // stored events decoded once on the way in: this will not heal
 	}
