@@ -337,6 +337,20 @@ func (b *Bus) local(name string) (*sub, bool) {
 	return nil, false
 }
 
+// batchRoom is how many deliveries beyond one per idle worker a claim of
+// the lane may take: room for one full batch of each batch subscriber.
+func (b *Bus) batchRoom(lane Lane) int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	n := 0
+	for _, s := range b.subs {
+		if s.lane == lane && s.handleBatch != nil {
+			n += s.maxBatch
+		}
+	}
+	return n
+}
+
 func (b *Bus) localNames(lane Lane) []string {
 	b.mu.RLock()
 	defer b.mu.RUnlock()

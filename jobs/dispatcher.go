@@ -164,8 +164,10 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- []Del
 				break count
 			}
 		}
+		// Batch subscribers take many deliveries on one worker: claim
+		// enough to fill their batches, not just one per idle worker.
 		claimCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ds, err := d.bus.Claim(claimCtx, lane, d.opt.Owner, n, d.opt.Lease)
+		ds, err := d.bus.Claim(claimCtx, lane, d.opt.Owner, n+d.bus.batchRoom(lane), d.opt.Lease)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			if isDeadlock(err) {
@@ -180,7 +182,16 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- []Del
 		for i := len(units); i < n; i++ {
 			free <- struct{}{}
 		}
-		for _, u := range units {
+		for i, u := range units {
+			if i >= n {
+				// More units than the workers we counted: wait for one.
+				// (Stopping lets this claim's leases lapse; they are re-claimed.)
+				select {
+				case <-free:
+				case <-ctx.Done():
+					return
+				}
+			}
 			work <- u // a worker is idle for each unit of work
 		}
 		if len(ds) == 0 {

@@ -195,6 +195,9 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "ack:        p50 %s  p99 %s  max %s\n", pct(acks, 50), pct(acks, 99), pct(acks, 100))
 	fmt.Fprintf(stdout, "processed:  p50 %s  p99 %s  max %s  (%d events, %d unfinished, %d dead deliveries)\n",
 		pct(processed, 50), pct(processed, 99), pct(processed, 100), len(processed), unfinished, dead)
+	if rss := peakRSS(); rss > 0 {
+		fmt.Fprintf(stdout, "peak RSS:   %.0f MiB (this one process: load generator, fake WeCom and Qiflow)\n", float64(rss)/(1<<20))
+	}
 	return nil
 }
 
