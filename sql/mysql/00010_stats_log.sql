@@ -19,5 +19,9 @@ CREATE TABLE live_code_stats_log (
   welcome_missed   INT          NOT NULL DEFAULT 0
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- Statistics are read by corp and date range.
+CREATE INDEX live_code_stats_day ON live_code_stats (corp_id, day);
+
 -- +goose Down
+DROP INDEX live_code_stats_day ON live_code_stats;
 DROP TABLE live_code_stats_log;
