@@ -420,7 +420,7 @@ func (s *Service) CreateTeam(ctx context.Context, corpID, name string, manager i
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO teams (corp_id, name, manager_user_id, created_at) VALUES (?, ?, ?, ?)`, corpID, name, manager, qsql.Millis(s.now()))
 	if err != nil {
-		if isDuplicate(err) {
+		if qsql.IsDuplicate(err) {
 			return Team{}, ErrConflict
 		}
 		return Team{}, err
@@ -451,10 +451,6 @@ func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error
 	return ids, err
 }
 
-func isDuplicate(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "Duplicate entry") || strings.Contains(s, "UNIQUE constraint failed")
-}
 
 // MaskMobile hides the middle of a phone number for users without pii.
 func MaskMobile(m string) string {

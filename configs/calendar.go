@@ -159,3 +159,16 @@ func (c *Calendar) spansOn(t time.Time) []Span {
 	}
 	return c.hours[lt.Weekday()]
 }
+
+// Calendars are the corps' calendars by corp id.
+type Calendars map[string]*Calendar
+
+// For returns the corp's calendar; a corp without one works on China's
+// time zone with the default week.
+func (cs Calendars) For(corpID string) *Calendar {
+	if c := cs[corpID]; c != nil {
+		return c
+	}
+	c, _ := CalendarConfig{}.Compile("Asia/Shanghai")
+	return c
+}

@@ -88,11 +88,7 @@ func New(db *qsql.DB, kvs *kv.Store, wc wecom.Client, dir Directory, calendars m
 func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
 func (s *Service) calendar(corp string) *configs.Calendar {
-	if c := s.calendars[corp]; c != nil {
-		return c
-	}
-	c, _ := configs.CalendarConfig{}.Compile("Asia/Shanghai")
-	return c
+	return configs.Calendars(s.calendars).For(corp)
 }
 
 func newSlug() string {

@@ -284,6 +284,16 @@ func valuesRow(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
 }
 
+// IsDuplicate reports a unique-key violation (MySQL 1062, SQLite's UNIQUE
+// constraint), which callers answer as a conflict.
+func IsDuplicate(err error) bool {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1062
+	}
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
 // IsNoRows reports sql.ErrNoRows.
 func IsNoRows(err error) bool { return errors.Is(err, dbsql.ErrNoRows) }
 
