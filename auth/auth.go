@@ -62,18 +62,21 @@ const (
 	PermPII           Permission = "pii"           // see mobile numbers unmasked
 	PermCodesManage   Permission = "codes.manage"
 	PermCodesRead     Permission = "codes.read"
+	PermLeadsRead     Permission = "leads.read"   // the pools and leads
+	PermLeadsClaim    Permission = "leads.claim"  // claim and release leads
+	PermPoolsManage   Permission = "pools.manage" // pools and their claim rules
 )
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermPoolsManage}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
 	RoleAdmin:    Permissions,
-	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead},
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead},
 	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
-	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII},
+	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim},
 	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII},
 	RoleCSM:      {PermDirectoryRead, PermTokensManage, PermPII},
 }
@@ -450,7 +453,6 @@ func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error
 	err := s.db.SelectContext(ctx, &ids, `SELECT user_id FROM team_members WHERE team_id = ? ORDER BY user_id`, teamID)
 	return ids, err
 }
-
 
 // MaskMobile hides the middle of a phone number for users without pii.
 func MaskMobile(m string) string {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -20,6 +21,7 @@ import (
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/kv"
+	"github.com/qiflow/qiflow/leads"
 	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/directory"
@@ -41,6 +43,7 @@ type Deps struct {
 	Auth      *auth.Service
 	Directory *directory.Directory
 	LiveCodes *livecode.Service
+	Leads     *leads.Service
 	Media     *media.Store
 	// TrustedProxies may set X-Forwarded-For.
 	TrustedProxies []string
@@ -133,7 +136,7 @@ func (s *Server) routes() []Route {
 		{"GET", "/contacts", auth.PermDirectoryRead, s.listContacts},
 		{"GET", "/groups", auth.PermDirectoryRead, s.listGroups},
 		{"GET", "/contacts/:id", auth.PermDirectoryRead, s.getContact},
-	}, append(s.codeRoutes(), s.storeRoutes()...)...)
+	}, slices.Concat(s.codeRoutes(), s.storeRoutes(), s.leadRoutes())...)
 }
 
 type ctxKey string

@@ -18,6 +18,7 @@ import (
 	"github.com/qiflow/qiflow/handlers"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/kv"
+	"github.com/qiflow/qiflow/leads"
 	"github.com/qiflow/qiflow/livecode"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
@@ -42,6 +43,7 @@ type app struct {
 	cron  *jobs.Cron
 	dir   *directory.Directory
 	codes *livecode.Service
+	leads *leads.Service
 	media *media.Store
 	auth  *auth.Service
 	srv   *http.Server
@@ -116,6 +118,8 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		a.codes.DepartmentSuccessors[c.ID] = c.Successors
 	}
 	a.codes.Subscribe(a.bus)
+	a.leads = leads.New(a.db, a.dir, calendars, log)
+	a.leads.Subscribe(a.bus)
 	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
 		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
@@ -196,7 +200,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
 	engine, _ := handlers.New(handlers.Deps{
-		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
+		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

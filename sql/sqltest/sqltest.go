@@ -97,3 +97,28 @@ func MySQLDSN(t testing.TB) string {
 	cfg.DBName = name
 	return cfg.FormatDSN()
 }
+
+// Reopen opens a second handle on db's database, as another instance of
+// Qiflow would; it is closed when the test ends.
+func Reopen(t testing.TB, db *qsql.DB) *qsql.DB {
+	t.Helper()
+	dsn := db.Path
+	if db.Dialect != qsql.SQLite {
+		var name string
+		if err := db.Get(&name, "SELECT DATABASE()"); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := mysql.ParseDSN(os.Getenv("QIFLOW_TEST_MYSQL_DSN"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DBName = name
+		dsn = cfg.FormatDSN()
+	}
+	other, err := qsql.Open(string(db.Dialect), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
+}

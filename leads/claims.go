@@ -1,0 +1,172 @@
+package leads
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qiflow/qiflow/apperr"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Claim makes user the owner of an unowned lead in its pool. It is one
+// transaction: the lead changes hands only if it is still unowned and in
+// that pool (a conditional update), and the user's caps are counted by a
+// conditional update of their counter row; either failing undoes both. Two
+// SDRs racing for one lead: one wins, the other gets ErrAlreadyClaimed.
+func (s *Service) Claim(ctx context.Context, corp string, leadID, user int64) (*Lead, error) {
+	now := s.now()
+	ms := qsql.Millis(now)
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		l, err := s.store.lead(ctx, tx, corp, leadID)
+		if err != nil {
+			return err
+		}
+		if l.OwnerUserID != 0 {
+			return ErrAlreadyClaimed
+		}
+		p, err := s.store.pool(ctx, tx, corp, l.PoolID)
+		if err != nil {
+			return err
+		}
+		if p.CooldownHours > 0 {
+			last, err := s.store.lastRelease(ctx, tx, corp, leadID, user)
+			if err != nil {
+				return err
+			}
+			if last > 0 && now.Sub(qsql.FromMillis(last)) < time.Duration(p.CooldownHours)*time.Hour {
+				return ErrCooldown
+			}
+		}
+		won, err := s.store.takeLead(ctx, tx, corp, leadID, p.ID, user, ms)
+		if err != nil {
+			return err
+		}
+		if !won {
+			return ErrAlreadyClaimed
+		}
+		day := s.calendars.For(corp).DayKey(now)
+		ok, err := s.store.countClaim(ctx, tx, corp, p.ID, user, day, p.MaxOpen, p.MaxClaimsDay)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrCapReached
+		}
+		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryClaimed, To: itoa(user)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.store.lead(ctx, s.db, corp, leadID)
+}
+
+// Release gives user's lead back to its pool, with a reason.
+func (s *Service) Release(ctx context.Context, corp string, leadID, user int64, reason string) (*Lead, error) {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return nil, apperr.Field("reason", "is required: say why the lead goes back to the pool")
+	}
+	ms := qsql.Millis(s.now())
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		l, err := s.store.lead(ctx, tx, corp, leadID)
+		if err != nil {
+			return err
+		}
+		ok, err := s.store.giveBack(ctx, tx, corp, leadID, user, ms)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotOwner
+		}
+		if err := s.store.uncountOpen(ctx, tx, corp, l.PoolID, user); err != nil {
+			return err
+		}
+		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryReleased, From: itoa(user), Reason: reason})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.store.lead(ctx, s.db, corp, leadID)
+}
+
+// Get returns a lead with its history.
+func (s *Service) Get(ctx context.Context, corp string, id int64) (*Lead, []HistoryEntry, error) {
+	l, err := s.store.lead(ctx, s.db, corp, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := s.store.history(ctx, corp, id)
+	return l, h, err
+}
+
+// List pages through leads (by id, at most 200 a page).
+func (s *Service) List(ctx context.Context, f ListFilter) ([]Lead, error) {
+	if f.Limit <= 0 || f.Limit > 200 {
+		f.Limit = 50
+	}
+	return s.store.list(ctx, f)
+}
+
+// Pools lists a corp's pools, the default one first made if needed.
+func (s *Service) Pools(ctx context.Context, corp string) ([]Pool, error) {
+	if err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		_, err := s.store.defaultPool(ctx, tx, corp, qsql.Millis(s.now()))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return s.store.pools(ctx, corp)
+}
+
+// CreatePool adds a pool.
+func (s *Service) CreatePool(ctx context.Context, p Pool) (*Pool, error) {
+	f := p.checkCaps()
+	if n := strings.TrimSpace(p.Name); n == "" || len([]rune(n)) > 64 {
+		f.Add("name", "is required, at most 64 characters")
+	}
+	if len(f) > 0 {
+		return nil, f.Err()
+	}
+	p.Name = strings.TrimSpace(p.Name)
+	p.CreatedAt = qsql.Millis(s.now())
+	p.UpdatedAt = p.CreatedAt
+	if err := s.store.createPool(ctx, &p); err != nil {
+		if qsql.IsDuplicate(err) {
+			return nil, apperr.Field("name", "a pool of this name exists")
+		}
+		return nil, err
+	}
+	return &p, nil
+}
+
+// UpdatePool changes a pool's claim rules.
+func (s *Service) UpdatePool(ctx context.Context, p Pool) (*Pool, error) {
+	if f := p.checkCaps(); len(f) > 0 {
+		return nil, f.Err()
+	}
+	p.UpdatedAt = qsql.Millis(s.now())
+	ok, err := s.store.updatePool(ctx, &p)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrPoolNotFound
+	}
+	return s.store.pool(ctx, s.db, p.CorpID, p.ID)
+}
+
+// checkCaps names the claim rules that are out of range.
+func (p Pool) checkCaps() apperr.Fields {
+	f := apperr.Fields{}
+	for field, v := range map[string]int{"max_open": p.MaxOpen, "max_claims_day": p.MaxClaimsDay, "cooldown_hours": p.CooldownHours} {
+		if v < 0 {
+			f.Add(field, "must be 0 (no limit) or more")
+		}
+	}
+	return f
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

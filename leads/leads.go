@@ -1,0 +1,134 @@
+// Package leads is the lead pool (线索池/公海): people and their identities,
+// one lead per person and corp, pools of unowned leads, and the claims and
+// releases by which SDRs take leads from a pool and give them back. Every
+// change of a lead is in its history with who made it and why.
+//
+// Who writes what: intake (the bus subscriber on livecode.ContactAdded)
+// creates people, identities and leads; Claim and Release change a lead's
+// owner and the SDR's claim counters, each in one transaction of
+// conditional updates, so two SDRs racing for a lead leave it with one
+// owner and no cap is exceeded, on MySQL as on SQLite, with or without
+// SKIP LOCKED. Every SQL statement is in store.go.
+package leads
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/configs"
+	"github.com/qiflow/qiflow/jobs"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Stages of a lead. This slice of the lifecycle moves none automatically
+// yet; claims and releases keep the stage.
+const (
+	StageLead         = "lead"
+	StageMQL          = "mql"
+	StageSAL          = "sal"
+	StageSQL          = "sql"
+	StageOpportunity  = "opportunity"
+	StageCustomer     = "customer"
+	StageNurture      = "nurture"
+	StageDisqualified = "disqualified"
+)
+
+// Sources of a lead.
+const (
+	SourceCode   = "code"   // a WeCom add through a live code
+	SourceDirect = "direct" // a WeCom add without one
+)
+
+// History kinds.
+const (
+	HistoryCreated  = "created"
+	HistoryAdded    = "added" // another WeCom add of the person
+	HistoryClaimed  = "claimed"
+	HistoryReleased = "released"
+)
+
+// Errors a user can act on.
+var (
+	ErrNotFound       = apperr.NotFound("lead not found")
+	ErrPoolNotFound   = apperr.NotFound("pool not found")
+	ErrAlreadyClaimed = apperr.Conflict("already_claimed", "the lead was claimed by someone else")
+	ErrCapReached     = apperr.Conflict("claim_cap_reached", "you hold as many leads, or have claimed as many today, as this pool allows")
+	ErrCooldown       = apperr.Conflict("claim_cooldown", "you released this lead recently; the pool's cool-down has not passed")
+	ErrNotOwner       = apperr.Conflict("not_owner", "the lead is not yours")
+)
+
+// Lead is a person's lead in a corp.
+type Lead struct {
+	ID          int64  `db:"id" json:"id"`
+	CorpID      string `db:"corp_id" json:"corp_id"`
+	PersonID    int64  `db:"person_id" json:"person_id"`
+	Name        string `db:"name" json:"name"`
+	PoolID      int64  `db:"pool_id" json:"pool_id"`
+	OwnerUserID int64  `db:"owner_user_id" json:"owner_user_id"`
+	Stage       string `db:"stage" json:"stage"`
+	Source      string `db:"source" json:"source"`
+	Channel     string `db:"channel" json:"channel"`
+	CodeID      int64  `db:"code_id" json:"code_id,omitempty"`
+	StaffUserID string `db:"staff_userid" json:"staff_userid,omitempty"`
+	ClaimedAt   *int64 `db:"claimed_at" json:"claimed_at,omitempty"`
+	Version     int64  `db:"version" json:"version"`
+	CreatedAt   int64  `db:"created_at" json:"created_at"`
+	UpdatedAt   int64  `db:"updated_at" json:"updated_at"`
+}
+
+// HistoryEntry is one change of a lead.
+type HistoryEntry struct {
+	ID          int64  `db:"id" json:"id"`
+	At          int64  `db:"at" json:"at"`
+	ActorUserID int64  `db:"actor_user_id" json:"actor_user_id,omitempty"`
+	Kind        string `db:"kind" json:"kind"`
+	From        string `db:"from_value" json:"from,omitempty"`
+	To          string `db:"to_value" json:"to,omitempty"`
+	Reason      string `db:"reason" json:"reason,omitempty"`
+
+	eventKey string // the event that made it, recorded once
+}
+
+// Pool is a pool of leads and its claim rules (0 = no limit).
+type Pool struct {
+	ID            int64  `db:"id" json:"id"`
+	CorpID        string `db:"corp_id" json:"corp_id"`
+	Name          string `db:"name" json:"name"`
+	Default       bool   `db:"is_default" json:"default"`
+	MaxOpen       int    `db:"max_open" json:"max_open"`             // leads one SDR may hold from it
+	MaxClaimsDay  int    `db:"max_claims_day" json:"max_claims_day"` // claims one SDR may make a day
+	CooldownHours int    `db:"cooldown_hours" json:"cooldown_hours"` // before a releaser may claim the lead again
+	CreatedAt     int64  `db:"created_at" json:"created_at"`
+	UpdatedAt     int64  `db:"updated_at" json:"updated_at"`
+}
+
+// Contacts names WeCom contacts (the directory mirror).
+type Contacts interface {
+	ContactName(ctx context.Context, corpID, externalUserID string) (string, error)
+}
+
+// Service runs the lead pool.
+type Service struct {
+	db        *qsql.DB
+	store     *store
+	contacts  Contacts
+	calendars configs.Calendars // claims per day count by the corp's local day
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// New returns the lead pool over db.
+func New(db *qsql.DB, contacts Contacts, calendars configs.Calendars, log *slog.Logger) *Service {
+	return &Service{db: db, store: &store{db: db}, contacts: contacts, calendars: calendars, log: log, now: time.Now}
+}
+
+// SetClock replaces the clock (tests).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
+
+// SubscriberIntake is the bus subscriber that turns WeCom adds into leads.
+const SubscriberIntake = "leads.intake"
+
+// Subscribe registers intake on the bus.
+func (s *Service) Subscribe(b *jobs.Bus) { s.subscribeIntake(b) }

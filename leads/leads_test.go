@@ -1,0 +1,203 @@
+package leads
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/livecode"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/sql/sqltest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type names map[string]string
+
+func (n names) ContactName(_ context.Context, _, ext string) (string, error) { return n[ext], nil }
+
+func added(ext, staff string, source int64) livecode.ContactAdded {
+	return livecode.ContactAdded{CorpID: "ww1", ExternalUserID: ext, UserID: staff, Source: "direct", SourceID: source, AddedAt: 1}
+}
+
+// seed makes n leads in the default pool and returns their ids.
+func seed(t *testing.T, s *Service, n int) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	evs := make([]livecode.ContactAdded, n)
+	for i := range evs {
+		evs[i] = added(fmt.Sprint("wm", i), "zhangsan", int64(i+1))
+	}
+	if err := s.Intake(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := s.List(ctx, ListFilter{CorpID: "ww1", Owner: -1, Limit: 200})
+	if err != nil || len(ls) != n {
+		t.Fatalf("%d leads (%v), want %d", len(ls), err, n)
+	}
+	ids := make([]int64, n)
+	for i, l := range ls {
+		ids[i] = l.ID
+	}
+	return ids
+}
+
+func setCaps(t *testing.T, s *Service, p Pool) {
+	t.Helper()
+	pools, err := s.Pools(context.Background(), "ww1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ID, p.CorpID = pools[0].ID, "ww1"
+	if _, err := s.UpdatePool(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIntake_OnePersonAndLeadPerContactWithItsSource(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, names{"wm1": "Li Lei"}, nil, quiet)
+		ctx := context.Background()
+		viaCode := livecode.ContactAdded{CorpID: "ww1", ExternalUserID: "wm1", UserID: "zhangsan", Source: "code", CodeID: 7, Channel: "poster", SourceID: 11}
+		if err := s.Intake(ctx, []livecode.ContactAdded{viaCode, added("wm2", "lisi", 12)}); err != nil {
+			t.Fatal(err)
+		}
+		// The same customer adds a second staff member, and a delivery is retried.
+		if err := s.Intake(ctx, []livecode.ContactAdded{added("wm1", "lisi", 13), viaCode}); err != nil {
+			t.Fatal(err)
+		}
+		ls, err := s.List(ctx, ListFilter{CorpID: "ww1"})
+		if err != nil || len(ls) != 2 {
+			t.Fatalf("leads %+v %v", ls, err)
+		}
+		l := ls[0]
+		if l.Name != "Li Lei" || l.Source != SourceCode || l.CodeID != 7 || l.Channel != "poster" || l.Stage != StageLead || l.OwnerUserID != 0 {
+			t.Fatalf("lead from the code: %+v", l)
+		}
+		if ls[1].Source != SourceDirect {
+			t.Fatalf("direct lead: %+v", ls[1])
+		}
+		_, h, err := s.Get(ctx, "ww1", l.ID)
+		if err != nil || len(h) != 2 || h[0].Kind != HistoryCreated || h[1].Kind != HistoryAdded || h[1].To != "lisi" {
+			t.Fatalf("history %+v %v", h, err)
+		}
+	})
+}
+
+// 50 SDRs on two instances claim from one pool at once: no lead is won
+// twice, nobody holds more than the pool allows, and every refusal is
+// already_claimed or claim_cap_reached.
+func TestClaim_RacingSDRsOnTwoInstancesNeverShareALeadOrExceedACap(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		instances := []*Service{New(db, nil, nil, quiet), New(sqltest.Reopen(t, db), nil, nil, quiet)}
+		ids := seed(t, instances[0], 40)
+		setCaps(t, instances[0], Pool{MaxOpen: 2})
+		ctx := context.Background()
+		var mu sync.Mutex
+		wins := map[int64][]int64{} // lead → winners
+		held := map[int64]int{}     // SDR → leads won
+		var wg sync.WaitGroup
+		for sdr := int64(1); sdr <= 50; sdr++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s := instances[sdr%2]
+				for i := 0; i < 4; i++ {
+					lead := ids[(int(sdr)*7+i*3)%len(ids)]
+					_, err := s.Claim(ctx, "ww1", lead, sdr)
+					switch {
+					case err == nil:
+						mu.Lock()
+						wins[lead] = append(wins[lead], sdr)
+						held[sdr]++
+						mu.Unlock()
+					case errors.Is(err, ErrAlreadyClaimed), errors.Is(err, ErrCapReached):
+					default:
+						t.Errorf("sdr %d claiming %d: %v", sdr, lead, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for lead, w := range wins {
+			if len(w) != 1 {
+				t.Errorf("lead %d won by %v", lead, w)
+			}
+			l, _, err := instances[0].Get(ctx, "ww1", lead)
+			if err != nil || l.OwnerUserID != w[0] {
+				t.Errorf("lead %d owned by %d, won by %v (%v)", lead, l.OwnerUserID, w, err)
+			}
+		}
+		for sdr, n := range held {
+			if n > 2 {
+				t.Errorf("sdr %d holds %d leads, cap 2", sdr, n)
+			}
+		}
+		if len(wins) == 0 {
+			t.Fatal("nobody won anything")
+		}
+	})
+}
+
+func TestClaim_ReleaseCooldownAndDailyCap(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		var mu sync.Mutex
+		now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		ids := seed(t, s, 4)
+		setCaps(t, s, Pool{MaxClaimsDay: 2, CooldownHours: 24})
+		ctx := context.Background()
+		if _, err := s.Claim(ctx, "ww1", ids[0], 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[0], 2); !errors.Is(err, ErrAlreadyClaimed) {
+			t.Fatalf("second claim: %v", err)
+		}
+		if _, err := s.Release(ctx, "ww1", ids[0], 2, "not mine"); !errors.Is(err, ErrNotOwner) {
+			t.Fatalf("release by another: %v", err)
+		}
+		if _, err := s.Release(ctx, "ww1", ids[0], 1, ""); err == nil {
+			t.Fatal("release without a reason")
+		}
+		l, err := s.Release(ctx, "ww1", ids[0], 1, "wrong number")
+		if err != nil || l.OwnerUserID != 0 {
+			t.Fatalf("release: %+v %v", l, err)
+		}
+		// The releaser waits out the cool-down; a colleague need not.
+		if _, err := s.Claim(ctx, "ww1", ids[0], 1); !errors.Is(err, ErrCooldown) {
+			t.Fatalf("re-claim in the cool-down: %v", err)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[1], 1); err != nil {
+			t.Fatal(err)
+		}
+		// Two claims today: the third is refused, and nothing changed.
+		if _, err := s.Claim(ctx, "ww1", ids[2], 1); !errors.Is(err, ErrCapReached) {
+			t.Fatalf("third claim of the day: %v", err)
+		}
+		if l, _, _ := s.Get(ctx, "ww1", ids[2]); l.OwnerUserID != 0 {
+			t.Fatalf("a refused claim left an owner: %+v", l)
+		}
+		mu.Lock()
+		now = now.Add(25 * time.Hour)
+		mu.Unlock()
+		for _, id := range []int64{ids[0], ids[2]} {
+			if _, err := s.Claim(ctx, "ww1", id, 1); err != nil {
+				t.Fatalf("next day, claim %d: %v", id, err)
+			}
+		}
+		_, h, _ := s.Get(ctx, "ww1", ids[0])
+		kinds := ""
+		for _, e := range h {
+			kinds += e.Kind + " "
+		}
+		if kinds != "created claimed released claimed " || h[2].Reason != "wrong number" || h[2].ActorUserID != 1 {
+			t.Fatalf("history: %s %+v", kinds, h)
+		}
+	})
+}

@@ -1,0 +1,95 @@
+-- leads: people and their identities, pools, leads with their owner and
+-- stage, every change in the history, and each SDR's claim counters (the
+-- caps are checked by a conditional update of that row in the claim's
+-- transaction, so two claims never both take the last slot).
+
+-- +goose Up
+CREATE TABLE people (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  name             VARCHAR(255) NOT NULL DEFAULT '',
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- An identity names one person: a WeCom external contact (per corp), a
+-- unionid, a normalised mobile or a lowercased email.
+CREATE TABLE person_identities (
+  corp_id          VARCHAR(64)  NOT NULL,
+  kind             VARCHAR(16)  NOT NULL,
+  value            VARCHAR(191) NOT NULL,
+  person_id        BIGINT       NOT NULL,
+  created_at       BIGINT       NOT NULL,
+  PRIMARY KEY (corp_id, kind, value)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX person_identities_person ON person_identities (person_id);
+
+CREATE TABLE lead_pools (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  name             VARCHAR(64)  NOT NULL,
+  is_default       INT          NOT NULL DEFAULT 0,
+  max_open         INT          NOT NULL DEFAULT 0,
+  max_claims_day   INT          NOT NULL DEFAULT 0,
+  cooldown_hours   INT          NOT NULL DEFAULT 0,
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE UNIQUE INDEX lead_pools_name ON lead_pools (corp_id, name);
+
+CREATE TABLE leads (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  person_id        BIGINT       NOT NULL,
+  pool_id          BIGINT       NOT NULL,
+  owner_user_id    BIGINT       NOT NULL DEFAULT 0,
+  stage            VARCHAR(16)  NOT NULL,
+  source           VARCHAR(16)  NOT NULL,
+  channel          VARCHAR(64)  NOT NULL DEFAULT '',
+  code_id          BIGINT       NOT NULL DEFAULT 0,
+  staff_userid     VARCHAR(64)  NOT NULL DEFAULT '',
+  claimed_at       BIGINT       NULL,
+  version          BIGINT       NOT NULL DEFAULT 1,
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE UNIQUE INDEX leads_person ON leads (corp_id, person_id);
+CREATE INDEX leads_pool ON leads (corp_id, pool_id, owner_user_id, stage);
+CREATE INDEX leads_owner ON leads (corp_id, owner_user_id, stage);
+
+CREATE TABLE lead_history (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  lead_id          BIGINT       NOT NULL,
+  at               BIGINT       NOT NULL,
+  actor_user_id    BIGINT       NOT NULL DEFAULT 0,
+  kind             VARCHAR(16)  NOT NULL,
+  from_value       VARCHAR(64)  NOT NULL DEFAULT '',
+  to_value         VARCHAR(64)  NOT NULL DEFAULT '',
+  reason           VARCHAR(500) NOT NULL DEFAULT '',
+  -- the event that made the change (add:<source id>), so a retried
+  -- delivery records it once; NULL for changes people make
+  event_key        VARCHAR(64)  NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX lead_history_lead ON lead_history (lead_id, id);
+CREATE UNIQUE INDEX lead_history_event ON lead_history (corp_id, event_key);
+CREATE INDEX lead_history_release ON lead_history (corp_id, actor_user_id, kind, lead_id);
+
+-- Each SDR's counters per pool: open leads held, and claims on claims_day.
+CREATE TABLE lead_claim_counters (
+  corp_id          VARCHAR(64)  NOT NULL,
+  pool_id          BIGINT       NOT NULL,
+  user_id          BIGINT       NOT NULL,
+  open_leads       INT          NOT NULL DEFAULT 0,
+  claims_day       CHAR(10)     NOT NULL DEFAULT '',
+  claims_today     INT          NOT NULL DEFAULT 0,
+  PRIMARY KEY (corp_id, pool_id, user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- +goose Down
+DROP TABLE lead_claim_counters;
+DROP TABLE lead_history;
+DROP TABLE leads;
+DROP TABLE lead_pools;
+DROP TABLE person_identities;
+DROP TABLE people;
