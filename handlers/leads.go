@@ -16,6 +16,7 @@ func (s *Server) leadRoutes() []Route {
 		{"GET", "/leads/:id", auth.PermLeadsRead, s.getLead},
 		{"POST", "/leads/:id/claim", auth.PermLeadsClaim, s.claimLead},
 		{"POST", "/leads/:id/release", auth.PermLeadsClaim, s.releaseLead},
+		{"POST", "/leads/:id/stage", auth.PermLeadsClaim, s.changeStage},
 		{"GET", "/pools", auth.PermLeadsRead, s.listPools},
 		{"POST", "/pools", auth.PermPoolsManage, s.createPool},
 		{"PUT", "/pools/:id", auth.PermPoolsManage, s.updatePool},
@@ -103,6 +104,29 @@ func (s *Server) releaseLead(c *gin.Context) {
 	}
 	p := principal(c)
 	l, err := s.d.Leads.Release(c.Request.Context(), p.CorpID, id, p.UserID, in.Reason)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, l)
+}
+
+// changeStage moves a lead: {"stage", "reason"}. Owners move their leads;
+// holders of pools.manage move any.
+func (s *Server) changeStage(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in struct {
+		Stage  string `json:"stage"`
+		Reason string `json:"reason"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	l, err := s.d.Leads.ChangeStage(c.Request.Context(), p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in.Stage, in.Reason)
 	if err != nil {
 		s.failErr(c, err)
 		return

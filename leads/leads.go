@@ -57,6 +57,7 @@ var (
 	ErrCapReached     = apperr.Conflict("claim_cap_reached", "you hold as many leads, or have claimed as many today, as this pool allows")
 	ErrCooldown       = apperr.Conflict("claim_cooldown", "you released this lead recently; the pool's cool-down has not passed")
 	ErrNotOwner       = apperr.Conflict("not_owner", "the lead is not yours")
+	ErrChanged        = apperr.Conflict("version_conflict", "the lead changed meanwhile; reload it and try again")
 )
 
 // Lead is a person's lead in a corp.

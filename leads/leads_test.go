@@ -201,3 +201,47 @@ func TestClaim_ReleaseCooldownAndDailyCap(t *testing.T) {
 		}
 	})
 }
+
+func TestStage_MovesFollowTheFunnelWithReasonsAndNurtureReturnsToThePool(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ids := seed(t, s, 1)
+		setCaps(t, s, Pool{MaxOpen: 1})
+		ctx := context.Background()
+		id := ids[0]
+		if _, err := s.ChangeStage(ctx, "ww1", id, 1, false, StageMQL, ""); !errors.Is(err, ErrNotOwner) {
+			t.Fatalf("move by a non-owner: %v", err)
+		}
+		if _, err := s.Claim(ctx, "ww1", id, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ChangeStage(ctx, "ww1", id, 1, false, StageCustomer, ""); err == nil {
+			t.Fatal("lead → customer accepted")
+		}
+		for _, to := range []string{StageMQL, StageSAL, StageSQL} {
+			if l, err := s.ChangeStage(ctx, "ww1", id, 1, false, to, ""); err != nil || l.Stage != to {
+				t.Fatalf("to %s: %+v %v", to, l, err)
+			}
+		}
+		if _, err := s.ChangeStage(ctx, "ww1", id, 1, false, StageNurture, " "); err == nil {
+			t.Fatal("nurture without a reason")
+		}
+		l, err := s.ChangeStage(ctx, "ww1", id, 1, false, StageNurture, "budget next year")
+		if err != nil || l.Stage != StageNurture || l.OwnerUserID != 0 {
+			t.Fatalf("nurture: %+v %v", l, err)
+		}
+		// Back in the pool, the open-lead count is free again: another claim fits the cap of one.
+		ids2 := seed(t, s, 2)
+		if _, err := s.Claim(ctx, "ww1", ids2[1], 1); err != nil {
+			t.Fatalf("claim after nurture freed the slot: %v", err)
+		}
+		// A manager moves a lead they do not own.
+		if l, err := s.ChangeStage(ctx, "ww1", id, 9, true, StageMQL, ""); err != nil || l.Stage != StageMQL {
+			t.Fatalf("manager move: %+v %v", l, err)
+		}
+		_, h, _ := s.Get(ctx, "ww1", id)
+		if last := h[len(h)-1]; last.Kind != HistoryStage || last.From != StageNurture || last.To != StageMQL || last.ActorUserID != 9 {
+			t.Fatalf("history: %+v", h)
+		}
+	})
+}

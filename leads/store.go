@@ -257,3 +257,16 @@ func (st *store) nameIfUnnamed(ctx context.Context, tx *qsql.Tx, person int64, n
 	_, err := tx.ExecContext(ctx, `UPDATE people SET name = ?, updated_at = ? WHERE id = ? AND name = ''`, name, now, person)
 	return err
 }
+
+// moveStage sets a lead's stage and owner if it is still at version; false
+// when it changed meanwhile.
+func (st *store) moveStage(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, owner_user_id = ?,
+		claimed_at = CASE WHEN ? = 0 THEN NULL ELSE claimed_at END, version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND version = ?`, stage, owner, owner, now, corp, lead, version)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
