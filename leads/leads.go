@@ -20,6 +20,7 @@ import (
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom/directory"
 )
 
 // Stages of a lead. This slice of the lifecycle moves none automatically
@@ -105,9 +106,10 @@ type Pool struct {
 	UpdatedAt     int64  `db:"updated_at" json:"updated_at"`
 }
 
-// Contacts names WeCom contacts (the directory mirror).
+// Contacts is the directory mirror's contacts.
 type Contacts interface {
 	ContactName(ctx context.Context, corpID, externalUserID string) (string, error)
+	ListContacts(ctx context.Context, corpID, after string, limit int) ([]directory.Contact, error)
 }
 
 // Service runs the lead pool.

@@ -13,6 +13,7 @@ import (
 	"github.com/qiflow/qiflow/livecode"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/sql/sqltest"
+	"github.com/qiflow/qiflow/wecom/directory"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -20,6 +21,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 type names map[string]string
 
 func (n names) ContactName(_ context.Context, _, ext string) (string, error) { return n[ext], nil }
+
+func (n names) ListContacts(context.Context, string, string, int) ([]directory.Contact, error) { return nil, nil }
 
 func added(ext, staff string, source int64) livecode.ContactAdded {
 	return livecode.ContactAdded{CorpID: "ww1", ExternalUserID: ext, UserID: staff, Source: "direct", SourceID: source, AddedAt: 1}

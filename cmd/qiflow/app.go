@@ -125,7 +125,18 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
 	}, log)
 	a.run = jobs.NewRunner(a.db, a.owner, time.Minute, log)
-	a.run.Register(directory.JobSync, a.dir.RunSync)
+	// Every directory import is followed by the lead pool's backfill, so
+	// contacts from before Qiflow (or missed while it was down) become leads.
+	a.run.Register(directory.JobSync, func(ctx context.Context, j *jobs.Job) (any, error) {
+		res, err := a.dir.RunSync(ctx, j)
+		if err == nil {
+			if _, qerr := a.run.Enqueue(ctx, j.CorpID, leads.JobBackfill, leads.JobBackfill+":"+j.CorpID, nil, j.CreatedBy); qerr != nil {
+				log.Error("queueing the lead backfill after a directory import", "corp", j.CorpID, "err", qerr)
+			}
+		}
+		return res, err
+	})
+	a.run.Register(leads.JobBackfill, a.leads.RunBackfill)
 
 	corpIDs := make([]string, len(a.corps))
 	for i, c := range a.corps {

@@ -21,6 +21,24 @@ func TestE2E_ScannedCustomerBecomesALeadSDRsClaimAndRelease(t *testing.T) {
 		admin := login(t, s.url, "admin@example.com", "admin password")
 		syncDirectory(t, s, admin)
 		ctx := context.Background()
+		// The import is followed by the backfill: the sandbox's existing
+		// customers are in the pool already.
+		contacts := s.count("SELECT COUNT(*) FROM external_contacts WHERE corp_id = ?", e2eCorp)
+		if contacts == 0 {
+			t.Fatal("the sandbox has no customers to backfill")
+		}
+		waitUntil(t, "the existing customers as leads", func() bool {
+			return s.count("SELECT COUNT(*) FROM leads WHERE corp_id = ? AND source = 'existing'", e2eCorp) == contacts
+		})
+		// Another import backfills again and changes nothing.
+		total := s.count("SELECT COUNT(*) FROM leads")
+		syncDirectory(t, s, admin)
+		waitUntil(t, "the second backfill", func() bool {
+			return s.count("SELECT COUNT(*) FROM jobs WHERE kind = 'leads.backfill' AND status = 'done'") == 2
+		})
+		if n := s.count("SELECT COUNT(*) FROM leads"); n != total {
+			t.Fatalf("a second backfill made %d leads from %d", n, total)
+		}
 		sdr := map[string]string{}
 		for _, email := range []string{"sdr1@example.com", "sdr2@example.com"} {
 			if _, err := s.app.auth.CreateUser(ctx, auth.NewUser{Email: email, Password: "password sdr", CorpID: e2eCorp, Role: auth.RoleSDR}); err != nil {
@@ -37,14 +55,20 @@ func TestE2E_ScannedCustomerBecomesALeadSDRsClaimAndRelease(t *testing.T) {
 		if err != nil || !res.Callback.OK {
 			t.Fatalf("scan: %+v %v", res, err)
 		}
-		var pool struct {
-			Leads []leads.Lead `json:"leads"`
-		}
+		var l leads.Lead
 		waitUntil(t, "the lead in the pool", func() bool {
-			call(t, "GET", s.url+"/api/v1/leads?owner=none", sdr["sdr1@example.com"], nil, &pool)
-			return len(pool.Leads) == 1
+			var pool struct {
+				Leads []leads.Lead `json:"leads"`
+			}
+			call(t, "GET", s.url+"/api/v1/leads?owner=none&limit=200", sdr["sdr1@example.com"], nil, &pool)
+			for _, x := range pool.Leads {
+				if x.CodeID == code.ID {
+					l = x
+					return true
+				}
+			}
+			return false
 		})
-		l := pool.Leads[0]
 		if l.Name != "Han Meimei" || l.Source != leads.SourceCode || l.CodeID != code.ID || l.Channel != "expo-2026" || l.StaffUserID != res.UserID {
 			t.Fatalf("lead: %+v", l)
 		}
