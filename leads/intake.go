@@ -7,51 +7,95 @@ import (
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/livecode"
 	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom/directory"
 )
 
 // Identity kinds.
 const IdentityWeCom = "wecom" // an external contact of the corp
 
+// subscribeIntake takes WeCom adds and the mirror's saved contacts in one
+// subscriber, so one contact's are handled in the order they happened: a
+// contact saved before its add names the person the add then finds, one
+// saved after names the person the add made.
 func (s *Service) subscribeIntake(b *jobs.Bus) {
-	jobs.On(b, jobs.Subscription[livecode.ContactAdded]{
-		Name: SubscriberIntake,
-		Handle: func(ctx context.Context, _ jobs.Delivery, ev livecode.ContactAdded) error {
-			return s.Intake(ctx, []livecode.ContactAdded{ev})
+	jobs.On(b, jobs.Subscription[any]{
+		Name:  SubscriberIntake,
+		Types: []string{livecode.ContactAdded{}.EventType(), directory.ContactSaved{}.EventType()},
+		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
+			return s.intake(ctx, []any{ev})
 		},
-		HandleBatch: func(ctx context.Context, items []jobs.Item[livecode.ContactAdded]) error {
-			evs := make([]livecode.ContactAdded, len(items))
+		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
+			evs := make([]any, len(items))
 			for i, it := range items {
 				evs[i] = it.Event
 			}
-			return s.Intake(ctx, evs)
+			return s.intake(ctx, evs)
 		},
 	})
 }
 
-// Intake turns WeCom adds into people and leads, in one transaction: the
+// Intake records WeCom adds (see intake).
+func (s *Service) Intake(ctx context.Context, evs []livecode.ContactAdded) error {
+	anys := make([]any, len(evs))
+	for i, ev := range evs {
+		anys[i] = ev
+	}
+	return s.intake(ctx, anys)
+}
+
+// intake turns WeCom adds into people and leads, in one transaction: the
 // person the external contact names (or a new one), their lead (or a new
 // one in the corp's default pool, with the add's source, channel and code),
 // and a history entry. A person added again (another staff member, or a
 // re-add) keeps their lead; the add is in its history. The bus hands one
 // contact's events over one at a time, so no two intakes race for a person.
-func (s *Service) Intake(ctx context.Context, evs []livecode.ContactAdded) error {
+// A saved contact names its person (creating the person when the add has
+// not been seen yet).
+func (s *Service) intake(ctx context.Context, evs []any) error {
 	names := make([]string, len(evs))
 	for i, ev := range evs {
-		// The mirror usually has the contact by now; a lead without a name
-		// gets it when the person is next seen.
-		if s.contacts != nil {
-			names[i], _ = s.contacts.ContactName(ctx, ev.CorpID, ev.ExternalUserID)
+		// The mirror often has the contact by now; if not, its
+		// ContactSaved follows and names the person.
+		if add, ok := ev.(livecode.ContactAdded); ok && s.contacts != nil {
+			names[i], _ = s.contacts.ContactName(ctx, add.CorpID, add.ExternalUserID)
 		}
 	}
 	now := qsql.Millis(s.now())
 	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		for i, ev := range evs {
-			if err := s.intakeOne(ctx, tx, ev, names[i], now); err != nil {
-				return fmt.Errorf("intake of %s: %w", ev.ExternalUserID, err)
+			var err error
+			switch ev := ev.(type) {
+			case livecode.ContactAdded:
+				if err = s.intakeOne(ctx, tx, ev, names[i], now); err != nil {
+					return fmt.Errorf("intake of %s: %w", ev.ExternalUserID, err)
+				}
+			case directory.ContactSaved:
+				if err = s.contactSaved(ctx, tx, ev, now); err != nil {
+					return fmt.Errorf("contact %s saved: %w", ev.ExternalUserID, err)
+				}
+			default:
+				return jobs.Permanent(fmt.Errorf("leads intake got %T", ev))
 			}
 		}
 		return nil
 	})
+}
+
+// contactSaved names the contact's person, creating the person (not yet a
+// lead: that is the add's) when intake has not met them yet.
+func (s *Service) contactSaved(ctx context.Context, tx *qsql.Tx, ev directory.ContactSaved, now int64) error {
+	if ev.Name == "" {
+		return nil
+	}
+	person, err := s.store.personByIdentity(ctx, tx, ev.CorpID, IdentityWeCom, ev.ExternalUserID)
+	if err != nil {
+		return err
+	}
+	if person == 0 {
+		_, err = s.store.createPerson(ctx, tx, ev.CorpID, ev.Name, IdentityWeCom, ev.ExternalUserID, now)
+		return err
+	}
+	return s.store.nameIfUnnamed(ctx, tx, person, ev.Name, now)
 }
 
 func (s *Service) intakeOne(ctx context.Context, tx *qsql.Tx, ev livecode.ContactAdded, name string, now int64) error {

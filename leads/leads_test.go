@@ -250,3 +250,37 @@ func TestStage_MovesFollowTheFunnelWithReasonsAndNurtureReturnsToThePool(t *test
 		}
 	})
 }
+
+// The mirror's save of a contact names its person, whether it comes before
+// the add (the person is made then, and the add finds them) or after.
+func TestIntake_SavedContactNamesThePersonInEitherOrder(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, names{}, nil, quiet)
+		ctx := context.Background()
+		saved := func(ext, name string) directory.ContactSaved {
+			return directory.ContactSaved{CorpID: "ww1", ExternalUserID: ext, Name: name, SavedAt: 5}
+		}
+		if err := s.intake(ctx, []any{saved("wm1", "First Saved"), added("wm2", "lisi", 2)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.intake(ctx, []any{added("wm1", "lisi", 1), saved("wm2", "Added First")}); err != nil {
+			t.Fatal(err)
+		}
+		ls, err := s.List(ctx, ListFilter{CorpID: "ww1"})
+		if err != nil || len(ls) != 2 {
+			t.Fatalf("%+v %v", ls, err)
+		}
+		got := map[string]bool{}
+		for _, l := range ls {
+			got[l.Name] = true
+		}
+		if !got["First Saved"] || !got["Added First"] {
+			t.Fatalf("names %v", got)
+		}
+		var people int
+		db.Get(&people, "SELECT COUNT(*) FROM people")
+		if people != 2 {
+			t.Fatalf("%d people for two contacts", people)
+		}
+	})
+}

@@ -62,7 +62,8 @@ func TestE2E_ScannedCustomerBecomesALeadSDRsClaimAndRelease(t *testing.T) {
 			}
 			call(t, "GET", s.url+"/api/v1/leads?owner=none&limit=200", sdr["sdr1@example.com"], nil, &pool)
 			for _, x := range pool.Leads {
-				if x.CodeID == code.ID {
+				// Named from the mirror, whichever of the add and the contact's save came first.
+				if x.CodeID == code.ID && x.Name != "" {
 					l = x
 					return true
 				}

@@ -17,6 +17,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
 )
@@ -30,6 +31,7 @@ type Directory struct {
 	wc  wecom.Client
 	log *slog.Logger
 	now func() time.Time
+	bus *jobs.Bus // publishes ContactSaved; set by Subscribe
 }
 
 func New(db *qsql.DB, wc wecom.Client, log *slog.Logger) *Directory {

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,6 +22,8 @@ const (
 // Subscribe registers the mirror's subscribers. Each sees one contact's
 // (or group's) events one at a time, oldest first.
 func (d *Directory) Subscribe(b *jobs.Bus) {
+	d.bus = b
+	jobs.RegisterEvent[ContactSaved](b)
 	jobs.On(b, jobs.Subscription[*wecom.ExternalContactEvent]{
 		Name:  SubscriberContacts,
 		Types: []string{wecom.EventExternalContact + "/*"},
@@ -141,8 +144,37 @@ func (d *Directory) refreshContacts(ctx context.Context, refs []contactRef) erro
 		return nil
 	}
 	now := qsql.Millis(d.now())
-	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error { return d.writeContacts(ctx, tx, ws, now) })
+	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		if err := d.writeContacts(ctx, tx, ws, now); err != nil {
+			return err
+		}
+		if d.bus == nil {
+			return nil
+		}
+		saved := make([]jobs.Published, len(ws))
+		for i, w := range ws {
+			saved[i] = jobs.Published{CorpID: w.CorpID, Event: ContactSaved{CorpID: w.CorpID, ExternalUserID: w.Contact.ExternalUserID,
+				Name: w.Contact.Name, UnionID: w.Contact.UnionID, SavedAt: now}}
+		}
+		return d.bus.PublishAll(ctx, tx, saved)
+	})
 }
+
+// ContactSaved is published when the mirror stores a contact read from
+// WeCom after one of its events (not by the full import), with what other
+// packages need of it: its name and unionid.
+type ContactSaved struct {
+	CorpID         string `json:"corp_id"`
+	ExternalUserID string `json:"external_userid"`
+	Name           string `json:"name"`
+	UnionID        string `json:"unionid,omitempty"`
+	SavedAt        int64  `json:"saved_at"`
+}
+
+func (e ContactSaved) EventType() string    { return "ContactSaved" }
+func (e ContactSaved) EventSubject() string { return "ext:" + e.ExternalUserID }
+func (e ContactSaved) EventKey() string     { return fmt.Sprintf("%s/%d", e.ExternalUserID, e.SavedAt) }
+func (e ContactSaved) EventTime() time.Time { return qsql.FromMillis(e.SavedAt) }
 
 // HandleChatEvent mirrors a customer group's current state.
 func (d *Directory) HandleChatEvent(ctx context.Context, corpID string, ev *wecom.ExternalChatEvent) error {
