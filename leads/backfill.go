@@ -3,6 +3,7 @@ package leads
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
@@ -59,44 +60,61 @@ func (s *Service) RunBackfill(ctx context.Context, j *jobs.Job) (any, error) {
 }
 
 // backfill makes people and leads for one page of contacts, in one
-// transaction, and returns how many leads it created.
+// transaction of a few statements, and returns how many leads it created.
 func (s *Service) backfill(ctx context.Context, corp string, page []directory.Contact) (int, error) {
 	created := 0
 	now := qsql.Millis(s.now())
 	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		created = 0
-		pool, err := s.store.defaultPool(ctx, tx, corp, now)
+		corps := []string{corp}
+		exts := make([]string, len(page))
+		for i, c := range page {
+			exts[i] = c.ExternalUserID
+		}
+		people, err := s.store.peopleByIdentity(ctx, tx, IdentityWeCom, corps, exts)
 		if err != nil {
 			return err
 		}
+		var fresh []newPerson
 		for _, c := range page {
-			person, err := s.store.personByIdentity(ctx, tx, corp, IdentityWeCom, c.ExternalUserID)
-			if err != nil {
-				return err
+			if people[[2]string{corp, c.ExternalUserID}] == 0 {
+				fresh = append(fresh, newPerson{Corp: corp, Kind: IdentityWeCom, Value: c.ExternalUserID, Name: c.Name})
 			}
-			if person == 0 {
-				if person, err = s.store.createPerson(ctx, tx, corp, c.Name, IdentityWeCom, c.ExternalUserID, now); err != nil {
-					return err
-				}
-			}
-			lead, err := s.store.leadOfPerson(ctx, tx, corp, person)
-			if err != nil {
-				return err
-			}
-			if lead > 0 {
+		}
+		made, err := s.store.createPeople(ctx, tx, fresh, now)
+		if err != nil {
+			return err
+		}
+		maps.Copy(people, made)
+		ids := make([]int64, 0, len(people))
+		for _, id := range people {
+			ids = append(ids, id)
+		}
+		leadOf, err := s.store.leadsOfPeople(ctx, tx, corps, ids)
+		if err != nil {
+			return err
+		}
+		pool, err := s.defaultPool(ctx, tx, corp, now)
+		if err != nil {
+			return err
+		}
+		var ls []*Lead
+		for _, c := range page {
+			person := people[[2]string{corp, c.ExternalUserID}]
+			if leadOf[person] > 0 {
 				continue // made by intake, or an earlier run
 			}
-			l := &Lead{CorpID: corp, PersonID: person, PoolID: pool, Stage: StageLead, Source: SourceExisting, CreatedAt: now, UpdatedAt: now}
-			if err := s.store.createLead(ctx, tx, l); err != nil {
-				return err
-			}
-			if err := s.store.addHistory(ctx, tx, corp, l.ID, HistoryEntry{At: now, Kind: HistoryCreated, To: StageLead,
-				Reason: "a WeCom contact from before Qiflow"}); err != nil {
-				return err
-			}
-			created++
+			ls = append(ls, &Lead{CorpID: corp, PersonID: person, PoolID: pool, Stage: StageLead, Source: SourceExisting, CreatedAt: now, UpdatedAt: now})
 		}
-		return nil
+		if err := s.store.createLeads(ctx, tx, ls); err != nil {
+			return err
+		}
+		history := make([]historyRow, len(ls))
+		for i, l := range ls {
+			history[i] = historyRow{corp, l.ID, HistoryEntry{At: now, Kind: HistoryCreated, To: StageLead, Reason: "a WeCom contact from before Qiflow"}}
+		}
+		created = len(ls)
+		return s.store.addHistories(ctx, tx, history)
 	})
 	return created, err
 }

@@ -3,6 +3,8 @@ package leads
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/livecode"
@@ -43,101 +45,134 @@ func (s *Service) Intake(ctx context.Context, evs []livecode.ContactAdded) error
 	return s.intake(ctx, anys)
 }
 
-// intake turns WeCom adds into people and leads, in one transaction: the
-// person the external contact names (or a new one), their lead (or a new
-// one in the corp's default pool, with the add's source, channel and code),
-// and a history entry. A person added again (another staff member, or a
-// re-add) keeps their lead; the add is in its history. The bus hands one
-// contact's events over one at a time, so no two intakes race for a person.
-// A saved contact names its person (creating the person when the add has
-// not been seen yet).
+// intake turns WeCom adds into people and leads, and names people from the
+// mirror's saved contacts, in one transaction of a statement or two per
+// step for the whole batch: the adds already recorded (a retried delivery),
+// the people the contacts name, new people, names, the people's leads, new
+// leads in the corp's default pool with the add's source, channel and code,
+// and the history. A person added again (another staff member, a re-add)
+// keeps their lead; the add is in its history. A contact saved before its
+// add makes the person (not the lead: that is the add's). The bus hands one
+// contact's events to this subscriber one at a time, so a batch holds each
+// contact once and no two intakes race for a person.
 func (s *Service) intake(ctx context.Context, evs []any) error {
-	names := make([]string, len(evs))
-	for i, ev := range evs {
-		// The mirror often has the contact by now; if not, its
-		// ContactSaved follows and names the person.
-		if add, ok := ev.(livecode.ContactAdded); ok && s.contacts != nil {
-			names[i], _ = s.contacts.ContactName(ctx, add.CorpID, add.ExternalUserID)
-		}
-	}
 	now := qsql.Millis(s.now())
-	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		for i, ev := range evs {
-			var err error
-			switch ev := ev.(type) {
-			case livecode.ContactAdded:
-				if err = s.intakeOne(ctx, tx, ev, names[i], now); err != nil {
-					return fmt.Errorf("intake of %s: %w", ev.ExternalUserID, err)
-				}
-			case directory.ContactSaved:
-				if err = s.contactSaved(ctx, tx, ev, now); err != nil {
-					return fmt.Errorf("contact %s saved: %w", ev.ExternalUserID, err)
-				}
-			default:
-				return jobs.Permanent(fmt.Errorf("leads intake got %T", ev))
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error { return s.intakeTx(ctx, tx, evs, now) })
+}
+
+func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int64) error {
+	var adds []livecode.ContactAdded
+	var saves []directory.ContactSaved
+	var corps, exts, keys []string
+	for _, ev := range evs {
+		switch ev := ev.(type) {
+		case livecode.ContactAdded:
+			adds = append(adds, ev)
+			corps, exts, keys = append(corps, ev.CorpID), append(exts, ev.ExternalUserID), append(keys, addKey(ev))
+		case directory.ContactSaved:
+			saves = append(saves, ev)
+			corps, exts = append(corps, ev.CorpID), append(exts, ev.ExternalUserID)
+		default:
+			return jobs.Permanent(fmt.Errorf("leads intake got %T", ev))
+		}
+	}
+	seen := map[[2]string]bool{}
+	if len(keys) > 0 {
+		var err error
+		if seen, err = s.store.seenEvents(ctx, tx, corps, keys); err != nil {
+			return err
+		}
+	}
+	adds = slices.DeleteFunc(adds, func(a livecode.ContactAdded) bool { return seen[[2]string{a.CorpID, addKey(a)}] })
+	people, err := s.store.peopleByIdentity(ctx, tx, IdentityWeCom, corps, exts)
+	if err != nil {
+		return err
+	}
+	// New people: named when their contact was saved.
+	var fresh []newPerson
+	names := map[int64]string{}
+	for _, sv := range saves {
+		if id := people[[2]string{sv.CorpID, sv.ExternalUserID}]; id > 0 {
+			if sv.Name != "" {
+				names[id] = sv.Name
 			}
+		} else {
+			fresh = append(fresh, newPerson{Corp: sv.CorpID, Kind: IdentityWeCom, Value: sv.ExternalUserID, Name: sv.Name})
 		}
-		return nil
-	})
-}
-
-// contactSaved names the contact's person, creating the person (not yet a
-// lead: that is the add's) when intake has not met them yet.
-func (s *Service) contactSaved(ctx context.Context, tx *qsql.Tx, ev directory.ContactSaved, now int64) error {
-	if ev.Name == "" {
-		return nil
 	}
-	person, err := s.store.personByIdentity(ctx, tx, ev.CorpID, IdentityWeCom, ev.ExternalUserID)
+	for _, a := range adds {
+		if people[[2]string{a.CorpID, a.ExternalUserID}] == 0 {
+			fresh = append(fresh, newPerson{Corp: a.CorpID, Kind: IdentityWeCom, Value: a.ExternalUserID})
+		}
+	}
+	made, err := s.store.createPeople(ctx, tx, fresh, now)
 	if err != nil {
 		return err
 	}
-	if person == 0 {
-		_, err = s.store.createPerson(ctx, tx, ev.CorpID, ev.Name, IdentityWeCom, ev.ExternalUserID, now)
+	maps.Copy(people, made)
+	if err := s.store.nameUnnamed(ctx, tx, names, now); err != nil {
 		return err
 	}
-	return s.store.nameIfUnnamed(ctx, tx, person, ev.Name, now)
-}
-
-func (s *Service) intakeOne(ctx context.Context, tx *qsql.Tx, ev livecode.ContactAdded, name string, now int64) error {
-	key := fmt.Sprintf("add:%d", ev.SourceID)
-	if seen, err := s.store.seenEvent(ctx, tx, ev.CorpID, key); err != nil || seen {
-		return err // a retried delivery: recorded already
+	if len(adds) == 0 {
+		return nil
 	}
-	person, err := s.store.personByIdentity(ctx, tx, ev.CorpID, IdentityWeCom, ev.ExternalUserID)
+	ids := make([]int64, len(adds))
+	for i, a := range adds {
+		ids[i] = people[[2]string{a.CorpID, a.ExternalUserID}]
+	}
+	leadOf, err := s.store.leadsOfPeople(ctx, tx, corps, ids)
 	if err != nil {
 		return err
 	}
-	if person == 0 {
-		if person, err = s.store.createPerson(ctx, tx, ev.CorpID, name, IdentityWeCom, ev.ExternalUserID, now); err != nil {
+	var fresher []*Lead
+	var history []historyRow
+	var createdBy []livecode.ContactAdded
+	for i, a := range adds {
+		how := addedHow(a)
+		if lead := leadOf[ids[i]]; lead > 0 {
+			history = append(history, historyRow{a.CorpID, lead, HistoryEntry{At: now, Kind: HistoryAdded, To: a.UserID, Reason: how, eventKey: addKey(a)}})
+			continue
+		}
+		pool, err := s.defaultPool(ctx, tx, a.CorpID, now)
+		if err != nil {
 			return err
 		}
-	} else if name != "" {
-		if err := s.store.nameIfUnnamed(ctx, tx, person, name, now); err != nil {
-			return err
+		l := &Lead{CorpID: a.CorpID, PersonID: ids[i], PoolID: pool, Stage: StageLead, Source: SourceDirect, StaffUserID: a.UserID, CreatedAt: now, UpdatedAt: now}
+		if a.Source == "code" {
+			l.Source, l.Channel, l.CodeID = SourceCode, a.Channel, a.CodeID
 		}
+		fresher, createdBy = append(fresher, l), append(createdBy, a)
 	}
-	how := fmt.Sprintf("WeCom add by %s", ev.UserID)
-	if ev.CodeID > 0 {
-		how += fmt.Sprintf(" through code %d (channel %s)", ev.CodeID, ev.Channel)
-	}
-	lead, err := s.store.leadOfPerson(ctx, tx, ev.CorpID, person)
-	if err != nil {
+	if err := s.store.createLeads(ctx, tx, fresher); err != nil {
 		return err
 	}
-	if lead > 0 {
-		return s.store.addHistory(ctx, tx, ev.CorpID, lead, HistoryEntry{At: now, Kind: HistoryAdded, To: ev.UserID, Reason: how, eventKey: key})
+	for i, l := range fresher {
+		a := createdBy[i]
+		history = append(history, historyRow{a.CorpID, l.ID, HistoryEntry{At: now, Kind: HistoryCreated, To: StageLead, Reason: addedHow(a), eventKey: addKey(a)}})
 	}
-	pool, err := s.store.defaultPool(ctx, tx, ev.CorpID, now)
-	if err != nil {
-		return err
+	return s.store.addHistories(ctx, tx, history)
+}
+
+// addKey names an add in the history, so a retried delivery records it once.
+func addKey(a livecode.ContactAdded) string { return fmt.Sprintf("add:%d", a.SourceID) }
+
+func addedHow(a livecode.ContactAdded) string {
+	how := "WeCom add by " + a.UserID
+	if a.CodeID > 0 {
+		how += fmt.Sprintf(" through code %d (channel %s)", a.CodeID, a.Channel)
 	}
-	l := &Lead{CorpID: ev.CorpID, PersonID: person, PoolID: pool, Stage: StageLead, Source: SourceDirect, StaffUserID: ev.UserID,
-		CreatedAt: now, UpdatedAt: now}
-	if ev.Source == "code" {
-		l.Source, l.Channel, l.CodeID = SourceCode, ev.Channel, ev.CodeID
+	return how
+}
+
+// defaultPool is the corp's default pool id, made on first use and then
+// remembered (a pool id never changes).
+func (s *Service) defaultPool(ctx context.Context, tx *qsql.Tx, corp string, now int64) (int64, error) {
+	if id, ok := s.defaultPools.Load(corp); ok {
+		return id.(int64), nil
 	}
-	if err := s.store.createLead(ctx, tx, l); err != nil {
-		return err
+	id, err := s.store.defaultPool(ctx, tx, corp, now)
+	if err == nil {
+		s.defaultPools.Store(corp, id)
 	}
-	return s.store.addHistory(ctx, tx, ev.CorpID, l.ID, HistoryEntry{At: now, Kind: HistoryCreated, To: StageLead, Reason: how, eventKey: key})
+	return id, err
 }

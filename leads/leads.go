@@ -14,6 +14,7 @@ package leads
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/qiflow/qiflow/apperr"
@@ -106,9 +107,8 @@ type Pool struct {
 	UpdatedAt     int64  `db:"updated_at" json:"updated_at"`
 }
 
-// Contacts is the directory mirror's contacts.
+// Contacts is the directory mirror's contacts (the backfill pages them).
 type Contacts interface {
-	ContactName(ctx context.Context, corpID, externalUserID string) (string, error)
 	ListContacts(ctx context.Context, corpID, after string, limit int) ([]directory.Contact, error)
 }
 
@@ -120,6 +120,8 @@ type Service struct {
 	calendars configs.Calendars // claims per day count by the corp's local day
 	log       *slog.Logger
 	now       func() time.Time
+
+	defaultPools sync.Map // corp → its default pool's id (never changes)
 }
 
 // New returns the lead pool over db.

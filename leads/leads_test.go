@@ -66,10 +66,13 @@ func setCaps(t *testing.T, s *Service, p Pool) {
 
 func TestIntake_OnePersonAndLeadPerContactWithItsSource(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, names{"wm1": "Li Lei"}, nil, quiet)
+		s := New(db, nil, nil, quiet)
 		ctx := context.Background()
 		viaCode := livecode.ContactAdded{CorpID: "ww1", ExternalUserID: "wm1", UserID: "zhangsan", Source: "code", CodeID: 7, Channel: "poster", SourceID: 11}
 		if err := s.Intake(ctx, []livecode.ContactAdded{viaCode, added("wm2", "lisi", 12)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.intake(ctx, []any{directory.ContactSaved{CorpID: "ww1", ExternalUserID: "wm1", Name: "Li Lei", SavedAt: 1}}); err != nil {
 			t.Fatal(err)
 		}
 		// The same customer adds a second staff member, and a delivery is retried.
@@ -255,7 +258,7 @@ func TestStage_MovesFollowTheFunnelWithReasonsAndNurtureReturnsToThePool(t *test
 // the add (the person is made then, and the add finds them) or after.
 func TestIntake_SavedContactNamesThePersonInEitherOrder(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, names{}, nil, quiet)
+		s := New(db, nil, nil, quiet)
 		ctx := context.Background()
 		saved := func(ext, name string) directory.ContactSaved {
 			return directory.ContactSaved{CorpID: "ww1", ExternalUserID: ext, Name: name, SavedAt: 5}
@@ -281,6 +284,33 @@ func TestIntake_SavedContactNamesThePersonInEitherOrder(t *testing.T) {
 		db.Get(&people, "SELECT COUNT(*) FROM people")
 		if people != 2 {
 			t.Fatalf("%d people for two contacts", people)
+		}
+	})
+}
+
+// The backfill makes a lead for every contact without one, keeps those
+// intake made, and changes nothing when run again.
+func TestBackfill_ExistingContactsBecomeLeadsOnce(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		if err := s.Intake(ctx, []livecode.ContactAdded{added("wm1", "lisi", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		page := []directory.Contact{{ExternalUserID: "wm1", Name: "One"}, {ExternalUserID: "wm2", Name: "Two"}, {ExternalUserID: "wm3", Name: "Three"}}
+		for run, want := range []int{2, 0} {
+			n, err := s.backfill(ctx, "ww1", page)
+			if err != nil || n != want {
+				t.Fatalf("run %d created %d (%v), want %d", run, n, err, want)
+			}
+		}
+		ls, _ := s.List(ctx, ListFilter{CorpID: "ww1"})
+		sources := map[string]string{}
+		for _, l := range ls {
+			sources[l.Name] = l.Source
+		}
+		if len(ls) != 3 || sources["Two"] != SourceExisting || sources["Three"] != SourceExisting || sources[""] != SourceDirect {
+			t.Fatalf("leads %v", sources)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package leads
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -27,68 +28,9 @@ func (st *store) defaultPool(ctx context.Context, tx *qsql.Tx, corp string, now 
 	return id, err
 }
 
-// personByIdentity returns the person an identity names, or 0.
-func (st *store) personByIdentity(ctx context.Context, tx *qsql.Tx, corp, kind, value string) (int64, error) {
-	var id int64
-	err := tx.GetContext(ctx, &id, `SELECT person_id FROM person_identities WHERE corp_id = ? AND kind = ? AND value = ?`, corp, kind, value)
-	if qsql.IsNoRows(err) {
-		return 0, nil
-	}
-	return id, err
-}
-
-// createPerson records a person with one identity.
-func (st *store) createPerson(ctx context.Context, tx *qsql.Tx, corp, name, kind, value string, now int64) (int64, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO people (corp_id, name, created_at, updated_at) VALUES (?, ?, ?, ?)`, corp, name, now, now)
-	if err != nil {
-		return 0, err
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, err
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES (?, ?, ?, ?, ?)`,
-		corp, kind, value, id, now)
-	return id, err
-}
-
-// leadOfPerson returns a person's lead id, or 0.
-func (st *store) leadOfPerson(ctx context.Context, tx *qsql.Tx, corp string, person int64) (int64, error) {
-	var id int64
-	err := tx.GetContext(ctx, &id, `SELECT id FROM leads WHERE corp_id = ? AND person_id = ?`, corp, person)
-	if qsql.IsNoRows(err) {
-		return 0, nil
-	}
-	return id, err
-}
-
-// createLead records a new unowned lead.
-func (st *store) createLead(ctx context.Context, tx *qsql.Tx, l *Lead) error {
-	res, err := tx.ExecContext(ctx, `INSERT INTO leads (corp_id, person_id, pool_id, owner_user_id, stage, source, channel, code_id, staff_userid, version, created_at, updated_at)
-		VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, 1, ?, ?)`, l.CorpID, l.PersonID, l.PoolID, l.Stage, l.Source, l.Channel, l.CodeID, l.StaffUserID, l.CreatedAt, l.UpdatedAt)
-	if err != nil {
-		return err
-	}
-	l.ID, err = res.LastInsertId()
-	return err
-}
-
 // addHistory records a change of a lead.
-func (st *store) addHistory(ctx context.Context, ex sqlx.ExecerContext, corp string, lead int64, h HistoryEntry) error {
-	var key any
-	if h.eventKey != "" {
-		key = h.eventKey
-	}
-	_, err := ex.ExecContext(ctx, `INSERT INTO lead_history (corp_id, lead_id, at, actor_user_id, kind, from_value, to_value, reason, event_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		corp, lead, h.At, h.ActorUserID, h.Kind, h.From, h.To, truncate(h.Reason, 500), key)
-	return err
-}
-
-// seenEvent reports whether an event's change is recorded already.
-func (st *store) seenEvent(ctx context.Context, tx *qsql.Tx, corp, key string) (bool, error) {
-	var n int
-	err := tx.GetContext(ctx, &n, `SELECT COUNT(*) FROM lead_history WHERE corp_id = ? AND event_key = ?`, corp, key)
-	return n > 0, err
+func (st *store) addHistory(ctx context.Context, tx *qsql.Tx, corp string, lead int64, h HistoryEntry) error {
+	return st.addHistories(ctx, tx, []historyRow{{corp, lead, h}})
 }
 
 const leadCols = `l.id, l.corp_id, l.person_id, p.name, l.pool_id, l.owner_user_id, l.stage, l.source, l.channel, l.code_id, l.staff_userid,
@@ -252,12 +194,6 @@ func truncate(s string, n int) string {
 	return string(r[:n])
 }
 
-// nameIfUnnamed names a person intake met before their name was known.
-func (st *store) nameIfUnnamed(ctx context.Context, tx *qsql.Tx, person int64, name string, now int64) error {
-	_, err := tx.ExecContext(ctx, `UPDATE people SET name = ?, updated_at = ? WHERE id = ? AND name = ''`, name, now, person)
-	return err
-}
-
 // moveStage sets a lead's stage and owner if it is still at version; false
 // when it changed meanwhile.
 func (st *store) moveStage(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
@@ -269,4 +205,200 @@ func (st *store) moveStage(ctx context.Context, tx *qsql.Tx, corp string, lead, 
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// Set-based reads and writes for a batch of intake, one statement each.
+// Keys are [corp, value] pairs.
+
+// placeholders is "?,?,…" for n values.
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+// seenEvents returns which event keys have a history entry already.
+func (st *store) seenEvents(ctx context.Context, tx *qsql.Tx, corps, keys []string) (map[[2]string]bool, error) {
+	var rows []struct {
+		Corp string `db:"corp_id"`
+		Key  string `db:"event_key"`
+	}
+	q, args, err := sqlx.In(`SELECT corp_id, event_key FROM lead_history WHERE corp_id IN (?) AND event_key IN (?)`, corps, keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[[2]string]bool, len(rows))
+	for _, r := range rows {
+		out[[2]string{r.Corp, r.Key}] = true
+	}
+	return out, nil
+}
+
+// peopleByIdentity maps identities of one kind to their people.
+func (st *store) peopleByIdentity(ctx context.Context, tx *qsql.Tx, kind string, corps, values []string) (map[[2]string]int64, error) {
+	var rows []struct {
+		Corp   string `db:"corp_id"`
+		Value  string `db:"value"`
+		Person int64  `db:"person_id"`
+	}
+	q, args, err := sqlx.In(`SELECT corp_id, value, person_id FROM person_identities WHERE corp_id IN (?) AND kind = ? AND value IN (?)`, corps, kind, values)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[[2]string]int64, len(rows))
+	for _, r := range rows {
+		out[[2]string{r.Corp, r.Value}] = r.Person
+	}
+	return out, nil
+}
+
+// newPerson is a person to create from one identity.
+type newPerson struct {
+	Corp, Kind, Value, Name string
+}
+
+// createPeople creates people with their identity, three statements for
+// all, and returns their ids by [corp, value].
+func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, now int64) (map[[2]string]int64, error) {
+	out := map[[2]string]int64{}
+	if len(ps) == 0 {
+		return out, nil
+	}
+	rows := make([]string, len(ps))
+	args := make([]any, 0, 5*len(ps))
+	corps, origins := make([]string, len(ps)), make([]string, len(ps))
+	for i, p := range ps {
+		rows[i] = "(?, ?, ?, ?, ?)"
+		corps[i], origins[i] = p.Corp, p.Kind+":"+p.Value
+		args = append(args, p.Corp, p.Name, origins[i], now, now)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO people (corp_id, name, origin, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...); err != nil {
+		return nil, err
+	}
+	var made []struct {
+		ID     int64  `db:"id"`
+		Corp   string `db:"corp_id"`
+		Origin string `db:"origin"`
+	}
+	q, qargs, err := sqlx.In(`SELECT id, corp_id, origin FROM people WHERE corp_id IN (?) AND origin IN (?)`, corps, origins)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &made, q, qargs...); err != nil {
+		return nil, err
+	}
+	ids := make(map[[2]string]int64, len(made))
+	for _, m := range made {
+		ids[[2]string{m.Corp, m.Origin}] = m.ID
+	}
+	args = args[:0]
+	for i, p := range ps {
+		id := ids[[2]string{p.Corp, p.Kind + ":" + p.Value}]
+		if id == 0 {
+			return nil, fmt.Errorf("person %s:%s vanished after insert", p.Kind, p.Value)
+		}
+		out[[2]string{p.Corp, p.Value}] = id
+		rows[i] = "(?, ?, ?, ?, ?)"
+		args = append(args, p.Corp, p.Kind, p.Value, id, now)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES `+strings.Join(rows, ","), args...)
+	return out, err
+}
+
+// nameUnnamed names people who have no name yet, one statement.
+func (st *store) nameUnnamed(ctx context.Context, tx *qsql.Tx, names map[int64]string, now int64) error {
+	if len(names) == 0 {
+		return nil
+	}
+	var cases []string
+	var args, ids []any
+	for id, name := range names {
+		cases = append(cases, "WHEN ? THEN ?")
+		args = append(args, id, name)
+		ids = append(ids, id)
+	}
+	args = append(append(args, now), ids...)
+	_, err := tx.ExecContext(ctx, `UPDATE people SET name = CASE id `+strings.Join(cases, " ")+` END, updated_at = ?
+		WHERE name = '' AND id IN (`+placeholders(len(ids))+`)`, args...)
+	return err
+}
+
+// leadsOfPeople maps people to their leads.
+func (st *store) leadsOfPeople(ctx context.Context, tx *qsql.Tx, corps []string, people []int64) (map[int64]int64, error) {
+	out := map[int64]int64{}
+	if len(people) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		Person int64 `db:"person_id"`
+		ID     int64 `db:"id"`
+	}
+	q, args, err := sqlx.In(`SELECT person_id, id FROM leads WHERE corp_id IN (?) AND person_id IN (?)`, corps, people)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.Person] = r.ID
+	}
+	return out, nil
+}
+
+// createLeads records new unowned leads, two statements for all, and sets their ids.
+func (st *store) createLeads(ctx context.Context, tx *qsql.Tx, ls []*Lead) error {
+	if len(ls) == 0 {
+		return nil
+	}
+	rows := make([]string, len(ls))
+	args := make([]any, 0, 11*len(ls))
+	corps, people := make([]string, len(ls)), make([]int64, len(ls))
+	for i, l := range ls {
+		rows[i] = "(?, ?, ?, 0, ?, ?, ?, ?, ?, 1, ?, ?)"
+		args = append(args, l.CorpID, l.PersonID, l.PoolID, l.Stage, l.Source, l.Channel, l.CodeID, l.StaffUserID, l.CreatedAt, l.UpdatedAt)
+		corps[i], people[i] = l.CorpID, l.PersonID
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO leads (corp_id, person_id, pool_id, owner_user_id, stage, source, channel, code_id, staff_userid, version, created_at, updated_at)
+		VALUES `+strings.Join(rows, ","), args...); err != nil {
+		return err
+	}
+	ids, err := st.leadsOfPeople(ctx, tx, corps, people)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if l.ID = ids[l.PersonID]; l.ID == 0 {
+			return fmt.Errorf("lead of person %d vanished after insert", l.PersonID)
+		}
+	}
+	return nil
+}
+
+// historyRow is a history entry of a lead, for addHistories.
+type historyRow struct {
+	Corp string
+	Lead int64
+	HistoryEntry
+}
+
+// addHistories records many history entries in one statement.
+func (st *store) addHistories(ctx context.Context, tx *qsql.Tx, hs []historyRow) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	rows := make([]string, len(hs))
+	args := make([]any, 0, 9*len(hs))
+	for i, h := range hs {
+		rows[i] = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		var key any
+		if h.eventKey != "" {
+			key = h.eventKey
+		}
+		args = append(args, h.Corp, h.Lead, h.At, h.ActorUserID, h.Kind, h.From, h.To, truncate(h.Reason, 500), key)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO lead_history (corp_id, lead_id, at, actor_user_id, kind, from_value, to_value, reason, event_key) VALUES `+strings.Join(rows, ","), args...)
+	return err
 }

@@ -8,9 +8,14 @@ CREATE TABLE people (
   id               INTEGER      NOT NULL PRIMARY KEY AUTOINCREMENT,
   corp_id          VARCHAR(64)  NOT NULL,
   name             VARCHAR(255) NOT NULL DEFAULT '',
+  -- the identity the person was made from (wecom:<external_userid>), so a
+  -- batch that creates people reads their ids back; NULL when made by hand
+  origin           VARCHAR(191) NULL,
   created_at       BIGINT       NOT NULL,
   updated_at       BIGINT       NOT NULL
 );
+
+CREATE UNIQUE INDEX people_origin ON people (corp_id, origin);
 
 -- An identity names one person: a WeCom external contact (per corp), a
 -- unionid, a normalised mobile or a lowercased email.
