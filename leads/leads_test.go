@@ -18,14 +18,6 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-type names map[string]string
-
-func (n names) ContactName(_ context.Context, _, ext string) (string, error) { return n[ext], nil }
-
-func (n names) ListContacts(context.Context, string, string, int) ([]directory.Contact, error) {
-	return nil, nil
-}
-
 func added(ext, staff string, source int64) livecode.ContactAdded {
 	return livecode.ContactAdded{CorpID: "ww1", ExternalUserID: ext, UserID: staff, Source: "direct", SourceID: source, AddedAt: 1}
 }
