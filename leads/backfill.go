@@ -66,12 +66,11 @@ func (s *Service) backfill(ctx context.Context, corp string, page []directory.Co
 	now := qsql.Millis(s.now())
 	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		created = 0
-		corps := []string{corp}
-		exts := make([]string, len(page))
+		contacts := make([][2]string, len(page))
 		for i, c := range page {
-			exts[i] = c.ExternalUserID
+			contacts[i] = [2]string{corp, c.ExternalUserID}
 		}
-		people, err := s.store.peopleByIdentity(ctx, tx, IdentityWeCom, corps, exts)
+		people, err := s.store.peopleByIdentity(ctx, tx, IdentityWeCom, contacts)
 		if err != nil {
 			return err
 		}
@@ -86,11 +85,11 @@ func (s *Service) backfill(ctx context.Context, corp string, page []directory.Co
 			return err
 		}
 		maps.Copy(people, made)
-		ids := make([]int64, 0, len(people))
+		refs := make([][2]any, 0, len(people))
 		for _, id := range people {
-			ids = append(ids, id)
+			refs = append(refs, [2]any{corp, id})
 		}
-		leadOf, err := s.store.leadsOfPeople(ctx, tx, corps, ids)
+		leadOf, err := s.store.leadsOfPeople(ctx, tx, refs)
 		if err != nil {
 			return err
 		}

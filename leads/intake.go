@@ -63,15 +63,15 @@ func (s *Service) intake(ctx context.Context, evs []any) error {
 func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int64) error {
 	var adds []livecode.ContactAdded
 	var saves []directory.ContactSaved
-	var corps, exts, keys []string
+	var contacts, keys [][2]string
 	for _, ev := range evs {
 		switch ev := ev.(type) {
 		case livecode.ContactAdded:
 			adds = append(adds, ev)
-			corps, exts, keys = append(corps, ev.CorpID), append(exts, ev.ExternalUserID), append(keys, addKey(ev))
+			contacts, keys = append(contacts, [2]string{ev.CorpID, ev.ExternalUserID}), append(keys, [2]string{ev.CorpID, addKey(ev)})
 		case directory.ContactSaved:
 			saves = append(saves, ev)
-			corps, exts = append(corps, ev.CorpID), append(exts, ev.ExternalUserID)
+			contacts = append(contacts, [2]string{ev.CorpID, ev.ExternalUserID})
 		default:
 			return jobs.Permanent(fmt.Errorf("leads intake got %T", ev))
 		}
@@ -79,12 +79,12 @@ func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int6
 	seen := map[[2]string]bool{}
 	if len(keys) > 0 {
 		var err error
-		if seen, err = s.store.seenEvents(ctx, tx, corps, keys); err != nil {
+		if seen, err = s.store.seenEvents(ctx, tx, keys); err != nil {
 			return err
 		}
 	}
 	adds = slices.DeleteFunc(adds, func(a livecode.ContactAdded) bool { return seen[[2]string{a.CorpID, addKey(a)}] })
-	people, err := s.store.peopleByIdentity(ctx, tx, IdentityWeCom, corps, exts)
+	people, err := s.store.peopleByIdentity(ctx, tx, IdentityWeCom, contacts)
 	if err != nil {
 		return err
 	}
@@ -117,10 +117,12 @@ func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int6
 		return nil
 	}
 	ids := make([]int64, len(adds))
+	refs := make([][2]any, len(adds))
 	for i, a := range adds {
 		ids[i] = people[[2]string{a.CorpID, a.ExternalUserID}]
+		refs[i] = [2]any{a.CorpID, ids[i]}
 	}
-	leadOf, err := s.store.leadsOfPeople(ctx, tx, corps, ids)
+	leadOf, err := s.store.leadsOfPeople(ctx, tx, refs)
 	if err != nil {
 		return err
 	}

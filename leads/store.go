@@ -213,17 +213,23 @@ func (st *store) moveStage(ctx context.Context, tx *qsql.Tx, corp string, lead, 
 // placeholders is "?,?,…" for n values.
 func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
+// pairKeys turns [corp, value] pairs into KeysIn's keys.
+func pairKeys[V any](pairs [][2]V) [][]any {
+	out := make([][]any, len(pairs))
+	for i, p := range pairs {
+		out[i] = []any{p[0], p[1]}
+	}
+	return out
+}
+
 // seenEvents returns which event keys have a history entry already.
-func (st *store) seenEvents(ctx context.Context, tx *qsql.Tx, corps, keys []string) (map[[2]string]bool, error) {
+func (st *store) seenEvents(ctx context.Context, tx *qsql.Tx, keys [][2]string) (map[[2]string]bool, error) {
 	var rows []struct {
 		Corp string `db:"corp_id"`
 		Key  string `db:"event_key"`
 	}
-	q, args, err := sqlx.In(`SELECT corp_id, event_key FROM lead_history WHERE corp_id IN (?) AND event_key IN (?)`, corps, keys)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+	in, args := qsql.KeysIn([]string{"corp_id", "event_key"}, pairKeys(keys))
+	if err := tx.SelectContext(ctx, &rows, `SELECT corp_id, event_key FROM lead_history WHERE `+in, args...); err != nil {
 		return nil, err
 	}
 	out := make(map[[2]string]bool, len(rows))
@@ -234,17 +240,18 @@ func (st *store) seenEvents(ctx context.Context, tx *qsql.Tx, corps, keys []stri
 }
 
 // peopleByIdentity maps identities of one kind to their people.
-func (st *store) peopleByIdentity(ctx context.Context, tx *qsql.Tx, kind string, corps, values []string) (map[[2]string]int64, error) {
+func (st *store) peopleByIdentity(ctx context.Context, tx *qsql.Tx, kind string, values [][2]string) (map[[2]string]int64, error) {
 	var rows []struct {
 		Corp   string `db:"corp_id"`
 		Value  string `db:"value"`
 		Person int64  `db:"person_id"`
 	}
-	q, args, err := sqlx.In(`SELECT corp_id, value, person_id FROM person_identities WHERE corp_id IN (?) AND kind = ? AND value IN (?)`, corps, kind, values)
-	if err != nil {
-		return nil, err
+	keys := make([][]any, len(values))
+	for i, v := range values {
+		keys[i] = []any{v[0], kind, v[1]}
 	}
-	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+	in, args := qsql.KeysIn([]string{"corp_id", "kind", "value"}, keys)
+	if err := tx.SelectContext(ctx, &rows, `SELECT corp_id, value, person_id FROM person_identities WHERE `+in, args...); err != nil {
 		return nil, err
 	}
 	out := make(map[[2]string]int64, len(rows))
@@ -268,11 +275,11 @@ func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, 
 	}
 	rows := make([]string, len(ps))
 	args := make([]any, 0, 5*len(ps))
-	corps, origins := make([]string, len(ps)), make([]string, len(ps))
+	origins := make([][2]string, len(ps))
 	for i, p := range ps {
 		rows[i] = "(?, ?, ?, ?, ?)"
-		corps[i], origins[i] = p.Corp, p.Kind+":"+p.Value
-		args = append(args, p.Corp, p.Name, origins[i], now, now)
+		origins[i] = [2]string{p.Corp, p.Kind + ":" + p.Value}
+		args = append(args, p.Corp, p.Name, origins[i][1], now, now)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO people (corp_id, name, origin, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...); err != nil {
 		return nil, err
@@ -282,11 +289,8 @@ func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, 
 		Corp   string `db:"corp_id"`
 		Origin string `db:"origin"`
 	}
-	q, qargs, err := sqlx.In(`SELECT id, corp_id, origin FROM people WHERE corp_id IN (?) AND origin IN (?)`, corps, origins)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.SelectContext(ctx, &made, q, qargs...); err != nil {
+	in, qargs := qsql.KeysIn([]string{"corp_id", "origin"}, pairKeys(origins))
+	if err := tx.SelectContext(ctx, &made, `SELECT id, corp_id, origin FROM people WHERE `+in, qargs...); err != nil {
 		return nil, err
 	}
 	ids := make(map[[2]string]int64, len(made))
@@ -303,7 +307,7 @@ func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, 
 		rows[i] = "(?, ?, ?, ?, ?)"
 		args = append(args, p.Corp, p.Kind, p.Value, id, now)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES `+strings.Join(rows, ","), args...)
+	_, err := tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES `+strings.Join(rows, ","), args...)
 	return out, err
 }
 
@@ -325,8 +329,8 @@ func (st *store) nameUnnamed(ctx context.Context, tx *qsql.Tx, names map[int64]s
 	return err
 }
 
-// leadsOfPeople maps people to their leads.
-func (st *store) leadsOfPeople(ctx context.Context, tx *qsql.Tx, corps []string, people []int64) (map[int64]int64, error) {
+// leadsOfPeople maps people ([corp, person id]) to their leads.
+func (st *store) leadsOfPeople(ctx context.Context, tx *qsql.Tx, people [][2]any) (map[int64]int64, error) {
 	out := map[int64]int64{}
 	if len(people) == 0 {
 		return out, nil
@@ -335,11 +339,8 @@ func (st *store) leadsOfPeople(ctx context.Context, tx *qsql.Tx, corps []string,
 		Person int64 `db:"person_id"`
 		ID     int64 `db:"id"`
 	}
-	q, args, err := sqlx.In(`SELECT person_id, id FROM leads WHERE corp_id IN (?) AND person_id IN (?)`, corps, people)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+	in, args := qsql.KeysIn([]string{"corp_id", "person_id"}, pairKeys(people))
+	if err := tx.SelectContext(ctx, &rows, `SELECT person_id, id FROM leads WHERE `+in, args...); err != nil {
 		return nil, err
 	}
 	for _, r := range rows {
@@ -355,17 +356,17 @@ func (st *store) createLeads(ctx context.Context, tx *qsql.Tx, ls []*Lead) error
 	}
 	rows := make([]string, len(ls))
 	args := make([]any, 0, 11*len(ls))
-	corps, people := make([]string, len(ls)), make([]int64, len(ls))
+	people := make([][2]any, len(ls))
 	for i, l := range ls {
 		rows[i] = "(?, ?, ?, 0, ?, ?, ?, ?, ?, 1, ?, ?)"
 		args = append(args, l.CorpID, l.PersonID, l.PoolID, l.Stage, l.Source, l.Channel, l.CodeID, l.StaffUserID, l.CreatedAt, l.UpdatedAt)
-		corps[i], people[i] = l.CorpID, l.PersonID
+		people[i] = [2]any{l.CorpID, l.PersonID}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO leads (corp_id, person_id, pool_id, owner_user_id, stage, source, channel, code_id, staff_userid, version, created_at, updated_at)
 		VALUES `+strings.Join(rows, ","), args...); err != nil {
 		return err
 	}
-	ids, err := st.leadsOfPeople(ctx, tx, corps, people)
+	ids, err := st.leadsOfPeople(ctx, tx, people)
 	if err != nil {
 		return err
 	}

@@ -727,14 +727,20 @@ type sourceRow struct {
 
 const sourceCols = `id, corp_id, event_key, external_userid, userid, code_id, channel, state, is_readd, out_of_period, day, added_at, lost_at, lost_by`
 
-// sourcesByEvents returns the adds recorded for events, by corp and event key.
+// zipKeys pairs corps[i] with values[i], for qsql.KeysIn.
+func zipKeys(corps, values []string) [][]any {
+	out := make([][]any, len(corps))
+	for i := range corps {
+		out[i] = []any{corps[i], values[i]}
+	}
+	return out
+}
+
+// sourcesByEvents returns the adds recorded for events (corps[i], keys[i]).
 func (st *store) sourcesByEvents(ctx context.Context, q queryer, corps, keys []string) (map[[2]string]*sourceRow, error) {
 	var rows []*sourceRow
-	query, args, err := sqlx.In(`SELECT `+sourceCols+` FROM contact_sources WHERE corp_id IN (?) AND event_key IN (?)`, corps, keys)
-	if err != nil {
-		return nil, err
-	}
-	if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
+	in, args := qsql.KeysIn([]string{"corp_id", "event_key"}, zipKeys(corps, keys))
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT `+sourceCols+` FROM contact_sources WHERE `+in, args...); err != nil {
 		return nil, err
 	}
 	out := make(map[[2]string]*sourceRow, len(rows))
@@ -744,8 +750,9 @@ func (st *store) sourcesByEvents(ctx context.Context, q queryer, corps, keys []s
 	return out, nil
 }
 
-// relations reads pairs' relations inside tx (no lock, as relation), by
-// corp, external user and staff member.
+// relations reads the relations of contacts (corps[i], exts[i]) with any
+// staff member inside tx (no lock, as relation), by corp, external user and
+// staff member.
 func (st *store) relations(ctx context.Context, tx *qsql.Tx, corps, exts []string) (map[[3]string]*relation, error) {
 	var rows []struct {
 		relation
@@ -753,12 +760,9 @@ func (st *store) relations(ctx context.Context, tx *qsql.Tx, corps, exts []strin
 		ExternalUserID string `db:"external_userid"`
 		UserID         string `db:"userid"`
 	}
-	query, args, err := sqlx.In(`SELECT corp_id, external_userid, userid, source_id, added_at, lost_at, lost_by FROM contact_relations
-		WHERE corp_id IN (?) AND external_userid IN (?)`, corps, exts)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+	in, args := qsql.KeysIn([]string{"corp_id", "external_userid"}, zipKeys(corps, exts))
+	if err := tx.SelectContext(ctx, &rows, `SELECT corp_id, external_userid, userid, source_id, added_at, lost_at, lost_by FROM contact_relations
+		WHERE `+in, args...); err != nil {
 		return nil, err
 	}
 	out := make(map[[3]string]*relation, len(rows))

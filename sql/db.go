@@ -284,6 +284,22 @@ func valuesRow(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
 }
 
+// KeysIn returns "((a = ? AND b = ?) OR (…))" for n keys of cols, with the
+// arguments flattened from keys (each one value per column). Both servers
+// read it as n point lookups on an index over cols; "a IN (…) AND b IN (…)"
+// is a cross product that MariaDB may answer by scanning every row of the
+// first column's values.
+func KeysIn(cols []string, keys [][]any) (string, []any) {
+	one := "(" + strings.Join(cols, " = ? AND ") + " = ?)"
+	conds := make([]string, len(keys))
+	args := make([]any, 0, len(keys)*len(cols))
+	for i, k := range keys {
+		conds[i] = one
+		args = append(args, k...)
+	}
+	return "(" + strings.Join(conds, " OR ") + ")", args
+}
+
 // IsDuplicate reports a unique-key violation (MySQL 1062, SQLite's UNIQUE
 // constraint), which callers answer as a conflict.
 func IsDuplicate(err error) bool {

@@ -42,3 +42,10 @@ func TestUpsert_NamesTheIncomingRowPerServer(t *testing.T) {
 		t.Errorf("adding:\n got %s\nwant %s", got, want)
 	}
 }
+
+func TestKeysIn_PointLookupsPerKey(t *testing.T) {
+	q, args := KeysIn([]string{"a", "b"}, [][]any{{"x", 1}, {"y", 2}})
+	if q != "((a = ? AND b = ?) OR (a = ? AND b = ?))" || len(args) != 4 || args[0] != "x" || args[3] != 2 {
+		t.Fatalf("%s %v", q, args)
+	}
+}
