@@ -55,7 +55,9 @@ func (b *Bus) Claim(ctx context.Context, lane Lane, owner string, n int, lease t
 	// The older-delivery check must walk bus_deliveries_order (subject and
 	// time): through the status index it scans every queued delivery of the
 	// subscriber, per candidate, and a backlog makes claiming quadratic.
-	q, args, err := sqlx.In(fmt.Sprintf(claimableSQL, b.db.ForceIndex("bus_deliveries_order")), int(lane), nowMs, names, nowMs, 3*n)
+	// Candidates beyond n let racing instances pick different rows (below);
+	// a bounded surplus keeps big batch claims from reading thrice their size.
+	q, args, err := sqlx.In(fmt.Sprintf(claimableSQL, b.db.ForceIndex("bus_deliveries_order")), int(lane), nowMs, names, nowMs, n+min(2*n, 128))
 	if err != nil {
 		return nil, err
 	}
