@@ -447,6 +447,13 @@ func (s *Service) AddTeamMember(ctx context.Context, corpID string, teamID, user
 	return err
 }
 
+// IsMember reports whether the user belongs to the corp.
+func (s *Service) IsMember(ctx context.Context, corpID string, userID int64) (bool, error) {
+	var n int
+	err := s.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM user_corps WHERE corp_id = ? AND user_id = ?`, corpID, userID)
+	return n > 0, err
+}
+
 // TeamMembers lists a team's user ids.
 func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error) {
 	var ids []int64

@@ -17,10 +17,21 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/claim", auth.PermLeadsClaim, s.claimLead},
 		{"POST", "/leads/:id/release", auth.PermLeadsClaim, s.releaseLead},
 		{"POST", "/leads/:id/stage", auth.PermLeadsClaim, s.changeStage},
+		{"POST", "/leads/:id/pool", auth.PermPoolsManage, s.moveLead},
 		{"GET", "/pools", auth.PermLeadsRead, s.listPools},
 		{"POST", "/pools", auth.PermPoolsManage, s.createPool},
 		{"PUT", "/pools/:id", auth.PermPoolsManage, s.updatePool},
+		{"GET", "/pools/:id/members", auth.PermLeadsRead, s.poolMembers},
+		{"PUT", "/pools/:id/members/:user", auth.PermPoolsManage, s.poolMember(true)},
+		{"DELETE", "/pools/:id/members/:user", auth.PermPoolsManage, s.poolMember(false)},
 	}
+}
+
+// viewer is who asks: holders of pools.manage, and those who may read leads
+// but not work them (marketers), see every lead; SDRs see the leads of
+// their pools and their own.
+func viewer(p auth.Principal) leads.Viewer {
+	return leads.Viewer{UserID: p.UserID, All: p.Can(auth.PermPoolsManage) || !p.Can(auth.PermLeadsClaim)}
 }
 
 // listLeads pages through leads: ?pool=, ?owner= (me, none, or a user id),
@@ -31,7 +42,7 @@ func (s *Server) listLeads(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	f := leads.ListFilter{CorpID: p.CorpID, Stage: c.Query("stage"), After: cursor, Limit: limit}
+	f := leads.ListFilter{CorpID: p.CorpID, Viewer: viewer(p), Stage: c.Query("stage"), After: cursor, Limit: limit}
 	if v := c.Query("pool"); v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
@@ -67,7 +78,8 @@ func (s *Server) getLead(c *gin.Context) {
 	if !ok {
 		return
 	}
-	l, history, err := s.d.Leads.Get(c.Request.Context(), principal(c).CorpID, id)
+	p := principal(c)
+	l, history, err := s.d.Leads.Get(c.Request.Context(), p.CorpID, id, viewer(p))
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -134,6 +146,28 @@ func (s *Server) changeStage(c *gin.Context) {
 	c.JSON(http.StatusOK, l)
 }
 
+// moveLead moves a lead to another pool: {"pool_id", "reason"}.
+func (s *Server) moveLead(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in struct {
+		PoolID int64  `json:"pool_id"`
+		Reason string `json:"reason"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	l, err := s.d.Leads.MoveToPool(c.Request.Context(), p.CorpID, id, in.PoolID, p.UserID, in.Reason)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, l)
+}
+
 func (s *Server) listPools(c *gin.Context) {
 	pools, err := s.d.Leads.Pools(c.Request.Context(), principal(c).CorpID)
 	if err != nil {
@@ -185,4 +219,55 @@ func (s *Server) updatePool(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) poolMembers(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	users, err := s.d.Leads.Members(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"members": users})
+}
+
+// poolMember adds (PUT) or removes (DELETE) a member of a pool.
+func (s *Server) poolMember(add bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id, ok := pathID(c, "id")
+		if !ok {
+			return
+		}
+		user, ok := pathID(c, "user")
+		if !ok {
+			return
+		}
+		p := principal(c)
+		ctx := c.Request.Context()
+		if !add {
+			if err := s.d.Leads.RemoveMember(ctx, p.CorpID, id, user); err != nil {
+				s.failErr(c, err)
+				return
+			}
+			c.Status(http.StatusNoContent)
+			return
+		}
+		member, err := s.d.Auth.IsMember(ctx, p.CorpID, user)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		if !member {
+			invalid(c, "user", "is not a user of this corp")
+			return
+		}
+		if err := s.d.Leads.AddMember(ctx, p.CorpID, id, user); err != nil {
+			s.failErr(c, err)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	}
 }

@@ -15,6 +15,8 @@ import (
 // that pool (a conditional update), and the user's caps are counted by a
 // conditional update of their counter row; either failing undoes both. Two
 // SDRs racing for one lead: one wins, the other gets ErrAlreadyClaimed.
+//
+// A lead in a pool the user does not work is not found for them.
 func (s *Service) Claim(ctx context.Context, corp string, leadID, user int64) (*Lead, error) {
 	now := s.now()
 	ms := qsql.Millis(now)
@@ -22,6 +24,9 @@ func (s *Service) Claim(ctx context.Context, corp string, leadID, user int64) (*
 		l, err := s.store.lead(ctx, tx, corp, leadID)
 		if err != nil {
 			return err
+		}
+		if ok, err := s.store.visible(ctx, tx, corp, leadID, Viewer{UserID: user}); err != nil || !ok {
+			return cmpErr(err, ErrNotFound)
 		}
 		if l.OwnerUserID != 0 {
 			return ErrAlreadyClaimed
@@ -92,11 +97,14 @@ func (s *Service) Release(ctx context.Context, corp string, leadID, user int64, 
 	return s.store.lead(ctx, s.db, corp, leadID)
 }
 
-// Get returns a lead with its history.
-func (s *Service) Get(ctx context.Context, corp string, id int64) (*Lead, []HistoryEntry, error) {
+// Get returns a lead the viewer may see, with its history.
+func (s *Service) Get(ctx context.Context, corp string, id int64, v Viewer) (*Lead, []HistoryEntry, error) {
 	l, err := s.store.lead(ctx, s.db, corp, id)
 	if err != nil {
 		return nil, nil, err
+	}
+	if ok, err := s.store.visible(ctx, s.db, corp, id, v); err != nil || !ok {
+		return nil, nil, cmpErr(err, ErrNotFound)
 	}
 	h, err := s.store.history(ctx, corp, id)
 	return l, h, err
@@ -170,3 +178,68 @@ func (p Pool) checkCaps() apperr.Fields {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// cmpErr is err, or fallback when err is nil.
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+// Members lists a pool's members (none: open to every SDR).
+func (s *Service) Members(ctx context.Context, corp string, pool int64) ([]int64, error) {
+	if _, err := s.store.pool(ctx, s.db, corp, pool); err != nil {
+		return nil, err
+	}
+	return s.store.members(ctx, corp, pool)
+}
+
+// AddMember makes a user a member of a pool; a pool with members is theirs alone.
+func (s *Service) AddMember(ctx context.Context, corp string, pool, user int64) error {
+	if _, err := s.store.pool(ctx, s.db, corp, pool); err != nil {
+		return err
+	}
+	return s.store.addMember(ctx, corp, pool, user, qsql.Millis(s.now()))
+}
+
+// RemoveMember takes a user off a pool's members; the leads they own stay theirs.
+func (s *Service) RemoveMember(ctx context.Context, corp string, pool, user int64) error {
+	if _, err := s.store.pool(ctx, s.db, corp, pool); err != nil {
+		return err
+	}
+	return s.store.removeMember(ctx, corp, pool, user)
+}
+
+// HistoryPool is a move between pools.
+const HistoryPool = "pool"
+
+// MoveToPool moves a lead to another pool of the corp (a manager's move:
+// its owner, if any, keeps it).
+func (s *Service) MoveToPool(ctx context.Context, corp string, leadID, pool, actor int64, reason string) (*Lead, error) {
+	ms := qsql.Millis(s.now())
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		l, err := s.store.lead(ctx, tx, corp, leadID)
+		if err != nil {
+			return err
+		}
+		if _, err := s.store.pool(ctx, tx, corp, pool); err != nil {
+			return apperr.Field("pool_id", "no such pool")
+		}
+		if l.PoolID == pool {
+			return nil
+		}
+		ok, err := s.store.movePool(ctx, tx, corp, leadID, l.Version, pool, ms)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrChanged
+		}
+		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: actor, Kind: HistoryPool, From: itoa(l.PoolID), To: itoa(pool), Reason: strings.TrimSpace(reason)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.store.lead(ctx, s.db, corp, leadID)
+}

@@ -62,6 +62,14 @@ var (
 	ErrChanged        = apperr.Conflict("version_conflict", "the lead changed meanwhile; reload it and try again")
 )
 
+// Viewer is who reads or acts on leads. An SDR (All false) sees the leads of
+// the pools they work (open pools, and pools they are a member of) and the
+// leads they own; managers and marketers (All) see every lead of the corp.
+type Viewer struct {
+	UserID int64
+	All    bool
+}
+
 // Lead is a person's lead in a corp.
 type Lead struct {
 	ID          int64  `db:"id" json:"id"`

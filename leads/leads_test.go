@@ -18,6 +18,9 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// all sees every lead, as a manager does.
+var all = Viewer{All: true}
+
 func added(ext, staff string, source int64) livecode.ContactAdded {
 	return livecode.ContactAdded{CorpID: "ww1", ExternalUserID: ext, UserID: staff, Source: "direct", SourceID: source, AddedAt: 1}
 }
@@ -33,7 +36,7 @@ func seed(t *testing.T, s *Service, n int) []int64 {
 	if err := s.Intake(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	ls, err := s.List(ctx, ListFilter{CorpID: "ww1", Owner: -1, Limit: 200})
+	ls, err := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: all, Owner: -1, Limit: 200})
 	if err != nil || len(ls) != n {
 		t.Fatalf("%d leads (%v), want %d", len(ls), err, n)
 	}
@@ -71,7 +74,7 @@ func TestIntake_OnePersonAndLeadPerContactWithItsSource(t *testing.T) {
 		if err := s.Intake(ctx, []livecode.ContactAdded{added("wm1", "lisi", 13), viaCode}); err != nil {
 			t.Fatal(err)
 		}
-		ls, err := s.List(ctx, ListFilter{CorpID: "ww1"})
+		ls, err := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: all})
 		if err != nil || len(ls) != 2 {
 			t.Fatalf("leads %+v %v", ls, err)
 		}
@@ -82,7 +85,7 @@ func TestIntake_OnePersonAndLeadPerContactWithItsSource(t *testing.T) {
 		if ls[1].Source != SourceDirect {
 			t.Fatalf("direct lead: %+v", ls[1])
 		}
-		_, h, err := s.Get(ctx, "ww1", l.ID)
+		_, h, err := s.Get(ctx, "ww1", l.ID, all)
 		if err != nil || len(h) != 2 || h[0].Kind != HistoryCreated || h[1].Kind != HistoryAdded || h[1].To != "lisi" {
 			t.Fatalf("history %+v %v", h, err)
 		}
@@ -128,7 +131,7 @@ func TestClaim_RacingSDRsOnTwoInstancesNeverShareALeadOrExceedACap(t *testing.T)
 			if len(w) != 1 {
 				t.Errorf("lead %d won by %v", lead, w)
 			}
-			l, _, err := instances[0].Get(ctx, "ww1", lead)
+			l, _, err := instances[0].Get(ctx, "ww1", lead, all)
 			if err != nil || l.OwnerUserID != w[0] {
 				t.Errorf("lead %d owned by %d, won by %v (%v)", lead, l.OwnerUserID, w, err)
 			}
@@ -180,7 +183,7 @@ func TestClaim_ReleaseCooldownAndDailyCap(t *testing.T) {
 		if _, err := s.Claim(ctx, "ww1", ids[2], 1); !errors.Is(err, ErrCapReached) {
 			t.Fatalf("third claim of the day: %v", err)
 		}
-		if l, _, _ := s.Get(ctx, "ww1", ids[2]); l.OwnerUserID != 0 {
+		if l, _, _ := s.Get(ctx, "ww1", ids[2], all); l.OwnerUserID != 0 {
 			t.Fatalf("a refused claim left an owner: %+v", l)
 		}
 		mu.Lock()
@@ -191,7 +194,7 @@ func TestClaim_ReleaseCooldownAndDailyCap(t *testing.T) {
 				t.Fatalf("next day, claim %d: %v", id, err)
 			}
 		}
-		_, h, _ := s.Get(ctx, "ww1", ids[0])
+		_, h, _ := s.Get(ctx, "ww1", ids[0], all)
 		kinds := ""
 		for _, e := range h {
 			kinds += e.Kind + " "
@@ -239,7 +242,7 @@ func TestStage_MovesFollowTheFunnelWithReasonsAndNurtureReturnsToThePool(t *test
 		if l, err := s.ChangeStage(ctx, "ww1", id, 9, true, StageMQL, ""); err != nil || l.Stage != StageMQL {
 			t.Fatalf("manager move: %+v %v", l, err)
 		}
-		_, h, _ := s.Get(ctx, "ww1", id)
+		_, h, _ := s.Get(ctx, "ww1", id, all)
 		if last := h[len(h)-1]; last.Kind != HistoryStage || last.From != StageNurture || last.To != StageMQL || last.ActorUserID != 9 {
 			t.Fatalf("history: %+v", h)
 		}
@@ -261,7 +264,7 @@ func TestIntake_SavedContactNamesThePersonInEitherOrder(t *testing.T) {
 		if err := s.intake(ctx, []any{added("wm1", "lisi", 1), saved("wm2", "Added First")}); err != nil {
 			t.Fatal(err)
 		}
-		ls, err := s.List(ctx, ListFilter{CorpID: "ww1"})
+		ls, err := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: all})
 		if err != nil || len(ls) != 2 {
 			t.Fatalf("%+v %v", ls, err)
 		}
@@ -296,13 +299,69 @@ func TestBackfill_ExistingContactsBecomeLeadsOnce(t *testing.T) {
 				t.Fatalf("run %d created %d (%v), want %d", run, n, err, want)
 			}
 		}
-		ls, _ := s.List(ctx, ListFilter{CorpID: "ww1"})
+		ls, _ := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: all})
 		sources := map[string]string{}
 		for _, l := range ls {
 			sources[l.Name] = l.Source
 		}
 		if len(ls) != 3 || sources["Two"] != SourceExisting || sources["Three"] != SourceExisting || sources[""] != SourceDirect {
 			t.Fatalf("leads %v", sources)
+		}
+	})
+}
+
+// An SDR sees and claims the leads of open pools and of pools they are a
+// member of, and keeps seeing the leads they own; others' members-only
+// pools are not found for them.
+func TestScope_SDRsWorkTheirPools(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		ids := seed(t, s, 3)
+		north, err := s.CreatePool(ctx, Pool{CorpID: "ww1", Name: "north"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// SDR 2 claims ids[2] while it is still in the open default pool.
+		if _, err := s.Claim(ctx, "ww1", ids[2], 2); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{ids[1], ids[2]} {
+			if _, err := s.MoveToPool(ctx, "ww1", id, north.ID, 9, "northern region"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.AddMember(ctx, "ww1", north.ID, 1); err != nil {
+			t.Fatal(err)
+		}
+		sees := func(user int64) map[int64]bool {
+			ls, err := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: Viewer{UserID: user}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[int64]bool{}
+			for _, l := range ls {
+				out[l.ID] = true
+			}
+			return out
+		}
+		if v := sees(1); len(v) != 3 {
+			t.Fatalf("member of north sees %v, want all three", v)
+		}
+		if v := sees(2); len(v) != 2 || !v[ids[0]] || !v[ids[2]] || v[ids[1]] {
+			t.Fatalf("sdr 2 sees %v: want the open pool's lead and the one they own", v)
+		}
+		if _, _, err := s.Get(ctx, "ww1", ids[1], Viewer{UserID: 2}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("get outside one's pools: %v", err)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[1], 2); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("claim outside one's pools: %v", err)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[1], 1); err != nil {
+			t.Fatalf("member's claim: %v", err)
+		}
+		if v := sees(0); len(v) != 0 {
+			t.Fatalf("a viewer without a user sees %v", v)
 		}
 	})
 }

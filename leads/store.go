@@ -50,6 +50,7 @@ func (st *store) lead(ctx context.Context, q sqlx.QueryerContext, corp string, i
 // 0 any, else that user's.
 type ListFilter struct {
 	CorpID string
+	Viewer Viewer
 	PoolID int64
 	Owner  int64
 	Stage  string
@@ -57,9 +58,50 @@ type ListFilter struct {
 	Limit  int
 }
 
+// visibleTo is the condition on lead l that a viewer may see it, and its
+// arguments: theirs, or in a pool with no members, or in one of theirs.
+func visibleTo(v Viewer) (string, []any) {
+	if v.All {
+		return "1 = 1", nil
+	}
+	if v.UserID == 0 {
+		return "1 = 0", nil // nobody: never the unowned leads of every pool
+	}
+	return `(l.owner_user_id = ?
+		OR NOT EXISTS (SELECT 1 FROM lead_pool_members m WHERE m.corp_id = l.corp_id AND m.pool_id = l.pool_id)
+		OR EXISTS (SELECT 1 FROM lead_pool_members m WHERE m.corp_id = l.corp_id AND m.pool_id = l.pool_id AND m.user_id = ?))`, []any{v.UserID, v.UserID}
+}
+
+// visible reports whether the viewer may see the lead.
+func (st *store) visible(ctx context.Context, q sqlx.QueryerContext, corp string, lead int64, v Viewer) (bool, error) {
+	cond, args := visibleTo(v)
+	var n int
+	err := sqlx.GetContext(ctx, q, &n, `SELECT COUNT(*) FROM leads l WHERE l.corp_id = ? AND l.id = ? AND `+cond, append([]any{corp, lead}, args...)...)
+	return n == 1, err
+}
+
+// addMember adds a user to a pool's members.
+func (st *store) addMember(ctx context.Context, corp string, pool, user, now int64) error {
+	q := st.db.InsertIgnoreRows("lead_pool_members", []string{"corp_id", "pool_id", "user_id", "created_at"}, []string{"corp_id", "pool_id", "user_id"}, 1)
+	_, err := st.db.ExecContext(ctx, q, corp, pool, user, now)
+	return err
+}
+
+func (st *store) removeMember(ctx context.Context, corp string, pool, user int64) error {
+	_, err := st.db.ExecContext(ctx, `DELETE FROM lead_pool_members WHERE corp_id = ? AND pool_id = ? AND user_id = ?`, corp, pool, user)
+	return err
+}
+
+func (st *store) members(ctx context.Context, corp string, pool int64) ([]int64, error) {
+	out := []int64{}
+	err := st.db.SelectContext(ctx, &out, `SELECT user_id FROM lead_pool_members WHERE corp_id = ? AND pool_id = ? ORDER BY user_id`, corp, pool)
+	return out, err
+}
+
 func (st *store) list(ctx context.Context, f ListFilter) ([]Lead, error) {
-	where := []string{"l.corp_id = ?", "l.id > ?"}
-	args := []any{f.CorpID, f.After}
+	cond, vargs := visibleTo(f.Viewer)
+	where := []string{"l.corp_id = ?", "l.id > ?", cond}
+	args := append([]any{f.CorpID, f.After}, vargs...)
 	if f.PoolID > 0 {
 		where, args = append(where, "l.pool_id = ?"), append(args, f.PoolID)
 	}
@@ -402,4 +444,15 @@ func (st *store) addHistories(ctx context.Context, tx *qsql.Tx, hs []historyRow)
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO lead_history (corp_id, lead_id, at, actor_user_id, kind, from_value, to_value, reason, event_key) VALUES `+strings.Join(rows, ","), args...)
 	return err
+}
+
+// movePool moves a lead to another pool if it is still at version.
+func (st *store) movePool(ctx context.Context, tx *qsql.Tx, corp string, lead, version, pool, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET pool_id = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
+		pool, now, corp, lead, version)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }

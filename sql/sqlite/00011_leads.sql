@@ -42,6 +42,16 @@ CREATE TABLE lead_pools (
 );
 CREATE UNIQUE INDEX lead_pools_name ON lead_pools (corp_id, name);
 
+-- Who works a pool: a pool with members is theirs; one without is open to
+-- every SDR of the corp (the default pool, unless members are added).
+CREATE TABLE lead_pool_members (
+  corp_id          VARCHAR(64)  NOT NULL,
+  pool_id          BIGINT       NOT NULL,
+  user_id          BIGINT       NOT NULL,
+  created_at       BIGINT       NOT NULL,
+  PRIMARY KEY (corp_id, pool_id, user_id)
+);
+
 CREATE TABLE leads (
   id               INTEGER      NOT NULL PRIMARY KEY AUTOINCREMENT,
   corp_id          VARCHAR(64)  NOT NULL,
@@ -93,6 +103,7 @@ CREATE TABLE lead_claim_counters (
 
 -- +goose Down
 DROP TABLE lead_claim_counters;
+DROP TABLE lead_pool_members;
 DROP TABLE lead_history;
 DROP TABLE leads;
 DROP TABLE lead_pools;
