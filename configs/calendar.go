@@ -172,3 +172,19 @@ func (cs Calendars) For(corpID string) *Calendar {
 	c, _ := CalendarConfig{}.Compile("Asia/Shanghai")
 	return c
 }
+
+// WorkdaysAfter is the moment n whole working days after t have passed: the
+// end of the nth working day after t's own day (t's day itself does not
+// count, worked or not). Holidays and make-up workdays count as the
+// calendar says.
+func (c *Calendar) WorkdaysAfter(t time.Time, n int) time.Time {
+	lt := t.In(c.loc)
+	day := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, c.loc)
+	for n > 0 {
+		day = day.AddDate(0, 0, 1)
+		if c.IsWorkday(day.Add(12 * time.Hour)) {
+			n--
+		}
+	}
+	return day.AddDate(0, 0, 1)
+}

@@ -120,3 +120,27 @@ func TestDump_ShowsNoPartOfASecret(t *testing.T) {
 		}
 	}
 }
+
+func TestCalendar_WorkdaysAfterSkipsWeekendsAndHolidays(t *testing.T) {
+	cal, err := CalendarConfig{Holidays: []string{"2026-10-01", "2026-10-02"}, Workdays: []string{"2026-10-10"}}.Compile("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	at := func(s string) time.Time { t, _ := time.ParseInLocation("2006-01-02 15:04", s, sh); return t }
+	for _, c := range []struct {
+		from string
+		n    int
+		want string
+	}{
+		{"2026-11-23 15:00", 1, "2026-11-25 00:00"}, // Monday → the end of Tuesday
+		{"2026-11-27 10:00", 1, "2026-12-01 00:00"}, // Friday → skips the weekend
+		{"2026-11-28 10:00", 2, "2026-12-02 00:00"}, // from a Saturday: Monday and Tuesday
+		{"2026-09-30 10:00", 1, "2026-10-06 00:00"}, // Wednesday → skips the holidays and the weekend
+		{"2026-10-09 10:00", 1, "2026-10-11 00:00"}, // Friday → the make-up Saturday counts
+	} {
+		if got := cal.WorkdaysAfter(at(c.from), c.n); !got.Equal(at(c.want)) {
+			t.Errorf("%s + %d workdays = %s, want %s", c.from, c.n, got.In(sh).Format("2006-01-02 15:04"), c.want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/release", auth.PermLeadsClaim, s.releaseLead},
 		{"POST", "/leads/:id/stage", auth.PermLeadsClaim, s.changeStage},
 		{"POST", "/leads/:id/pool", auth.PermPoolsManage, s.moveLead},
+		{"POST", "/leads/:id/touches", auth.PermLeadsClaim, s.touchLead},
 		{"GET", "/pools", auth.PermLeadsRead, s.listPools},
 		{"POST", "/pools", auth.PermPoolsManage, s.createPool},
 		{"PUT", "/pools/:id", auth.PermPoolsManage, s.updatePool},
@@ -168,6 +169,28 @@ func (s *Server) moveLead(c *gin.Context) {
 	c.JSON(http.StatusOK, l)
 }
 
+// touchLead logs a follow-up on one's lead: {"kind": "call|note|message|task", "text"}.
+func (s *Server) touchLead(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in struct {
+		Kind string `json:"kind"`
+		Text string `json:"text"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	l, err := s.d.Leads.Touch(c.Request.Context(), p.CorpID, id, p.UserID, in.Kind, in.Text)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, l)
+}
+
 func (s *Server) listPools(c *gin.Context) {
 	pools, err := s.d.Leads.Pools(c.Request.Context(), principal(c).CorpID)
 	if err != nil {
@@ -183,10 +206,11 @@ type poolInput struct {
 	MaxOpen       int    `json:"max_open"`
 	MaxClaimsDay  int    `json:"max_claims_day"`
 	CooldownHours int    `json:"cooldown_hours"`
+	RecycleDays   int    `json:"recycle_days"`
 }
 
 func (in poolInput) pool(corp string) leads.Pool {
-	return leads.Pool{CorpID: corp, Name: in.Name, MaxOpen: in.MaxOpen, MaxClaimsDay: in.MaxClaimsDay, CooldownHours: in.CooldownHours}
+	return leads.Pool{CorpID: corp, Name: in.Name, MaxOpen: in.MaxOpen, MaxClaimsDay: in.MaxClaimsDay, CooldownHours: in.CooldownHours, RecycleDays: in.RecycleDays}
 }
 
 func (s *Server) createPool(c *gin.Context) {

@@ -169,7 +169,7 @@ func (s *Service) UpdatePool(ctx context.Context, p Pool) (*Pool, error) {
 // checkCaps names the claim rules that are out of range.
 func (p Pool) checkCaps() apperr.Fields {
 	f := apperr.Fields{}
-	for field, v := range map[string]int{"max_open": p.MaxOpen, "max_claims_day": p.MaxClaimsDay, "cooldown_hours": p.CooldownHours} {
+	for field, v := range map[string]int{"max_open": p.MaxOpen, "max_claims_day": p.MaxClaimsDay, "cooldown_hours": p.CooldownHours, "recycle_days": p.RecycleDays} {
 		if v < 0 {
 			f.Add(field, "must be 0 (no limit) or more")
 		}

@@ -84,6 +84,7 @@ type Lead struct {
 	CodeID      int64  `db:"code_id" json:"code_id,omitempty"`
 	StaffUserID string `db:"staff_userid" json:"staff_userid,omitempty"`
 	ClaimedAt   *int64 `db:"claimed_at" json:"claimed_at,omitempty"`
+	LastTouchAt *int64 `db:"last_touch_at" json:"last_touch_at,omitempty"`
 	Version     int64  `db:"version" json:"version"`
 	CreatedAt   int64  `db:"created_at" json:"created_at"`
 	UpdatedAt   int64  `db:"updated_at" json:"updated_at"`
@@ -111,6 +112,7 @@ type Pool struct {
 	MaxOpen       int    `db:"max_open" json:"max_open"`             // leads one SDR may hold from it
 	MaxClaimsDay  int    `db:"max_claims_day" json:"max_claims_day"` // claims one SDR may make a day
 	CooldownHours int    `db:"cooldown_hours" json:"cooldown_hours"` // before a releaser may claim the lead again
+	RecycleDays   int    `db:"recycle_days" json:"recycle_days"`     // working days without a follow-up before a claimed lead returns
 	CreatedAt     int64  `db:"created_at" json:"created_at"`
 	UpdatedAt     int64  `db:"updated_at" json:"updated_at"`
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/livecode"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/sql/sqltest"
@@ -363,5 +364,56 @@ func TestScope_SDRsWorkTheirPools(t *testing.T) {
 		if v := sees(0); len(v) != 0 {
 			t.Fatalf("a viewer without a user sees %v", v)
 		}
+	})
+}
+
+// A claimed lead without a follow-up for the pool's working days returns to
+// the pool; a follow-up resets the clock; holidays don't count.
+func TestRecycle_AfterWorkingDaysWithoutFollowUp(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		cal, err := configs.CalendarConfig{Holidays: []string{"2026-11-30"}}.Compile("Asia/Shanghai")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New(db, nil, configs.Calendars{"ww1": cal}, quiet)
+		sh, _ := time.LoadLocation("Asia/Shanghai")
+		var mu sync.Mutex
+		now := time.Date(2026, 11, 27, 10, 0, 0, 0, sh) // a Friday
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
+		ids := seed(t, s, 1)
+		setCaps(t, s, Pool{RecycleDays: 2, MaxOpen: 1})
+		ctx := context.Background()
+		if _, err := s.Claim(ctx, "ww1", ids[0], 1); err != nil {
+			t.Fatal(err)
+		}
+		recycle := func(want int) {
+			t.Helper()
+			if n, err := s.Recycle(ctx); err != nil || n != want {
+				t.Fatalf("at %s recycled %d (%v), want %d", now.Format(time.DateTime), n, err, want)
+			}
+		}
+		// Monday is a holiday: two working days after Friday end on Wednesday night.
+		set(time.Date(2026, 12, 2, 12, 0, 0, 0, sh))
+		recycle(0)
+		if _, err := s.Touch(ctx, "ww1", ids[0], 2, "call", ""); !errors.Is(err, ErrNotOwner) {
+			t.Fatalf("touch by another: %v", err)
+		}
+		if _, err := s.Touch(ctx, "ww1", ids[0], 1, "call", "left a voicemail"); err != nil {
+			t.Fatal(err)
+		}
+		set(time.Date(2026, 12, 4, 23, 0, 0, 0, sh)) // Friday night: two days after Wednesday's call not yet over
+		recycle(0)
+		set(time.Date(2026, 12, 5, 0, 30, 0, 0, sh))
+		recycle(1)
+		l, h, _ := s.Get(ctx, "ww1", ids[0], all)
+		if l.OwnerUserID != 0 || h[len(h)-1].Kind != HistoryRecycled || h[len(h)-2].Kind != HistoryTouch || h[len(h)-2].Reason != "left a voicemail" {
+			t.Fatalf("after recycling: %+v %+v", l, h)
+		}
+		// The open-lead slot came back: the SDR may claim again.
+		if _, err := s.Claim(ctx, "ww1", ids[0], 1); err != nil {
+			t.Fatalf("claim after recycling: %v", err)
+		}
+		recycle(0)
 	})
 }

@@ -34,7 +34,7 @@ func (st *store) addHistory(ctx context.Context, tx *qsql.Tx, corp string, lead 
 }
 
 const leadCols = `l.id, l.corp_id, l.person_id, p.name, l.pool_id, l.owner_user_id, l.stage, l.source, l.channel, l.code_id, l.staff_userid,
-	l.claimed_at, l.version, l.created_at, l.updated_at`
+	l.claimed_at, l.last_touch_at, l.version, l.created_at, l.updated_at`
 
 // lead reads one lead of a corp with its person's name.
 func (st *store) lead(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Lead, error) {
@@ -130,7 +130,7 @@ func (st *store) history(ctx context.Context, corp string, lead int64) ([]Histor
 
 func (st *store) pool(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Pool, error) {
 	var p Pool
-	err := sqlx.GetContext(ctx, q, &p, `SELECT id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, created_at, updated_at
+	err := sqlx.GetContext(ctx, q, &p, `SELECT id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, created_at, updated_at
 		FROM lead_pools WHERE corp_id = ? AND id = ?`, corp, id)
 	if qsql.IsNoRows(err) {
 		return nil, ErrPoolNotFound
@@ -140,14 +140,14 @@ func (st *store) pool(ctx context.Context, q sqlx.QueryerContext, corp string, i
 
 func (st *store) pools(ctx context.Context, corp string) ([]Pool, error) {
 	out := []Pool{}
-	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, created_at, updated_at
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, created_at, updated_at
 		FROM lead_pools WHERE corp_id = ? ORDER BY id`, corp)
 	return out, err
 }
 
 func (st *store) createPool(ctx context.Context, p *Pool) error {
-	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_pools (corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, created_at, updated_at)
-		VALUES (?, ?, 0, ?, ?, ?, ?, ?)`, p.CorpID, p.Name, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.CreatedAt, p.UpdatedAt)
+	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_pools (corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, created_at, updated_at)
+		VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)`, p.CorpID, p.Name, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.CreatedAt, p.UpdatedAt)
 	if err != nil {
 		return err
 	}
@@ -156,8 +156,8 @@ func (st *store) createPool(ctx context.Context, p *Pool) error {
 }
 
 func (st *store) updatePool(ctx context.Context, p *Pool) (bool, error) {
-	res, err := st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, updated_at = ? WHERE corp_id = ? AND id = ?`,
-		p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.UpdatedAt, p.CorpID, p.ID)
+	res, err := st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, updated_at = ? WHERE corp_id = ? AND id = ?`,
+		p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.UpdatedAt, p.CorpID, p.ID)
 	if err != nil {
 		return false, err
 	}
@@ -179,8 +179,8 @@ func (st *store) lastRelease(ctx context.Context, tx *qsql.Tx, corp string, lead
 // takeLead makes user the owner of an unowned lead still in the pool; false
 // when someone else holds it (or it left the pool) by now.
 func (st *store) takeLead(ctx context.Context, tx *qsql.Tx, corp string, lead, pool, user, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = ?, claimed_at = ?, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND pool_id = ? AND owner_user_id = 0`, user, now, now, corp, lead, pool)
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = ?, claimed_at = ?, last_touch_at = ?, version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND pool_id = ? AND owner_user_id = 0`, user, now, now, now, corp, lead, pool)
 	if err != nil {
 		return false, err
 	}
@@ -190,7 +190,7 @@ func (st *store) takeLead(ctx context.Context, tx *qsql.Tx, corp string, lead, p
 
 // giveBack returns user's lead to its pool; false when it is not theirs.
 func (st *store) giveBack(ctx context.Context, tx *qsql.Tx, corp string, lead, user, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = 0, claimed_at = NULL, version = version + 1, updated_at = ?
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = 0, claimed_at = NULL, last_touch_at = NULL, version = version + 1, updated_at = ?
 		WHERE corp_id = ? AND id = ? AND owner_user_id = ?`, now, corp, lead, user)
 	if err != nil {
 		return false, err
@@ -450,6 +450,51 @@ func (st *store) addHistories(ctx context.Context, tx *qsql.Tx, hs []historyRow)
 func (st *store) movePool(ctx context.Context, tx *qsql.Tx, corp string, lead, version, pool, now int64) (bool, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE leads SET pool_id = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
 		pool, now, corp, lead, version)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// touch records a follow-up by the lead's owner; false when it is not theirs.
+func (st *store) touch(ctx context.Context, tx *qsql.Tx, corp string, lead, user, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET last_touch_at = ?, updated_at = ? WHERE corp_id = ? AND id = ? AND owner_user_id = ?`,
+		now, now, corp, lead, user)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// staleLead is a claimed lead whose last follow-up is old enough to check.
+type staleLead struct {
+	ID          int64  `db:"id"`
+	CorpID      string `db:"corp_id"`
+	PoolID      int64  `db:"pool_id"`
+	Owner       int64  `db:"owner_user_id"`
+	LastTouchAt int64  `db:"last_touch_at"`
+	Version     int64  `db:"version"`
+	RecycleDays int    `db:"recycle_days"`
+}
+
+// staleLeads lists claimed leads of recycling pools untouched for at least
+// their pool's days in calendar time (working days are at least as long).
+func (st *store) staleLeads(ctx context.Context, now int64, limit int) ([]staleLead, error) {
+	var out []staleLead
+	err := st.db.SelectContext(ctx, &out, `SELECT l.id, l.corp_id, l.pool_id, l.owner_user_id, l.last_touch_at, l.version, p.recycle_days
+		FROM lead_pools p JOIN leads l ON l.pool_id = p.id
+		WHERE p.recycle_days > 0 AND l.owner_user_id <> 0 AND l.last_touch_at <= ? - p.recycle_days * 86400000
+		ORDER BY l.last_touch_at LIMIT ?`, now, limit)
+	return out, err
+}
+
+// recycle returns an untouched lead to its pool if nothing changed since it
+// was read (same owner, same version).
+func (st *store) recycle(ctx context.Context, tx *qsql.Tx, l staleLead, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = 0, claimed_at = NULL, last_touch_at = NULL, version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND owner_user_id = ? AND version = ? AND last_touch_at = ?`, now, l.CorpID, l.ID, l.Owner, l.Version, l.LastTouchAt)
 	if err != nil {
 		return false, err
 	}

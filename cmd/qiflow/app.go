@@ -193,6 +193,15 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	if err := a.cron.Add("livecode.prune", "17 3 * * *", a.codes.PruneVisitors); err != nil {
 		return nil, err
 	}
+	if err := a.cron.Add("leads.recycle", "*/5 * * * *", func(ctx context.Context) error {
+		n, err := a.leads.Recycle(ctx)
+		if n > 0 {
+			log.Info("leads without follow-up returned to their pools", "leads", n)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	if err := a.cron.Add("livecode.handovers", "*/10 * * * *", a.codes.CheckHandovers); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,7 @@ CREATE TABLE lead_pools (
   max_open         INT          NOT NULL DEFAULT 0,
   max_claims_day   INT          NOT NULL DEFAULT 0,
   cooldown_hours   INT          NOT NULL DEFAULT 0,
+  recycle_days     INT          NOT NULL DEFAULT 0,
   created_at       BIGINT       NOT NULL,
   updated_at       BIGINT       NOT NULL
 );
@@ -64,6 +65,7 @@ CREATE TABLE leads (
   code_id          BIGINT       NOT NULL DEFAULT 0,
   staff_userid     VARCHAR(64)  NOT NULL DEFAULT '',
   claimed_at       BIGINT       NULL,
+  last_touch_at    BIGINT       NULL,
   version          BIGINT       NOT NULL DEFAULT 1,
   created_at       BIGINT       NOT NULL,
   updated_at       BIGINT       NOT NULL
@@ -71,6 +73,7 @@ CREATE TABLE leads (
 CREATE UNIQUE INDEX leads_person ON leads (corp_id, person_id);
 CREATE INDEX leads_pool ON leads (corp_id, pool_id, owner_user_id, stage);
 CREATE INDEX leads_owner ON leads (corp_id, owner_user_id, stage);
+CREATE INDEX leads_touch ON leads (pool_id, last_touch_at);
 
 CREATE TABLE lead_history (
   id               INTEGER      NOT NULL PRIMARY KEY AUTOINCREMENT,

@@ -1,0 +1,81 @@
+package leads
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/qiflow/qiflow/apperr"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// History kinds of follow-ups and recycling.
+const (
+	HistoryTouch    = "touch"    // a follow-up by the owner: call, note, message, task
+	HistoryRecycled = "recycled" // back to the pool after working days without one
+)
+
+// TouchKinds are the follow-ups an owner logs.
+var TouchKinds = []string{"call", "note", "message", "task"}
+
+// Touch logs a follow-up on the owner's lead: it is in the history and
+// resets the pool's recycle clock.
+func (s *Service) Touch(ctx context.Context, corp string, leadID, user int64, kind, text string) (*Lead, error) {
+	if !slices.Contains(TouchKinds, kind) {
+		return nil, apperr.Field("kind", "is one of "+strings.Join(TouchKinds, ", "))
+	}
+	ms := qsql.Millis(s.now())
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		if _, err := s.store.lead(ctx, tx, corp, leadID); err != nil {
+			return err
+		}
+		ok, err := s.store.touch(ctx, tx, corp, leadID, user, ms)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotOwner
+		}
+		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryTouch, To: kind, Reason: strings.TrimSpace(text)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.store.lead(ctx, s.db, corp, leadID)
+}
+
+// Recycle returns to their pools the claimed leads whose owner logged no
+// follow-up for the pool's recycle_days working days (the corp's calendar:
+// weekends, holidays and make-up days). Each return re-checks, in its own
+// conditional update, that the lead still has that owner and no newer
+// follow-up, so a claim, release or touch meanwhile wins. Run by cron.
+func (s *Service) Recycle(ctx context.Context) (int, error) {
+	now := s.now()
+	ms := qsql.Millis(now)
+	stale, err := s.store.staleLeads(ctx, ms, 1000)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range stale {
+		if now.Before(s.calendars.For(l.CorpID).WorkdaysAfter(qsql.FromMillis(l.LastTouchAt), l.RecycleDays)) {
+			continue
+		}
+		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			ok, err := s.store.recycle(ctx, tx, l, ms)
+			if err != nil || !ok {
+				return err
+			}
+			n++
+			if err := s.store.uncountOpen(ctx, tx, l.CorpID, l.PoolID, l.Owner); err != nil {
+				return err
+			}
+			return s.store.addHistory(ctx, tx, l.CorpID, l.ID, HistoryEntry{At: ms, Kind: HistoryRecycled, From: itoa(l.Owner),
+				Reason: "no follow-up for " + itoa(int64(l.RecycleDays)) + " working days"})
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
