@@ -31,6 +31,9 @@ func (s *Service) Claim(ctx context.Context, corp string, leadID, user int64) (*
 		if l.OwnerUserID != 0 {
 			return ErrAlreadyClaimed
 		}
+		if l.Stage == StageDisqualified {
+			return ErrDisqualified
+		}
 		p, err := s.store.pool(ctx, tx, corp, l.PoolID)
 		if err != nil {
 			return err

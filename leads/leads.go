@@ -60,6 +60,7 @@ var (
 	ErrCooldown       = apperr.Conflict("claim_cooldown", "you released this lead recently; the pool's cool-down has not passed")
 	ErrNotOwner       = apperr.Conflict("not_owner", "the lead is not yours")
 	ErrChanged        = apperr.Conflict("version_conflict", "the lead changed meanwhile; reload it and try again")
+	ErrDisqualified   = apperr.Conflict("disqualified", "the lead is disqualified; move it to nurture before working it again")
 )
 
 // Viewer is who reads or acts on leads. An SDR (All false) sees the leads of

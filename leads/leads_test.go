@@ -239,6 +239,16 @@ func TestStage_MovesFollowTheFunnelWithReasonsAndNurtureReturnsToThePool(t *test
 		if _, err := s.Claim(ctx, "ww1", ids2[1], 1); err != nil {
 			t.Fatalf("claim after nurture freed the slot: %v", err)
 		}
+		// A disqualified lead is not claimed until a manager reopens it.
+		if _, err := s.ChangeStage(ctx, "ww1", id, 9, true, StageDisqualified, "duplicate of another lead"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "ww1", id, 2); !errors.Is(err, ErrDisqualified) {
+			t.Fatalf("claim of a disqualified lead: %v", err)
+		}
+		if _, err := s.ChangeStage(ctx, "ww1", id, 9, true, StageNurture, "reopened"); err != nil {
+			t.Fatal(err)
+		}
 		// A manager moves a lead they do not own.
 		if l, err := s.ChangeStage(ctx, "ww1", id, 9, true, StageMQL, ""); err != nil || l.Stage != StageMQL {
 			t.Fatalf("manager move: %+v %v", l, err)
