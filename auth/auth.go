@@ -51,30 +51,31 @@ func (r Role) Valid() bool {
 type Permission string
 
 const (
-	PermEventsRead    Permission = "events.read"
-	PermEventsReplay  Permission = "events.replay"
-	PermJobsRead      Permission = "jobs.read"
-	PermJobsManage    Permission = "jobs.manage"
-	PermDirectoryRead Permission = "directory.read"
-	PermDirectorySync Permission = "directory.sync"
-	PermUsersManage   Permission = "users.manage"
-	PermTokensManage  Permission = "tokens.manage" // one's own API tokens
-	PermPII           Permission = "pii"           // see mobile numbers unmasked
-	PermCodesManage   Permission = "codes.manage"
-	PermCodesRead     Permission = "codes.read"
-	PermLeadsRead     Permission = "leads.read"   // the pools and leads
-	PermLeadsClaim    Permission = "leads.claim"  // claim and release leads
-	PermPoolsManage   Permission = "pools.manage" // pools and their claim rules
+	PermEventsRead      Permission = "events.read"
+	PermEventsReplay    Permission = "events.replay"
+	PermJobsRead        Permission = "jobs.read"
+	PermJobsManage      Permission = "jobs.manage"
+	PermDirectoryRead   Permission = "directory.read"
+	PermDirectorySync   Permission = "directory.sync"
+	PermUsersManage     Permission = "users.manage"
+	PermTokensManage    Permission = "tokens.manage" // one's own API tokens
+	PermPII             Permission = "pii"           // see mobile numbers unmasked
+	PermCodesManage     Permission = "codes.manage"
+	PermCodesRead       Permission = "codes.read"
+	PermLeadsRead       Permission = "leads.read"       // the pools and leads
+	PermLeadsClaim      Permission = "leads.claim"      // claim and release leads
+	PermPoolsManage     Permission = "pools.manage"     // pools and their claim rules
+	PermActivitiesWrite Permission = "activities.write" // record behaviour from other systems
 )
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermPoolsManage}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermPoolsManage, PermActivitiesWrite}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
 	RoleAdmin:    Permissions,
-	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead},
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermActivitiesWrite},
 	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
 	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim},
 	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII},

@@ -19,6 +19,8 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/stage", auth.PermLeadsClaim, s.changeStage},
 		{"POST", "/leads/:id/pool", auth.PermPoolsManage, s.moveLead},
 		{"POST", "/leads/:id/touches", auth.PermLeadsClaim, s.touchLead},
+		{"GET", "/leads/:id/timeline", auth.PermLeadsRead, s.leadTimeline},
+		{"POST", "/activities", auth.PermActivitiesWrite, s.recordActivities},
 		{"GET", "/pools", auth.PermLeadsRead, s.listPools},
 		{"POST", "/pools", auth.PermPoolsManage, s.createPool},
 		{"PUT", "/pools/:id", auth.PermPoolsManage, s.updatePool},
@@ -294,4 +296,37 @@ func (s *Server) poolMember(add bool) gin.HandlerFunc {
 		}
 		c.Status(http.StatusNoContent)
 	}
+}
+
+// leadTimeline is the newest 200 things that happened to a lead's person.
+func (s *Server) leadTimeline(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	p := principal(c)
+	tl, err := s.d.Leads.Timeline(c.Request.Context(), p.CorpID, id, viewer(p), 200)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"timeline": tl})
+}
+
+// recordActivities records up to 1,000 activities:
+// {"activities":[{"external_userid"|"person_id","type","at","properties","key"}]}.
+// Bad ones are listed with their index, field and reason; the rest are kept.
+func (s *Server) recordActivities(c *gin.Context) {
+	var in struct {
+		Activities []leads.ActivityIn `json:"activities"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	res, err := s.d.Leads.RecordActivities(c.Request.Context(), principal(c).CorpID, in.Activities)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, res)
 }

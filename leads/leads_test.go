@@ -2,10 +2,12 @@ package leads
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -425,5 +427,51 @@ func TestRecycle_AfterWorkingDaysWithoutFollowUp(t *testing.T) {
 			t.Fatalf("claim after recycling: %v", err)
 		}
 		recycle(0)
+	})
+}
+
+// Activities are recorded per item: bad ones are listed with their field,
+// good ones kept, a resent key is a duplicate; the timeline merges them with
+// the lead's history, newest first.
+func TestActivities_BatchPerItemAndTimeline(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		ids := seed(t, s, 1)
+		ctx := context.Background()
+		l, _, _ := s.Get(ctx, "ww1", ids[0], all)
+		batch := []ActivityIn{
+			{ExternalUserID: "wm0", Type: "webinar.attended", At: now.Add(-2 * time.Hour), Properties: json.RawMessage(`{"title":"Spring launch"}`), Key: "w-1"},
+			{PersonID: l.PersonID, Type: "order", At: now.Add(-time.Hour), Key: "o-1"},
+			{ExternalUserID: "wm0", Type: "Bad Type", At: now},
+			{ExternalUserID: "wm-nobody", Type: "order", At: now},
+			{PersonID: l.PersonID, Type: "order", At: now.Add(48 * time.Hour)},
+			{PersonID: 999999, Type: "order", At: now},
+		}
+		res, err := s.RecordActivities(ctx, "ww1", batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := map[int]string{}
+		for _, r := range res.Rejected {
+			fields[r.Index] = r.Field
+		}
+		if res.Recorded != 2 || res.Duplicates != 0 || fields[2] != "type" || fields[3] != "external_userid" || fields[4] != "at" || fields[5] != "external_userid" {
+			t.Fatalf("result %+v", res)
+		}
+		if res, err = s.RecordActivities(ctx, "ww1", batch[:2]); err != nil || res.Recorded != 0 || res.Duplicates != 2 {
+			t.Fatalf("resent: %+v %v", res, err)
+		}
+		if _, err := s.RecordActivities(ctx, "ww1", nil); err == nil {
+			t.Fatal("an empty call was accepted")
+		}
+		tl, err := s.Timeline(ctx, "ww1", ids[0], all, 50)
+		if err != nil || len(tl) != 3 {
+			t.Fatalf("timeline %+v %v", tl, err)
+		}
+		if tl[0].Type != HistoryCreated || tl[1].Type != "order" || tl[2].Type != "webinar.attended" || !strings.Contains(string(tl[2].Properties), "Spring launch") {
+			t.Fatalf("timeline order %+v", tl)
+		}
 	})
 }

@@ -501,3 +501,65 @@ func (st *store) recycle(ctx context.Context, tx *qsql.Tx, l staleLead, now int6
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// peopleExist reports which of the ids are people of the corp.
+func (st *store) peopleExist(ctx context.Context, tx *qsql.Tx, corp string, ids []int64) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var found []int64
+	q, args, err := sqlx.In(`SELECT id FROM people WHERE corp_id = ? AND id IN (?)`, corp, ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &found, q, args...); err != nil {
+		return nil, err
+	}
+	for _, id := range found {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// activityRow is a stored activity.
+type activityRow struct {
+	Corp   string `db:"corp_id"`
+	Person int64  `db:"person_id"`
+	Type   string `db:"type"`
+	At     int64  `db:"at"`
+	Props  string `db:"properties"`
+	Key    string `db:"idem_key"`
+}
+
+// insertActivities records activities in one statement, skipping those
+// whose key was recorded (or repeats within the batch); it returns how many
+// it recorded.
+func (st *store) insertActivities(ctx context.Context, tx *qsql.Tx, as []activityRow, now int64) (int, error) {
+	if len(as) == 0 {
+		return 0, nil
+	}
+	cols := []string{"corp_id", "person_id", "type", "at", "properties", "idem_key", "created_at"}
+	args := make([]any, 0, len(as)*len(cols))
+	for _, a := range as {
+		var key any
+		if a.Key != "" {
+			key = a.Key
+		}
+		args = append(args, a.Corp, a.Person, a.Type, a.At, a.Props, key, now)
+	}
+	res, err := tx.ExecContext(ctx, st.db.InsertIgnoreRows("activities", cols, []string{"corp_id", "idem_key"}, len(as)), args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// activitiesOf is a person's newest activities.
+func (st *store) activitiesOf(ctx context.Context, corp string, person int64, limit int) ([]activityRow, error) {
+	out := []activityRow{}
+	err := st.db.SelectContext(ctx, &out, `SELECT corp_id, person_id, type, at, properties, COALESCE(idem_key, '') AS idem_key FROM activities
+		WHERE person_id = ? AND corp_id = ? ORDER BY at DESC LIMIT ?`, person, corp, limit)
+	return out, err
+}

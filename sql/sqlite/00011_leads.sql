@@ -104,7 +104,23 @@ CREATE TABLE lead_claim_counters (
   PRIMARY KEY (corp_id, pool_id, user_id)
 );
 
+-- Behaviour from other systems (product usage, webinars, orders) and
+-- Qiflow's own, per person; key makes a resent activity a duplicate.
+CREATE TABLE activities (
+  id               INTEGER      NOT NULL PRIMARY KEY AUTOINCREMENT,
+  corp_id          VARCHAR(64)  NOT NULL,
+  person_id        BIGINT       NOT NULL,
+  type             VARCHAR(64)  NOT NULL,
+  at               BIGINT       NOT NULL,
+  properties       TEXT         NOT NULL,
+  idem_key         VARCHAR(128) NULL,
+  created_at       BIGINT       NOT NULL
+);
+CREATE UNIQUE INDEX activities_key ON activities (corp_id, idem_key);
+CREATE INDEX activities_person ON activities (person_id, at);
+
 -- +goose Down
+DROP TABLE activities;
 DROP TABLE lead_claim_counters;
 DROP TABLE lead_pool_members;
 DROP TABLE lead_history;

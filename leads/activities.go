@@ -1,0 +1,166 @@
+package leads
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/qiflow/qiflow/apperr"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// MaxActivities is how many activities one call records.
+const MaxActivities = 1000
+
+// ActivityIn is one activity from another system. The person is named by
+// their WeCom external contact or Qiflow's person id.
+type ActivityIn struct {
+	ExternalUserID string          `json:"external_userid"`
+	PersonID       int64           `json:"person_id"`
+	Type           string          `json:"type"`
+	At             time.Time       `json:"at"`
+	Properties     json.RawMessage `json:"properties"`
+	// Key makes the call safe to repeat: an activity whose key was recorded
+	// is a duplicate, not a second activity.
+	Key string `json:"key"`
+}
+
+// Rejected is an activity refused, by its index in the call.
+type Rejected struct {
+	Index  int    `json:"index"`
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// ActivitiesResult is what a call recorded.
+type ActivitiesResult struct {
+	Recorded   int        `json:"recorded"`
+	Duplicates int        `json:"duplicates"`
+	Rejected   []Rejected `json:"rejected"`
+}
+
+var activityType = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
+
+// RecordActivities records a batch of activities in one transaction. Each
+// is checked on its own: a bad one is listed in Rejected with its field and
+// reason and the others are recorded; nothing is half-written.
+func (s *Service) RecordActivities(ctx context.Context, corp string, in []ActivityIn) (ActivitiesResult, error) {
+	res := ActivitiesResult{Rejected: []Rejected{}}
+	if len(in) == 0 || len(in) > MaxActivities {
+		return res, apperr.Field("activities", fmt.Sprintf("holds 1 to %d activities", MaxActivities))
+	}
+	now := s.now()
+	type ok struct {
+		i     int
+		props string
+	}
+	var good []ok
+	for i, a := range in {
+		reject := func(field, reason string) { res.Rejected = append(res.Rejected, Rejected{i, field, reason}) }
+		switch {
+		case (a.ExternalUserID == "") == (a.PersonID == 0):
+			reject("external_userid", "name the person by external_userid or person_id (one of them)")
+		case !activityType.MatchString(a.Type):
+			reject("type", "is lowercase letters, digits, _ and ., at most 64, starting with a letter")
+		case a.At.IsZero() || a.At.After(now.Add(time.Hour)):
+			reject("at", "is required and not in the future")
+		case len(a.Key) > 128:
+			reject("key", "is at most 128 characters")
+		default:
+			props := strings.TrimSpace(string(a.Properties))
+			if props == "" || props == "null" {
+				props = "{}"
+			}
+			var obj map[string]any
+			if err := json.Unmarshal([]byte(props), &obj); err != nil {
+				reject("properties", "is a JSON object")
+				continue
+			}
+			good = append(good, ok{i, props})
+		}
+	}
+	ms := qsql.Millis(now)
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		res.Recorded, res.Duplicates = 0, 0
+		var refs [][2]string
+		for _, g := range good {
+			if e := in[g.i].ExternalUserID; e != "" {
+				refs = append(refs, [2]string{corp, e})
+			}
+		}
+		people := map[[2]string]int64{}
+		if len(refs) > 0 {
+			var err error
+			if people, err = s.store.peopleByIdentity(ctx, tx, IdentityWeCom, refs); err != nil {
+				return err
+			}
+		}
+		var ids []int64
+		for _, g := range good {
+			if in[g.i].PersonID > 0 {
+				ids = append(ids, in[g.i].PersonID)
+			}
+		}
+		known, err := s.store.peopleExist(ctx, tx, corp, ids)
+		if err != nil {
+			return err
+		}
+		var rows []activityRow
+		for _, g := range good {
+			a := in[g.i]
+			person := a.PersonID
+			if a.ExternalUserID != "" {
+				person = people[[2]string{corp, a.ExternalUserID}]
+			}
+			if person == 0 || (a.PersonID > 0 && !known[a.PersonID]) {
+				res.Rejected = append(res.Rejected, Rejected{g.i, "external_userid", "no such person in this corp"})
+				continue
+			}
+			rows = append(rows, activityRow{Corp: corp, Person: person, Type: a.Type, At: qsql.Millis(a.At), Props: g.props, Key: a.Key})
+		}
+		n, err := s.store.insertActivities(ctx, tx, rows, ms)
+		res.Recorded, res.Duplicates = n, len(rows)-n
+		return err
+	})
+	sort.Slice(res.Rejected, func(i, j int) bool { return res.Rejected[i].Index < res.Rejected[j].Index })
+	return res, err
+}
+
+// TimelineEntry is one thing that happened to a lead's person: a change of
+// the lead, or an activity.
+type TimelineEntry struct {
+	At         int64           `json:"at"`
+	Kind       string          `json:"kind"` // "lead" or "activity"
+	Type       string          `json:"type"` // the history kind or activity type
+	Actor      int64           `json:"actor_user_id,omitempty"`
+	From       string          `json:"from,omitempty"`
+	To         string          `json:"to,omitempty"`
+	Reason     string          `json:"reason,omitempty"`
+	Properties json.RawMessage `json:"properties,omitempty"`
+}
+
+// Timeline is the newest limit things that happened to a lead's person,
+// newest first: the lead's history and the person's activities.
+func (s *Service) Timeline(ctx context.Context, corp string, leadID int64, v Viewer, limit int) ([]TimelineEntry, error) {
+	l, history, err := s.Get(ctx, corp, leadID, v)
+	if err != nil {
+		return nil, err
+	}
+	acts, err := s.store.activitiesOf(ctx, corp, l.PersonID, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TimelineEntry, 0, len(history)+len(acts))
+	for _, h := range history {
+		out = append(out, TimelineEntry{At: h.At, Kind: "lead", Type: h.Kind, Actor: h.ActorUserID, From: h.From, To: h.To, Reason: h.Reason})
+	}
+	for _, a := range acts {
+		out = append(out, TimelineEntry{At: a.At, Kind: "activity", Type: a.Type, Properties: json.RawMessage(a.Props)})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At > out[j].At })
+	return out[:min(len(out), limit)], nil
+}
