@@ -66,16 +66,17 @@ const (
 	PermLeadsClaim      Permission = "leads.claim"      // claim and release leads
 	PermPoolsManage     Permission = "pools.manage"     // pools and their claim rules
 	PermActivitiesWrite Permission = "activities.write" // record behaviour from other systems
+	PermScoringManage   Permission = "scoring.manage"   // engagement rules, half-life, MQL threshold
 )
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermPoolsManage, PermActivitiesWrite}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
 	RoleAdmin:    Permissions,
-	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermActivitiesWrite},
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermActivitiesWrite, PermScoringManage},
 	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
 	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim},
 	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII},

@@ -21,6 +21,10 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/touches", auth.PermLeadsClaim, s.touchLead},
 		{"GET", "/leads/:id/timeline", auth.PermLeadsRead, s.leadTimeline},
 		{"POST", "/activities", auth.PermActivitiesWrite, s.recordActivities},
+		{"GET", "/scoring/rules", auth.PermLeadsRead, s.listRules},
+		{"POST", "/scoring/rules", auth.PermScoringManage, s.createRule},
+		{"GET", "/scoring/settings", auth.PermLeadsRead, s.scoringSettings},
+		{"PUT", "/scoring/settings", auth.PermScoringManage, s.setScoringSettings},
 		{"GET", "/pools", auth.PermLeadsRead, s.listPools},
 		{"POST", "/pools", auth.PermPoolsManage, s.createPool},
 		{"PUT", "/pools/:id", auth.PermPoolsManage, s.updatePool},
@@ -329,4 +333,59 @@ func (s *Server) recordActivities(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) listRules(c *gin.Context) {
+	rules, err := s.d.Leads.Rules(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"rules": rules})
+}
+
+// createRule adds an engagement rule: {"name","activity_type","condition",
+// "points","max_points","repeatable"}; a condition that does not compile is
+// a 422 on "condition" naming the problem.
+func (s *Server) createRule(c *gin.Context) {
+	var in struct {
+		Name         string `json:"name"`
+		ActivityType string `json:"activity_type"`
+		Condition    string `json:"condition"`
+		Points       int    `json:"points"`
+		MaxPoints    int    `json:"max_points"`
+		Repeatable   bool   `json:"repeatable"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	r, err := s.d.Leads.CreateRule(c.Request.Context(), leads.Rule{CorpID: principal(c).CorpID, Name: in.Name, ActivityType: in.ActivityType,
+		Condition: in.Condition, Points: in.Points, MaxPoints: in.MaxPoints, Repeatable: in.Repeatable})
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, r)
+}
+
+func (s *Server) scoringSettings(c *gin.Context) {
+	st, err := s.d.Leads.ScoringSettings(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) setScoringSettings(c *gin.Context) {
+	var in leads.Settings
+	if !bind(c, &in) {
+		return
+	}
+	st, err := s.d.Leads.SetScoringSettings(c.Request.Context(), principal(c).CorpID, in)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, st)
 }

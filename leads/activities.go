@@ -2,6 +2,8 @@ package leads
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -122,12 +124,41 @@ func (s *Service) RecordActivities(ctx context.Context, corp string, in []Activi
 			}
 			rows = append(rows, activityRow{Corp: corp, Person: person, Type: a.Type, At: qsql.Millis(a.At), Props: g.props, Key: a.Key})
 		}
-		n, err := s.store.insertActivities(ctx, tx, rows, ms)
+		batch := newBatchToken()
+		n, err := s.store.insertActivities(ctx, tx, rows, batch, ms)
+		if err != nil {
+			return err
+		}
 		res.Recorded, res.Duplicates = n, len(rows)-n
-		return err
+		// Score what this call recorded (not the duplicates).
+		fresh, err := s.store.insertedActivities(ctx, tx, batch)
+		if err != nil || len(fresh) == 0 {
+			return err
+		}
+		owners := make([][2]any, len(fresh))
+		for i, a := range fresh {
+			owners[i] = [2]any{corp, a.Person}
+		}
+		leadOf, err := s.store.leadsOfPeople(ctx, tx, owners)
+		if err != nil {
+			return err
+		}
+		var scored []scoredActivity
+		for _, a := range fresh {
+			if lead := leadOf[a.Person]; lead > 0 {
+				scored = append(scored, scoredActivity{Lead: lead, activityRow: a})
+			}
+		}
+		return s.score(ctx, tx, corp, scored, now)
 	})
 	sort.Slice(res.Rejected, func(i, j int) bool { return res.Rejected[i].Index < res.Rejected[j].Index })
 	return res, err
+}
+
+func newBatchToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // TimelineEntry is one thing that happened to a lead's person: a change of

@@ -2,6 +2,7 @@ package leads
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ func (s *Service) Claim(ctx context.Context, corp string, leadID, user int64) (*
 	if err != nil {
 		return nil, err
 	}
-	return s.store.lead(ctx, s.db, corp, leadID)
+	return s.read(ctx, corp, leadID)
 }
 
 // Release gives user's lead back to its pool, with a reason.
@@ -97,12 +98,12 @@ func (s *Service) Release(ctx context.Context, corp string, leadID, user int64, 
 	if err != nil {
 		return nil, err
 	}
-	return s.store.lead(ctx, s.db, corp, leadID)
+	return s.read(ctx, corp, leadID)
 }
 
 // Get returns a lead the viewer may see, with its history.
 func (s *Service) Get(ctx context.Context, corp string, id int64, v Viewer) (*Lead, []HistoryEntry, error) {
-	l, err := s.store.lead(ctx, s.db, corp, id)
+	l, err := s.read(ctx, corp, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -118,8 +119,37 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]Lead, error) {
 	if f.Limit <= 0 || f.Limit > 200 {
 		f.Limit = 50
 	}
-	return s.store.list(ctx, f)
+	ls, err := s.store.list(ctx, f)
+	if err != nil || len(ls) == 0 {
+		return ls, err
+	}
+	set, err := s.store.settings(ctx, s.db, f.CorpID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	for i := range ls {
+		ls[i].Engagement = round1(decayed(ls[i].EngagementMilli, ls[i].EngagementAt, now, set.HalfLifeDays))
+	}
+	return ls, nil
 }
+
+// read returns a lead with its engagement as of now.
+func (s *Service) read(ctx context.Context, corp string, id int64) (*Lead, error) {
+	l, err := s.store.lead(ctx, s.db, corp, id)
+	if err != nil {
+		return nil, err
+	}
+	set, err := s.store.settings(ctx, s.db, corp)
+	if err != nil {
+		return nil, err
+	}
+	l.Engagement = round1(decayed(l.EngagementMilli, l.EngagementAt, s.now(), set.HalfLifeDays))
+	return l, nil
+}
+
+// round1 rounds to a tenth of a point, as scores are shown.
+func round1(x float64) float64 { return math.Round(x*10) / 10 }
 
 // Pools lists a corp's pools, the default one first made if needed.
 func (s *Service) Pools(ctx context.Context, corp string) ([]Pool, error) {
@@ -244,5 +274,5 @@ func (s *Service) MoveToPool(ctx context.Context, corp string, leadID, pool, act
 	if err != nil {
 		return nil, err
 	}
-	return s.store.lead(ctx, s.db, corp, leadID)
+	return s.read(ctx, corp, leadID)
 }

@@ -86,9 +86,13 @@ type Lead struct {
 	StaffUserID string `db:"staff_userid" json:"staff_userid,omitempty"`
 	ClaimedAt   *int64 `db:"claimed_at" json:"claimed_at,omitempty"`
 	LastTouchAt *int64 `db:"last_touch_at" json:"last_touch_at,omitempty"`
-	Version     int64  `db:"version" json:"version"`
-	CreatedAt   int64  `db:"created_at" json:"created_at"`
-	UpdatedAt   int64  `db:"updated_at" json:"updated_at"`
+	// Engagement is the score now (decayed since it was last changed).
+	Engagement      float64 `db:"-" json:"engagement"`
+	EngagementMilli int64   `db:"engagement_milli" json:"-"`
+	EngagementAt    int64   `db:"engagement_at" json:"-"`
+	Version         int64   `db:"version" json:"version"`
+	CreatedAt       int64   `db:"created_at" json:"created_at"`
+	UpdatedAt       int64   `db:"updated_at" json:"updated_at"`
 }
 
 // HistoryEntry is one change of a lead.
@@ -133,6 +137,7 @@ type Service struct {
 	now       func() time.Time
 
 	defaultPools sync.Map // corp → its default pool's id (never changes)
+	programs     programs // compiled rule conditions
 }
 
 // New returns the lead pool over db.

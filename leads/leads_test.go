@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/livecode"
 	qsql "github.com/qiflow/qiflow/sql"
@@ -472,6 +473,81 @@ func TestActivities_BatchPerItemAndTimeline(t *testing.T) {
 		}
 		if tl[0].Type != HistoryCreated || tl[1].Type != "order" || tl[2].Type != "webinar.attended" || !strings.Contains(string(tl[2].Properties), "Spring launch") {
 			t.Fatalf("timeline order %+v", tl)
+		}
+	})
+}
+
+// Rules give points for activities when their condition holds, within their
+// caps, once or repeatedly; engagement decays with the half-life; reaching
+// the threshold makes the lead an MQL; every point is in the history.
+func TestScoring_RulesCapsDecayAndMQL(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		var mu sync.Mutex
+		now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		ctx := context.Background()
+		ids := seed(t, s, 1)
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "typo", ActivityType: "webinar", Condition: "propertys.minutes > 1", Points: 5}); err == nil {
+			t.Fatal("a condition over an unknown name was saved")
+		} else if ae, ok := apperr.As(err); !ok || ae.Fields["condition"] == "" {
+			t.Fatalf("error %v does not name the condition", err)
+		}
+		for _, r := range []Rule{
+			{CorpID: "ww1", Name: "long webinar", ActivityType: "webinar", Condition: "properties.minutes >= 30", Points: 20, MaxPoints: 30, Repeatable: true},
+			{CorpID: "ww1", Name: "first order", ActivityType: "order", Points: 25},
+		} {
+			if _, err := s.CreateRule(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.SetScoringSettings(ctx, "ww1", Settings{HalfLifeDays: 10, MQLThreshold: 60}); err != nil {
+			t.Fatal(err)
+		}
+		act := func(typ, props string) ActivityIn {
+			return ActivityIn{ExternalUserID: "wm0", Type: typ, At: now, Properties: json.RawMessage(props)}
+		}
+		engagement := func() (float64, string) {
+			l, _, err := s.Get(ctx, "ww1", ids[0], all)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l.Engagement, l.Stage
+		}
+		// 20 + 10 (capped at 30) + 0 (short) + 25 (order) + 0 (second order: once only) = 55.
+		if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{act("webinar", `{"minutes":45}`), act("webinar", `{"minutes":60}`),
+			act("webinar", `{"minutes":5}`), act("order", `{}`), act("order", `{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if e, stage := engagement(); e != 55 || stage != StageLead {
+			t.Fatalf("engagement %v, stage %s; want 55, lead", e, stage)
+		}
+		// Ten days later (one half-life) it reads 27.5; nothing was rewritten.
+		mu.Lock()
+		now = now.Add(10 * 24 * time.Hour)
+		mu.Unlock()
+		if e, _ := engagement(); e != 27.5 {
+			t.Fatalf("after a half-life: %v", e)
+		}
+		// A new rule's points on top cross the threshold: the lead becomes an MQL.
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo.requested", Points: 40}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{act("demo.requested", `{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if e, stage := engagement(); e != 67.5 || stage != StageMQL {
+			t.Fatalf("engagement %v, stage %s; want 67.5, mql", e, stage)
+		}
+		_, h, _ := s.Get(ctx, "ww1", ids[0], all)
+		var scores []string
+		for _, e := range h {
+			if e.Kind == HistoryScore {
+				scores = append(scores, e.To)
+			}
+		}
+		if strings.Join(scores, " ") != "+20 +10 +25 +40" || h[len(h)-1].Kind != HistoryStage || h[len(h)-1].To != StageMQL {
+			t.Fatalf("history: %v %+v", scores, h[len(h)-1])
 		}
 	})
 }

@@ -41,7 +41,7 @@ func (s *Service) Touch(ctx context.Context, corp string, leadID, user int64, ki
 	if err != nil {
 		return nil, err
 	}
-	return s.store.lead(ctx, s.db, corp, leadID)
+	return s.read(ctx, corp, leadID)
 }
 
 // Recycle returns to their pools the claimed leads whose owner logged no

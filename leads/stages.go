@@ -74,5 +74,5 @@ func (s *Service) ChangeStage(ctx context.Context, corp string, leadID, actor in
 	if err != nil {
 		return nil, err
 	}
-	return s.store.lead(ctx, s.db, corp, leadID)
+	return s.read(ctx, corp, leadID)
 }

@@ -34,7 +34,7 @@ func (st *store) addHistory(ctx context.Context, tx *qsql.Tx, corp string, lead 
 }
 
 const leadCols = `l.id, l.corp_id, l.person_id, p.name, l.pool_id, l.owner_user_id, l.stage, l.source, l.channel, l.code_id, l.staff_userid,
-	l.claimed_at, l.last_touch_at, l.version, l.created_at, l.updated_at`
+	l.claimed_at, l.last_touch_at, l.engagement_milli, l.engagement_at, l.version, l.created_at, l.updated_at`
 
 // lead reads one lead of a corp with its person's name.
 func (st *store) lead(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Lead, error) {
@@ -535,18 +535,18 @@ type activityRow struct {
 // insertActivities records activities in one statement, skipping those
 // whose key was recorded (or repeats within the batch); it returns how many
 // it recorded.
-func (st *store) insertActivities(ctx context.Context, tx *qsql.Tx, as []activityRow, now int64) (int, error) {
+func (st *store) insertActivities(ctx context.Context, tx *qsql.Tx, as []activityRow, batch string, now int64) (int, error) {
 	if len(as) == 0 {
 		return 0, nil
 	}
-	cols := []string{"corp_id", "person_id", "type", "at", "properties", "idem_key", "created_at"}
+	cols := []string{"corp_id", "person_id", "type", "at", "properties", "idem_key", "batch", "created_at"}
 	args := make([]any, 0, len(as)*len(cols))
 	for _, a := range as {
 		var key any
 		if a.Key != "" {
 			key = a.Key
 		}
-		args = append(args, a.Corp, a.Person, a.Type, a.At, a.Props, key, now)
+		args = append(args, a.Corp, a.Person, a.Type, a.At, a.Props, key, batch, now)
 	}
 	res, err := tx.ExecContext(ctx, st.db.InsertIgnoreRows("activities", cols, []string{"corp_id", "idem_key"}, len(as)), args...)
 	if err != nil {
@@ -561,5 +561,116 @@ func (st *store) activitiesOf(ctx context.Context, corp string, person int64, li
 	out := []activityRow{}
 	err := st.db.SelectContext(ctx, &out, `SELECT corp_id, person_id, type, at, properties, COALESCE(idem_key, '') AS idem_key FROM activities
 		WHERE person_id = ? AND corp_id = ? ORDER BY at DESC LIMIT ?`, person, corp, limit)
+	return out, err
+}
+
+func (st *store) createRule(ctx context.Context, r *Rule) error {
+	res, err := st.db.ExecContext(ctx, `INSERT INTO scoring_rules (corp_id, name, activity_type, cond, points, max_points, repeatable, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.CorpID, strings.TrimSpace(r.Name), r.ActivityType, r.Condition, r.Points, r.MaxPoints, r.Repeatable, r.CreatedAt, r.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	r.ID, err = res.LastInsertId()
+	return err
+}
+
+func (st *store) rules(ctx context.Context, corp, typ string) ([]Rule, error) {
+	out := []Rule{}
+	q := `SELECT id, corp_id, name, activity_type, cond, points, max_points, repeatable, created_at, updated_at FROM scoring_rules WHERE corp_id = ?`
+	args := []any{corp}
+	if typ != "" {
+		q, args = q+` AND activity_type = ?`, append(args, typ)
+	}
+	err := st.db.SelectContext(ctx, &out, q+` ORDER BY id`, args...)
+	return out, err
+}
+
+func (st *store) settings(ctx context.Context, q sqlx.QueryerContext, corp string) (Settings, error) {
+	var s Settings
+	err := sqlx.GetContext(ctx, q, &s, `SELECT half_life_days, mql_threshold FROM lead_settings WHERE corp_id = ?`, corp)
+	if qsql.IsNoRows(err) {
+		return defaultSettings, nil
+	}
+	return s, err
+}
+
+func (st *store) putSettings(ctx context.Context, corp string, s Settings, now int64) error {
+	q := st.db.Upsert("lead_settings", []string{"corp_id", "half_life_days", "mql_threshold", "updated_at"}, []string{"corp_id"},
+		[]string{"half_life_days", "mql_threshold", "updated_at"})
+	_, err := st.db.ExecContext(ctx, q, corp, s.HalfLifeDays, s.MQLThreshold, now)
+	return err
+}
+
+// given is what a rule has given a lead.
+type given struct{ Points, Times int }
+
+// rulePoints reads what the rules have given the leads, by [lead, rule].
+func (st *store) rulePoints(ctx context.Context, tx *qsql.Tx, leads []int64) (map[[2]int64]given, error) {
+	out := map[[2]int64]given{}
+	var rows []struct {
+		Lead   int64 `db:"lead_id"`
+		Rule   int64 `db:"rule_id"`
+		Points int   `db:"points"`
+		Times  int   `db:"times"`
+	}
+	q, args, err := sqlx.In(`SELECT lead_id, rule_id, points, times FROM lead_rule_points WHERE lead_id IN (?)`, leads)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[[2]int64{r.Lead, r.Rule}] = given{r.Points, r.Times}
+	}
+	return out, nil
+}
+
+// putRulePoints writes what the rules have given, in one statement.
+func (st *store) putRulePoints(ctx context.Context, tx *qsql.Tx, g map[[2]int64]given) error {
+	if len(g) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 4*len(g))
+	for k, v := range g {
+		args = append(args, k[0], k[1], v.Points, v.Times)
+	}
+	q := st.db.UpsertRows("lead_rule_points", []string{"lead_id", "rule_id", "points", "times"}, []string{"lead_id", "rule_id"}, []string{"points", "times"}, len(g))
+	_, err := tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+type engagementRow struct {
+	Milli int64 `db:"engagement_milli"`
+	At    int64 `db:"engagement_at"`
+}
+
+func (st *store) engagement(ctx context.Context, tx *qsql.Tx, lead int64) (engagementRow, error) {
+	var e engagementRow
+	err := tx.GetContext(ctx, &e, `SELECT engagement_milli, engagement_at FROM leads WHERE id = ?`, lead)
+	return e, err
+}
+
+func (st *store) setEngagement(ctx context.Context, tx *qsql.Tx, lead, milli, at int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE leads SET engagement_milli = ?, engagement_at = ?, updated_at = ? WHERE id = ?`, milli, at, at, lead)
+	return err
+}
+
+// promote moves a lead from one stage to another if it is still in from.
+func (st *store) promote(ctx context.Context, tx *qsql.Tx, corp string, lead int64, from, to string, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND stage = ?`,
+		to, now, corp, lead, from)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// insertedActivities reads back the activities one call inserted.
+func (st *store) insertedActivities(ctx context.Context, tx *qsql.Tx, batch string) ([]activityRow, error) {
+	out := []activityRow{}
+	err := tx.SelectContext(ctx, &out, `SELECT corp_id, person_id, type, at, properties, COALESCE(idem_key, '') AS idem_key FROM activities
+		WHERE batch = ? ORDER BY at, id`, batch)
 	return out, err
 }

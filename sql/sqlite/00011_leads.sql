@@ -66,6 +66,10 @@ CREATE TABLE leads (
   staff_userid     VARCHAR(64)  NOT NULL DEFAULT '',
   claimed_at       BIGINT       NULL,
   last_touch_at    BIGINT       NULL,
+  -- engagement in thousandths of a point, as of engagement_at; read with
+  -- the corp's half-life applied since then
+  engagement_milli BIGINT       NOT NULL DEFAULT 0,
+  engagement_at    BIGINT       NOT NULL DEFAULT 0,
   version          BIGINT       NOT NULL DEFAULT 1,
   created_at       BIGINT       NOT NULL,
   updated_at       BIGINT       NOT NULL
@@ -114,12 +118,51 @@ CREATE TABLE activities (
   at               BIGINT       NOT NULL,
   properties       TEXT         NOT NULL,
   idem_key         VARCHAR(128) NULL,
+  -- the call that stored it: a call reads back exactly what it inserted
+  batch            VARCHAR(24)  NOT NULL DEFAULT '',
   created_at       BIGINT       NOT NULL
 );
 CREATE UNIQUE INDEX activities_key ON activities (corp_id, idem_key);
 CREATE INDEX activities_person ON activities (person_id, at);
+CREATE INDEX activities_batch ON activities (batch);
+
+-- Engagement rules: points for an activity type, when its condition holds
+-- (an expression over the activity), capped per lead, once or repeatable.
+CREATE TABLE scoring_rules (
+  id               INTEGER      NOT NULL PRIMARY KEY AUTOINCREMENT,
+  corp_id          VARCHAR(64)  NOT NULL,
+  name             VARCHAR(64)  NOT NULL,
+  activity_type    VARCHAR(64)  NOT NULL,
+  cond             TEXT         NOT NULL,
+  points           INT          NOT NULL,
+  max_points       INT          NOT NULL DEFAULT 0,
+  repeatable       INT          NOT NULL DEFAULT 1,
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL
+);
+CREATE INDEX scoring_rules_type ON scoring_rules (corp_id, activity_type);
+
+-- What each rule has given each lead (for caps and once-only rules).
+CREATE TABLE lead_rule_points (
+  lead_id          BIGINT       NOT NULL,
+  rule_id          BIGINT       NOT NULL,
+  points           INT          NOT NULL DEFAULT 0,
+  times            INT          NOT NULL DEFAULT 0,
+  PRIMARY KEY (lead_id, rule_id)
+);
+
+-- A corp's scoring settings.
+CREATE TABLE lead_settings (
+  corp_id          VARCHAR(64)  NOT NULL PRIMARY KEY,
+  half_life_days   INT          NOT NULL DEFAULT 30,
+  mql_threshold    INT          NOT NULL DEFAULT 50,
+  updated_at       BIGINT       NOT NULL
+);
 
 -- +goose Down
+DROP TABLE lead_settings;
+DROP TABLE lead_rule_points;
+DROP TABLE scoring_rules;
 DROP TABLE activities;
 DROP TABLE lead_claim_counters;
 DROP TABLE lead_pool_members;

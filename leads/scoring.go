@@ -1,0 +1,253 @@
+package leads
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/qiflow/qiflow/apperr"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Engagement scoring: rules give points for activities (when their
+// condition holds), each rule capped per lead and once or repeatable. A
+// lead's engagement is stored with the moment it is as of and decays with
+// the corp's half-life when read, so nothing rewrites scores nightly. A lead
+// whose engagement reaches the corp's threshold moves from lead to mql.
+// Every point given is in the lead's history with its rule.
+
+// HistoryScore is points given by a rule.
+const HistoryScore = "score"
+
+// Rule is an engagement rule.
+type Rule struct {
+	ID           int64  `db:"id" json:"id"`
+	CorpID       string `db:"corp_id" json:"-"`
+	Name         string `db:"name" json:"name"`
+	ActivityType string `db:"activity_type" json:"activity_type"`
+	// Condition is an expression over the activity (type, properties),
+	// e.g. `properties.minutes >= 30`; empty means always.
+	Condition  string `db:"cond" json:"condition"`
+	Points     int    `db:"points" json:"points"`
+	MaxPoints  int    `db:"max_points" json:"max_points"` // per lead; 0 = no cap
+	Repeatable bool   `db:"repeatable" json:"repeatable"`
+	CreatedAt  int64  `db:"created_at" json:"created_at"`
+	UpdatedAt  int64  `db:"updated_at" json:"updated_at"`
+}
+
+// Settings are a corp's scoring settings.
+type Settings struct {
+	HalfLifeDays int `db:"half_life_days" json:"half_life_days"`
+	MQLThreshold int `db:"mql_threshold" json:"mql_threshold"`
+}
+
+var defaultSettings = Settings{HalfLifeDays: 30, MQLThreshold: 50}
+
+// activityEnv is what a rule's condition sees. Unknown names are refused
+// when the rule is saved.
+type activityEnv struct {
+	Type       string         `expr:"type"`
+	Properties map[string]any `expr:"properties"`
+}
+
+// compile checks and compiles a condition.
+func compile(cond string) (*vm.Program, error) {
+	if strings.TrimSpace(cond) == "" {
+		cond = "true"
+	}
+	return expr.Compile(cond, expr.Env(activityEnv{}), expr.AsBool())
+}
+
+// programs caches compiled conditions by rule id and version.
+type programs struct{ m sync.Map }
+
+type programKey struct {
+	id      int64
+	updated int64
+}
+
+func (p *programs) get(r Rule) (*vm.Program, error) {
+	k := programKey{r.ID, r.UpdatedAt}
+	if v, ok := p.m.Load(k); ok {
+		return v.(*vm.Program), nil
+	}
+	prog, err := compile(r.Condition)
+	if err == nil {
+		p.m.Store(k, prog)
+	}
+	return prog, err
+}
+
+func (r *Rule) check() error {
+	f := apperr.Fields{}
+	if n := strings.TrimSpace(r.Name); n == "" || len([]rune(n)) > 64 {
+		f.Add("name", "is required, at most 64 characters")
+	}
+	if !activityType.MatchString(r.ActivityType) {
+		f.Add("activity_type", "is lowercase letters, digits, _ and ., at most 64, starting with a letter")
+	}
+	if r.Points == 0 || r.Points < -1000 || r.Points > 1000 {
+		f.Add("points", "is between -1000 and 1000, not 0")
+	}
+	if r.MaxPoints < 0 {
+		f.Add("max_points", "is 0 (no cap) or more")
+	}
+	if _, err := compile(r.Condition); err != nil {
+		f.Add("condition", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	if len(f) > 0 {
+		return f.Err()
+	}
+	return nil
+}
+
+// CreateRule adds an engagement rule; its condition is compiled and
+// refused (422 naming the problem) when it does not compile.
+func (s *Service) CreateRule(ctx context.Context, r Rule) (*Rule, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	r.CreatedAt = qsql.Millis(s.now())
+	r.UpdatedAt = r.CreatedAt
+	if err := s.store.createRule(ctx, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Rules lists a corp's engagement rules.
+func (s *Service) Rules(ctx context.Context, corp string) ([]Rule, error) {
+	return s.store.rules(ctx, corp, "")
+}
+
+// ScoringSettings returns a corp's settings (the defaults until set).
+func (s *Service) ScoringSettings(ctx context.Context, corp string) (Settings, error) {
+	return s.store.settings(ctx, s.db, corp)
+}
+
+// SetScoringSettings changes a corp's half-life and MQL threshold.
+func (s *Service) SetScoringSettings(ctx context.Context, corp string, st Settings) (Settings, error) {
+	f := apperr.Fields{}
+	if st.HalfLifeDays < 1 || st.HalfLifeDays > 3650 {
+		f.Add("half_life_days", "is between 1 and 3650")
+	}
+	if st.MQLThreshold < 1 {
+		f.Add("mql_threshold", "is 1 or more")
+	}
+	if len(f) > 0 {
+		return st, f.Err()
+	}
+	return st, s.store.putSettings(ctx, corp, st, qsql.Millis(s.now()))
+}
+
+// decayed is a score as of at, decayed to now with the half-life.
+func decayed(milli, at int64, now time.Time, halfLifeDays int) float64 {
+	if milli == 0 {
+		return 0
+	}
+	age := now.Sub(qsql.FromMillis(at))
+	if age < 0 {
+		age = 0
+	}
+	return float64(milli) / 1000 * math.Pow(0.5, age.Hours()/24/float64(halfLifeDays))
+}
+
+// scoredActivity is an activity newly recorded, to score.
+type scoredActivity struct {
+	Lead int64
+	activityRow
+}
+
+// score gives the rules' points for newly recorded activities in tx,
+// updates the leads' engagement as of now, records each award in the
+// history and moves leads that reach the threshold from lead to mql.
+func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []scoredActivity, now time.Time) error {
+	if len(acts) == 0 {
+		return nil
+	}
+	set, err := s.store.settings(ctx, tx, corp)
+	if err != nil {
+		return err
+	}
+	rules, err := s.store.rules(ctx, corp, "")
+	if err != nil {
+		return err
+	}
+	byType := map[string][]Rule{}
+	for _, r := range rules {
+		byType[r.ActivityType] = append(byType[r.ActivityType], r)
+	}
+	var leadIDs []int64
+	for _, a := range acts {
+		leadIDs = append(leadIDs, a.Lead)
+	}
+	given, err := s.store.rulePoints(ctx, tx, leadIDs)
+	if err != nil {
+		return err
+	}
+	gained := map[int64]float64{} // lead → points as of now
+	var history []historyRow
+	ms := qsql.Millis(now)
+	for _, a := range acts {
+		env := activityEnv{Type: a.Type, Properties: map[string]any{}}
+		_ = json.Unmarshal([]byte(a.Props), &env.Properties) // checked to be an object when recorded
+		for _, r := range byType[a.Type] {
+			prog, err := s.programs.get(r)
+			if err != nil {
+				continue // saved before it stopped compiling: it gives nothing
+			}
+			ok, err := expr.Run(prog, env)
+			if err != nil || ok != true {
+				continue
+			}
+			k := [2]int64{a.Lead, r.ID}
+			g := given[k]
+			if !r.Repeatable && g.Times > 0 {
+				continue
+			}
+			award := r.Points
+			if r.MaxPoints > 0 && award > 0 {
+				award = min(award, r.MaxPoints-g.Points)
+			}
+			if award <= 0 && r.Points > 0 {
+				continue // capped
+			}
+			g.Points, g.Times = g.Points+award, g.Times+1
+			given[k] = g
+			gained[a.Lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
+			history = append(history, historyRow{corp, a.Lead, HistoryEntry{At: ms, Kind: HistoryScore, To: fmt.Sprintf("%+d", award),
+				Reason: fmt.Sprintf("%+d %s (rule %s)", award, a.Type, r.Name)}})
+		}
+	}
+	if err := s.store.putRulePoints(ctx, tx, given); err != nil {
+		return err
+	}
+	for lead, pts := range gained {
+		cur, err := s.store.engagement(ctx, tx, lead)
+		if err != nil {
+			return err
+		}
+		eng := decayed(cur.Milli, cur.At, now, set.HalfLifeDays) + pts
+		if err := s.store.setEngagement(ctx, tx, lead, int64(math.Round(eng*1000)), ms); err != nil {
+			return err
+		}
+		if eng >= float64(set.MQLThreshold) {
+			moved, err := s.store.promote(ctx, tx, corp, lead, StageLead, StageMQL, ms)
+			if err != nil {
+				return err
+			}
+			if moved {
+				history = append(history, historyRow{corp, lead, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL,
+					Reason: fmt.Sprintf("engagement %.1f reached the MQL threshold %d", eng, set.MQLThreshold)}})
+			}
+		}
+	}
+	return s.store.addHistories(ctx, tx, history)
+}
