@@ -21,6 +21,8 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/touches", auth.PermLeadsClaim, s.touchLead},
 		{"GET", "/leads/:id/timeline", auth.PermLeadsRead, s.leadTimeline},
 		{"POST", "/activities", auth.PermActivitiesWrite, s.recordActivities},
+		{"GET", "/assignment/rules", auth.PermLeadsRead, s.listAssignmentRules},
+		{"POST", "/assignment/rules", auth.PermPoolsManage, s.createAssignmentRule},
 		{"GET", "/scoring/rules", auth.PermLeadsRead, s.listRules},
 		{"POST", "/scoring/rules", auth.PermScoringManage, s.createRule},
 		{"GET", "/scoring/settings", auth.PermLeadsRead, s.scoringSettings},
@@ -388,4 +390,37 @@ func (s *Server) setScoringSettings(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) listAssignmentRules(c *gin.Context) {
+	rules, err := s.d.Leads.AssignmentRules(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"rules": rules})
+}
+
+// createAssignmentRule adds a rule for new MQLs: {"position","name",
+// "condition","users"}; the condition is over the lead (source, channel,
+// code_id, pool_id, staff_userid).
+func (s *Server) createAssignmentRule(c *gin.Context) {
+	var in struct {
+		Position  int     `json:"position"`
+		Name      string  `json:"name"`
+		Condition string  `json:"condition"`
+		Users     []int64 `json:"users"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	ctx := c.Request.Context()
+	r, err := s.d.Leads.CreateAssignmentRule(ctx, leads.AssignmentRule{CorpID: p.CorpID, Position: in.Position, Name: in.Name, Condition: in.Condition, Users: in.Users},
+		func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, r)
 }

@@ -551,3 +551,59 @@ func TestScoring_RulesCapsDecayAndMQL(t *testing.T) {
 		}
 	})
 }
+
+// New MQLs are given to SDRs by the first matching rule, in turn, passing
+// over those at the pool's cap; with no match the lead stays in the pool.
+func TestAssignment_MQLsRotateThroughTheMatchingRulesUsers(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		now := time.Now()
+		s.SetClock(func() time.Time { return now })
+		evs := []livecode.ContactAdded{
+			{CorpID: "ww1", ExternalUserID: "wm1", UserID: "z", Source: "code", CodeID: 7, Channel: "expo", SourceID: 1},
+			{CorpID: "ww1", ExternalUserID: "wm2", UserID: "z", Source: "code", CodeID: 7, Channel: "expo", SourceID: 2},
+			{CorpID: "ww1", ExternalUserID: "wm3", UserID: "z", Source: "code", CodeID: 7, Channel: "expo", SourceID: 3},
+			{CorpID: "ww1", ExternalUserID: "wm4", UserID: "z", Source: "direct", SourceID: 4},
+		}
+		if err := s.Intake(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		setCaps(t, s, Pool{MaxOpen: 1})
+		yes := func(int64) (bool, error) { return true, nil }
+		if _, err := s.CreateAssignmentRule(ctx, AssignmentRule{CorpID: "ww1", Name: "typo", Condition: "chanel == 'expo'", Users: []int64{1}}, yes); err == nil {
+			t.Fatal("a condition over an unknown name was saved")
+		}
+		if _, err := s.CreateAssignmentRule(ctx, AssignmentRule{CorpID: "ww1", Position: 1, Name: "expo", Condition: "channel == 'expo'", Users: []int64{11, 12}}, yes); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo", Points: 60}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ext := range []string{"wm1", "wm2", "wm3", "wm4"} {
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: ext, Type: "demo", At: now}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ls, _ := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: all})
+		owners := map[int64]int{}
+		unowned := 0
+		for _, l := range ls {
+			if l.Stage != StageMQL {
+				t.Fatalf("lead %d is %s, want mql", l.ID, l.Stage)
+			}
+			if l.OwnerUserID == 0 {
+				unowned++
+			}
+			owners[l.OwnerUserID]++
+		}
+		// wm1 → 11, wm2 → 12, wm3: both at their cap of one; wm4: no rule matches.
+		if owners[11] != 1 || owners[12] != 1 || unowned != 2 {
+			t.Fatalf("owners %v", owners)
+		}
+		_, h, _ := s.Get(ctx, "ww1", ls[0].ID, all)
+		if last := h[len(h)-1]; last.Kind != HistoryAssigned || last.Reason != "rule expo" {
+			t.Fatalf("history %+v", h)
+		}
+	})
+}

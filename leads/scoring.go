@@ -246,6 +246,13 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 			if moved {
 				history = append(history, historyRow{corp, lead, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL,
 					Reason: fmt.Sprintf("engagement %.1f reached the MQL threshold %d", eng, set.MQLThreshold)}})
+				assigned, err := s.assign(ctx, tx, corp, lead, ms)
+				if err != nil {
+					return err
+				}
+				if assigned != nil {
+					history = append(history, historyRow{corp, lead, *assigned})
+				}
 			}
 		}
 	}

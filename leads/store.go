@@ -674,3 +674,31 @@ func (st *store) insertedActivities(ctx context.Context, tx *qsql.Tx, batch stri
 		WHERE batch = ? ORDER BY at, id`, batch)
 	return out, err
 }
+
+func (st *store) createAssignmentRule(ctx context.Context, r *AssignmentRule) error {
+	res, err := st.db.ExecContext(ctx, `INSERT INTO assignment_rules (corp_id, position, name, cond, users, next_pick, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 0, ?, ?)`, r.CorpID, r.Position, strings.TrimSpace(r.Name), r.Condition, r.UsersJSON, r.CreatedAt, r.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	r.ID, err = res.LastInsertId()
+	return err
+}
+
+func (st *store) assignmentRules(ctx context.Context, q sqlx.QueryerContext, corp string) ([]AssignmentRule, error) {
+	out := []AssignmentRule{}
+	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, position, name, cond, users, created_at, updated_at FROM assignment_rules
+		WHERE corp_id = ? ORDER BY position, id`, corp)
+	return out, err
+}
+
+// nextPick takes a rule's next rotation position: the increment locks the
+// row until the transaction ends, so concurrent assignments take turns.
+func (st *store) nextPick(ctx context.Context, tx *qsql.Tx, rule int64) (int64, error) {
+	if _, err := tx.ExecContext(ctx, `UPDATE assignment_rules SET next_pick = next_pick + 1 WHERE id = ?`, rule); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := tx.GetContext(ctx, &n, `SELECT next_pick FROM assignment_rules WHERE id = ?`, rule)
+	return n - 1, err
+}

@@ -151,6 +151,21 @@ CREATE TABLE lead_rule_points (
   PRIMARY KEY (lead_id, rule_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- Who gets a new MQL: rules in order, each with a condition over the lead
+-- and the users it rotates through (next_pick, taken under the row's lock).
+CREATE TABLE assignment_rules (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  position         INT          NOT NULL,
+  name             VARCHAR(64)  NOT NULL,
+  cond             TEXT         NOT NULL,
+  users            TEXT         NOT NULL,
+  next_pick        BIGINT       NOT NULL DEFAULT 0,
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX assignment_rules_corp ON assignment_rules (corp_id, position);
+
 -- A corp's scoring settings.
 CREATE TABLE lead_settings (
   corp_id          VARCHAR(64)  NOT NULL PRIMARY KEY,
@@ -161,6 +176,7 @@ CREATE TABLE lead_settings (
 
 -- +goose Down
 DROP TABLE lead_settings;
+DROP TABLE assignment_rules;
 DROP TABLE lead_rule_points;
 DROP TABLE scoring_rules;
 DROP TABLE activities;
