@@ -85,7 +85,6 @@ func (s *Service) RecordActivities(ctx context.Context, corp string, in []Activi
 			good = append(good, ok{i, props})
 		}
 	}
-	ms := qsql.Millis(now)
 	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		res.Recorded, res.Duplicates = 0, 0
 		var refs [][2]string
@@ -124,35 +123,51 @@ func (s *Service) RecordActivities(ctx context.Context, corp string, in []Activi
 			}
 			rows = append(rows, activityRow{Corp: corp, Person: person, Type: a.Type, At: qsql.Millis(a.At), Props: g.props, Key: a.Key})
 		}
-		batch := newBatchToken()
-		n, err := s.store.insertActivities(ctx, tx, rows, batch, ms)
-		if err != nil {
-			return err
-		}
+		n, err := s.recordAndScore(ctx, tx, rows, now)
 		res.Recorded, res.Duplicates = n, len(rows)-n
-		// Score what this call recorded (not the duplicates).
-		fresh, err := s.store.insertedActivities(ctx, tx, batch)
-		if err != nil || len(fresh) == 0 {
-			return err
-		}
-		owners := make([][2]any, len(fresh))
-		for i, a := range fresh {
-			owners[i] = [2]any{corp, a.Person}
-		}
-		leadOf, err := s.store.leadsOfPeople(ctx, tx, owners)
-		if err != nil {
-			return err
-		}
-		var scored []scoredActivity
-		for _, a := range fresh {
-			if lead := leadOf[a.Person]; lead > 0 {
-				scored = append(scored, scoredActivity{Lead: lead, activityRow: a})
-			}
-		}
-		return s.score(ctx, tx, corp, scored, now)
+		return err
 	})
 	sort.Slice(res.Rejected, func(i, j int) bool { return res.Rejected[i].Index < res.Rejected[j].Index })
 	return res, err
+}
+
+// recordAndScore inserts activities (a key already recorded is skipped)
+// and scores those this call inserted, by corp; it returns how many it
+// inserted.
+func (s *Service) recordAndScore(ctx context.Context, tx *qsql.Tx, rows []activityRow, now time.Time) (int, error) {
+	batch := newBatchToken()
+	n, err := s.store.insertActivities(ctx, tx, rows, batch, qsql.Millis(now))
+	if err != nil || n == 0 {
+		return n, err
+	}
+	fresh, err := s.store.insertedActivities(ctx, tx, batch)
+	if err != nil {
+		return n, err
+	}
+	owners := make([][2]any, len(fresh))
+	for i, a := range fresh {
+		owners[i] = [2]any{a.Corp, a.Person}
+	}
+	leadOf, err := s.store.leadsOfPeople(ctx, tx, owners)
+	if err != nil {
+		return n, err
+	}
+	byCorp := map[string][]scoredActivity{}
+	var corps []string
+	for _, a := range fresh {
+		if lead := leadOf[a.Person]; lead > 0 {
+			if byCorp[a.Corp] == nil {
+				corps = append(corps, a.Corp)
+			}
+			byCorp[a.Corp] = append(byCorp[a.Corp], scoredActivity{Lead: lead, activityRow: a})
+		}
+	}
+	for _, corp := range corps {
+		if err := s.score(ctx, tx, corp, byCorp[corp], now); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func newBatchToken() string {

@@ -2,6 +2,7 @@ package leads
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -22,7 +23,7 @@ const IdentityWeCom = "wecom" // an external contact of the corp
 func (s *Service) subscribeIntake(b *jobs.Bus) {
 	jobs.On(b, jobs.Subscription[any]{
 		Name:  SubscriberIntake,
-		Types: []string{livecode.ContactAdded{}.EventType(), directory.ContactSaved{}.EventType()},
+		Types: []string{livecode.ContactAdded{}.EventType(), livecode.ContactLost{}.EventType(), directory.ContactSaved{}.EventType()},
 		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
 			return s.intake(ctx, []any{ev})
 		},
@@ -63,9 +64,13 @@ func (s *Service) intake(ctx context.Context, evs []any) error {
 func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int64) error {
 	var adds []livecode.ContactAdded
 	var saves []directory.ContactSaved
+	var losses []livecode.ContactLost
 	var contacts, keys [][2]string
 	for _, ev := range evs {
 		switch ev := ev.(type) {
+		case livecode.ContactLost:
+			losses = append(losses, ev)
+			contacts = append(contacts, [2]string{ev.CorpID, ev.ExternalUserID})
 		case livecode.ContactAdded:
 			adds = append(adds, ev)
 			contacts, keys = append(contacts, [2]string{ev.CorpID, ev.ExternalUserID}), append(keys, [2]string{ev.CorpID, addKey(ev)})
@@ -114,7 +119,7 @@ func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int6
 		return err
 	}
 	if len(adds) == 0 {
-		return nil
+		return s.wecomActivities(ctx, tx, nil, losses, people, now)
 	}
 	ids := make([]int64, len(adds))
 	refs := make([][2]any, len(adds))
@@ -152,7 +157,45 @@ func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int6
 		a := createdBy[i]
 		history = append(history, historyRow{a.CorpID, l.ID, HistoryEntry{At: now, Kind: HistoryCreated, To: StageLead, Reason: addedHow(a), eventKey: addKey(a)}})
 	}
-	return s.store.addHistories(ctx, tx, history)
+	if err := s.store.addHistories(ctx, tx, history); err != nil {
+		return err
+	}
+	// Last: scoring needs the leads made above.
+	return s.wecomActivities(ctx, tx, adds, losses, people, now)
+}
+
+// wecomActivities records adds and losses as activities of their people
+// ("wecom.added", "wecom.lost", with staff, channel and code), so they are
+// on the timeline and engagement rules can score them (e.g. negative points
+// for a loss). A loss of a person intake never met records nothing. An
+// activity is recorded once per event (its key).
+func (s *Service) wecomActivities(ctx context.Context, tx *qsql.Tx, adds []livecode.ContactAdded, losses []livecode.ContactLost, people map[[2]string]int64, now int64) error {
+	var rows []activityRow
+	props := func(staff, channel string, code int64, extra ...string) string {
+		m := map[string]any{"staff": staff, "channel": channel, "code_id": code}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	for _, a := range adds {
+		rows = append(rows, activityRow{Corp: a.CorpID, Person: people[[2]string{a.CorpID, a.ExternalUserID}], Type: "wecom.added",
+			At: a.AddedAt, Props: props(a.UserID, a.Channel, a.CodeID, "source", a.Source), Key: addKey(a)})
+	}
+	for _, l := range losses {
+		person := people[[2]string{l.CorpID, l.ExternalUserID}]
+		if person == 0 {
+			continue
+		}
+		rows = append(rows, activityRow{Corp: l.CorpID, Person: person, Type: "wecom.lost",
+			At: l.LostAt, Props: props(l.UserID, l.Channel, l.CodeID, "by", l.By), Key: fmt.Sprintf("lost:%d/%d", l.SourceID, l.LostAt)})
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := s.recordAndScore(ctx, tx, rows, qsql.FromMillis(now))
+	return err
 }
 
 // addKey names an add in the history, so a retried delivery records it once.

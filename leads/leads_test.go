@@ -467,11 +467,12 @@ func TestActivities_BatchPerItemAndTimeline(t *testing.T) {
 		if _, err := s.RecordActivities(ctx, "ww1", nil); err == nil {
 			t.Fatal("an empty call was accepted")
 		}
+		// The add itself is an activity too (at the add's time, the oldest here).
 		tl, err := s.Timeline(ctx, "ww1", ids[0], all, 50)
-		if err != nil || len(tl) != 3 {
+		if err != nil || len(tl) != 4 {
 			t.Fatalf("timeline %+v %v", tl, err)
 		}
-		if tl[0].Type != HistoryCreated || tl[1].Type != "order" || tl[2].Type != "webinar.attended" || !strings.Contains(string(tl[2].Properties), "Spring launch") {
+		if tl[0].Type != HistoryCreated || tl[1].Type != "order" || tl[2].Type != "webinar.attended" || !strings.Contains(string(tl[2].Properties), "Spring launch") || tl[3].Type != "wecom.added" {
 			t.Fatalf("timeline order %+v", tl)
 		}
 	})
@@ -604,6 +605,52 @@ func TestAssignment_MQLsRotateThroughTheMatchingRulesUsers(t *testing.T) {
 		_, h, _ := s.Get(ctx, "ww1", ls[0].ID, all)
 		if last := h[len(h)-1]; last.Kind != HistoryAssigned || last.Reason != "rule expo" {
 			t.Fatalf("history %+v", h)
+		}
+	})
+}
+
+// WeCom adds and losses are activities of their people: on the timeline,
+// and scored like any other (a loss can cost points).
+func TestIntake_AddsAndLossesAreScoredActivities(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		ctx := context.Background()
+		for _, r := range []Rule{
+			{CorpID: "ww1", Name: "expo add", ActivityType: "wecom.added", Condition: "properties.channel == 'expo'", Points: 10},
+			{CorpID: "ww1", Name: "lost", ActivityType: "wecom.lost", Condition: "properties.by == 'customer'", Points: -8, Repeatable: true},
+		} {
+			if _, err := s.CreateRule(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		add := livecode.ContactAdded{CorpID: "ww1", ExternalUserID: "wm1", UserID: "z", Source: "code", CodeID: 7, Channel: "expo", SourceID: 1, AddedAt: now.UnixMilli()}
+		lost := livecode.ContactLost{CorpID: "ww1", ExternalUserID: "wm1", UserID: "z", By: "customer", Channel: "expo", CodeID: 7, SourceID: 1, LostAt: now.UnixMilli()}
+		for i := 0; i < 2; i++ { // a retried delivery scores nothing twice
+			if err := s.intake(ctx, []any{add}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.intake(ctx, []any{lost}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ls, _ := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: all})
+		if len(ls) != 1 || ls[0].Engagement != 2 {
+			t.Fatalf("leads %+v: want engagement 10 - 8 = 2", ls)
+		}
+		tl, err := s.Timeline(ctx, "ww1", ls[0].ID, all, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var acts []string
+		for _, e := range tl {
+			if e.Kind == "activity" {
+				acts = append(acts, e.Type)
+			}
+		}
+		if len(acts) != 2 || !strings.Contains(strings.Join(acts, " "), "wecom.lost") || !strings.Contains(strings.Join(acts, " "), "wecom.added") {
+			t.Fatalf("activities %v", acts)
 		}
 	})
 }

@@ -25,6 +25,6 @@ var subscriberTable = []struct {
 		"(*livecode.Service).ApplyProfile (livecode/profile.go): the code's tags, remark and description"},
 	{"livecode.groups", "normal", []string{"change_external_chat/update"},
 		"(*livecode.Service).HandleChat (livecode/groups.go): group-code joins and leaves; switches full groups"},
-	{"leads.intake", "normal", []string{"ContactAdded", "ContactSaved"},
-		"(*leads.Service).intake (leads/intake.go): a person and a lead for every WeCom add; the person named from the mirror"},
+	{"leads.intake", "normal", []string{"ContactAdded", "ContactLost", "ContactSaved"},
+		"(*leads.Service).intake (leads/intake.go): a person and a lead for every WeCom add; adds and losses as scored activities; the person named from the mirror"},
 }
