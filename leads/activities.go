@@ -162,8 +162,18 @@ func (s *Service) recordAndScore(ctx context.Context, tx *qsql.Tx, rows []activi
 			byCorp[a.Corp] = append(byCorp[a.Corp], scoredActivity{Lead: lead, activityRow: a})
 		}
 	}
+	if len(corps) == 0 {
+		return n, nil
+	}
+	rules, err := s.store.rulesOf(ctx, tx, corps)
+	if err != nil {
+		return n, err
+	}
 	for _, corp := range corps {
-		if err := s.score(ctx, tx, corp, byCorp[corp], now); err != nil {
+		if len(rules[corp]) == 0 {
+			continue
+		}
+		if err := s.score(ctx, tx, corp, byCorp[corp], rules[corp], now); err != nil {
 			return n, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -168,21 +169,19 @@ type scoredActivity struct {
 // score gives the rules' points for newly recorded activities in tx,
 // updates the leads' engagement as of now, records each award in the
 // history and moves leads that reach the threshold from lead to mql.
-func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []scoredActivity, now time.Time) error {
+// rules are the corp's rules, read once for the whole batch.
+func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []scoredActivity, rules []Rule, now time.Time) error {
+	byType := map[string][]Rule{}
+	for _, r := range rules {
+		byType[r.ActivityType] = append(byType[r.ActivityType], r)
+	}
+	acts = slices.DeleteFunc(slices.Clone(acts), func(a scoredActivity) bool { return len(byType[a.Type]) == 0 })
 	if len(acts) == 0 {
-		return nil
+		return nil // no rule scores these: nothing to read or write
 	}
 	set, err := s.store.settings(ctx, tx, corp)
 	if err != nil {
 		return err
-	}
-	rules, err := s.store.rules(ctx, corp, "")
-	if err != nil {
-		return err
-	}
-	byType := map[string][]Rule{}
-	for _, r := range rules {
-		byType[r.ActivityType] = append(byType[r.ActivityType], r)
 	}
 	var leadIDs []int64
 	for _, a := range acts {

@@ -702,3 +702,21 @@ func (st *store) nextPick(ctx context.Context, tx *qsql.Tx, rule int64) (int64, 
 	err := tx.GetContext(ctx, &n, `SELECT next_pick FROM assignment_rules WHERE id = ?`, rule)
 	return n - 1, err
 }
+
+// rulesOf reads the rules of several corps in one query, by corp.
+func (st *store) rulesOf(ctx context.Context, tx *qsql.Tx, corps []string) (map[string][]Rule, error) {
+	var rows []Rule
+	q, args, err := sqlx.In(`SELECT id, corp_id, name, activity_type, cond, points, max_points, repeatable, created_at, updated_at FROM scoring_rules
+		WHERE corp_id IN (?) ORDER BY id`, corps)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := map[string][]Rule{}
+	for _, r := range rows {
+		out[r.CorpID] = append(out[r.CorpID], r)
+	}
+	return out, nil
+}
