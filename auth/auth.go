@@ -64,6 +64,7 @@ const (
 	PermCodesRead       Permission = "codes.read"
 	PermLeadsRead       Permission = "leads.read"       // the pools and leads
 	PermLeadsClaim      Permission = "leads.claim"      // claim and release leads
+	PermLeadsWrite      Permission = "leads.write"      // create and update people and leads (upsert API, forms, imports)
 	PermPoolsManage     Permission = "pools.manage"     // pools and their claim rules
 	PermActivitiesWrite Permission = "activities.write" // record behaviour from other systems
 	PermScoringManage   Permission = "scoring.manage"   // engagement rules, half-life, MQL threshold
@@ -71,12 +72,12 @@ const (
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
 	RoleAdmin:    Permissions,
-	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermActivitiesWrite, PermScoringManage},
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermActivitiesWrite, PermScoringManage},
 	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
 	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim},
 	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII},

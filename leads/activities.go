@@ -106,18 +106,18 @@ func (s *Service) RecordActivities(ctx context.Context, corp string, in []Activi
 				ids = append(ids, in[g.i].PersonID)
 			}
 		}
-		known, err := s.store.peopleExist(ctx, tx, corp, ids)
+		known, err := s.resolvePeople(ctx, tx, corp, ids)
 		if err != nil {
 			return err
 		}
 		var rows []activityRow
 		for _, g := range good {
 			a := in[g.i]
-			person := a.PersonID
+			person := known[a.PersonID]
 			if a.ExternalUserID != "" {
 				person = people[[2]string{corp, a.ExternalUserID}]
 			}
-			if person == 0 || (a.PersonID > 0 && !known[a.PersonID]) {
+			if person == 0 {
 				res.Rejected = append(res.Rejected, Rejected{g.i, "external_userid", "no such person in this corp"})
 				continue
 			}
@@ -200,13 +200,27 @@ type TimelineEntry struct {
 }
 
 // Timeline is the newest limit things that happened to a lead's person,
-// newest first: the lead's history and the person's activities.
+// newest first: the lead's history and the person's activities, and those
+// of the people and leads merged into them (a merge undone takes its
+// timeline back with it).
 func (s *Service) Timeline(ctx context.Context, corp string, leadID int64, v Viewer, limit int) ([]TimelineEntry, error) {
-	l, history, err := s.Get(ctx, corp, leadID, v)
+	l, _, err := s.Get(ctx, corp, leadID, v)
 	if err != nil {
 		return nil, err
 	}
-	acts, err := s.store.activitiesOf(ctx, corp, l.PersonID, limit)
+	people, err := s.withAbsorbed(ctx, corp, l.PersonID)
+	if err != nil {
+		return nil, err
+	}
+	acts, err := s.store.activitiesOf(ctx, corp, people, limit)
+	if err != nil {
+		return nil, err
+	}
+	leadIDs, err := s.store.leadIDsOfPeople(ctx, corp, people)
+	if err != nil {
+		return nil, err
+	}
+	history, err := s.store.historiesOf(ctx, corp, leadIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -219,4 +233,44 @@ func (s *Service) Timeline(ctx context.Context, corp string, leadID int64, v Vie
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At > out[j].At })
 	return out[:min(len(out), limit)], nil
+}
+
+// withAbsorbed is a person and everyone merged into them, at any depth.
+func (s *Service) withAbsorbed(ctx context.Context, corp string, person int64) ([]int64, error) {
+	all, frontier := []int64{person}, []int64{person}
+	for len(frontier) > 0 && len(all) < 1000 {
+		next, err := s.store.absorbed(ctx, corp, frontier)
+		if err != nil {
+			return nil, err
+		}
+		all, frontier = append(all, next...), next
+	}
+	return all, nil
+}
+
+// resolvePeople maps person ids to the live people they are now (a merged
+// person's activities belong to whom they were merged into); an id not of
+// the corp is missing from the map.
+func (s *Service) resolvePeople(ctx context.Context, tx *qsql.Tx, corp string, ids []int64) (map[int64]int64, error) {
+	out := map[int64]int64{}
+	into, err := s.store.mergedInto(ctx, tx, corp, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, to := range into {
+		for hops := 0; to != 0 && hops < 100; hops++ {
+			next, err := s.store.mergedInto(ctx, tx, corp, []int64{to})
+			if err != nil {
+				return nil, err
+			}
+			id2 := to
+			if to = next[to]; to == 0 {
+				out[id] = id2
+			}
+		}
+		if _, ok := out[id]; !ok {
+			out[id] = id
+		}
+	}
+	return out, nil
 }

@@ -29,6 +29,9 @@ func (s *Service) Claim(ctx context.Context, corp string, leadID, user int64) (*
 		if ok, err := s.store.visible(ctx, tx, corp, leadID, Viewer{UserID: user}); err != nil || !ok {
 			return cmpErr(err, ErrNotFound)
 		}
+		if l.MergedInto != 0 {
+			return ErrMerged
+		}
 		if l.OwnerUserID != 0 {
 			return ErrAlreadyClaimed
 		}

@@ -13,9 +13,6 @@ import (
 	"github.com/qiflow/qiflow/wecom/directory"
 )
 
-// Identity kinds.
-const IdentityWeCom = "wecom" // an external contact of the corp
-
 // subscribeIntake takes WeCom adds and the mirror's saved contacts in one
 // subscriber, so one contact's are handled in the order they happened: a
 // contact saved before its add names the person the add then finds, one
@@ -118,6 +115,9 @@ func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int6
 	if err := s.store.nameUnnamed(ctx, tx, names, now); err != nil {
 		return err
 	}
+	if err := s.linkUnionIDs(ctx, tx, saves, people, now); err != nil {
+		return err
+	}
 	if len(adds) == 0 {
 		return s.wecomActivities(ctx, tx, nil, losses, people, now)
 	}
@@ -196,6 +196,56 @@ func (s *Service) wecomActivities(ctx context.Context, tx *qsql.Tx, adds []livec
 	}
 	_, err := s.recordAndScore(ctx, tx, rows, qsql.FromMillis(now))
 	return err
+}
+
+// linkUnionIDs gives people the unionid of their saved contact; a unionid
+// another person has (from a form or an import) means both are one, and
+// they are merged (the person being worked survives). people is updated
+// to name the survivors.
+func (s *Service) linkUnionIDs(ctx context.Context, tx *qsql.Tx, saves []directory.ContactSaved, people map[[2]string]int64, now int64) error {
+	byCorp := map[string][]Identity{}
+	for _, sv := range saves {
+		if sv.UnionID != "" {
+			byCorp[sv.CorpID] = append(byCorp[sv.CorpID], Identity{IdentityUnionID, sv.UnionID})
+		}
+	}
+	for corp, ids := range byCorp {
+		owners, err := s.store.identityOwners(ctx, tx, corp, ids)
+		if err != nil {
+			return err
+		}
+		for _, sv := range saves {
+			if sv.CorpID != corp || sv.UnionID == "" {
+				continue
+			}
+			id := Identity{IdentityUnionID, sv.UnionID}
+			person, owner := people[[2]string{corp, sv.ExternalUserID}], owners[id]
+			switch {
+			case person == 0 || owner == person:
+			case owner == 0:
+				if err := s.store.addIdentities(ctx, tx, corp, person, []Identity{id}, now); err != nil {
+					return err
+				}
+				owners[id] = person
+			default:
+				survivor, err := s.survivor(ctx, tx, corp, []int64{owner, person})
+				if err != nil {
+					return err
+				}
+				merged := person + owner - survivor
+				if _, err := s.mergeTx(ctx, tx, corp, survivor, merged, 0, "same unionid "+sv.UnionID, qsql.FromMillis(now)); err != nil {
+					return err
+				}
+				for k, v := range people {
+					if v == merged {
+						people[k] = survivor
+					}
+				}
+				owners[id] = survivor
+			}
+		}
+	}
+	return nil
 }
 
 // addKey names an add in the history, so a retried delivery records it once.

@@ -8,7 +8,7 @@
 // owner and the SDR's claim counters, each in one transaction of
 // conditional updates, so two SDRs racing for a lead leave it with one
 // owner and no cap is exceeded, on MySQL as on SQLite, with or without
-// SKIP LOCKED. Every SQL statement is in store.go.
+// SKIP LOCKED. Every SQL statement is in store.go and store_people.go.
 package leads
 
 import (
@@ -86,6 +86,12 @@ type Lead struct {
 	StaffUserID string `db:"staff_userid" json:"staff_userid,omitempty"`
 	ClaimedAt   *int64 `db:"claimed_at" json:"claimed_at,omitempty"`
 	LastTouchAt *int64 `db:"last_touch_at" json:"last_touch_at,omitempty"`
+	// MergedInto is the lead this one was folded into when its person
+	// turned out to be another's (0: a live lead).
+	MergedInto int64 `db:"merged_into" json:"merged_into,omitempty"`
+	Qualification
+	FitPoints int    `db:"fit_points" json:"fit_points"`
+	Grade     string `db:"grade" json:"grade"`
 	// Engagement is the score now (decayed since it was last changed).
 	Engagement      float64 `db:"-" json:"engagement"`
 	EngagementMilli int64   `db:"engagement_milli" json:"-"`

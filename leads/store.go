@@ -34,7 +34,7 @@ func (st *store) addHistory(ctx context.Context, tx *qsql.Tx, corp string, lead 
 }
 
 const leadCols = `l.id, l.corp_id, l.person_id, p.name, l.pool_id, l.owner_user_id, l.stage, l.source, l.channel, l.code_id, l.staff_userid,
-	l.claimed_at, l.last_touch_at, l.engagement_milli, l.engagement_at, l.version, l.created_at, l.updated_at`
+	l.claimed_at, l.last_touch_at, l.merged_into, l.budget, l.authority, l.need, l.timeline, l.fit_points, l.grade, l.engagement_milli, l.engagement_at, l.version, l.created_at, l.updated_at`
 
 // lead reads one lead of a corp with its person's name.
 func (st *store) lead(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Lead, error) {
@@ -100,7 +100,7 @@ func (st *store) members(ctx context.Context, corp string, pool int64) ([]int64,
 
 func (st *store) list(ctx context.Context, f ListFilter) ([]Lead, error) {
 	cond, vargs := visibleTo(f.Viewer)
-	where := []string{"l.corp_id = ?", "l.id > ?", cond}
+	where := []string{"l.corp_id = ?", "l.id > ?", "l.merged_into = 0", cond}
 	args := append([]any{f.CorpID, f.After}, vargs...)
 	if f.PoolID > 0 {
 		where, args = append(where, "l.pool_id = ?"), append(args, f.PoolID)
@@ -180,7 +180,7 @@ func (st *store) lastRelease(ctx context.Context, tx *qsql.Tx, corp string, lead
 // when someone else holds it (or it left the pool) by now.
 func (st *store) takeLead(ctx context.Context, tx *qsql.Tx, corp string, lead, pool, user, now int64) (bool, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = ?, claimed_at = ?, last_touch_at = ?, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND pool_id = ? AND owner_user_id = 0`, user, now, now, now, corp, lead, pool)
+		WHERE corp_id = ? AND id = ? AND pool_id = ? AND owner_user_id = 0 AND merged_into = 0`, user, now, now, now, corp, lead, pool)
 	if err != nil {
 		return false, err
 	}
@@ -485,7 +485,7 @@ func (st *store) staleLeads(ctx context.Context, now int64, limit int) ([]staleL
 	var out []staleLead
 	err := st.db.SelectContext(ctx, &out, `SELECT l.id, l.corp_id, l.pool_id, l.owner_user_id, l.last_touch_at, l.version, p.recycle_days
 		FROM lead_pools p JOIN leads l ON l.pool_id = p.id
-		WHERE p.recycle_days > 0 AND l.owner_user_id <> 0 AND l.last_touch_at <= ? - p.recycle_days * 86400000
+		WHERE p.recycle_days > 0 AND l.owner_user_id <> 0 AND l.merged_into = 0 AND l.last_touch_at <= ? - p.recycle_days * 86400000
 		ORDER BY l.last_touch_at LIMIT ?`, now, limit)
 	return out, err
 }
@@ -500,26 +500,6 @@ func (st *store) recycle(ctx context.Context, tx *qsql.Tx, l staleLead, now int6
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
-}
-
-// peopleExist reports which of the ids are people of the corp.
-func (st *store) peopleExist(ctx context.Context, tx *qsql.Tx, corp string, ids []int64) (map[int64]bool, error) {
-	out := map[int64]bool{}
-	if len(ids) == 0 {
-		return out, nil
-	}
-	var found []int64
-	q, args, err := sqlx.In(`SELECT id FROM people WHERE corp_id = ? AND id IN (?)`, corp, ids)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.SelectContext(ctx, &found, q, args...); err != nil {
-		return nil, err
-	}
-	for _, id := range found {
-		out[id] = true
-	}
-	return out, nil
 }
 
 // activityRow is a stored activity.
@@ -556,11 +536,15 @@ func (st *store) insertActivities(ctx context.Context, tx *qsql.Tx, as []activit
 	return int(n), err
 }
 
-// activitiesOf is a person's newest activities.
-func (st *store) activitiesOf(ctx context.Context, corp string, person int64, limit int) ([]activityRow, error) {
+// activitiesOf is the newest activities of people.
+func (st *store) activitiesOf(ctx context.Context, corp string, people []int64, limit int) ([]activityRow, error) {
 	out := []activityRow{}
-	err := st.db.SelectContext(ctx, &out, `SELECT corp_id, person_id, type, at, properties, COALESCE(idem_key, '') AS idem_key FROM activities
-		WHERE person_id = ? AND corp_id = ? ORDER BY at DESC LIMIT ?`, person, corp, limit)
+	q, args, err := sqlx.In(`SELECT corp_id, person_id, type, at, properties, COALESCE(idem_key, '') AS idem_key FROM activities
+		WHERE person_id IN (?) AND corp_id = ? ORDER BY at DESC LIMIT ?`, people, corp, limit)
+	if err != nil {
+		return nil, err
+	}
+	err = st.db.SelectContext(ctx, &out, q, args...)
 	return out, err
 }
 

@@ -186,6 +186,12 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // call sends a JSON request with an optional bearer token and decodes the answer.
 func call(t *testing.T, method, u, token string, body any, out any) int {
 	t.Helper()
+	return callWith(t, method, u, token, nil, body, out)
+}
+
+// callWith is call with more request headers.
+func callWith(t *testing.T, method, u, token string, headers map[string]string, body any, out any) int {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -196,6 +202,9 @@ func call(t *testing.T, method, u, token string, body any, out any) int {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,376 @@
+package leads
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// This file holds the statements of people, identities, companies, merges
+// and upsert keys.
+
+// identityOwners maps [kind, value] identities of a corp to their people.
+func (st *store) identityOwners(ctx context.Context, q sqlx.QueryerContext, corp string, ids []Identity) (map[Identity]int64, error) {
+	out := map[Identity]int64{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	keys := make([][]any, len(ids))
+	for i, id := range ids {
+		keys[i] = []any{corp, id.Kind, id.Value}
+	}
+	var rows []struct {
+		Kind   string `db:"kind"`
+		Value  string `db:"value"`
+		Person int64  `db:"person_id"`
+	}
+	in, args := qsql.KeysIn([]string{"corp_id", "kind", "value"}, keys)
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT kind, value, person_id FROM person_identities WHERE `+in, args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[Identity{r.Kind, r.Value}] = r.Person
+	}
+	return out, nil
+}
+
+// identitiesOf lists a person's identities.
+func (st *store) identitiesOf(ctx context.Context, q sqlx.QueryerContext, corp string, person int64) ([]Identity, error) {
+	out := []Identity{}
+	err := sqlx.SelectContext(ctx, q, &out, `SELECT kind, value FROM person_identities WHERE corp_id = ? AND person_id = ? ORDER BY kind, value`, corp, person)
+	return out, err
+}
+
+// addIdentities gives a person identities; a duplicate key means another
+// transaction took one meanwhile (the caller starts over).
+func (st *store) addIdentities(ctx context.Context, tx *qsql.Tx, corp string, person int64, ids []Identity, now int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	rows := make([]string, len(ids))
+	args := make([]any, 0, 5*len(ids))
+	for i, id := range ids {
+		rows[i] = "(?, ?, ?, ?, ?)"
+		args = append(args, corp, id.Kind, id.Value, person, now)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES `+strings.Join(rows, ","), args...)
+	return err
+}
+
+// moveIdentities moves the listed identities from one person to another.
+func (st *store) moveIdentities(ctx context.Context, tx *qsql.Tx, corp string, from, to int64, ids []Identity) error {
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `UPDATE person_identities SET person_id = ? WHERE corp_id = ? AND kind = ? AND value = ? AND person_id = ?`,
+			to, corp, id.Kind, id.Value, from); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const personCols = `p.id, p.corp_id, p.name, p.title, p.region, p.company_id, COALESCE(c.name, '') AS company, COALESCE(c.industry, '') AS industry,
+	COALESCE(c.size, 0) AS company_size, p.merged_into, p.needs_review, p.review_reasons, p.test_data, p.created_at, p.updated_at`
+
+// person reads one person of a corp.
+func (st *store) person(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Person, error) {
+	var p Person
+	err := sqlx.GetContext(ctx, q, &p, `SELECT `+personCols+` FROM people p LEFT JOIN companies c ON c.id = p.company_id
+		WHERE p.corp_id = ? AND p.id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return nil, ErrPersonNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.Reviews = []Review{}
+	if p.ReviewReasons != "" {
+		_ = json.Unmarshal([]byte(p.ReviewReasons), &p.Reviews)
+	}
+	return &p, nil
+}
+
+// createPerson inserts one person and returns their id.
+func (st *store) createPerson(ctx context.Context, tx *qsql.Tx, corp string, in *PersonIn, reviews string, test bool, company, now int64) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO people (corp_id, name, title, region, company_id, needs_review, review_reasons, test_data, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, corp, in.Name, in.Title, in.Region, company, reviews != "", reviews, test, now, now)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// updatePerson sets the fields given (empty ones keep what is stored), the
+// review reasons when there are new ones, and the test flag once raised.
+func (st *store) updatePerson(ctx context.Context, tx *qsql.Tx, corp string, id int64, in *PersonIn, reviews string, test bool, company, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE people SET
+		name = CASE WHEN ? = '' THEN name ELSE ? END,
+		title = CASE WHEN ? = '' THEN title ELSE ? END,
+		region = CASE WHEN ? = '' THEN region ELSE ? END,
+		company_id = CASE WHEN ? = 0 THEN company_id ELSE ? END,
+		needs_review = CASE WHEN ? = '' THEN needs_review ELSE 1 END,
+		review_reasons = CASE WHEN ? = '' THEN review_reasons ELSE ? END,
+		test_data = CASE WHEN ? THEN 1 ELSE test_data END,
+		updated_at = ?
+		WHERE corp_id = ? AND id = ?`,
+		in.Name, in.Name, in.Title, in.Title, in.Region, in.Region, company, company, reviews, reviews, reviews, test, now, corp, id)
+	return err
+}
+
+// company returns the id of the corp's company with that normalised name,
+// making it (named name) when there is none; made is true when it did.
+// Industry and size are set when given.
+func (st *store) company(ctx context.Context, tx *qsql.Tx, corp, name, norm, industry string, size int, now int64) (id int64, made bool, err error) {
+	q := st.db.InsertIgnoreRows("companies", []string{"corp_id", "name", "norm_name", "industry", "size", "created_at", "updated_at"}, []string{"corp_id", "norm_name"}, 1)
+	res, err := tx.ExecContext(ctx, q, corp, name, norm, industry, size, now, now)
+	if err != nil {
+		return 0, false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, false, err
+	}
+	if err := tx.GetContext(ctx, &id, `SELECT id FROM companies WHERE corp_id = ? AND norm_name = ?`, corp, norm); err != nil {
+		return 0, false, err
+	}
+	if n == 0 && (industry != "" || size > 0) {
+		_, err = tx.ExecContext(ctx, `UPDATE companies SET industry = CASE WHEN ? = '' THEN industry ELSE ? END,
+			size = CASE WHEN ? = 0 THEN size ELSE ? END, updated_at = ? WHERE id = ?`, industry, industry, size, size, now, id)
+	}
+	return id, n == 1, err
+}
+
+// companiesLike lists the corp's companies whose normalised names start
+// like prefix (the candidates for a near-duplicate).
+func (st *store) companiesLike(ctx context.Context, tx *qsql.Tx, corp, prefix string, except int64) ([]Company, error) {
+	var out []Company
+	err := tx.SelectContext(ctx, &out, `SELECT id, name, norm_name FROM companies WHERE corp_id = ? AND norm_name LIKE ? AND id <> ? ORDER BY id LIMIT 50`,
+		corp, strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix)+"%", except)
+	return out, err
+}
+
+// proposeCompanies records near-duplicate pairs for review.
+func (st *store) proposeCompanies(ctx context.Context, tx *qsql.Tx, corp string, company int64, similar []Company, now int64) error {
+	q := st.db.InsertIgnoreRows("company_reviews", []string{"corp_id", "company_id", "similar_id", "reason", "created_at"}, []string{"corp_id", "company_id", "similar_id"}, 1)
+	for _, c := range similar {
+		if _, err := tx.ExecContext(ctx, q, corp, company, c.ID, "name alike: "+c.Name, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// companyReviews lists the near-duplicate pairs of a corp.
+func (st *store) companyReviews(ctx context.Context, corp string) ([]CompanyReview, error) {
+	out := []CompanyReview{}
+	err := st.db.SelectContext(ctx, &out, `SELECT r.company_id, a.name AS company, r.similar_id, b.name AS similar, r.reason, r.created_at
+		FROM company_reviews r JOIN companies a ON a.id = r.company_id JOIN companies b ON b.id = r.similar_id
+		WHERE r.corp_id = ? ORDER BY r.created_at, r.company_id`, corp)
+	return out, err
+}
+
+// leadOfPerson reads a person's lead (nil when they have none).
+func (st *store) leadOfPerson(ctx context.Context, q sqlx.QueryerContext, corp string, person int64) (*Lead, error) {
+	var l Lead
+	err := sqlx.GetContext(ctx, q, &l, `SELECT `+leadCols+` FROM leads l JOIN people p ON p.id = l.person_id WHERE l.corp_id = ? AND l.person_id = ?`, corp, person)
+	if qsql.IsNoRows(err) {
+		return nil, nil
+	}
+	return &l, err
+}
+
+// setQualification sets a lead's BANT fields that are given.
+func (st *store) setQualification(ctx context.Context, tx *qsql.Tx, corp string, lead int64, q Qualification, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE leads SET
+		budget = CASE WHEN ? = '' THEN budget ELSE ? END,
+		authority = CASE WHEN ? = '' THEN authority ELSE ? END,
+		need = CASE WHEN ? = '' THEN need ELSE ? END,
+		timeline = CASE WHEN ? = '' THEN timeline ELSE ? END,
+		version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ?`, q.Budget, q.Budget, q.Authority, q.Authority, q.Need, q.Need, q.Timeline, q.Timeline, now, corp, lead)
+	return err
+}
+
+// markPersonMerged marks a person merged into another; false when they
+// were merged already.
+func (st *store) markPersonMerged(ctx context.Context, tx *qsql.Tx, corp string, person, into, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE people SET merged_into = ?, updated_at = ? WHERE corp_id = ? AND id = ? AND merged_into = 0`, into, now, corp, person)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// unmarkPersonMerged restores a merged person; false when they are not
+// merged into that person (any more).
+func (st *store) unmarkPersonMerged(ctx context.Context, tx *qsql.Tx, corp string, person, into, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE people SET merged_into = 0, updated_at = ? WHERE corp_id = ? AND id = ? AND merged_into = ?`, now, corp, person, into)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// setLeadMerged marks a lead merged into another (0: restores it) if it is
+// still at version; false when it changed meanwhile (a claim, say).
+func (st *store) setLeadMerged(ctx context.Context, tx *qsql.Tx, corp string, lead, version, into, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET merged_into = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
+		into, now, corp, lead, version)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// recountOpen puts a restored lead back on its owner's open count (a
+// restore is not a claim: caps are not checked).
+func (st *store) recountOpen(ctx context.Context, tx *qsql.Tx, corp string, pool, user int64) error {
+	q := st.db.InsertIgnoreRows("lead_claim_counters", []string{"corp_id", "pool_id", "user_id"}, []string{"corp_id", "pool_id", "user_id"}, 1)
+	if _, err := tx.ExecContext(ctx, q, corp, pool, user); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE lead_claim_counters SET open_leads = open_leads + 1 WHERE corp_id = ? AND pool_id = ? AND user_id = ?`, corp, pool, user)
+	return err
+}
+
+// recordMerge stores a merge and returns its id.
+func (st *store) recordMerge(ctx context.Context, tx *qsql.Tx, m *Merge) (int64, error) {
+	ids, _ := json.Marshal(m.Identities)
+	res, err := tx.ExecContext(ctx, `INSERT INTO person_merges (corp_id, survivor_id, merged_id, reason, identities, lead_id, engagement_milli, actor_user_id, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.CorpID, m.SurvivorID, m.MergedID, truncate(m.Reason, 255), string(ids), m.LeadID, m.EngagementMilli, m.ActorUserID, m.At)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+const mergeCols = `id, corp_id, survivor_id, merged_id, reason, identities, lead_id, engagement_milli, actor_user_id, at, undone_at, undone_by`
+
+// merge reads one merge of a corp.
+func (st *store) merge(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Merge, error) {
+	var m Merge
+	err := sqlx.GetContext(ctx, q, &m, `SELECT `+mergeCols+` FROM person_merges WHERE corp_id = ? AND id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return nil, ErrMergeNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &m, json.Unmarshal([]byte(m.IdentitiesJSON), &m.Identities)
+}
+
+// mergesOf lists the merges a person took part in, either side.
+func (st *store) mergesOf(ctx context.Context, corp string, person int64) ([]Merge, error) {
+	out := []Merge{}
+	if err := st.db.SelectContext(ctx, &out, `SELECT `+mergeCols+` FROM person_merges WHERE corp_id = ? AND (survivor_id = ? OR merged_id = ?) ORDER BY id`,
+		corp, person, person); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := json.Unmarshal([]byte(out[i].IdentitiesJSON), &out[i].Identities); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// undoMerge marks a merge undone; false when it was already.
+func (st *store) undoMerge(ctx context.Context, tx *qsql.Tx, corp string, id, actor, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE person_merges SET undone_at = ?, undone_by = ? WHERE corp_id = ? AND id = ? AND undone_at IS NULL`, now, actor, corp, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// absorbed lists the people merged into any of people (one level).
+func (st *store) absorbed(ctx context.Context, corp string, people []int64) ([]int64, error) {
+	var out []int64
+	q, args, err := sqlx.In(`SELECT id FROM people WHERE corp_id = ? AND merged_into IN (?)`, corp, people)
+	if err != nil {
+		return nil, err
+	}
+	err = st.db.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+// mergedInto maps people to whom they were merged into (0 when live).
+func (st *store) mergedInto(ctx context.Context, q sqlx.QueryerContext, corp string, people []int64) (map[int64]int64, error) {
+	out := map[int64]int64{}
+	if len(people) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		ID   int64 `db:"id"`
+		Into int64 `db:"merged_into"`
+	}
+	query, args, err := sqlx.In(`SELECT id, merged_into FROM people WHERE corp_id = ? AND id IN (?)`, corp, people)
+	if err != nil {
+		return nil, err
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.ID] = r.Into
+	}
+	return out, nil
+}
+
+// historiesOf lists the history of several leads, oldest first.
+func (st *store) historiesOf(ctx context.Context, corp string, leads []int64) ([]HistoryEntry, error) {
+	out := []HistoryEntry{}
+	q, args, err := sqlx.In(`SELECT id, at, actor_user_id, kind, from_value, to_value, reason FROM lead_history
+		WHERE corp_id = ? AND lead_id IN (?) ORDER BY id`, corp, leads)
+	if err != nil {
+		return nil, err
+	}
+	err = st.db.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+// leadIDsOfPeople lists the leads of people.
+func (st *store) leadIDsOfPeople(ctx context.Context, corp string, people []int64) ([]int64, error) {
+	var out []int64
+	q, args, err := sqlx.In(`SELECT id FROM leads WHERE corp_id = ? AND person_id IN (?) ORDER BY id`, corp, people)
+	if err != nil {
+		return nil, err
+	}
+	err = st.db.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+// upsertKey claims an idempotency key for a call (false: it was used).
+func (st *store) upsertKey(ctx context.Context, tx *qsql.Tx, corp, key, hash string, now int64) (bool, error) {
+	q := st.db.InsertIgnoreRows("lead_upserts", []string{"corp_id", "idem_key", "body_hash", "person_id", "lead_id", "created_at"}, []string{"corp_id", "idem_key"}, 1)
+	res, err := tx.ExecContext(ctx, q, corp, key, hash, 0, 0, now)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// settleUpsertKey records what the call with the key made.
+func (st *store) settleUpsertKey(ctx context.Context, tx *qsql.Tx, corp, key string, person, lead int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE lead_upserts SET person_id = ?, lead_id = ? WHERE corp_id = ? AND idem_key = ?`, person, lead, corp, key)
+	return err
+}
+
+// usedUpsertKey reads what an earlier call with the key made.
+func (st *store) usedUpsertKey(ctx context.Context, corp, key string) (hash string, person, lead int64, err error) {
+	var row struct {
+		Hash   string `db:"body_hash"`
+		Person int64  `db:"person_id"`
+		Lead   int64  `db:"lead_id"`
+	}
+	err = st.db.GetContext(ctx, &row, `SELECT body_hash, person_id, lead_id FROM lead_upserts WHERE corp_id = ? AND idem_key = ?`, corp, key)
+	return row.Hash, row.Person, row.Lead, err
+}
