@@ -31,6 +31,9 @@ func (s *Server) leadRoutes() []Route {
 		{"GET", "/scoring/rules", auth.PermLeadsRead, s.listRules},
 		{"POST", "/scoring/rules", auth.PermScoringManage, s.createRule},
 		{"GET", "/scoring/settings", auth.PermLeadsRead, s.scoringSettings},
+		{"GET", "/scoring/fit-rules", auth.PermLeadsRead, s.listFitRules},
+		{"POST", "/scoring/fit-rules", auth.PermScoringManage, s.createFitRule},
+		{"DELETE", "/scoring/fit-rules/:id", auth.PermScoringManage, s.deleteFitRule},
 		{"PUT", "/scoring/settings", auth.PermScoringManage, s.setScoringSettings},
 		{"GET", "/pools", auth.PermLeadsRead, s.listPools},
 		{"POST", "/pools", auth.PermPoolsManage, s.createPool},
@@ -375,6 +378,46 @@ func (s *Server) createRule(c *gin.Context) {
 	c.JSON(http.StatusCreated, r)
 }
 
+func (s *Server) listFitRules(c *gin.Context) {
+	rules, err := s.d.Leads.FitRules(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"rules": rules})
+}
+
+// createFitRule adds a fit rule: {"name","condition","points"}; every lead
+// is regraded in the background (job leads.rescore).
+func (s *Server) createFitRule(c *gin.Context) {
+	var in struct {
+		Name      string `json:"name"`
+		Condition string `json:"condition"`
+		Points    int    `json:"points"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	r, err := s.d.Leads.CreateFitRule(c.Request.Context(), leads.FitRule{CorpID: principal(c).CorpID, Name: in.Name, Condition: in.Condition, Points: in.Points})
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, r)
+}
+
+func (s *Server) deleteFitRule(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	if err := s.d.Leads.DeleteFitRule(c.Request.Context(), principal(c).CorpID, id); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 func (s *Server) scoringSettings(c *gin.Context) {
 	st, err := s.d.Leads.ScoringSettings(c.Request.Context(), principal(c).CorpID)
 	if err != nil {
@@ -384,8 +427,14 @@ func (s *Server) scoringSettings(c *gin.Context) {
 	c.JSON(http.StatusOK, st)
 }
 
+// setScoringSettings changes the settings named in the body; the others
+// keep their values.
 func (s *Server) setScoringSettings(c *gin.Context) {
-	var in leads.Settings
+	in, err := s.d.Leads.ScoringSettings(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
 	if !bind(c, &in) {
 		return
 	}

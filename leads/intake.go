@@ -153,12 +153,21 @@ func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int6
 	if err := s.store.createLeads(ctx, tx, fresher); err != nil {
 		return err
 	}
+	byCorp := map[string][]int64{}
 	for i, l := range fresher {
 		a := createdBy[i]
 		history = append(history, historyRow{a.CorpID, l.ID, HistoryEntry{At: now, Kind: HistoryCreated, To: StageLead, Reason: addedHow(a), eventKey: addKey(a)}})
+		byCorp[l.CorpID] = append(byCorp[l.CorpID], l.ID)
 	}
+
 	if err := s.store.addHistories(ctx, tx, history); err != nil {
 		return err
+	}
+	// New leads are graded by what they came with (source, channel, code).
+	for corp, ids := range byCorp {
+		if err := s.refitLeads(ctx, tx, corp, ids, now); err != nil {
+			return err
+		}
 	}
 	// Last: scoring needs the leads made above.
 	return s.wecomActivities(ctx, tx, adds, losses, people, now)

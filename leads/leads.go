@@ -91,6 +91,8 @@ type Lead struct {
 	MergedInto int64 `db:"merged_into" json:"merged_into,omitempty"`
 	Qualification
 	FitPoints int    `db:"fit_points" json:"fit_points"`
+	// Cooling is an MQL whose engagement decayed below the threshold.
+	Cooling bool `db:"cooling" json:"cooling"`
 	Grade     string `db:"grade" json:"grade"`
 	// Engagement is the score now (decayed since it was last changed).
 	Engagement      float64 `db:"-" json:"engagement"`
@@ -144,6 +146,7 @@ type Service struct {
 
 	defaultPools sync.Map // corp → its default pool's id (never changes)
 	programs     programs // compiled rule conditions
+	jobs         Jobs     // where rescoring is queued
 }
 
 // New returns the lead pool over db.

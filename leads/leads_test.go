@@ -502,7 +502,7 @@ func TestScoring_RulesCapsDecayAndMQL(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := s.SetScoringSettings(ctx, "ww1", Settings{HalfLifeDays: 10, MQLThreshold: 60}); err != nil {
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 60)); err != nil {
 			t.Fatal(err)
 		}
 		act := func(typ, props string) ActivityIn {
@@ -653,4 +653,11 @@ func TestIntake_AddsAndLossesAreScoredActivities(t *testing.T) {
 			t.Fatalf("activities %v", acts)
 		}
 	})
+}
+
+// settingsWith is the default settings with a half-life and a threshold.
+func settingsWith(halfLife, threshold int) Settings {
+	s := defaultSettings
+	s.HalfLifeDays, s.MQLThreshold = halfLife, threshold
+	return s
 }

@@ -98,7 +98,7 @@ func (s *Service) mergeTx(ctx context.Context, tx *qsql.Tx, corp string, survivo
 			}
 		}
 		if brought != 0 {
-			if err := s.addEngagement(ctx, tx, into.ID, brought, set.HalfLifeDays, now); err != nil {
+			if err := s.addEngagement(ctx, tx, into.ID, brought, set, now); err != nil {
 				return nil, err
 			}
 		}
@@ -118,13 +118,14 @@ func (s *Service) mergeTx(ctx context.Context, tx *qsql.Tx, corp string, survivo
 }
 
 // addEngagement adds points (as of now) to a lead's engagement.
-func (s *Service) addEngagement(ctx context.Context, tx *qsql.Tx, lead int64, points float64, halfLife int, now time.Time) error {
+func (s *Service) addEngagement(ctx context.Context, tx *qsql.Tx, lead int64, points float64, set Settings, now time.Time) error {
 	cur, err := s.store.engagement(ctx, tx, lead)
 	if err != nil {
 		return err
 	}
-	eng := math.Max(0, decayed(cur.Milli, cur.At, now, halfLife)+points)
-	return s.store.setEngagement(ctx, tx, lead, int64(math.Round(eng*1000)), qsql.Millis(now))
+	ms := qsql.Millis(now)
+	eng := math.Max(0, decayed(cur.Milli, cur.At, now, set.HalfLifeDays)+points)
+	return s.store.setEngagement(ctx, tx, lead, int64(math.Round(eng*1000)), ms, coolsAt(eng, ms, set))
 }
 
 // Merge merges one person into another by hand (two people a user knows to
@@ -220,7 +221,7 @@ func (s *Service) Unmerge(ctx context.Context, corp string, id, actor int64) (*M
 		}
 		took := decayed(m.EngagementMilli, m.At, now, set.HalfLifeDays)
 		if took != 0 {
-			if err := s.addEngagement(ctx, tx, into, -took, set.HalfLifeDays, now); err != nil {
+			if err := s.addEngagement(ctx, tx, into, -took, set, now); err != nil {
 				return err
 			}
 		}

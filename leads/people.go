@@ -311,10 +311,7 @@ func (s *Service) readResult(ctx context.Context, corp string, res *UpsertResult
 func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor int64, p *prepared) (*UpsertResult, error) {
 	now := s.now()
 	ms := qsql.Millis(now)
-	res := &UpsertResult{Merges: []Merge{}, Reviews: p.reviews}
-	if res.Reviews == nil {
-		res.Reviews = []Review{}
-	}
+	res := &UpsertResult{Merges: []Merge{}, Reviews: append([]Review{}, p.reviews...)}
 	owners, err := s.store.identityOwners(ctx, tx, corp, p.identities)
 	if err != nil {
 		return nil, err
@@ -328,11 +325,6 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 			found = append(found, o)
 		}
 	}
-	reviews := ""
-	if len(p.reviews) > 0 {
-		b, _ := json.Marshal(p.reviews)
-		reviews = truncate(string(b), 500)
-	}
 	var company int64
 	if p.norm != "" {
 		if company, err = s.companyOf(ctx, tx, corp, p, ms); err != nil {
@@ -341,7 +333,7 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 	}
 	var person int64
 	if len(found) == 0 {
-		if person, err = s.store.createPerson(ctx, tx, corp, &p.in, reviews, p.test, company, ms); err != nil {
+		if person, err = s.store.createPerson(ctx, tx, corp, &p.in, reviewsJSON(res.Reviews), p.test, company, ms); err != nil {
 			return nil, err
 		}
 		res.Created = true
@@ -359,8 +351,22 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 			}
 			res.Merges = append(res.Merges, *m)
 		}
-		if err := s.store.updatePerson(ctx, tx, corp, person, &p.in, reviews, p.test, company, ms); err != nil {
+		stored, err := s.store.person(ctx, tx, corp, person)
+		if err != nil {
 			return nil, err
+		}
+		if stored.Name != "" {
+			// A name missing from an update of a named person is nothing to review.
+			res.Reviews = slices.DeleteFunc(res.Reviews, func(r Review) bool { return r.Field == "name" })
+		}
+		if err := s.store.updatePerson(ctx, tx, corp, person, &p.in, reviewsJSON(res.Reviews), p.test, company, ms); err != nil {
+			return nil, err
+		}
+		if company == 0 && (p.in.Industry != "" || p.in.CompanySize > 0) {
+			// The industry or size of the company the person is known to work for.
+			if err := s.store.updateCompanyOf(ctx, tx, corp, person, p.in.Industry, p.in.CompanySize, ms); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := s.store.addIdentities(ctx, tx, corp, person, missing, ms); err != nil {
@@ -396,8 +402,20 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 	if err := s.store.setQualification(ctx, tx, corp, lead.ID, p.in.Qualification, ms); err != nil {
 		return nil, err
 	}
+	if err := s.refitLeads(ctx, tx, corp, []int64{lead.ID}, ms); err != nil {
+		return nil, err
+	}
 	res.Person, res.Lead = &Person{ID: person}, &Lead{ID: lead.ID}
 	return res, nil
+}
+
+// reviewsJSON is reviews as stored ("" for none).
+func reviewsJSON(rs []Review) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(rs)
+	return truncate(string(b), 500)
 }
 
 // qualificationChanges names the BANT fields an update changes.

@@ -200,7 +200,7 @@ func TestMerge_UpsertJoiningTwoPeopleAndUnmergeRestoresBoth(t *testing.T) {
 		ctx := context.Background()
 		clock := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s.SetClock(func() time.Time { return clock })
-		if _, err := s.SetScoringSettings(ctx, "ww1", Settings{HalfLifeDays: 30, MQLThreshold: 1000}); err != nil {
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(30, 1000)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "webinar", ActivityType: "webinar", Points: 10, Repeatable: true}); err != nil {

@@ -47,9 +47,25 @@ type Rule struct {
 type Settings struct {
 	HalfLifeDays int `db:"half_life_days" json:"half_life_days"`
 	MQLThreshold int `db:"mql_threshold" json:"mql_threshold"`
+	// Fit points from which a lead is graded A, B and C (below: D).
+	GradeA int `db:"grade_a" json:"grade_a"`
+	GradeB int `db:"grade_b" json:"grade_b"`
+	GradeC int `db:"grade_c" json:"grade_c"`
+	// MQLMinGrade is the grade a lead needs besides the engagement to
+	// become an MQL (D: any).
+	MQLMinGrade string `db:"mql_min_grade" json:"mql_min_grade"`
+	// Cooling is what an MQL whose engagement decays below the threshold
+	// does: "keep" (marked cooling) or "nurture" (back to the pool).
+	Cooling string `db:"cooling_action" json:"cooling_action"`
 }
 
-var defaultSettings = Settings{HalfLifeDays: 30, MQLThreshold: 50}
+var defaultSettings = Settings{HalfLifeDays: 30, MQLThreshold: 50, GradeA: 60, GradeB: 40, GradeC: 20, MQLMinGrade: "D", Cooling: CoolingKeep}
+
+// What a cooled MQL does.
+const (
+	CoolingKeep    = "keep"
+	CoolingNurture = "nurture"
+)
 
 // activityEnv is what a rule's condition sees. Unknown names are refused
 // when the rule is saved.
@@ -133,7 +149,9 @@ func (s *Service) ScoringSettings(ctx context.Context, corp string) (Settings, e
 	return s.store.settings(ctx, s.db, corp)
 }
 
-// SetScoringSettings changes a corp's half-life and MQL threshold.
+// SetScoringSettings changes a corp's scoring settings. New grade bounds
+// regrade every lead, and a new threshold or half-life moves every lead's
+// cooling moment, in the background (the rescore job).
 func (s *Service) SetScoringSettings(ctx context.Context, corp string, st Settings) (Settings, error) {
 	f := apperr.Fields{}
 	if st.HalfLifeDays < 1 || st.HalfLifeDays > 3650 {
@@ -142,10 +160,66 @@ func (s *Service) SetScoringSettings(ctx context.Context, corp string, st Settin
 	if st.MQLThreshold < 1 {
 		f.Add("mql_threshold", "is 1 or more")
 	}
+	if !(st.GradeA > st.GradeB && st.GradeB > st.GradeC && st.GradeC >= 1) {
+		f.Add("grade_a", "grade_a > grade_b > grade_c >= 1 (no points is grade D)")
+	}
+	if !slices.Contains(grades, st.MQLMinGrade) {
+		f.Add("mql_min_grade", "is A, B, C or D")
+	}
+	if st.Cooling != CoolingKeep && st.Cooling != CoolingNurture {
+		f.Add("cooling_action", "is keep or nurture")
+	}
 	if len(f) > 0 {
 		return st, f.Err()
 	}
-	return st, s.store.putSettings(ctx, corp, st, qsql.Millis(s.now()))
+	was, err := s.store.settings(ctx, s.db, corp)
+	if err != nil {
+		return st, err
+	}
+	if err := s.store.putSettings(ctx, corp, st, qsql.Millis(s.now())); err != nil {
+		return st, err
+	}
+	if was.GradeA != st.GradeA || was.GradeB != st.GradeB || was.GradeC != st.GradeC ||
+		was.MQLThreshold != st.MQLThreshold || was.HalfLifeDays != st.HalfLifeDays {
+		return st, s.enqueueRescore(ctx, corp)
+	}
+	return st, nil
+}
+
+// coolsAt is when an engagement of eng as of at decays below the MQL
+// threshold; nil when it is below already.
+func coolsAt(eng float64, at int64, set Settings) *int64 {
+	if eng < float64(set.MQLThreshold) {
+		return nil
+	}
+	days := float64(set.HalfLifeDays) * math.Log2(eng/float64(set.MQLThreshold))
+	t := at + int64(math.Ceil(days*86400000))
+	return &t
+}
+
+// promoteIfReady moves a lead from lead to mql when its engagement and
+// grade meet the corp's bar, and has it assigned; it returns the history.
+func (s *Service) promoteIfReady(ctx context.Context, tx *qsql.Tx, corp string, lead int64, eng float64, grade string, set Settings, ms int64) ([]historyRow, error) {
+	if eng < float64(set.MQLThreshold) || !gradeAtLeast(grade, set.MQLMinGrade) {
+		return nil, nil
+	}
+	moved, err := s.store.promote(ctx, tx, corp, lead, StageLead, StageMQL, ms)
+	if err != nil || !moved {
+		return nil, err
+	}
+	why := fmt.Sprintf("engagement %.1f reached the MQL threshold %d", eng, set.MQLThreshold)
+	if set.MQLMinGrade != "D" {
+		why += fmt.Sprintf(" with grade %s (at least %s)", grade, set.MQLMinGrade)
+	}
+	out := []historyRow{{corp, lead, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL, Reason: why}}}
+	assigned, err := s.assign(ctx, tx, corp, lead, ms)
+	if err != nil {
+		return nil, err
+	}
+	if assigned != nil {
+		out = append(out, historyRow{corp, lead, *assigned})
+	}
+	return out, nil
 }
 
 // decayed is a score as of at, decayed to now with the half-life.
@@ -234,26 +308,14 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 			return err
 		}
 		eng := decayed(cur.Milli, cur.At, now, set.HalfLifeDays) + pts
-		if err := s.store.setEngagement(ctx, tx, lead, int64(math.Round(eng*1000)), ms); err != nil {
+		if err := s.store.setEngagement(ctx, tx, lead, int64(math.Round(eng*1000)), ms, coolsAt(eng, ms, set)); err != nil {
 			return err
 		}
-		if eng >= float64(set.MQLThreshold) {
-			moved, err := s.store.promote(ctx, tx, corp, lead, StageLead, StageMQL, ms)
-			if err != nil {
-				return err
-			}
-			if moved {
-				history = append(history, historyRow{corp, lead, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL,
-					Reason: fmt.Sprintf("engagement %.1f reached the MQL threshold %d", eng, set.MQLThreshold)}})
-				assigned, err := s.assign(ctx, tx, corp, lead, ms)
-				if err != nil {
-					return err
-				}
-				if assigned != nil {
-					history = append(history, historyRow{corp, lead, *assigned})
-				}
-			}
+		promoted, err := s.promoteIfReady(ctx, tx, corp, lead, eng, cur.Grade, set, ms)
+		if err != nil {
+			return err
 		}
+		history = append(history, promoted...)
 	}
 	return s.store.addHistories(ctx, tx, history)
 }

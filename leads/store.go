@@ -34,7 +34,7 @@ func (st *store) addHistory(ctx context.Context, tx *qsql.Tx, corp string, lead 
 }
 
 const leadCols = `l.id, l.corp_id, l.person_id, p.name, l.pool_id, l.owner_user_id, l.stage, l.source, l.channel, l.code_id, l.staff_userid,
-	l.claimed_at, l.last_touch_at, l.merged_into, l.budget, l.authority, l.need, l.timeline, l.fit_points, l.grade, l.engagement_milli, l.engagement_at, l.version, l.created_at, l.updated_at`
+	l.claimed_at, l.last_touch_at, l.merged_into, l.cooling, l.budget, l.authority, l.need, l.timeline, l.fit_points, l.grade, l.engagement_milli, l.engagement_at, l.version, l.created_at, l.updated_at`
 
 // lead reads one lead of a corp with its person's name.
 func (st *store) lead(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Lead, error) {
@@ -569,9 +569,11 @@ func (st *store) rules(ctx context.Context, corp, typ string) ([]Rule, error) {
 	return out, err
 }
 
+const settingsCols = `half_life_days, mql_threshold, grade_a, grade_b, grade_c, mql_min_grade, cooling_action`
+
 func (st *store) settings(ctx context.Context, q sqlx.QueryerContext, corp string) (Settings, error) {
 	var s Settings
-	err := sqlx.GetContext(ctx, q, &s, `SELECT half_life_days, mql_threshold FROM lead_settings WHERE corp_id = ?`, corp)
+	err := sqlx.GetContext(ctx, q, &s, `SELECT `+settingsCols+` FROM lead_settings WHERE corp_id = ?`, corp)
 	if qsql.IsNoRows(err) {
 		return defaultSettings, nil
 	}
@@ -579,9 +581,9 @@ func (st *store) settings(ctx context.Context, q sqlx.QueryerContext, corp strin
 }
 
 func (st *store) putSettings(ctx context.Context, corp string, s Settings, now int64) error {
-	q := st.db.Upsert("lead_settings", []string{"corp_id", "half_life_days", "mql_threshold", "updated_at"}, []string{"corp_id"},
-		[]string{"half_life_days", "mql_threshold", "updated_at"})
-	_, err := st.db.ExecContext(ctx, q, corp, s.HalfLifeDays, s.MQLThreshold, now)
+	cols := []string{"half_life_days", "mql_threshold", "grade_a", "grade_b", "grade_c", "mql_min_grade", "cooling_action", "updated_at"}
+	q := st.db.Upsert("lead_settings", append([]string{"corp_id"}, cols...), []string{"corp_id"}, cols)
+	_, err := st.db.ExecContext(ctx, q, corp, s.HalfLifeDays, s.MQLThreshold, s.GradeA, s.GradeB, s.GradeC, s.MQLMinGrade, s.Cooling, now)
 	return err
 }
 
@@ -625,18 +627,23 @@ func (st *store) putRulePoints(ctx context.Context, tx *qsql.Tx, g map[[2]int64]
 }
 
 type engagementRow struct {
-	Milli int64 `db:"engagement_milli"`
-	At    int64 `db:"engagement_at"`
+	Milli int64  `db:"engagement_milli"`
+	At    int64  `db:"engagement_at"`
+	Grade string `db:"grade"`
 }
 
 func (st *store) engagement(ctx context.Context, tx *qsql.Tx, lead int64) (engagementRow, error) {
 	var e engagementRow
-	err := tx.GetContext(ctx, &e, `SELECT engagement_milli, engagement_at FROM leads WHERE id = ?`, lead)
+	err := tx.GetContext(ctx, &e, `SELECT engagement_milli, engagement_at, grade FROM leads WHERE id = ?`, lead)
 	return e, err
 }
 
-func (st *store) setEngagement(ctx context.Context, tx *qsql.Tx, lead, milli, at int64) error {
-	_, err := tx.ExecContext(ctx, `UPDATE leads SET engagement_milli = ?, engagement_at = ?, updated_at = ? WHERE id = ?`, milli, at, at, lead)
+// setEngagement stores a lead's engagement as of at, and when it will fall
+// below the MQL threshold (nil: it is below already); a lead back above the
+// threshold is no longer cooling.
+func (st *store) setEngagement(ctx context.Context, tx *qsql.Tx, lead, milli, at int64, coolsAt *int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE leads SET engagement_milli = ?, engagement_at = ?, cools_at = ?,
+		cooling = CASE WHEN ? THEN 0 ELSE cooling END, updated_at = ? WHERE id = ?`, milli, at, coolsAt, coolsAt != nil, at, lead)
 	return err
 }
 

@@ -3,6 +3,7 @@ package leads
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -141,6 +142,14 @@ func (st *store) company(ctx context.Context, tx *qsql.Tx, corp, name, norm, ind
 			size = CASE WHEN ? = 0 THEN size ELSE ? END, updated_at = ? WHERE id = ?`, industry, industry, size, size, now, id)
 	}
 	return id, n == 1, err
+}
+
+// updateCompanyOf sets the industry and size given of a person's company.
+func (st *store) updateCompanyOf(ctx context.Context, tx *qsql.Tx, corp string, person int64, industry string, size int, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE companies SET industry = CASE WHEN ? = '' THEN industry ELSE ? END,
+		size = CASE WHEN ? = 0 THEN size ELSE ? END, updated_at = ?
+		WHERE corp_id = ? AND id = (SELECT company_id FROM people WHERE corp_id = ? AND id = ?)`, industry, industry, size, size, now, corp, corp, person)
+	return err
 }
 
 // companiesLike lists the corp's companies whose normalised names start
@@ -373,4 +382,142 @@ func (st *store) usedUpsertKey(ctx context.Context, corp, key string) (hash stri
 	}
 	err = st.db.GetContext(ctx, &row, `SELECT body_hash, person_id, lead_id FROM lead_upserts WHERE corp_id = ? AND idem_key = ?`, corp, key)
 	return row.Hash, row.Person, row.Lead, err
+}
+
+func (st *store) createFitRule(ctx context.Context, r *FitRule) error {
+	res, err := st.db.ExecContext(ctx, `INSERT INTO fit_rules (corp_id, name, cond, points, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		r.CorpID, r.Name, r.Condition, r.Points, r.CreatedAt, r.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	r.ID, err = res.LastInsertId()
+	return err
+}
+
+func (st *store) deleteFitRule(ctx context.Context, corp string, id int64) (bool, error) {
+	res, err := st.db.ExecContext(ctx, `DELETE FROM fit_rules WHERE corp_id = ? AND id = ?`, corp, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (st *store) fitRules(ctx context.Context, q sqlx.QueryerContext, corp string) ([]FitRule, error) {
+	out := []FitRule{}
+	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, name, cond, points, created_at, updated_at FROM fit_rules WHERE corp_id = ? ORDER BY id`, corp)
+	return out, err
+}
+
+// fitVersion names the state of a corp's fit rules and grade bounds: it
+// changes when a rule is added (a higher id) or removed (a smaller count)
+// or the settings are saved.
+func (st *store) fitVersion(ctx context.Context, corp string) (string, error) {
+	var v struct {
+		N       int64 `db:"n"`
+		Max     int64 `db:"max_id"`
+		Updated int64 `db:"updated"`
+	}
+	err := st.db.GetContext(ctx, &v, `SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS max_id,
+		COALESCE((SELECT updated_at FROM lead_settings WHERE corp_id = ?), 0) AS updated FROM fit_rules WHERE corp_id = ?`, corp, corp)
+	return fmt.Sprintf("%d/%d/%d", v.N, v.Max, v.Updated), err
+}
+
+// fitInputs reads what the fit of leads is computed from.
+func (st *store) fitInputs(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]fitInput, error) {
+	var out []fitInput
+	q, args, err := sqlx.In(`SELECT l.id, l.stage, l.fit_points, l.grade, l.engagement_milli, l.engagement_at,
+		p.title, p.region, COALESCE(c.industry, '') AS industry, COALESCE(c.size, 0) AS company_size,
+		l.budget, l.authority, l.need, l.timeline, l.source, l.channel, l.code_id
+		FROM leads l JOIN people p ON p.id = l.person_id LEFT JOIN companies c ON c.id = p.company_id
+		WHERE l.corp_id = ? AND l.id IN (?) ORDER BY l.id`, corp, leads)
+	if err != nil {
+		return nil, err
+	}
+	err = tx.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+// setFits stores new fits, one statement for all.
+func (st *store) setFits(ctx context.Context, tx *qsql.Tx, corp string, cs []fitChange, now int64) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	var points, grades []string
+	var pargs, gargs, ids []any
+	for _, c := range cs {
+		points, grades = append(points, "WHEN ? THEN ?"), append(grades, "WHEN ? THEN ?")
+		pargs, gargs, ids = append(pargs, c.lead, c.points), append(gargs, c.lead, c.grade), append(ids, c.lead)
+	}
+	args := append(append(append(pargs, gargs...), now, corp), ids...)
+	_, err := tx.ExecContext(ctx, `UPDATE leads SET fit_points = CASE id `+strings.Join(points, " ")+` END,
+		grade = CASE id `+strings.Join(grades, " ")+` END, updated_at = ?
+		WHERE corp_id = ? AND id IN (`+placeholders(len(ids))+`)`, args...)
+	return err
+}
+
+func (st *store) countLeads(ctx context.Context, corp string) (int64, error) {
+	var n int64
+	err := st.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM leads WHERE corp_id = ?`, corp)
+	return n, err
+}
+
+func (st *store) leadIDsAfter(ctx context.Context, corp string, after int64, limit int) ([]int64, error) {
+	var out []int64
+	err := st.db.SelectContext(ctx, &out, `SELECT id FROM leads WHERE corp_id = ? AND id > ? ORDER BY id LIMIT ?`, corp, after, limit)
+	return out, err
+}
+
+// dueCooling is a lead whose engagement is due to fall below the threshold.
+type dueCooling struct {
+	ID      int64  `db:"id"`
+	CorpID  string `db:"corp_id"`
+	CoolsAt int64  `db:"cools_at"`
+}
+
+func (st *store) coolingDue(ctx context.Context, now int64, limit int) ([]dueCooling, error) {
+	var out []dueCooling
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id, cools_at FROM leads WHERE cools_at <= ? ORDER BY cools_at LIMIT ?`, now, limit)
+	return out, err
+}
+
+// setCoolsAt moves a lead's cooling moment if it is still was (nil: none).
+func (st *store) setCoolsAt(ctx context.Context, tx *qsql.Tx, corp string, lead int64, was, at *int64) error {
+	if was == nil {
+		_, err := tx.ExecContext(ctx, `UPDATE leads SET cools_at = ? WHERE corp_id = ? AND id = ? AND cools_at IS NULL`, at, corp, lead)
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE leads SET cools_at = ? WHERE corp_id = ? AND id = ? AND cools_at = ?`, at, corp, lead, *was)
+	return err
+}
+
+// coolingRow is a lead's engagement and cooling moment.
+type coolingRow struct {
+	ID      int64  `db:"id"`
+	Milli   int64  `db:"engagement_milli"`
+	At      int64  `db:"engagement_at"`
+	CoolsAt *int64 `db:"cools_at"`
+}
+
+func (st *store) coolingOf(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]coolingRow, error) {
+	var out []coolingRow
+	q, args, err := sqlx.In(`SELECT id, engagement_milli, engagement_at, cools_at FROM leads WHERE corp_id = ? AND id IN (?)`, corp, leads)
+	if err != nil {
+		return nil, err
+	}
+	err = tx.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+// markCooling marks a lead cooling (with its new stage and owner) if it is
+// still at version.
+func (st *store) markCooling(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET cooling = 1, cools_at = NULL, stage = ?, owner_user_id = ?,
+		claimed_at = CASE WHEN ? = 0 THEN NULL ELSE claimed_at END, last_touch_at = CASE WHEN ? = 0 THEN NULL ELSE last_touch_at END,
+		version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`, stage, owner, owner, owner, now, corp, lead, version)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }

@@ -77,8 +77,13 @@ func (s *Service) handleCodeLeavers(ctx context.Context, corp string, id int64) 
 		c.Status = StatusPaused
 	}
 	c.UpdatedAt = qsql.Millis(s.now())
-	if err := s.store.update(ctx, c, c.Version); err != nil {
-		return err // ErrVersion: edited meanwhile; the next pass looks again
+	if err := s.store.update(ctx, c, c.Version); errors.Is(err, ErrVersion) {
+		// Edited meanwhile (by a person, or by another pass that removed the
+		// leavers first): not a failure; the next pass looks again.
+		s.log.Debug("live code changed while removing leavers; next pass looks again", "corp", corp, "code", c.ID)
+		return nil
+	} else if err != nil {
+		return err
 	}
 	s.deleteWays(ctx, corp, goneWays)
 	msg := fmt.Sprintf("活码「%s」已移除离职员工 %s。Staff who left were removed from code %q: %s.", c.Name, strings.Join(gone, ", "), c.Name, strings.Join(gone, ", "))

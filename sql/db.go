@@ -289,16 +289,27 @@ func valuesRow(n int) string {
 // read it as n point lookups on an index over cols; "a IN (…) AND b IN (…)"
 // is a cross product that MariaDB may answer by scanning every row of the
 // first column's values.
+//
+// The ORs are grouped by a hundred in parentheses: SQLite parses a chain of
+// ORs into a tree as deep as the chain, and refuses one deeper than 1,000.
 func KeysIn(cols []string, keys [][]any) (string, []any) {
 	one := "(" + strings.Join(cols, " = ? AND ") + " = ?)"
-	conds := make([]string, len(keys))
 	args := make([]any, 0, len(keys)*len(cols))
-	for i, k := range keys {
-		conds[i] = one
+	var groups []string
+	for start := 0; start < len(keys); start += keysPerGroup {
+		n := min(keysPerGroup, len(keys)-start)
+		groups = append(groups, "("+strings.TrimSuffix(strings.Repeat(one+" OR ", n), " OR ")+")")
+	}
+	for _, k := range keys {
 		args = append(args, k...)
 	}
-	return "(" + strings.Join(conds, " OR ") + ")", args
+	if len(groups) == 1 {
+		return groups[0], args
+	}
+	return "(" + strings.Join(groups, " OR ") + ")", args
 }
+
+const keysPerGroup = 100
 
 // IsDuplicate reports a unique-key violation (MySQL 1062, SQLite's UNIQUE
 // constraint), which callers answer as a conflict.

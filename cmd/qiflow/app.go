@@ -137,6 +137,8 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		return res, err
 	})
 	a.run.Register(leads.JobBackfill, a.leads.RunBackfill)
+	a.run.Register(leads.JobRescore, a.leads.RunRescore)
+	a.leads.SetJobs(a.run)
 
 	corpIDs := make([]string, len(a.corps))
 	for i, c := range a.corps {
@@ -197,6 +199,15 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		n, err := a.leads.Recycle(ctx)
 		if n > 0 {
 			log.Info("leads without follow-up returned to their pools", "leads", n)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.cron.Add("leads.cooling", "* * * * *", func(ctx context.Context) error {
+		n, err := a.leads.Cool(ctx)
+		if n > 0 {
+			log.Info("MQLs cooled below the threshold", "leads", n)
 		}
 		return err
 	}); err != nil {

@@ -1,0 +1,225 @@
+package leads
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/livecode"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/sql/sqltest"
+)
+
+func TestFit_RulesGradeLeadsAndTheMQLBarNeedsTheGrade(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		set := settingsWith(30, 30)
+		set.MQLMinGrade = "B"
+		if _, err := s.SetScoringSettings(ctx, "ww1", set); err != nil {
+			t.Fatal(err)
+		}
+		set.GradeC = 0
+		if _, err := s.SetScoringSettings(ctx, "ww1", set); err == nil {
+			t.Fatal("grade bounds where no points is not D were saved")
+		}
+		if _, err := s.CreateFitRule(ctx, FitRule{CorpID: "ww1", Name: "salary", Condition: `salary > 5`, Points: 5}); err == nil {
+			t.Fatal("a fit rule over an unknown field was saved")
+		} else if ae, ok := apperr.As(err); !ok || ae.Fields["condition"] == "" {
+			t.Fatalf("the error does not name the condition: %v", err)
+		}
+		for _, r := range []FitRule{
+			{CorpID: "ww1", Name: "internet", Condition: `industry == "internet"`, Points: 25},
+			{CorpID: "ww1", Name: "exec", Condition: `title contains "CTO" || authority == "decision maker"`, Points: 20},
+			{CorpID: "ww1", Name: "big", Condition: `company_size >= 1000`, Points: 20},
+		} {
+			if _, err := s.CreateFitRule(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "webinar", ActivityType: "webinar", Points: 35, Repeatable: true}); err != nil {
+			t.Fatal(err)
+		}
+		good, err := s.Upsert(ctx, "ww1", 0, "", PersonIn{Name: "李雷", Mobile: "13912345679", Title: "CTO", Company: "Acme", Industry: "internet"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		small, err := s.Upsert(ctx, "ww1", 0, "", PersonIn{Name: "韩梅梅", Mobile: "13912345680", Company: "Tiny"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if good.Lead.FitPoints != 45 || good.Lead.Grade != "B" || small.Lead.Grade != "D" {
+			t.Fatalf("fit %d %s / %d %s", good.Lead.FitPoints, good.Lead.Grade, small.Lead.FitPoints, small.Lead.Grade)
+		}
+		for _, p := range []int64{good.Person.ID, small.Person.ID} {
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{PersonID: p, Type: "webinar", At: now}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stage := func(id int64) string {
+			l, err := s.read(ctx, "ww1", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l.Stage
+		}
+		if stage(good.Lead.ID) != StageMQL || stage(small.Lead.ID) != StageLead {
+			t.Fatalf("engaged B is an MQL, engaged D is not: %s / %s", stage(good.Lead.ID), stage(small.Lead.ID))
+		}
+		// The small one's company turns out big and its contact decides: B, and an MQL now.
+		if _, err := s.Upsert(ctx, "ww1", 0, "", PersonIn{Mobile: "13912345680", CompanySize: 5000, Qualification: Qualification{Authority: "decision maker"}}); err != nil {
+			t.Fatal(err)
+		}
+		l, h, _ := s.Get(ctx, "ww1", small.Lead.ID, all)
+		if l.Grade != "B" || l.FitPoints != 40 || l.Stage != StageMQL {
+			t.Fatalf("after the update: %d %s %s", l.FitPoints, l.Grade, l.Stage)
+		}
+		var fit, promoted bool
+		for _, e := range h {
+			fit = fit || (e.Kind == HistoryFit && e.From == "0 D" && e.To == "40 B" && e.Reason == "+20 exec, +20 big")
+			promoted = promoted || (e.Kind == HistoryStage && e.To == StageMQL && e.Reason == "engagement 35.0 reached the MQL threshold 30 with grade B (at least B)")
+		}
+		if !fit || !promoted {
+			t.Fatalf("history does not explain the fit and the MQL: %+v", h)
+		}
+	})
+}
+
+func TestRescore_NewRulesRegradeEveryLeadInTheBackground(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		run := jobs.NewRunner(db, "test", time.Minute, quiet)
+		run.Register(JobRescore, s.RunRescore)
+		s.SetJobs(run)
+		var evs []livecode.ContactAdded // more than two pages
+		for i := range 1200 {
+			evs = append(evs, added(fmt.Sprint("wm", i), "zhangsan", int64(i+1)))
+		}
+		if err := s.Intake(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		if err := db.SelectContext(ctx, &ids, `SELECT id FROM leads ORDER BY id`); err != nil || len(ids) != 1200 {
+			t.Fatalf("%d leads (%v)", len(ids), err)
+		}
+		if _, err := s.Upsert(ctx, "ww1", 0, "", PersonIn{Name: "x", Mobile: "13912345679", Industry: "internet", Company: "Acme"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateFitRule(ctx, FitRule{CorpID: "ww1", Name: "direct", Condition: `source == "direct"`, Points: 45}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateFitRule(ctx, FitRule{CorpID: "ww1", Name: "internet", Condition: `industry == "internet"`, Points: 65}); err != nil {
+			t.Fatal(err)
+		}
+		run.Start(1)
+		defer run.Stop(ctx)
+		var job jobs.JobRow
+		waitFor(t, "the rescore job", func() bool {
+			list, err := run.List(ctx, "ww1", 0, 10)
+			if err != nil || len(list) != 1 {
+				return false
+			}
+			job = list[0]
+			return job.Status == jobs.JobDone
+		})
+		var res RescoreResult
+		if err := json.Unmarshal(job.Result, &res); err != nil || res.Leads != 1201 || job.ProgressTotal != 1201 || job.ProgressDone != 1201 {
+			t.Fatalf("job %+v result %+v", job, res)
+		}
+		for _, id := range []int64{ids[0], ids[1199]} {
+			if l, _ := s.read(ctx, "ww1", id); l.Grade != "B" || l.FitPoints != 45 {
+				t.Fatalf("lead %d: %d %s", id, l.FitPoints, l.Grade)
+			}
+		}
+		ls, _ := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: all, After: ids[1199], Limit: 10})
+		if len(ls) != 1 || ls[0].Grade != "A" {
+			t.Fatalf("the upserted lead: %+v", ls)
+		}
+	})
+}
+
+// An MQL left alone cools at the computed moment: marked cooling (kept),
+// or back to nurture when the corp says so; scoring again warms it up.
+func TestCooling_AnMQLThatDecaysBelowTheThresholdIsMarkedNotSilentlyDemoted(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		var mu sync.Mutex
+		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo", Points: 100, Repeatable: true}); err != nil {
+			t.Fatal(err)
+		}
+		ids := seed(t, s, 2)
+		if _, err := s.Claim(ctx, "ww1", ids[1], 9); err != nil {
+			t.Fatal(err)
+		}
+		for _, ext := range []string{"wm0", "wm1"} {
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: ext, Type: "demo", At: now}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// 100 halves to 50 in one half-life (10 days): a minute before, nothing is due.
+		advance(10*24*time.Hour - time.Minute)
+		if n, err := s.Cool(ctx); err != nil || n != 0 {
+			t.Fatalf("cooled %d early (%v)", n, err)
+		}
+		advance(2 * time.Minute)
+		if n, err := s.Cool(ctx); err != nil || n != 2 {
+			t.Fatalf("cooled %d, want 2 (%v)", n, err)
+		}
+		l, h, _ := s.Get(ctx, "ww1", ids[1], all)
+		if !l.Cooling || l.Stage != StageMQL || l.OwnerUserID != 9 || h[len(h)-1].Kind != HistoryCooling {
+			t.Fatalf("kept and marked: %+v, last history %+v", l, h[len(h)-1])
+		}
+		if n, _ := s.Cool(ctx); n != 0 {
+			t.Fatal("cooled twice")
+		}
+		// Scoring again warms it; with "nurture", the next cooling returns it to the pool.
+		set := settingsWith(10, 50)
+		set.Cooling = CoolingNurture
+		if _, err := s.SetScoringSettings(ctx, "ww1", set); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: "wm1", Type: "demo", At: now}}); err != nil {
+			t.Fatal(err)
+		}
+		if l, _ := s.read(ctx, "ww1", ids[1]); l.Cooling {
+			t.Fatal("still cooling after scoring again")
+		}
+		advance(30 * 24 * time.Hour)
+		if n, err := s.Cool(ctx); err != nil || n != 1 {
+			t.Fatalf("cooled %d (%v)", n, err)
+		}
+		if l, _ := s.read(ctx, "ww1", ids[1]); l.Stage != StageNurture || l.OwnerUserID != 0 || !l.Cooling {
+			t.Fatalf("nurtured: %+v", l)
+		}
+		// The SDR's open count was given back.
+		if _, err := s.Claim(ctx, "ww1", ids[0], 9); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
