@@ -90,10 +90,10 @@ type Lead struct {
 	// turned out to be another's (0: a live lead).
 	MergedInto int64 `db:"merged_into" json:"merged_into,omitempty"`
 	Qualification
-	FitPoints int    `db:"fit_points" json:"fit_points"`
+	FitPoints int `db:"fit_points" json:"fit_points"`
 	// Cooling is an MQL whose engagement decayed below the threshold.
-	Cooling bool `db:"cooling" json:"cooling"`
-	Grade     string `db:"grade" json:"grade"`
+	Cooling bool   `db:"cooling" json:"cooling"`
+	Grade   string `db:"grade" json:"grade"`
 	// Engagement is the score now (decayed since it was last changed).
 	Engagement      float64 `db:"-" json:"engagement"`
 	EngagementMilli int64   `db:"engagement_milli" json:"-"`
