@@ -65,6 +65,7 @@ const (
 	PermLeadsRead       Permission = "leads.read"       // the pools and leads
 	PermLeadsClaim      Permission = "leads.claim"      // claim and release leads
 	PermLeadsWrite      Permission = "leads.write"      // create and update people and leads (upsert API, forms, imports)
+	PermHandoffsAnswer  Permission = "handoffs.answer"  // accept or reject SQLs handed to one (sales)
 	PermPoolsManage     Permission = "pools.manage"     // pools and their claim rules
 	PermActivitiesWrite Permission = "activities.write" // record behaviour from other systems
 	PermScoringManage   Permission = "scoring.manage"   // engagement rules, half-life, MQL threshold
@@ -72,7 +73,7 @@ const (
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermHandoffsAnswer, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
@@ -80,7 +81,7 @@ var defaultGrants = map[Role][]Permission{
 	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermActivitiesWrite, PermScoringManage},
 	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
 	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim},
-	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII},
+	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermHandoffsAnswer},
 	RoleCSM:      {PermDirectoryRead, PermTokensManage, PermPII},
 }
 

@@ -21,6 +21,10 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/touches", auth.PermLeadsClaim, s.touchLead},
 		{"GET", "/leads/:id/timeline", auth.PermLeadsRead, s.leadTimeline},
 		{"POST", "/leads", auth.PermLeadsWrite, s.upsertLead},
+		{"POST", "/leads/:id/qualify", auth.PermLeadsClaim, s.qualifyLead},
+		{"GET", "/handoffs", auth.PermLeadsRead, s.listHandoffs},
+		{"POST", "/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerHandoff(true)},
+		{"POST", "/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerHandoff(false)},
 		{"GET", "/leads/:id/person", auth.PermLeadsRead, s.leadPerson},
 		{"POST", "/people/:id/merge", auth.PermPoolsManage, s.mergePeople},
 		{"POST", "/merges/:id/undo", auth.PermPoolsManage, s.undoMerge},
@@ -44,11 +48,20 @@ func (s *Server) leadRoutes() []Route {
 	}
 }
 
-// viewer is who asks: holders of pools.manage, and those who may read leads
-// but not work them (marketers), see every lead; SDRs see the leads of
-// their pools and their own.
+// viewer is who asks: holders of pools.manage see every lead; SDRs (who
+// claim) the leads of their pools and their own; sales reps (who answer
+// handoffs) the leads handed to them and their own; those who only read
+// (marketers) every lead.
 func viewer(p auth.Principal) leads.Viewer {
-	return leads.Viewer{UserID: p.UserID, All: p.Can(auth.PermPoolsManage) || !p.Can(auth.PermLeadsClaim)}
+	switch {
+	case p.Can(auth.PermPoolsManage):
+		return leads.Viewer{UserID: p.UserID, All: true}
+	case p.Can(auth.PermLeadsClaim):
+		return leads.Viewer{UserID: p.UserID}
+	case p.Can(auth.PermHandoffsAnswer):
+		return leads.Viewer{UserID: p.UserID, Handoffs: true}
+	}
+	return leads.Viewer{UserID: p.UserID, All: true}
 }
 
 // listLeads pages through leads: ?pool=, ?owner= (me, none, or a user id),
@@ -460,6 +473,7 @@ func (s *Server) listAssignmentRules(c *gin.Context) {
 // code_id, pool_id, staff_userid).
 func (s *Server) createAssignmentRule(c *gin.Context) {
 	var in struct {
+		Kind      string  `json:"kind"`
 		Position  int     `json:"position"`
 		Name      string  `json:"name"`
 		Condition string  `json:"condition"`
@@ -470,7 +484,7 @@ func (s *Server) createAssignmentRule(c *gin.Context) {
 	}
 	p := principal(c)
 	ctx := c.Request.Context()
-	r, err := s.d.Leads.CreateAssignmentRule(ctx, leads.AssignmentRule{CorpID: p.CorpID, Position: in.Position, Name: in.Name, Condition: in.Condition, Users: in.Users},
+	r, err := s.d.Leads.CreateAssignmentRule(ctx, leads.AssignmentRule{CorpID: p.CorpID, Kind: in.Kind, Position: in.Position, Name: in.Name, Condition: in.Condition, Users: in.Users},
 		func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
 	if err != nil {
 		s.failErr(c, err)

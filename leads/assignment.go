@@ -27,6 +27,7 @@ const HistoryAssigned = "assigned"
 type AssignmentRule struct {
 	ID       int64  `db:"id" json:"id"`
 	CorpID   string `db:"corp_id" json:"-"`
+	Kind     string `db:"kind" json:"kind"` // mql (who gets a new MQL) or handoff (which rep gets an SQL)
 	Position int    `db:"position" json:"position"`
 	Name     string `db:"name" json:"name"`
 	// Condition is an expression over the lead (source, channel, code_id,
@@ -38,13 +39,31 @@ type AssignmentRule struct {
 	UpdatedAt int64   `db:"updated_at" json:"updated_at"`
 }
 
-// leadEnv is what an assignment condition sees.
+// leadEnv is what an assignment condition sees: the fit fields (source,
+// channel, code, title, region, industry, company size, BANT) and the
+// lead's pool, staff member, fit and grade.
 type leadEnv struct {
-	Source      string `expr:"source"`
-	Channel     string `expr:"channel"`
-	CodeID      int64  `expr:"code_id"`
+	fitEnv
 	PoolID      int64  `expr:"pool_id"`
 	StaffUserID string `expr:"staff_userid"`
+	Grade       string `expr:"grade"`
+	FitPoints   int    `expr:"fit"`
+}
+
+// leadEnvOf is what a condition sees of a lead.
+func (s *Service) leadEnvOf(ctx context.Context, tx *qsql.Tx, corp string, l *Lead) (leadEnv, error) {
+	in, err := s.store.fitInputs(ctx, tx, corp, []int64{l.ID})
+	if err != nil || len(in) == 0 {
+		return leadEnv{}, cmpErr(err, ErrNotFound)
+	}
+	return leadEnv{fitEnv: in[0].fitEnv, PoolID: l.PoolID, StaffUserID: l.StaffUserID, Grade: l.Grade, FitPoints: l.FitPoints}, nil
+}
+
+// users are the users a rule rotates through.
+func (r AssignmentRule) users() []int64 {
+	var users []int64
+	_ = json.Unmarshal([]byte(r.UsersJSON), &users)
+	return users
 }
 
 func compileLeadCond(cond string) (*vm.Program, error) {
@@ -58,6 +77,12 @@ func compileLeadCond(cond string) (*vm.Program, error) {
 // the corp (isUser says whether one does).
 func (s *Service) CreateAssignmentRule(ctx context.Context, r AssignmentRule, isUser func(int64) (bool, error)) (*AssignmentRule, error) {
 	f := apperr.Fields{}
+	if r.Kind == "" {
+		r.Kind = RuleMQL
+	}
+	if r.Kind != RuleMQL && r.Kind != RuleHandoff {
+		f.Add("kind", "is mql (who gets a new MQL) or handoff (which sales rep gets an SQL)")
+	}
 	if n := strings.TrimSpace(r.Name); n == "" || len([]rune(n)) > 64 {
 		f.Add("name", "is required, at most 64 characters")
 	}
@@ -91,9 +116,9 @@ func (s *Service) CreateAssignmentRule(ctx context.Context, r AssignmentRule, is
 
 // AssignmentRules lists a corp's rules in order.
 func (s *Service) AssignmentRules(ctx context.Context, corp string) ([]AssignmentRule, error) {
-	rules, err := s.store.assignmentRules(ctx, s.db, corp)
+	rules, err := s.store.assignmentRules(ctx, s.db, corp, "")
 	for i := range rules {
-		_ = json.Unmarshal([]byte(rules[i].UsersJSON), &rules[i].Users)
+		rules[i].Users = rules[i].users()
 	}
 	return rules, err
 }
@@ -105,11 +130,14 @@ func (s *Service) assign(ctx context.Context, tx *qsql.Tx, corp string, leadID, 
 	if err != nil || l.OwnerUserID != 0 {
 		return nil, err
 	}
-	rules, err := s.store.assignmentRules(ctx, tx, corp)
+	rules, err := s.store.assignmentRules(ctx, tx, corp, RuleMQL)
 	if err != nil || len(rules) == 0 {
 		return nil, err
 	}
-	env := leadEnv{Source: l.Source, Channel: l.Channel, CodeID: l.CodeID, PoolID: l.PoolID, StaffUserID: l.StaffUserID}
+	env, err := s.leadEnvOf(ctx, tx, corp, l)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range rules {
 		prog, err := compileLeadCond(r.Condition)
 		if err != nil {
@@ -118,8 +146,8 @@ func (s *Service) assign(ctx context.Context, tx *qsql.Tx, corp string, leadID, 
 		if ok, err := expr.Run(prog, env); err != nil || ok != true {
 			continue
 		}
-		var users []int64
-		if err := json.Unmarshal([]byte(r.UsersJSON), &users); err != nil || len(users) == 0 {
+		users := r.users()
+		if len(users) == 0 {
 			continue
 		}
 		p, err := s.store.pool(ctx, tx, corp, l.PoolID)

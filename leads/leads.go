@@ -69,6 +69,8 @@ var (
 type Viewer struct {
 	UserID int64
 	All    bool
+	// Handoffs: a sales rep, who sees the leads handed to them and their own.
+	Handoffs bool
 }
 
 // Lead is a person's lead in a corp.
@@ -137,6 +139,9 @@ type Contacts interface {
 
 // Service runs the lead pool.
 type Service struct {
+	// PublicURL is where Qiflow is reached, for links in notices.
+	PublicURL string
+
 	db        *qsql.DB
 	store     *store
 	contacts  Contacts
@@ -147,6 +152,8 @@ type Service struct {
 	defaultPools sync.Map // corp → its default pool's id (never changes)
 	programs     programs // compiled rule conditions
 	jobs         Jobs     // where rescoring is queued
+	notifier     Notifier // sends notices to staff
+	staffOf      StaffOf
 }
 
 // New returns the lead pool over db.

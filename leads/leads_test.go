@@ -225,10 +225,13 @@ func TestStage_MovesFollowTheFunnelWithReasonsAndNurtureReturnsToThePool(t *test
 		if _, err := s.ChangeStage(ctx, "ww1", id, 1, false, StageCustomer, ""); err == nil {
 			t.Fatal("lead → customer accepted")
 		}
-		for _, to := range []string{StageMQL, StageSAL, StageSQL} {
+		for _, to := range []string{StageMQL, StageSAL} {
 			if l, err := s.ChangeStage(ctx, "ww1", id, 1, false, to, ""); err != nil || l.Stage != to {
 				t.Fatalf("to %s: %+v %v", to, l, err)
 			}
+		}
+		if _, err := s.ChangeStage(ctx, "ww1", id, 1, false, StageSQL, ""); err == nil {
+			t.Fatal("an SQL without qualifying (BANT, handoff)")
 		}
 		if _, err := s.ChangeStage(ctx, "ww1", id, 1, false, StageNurture, " "); err == nil {
 			t.Fatal("nurture without a reason")

@@ -19,7 +19,7 @@ const HistoryStage = "stage"
 var moves = map[string][]string{
 	StageLead:         {StageMQL, StageSAL, StageNurture, StageDisqualified},
 	StageMQL:          {StageSAL, StageNurture, StageDisqualified},
-	StageSAL:          {StageSQL, StageNurture, StageDisqualified},
+	StageSAL:          {StageNurture, StageDisqualified}, // to sql by Qualify, with BANT and a handoff
 	StageSQL:          {StageSAL, StageNurture, StageDisqualified},
 	StageNurture:      {StageLead, StageMQL, StageDisqualified},
 	StageDisqualified: {StageNurture},
@@ -47,6 +47,9 @@ func (s *Service) ChangeStage(ctx context.Context, corp string, leadID, actor in
 		if !manager && l.OwnerUserID != actor {
 			return ErrNotOwner
 		}
+		if to == StageSQL && (l.Stage == StageMQL || l.Stage == StageSAL) {
+			return apperr.Field("stage", "a lead becomes an SQL by qualifying it (POST /leads/{id}/qualify with BANT and a note)")
+		}
 		if !slices.Contains(moves[l.Stage], to) {
 			return apperr.Field("stage", "a lead in "+l.Stage+" can move to "+strings.Join(moves[l.Stage], ", "))
 		}
@@ -66,6 +69,12 @@ func (s *Service) ChangeStage(ctx context.Context, corp string, leadID, actor in
 		}
 		if l.OwnerUserID != 0 && owner != l.OwnerUserID {
 			if err := s.store.uncountOpen(ctx, tx, corp, l.PoolID, l.OwnerUserID); err != nil {
+				return err
+			}
+		}
+		if l.Stage == StageSQL {
+			// Moved back before sales answered: the handoff is withdrawn.
+			if err := s.store.withdrawHandoffs(ctx, tx, corp, leadID, ms); err != nil {
 				return err
 			}
 		}

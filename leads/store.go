@@ -67,6 +67,10 @@ func visibleTo(v Viewer) (string, []any) {
 	if v.UserID == 0 {
 		return "1 = 0", nil // nobody: never the unowned leads of every pool
 	}
+	if v.Handoffs {
+		return `(l.owner_user_id = ?
+		OR EXISTS (SELECT 1 FROM lead_handoffs h WHERE h.corp_id = l.corp_id AND h.lead_id = l.id AND h.to_user_id = ?))`, []any{v.UserID, v.UserID}
+	}
 	return `(l.owner_user_id = ?
 		OR NOT EXISTS (SELECT 1 FROM lead_pool_members m WHERE m.corp_id = l.corp_id AND m.pool_id = l.pool_id)
 		OR EXISTS (SELECT 1 FROM lead_pool_members m WHERE m.corp_id = l.corp_id AND m.pool_id = l.pool_id AND m.user_id = ?))`, []any{v.UserID, v.UserID}
@@ -667,8 +671,8 @@ func (st *store) insertedActivities(ctx context.Context, tx *qsql.Tx, batch stri
 }
 
 func (st *store) createAssignmentRule(ctx context.Context, r *AssignmentRule) error {
-	res, err := st.db.ExecContext(ctx, `INSERT INTO assignment_rules (corp_id, position, name, cond, users, next_pick, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, 0, ?, ?)`, r.CorpID, r.Position, strings.TrimSpace(r.Name), r.Condition, r.UsersJSON, r.CreatedAt, r.UpdatedAt)
+	res, err := st.db.ExecContext(ctx, `INSERT INTO assignment_rules (corp_id, kind, position, name, cond, users, next_pick, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)`, r.CorpID, r.Kind, r.Position, strings.TrimSpace(r.Name), r.Condition, r.UsersJSON, r.CreatedAt, r.UpdatedAt)
 	if err != nil {
 		return err
 	}
@@ -676,10 +680,11 @@ func (st *store) createAssignmentRule(ctx context.Context, r *AssignmentRule) er
 	return err
 }
 
-func (st *store) assignmentRules(ctx context.Context, q sqlx.QueryerContext, corp string) ([]AssignmentRule, error) {
+// assignmentRules lists a corp's rules of a kind ("" every kind) in order.
+func (st *store) assignmentRules(ctx context.Context, q sqlx.QueryerContext, corp, kind string) ([]AssignmentRule, error) {
 	out := []AssignmentRule{}
-	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, position, name, cond, users, created_at, updated_at FROM assignment_rules
-		WHERE corp_id = ? ORDER BY position, id`, corp)
+	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, kind, position, name, cond, users, created_at, updated_at FROM assignment_rules
+		WHERE corp_id = ? AND (? = '' OR kind = ?) ORDER BY kind, position, id`, corp, kind, kind)
 	return out, err
 }
 

@@ -521,3 +521,113 @@ func (st *store) markCooling(ctx context.Context, tx *qsql.Tx, corp string, lead
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// noticeRow is a notice claimed to send.
+type noticeRow struct {
+	ID   int64  `db:"id"`
+	Corp string `db:"corp_id"`
+	User int64  `db:"user_id"`
+	Text string `db:"text"`
+}
+
+// addNotices writes notices in tx.
+func (st *store) addNotices(ctx context.Context, tx *qsql.Tx, ns []notice, now int64) error {
+	if len(ns) == 0 {
+		return nil
+	}
+	rows := make([]string, len(ns))
+	args := make([]any, 0, 4*len(ns))
+	for i, n := range ns {
+		rows[i] = "(?, ?, ?, ?)"
+		args = append(args, n.Corp, n.User, truncate(n.Text, 1000), now)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO lead_notices (corp_id, user_id, text, created_at) VALUES `+strings.Join(rows, ","), args...)
+	return err
+}
+
+// claimNotices claims unsent notices whose claim (if any) expired: a read
+// of candidates, one conditional update stamping the token, a read back by
+// token (correct without SKIP LOCKED).
+func (st *store) claimNotices(ctx context.Context, token string, now, until int64, limit int) ([]noticeRow, error) {
+	var ids []int64
+	if err := st.db.SelectContext(ctx, &ids, `SELECT id FROM lead_notices WHERE sent_at IS NULL AND claimed_until <= ? ORDER BY id LIMIT ?`, now, limit); err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	q, args, err := sqlx.In(`UPDATE lead_notices SET claim_token = ?, claimed_until = ?, attempts = attempts + 1
+		WHERE id IN (?) AND sent_at IS NULL AND claimed_until <= ?`, token, until, ids, now)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.db.ExecContext(ctx, q, args...); err != nil {
+		return nil, err
+	}
+	var out []noticeRow
+	err = st.db.SelectContext(ctx, &out, `SELECT id, corp_id, user_id, text FROM lead_notices WHERE claim_token = ? AND sent_at IS NULL ORDER BY id`, token)
+	return out, err
+}
+
+// settleNotices marks claimed notices sent (done), or leaves them for a
+// retry with the error, giving up after noticeAttempts.
+func (st *store) settleNotices(ctx context.Context, token string, ids []int64, now int64, errText string, done bool) error {
+	var q string
+	var args []any
+	var err error
+	if done {
+		q, args, err = sqlx.In(`UPDATE lead_notices SET sent_at = ?, error = ? WHERE claim_token = ? AND id IN (?)`, now, errText, token, ids)
+	} else {
+		q, args, err = sqlx.In(`UPDATE lead_notices SET error = ?, sent_at = CASE WHEN attempts >= ? THEN ? ELSE NULL END
+			WHERE claim_token = ? AND id IN (?)`, errText, noticeAttempts, now, token, ids)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = st.db.ExecContext(ctx, q, args...)
+	return err
+}
+
+func (st *store) createHandoff(ctx context.Context, tx *qsql.Tx, h *Handoff) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO lead_handoffs (corp_id, lead_id, from_user_id, to_user_id, note, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		h.CorpID, h.LeadID, h.FromUserID, h.ToUserID, truncate(h.Note, 1000), h.Status, h.CreatedAt)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+const handoffCols = `h.id, h.corp_id, h.lead_id, COALESCE(p.name, '') AS name, h.from_user_id, h.to_user_id, h.note, h.status, h.reason, h.created_at, h.answered_at`
+const handoffFrom = ` FROM lead_handoffs h LEFT JOIN leads l ON l.id = h.lead_id LEFT JOIN people p ON p.id = l.person_id`
+
+func (st *store) handoff(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Handoff, error) {
+	var h Handoff
+	err := sqlx.GetContext(ctx, q, &h, `SELECT `+handoffCols+handoffFrom+` WHERE h.corp_id = ? AND h.id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return nil, ErrHandoffNotFound
+	}
+	return &h, err
+}
+
+// answerHandoff answers a pending handoff; false when it was answered.
+func (st *store) answerHandoff(ctx context.Context, tx *qsql.Tx, corp string, id int64, status, reason string, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE lead_handoffs SET status = ?, reason = ?, answered_at = ? WHERE corp_id = ? AND id = ? AND status = ?`,
+		status, truncate(reason, 500), now, corp, id, HandoffPending)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (st *store) handoffs(ctx context.Context, f HandoffFilter) ([]Handoff, error) {
+	out := []Handoff{}
+	err := st.db.SelectContext(ctx, &out, `SELECT `+handoffCols+handoffFrom+`
+		WHERE h.corp_id = ? AND (? = 0 OR h.to_user_id = ?) AND (? = 0 OR h.from_user_id = ?) AND (? = '' OR h.status = ?)
+		ORDER BY h.id DESC LIMIT ?`, f.CorpID, f.ToUser, f.ToUser, f.FromUser, f.FromUser, f.Status, f.Status, f.Limit)
+	return out, err
+}
+
+// withdrawHandoffs withdraws a lead's pending handoffs.
+func (st *store) withdrawHandoffs(ctx context.Context, tx *qsql.Tx, corp string, lead, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE lead_handoffs SET status = ?, answered_at = ? WHERE corp_id = ? AND lead_id = ? AND status = ?`,
+		HandoffWithdrawn, now, corp, lead, HandoffPending)
+	return err
+}

@@ -139,6 +139,8 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.run.Register(leads.JobBackfill, a.leads.RunBackfill)
 	a.run.Register(leads.JobRescore, a.leads.RunRescore)
 	a.leads.SetJobs(a.run)
+	a.leads.SetNotifier(a.api, a.auth.StaffID)
+	a.leads.PublicURL = cfg.PublicURL
 
 	corpIDs := make([]string, len(a.corps))
 	for i, c := range a.corps {
@@ -209,6 +211,12 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		if n > 0 {
 			log.Info("MQLs cooled below the threshold", "leads", n)
 		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.cron.Add("leads.notices", "* * * * *", func(ctx context.Context) error {
+		_, err := a.leads.SendNotices(ctx)
 		return err
 	}); err != nil {
 		return nil, err

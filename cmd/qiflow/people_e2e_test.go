@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/qiflow/qiflow/auth"
@@ -90,4 +91,105 @@ func identities(p leads.Person) string {
 		out += id.Kind + ":" + id.Value
 	}
 	return out
+}
+
+// An SDR qualifies two leads to SQL with BANT; the handoff rule picks the
+// sales rep, whose WeCom app message arrives at the fake with a link; the
+// rep accepts one and rejects the other, which goes back to its SDR.
+func TestE2E_QualifiedLeadsAreHandedToSalesWhoAcceptOrReject(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		ctx := context.Background()
+		users := map[string]int64{}
+		tokens := map[string]string{}
+		for _, u := range []struct {
+			email, staff string
+			role         auth.Role
+		}{{"sdr@example.com", "lisi", auth.RoleSDR}, {"rep@example.com", "wangwu", auth.RoleSales}} {
+			nu, err := s.app.auth.CreateUser(ctx, auth.NewUser{Email: u.email, Password: "password 1234", CorpID: e2eCorp, Role: u.role, StaffUserID: u.staff})
+			if err != nil {
+				t.Fatal(err)
+			}
+			users[u.email], tokens[u.email] = nu.ID, login(t, s.url, u.email, "password 1234")
+		}
+		sdr, rep := tokens["sdr@example.com"], tokens["rep@example.com"]
+		if st := call(t, "POST", s.url+"/api/v1/assignment/rules", admin, map[string]any{"kind": "handoff", "name": "all SQLs",
+			"condition": `need != ""`, "users": []int64{users["rep@example.com"]}}, nil); st != http.StatusCreated {
+			t.Fatalf("handoff rule: %d", st)
+		}
+		var leadIDs []int64
+		for i, mobile := range []string{"13912345679", "13912345680"} {
+			var res leads.UpsertResult
+			if st := call(t, "POST", s.url+"/api/v1/leads", admin, map[string]any{"name": "客户" + itoa(int64(i)), "mobile": mobile}, &res); st != http.StatusCreated {
+				t.Fatalf("upsert: %d", st)
+			}
+			id := itoa(res.Lead.ID)
+			leadIDs = append(leadIDs, res.Lead.ID)
+			if st := call(t, "POST", s.url+"/api/v1/leads/"+id+"/claim", sdr, nil, nil); st != http.StatusOK {
+				t.Fatalf("claim: %d", st)
+			}
+			if st := call(t, "POST", s.url+"/api/v1/leads/"+id+"/stage", sdr, map[string]any{"stage": "mql"}, nil); st != http.StatusOK {
+				t.Fatalf("mql: %d", st)
+			}
+			var bad struct {
+				Error struct {
+					Fields map[string]string `json:"fields"`
+				} `json:"error"`
+			}
+			if st := call(t, "POST", s.url+"/api/v1/leads/"+id+"/qualify", sdr, map[string]any{"budget": "200k"}, &bad); st != http.StatusUnprocessableEntity || bad.Error.Fields["need"] == "" {
+				t.Fatalf("qualify without BANT: %d %+v", st, bad)
+			}
+			var h leads.Handoff
+			if st := call(t, "POST", s.url+"/api/v1/leads/"+id+"/qualify", sdr, map[string]any{"budget": "200k", "authority": "CTO", "need": "SCRM",
+				"timeline": "Q2", "note": "wants a demo"}, &h); st != http.StatusCreated || h.ToUserID != users["rep@example.com"] {
+				t.Fatalf("qualify: %d %+v", st, h)
+			}
+		}
+		// The notices cron runs every minute; run it now.
+		if _, err := s.app.leads.SendNotices(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var toRep []string
+		for _, m := range s.fake.Messages(e2eCorp) {
+			if m.Kind == "app" && m.UserID == "wangwu" {
+				toRep = append(toRep, m.Text)
+			}
+		}
+		if len(toRep) != 1 || !strings.Contains(toRep[0], "2 new notices") || !strings.Contains(toRep[0], "/leads/"+itoa(leadIDs[0])) {
+			t.Fatalf("the rep's app messages: %q", toRep)
+		}
+		var inbox struct {
+			Handoffs []leads.Handoff `json:"handoffs"`
+		}
+		if st := call(t, "GET", s.url+"/api/v1/handoffs?status=pending", rep, nil, &inbox); st != http.StatusOK || len(inbox.Handoffs) != 2 {
+			t.Fatalf("rep's inbox: %d %+v", st, inbox)
+		}
+		byLead := map[int64]int64{}
+		for _, h := range inbox.Handoffs {
+			byLead[h.LeadID] = h.ID
+		}
+		if st := call(t, "POST", s.url+"/api/v1/handoffs/"+itoa(byLead[leadIDs[0]])+"/accept", sdr, nil, nil); st != http.StatusForbidden {
+			t.Fatalf("an SDR accepting: %d", st)
+		}
+		if st := call(t, "POST", s.url+"/api/v1/handoffs/"+itoa(byLead[leadIDs[0]])+"/accept", rep, nil, nil); st != http.StatusOK {
+			t.Fatalf("accept: %d", st)
+		}
+		if st := call(t, "POST", s.url+"/api/v1/handoffs/"+itoa(byLead[leadIDs[1]])+"/reject", rep, map[string]any{"reason": "no budget this year"}, nil); st != http.StatusOK {
+			t.Fatalf("reject: %d", st)
+		}
+		var got leads.Lead
+		call(t, "GET", s.url+"/api/v1/leads/"+itoa(leadIDs[0]), rep, nil, &struct {
+			Lead *leads.Lead `json:"lead"`
+		}{&got})
+		if got.OwnerUserID != users["rep@example.com"] || got.Stage != "sql" {
+			t.Fatalf("accepted lead: %+v", got)
+		}
+		call(t, "GET", s.url+"/api/v1/leads/"+itoa(leadIDs[1]), sdr, nil, &struct {
+			Lead *leads.Lead `json:"lead"`
+		}{&got})
+		if got.OwnerUserID != users["sdr@example.com"] || got.Stage != "sal" {
+			t.Fatalf("rejected lead: %+v", got)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/qiflow/qiflow/wecom"
 )
@@ -1012,15 +1013,56 @@ func sendAppMessage(f *Fake, c *Corp, r *http.Request, body []byte) (any, *apiEr
 	if req.Text == nil || req.Text.Content == "" {
 		return nil, errf(codeInvalidParam, "text.content required")
 	}
+	// WeCom cuts a text at 2,048 bytes.
+	text := req.Text.Content
+	if len(text) > maxAppText {
+		n := maxAppText
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = text[:n]
+	}
 	var invalid []string
-	for _, u := range strings.Split(req.ToUser, "|") {
+	users := strings.Split(req.ToUser, "|")
+	now := f.now().UnixMilli()
+	for _, u := range users {
 		if c.Staff[u] == nil {
 			invalid = append(invalid, u)
 			continue
 		}
-		c.Messages = append(c.Messages, Message{Kind: "app", UserID: u, Text: req.Text.Content, SentAt: f.now().UnixMilli()})
+		// One app may send one person 30 messages a minute and 1,000 an
+		// hour; WeCom answers ok and drops the rest.
+		kind := "app"
+		if perMinute, perHour := appMessagesTo(c, u, now); perMinute >= 30 || perHour >= 1000 {
+			kind = "dropped"
+		}
+		c.Messages = append(c.Messages, Message{Kind: kind, UserID: u, Text: text, SentAt: now})
+	}
+	if len(invalid) == len(users) {
+		return nil, errf(81013, "user & party & tag all invalid")
 	}
 	return m("invaliduser", strings.Join(invalid, "|")), nil
+}
+
+// maxAppText is WeCom's limit on an app text message.
+const maxAppText = 2048
+
+// appMessagesTo counts the app messages delivered to a person in the minute
+// and the hour before now.
+func appMessagesTo(c *Corp, user string, now int64) (minute, hour int) {
+	for i := len(c.Messages) - 1; i >= 0; i-- {
+		msg := c.Messages[i]
+		if msg.SentAt <= now-3600_000 {
+			break
+		}
+		if msg.Kind == "app" && msg.UserID == user {
+			hour++
+			if msg.SentAt > now-60_000 {
+				minute++
+			}
+		}
+	}
+	return minute, hour
 }
 
 func uploadMedia(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiError) {

@@ -157,3 +157,50 @@ func TestFake_RefusesUnknownRequestFields(t *testing.T) {
 		t.Errorf("add_corp_tag without tag: errcode %d, want 40058", code)
 	}
 }
+
+// App messages: one person gets 30 a minute (the rest are dropped, the
+// call still answers ok), a text is cut at 2,048 bytes, and a message to
+// nobody valid is refused with 81013.
+func TestFake_AppMessagesObeyWeComsPerPersonLimits(t *testing.T) {
+	f, base := StartForTest(t, SandboxCorpID, true)
+	resp, err := http.Get(base + "/cgi-bin/gettoken?corpid=" + SandboxCorpID + "&corpsecret=" + SandboxCorp.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	send := func(to, text string) int64 {
+		body, _ := json.Marshal(map[string]any{"touser": to, "msgtype": "text", "agentid": SandboxCorp.AgentID, "text": map[string]string{"content": text}})
+		resp, err := http.Post(base+"/cgi-bin/message/send?access_token="+tok.AccessToken, "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			ErrCode int64 `json:"errcode"`
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out.ErrCode
+	}
+	for i := range 31 {
+		if code := send("zhangsan", strings.Repeat("长", 1000)); code != 0 {
+			t.Fatalf("message %d: errcode %d", i, code)
+		}
+	}
+	kinds := map[string]int{}
+	for _, m := range f.Messages(SandboxCorpID) {
+		kinds[m.Kind]++
+		if len(m.Text) > 2048 || len(m.Text)%3 != 0 {
+			t.Fatalf("text of %d bytes (cut inside a character?)", len(m.Text))
+		}
+	}
+	if kinds["app"] != 30 || kinds["dropped"] != 1 {
+		t.Fatalf("messages %v, want 30 delivered and 1 dropped", kinds)
+	}
+	if code := send("nobody", "hi"); code != 81013 {
+		t.Fatalf("to nobody valid: errcode %d", code)
+	}
+}

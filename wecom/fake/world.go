@@ -106,7 +106,7 @@ type WelcomeCode struct {
 
 // Message is something the corp sent: a welcome message or an app message.
 type Message struct {
-	Kind           string             `json:"kind"` // welcome | app
+	Kind           string             `json:"kind"` // welcome | app | dropped (an app message over WeCom's per-person limits)
 	UserID         string             `json:"userid"`
 	ExternalUserID string             `json:"external_userid,omitempty"`
 	Text           string             `json:"text"`

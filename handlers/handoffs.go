@@ -1,0 +1,86 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/leads"
+)
+
+// qualifyLead moves one's lead to SQL and hands it to sales:
+// {"budget","authority","need","timeline","note","to_user_id"}; without
+// to_user_id the handoff rules pick the rep.
+func (s *Server) qualifyLead(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in leads.QualifyIn
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	ctx := c.Request.Context()
+	h, err := s.d.Leads.Qualify(ctx, p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in,
+		func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, h)
+}
+
+// listHandoffs lists handoffs, newest first (?status=pending|accepted|
+// rejected|withdrawn, ?limit=): a sales rep's are those to them, an SDR's
+// those they made; a manager sees all.
+func (s *Server) listHandoffs(c *gin.Context) {
+	limit, _, ok := idPage(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	f := leads.HandoffFilter{CorpID: p.CorpID, Status: c.Query("status"), Limit: limit}
+	switch v := viewer(p); {
+	case v.Handoffs:
+		f.ToUser = p.UserID
+	case !v.All:
+		f.FromUser = p.UserID
+	}
+	list, err := s.d.Leads.Handoffs(c.Request.Context(), f)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"handoffs": list})
+}
+
+// answerHandoff accepts, or rejects with {"reason"}, a handoff to oneself.
+func (s *Server) answerHandoff(accept bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id, ok := pathID(c, "id")
+		if !ok {
+			return
+		}
+		p := principal(c)
+		var h *leads.Handoff
+		var err error
+		if accept {
+			h, err = s.d.Leads.Accept(c.Request.Context(), p.CorpID, id, p.UserID)
+		} else {
+			var in struct {
+				Reason string `json:"reason"`
+			}
+			if !bind(c, &in) {
+				return
+			}
+			h, err = s.d.Leads.Reject(c.Request.Context(), p.CorpID, id, p.UserID, in.Reason)
+		}
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, h)
+	}
+}
