@@ -458,6 +458,18 @@ func (s *Service) IsMember(ctx context.Context, corpID string, userID int64) (bo
 	return n > 0, err
 }
 
+// ManagerOf is the manager of a user's first team (by id) that someone
+// else manages; 0 when none.
+func (s *Service) ManagerOf(ctx context.Context, corpID string, userID int64) (int64, error) {
+	var id int64
+	err := s.db.GetContext(ctx, &id, `SELECT t.manager_user_id FROM teams t JOIN team_members m ON m.team_id = t.id
+		WHERE t.corp_id = ? AND m.user_id = ? AND t.manager_user_id <> 0 AND t.manager_user_id <> ? ORDER BY t.id LIMIT 1`, corpID, userID, userID)
+	if qsql.IsNoRows(err) {
+		return 0, nil
+	}
+	return id, err
+}
+
 // TeamMembers lists a team's user ids.
 func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error) {
 	var ids []int64

@@ -188,3 +188,34 @@ func (c *Calendar) WorkdaysAfter(t time.Time, n int) time.Time {
 	}
 	return day.AddDate(0, 0, 1)
 }
+
+// AddWorkingTime is the moment d of working time after t: time outside the
+// working hours (nights, weekends, holidays) does not count, make-up
+// workdays do. A calendar with no working time at all in the next two years
+// counts every hour.
+func (c *Calendar) AddWorkingTime(t time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return t
+	}
+	lt := t.In(c.loc)
+	day := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, c.loc)
+	for range 731 {
+		for _, s := range c.spansOn(day.Add(12 * time.Hour)) {
+			start := day.Add(time.Duration(s.Start) * time.Minute)
+			end := day.Add(time.Duration(s.End) * time.Minute)
+			if !end.After(lt) {
+				continue
+			}
+			if start.Before(lt) {
+				start = lt
+			}
+			if avail := end.Sub(start); d <= avail {
+				return start.Add(d)
+			} else {
+				d -= avail
+			}
+		}
+		day = day.AddDate(0, 0, 1)
+	}
+	return t.Add(d)
+}

@@ -84,3 +84,45 @@ func (s *Server) answerHandoff(accept bool) gin.HandlerFunc {
 		c.JSON(http.StatusOK, h)
 	}
 }
+
+func (s *Server) listSLARules(c *gin.Context) {
+	rules, err := s.d.Leads.SLARules(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"rules": rules})
+}
+
+// createSLARule adds an SLA rule: {"position","name","condition","hours"}
+// (working hours for a new MQL's first touch and a handoff's answer).
+func (s *Server) createSLARule(c *gin.Context) {
+	var in struct {
+		Position  int    `json:"position"`
+		Name      string `json:"name"`
+		Condition string `json:"condition"`
+		Hours     int    `json:"hours"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	r, err := s.d.Leads.CreateSLARule(c.Request.Context(), leads.SLARule{CorpID: principal(c).CorpID, Position: in.Position, Name: in.Name,
+		Condition: in.Condition, Hours: in.Hours})
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, r)
+}
+
+// slaReport counts the SLAs started from ?from= to ?to= (dates in the
+// corp's zone, both included) met, breached, open and closed, by user.
+func (s *Server) slaReport(c *gin.Context) {
+	p := principal(c)
+	rows, err := s.d.Leads.SLAReport(c.Request.Context(), p.CorpID, c.Query("from"), c.Query("to"))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"users": rows})
+}

@@ -23,6 +23,9 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads", auth.PermLeadsWrite, s.upsertLead},
 		{"POST", "/leads/:id/qualify", auth.PermLeadsClaim, s.qualifyLead},
 		{"GET", "/handoffs", auth.PermLeadsRead, s.listHandoffs},
+		{"GET", "/sla/rules", auth.PermLeadsRead, s.listSLARules},
+		{"POST", "/sla/rules", auth.PermPoolsManage, s.createSLARule},
+		{"GET", "/sla/report", auth.PermPoolsManage, s.slaReport},
 		{"POST", "/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerHandoff(true)},
 		{"POST", "/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerHandoff(false)},
 		{"GET", "/leads/:id/person", auth.PermLeadsRead, s.leadPerson},
@@ -236,10 +239,13 @@ type poolInput struct {
 	MaxClaimsDay  int    `json:"max_claims_day"`
 	CooldownHours int    `json:"cooldown_hours"`
 	RecycleDays   int    `json:"recycle_days"`
+	// Escalations: [{"after_days": 3, "notify": "owner"}, {"after_days": 5, "notify": "manager"}]
+	Escalations []leads.Escalation `json:"escalations"`
 }
 
 func (in poolInput) pool(corp string) leads.Pool {
-	return leads.Pool{CorpID: corp, Name: in.Name, MaxOpen: in.MaxOpen, MaxClaimsDay: in.MaxClaimsDay, CooldownHours: in.CooldownHours, RecycleDays: in.RecycleDays}
+	return leads.Pool{CorpID: corp, Name: in.Name, MaxOpen: in.MaxOpen, MaxClaimsDay: in.MaxClaimsDay, CooldownHours: in.CooldownHours,
+		RecycleDays: in.RecycleDays, Escalations: in.Escalations}
 }
 
 func (s *Server) createPool(c *gin.Context) {

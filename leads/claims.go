@@ -2,6 +2,8 @@ package leads
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -66,6 +68,11 @@ func (s *Service) Claim(ctx context.Context, corp string, leadID, user int64) (*
 		if !ok {
 			return ErrCapReached
 		}
+		if l.Stage == StageMQL {
+			if err := s.startSLA(ctx, tx, corp, l, SLAFirstTouch, user, ms); err != nil {
+				return err
+			}
+		}
 		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryClaimed, To: itoa(user)})
 	})
 	if err != nil {
@@ -94,6 +101,9 @@ func (s *Service) Release(ctx context.Context, corp string, leadID, user int64, 
 			return ErrNotOwner
 		}
 		if err := s.store.uncountOpen(ctx, tx, corp, l.PoolID, user); err != nil {
+			return err
+		}
+		if err := s.store.closeSLAs(ctx, tx, leadID, SLAClosed, ms); err != nil {
 			return err
 		}
 		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryReleased, From: itoa(user), Reason: reason})
@@ -210,7 +220,51 @@ func (p Pool) checkCaps() apperr.Fields {
 			f.Add(field, "must be 0 (no limit) or more")
 		}
 	}
+	last := 0
+	for i, e := range p.Escalations {
+		switch {
+		case e.AfterDays <= last:
+			f.Add(fmt.Sprintf("escalations[%d].after_days", i), "is 1 or more, and more than the step before")
+		case p.RecycleDays > 0 && e.AfterDays >= p.RecycleDays:
+			f.Add(fmt.Sprintf("escalations[%d].after_days", i), "is fewer than recycle_days (the lead returns then)")
+		}
+		if e.Notify != NotifyOwner && e.Notify != NotifyManager {
+			f.Add(fmt.Sprintf("escalations[%d].notify", i), "is owner or manager (the owner and their manager)")
+		}
+		last = max(last, e.AfterDays)
+	}
+	if len(p.Escalations) > 10 {
+		f.Add("escalations", "has at most 10 steps")
+	}
 	return f
+}
+
+// Escalation is a step of a pool's ladder.
+type Escalation struct {
+	AfterDays int    `json:"after_days"`
+	Notify    string `json:"notify"`
+}
+
+// Whom an escalation tells.
+const (
+	NotifyOwner   = "owner"
+	NotifyManager = "manager" // the owner and their manager
+)
+
+func (p *Pool) decode() error {
+	p.Escalations = []Escalation{}
+	if p.EscalationsJSON == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(p.EscalationsJSON), &p.Escalations)
+}
+
+func (p *Pool) encode() string {
+	if len(p.Escalations) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(p.Escalations)
+	return string(b)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -62,6 +62,9 @@ func (s *Service) Cool(ctx context.Context) (int, error) {
 				if err := s.store.uncountOpen(ctx, tx, d.CorpID, l.PoolID, l.OwnerUserID); err != nil {
 					return err
 				}
+				if err := s.store.closeSLAs(ctx, tx, d.ID, SLAClosed, ms); err != nil {
+					return err
+				}
 			}
 			why := fmt.Sprintf("engagement %.1f decayed below the MQL threshold %d", eng, set.MQLThreshold)
 			h := []historyRow{{d.CorpID, d.ID, HistoryEntry{At: ms, Kind: HistoryCooling, From: fmt.Sprintf("%.1f", eng), To: fmt.Sprint(set.MQLThreshold), Reason: why}}}

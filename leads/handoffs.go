@@ -138,6 +138,9 @@ func (s *Service) Qualify(ctx context.Context, corp string, leadID, actor int64,
 		if h.ID, err = s.store.createHandoff(ctx, tx, h); err != nil {
 			return err
 		}
+		if err := s.startSLA(ctx, tx, corp, l, SLAHandoff, rep, ms); err != nil {
+			return err
+		}
 		if err := s.store.addHistories(ctx, tx, []historyRow{
 			{corp, leadID, HistoryEntry{At: ms, ActorUserID: actor, Kind: HistoryStage, From: l.Stage, To: StageSQL, Reason: "qualified: " + h.Note}},
 			{corp, leadID, HistoryEntry{At: ms, ActorUserID: actor, Kind: HistoryHandoff, To: itoa(rep), Reason: fmt.Sprintf("handed to sales rep %d (%s)", rep, rule)}},
@@ -181,6 +184,9 @@ func (s *Service) answer(ctx context.Context, corp string, id, actor int64, acce
 		}
 		if ok, err := s.store.answerHandoff(ctx, tx, corp, id, status, reason, ms); err != nil || !ok {
 			return cmpErr(err, ErrHandoffAnswered)
+		}
+		if err := s.store.meetSLAs(ctx, tx, h.LeadID, actor, SLAHandoff, ms); err != nil {
+			return err
 		}
 		l, err := s.store.lead(ctx, tx, corp, h.LeadID)
 		if err != nil {

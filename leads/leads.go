@@ -128,6 +128,10 @@ type Pool struct {
 	MaxClaimsDay  int    `db:"max_claims_day" json:"max_claims_day"` // claims one SDR may make a day
 	CooldownHours int    `db:"cooldown_hours" json:"cooldown_hours"` // before a releaser may claim the lead again
 	RecycleDays   int    `db:"recycle_days" json:"recycle_days"`     // working days without a follow-up before a claimed lead returns
+	// Escalations are notices sent before a lead returns: after so many
+	// working days without a follow-up, to its owner or also their manager.
+	Escalations     []Escalation `db:"-" json:"escalations"`
+	EscalationsJSON string       `db:"escalations" json:"-"`
 	CreatedAt     int64  `db:"created_at" json:"created_at"`
 	UpdatedAt     int64  `db:"updated_at" json:"updated_at"`
 }
@@ -154,6 +158,7 @@ type Service struct {
 	jobs         Jobs     // where rescoring is queued
 	notifier     Notifier // sends notices to staff
 	staffOf      StaffOf
+	managers     Managers // who manages whom, for SLA breaches and escalations
 }
 
 // New returns the lead pool over db.

@@ -97,6 +97,9 @@ func (s *Service) mergeTx(ctx context.Context, tx *qsql.Tx, corp string, survivo
 				return nil, err
 			}
 		}
+		if err := s.store.closeSLAs(ctx, tx, from.ID, SLAClosed, ms); err != nil {
+			return nil, err
+		}
 		if brought != 0 {
 			if err := s.addEngagement(ctx, tx, into.ID, brought, set, now); err != nil {
 				return nil, err

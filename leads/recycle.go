@@ -36,6 +36,9 @@ func (s *Service) Touch(ctx context.Context, corp string, leadID, user int64, ki
 		if !ok {
 			return ErrNotOwner
 		}
+		if err := s.store.meetSLAs(ctx, tx, leadID, user, SLAFirstTouch, ms); err != nil {
+			return err
+		}
 		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryTouch, To: kind, Reason: strings.TrimSpace(text)})
 	})
 	if err != nil {
@@ -68,6 +71,9 @@ func (s *Service) Recycle(ctx context.Context) (int, error) {
 			}
 			n++
 			if err := s.store.uncountOpen(ctx, tx, l.CorpID, l.PoolID, l.Owner); err != nil {
+				return err
+			}
+			if err := s.store.closeSLAs(ctx, tx, l.ID, SLAClosed, ms); err != nil {
 				return err
 			}
 			return s.store.addHistory(ctx, tx, l.CorpID, l.ID, HistoryEntry{At: ms, Kind: HistoryRecycled, From: itoa(l.Owner),

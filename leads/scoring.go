@@ -219,6 +219,16 @@ func (s *Service) promoteIfReady(ctx context.Context, tx *qsql.Tx, corp string, 
 	if assigned != nil {
 		out = append(out, historyRow{corp, lead, *assigned})
 	}
+	// The new MQL's owner (assigned now, or who held it) owes a first touch.
+	l, err := s.store.lead(ctx, tx, corp, lead)
+	if err != nil {
+		return nil, err
+	}
+	if l.OwnerUserID != 0 {
+		if err := s.startSLA(ctx, tx, corp, l, SLAFirstTouch, l.OwnerUserID, ms); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 

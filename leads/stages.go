@@ -72,6 +72,16 @@ func (s *Service) ChangeStage(ctx context.Context, corp string, leadID, actor in
 				return err
 			}
 		}
+		switch {
+		case owner == 0 && l.OwnerUserID != 0:
+			if err := s.store.closeSLAs(ctx, tx, leadID, SLAClosed, ms); err != nil {
+				return err
+			}
+		case to == StageMQL && owner != 0:
+			if err := s.startSLA(ctx, tx, corp, l, SLAFirstTouch, owner, ms); err != nil {
+				return err
+			}
+		}
 		if l.Stage == StageSQL {
 			// Moved back before sales answered: the handoff is withdrawn.
 			if err := s.store.withdrawHandoffs(ctx, tx, corp, leadID, ms); err != nil {

@@ -134,24 +134,35 @@ func (st *store) history(ctx context.Context, corp string, lead int64) ([]Histor
 
 func (st *store) pool(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Pool, error) {
 	var p Pool
-	err := sqlx.GetContext(ctx, q, &p, `SELECT id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, created_at, updated_at
+	err := sqlx.GetContext(ctx, q, &p, `SELECT `+poolCols+`
 		FROM lead_pools WHERE corp_id = ? AND id = ?`, corp, id)
 	if qsql.IsNoRows(err) {
 		return nil, ErrPoolNotFound
 	}
-	return &p, err
+	if err != nil {
+		return nil, err
+	}
+	return &p, p.decode()
 }
 
 func (st *store) pools(ctx context.Context, corp string) ([]Pool, error) {
 	out := []Pool{}
-	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, created_at, updated_at
-		FROM lead_pools WHERE corp_id = ? ORDER BY id`, corp)
-	return out, err
+	if err := st.db.SelectContext(ctx, &out, `SELECT `+poolCols+` FROM lead_pools WHERE corp_id = ? ORDER BY id`, corp); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := out[i].decode(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
+const poolCols = `id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, escalations, created_at, updated_at`
+
 func (st *store) createPool(ctx context.Context, p *Pool) error {
-	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_pools (corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, created_at, updated_at)
-		VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)`, p.CorpID, p.Name, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.CreatedAt, p.UpdatedAt)
+	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_pools (corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, escalations, created_at, updated_at)
+		VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`, p.CorpID, p.Name, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.encode(), p.CreatedAt, p.UpdatedAt)
 	if err != nil {
 		return err
 	}
@@ -160,8 +171,8 @@ func (st *store) createPool(ctx context.Context, p *Pool) error {
 }
 
 func (st *store) updatePool(ctx context.Context, p *Pool) (bool, error) {
-	res, err := st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, updated_at = ? WHERE corp_id = ? AND id = ?`,
-		p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.UpdatedAt, p.CorpID, p.ID)
+	res, err := st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, escalations = ?, updated_at = ?
+		WHERE corp_id = ? AND id = ?`, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.encode(), p.UpdatedAt, p.CorpID, p.ID)
 	if err != nil {
 		return false, err
 	}

@@ -631,3 +631,125 @@ func (st *store) withdrawHandoffs(ctx context.Context, tx *qsql.Tx, corp string,
 		HandoffWithdrawn, now, corp, lead, HandoffPending)
 	return err
 }
+
+func (st *store) createSLARule(ctx context.Context, r *SLARule) error {
+	res, err := st.db.ExecContext(ctx, `INSERT INTO sla_rules (corp_id, position, name, cond, hours, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		r.CorpID, r.Position, r.Name, r.Condition, r.Hours, r.CreatedAt, r.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	r.ID, err = res.LastInsertId()
+	return err
+}
+
+func (st *store) slaRules(ctx context.Context, q sqlx.QueryerContext, corp string) ([]SLARule, error) {
+	out := []SLARule{}
+	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, position, name, cond, hours, created_at, updated_at FROM sla_rules
+		WHERE corp_id = ? ORDER BY position, id`, corp)
+	return out, err
+}
+
+func (st *store) createSLA(ctx context.Context, tx *qsql.Tx, corp string, lead int64, kind string, owner, rule, started, half, due int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO lead_slas (corp_id, lead_id, kind, owner_user_id, rule_id, status, started_at, half_at, due_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, corp, lead, kind, owner, rule, SLAOpen, started, half, due)
+	return err
+}
+
+// closeSLAs ends a lead's open SLAs with a status.
+func (st *store) closeSLAs(ctx context.Context, tx *qsql.Tx, lead int64, status string, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE lead_slas SET status = ?, ended_at = ? WHERE lead_id = ? AND status = ?`, status, now, lead, SLAOpen)
+	return err
+}
+
+// meetSLAs marks a lead's open SLAs of a kind owed by user met.
+func (st *store) meetSLAs(ctx context.Context, tx *qsql.Tx, lead, user int64, kind string, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE lead_slas SET status = ?, ended_at = ? WHERE lead_id = ? AND status = ? AND owner_user_id = ? AND kind = ?`,
+		SLAMet, now, lead, SLAOpen, user, kind)
+	return err
+}
+
+// dueSLA is an open SLA at or past a moment.
+type dueSLA struct {
+	ID     int64  `db:"id"`
+	CorpID string `db:"corp_id"`
+	LeadID int64  `db:"lead_id"`
+	Kind   string `db:"kind"`
+	Owner  int64  `db:"owner_user_id"`
+	DueAt  int64  `db:"due_at"`
+}
+
+func (st *store) slasHalfDue(ctx context.Context, now int64, limit int) ([]dueSLA, error) {
+	var out []dueSLA
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id, lead_id, kind, owner_user_id, due_at FROM lead_slas
+		WHERE status = ? AND half_sent = 0 AND half_at <= ? ORDER BY half_at LIMIT ?`, SLAOpen, now, limit)
+	return out, err
+}
+
+func (st *store) slasBreachDue(ctx context.Context, now int64, limit int) ([]dueSLA, error) {
+	var out []dueSLA
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id, lead_id, kind, owner_user_id, due_at FROM lead_slas
+		WHERE status = ? AND due_at <= ? ORDER BY due_at LIMIT ?`, SLAOpen, now, limit)
+	return out, err
+}
+
+// markSLAHalf records the half-time notice of an open SLA; false when it
+// was sent or the SLA ended.
+func (st *store) markSLAHalf(ctx context.Context, tx *qsql.Tx, id int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE lead_slas SET half_sent = 1 WHERE id = ? AND half_sent = 0 AND status = ?`, id, SLAOpen)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// endSLA ends an open SLA; false when it ended already.
+func (st *store) endSLA(ctx context.Context, tx *qsql.Tx, id int64, status string, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE lead_slas SET status = ?, ended_at = ? WHERE id = ? AND status = ?`, status, now, id, SLAOpen)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (st *store) slaReport(ctx context.Context, corp string, from, to int64) ([]SLARow, error) {
+	out := []SLARow{}
+	err := st.db.SelectContext(ctx, &out, `SELECT owner_user_id,
+		SUM(CASE WHEN status = 'met' THEN 1 ELSE 0 END) AS met, SUM(CASE WHEN status = 'breached' THEN 1 ELSE 0 END) AS breached,
+		SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) AS open_now, SUM(CASE WHEN status = 'closed' THEN 1 ELSE 0 END) AS closed
+		FROM lead_slas WHERE corp_id = ? AND started_at >= ? AND started_at < ? GROUP BY owner_user_id ORDER BY owner_user_id`, corp, from, to)
+	return out, err
+}
+
+// escalationCandidate is a claimed lead in a pool with a ladder.
+type escalationCandidate struct {
+	ID          int64  `db:"id"`
+	CorpID      string `db:"corp_id"`
+	Owner       int64  `db:"owner_user_id"`
+	LastTouchAt int64  `db:"last_touch_at"`
+	Escalations string `db:"escalations"`
+	RecycleDays int    `db:"recycle_days"`
+}
+
+// escalationCandidates lists claimed leads of pools with a ladder untouched
+// for at least a calendar day (a working day is at least that).
+func (st *store) escalationCandidates(ctx context.Context, now int64, limit int) ([]escalationCandidate, error) {
+	var out []escalationCandidate
+	err := st.db.SelectContext(ctx, &out, `SELECT l.id, l.corp_id, l.owner_user_id, l.last_touch_at, p.escalations, p.recycle_days
+		FROM lead_pools p JOIN leads l ON l.pool_id = p.id
+		WHERE p.escalations <> '[]' AND l.owner_user_id <> 0 AND l.merged_into = 0 AND l.last_touch_at <= ?
+		ORDER BY l.last_touch_at LIMIT ?`, now-86400000, limit)
+	return out, err
+}
+
+// markEscalated records a ladder step sent for a follow-up; false when it was.
+func (st *store) markEscalated(ctx context.Context, tx *qsql.Tx, lead int64, step int, touch, now int64) (bool, error) {
+	q := st.db.InsertIgnoreRows("lead_escalations", []string{"lead_id", "step", "touch_at", "sent_at"}, []string{"lead_id", "step", "touch_at"}, 1)
+	res, err := tx.ExecContext(ctx, q, lead, step, touch, now)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

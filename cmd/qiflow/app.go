@@ -140,6 +140,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.run.Register(leads.JobRescore, a.leads.RunRescore)
 	a.leads.SetJobs(a.run)
 	a.leads.SetNotifier(a.api, a.auth.StaffID)
+	a.leads.SetManagers(a.auth.ManagerOf)
 	a.leads.PublicURL = cfg.PublicURL
 
 	corpIDs := make([]string, len(a.corps))
@@ -211,6 +212,18 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		if n > 0 {
 			log.Info("MQLs cooled below the threshold", "leads", n)
 		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.cron.Add("leads.sla", "* * * * *", func(ctx context.Context) error {
+		_, err := a.leads.CheckSLAs(ctx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.cron.Add("leads.escalate", "*/5 * * * *", func(ctx context.Context) error {
+		_, err := a.leads.Escalate(ctx)
 		return err
 	}); err != nil {
 		return nil, err

@@ -1,0 +1,34 @@
+package configs
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCalendar_AddWorkingTimeCountsOnlyWorkingHours(t *testing.T) {
+	cal, err := CalendarConfig{Holidays: []string{"2026-10-01", "2026-10-02"}, Workdays: []string{"2026-10-10"},
+		WorkHours: map[string][]string{"mon": {"09:00-12:00", "13:00-18:00"}, "tue": {"09:00-12:00", "13:00-18:00"}, "wed": {"09:00-12:00", "13:00-18:00"},
+			"thu": {"09:00-12:00", "13:00-18:00"}, "fri": {"09:00-12:00", "13:00-18:00"}}, MakeupHours: []string{"09:00-18:00"}}.Compile("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	at := func(s string) time.Time { t, _ := time.ParseInLocation("2006-01-02 15:04", s, sh); return t }
+	for _, c := range []struct {
+		from string
+		d    time.Duration
+		want string
+	}{
+		{"2026-11-23 10:00", time.Hour, "2026-11-23 11:00"},     // inside the morning
+		{"2026-11-23 11:30", time.Hour, "2026-11-23 13:30"},     // over lunch
+		{"2026-11-23 20:00", time.Hour, "2026-11-24 10:00"},     // after hours: from the next morning
+		{"2026-11-27 17:00", 5 * time.Hour, "2026-11-30 14:00"}, // Friday evening → Monday, lunch skipped
+		{"2026-09-30 17:00", 2 * time.Hour, "2026-10-05 10:00"}, // over the holidays and the weekend
+		{"2026-10-09 17:30", 2 * time.Hour, "2026-10-10 10:30"}, // the make-up Saturday works 09:00-18:00
+		{"2026-11-23 10:00", 0, "2026-11-23 10:00"},
+	} {
+		if got := cal.AddWorkingTime(at(c.from), c.d); !got.Equal(at(c.want)) {
+			t.Errorf("%s + %s = %s, want %s", c.from, c.d, got.In(sh).Format("2006-01-02 15:04"), c.want)
+		}
+	}
+}

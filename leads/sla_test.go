@@ -1,0 +1,154 @@
+package leads
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/configs"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/sql/sqltest"
+)
+
+// holidayCalendar is Monday to Friday, 09:00-18:00 in Shanghai, with
+// Tuesday 2026-03-03 a holiday.
+func holidayCalendar(t *testing.T) (configs.Calendars, func(string) time.Time) {
+	t.Helper()
+	cal, err := configs.CalendarConfig{Holidays: []string{"2026-03-03"}}.Compile("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(s string) time.Time {
+		v, err := time.ParseInLocation("2006-01-02 15:04", s, cal.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	return configs.Calendars{"ww1": cal}, at
+}
+
+func TestSLA_FirstTouchInWorkingHoursHalfTimeNoticeAndBreachToTheManager(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		cals, at := holidayCalendar(t)
+		s := New(db, nil, cals, quiet)
+		var mu sync.Mutex
+		now := at("2026-03-02 14:00") // a Monday
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		set := func(v string) { mu.Lock(); now = at(v); mu.Unlock() }
+		sent := &sentMessages{}
+		s.SetNotifier(sent, staffOfUser)
+		s.SetManagers(func(_ context.Context, _ string, user int64) (int64, error) { return 99, nil })
+		ctx := context.Background()
+		if _, err := s.CreateSLARule(ctx, SLARule{CorpID: "ww1", Name: "first touch", Hours: 8}); err != nil {
+			t.Fatal(err)
+		}
+		ids := seed(t, s, 2)
+		for _, id := range ids {
+			if _, err := s.Claim(ctx, "ww1", id, 7); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.ChangeStage(ctx, "ww1", id, 7, false, StageMQL, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(when string, want int) {
+			t.Helper()
+			set(when)
+			if n, err := s.CheckSLAs(ctx); err != nil || n != want {
+				t.Fatalf("at %s: %d SLAs acted on (%v), want %d", when, n, err, want)
+			}
+		}
+		// 8 working hours from Monday 14:00: 4 on Monday, none on the holiday, 4 on Wednesday.
+		check("2026-03-02 17:59", 0)
+		check("2026-03-02 18:00", 2) // half time, both leads
+		if _, err := s.SendNotices(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if msgs := sent.take(); len(msgs) != 1 || !strings.Contains(msgs[0], "2 new notices") || !strings.Contains(msgs[0], "03-04 13:00") {
+			t.Fatalf("half-time notices %q", msgs)
+		}
+		// The first lead gets its first touch in time; the second does not.
+		set("2026-03-04 10:00")
+		if _, err := s.Touch(ctx, "ww1", ids[0], 7, "call", "intro call"); err != nil {
+			t.Fatal(err)
+		}
+		check("2026-03-04 12:59", 0)
+		check("2026-03-04 13:00", 1)
+		if _, err := s.SendNotices(ctx); err != nil {
+			t.Fatal(err)
+		}
+		msgs := sent.take()
+		if len(msgs) != 2 || !strings.HasPrefix(msgs[0], "u7: SLA 已超时") || !strings.HasPrefix(msgs[1], "u99: SLA 已超时") {
+			t.Fatalf("breach notices %q", msgs)
+		}
+		rows, err := s.SLAReport(ctx, "ww1", "2026-03-01", "2026-03-04")
+		if err != nil || len(rows) != 1 || rows[0].UserID != 7 || rows[0].Met != 1 || rows[0].Breached != 1 {
+			t.Fatalf("report %+v %v", rows, err)
+		}
+		if _, err := s.SLAReport(ctx, "ww1", "2026-03-04", "2026-03-01"); err == nil {
+			t.Fatal("a report ending before it starts")
+		}
+	})
+}
+
+func TestEscalation_LadderStepsBeforeTheLeadReturnsAndATouchRestartsIt(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		cals, at := holidayCalendar(t)
+		s := New(db, nil, cals, quiet)
+		var mu sync.Mutex
+		now := at("2026-03-02 10:00")
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		set := func(v string) { mu.Lock(); now = at(v); mu.Unlock() }
+		s.SetManagers(func(_ context.Context, _ string, user int64) (int64, error) { return 99, nil })
+		ctx := context.Background()
+		ids := seed(t, s, 1)
+		if _, err := s.UpdatePool(ctx, Pool{CorpID: "ww1", ID: mustDefaultPool(t, s), RecycleDays: 3,
+			Escalations: []Escalation{{AfterDays: 3, Notify: NotifyOwner}}}); err == nil {
+			t.Fatal("a step on the day the lead returns was accepted")
+		}
+		if _, err := s.UpdatePool(ctx, Pool{CorpID: "ww1", ID: mustDefaultPool(t, s), RecycleDays: 7,
+			Escalations: []Escalation{{AfterDays: 2, Notify: NotifyOwner}, {AfterDays: 4, Notify: NotifyManager}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[0], 7); err != nil {
+			t.Fatal(err)
+		}
+		escalate := func(when string, want int) {
+			t.Helper()
+			set(when)
+			if n, err := s.Escalate(ctx); err != nil || n != want {
+				t.Fatalf("at %s: %d steps (%v), want %d", when, n, err, want)
+			}
+		}
+		// Claimed Monday; Tuesday is a holiday: two working days end with Thursday.
+		escalate("2026-03-05 23:59", 0)
+		escalate("2026-03-06 00:00", 1)
+		escalate("2026-03-06 09:00", 0) // once per step
+		escalate("2026-03-10 00:00", 1) // four working days: Wed, Thu, Fri, Mon
+		var notices []struct {
+			User int64 `db:"user_id"`
+		}
+		if err := db.SelectContext(ctx, &notices, `SELECT user_id FROM lead_notices ORDER BY id`); err != nil || len(notices) != 3 || notices[2].User != 99 {
+			t.Fatalf("notices %+v %v", notices, err)
+		}
+		// A follow-up starts the ladder again.
+		set("2026-03-10 10:00")
+		if _, err := s.Touch(ctx, "ww1", ids[0], 7, "note", "left a message"); err != nil {
+			t.Fatal(err)
+		}
+		escalate("2026-03-12 23:00", 0)
+		escalate("2026-03-13 00:00", 1)
+	})
+}
+
+func mustDefaultPool(t *testing.T, s *Service) int64 {
+	t.Helper()
+	pools, err := s.Pools(context.Background(), "ww1")
+	if err != nil || len(pools) == 0 {
+		t.Fatal(err)
+	}
+	return pools[0].ID
+}
