@@ -132,8 +132,8 @@ type Pool struct {
 	// working days without a follow-up, to its owner or also their manager.
 	Escalations     []Escalation `db:"-" json:"escalations"`
 	EscalationsJSON string       `db:"escalations" json:"-"`
-	CreatedAt     int64  `db:"created_at" json:"created_at"`
-	UpdatedAt     int64  `db:"updated_at" json:"updated_at"`
+	CreatedAt       int64        `db:"created_at" json:"created_at"`
+	UpdatedAt       int64        `db:"updated_at" json:"updated_at"`
 }
 
 // Contacts is the directory mirror's contacts (the backfill pages them).
