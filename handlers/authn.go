@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/qiflow/qiflow/auth"
 )
@@ -223,38 +222,11 @@ const (
 
 // loginLimited counts an attempt for the account and the address and says
 // whether either is over its limit, with how long until the window ends.
-// Should Redis be unreachable, sign-in stays open (logged): locking every
-// user out would be worse than an unthrottled window.
 func (s *Server) loginLimited(c *gin.Context, email string) (time.Duration, bool) {
-	if s.d.KV == nil {
-		return 0, false
+	wait, limited := s.overLimit(c, loginWindow, limit{s.kvKey("login", "acct", email), loginPerAccount},
+		limit{s.kvKey("login", "ip", c.ClientIP()), loginPerIP})
+	if limited {
+		s.logger(c).Warn("sign-in attempts over the limit", "email", email, "remote", c.ClientIP())
 	}
-	ctx := c.Request.Context()
-	window := time.Now().Truncate(loginWindow)
-	wait := time.Until(window.Add(loginWindow))
-	slot := strconv.FormatInt(window.Unix(), 10)
-	keys := []struct {
-		key   string
-		limit int64
-	}{
-		{s.d.KV.Key("login", "acct", slot, email), loginPerAccount},
-		{s.d.KV.Key("login", "ip", slot, c.ClientIP()), loginPerIP},
-	}
-	pipe := s.d.KV.TxPipeline()
-	counts := make([]*redis.IntCmd, len(keys))
-	for i, k := range keys {
-		counts[i] = pipe.Incr(ctx, k.key)
-		pipe.Expire(ctx, k.key, loginWindow)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		s.logger(c).Warn("login attempts not counted: redis unreachable", "err", err)
-		return 0, false
-	}
-	for i, k := range keys {
-		if counts[i].Val() > k.limit {
-			s.logger(c).Warn("sign-in attempts over the limit", "email", email, "remote", c.ClientIP())
-			return wait, true
-		}
-	}
-	return 0, false
+	return wait, limited
 }

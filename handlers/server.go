@@ -49,8 +49,11 @@ type Deps struct {
 	TrustedProxies []string
 	// Ready checks the database and Redis.
 	Ready func(ctx context.Context) error
-	// KV counts login attempts across instances (nil: no login limit, tests).
+	// KV counts login attempts and form fills across instances (nil: no
+	// limit, tests).
 	KV *kv.Store
+	// PublicURL is where Qiflow is reached (links to hosted pages).
+	PublicURL string
 }
 
 // Server holds the routes.
@@ -89,6 +92,10 @@ func New(d Deps) (*gin.Engine, *Server) {
 	r.GET("/s/:slug", s.storesPage)
 	r.GET("/s/:slug/nearest", s.nearestStores)
 	r.GET("/s/:slug/stores", s.cityStores)
+	r.GET("/f/:slug", s.formPage)
+	r.POST("/f/:slug", limitBody, s.submitFormPage)
+	r.POST("/api/public/forms/:slug", limitBody, s.submitFormJSON)
+	r.OPTIONS("/api/public/forms/:slug", s.formPreflight)
 
 	api := r.Group("/api/v1", limitBody)
 	api.POST("/auth/login", s.login)

@@ -753,3 +753,53 @@ func (st *store) markEscalated(ctx context.Context, tx *qsql.Tx, lead int64, ste
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+const formCols = `id, corp_id, slug, title, intro, fields, consent_text, consent_required, thanks, channel, active, created_at, updated_at`
+
+func (st *store) createForm(ctx context.Context, f *Form) error {
+	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_forms (corp_id, slug, title, intro, fields, consent_text, consent_required, thanks, channel, active, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, f.CorpID, f.Slug, strings.TrimSpace(f.Title), f.Intro, f.FieldsJSON, f.ConsentText, f.ConsentRequired,
+		f.Thanks, f.Channel, f.Active, f.CreatedAt, f.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	f.ID, err = res.LastInsertId()
+	return err
+}
+
+func (st *store) updateForm(ctx context.Context, f *Form) (bool, error) {
+	res, err := st.db.ExecContext(ctx, `UPDATE lead_forms SET slug = ?, title = ?, intro = ?, fields = ?, consent_text = ?, consent_required = ?, thanks = ?,
+		channel = ?, active = ?, updated_at = ? WHERE corp_id = ? AND id = ?`, f.Slug, strings.TrimSpace(f.Title), f.Intro, f.FieldsJSON, f.ConsentText,
+		f.ConsentRequired, f.Thanks, f.Channel, f.Active, f.UpdatedAt, f.CorpID, f.ID)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// form reads one form by a condition of the caller's (a fixed string).
+func (st *store) form(ctx context.Context, where string, args ...any) (*Form, error) {
+	var f Form
+	err := st.db.GetContext(ctx, &f, `SELECT `+formCols+` FROM lead_forms WHERE `+where, args...)
+	if qsql.IsNoRows(err) {
+		return nil, ErrFormNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &f, json.Unmarshal([]byte(f.FieldsJSON), &f.Fields)
+}
+
+func (st *store) forms(ctx context.Context, corp string) ([]Form, error) {
+	out := []Form{}
+	if err := st.db.SelectContext(ctx, &out, `SELECT `+formCols+` FROM lead_forms WHERE corp_id = ? ORDER BY id`, corp); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := json.Unmarshal([]byte(out[i].FieldsJSON), &out[i].Fields); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

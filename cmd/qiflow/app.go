@@ -253,6 +253,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}
 	engine, _ := handlers.New(handlers.Deps{
 		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
+		PublicURL: cfg.PublicURL,
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
