@@ -803,3 +803,77 @@ func (st *store) forms(ctx context.Context, corp string) ([]Form, error) {
 	}
 	return out, nil
 }
+
+func (st *store) createImport(ctx context.Context, im *Import) (int64, error) {
+	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_imports (corp_id, filename, encoding, mapping, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		im.CorpID, im.Filename, im.Encoding, im.MappingJSON, im.CreatedBy, im.CreatedAt)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+func (st *store) addImportChunk(ctx context.Context, id int64, seq int, data []byte) error {
+	_, err := st.db.ExecContext(ctx, `INSERT INTO lead_import_chunks (import_id, seq, data) VALUES (?, ?, ?)`, id, seq, data)
+	return err
+}
+
+func (st *store) importChunk(ctx context.Context, id int64, seq int) ([]byte, bool, error) {
+	var data []byte
+	err := st.db.GetContext(ctx, &data, `SELECT data FROM lead_import_chunks WHERE import_id = ? AND seq = ?`, id, seq)
+	if qsql.IsNoRows(err) {
+		return nil, false, nil
+	}
+	return data, err == nil, err
+}
+
+func (st *store) deleteImport(ctx context.Context, id int64) error {
+	if _, err := st.db.ExecContext(ctx, `DELETE FROM lead_import_chunks WHERE import_id = ?`, id); err != nil {
+		return err
+	}
+	_, err := st.db.ExecContext(ctx, `DELETE FROM lead_imports WHERE id = ?`, id)
+	return err
+}
+
+// setImportJob records an import's job, encoding found and sizes.
+func (st *store) setImportJob(ctx context.Context, im *Import) error {
+	_, err := st.db.ExecContext(ctx, `UPDATE lead_imports SET job_id = ?, encoding = ?, bytes = ?, rows_estimate = ? WHERE id = ?`,
+		im.JobID, im.Encoding, im.Bytes, im.RowsEstimate, im.ID)
+	return err
+}
+
+func (st *store) importOf(ctx context.Context, corp string, id int64) (*Import, error) {
+	var im Import
+	err := st.db.GetContext(ctx, &im, `SELECT id, corp_id, filename, encoding, mapping, bytes, rows_estimate, job_id, created_by, created_at
+		FROM lead_imports WHERE corp_id = ? AND id = ?`, corp, id)
+	if qsql.IsNoRows(err) {
+		return nil, ErrImportNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &im, json.Unmarshal([]byte(im.MappingJSON), &im.Mapping)
+}
+
+// addReportLines records report lines (again after a resumed batch: kept once).
+func (st *store) addReportLines(ctx context.Context, tx *qsql.Tx, id int64, lines []reportLine) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 6*len(lines))
+	for _, l := range lines {
+		args = append(args, id, l.Line, l.Outcome, truncate(l.Field, 64), truncate(l.Reason, 500), l.Person)
+	}
+	q := st.db.InsertIgnoreRows("lead_import_lines", []string{"import_id", "line", "outcome", "field", "reason", "person_id"},
+		[]string{"import_id", "line", "outcome"}, len(lines))
+	_, err := tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+// reportLines pages through a report after a line and outcome.
+func (st *store) reportLines(ctx context.Context, id, afterLine int64, afterOutcome string, limit int) ([]reportLine, error) {
+	var out []reportLine
+	err := st.db.SelectContext(ctx, &out, `SELECT line, outcome, field, reason, person_id FROM lead_import_lines
+		WHERE import_id = ? AND (line > ? OR (line = ? AND outcome > ?)) ORDER BY line, outcome LIMIT ?`, id, afterLine, afterLine, afterOutcome, limit)
+	return out, err
+}

@@ -138,6 +138,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	})
 	a.run.Register(leads.JobBackfill, a.leads.RunBackfill)
 	a.run.Register(leads.JobRescore, a.leads.RunRescore)
+	a.run.Register(leads.JobImport, a.leads.RunImport)
 	a.leads.SetJobs(a.run)
 	a.leads.SetNotifier(a.api, a.auth.StaffID)
 	a.leads.SetManagers(a.auth.ManagerOf)

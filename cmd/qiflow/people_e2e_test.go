@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
@@ -190,6 +194,64 @@ func TestE2E_QualifiedLeadsAreHandedToSalesWhoAcceptOrReject(t *testing.T) {
 		}{&got})
 		if got.OwnerUserID != users["sdr@example.com"] || got.Stage != "sal" {
 			t.Fatalf("rejected lead: %+v", got)
+		}
+	})
+}
+
+// A marketer uploads a CSV (fields in order: mapping, encoding, file),
+// watches the job's progress and downloads the report of rejected lines.
+func TestE2E_CSVImportThroughTheAPI(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		mw.WriteField("mapping", `{"姓名":"name","手机":"mobile"}`)
+		mw.WriteField("encoding", "auto")
+		fw, _ := mw.CreateFormFile("file", "leads.csv")
+		fw.Write([]byte("姓名,手机\n李雷,13912345679\n没有号码,\n韩梅梅,13912345680\n"))
+		mw.Close()
+		req, _ := http.NewRequest("POST", s.url+"/api/v1/imports", &body)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var created struct {
+			Import leads.Import `json:"import"`
+		}
+		json.NewDecoder(resp.Body).Decode(&created)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted || created.Import.ID == 0 {
+			t.Fatalf("upload: %d %+v", resp.StatusCode, created)
+		}
+		var got struct {
+			Job struct {
+				Status string          `json:"status"`
+				Done   int64           `json:"progress_done"`
+				Result json.RawMessage `json:"result"`
+			} `json:"job"`
+		}
+		waitUntil(t, "the import job", func() bool {
+			call(t, "GET", s.url+"/api/v1/imports/"+itoa(created.Import.ID), admin, nil, &got)
+			return got.Job.Status == "done"
+		})
+		var res leads.ImportResult
+		json.Unmarshal(got.Job.Result, &res)
+		if res.Created != 2 || res.Rejected != 1 || got.Job.Done != 3 {
+			t.Fatalf("import: %+v (%s)", got.Job, got.Job.Result)
+		}
+		req, _ = http.NewRequest("GET", s.url+"/api/v1/imports/"+itoa(created.Import.ID)+"/report", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		report, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(report), "\ufeffline,outcome") || !strings.Contains(string(report), "\n3,rejected,") {
+			t.Fatalf("report:\n%s", report)
 		}
 	})
 }
