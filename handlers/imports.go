@@ -112,4 +112,3 @@ func (s *Server) importReport(c *gin.Context) {
 		s.logger(c).Error("import report cut short", "import", id, "err", err)
 	}
 }
-
