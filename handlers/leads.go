@@ -17,6 +17,7 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/claim", auth.PermLeadsClaim, s.claimLead},
 		{"POST", "/leads/:id/release", auth.PermLeadsClaim, s.releaseLead},
 		{"POST", "/leads/:id/stage", auth.PermLeadsClaim, s.changeStage},
+		{"POST", "/leads/:id/status", auth.PermLeadsClaim, s.changeStatus},
 		{"POST", "/leads/:id/pool", auth.PermPoolsManage, s.moveLead},
 		{"POST", "/leads/:id/touches", auth.PermLeadsClaim, s.touchLead},
 		{"GET", "/leads/:id/timeline", auth.PermLeadsRead, s.leadTimeline},
@@ -178,6 +179,29 @@ func (s *Server) changeStage(c *gin.Context) {
 	}
 	p := principal(c)
 	l, err := s.d.Leads.ChangeStage(c.Request.Context(), p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in.Stage, in.Reason)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, l)
+}
+
+// changeStatus sets where the work on one's lead stands:
+// {"status": "new|attempting|connected|unqualified", "reason"}.
+func (s *Server) changeStatus(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in struct {
+		Status string `json:"status"`
+		Reason string `json:"reason"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	l, err := s.d.Leads.SetStatus(c.Request.Context(), p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in.Status, in.Reason)
 	if err != nil {
 		s.failErr(c, err)
 		return

@@ -82,12 +82,15 @@ type Lead struct {
 	PoolID      int64  `db:"pool_id" json:"pool_id"`
 	OwnerUserID int64  `db:"owner_user_id" json:"owner_user_id"`
 	Stage       string `db:"stage" json:"stage"`
-	Source      string `db:"source" json:"source"`
-	Channel     string `db:"channel" json:"channel"`
-	CodeID      int64  `db:"code_id" json:"code_id,omitempty"`
-	StaffUserID string `db:"staff_userid" json:"staff_userid,omitempty"`
-	ClaimedAt   *int64 `db:"claimed_at" json:"claimed_at,omitempty"`
-	LastTouchAt *int64 `db:"last_touch_at" json:"last_touch_at,omitempty"`
+	// Status is where the work on the lead stands within its stage.
+	Status       string `db:"status" json:"status"`
+	StatusReason string `db:"status_reason" json:"status_reason,omitempty"`
+	Source       string `db:"source" json:"source"`
+	Channel      string `db:"channel" json:"channel"`
+	CodeID       int64  `db:"code_id" json:"code_id,omitempty"`
+	StaffUserID  string `db:"staff_userid" json:"staff_userid,omitempty"`
+	ClaimedAt    *int64 `db:"claimed_at" json:"claimed_at,omitempty"`
+	LastTouchAt  *int64 `db:"last_touch_at" json:"last_touch_at,omitempty"`
 	// MergedInto is the lead this one was folded into when its person
 	// turned out to be another's (0: a live lead).
 	MergedInto int64 `db:"merged_into" json:"merged_into,omitempty"`

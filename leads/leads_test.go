@@ -664,3 +664,33 @@ func settingsWith(halfLife, threshold int) Settings {
 	s.HalfLifeDays, s.MQLThreshold = halfLife, threshold
 	return s
 }
+
+func TestStatus_WithinAStageWithAReasonForUnqualifiedAndNewAgainOnAStageChange(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		id := seed(t, s, 1)[0]
+		if _, err := s.SetStatus(ctx, "ww1", id, 7, false, StatusAttempting, ""); !errors.Is(err, ErrNotOwner) {
+			t.Fatalf("status of a lead not one's own: %v", err)
+		}
+		if _, err := s.Claim(ctx, "ww1", id, 7); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := s.SetStatus(ctx, "ww1", id, 7, false, StatusConnected, ""); err != nil || l.Status != StatusConnected {
+			t.Fatalf("connected: %+v %v", l, err)
+		}
+		if _, err := s.SetStatus(ctx, "ww1", id, 7, false, StatusUnqualified, " "); err == nil {
+			t.Fatal("unqualified without a reason")
+		}
+		if _, err := s.SetStatus(ctx, "ww1", id, 7, false, "sleeping", ""); err == nil {
+			t.Fatal("an unknown status")
+		}
+		if l, err := s.SetStatus(ctx, "ww1", id, 7, false, StatusUnqualified, "no budget"); err != nil || l.StatusReason != "no budget" {
+			t.Fatalf("unqualified: %+v %v", l, err)
+		}
+		l, err := s.ChangeStage(ctx, "ww1", id, 7, false, StageMQL, "")
+		if err != nil || l.Status != StatusNew || l.StatusReason != "" {
+			t.Fatalf("after a stage change: %+v %v", l, err)
+		}
+	})
+}

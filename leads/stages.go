@@ -95,3 +95,47 @@ func (s *Service) ChangeStage(ctx context.Context, corp string, leadID, actor in
 	}
 	return s.read(ctx, corp, leadID)
 }
+
+// Statuses within a stage: where the work stands.
+const (
+	StatusNew         = "new"
+	StatusAttempting  = "attempting"
+	StatusConnected   = "connected"
+	StatusUnqualified = "unqualified" // with a reason
+)
+
+// HistoryStatus is a change of status.
+const HistoryStatus = "status"
+
+// SetStatus sets the status of one's lead (a manager: any lead); a stage
+// change starts it at new again. Unqualified needs a reason.
+func (s *Service) SetStatus(ctx context.Context, corp string, leadID, actor int64, manager bool, status, reason string) (*Lead, error) {
+	reason = strings.TrimSpace(reason)
+	if !slices.Contains([]string{StatusNew, StatusAttempting, StatusConnected, StatusUnqualified}, status) {
+		return nil, apperr.Field("status", "is new, attempting, connected or unqualified")
+	}
+	if status == StatusUnqualified && reason == "" {
+		return nil, apperr.Field("reason", "is required: say why the lead is unqualified")
+	}
+	if len([]rune(reason)) > 255 {
+		return nil, apperr.Field("reason", "is at most 255 characters")
+	}
+	ms := qsql.Millis(s.now())
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		l, err := s.store.lead(ctx, tx, corp, leadID)
+		if err != nil {
+			return err
+		}
+		if !manager && l.OwnerUserID != actor {
+			return ErrNotOwner
+		}
+		if ok, err := s.store.setStatus(ctx, tx, corp, leadID, l.Version, status, reason, ms); err != nil || !ok {
+			return cmpErr(err, ErrChanged)
+		}
+		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: actor, Kind: HistoryStatus, From: l.Status, To: status, Reason: reason})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.read(ctx, corp, leadID)
+}

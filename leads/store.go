@@ -34,7 +34,7 @@ func (st *store) addHistory(ctx context.Context, tx *qsql.Tx, corp string, lead 
 }
 
 const leadCols = `l.id, l.corp_id, l.person_id, p.name, l.pool_id, l.owner_user_id, l.stage, l.source, l.channel, l.code_id, l.staff_userid,
-	l.claimed_at, l.last_touch_at, l.merged_into, l.cooling, l.budget, l.authority, l.need, l.timeline, l.fit_points, l.grade, l.engagement_milli, l.engagement_at, l.version, l.created_at, l.updated_at`
+	l.claimed_at, l.last_touch_at, l.merged_into, l.cooling, l.status, l.status_reason, l.budget, l.authority, l.need, l.timeline, l.fit_points, l.grade, l.engagement_milli, l.engagement_at, l.version, l.created_at, l.updated_at`
 
 // lead reads one lead of a corp with its person's name.
 func (st *store) lead(ctx context.Context, q sqlx.QueryerContext, corp string, id int64) (*Lead, error) {
@@ -254,9 +254,10 @@ func truncate(s string, n int) string {
 // moveStage sets a lead's stage and owner if it is still at version; false
 // when it changed meanwhile.
 func (st *store) moveStage(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, owner_user_id = ?,
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, owner_user_id = ?, status = CASE WHEN stage = ? THEN status ELSE 'new' END,
+		status_reason = CASE WHEN stage = ? THEN status_reason ELSE '' END,
 		claimed_at = CASE WHEN ? = 0 THEN NULL ELSE claimed_at END, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND version = ?`, stage, owner, owner, now, corp, lead, version)
+		WHERE corp_id = ? AND id = ? AND version = ?`, stage, owner, stage, stage, owner, now, corp, lead, version)
 	if err != nil {
 		return false, err
 	}
@@ -664,8 +665,8 @@ func (st *store) setEngagement(ctx context.Context, tx *qsql.Tx, lead, milli, at
 
 // promote moves a lead from one stage to another if it is still in from.
 func (st *store) promote(ctx context.Context, tx *qsql.Tx, corp string, lead int64, from, to string, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND stage = ?`,
-		to, now, corp, lead, from)
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, status = 'new', status_reason = '', version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND stage = ?`, to, now, corp, lead, from)
 	if err != nil {
 		return false, err
 	}

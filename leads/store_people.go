@@ -877,3 +877,14 @@ func (st *store) reportLines(ctx context.Context, id, afterLine int64, afterOutc
 		WHERE import_id = ? AND (line > ? OR (line = ? AND outcome > ?)) ORDER BY line, outcome LIMIT ?`, id, afterLine, afterLine, afterOutcome, limit)
 	return out, err
 }
+
+// setStatus sets a lead's status if it is still at version.
+func (st *store) setStatus(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, status, reason string, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET status = ?, status_reason = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
+		status, reason, now, corp, lead, version)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
