@@ -509,18 +509,22 @@ func (s *Server) listAssignmentRules(c *gin.Context) {
 // code_id, pool_id, staff_userid).
 func (s *Server) createAssignmentRule(c *gin.Context) {
 	var in struct {
-		Kind      string  `json:"kind"`
-		Position  int     `json:"position"`
-		Name      string  `json:"name"`
-		Condition string  `json:"condition"`
-		Users     []int64 `json:"users"`
+		Kind         string        `json:"kind"`
+		Position     int           `json:"position"`
+		Name         string        `json:"name"`
+		Condition    string        `json:"condition"`
+		Users        []int64       `json:"users"`
+		Strategy     string        `json:"strategy"`
+		Weights      map[int64]int `json:"weights"`
+		WorkingHours bool          `json:"working_hours"`
 	}
 	if !bind(c, &in) {
 		return
 	}
 	p := principal(c)
 	ctx := c.Request.Context()
-	r, err := s.d.Leads.CreateAssignmentRule(ctx, leads.AssignmentRule{CorpID: p.CorpID, Kind: in.Kind, Position: in.Position, Name: in.Name, Condition: in.Condition, Users: in.Users},
+	r, err := s.d.Leads.CreateAssignmentRule(ctx, leads.AssignmentRule{CorpID: p.CorpID, Kind: in.Kind, Position: in.Position, Name: in.Name, Condition: in.Condition, Users: in.Users,
+		Strategy: in.Strategy, Weights: in.Weights, WorkingHours: in.WorkingHours},
 		func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
 	if err != nil {
 		s.failErr(c, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -35,8 +36,17 @@ type AssignmentRule struct {
 	Condition string  `db:"cond" json:"condition"`
 	Users     []int64 `db:"-" json:"users"`
 	UsersJSON string  `db:"users" json:"-"`
-	CreatedAt int64   `db:"created_at" json:"created_at"`
-	UpdatedAt int64   `db:"updated_at" json:"updated_at"`
+	// Strategy is how a user is picked: round_robin (in turn), weighted
+	// (in turn, each as often as their weight) or least_loaded (who holds
+	// the fewest open leads).
+	Strategy    string        `db:"strategy" json:"strategy"`
+	Weights     map[int64]int `db:"-" json:"weights,omitempty"`
+	WeightsJSON *string       `db:"weights" json:"-"`
+	// WorkingHours: leads are assigned only in the corp's working hours;
+	// the others wait in the pool and are assigned when work starts.
+	WorkingHours bool  `db:"working_hours" json:"working_hours"`
+	CreatedAt    int64 `db:"created_at" json:"created_at"`
+	UpdatedAt    int64 `db:"updated_at" json:"updated_at"`
 }
 
 // leadEnv is what an assignment condition sees: the fit fields (source,
@@ -92,6 +102,19 @@ func (s *Service) CreateAssignmentRule(ctx context.Context, r AssignmentRule, is
 	if len(r.Users) == 0 || len(r.Users) > 200 {
 		f.Add("users", "lists 1 to 200 users")
 	}
+	if r.Strategy == "" {
+		r.Strategy = StrategyRoundRobin
+	}
+	if !slices.Contains([]string{StrategyRoundRobin, StrategyWeighted, StrategyLeastLoaded}, r.Strategy) {
+		f.Add("strategy", "is round_robin, weighted or least_loaded")
+	}
+	for u, w := range r.Weights {
+		if !slices.Contains(r.Users, u) {
+			f.Add(fmt.Sprintf("weights.%d", u), "is not one of the rule's users")
+		} else if w < 1 || w > 100 {
+			f.Add(fmt.Sprintf("weights.%d", u), "is 1 to 100")
+		}
+	}
 	for i, u := range r.Users {
 		ok, err := isUser(u)
 		if err != nil {
@@ -106,6 +129,11 @@ func (s *Service) CreateAssignmentRule(ctx context.Context, r AssignmentRule, is
 	}
 	b, _ := json.Marshal(r.Users)
 	r.UsersJSON = string(b)
+	if len(r.Weights) > 0 {
+		w, _ := json.Marshal(r.Weights)
+		ws := string(w)
+		r.WeightsJSON = &ws
+	}
 	r.CreatedAt = qsql.Millis(s.now())
 	r.UpdatedAt = r.CreatedAt
 	if err := s.store.createAssignmentRule(ctx, &r); err != nil {
@@ -119,6 +147,9 @@ func (s *Service) AssignmentRules(ctx context.Context, corp string) ([]Assignmen
 	rules, err := s.store.assignmentRules(ctx, s.db, corp, "")
 	for i := range rules {
 		rules[i].Users = rules[i].users()
+		if rules[i].WeightsJSON != nil {
+			_ = json.Unmarshal([]byte(*rules[i].WeightsJSON), &rules[i].Weights)
+		}
 	}
 	return rules, err
 }
@@ -150,19 +181,20 @@ func (s *Service) assign(ctx context.Context, tx *qsql.Tx, corp string, leadID, 
 		if len(users) == 0 {
 			continue
 		}
+		if r.WorkingHours && !s.calendars.For(corp).IsWorkingTime(qsql.FromMillis(now)) {
+			return nil, nil // waits in the pool; AssignWaiting gives it out when work starts
+		}
 		p, err := s.store.pool(ctx, tx, corp, l.PoolID)
 		if err != nil {
 			return nil, err
 		}
 		day := s.calendars.For(corp).DayKey(qsql.FromMillis(now))
-		// Each try takes the rotation's next position under the rule row's
-		// lock; a user at a cap is passed over, each user tried at most once.
-		for range users {
-			pick, err := s.store.nextPick(ctx, tx, r.ID)
-			if err != nil {
-				return nil, err
-			}
-			u := users[pick%int64(len(users))]
+		order, err := s.pickOrder(ctx, tx, corp, r, users)
+		if err != nil {
+			return nil, err
+		}
+		// A user at a cap is passed over, each user tried at most once.
+		for _, u := range order {
 			counted, err := s.store.countClaim(ctx, tx, corp, p.ID, u, day, p.MaxOpen, 0)
 			if err != nil {
 				return nil, err
@@ -177,9 +209,122 @@ func (s *Service) assign(ctx context.Context, tx *qsql.Tx, corp string, leadID, 
 			if !won {
 				return nil, s.store.uncountOpen(ctx, tx, corp, p.ID, u)
 			}
-			return &HistoryEntry{At: now, Kind: HistoryAssigned, To: itoa(u), Reason: "rule " + r.Name}, nil
+			return &HistoryEntry{At: now, Kind: HistoryAssigned, To: itoa(u), Reason: "rule " + r.Name + " (" + r.Strategy + ")"}, nil
 		}
 		return nil, nil // the matching rule's users are all at their caps
 	}
 	return nil, nil
+}
+
+// Assignment strategies.
+const (
+	StrategyRoundRobin  = "round_robin"
+	StrategyWeighted    = "weighted"
+	StrategyLeastLoaded = "least_loaded"
+)
+
+// pickOrder is the order in which a rule's users are offered a lead: the
+// rotation's next position is taken under the rule row's lock (so
+// instances share one rotation), then the strategy orders from there.
+func (s *Service) pickOrder(ctx context.Context, tx *qsql.Tx, corp string, r AssignmentRule, users []int64) ([]int64, error) {
+	pick, err := s.store.nextPick(ctx, tx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	switch r.Strategy {
+	case StrategyWeighted:
+		var weights map[int64]int
+		if r.WeightsJSON != nil {
+			_ = json.Unmarshal([]byte(*r.WeightsJSON), &weights)
+		}
+		return rotateDistinct(weightedSequence(users, weights), pick), nil
+	case StrategyLeastLoaded:
+		load, err := s.store.openLeadsOf(ctx, tx, corp, users)
+		if err != nil {
+			return nil, err
+		}
+		order := rotateDistinct(users, pick) // ties go in turn
+		slices.SortStableFunc(order, func(a, b int64) int { return load[a] - load[b] })
+		return order, nil
+	}
+	return rotateDistinct(users, pick), nil
+}
+
+// rotateDistinct is seq from position pick on (wrapping), each user once.
+func rotateDistinct(seq []int64, pick int64) []int64 {
+	var out []int64
+	for i := range seq {
+		u := seq[(int(pick%int64(len(seq)))+i)%len(seq)]
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// weightedSequence spreads users over a cycle as often as their weights
+// (1 when not given), interleaved (smooth weighted round robin: a, b, a
+// rather than a, a, b for weights 2 and 1).
+func weightedSequence(users []int64, weights map[int64]int) []int64 {
+	w := make([]int, len(users))
+	total := 0
+	for i, u := range users {
+		if w[i] = weights[u]; w[i] < 1 {
+			w[i] = 1
+		}
+		total += w[i]
+	}
+	current := make([]int, len(users))
+	seq := make([]int64, 0, total)
+	for range total {
+		best := 0
+		for i := range users {
+			current[i] += w[i]
+			if current[i] > current[best] {
+				best = i
+			}
+		}
+		current[best] -= total
+		seq = append(seq, users[best])
+	}
+	return seq
+}
+
+// AssignWaiting gives out the unowned MQLs that rules could not assign when
+// they became MQLs (outside working hours, or every user at a cap); cron,
+// every minute. It returns how many it assigned.
+func (s *Service) AssignWaiting(ctx context.Context) (int, error) {
+	corps, err := s.store.corpsWithRules(ctx, RuleMQL)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, corp := range corps {
+		ids, err := s.store.waitingMQLs(ctx, corp, 200)
+		if err != nil {
+			return n, err
+		}
+		for _, id := range ids {
+			err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+				ms := qsql.Millis(s.now())
+				h, err := s.assign(ctx, tx, corp, id, ms)
+				if err != nil || h == nil {
+					return err
+				}
+				n++
+				l, err := s.store.lead(ctx, tx, corp, id)
+				if err != nil {
+					return err
+				}
+				if err := s.startSLA(ctx, tx, corp, l, SLAFirstTouch, l.OwnerUserID, ms); err != nil {
+					return err
+				}
+				return s.store.addHistory(ctx, tx, corp, id, *h)
+			})
+			if err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
 }

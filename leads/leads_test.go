@@ -606,7 +606,7 @@ func TestAssignment_MQLsRotateThroughTheMatchingRulesUsers(t *testing.T) {
 			t.Fatalf("owners %v", owners)
 		}
 		_, h, _ := s.Get(ctx, "ww1", ls[0].ID, all)
-		if last := h[len(h)-1]; last.Kind != HistoryAssigned || last.Reason != "rule expo" {
+		if last := h[len(h)-1]; last.Kind != HistoryAssigned || last.Reason != "rule expo (round_robin)" {
 			t.Fatalf("history %+v", h)
 		}
 	})

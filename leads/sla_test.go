@@ -2,6 +2,7 @@ package leads
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -151,4 +152,60 @@ func mustDefaultPool(t *testing.T, s *Service) int64 {
 		t.Fatal(err)
 	}
 	return pools[0].ID
+}
+
+func TestAssignment_WeightedLeastLoadedAndWorkingHours(t *testing.T) {
+	if got := fmt.Sprint(weightedSequence([]int64{1, 2, 3}, map[int64]int{1: 3, 2: 1})); got != "[1 2 1 3 1]" {
+		t.Fatalf("weighted sequence %s", got)
+	}
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		cals, at := holidayCalendar(t)
+		s := New(db, nil, cals, quiet)
+		var mu sync.Mutex
+		now := at("2026-03-02 20:00") // Monday evening: after hours
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		ctx := context.Background()
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo", Points: 60}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateAssignmentRule(ctx, AssignmentRule{CorpID: "ww1", Name: "bad", Users: []int64{1}, Strategy: "random"}, isAnyUser); err == nil {
+			t.Fatal("an unknown strategy was saved")
+		}
+		if _, err := s.CreateAssignmentRule(ctx, AssignmentRule{CorpID: "ww1", Name: "office hours", Users: []int64{21, 22}, Strategy: StrategyLeastLoaded,
+			WorkingHours: true}, isAnyUser); err != nil {
+			t.Fatal(err)
+		}
+		ids := seed(t, s, 4)
+		// User 21 already holds two leads (claimed by hand).
+		for _, id := range ids[:2] {
+			if _, err := s.Claim(ctx, "ww1", id, 21); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ext := range []string{"wm2", "wm3"} {
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: ext, Type: "demo", At: now}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		owner := func(id int64) int64 { l, _ := s.read(ctx, "ww1", id); return l.OwnerUserID }
+		if owner(ids[2]) != 0 || owner(ids[3]) != 0 {
+			t.Fatal("assigned after hours")
+		}
+		// Tuesday is a holiday: still waiting. Wednesday 09:00: given out, to the least loaded first.
+		mu.Lock()
+		now = at("2026-03-03 10:00")
+		mu.Unlock()
+		if n, _ := s.AssignWaiting(ctx); n != 0 {
+			t.Fatal("assigned on a holiday")
+		}
+		mu.Lock()
+		now = at("2026-03-04 09:00")
+		mu.Unlock()
+		if n, err := s.AssignWaiting(ctx); err != nil || n != 2 {
+			t.Fatalf("assigned %d (%v)", n, err)
+		}
+		if owner(ids[2]) != 22 || owner(ids[3]) != 22 {
+			t.Fatalf("least loaded: %d, %d; want 22 for both (21 holds 2)", owner(ids[2]), owner(ids[3]))
+		}
+	})
 }

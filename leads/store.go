@@ -683,8 +683,9 @@ func (st *store) insertedActivities(ctx context.Context, tx *qsql.Tx, batch stri
 }
 
 func (st *store) createAssignmentRule(ctx context.Context, r *AssignmentRule) error {
-	res, err := st.db.ExecContext(ctx, `INSERT INTO assignment_rules (corp_id, kind, position, name, cond, users, next_pick, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)`, r.CorpID, r.Kind, r.Position, strings.TrimSpace(r.Name), r.Condition, r.UsersJSON, r.CreatedAt, r.UpdatedAt)
+	res, err := st.db.ExecContext(ctx, `INSERT INTO assignment_rules (corp_id, kind, position, name, cond, users, strategy, weights, working_hours, next_pick, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`, r.CorpID, r.Kind, r.Position, strings.TrimSpace(r.Name), r.Condition, r.UsersJSON, r.Strategy, r.WeightsJSON,
+		r.WorkingHours, r.CreatedAt, r.UpdatedAt)
 	if err != nil {
 		return err
 	}
@@ -695,7 +696,7 @@ func (st *store) createAssignmentRule(ctx context.Context, r *AssignmentRule) er
 // assignmentRules lists a corp's rules of a kind ("" every kind) in order.
 func (st *store) assignmentRules(ctx context.Context, q sqlx.QueryerContext, corp, kind string) ([]AssignmentRule, error) {
 	out := []AssignmentRule{}
-	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, kind, position, name, cond, users, created_at, updated_at FROM assignment_rules
+	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, kind, position, name, cond, users, strategy, weights, working_hours, created_at, updated_at FROM assignment_rules
 		WHERE corp_id = ? AND (? = '' OR kind = ?) ORDER BY kind, position, id`, corp, kind, kind)
 	return out, err
 }

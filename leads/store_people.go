@@ -888,3 +888,38 @@ func (st *store) setStatus(ctx context.Context, tx *qsql.Tx, corp string, lead, 
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// openLeadsOf counts the leads each user owns that are still being worked.
+func (st *store) openLeadsOf(ctx context.Context, tx *qsql.Tx, corp string, users []int64) (map[int64]int, error) {
+	var rows []struct {
+		User int64 `db:"owner_user_id"`
+		N    int   `db:"n"`
+	}
+	q, args, err := sqlx.In(`SELECT owner_user_id, COUNT(*) AS n FROM leads WHERE corp_id = ? AND owner_user_id IN (?) AND stage IN (?) AND merged_into = 0
+		GROUP BY owner_user_id`, corp, users, []string{StageLead, StageMQL, StageSAL, StageSQL})
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := map[int64]int{}
+	for _, r := range rows {
+		out[r.User] = r.N
+	}
+	return out, nil
+}
+
+func (st *store) corpsWithRules(ctx context.Context, kind string) ([]string, error) {
+	var out []string
+	err := st.db.SelectContext(ctx, &out, `SELECT DISTINCT corp_id FROM assignment_rules WHERE kind = ? ORDER BY corp_id`, kind)
+	return out, err
+}
+
+// waitingMQLs lists a corp's unowned MQLs, oldest first.
+func (st *store) waitingMQLs(ctx context.Context, corp string, limit int) ([]int64, error) {
+	var out []int64
+	err := st.db.SelectContext(ctx, &out, `SELECT id FROM leads WHERE corp_id = ? AND owner_user_id = 0 AND stage = ? AND merged_into = 0 ORDER BY id LIMIT ?`,
+		corp, StageMQL, limit)
+	return out, err
+}

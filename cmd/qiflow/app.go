@@ -217,6 +217,12 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}); err != nil {
 		return nil, err
 	}
+	if err := a.cron.Add("leads.assign", "* * * * *", func(ctx context.Context) error {
+		_, err := a.leads.AssignWaiting(ctx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	if err := a.cron.Add("leads.sla", "* * * * *", func(ctx context.Context) error {
 		_, err := a.leads.CheckSLAs(ctx)
 		return err
