@@ -470,6 +470,14 @@ func (s *Service) ManagerOf(ctx context.Context, corpID string, userID int64) (i
 	return id, err
 }
 
+// ManagedUsers lists the members of the teams a user manages in a corp.
+func (s *Service) ManagedUsers(ctx context.Context, corpID string, manager int64) ([]int64, error) {
+	var ids []int64
+	err := s.db.SelectContext(ctx, &ids, `SELECT DISTINCT m.user_id FROM teams t JOIN team_members m ON m.team_id = t.id
+		WHERE t.corp_id = ? AND t.manager_user_id = ? AND m.user_id <> ? ORDER BY m.user_id`, corpID, manager, manager)
+	return ids, err
+}
+
 // TeamMembers lists a team's user ids.
 func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error) {
 	var ids []int64

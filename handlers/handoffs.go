@@ -42,7 +42,11 @@ func (s *Server) listHandoffs(c *gin.Context) {
 	}
 	p := principal(c)
 	f := leads.HandoffFilter{CorpID: p.CorpID, Status: c.Query("status"), Limit: limit}
-	switch v := viewer(p); {
+	v, ok := s.viewer(c, p)
+	if !ok {
+		return
+	}
+	switch {
 	case v.Handoffs:
 		f.ToUser = p.UserID
 	case !v.All:

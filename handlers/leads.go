@@ -61,17 +61,23 @@ func (s *Server) leadRoutes() []Route {
 // viewer is who asks: holders of pools.manage see every lead; SDRs (who
 // claim) the leads of their pools and their own; sales reps (who answer
 // handoffs) the leads handed to them and their own; those who only read
-// (marketers) every lead.
-func viewer(p auth.Principal) leads.Viewer {
+// (marketers) every lead. A team's manager also sees what the team's
+// members see as theirs.
+func (s *Server) viewer(c *gin.Context, p auth.Principal) (leads.Viewer, bool) {
 	switch {
 	case p.Can(auth.PermPoolsManage):
-		return leads.Viewer{UserID: p.UserID, All: true}
-	case p.Can(auth.PermLeadsClaim):
-		return leads.Viewer{UserID: p.UserID}
-	case p.Can(auth.PermHandoffsAnswer):
-		return leads.Viewer{UserID: p.UserID, Handoffs: true}
+		return leads.Viewer{UserID: p.UserID, All: true}, true
+	case !p.Can(auth.PermLeadsClaim) && !p.Can(auth.PermHandoffsAnswer):
+		return leads.Viewer{UserID: p.UserID, All: true}, true
 	}
-	return leads.Viewer{UserID: p.UserID, All: true}
+	v := leads.Viewer{UserID: p.UserID, Handoffs: !p.Can(auth.PermLeadsClaim)}
+	team, err := s.d.Auth.ManagedUsers(c.Request.Context(), p.CorpID, p.UserID)
+	if err != nil {
+		s.failErr(c, err)
+		return v, false
+	}
+	v.Team = team
+	return v, true
 }
 
 // listLeads pages through leads: ?pool=, ?owner= (me, none, or a user id),
@@ -82,7 +88,11 @@ func (s *Server) listLeads(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	f := leads.ListFilter{CorpID: p.CorpID, Viewer: viewer(p), Stage: c.Query("stage"), After: cursor, Limit: limit}
+	v, ok := s.viewer(c, p)
+	if !ok {
+		return
+	}
+	f := leads.ListFilter{CorpID: p.CorpID, Viewer: v, Stage: c.Query("stage"), After: cursor, Limit: limit}
 	if v := c.Query("pool"); v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
@@ -119,7 +129,11 @@ func (s *Server) getLead(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	l, history, err := s.d.Leads.Get(c.Request.Context(), p.CorpID, id, viewer(p))
+	v, ok := s.viewer(c, p)
+	if !ok {
+		return
+	}
+	l, history, err := s.d.Leads.Get(c.Request.Context(), p.CorpID, id, v)
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -368,7 +382,11 @@ func (s *Server) leadTimeline(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	tl, err := s.d.Leads.Timeline(c.Request.Context(), p.CorpID, id, viewer(p), 200)
+	v, ok := s.viewer(c, p)
+	if !ok {
+		return
+	}
+	tl, err := s.d.Leads.Timeline(c.Request.Context(), p.CorpID, id, v, 200)
 	if err != nil {
 		s.failErr(c, err)
 		return

@@ -45,7 +45,11 @@ func (s *Server) leadPerson(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	person, merges, err := s.d.Leads.PersonOfLead(c.Request.Context(), p.CorpID, id, viewer(p))
+	v, ok := s.viewer(c, p)
+	if !ok {
+		return
+	}
+	person, merges, err := s.d.Leads.PersonOfLead(c.Request.Context(), p.CorpID, id, v)
 	if err != nil {
 		s.failErr(c, err)
 		return

@@ -71,6 +71,9 @@ type Viewer struct {
 	All    bool
 	// Handoffs: a sales rep, who sees the leads handed to them and their own.
 	Handoffs bool
+	// Team are the users whose leads (owned, or handed to them) a team
+	// manager sees besides their own.
+	Team []int64
 }
 
 // Lead is a person's lead in a corp.

@@ -380,6 +380,18 @@ func TestScope_SDRsWorkTheirPools(t *testing.T) {
 		if v := sees(0); len(v) != 0 {
 			t.Fatalf("a viewer without a user sees %v", v)
 		}
+		// SDR 3 manages a team with member 1: they see 1's lead in north, not north's others.
+		ls, err := s.List(ctx, ListFilter{CorpID: "ww1", Viewer: Viewer{UserID: 3, Team: []int64{1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[int64]bool{}
+		for _, l := range ls {
+			got[l.ID] = true
+		}
+		if len(got) != 2 || !got[ids[0]] || !got[ids[1]] {
+			t.Fatalf("team manager sees %v: want the open pool's lead and the member's", got)
+		}
 	})
 }
 

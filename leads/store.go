@@ -67,13 +67,19 @@ func visibleTo(v Viewer) (string, []any) {
 	if v.UserID == 0 {
 		return "1 = 0", nil // nobody: never the unowned leads of every pool
 	}
-	if v.Handoffs {
-		return `(l.owner_user_id = ?
-		OR EXISTS (SELECT 1 FROM lead_handoffs h WHERE h.corp_id = l.corp_id AND h.lead_id = l.id AND h.to_user_id = ?))`, []any{v.UserID, v.UserID}
+	users := append([]int64{v.UserID}, v.Team...)
+	in := placeholders(len(users))
+	args := make([]any, 0, 2*len(users))
+	for _, u := range users {
+		args = append(args, u)
 	}
-	return `(l.owner_user_id = ?
+	if v.Handoffs {
+		return `(l.owner_user_id IN (` + in + `)
+		OR EXISTS (SELECT 1 FROM lead_handoffs h WHERE h.corp_id = l.corp_id AND h.lead_id = l.id AND h.to_user_id IN (` + in + `)))`, append(args, args...)
+	}
+	return `(l.owner_user_id IN (` + in + `)
 		OR NOT EXISTS (SELECT 1 FROM lead_pool_members m WHERE m.corp_id = l.corp_id AND m.pool_id = l.pool_id)
-		OR EXISTS (SELECT 1 FROM lead_pool_members m WHERE m.corp_id = l.corp_id AND m.pool_id = l.pool_id AND m.user_id = ?))`, []any{v.UserID, v.UserID}
+		OR EXISTS (SELECT 1 FROM lead_pool_members m WHERE m.corp_id = l.corp_id AND m.pool_id = l.pool_id AND m.user_id = ?))`, append(args, v.UserID)
 }
 
 // visible reports whether the viewer may see the lead.
