@@ -66,6 +66,7 @@ const (
 	PermLeadsClaim      Permission = "leads.claim"      // claim and release leads
 	PermLeadsWrite      Permission = "leads.write"      // create and update people and leads (upsert API, forms, imports)
 	PermHandoffsAnswer  Permission = "handoffs.answer"  // accept or reject SQLs handed to one (sales)
+	PermLeadsExport     Permission = "leads.export"     // download leads as CSV (audited; masked without pii)
 	PermPoolsManage     Permission = "pools.manage"     // pools and their claim rules
 	PermActivitiesWrite Permission = "activities.write" // record behaviour from other systems
 	PermScoringManage   Permission = "scoring.manage"   // engagement rules, half-life, MQL threshold
@@ -73,12 +74,12 @@ const (
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermHandoffsAnswer, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermHandoffsAnswer, PermLeadsExport, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
 	RoleAdmin:    Permissions,
-	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermActivitiesWrite, PermScoringManage},
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermLeadsExport, PermActivitiesWrite, PermScoringManage},
 	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
 	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim},
 	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermHandoffsAnswer},

@@ -25,6 +25,8 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/leads/:id/qualify", auth.PermLeadsClaim, s.qualifyLead},
 		{"GET", "/handoffs", auth.PermLeadsRead, s.listHandoffs},
 		{"GET", "/forms", auth.PermLeadsRead, s.listForms},
+		{"GET", "/exports/leads", auth.PermLeadsExport, s.exportLeads},
+		{"GET", "/exports", auth.PermPoolsManage, s.listExports},
 		{"POST", "/imports", auth.PermLeadsWrite, s.createImport},
 		{"GET", "/imports/:id", auth.PermLeadsWrite, s.getImport},
 		{"GET", "/imports/:id/report", auth.PermLeadsWrite, s.importReport},
@@ -80,24 +82,20 @@ func (s *Server) viewer(c *gin.Context, p auth.Principal) (leads.Viewer, bool) {
 	return v, true
 }
 
-// listLeads pages through leads: ?pool=, ?owner= (me, none, or a user id),
-// ?stage=, ?limit=, ?cursor=.
-func (s *Server) listLeads(c *gin.Context) {
-	limit, cursor, ok := idPage(c)
-	if !ok {
-		return
-	}
+// leadFilter reads a list's filter (?pool=, ?owner= me, none or a user id,
+// ?stage=) and the viewer's scope.
+func (s *Server) leadFilter(c *gin.Context) (leads.ListFilter, bool) {
 	p := principal(c)
 	v, ok := s.viewer(c, p)
 	if !ok {
-		return
+		return leads.ListFilter{}, false
 	}
-	f := leads.ListFilter{CorpID: p.CorpID, Viewer: v, Stage: c.Query("stage"), After: cursor, Limit: limit}
+	f := leads.ListFilter{CorpID: p.CorpID, Viewer: v, Stage: c.Query("stage")}
 	if v := c.Query("pool"); v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
 			invalid(c, "pool", "must be a pool id")
-			return
+			return f, false
 		}
 		f.PoolID = id
 	}
@@ -111,10 +109,59 @@ func (s *Server) listLeads(c *gin.Context) {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
 			invalid(c, "owner", "must be me, none or a user id")
-			return
+			return f, false
 		}
 		f.Owner = id
 	}
+	return f, true
+}
+
+// exportLeads writes the leads of the list's filter as CSV (UTF-8 with a
+// BOM), mobiles and emails masked without pii; the export is audited.
+func (s *Server) exportLeads(c *gin.Context) {
+	f, ok := s.leadFilter(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	var mask leads.Mask
+	if !p.Can(auth.PermPII) {
+		mask = func(kind, v string) string {
+			if kind == leads.IdentityEmail {
+				return maskEmail(v)
+			}
+			return auth.MaskMobile(v)
+		}
+	}
+	c.Header("Content-Type", "text/csv; charset=utf-8")
+	c.Header("Content-Disposition", `attachment; filename="leads.csv"`)
+	if _, err := s.d.Leads.ExportLeads(c.Request.Context(), f, p.UserID, mask, c.Writer); err != nil {
+		s.logger(c).Error("lead export cut short", "err", err)
+	}
+}
+
+// listExports is the audit of exports, newest first.
+func (s *Server) listExports(c *gin.Context) {
+	list, err := s.d.Leads.Exports(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"exports": list})
+}
+
+// listLeads pages through leads: ?pool=, ?owner= (me, none, or a user id),
+// ?stage=, ?limit=, ?cursor=.
+func (s *Server) listLeads(c *gin.Context) {
+	limit, cursor, ok := idPage(c)
+	if !ok {
+		return
+	}
+	f, ok := s.leadFilter(c)
+	if !ok {
+		return
+	}
+	f.After, f.Limit = cursor, limit
 	list, err := s.d.Leads.List(c.Request.Context(), f)
 	if err != nil {
 		s.failErr(c, err)

@@ -923,3 +923,47 @@ func (st *store) waitingMQLs(ctx context.Context, corp string, limit int) ([]int
 		corp, StageMQL, limit)
 	return out, err
 }
+
+// exportDetail is what an export shows of a person besides the lead.
+type exportDetail struct {
+	Person  int64  `db:"id"`
+	Mobile  string `db:"mobile"`
+	Email   string `db:"email"`
+	Company string `db:"company"`
+	Title   string `db:"title"`
+	Region  string `db:"region"`
+}
+
+func (st *store) exportDetails(ctx context.Context, corp string, people []int64) (map[int64]exportDetail, error) {
+	out := map[int64]exportDetail{}
+	if len(people) == 0 {
+		return out, nil
+	}
+	var rows []exportDetail
+	q, args, err := sqlx.In(`SELECT p.id, p.title, p.region, COALESCE(c.name, '') AS company,
+		COALESCE((SELECT MIN(value) FROM person_identities i WHERE i.corp_id = p.corp_id AND i.person_id = p.id AND i.kind = 'mobile'), '') AS mobile,
+		COALESCE((SELECT MIN(value) FROM person_identities i WHERE i.corp_id = p.corp_id AND i.person_id = p.id AND i.kind = 'email'), '') AS email
+		FROM people p LEFT JOIN companies c ON c.id = p.company_id WHERE p.corp_id = ? AND p.id IN (?)`, corp, people)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.db.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.Person] = r
+	}
+	return out, nil
+}
+
+func (st *store) recordExport(ctx context.Context, corp string, user int64, filter string, rows int64, masked bool, now int64) error {
+	_, err := st.db.ExecContext(ctx, `INSERT INTO lead_exports (corp_id, user_id, filter, row_count, masked, at) VALUES (?, ?, ?, ?, ?, ?)`,
+		corp, user, truncate(filter, 1000), rows, masked, now)
+	return err
+}
+
+func (st *store) exports(ctx context.Context, corp string) ([]Export, error) {
+	out := []Export{}
+	err := st.db.SelectContext(ctx, &out, `SELECT id, user_id, filter, row_count, masked, at FROM lead_exports WHERE corp_id = ? ORDER BY id DESC LIMIT 200`, corp)
+	return out, err
+}

@@ -255,3 +255,51 @@ func TestE2E_CSVImportThroughTheAPI(t *testing.T) {
 		}
 	})
 }
+
+// Exports are CSV with a BOM, formula cells escaped, mobiles masked for a
+// marketer (no pii) and shown to an admin; each is audited.
+func TestE2E_LeadExportsAreMaskedAndAudited(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		if _, err := s.app.auth.CreateUser(context.Background(), auth.NewUser{Email: "mkt@example.com", Password: "password mkt", CorpID: e2eCorp, Role: auth.RoleMarketer}); err != nil {
+			t.Fatal(err)
+		}
+		marketer := login(t, s.url, "mkt@example.com", "password mkt")
+		if st := call(t, "POST", s.url+"/api/v1/leads", admin, map[string]any{"name": "=cmd|' /C calc'!A0", "mobile": "13912345679", "email": "li@qq.com"}, nil); st != http.StatusCreated {
+			t.Fatalf("upsert: %d", st)
+		}
+		export := func(token string) string {
+			req, _ := http.NewRequest("GET", s.url+"/api/v1/exports/leads?owner=none", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("export: %d %s", resp.StatusCode, b)
+			}
+			return string(b)
+		}
+		masked := export(marketer)
+		if !strings.HasPrefix(masked, "\ufeffid,name,mobile") || !strings.Contains(masked, `'=cmd|`) || !strings.Contains(masked, "+86*******5679") ||
+			strings.Contains(masked, "13912345679") || !strings.Contains(masked, "l***@qq.com") {
+			t.Fatalf("marketer's export:\n%s", masked)
+		}
+		if full := export(admin); !strings.Contains(full, "+8613912345679") || !strings.Contains(full, "li@qq.com") {
+			t.Fatalf("admin's export:\n%s", full)
+		}
+		var audit struct {
+			Exports []struct {
+				Rows   int64 `json:"rows"`
+				Masked bool  `json:"masked"`
+			} `json:"exports"`
+		}
+		if st := call(t, "GET", s.url+"/api/v1/exports", admin, nil, &audit); st != http.StatusOK || len(audit.Exports) != 2 ||
+			!audit.Exports[1].Masked || audit.Exports[0].Masked || audit.Exports[1].Rows == 0 {
+			t.Fatalf("audit: %d %+v", st, audit)
+		}
+	})
+}
