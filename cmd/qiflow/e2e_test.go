@@ -94,14 +94,22 @@ func testConfig(t *testing.T, driver string) configs.Config {
 // startStack runs the fake WeCom and a real qiflow server wired to it.
 func startStack(t *testing.T, driver string) *stack {
 	t.Helper()
+	return startStackWith(t, driver, nil)
+}
+
+// startStackWith is startStack with the e2e corp's configuration changed
+// by edit (a calendar, say) first.
+func startStackWith(t *testing.T, driver string, edit func(*configs.CorpConfig)) *stack {
+	t.Helper()
 	f, base := fake.StartForTest(t, e2eCorp, true)
 	spec := fake.SandboxCorp
 	cfg := testConfig(t, driver)
 	cfg.WeCom.APIBase = base
-	cfg.WeCom.Corps = []configs.CorpConfig{
-		{ID: e2eCorp, Name: "E2E", Secret: spec.Secret, AgentID: spec.AgentID, Token: spec.Token, AESKey: spec.AESKey, TimeZone: "Asia/Shanghai"},
-		officialCorp,
+	corp := configs.CorpConfig{ID: e2eCorp, Name: "E2E", Secret: spec.Secret, AgentID: spec.AgentID, Token: spec.Token, AESKey: spec.AESKey, TimeZone: "Asia/Shanghai"}
+	if edit != nil {
+		edit(&corp)
 	}
+	cfg.WeCom.Corps = []configs.CorpConfig{corp, officialCorp}
 	a, err := newApp(context.Background(), cfg, testLogger(), appOptions{noInitialSync: true})
 	if err != nil {
 		t.Fatal(err)
