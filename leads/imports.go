@@ -255,7 +255,7 @@ func (s *Service) RunImport(ctx context.Context, j *jobs.Job) (any, error) {
 		} else if line-1 > cp.Lines {
 			batch = append(batch, importLine{line: line, in: personOf(rec, cols)})
 		}
-		if len(batch) == importBatch {
+		if len(batch) == s.importBatchSize() {
 			if err := s.importBatch(ctx, j, im, batch, &cp); err != nil {
 				return nil, err
 			}
@@ -268,6 +268,16 @@ func (s *Service) RunImport(ctx context.Context, j *jobs.Job) (any, error) {
 		}
 	}
 	return cp.ImportResult, nil
+}
+
+// importBatchSize is how many lines one transaction upserts: fewer on
+// SQLite, whose single writer every other write (callbacks included) waits
+// for meanwhile.
+func (s *Service) importBatchSize() int {
+	if s.db.SingleWriter() {
+		return importBatch / 10
+	}
+	return importBatch
 }
 
 // importLine is one data line of a file.

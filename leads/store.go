@@ -260,10 +260,12 @@ func truncate(s string, n int) string {
 // moveStage sets a lead's stage and owner if it is still at version; false
 // when it changed meanwhile.
 func (st *store) moveStage(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, owner_user_id = ?, status = CASE WHEN stage = ? THEN status ELSE 'new' END,
-		status_reason = CASE WHEN stage = ? THEN status_reason ELSE '' END,
+	// status is assigned before stage: MySQL's assignments see the ones
+	// before them, and it must compare the stored stage.
+	res, err := tx.ExecContext(ctx, `UPDATE leads SET status = CASE WHEN stage = ? THEN status ELSE 'new' END,
+		status_reason = CASE WHEN stage = ? THEN status_reason ELSE '' END, stage = ?, owner_user_id = ?,
 		claimed_at = CASE WHEN ? = 0 THEN NULL ELSE claimed_at END, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND version = ?`, stage, owner, stage, stage, owner, now, corp, lead, version)
+		WHERE corp_id = ? AND id = ? AND version = ?`, stage, stage, stage, owner, owner, now, corp, lead, version)
 	if err != nil {
 		return false, err
 	}
