@@ -249,7 +249,7 @@ func (s *Service) refitLeads(ctx context.Context, tx *qsql.Tx, corp string, lead
 	return err
 }
 
-const rescorePage = 500
+const rescorePage = 2000
 
 type rescoreCheckpoint struct {
 	After   int64  `json:"after"`
@@ -283,7 +283,11 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 		if cp.Rules != version {
 			cp = rescoreCheckpoint{Rules: version} // the rules changed: every lead again
 		}
-		ids, err := s.store.leadIDsAfter(ctx, j.CorpID, cp.After, rescorePage)
+		page := rescorePage
+		if s.db.SingleWriter() {
+			page = rescorePage / 4 // SQLite's one writer is not held long
+		}
+		ids, err := s.store.leadIDsAfter(ctx, j.CorpID, cp.After, page)
 		if err != nil {
 			return nil, err
 		}

@@ -438,22 +438,31 @@ func (st *store) fitInputs(ctx context.Context, tx *qsql.Tx, corp string, leads 
 	return out, err
 }
 
-// setFits stores new fits, one statement for all.
+// setFits stores new fits: one statement per distinct (points, grade),
+// which a handful of rules keep to a few (a CASE over every lead would be
+// evaluated row by row, quadratic in the page).
 func (st *store) setFits(ctx context.Context, tx *qsql.Tx, corp string, cs []fitChange, now int64) error {
-	if len(cs) == 0 {
-		return nil
+	type fit struct {
+		points int
+		grade  string
 	}
-	var points, grades []string
-	var pargs, gargs, ids []any
+	byFit := map[fit][]any{}
+	var order []fit
 	for _, c := range cs {
-		points, grades = append(points, "WHEN ? THEN ?"), append(grades, "WHEN ? THEN ?")
-		pargs, gargs, ids = append(pargs, c.lead, c.points), append(gargs, c.lead, c.grade), append(ids, c.lead)
+		k := fit{c.points, c.grade}
+		if byFit[k] == nil {
+			order = append(order, k)
+		}
+		byFit[k] = append(byFit[k], c.lead)
 	}
-	args := append(append(append(pargs, gargs...), now, corp), ids...)
-	_, err := tx.ExecContext(ctx, `UPDATE leads SET fit_points = CASE id `+strings.Join(points, " ")+` END,
-		grade = CASE id `+strings.Join(grades, " ")+` END, updated_at = ?
-		WHERE corp_id = ? AND id IN (`+placeholders(len(ids))+`)`, args...)
-	return err
+	for _, k := range order {
+		ids := byFit[k]
+		args := append([]any{k.points, k.grade, now, corp}, ids...)
+		if _, err := tx.ExecContext(ctx, `UPDATE leads SET fit_points = ?, grade = ?, updated_at = ? WHERE corp_id = ? AND id IN (`+placeholders(len(ids))+`)`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (st *store) countLeads(ctx context.Context, corp string) (int64, error) {
