@@ -83,14 +83,24 @@ func (s *Server) viewer(c *gin.Context, p auth.Principal) (leads.Viewer, bool) {
 }
 
 // leadFilter reads a list's filter (?pool=, ?owner= me, none or a user id,
-// ?stage=) and the viewer's scope.
+// ?stage=, ?grade=, ?status=, ?source=, ?channel=, ?code=) and the viewer's
+// scope.
 func (s *Server) leadFilter(c *gin.Context) (leads.ListFilter, bool) {
 	p := principal(c)
 	v, ok := s.viewer(c, p)
 	if !ok {
 		return leads.ListFilter{}, false
 	}
-	f := leads.ListFilter{CorpID: p.CorpID, Viewer: v, Stage: c.Query("stage")}
+	f := leads.ListFilter{CorpID: p.CorpID, Viewer: v, Stage: c.Query("stage"), Grade: c.Query("grade"), Status: c.Query("status"),
+		Source: c.Query("source"), Channel: c.Query("channel")}
+	if v := c.Query("code"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			invalid(c, "code", "must be a live code id")
+			return f, false
+		}
+		f.CodeID = id
+	}
 	if v := c.Query("pool"); v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {

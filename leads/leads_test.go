@@ -706,3 +706,28 @@ func TestStatus_WithinAStageWithAReasonForUnqualifiedAndNewAgainOnAStageChange(t
 		}
 	})
 }
+
+func TestList_FiltersByGradeSourceChannelAndCode(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		if err := s.Intake(ctx, []livecode.ContactAdded{
+			{CorpID: "ww1", ExternalUserID: "wm1", UserID: "z", Source: "code", CodeID: 7, Channel: "expo", SourceID: 1},
+			{CorpID: "ww1", ExternalUserID: "wm2", UserID: "z", Source: "direct", SourceID: 2},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		count := func(f ListFilter) int {
+			f.CorpID, f.Viewer = "ww1", all
+			ls, err := s.List(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ls)
+		}
+		if count(ListFilter{Source: SourceCode}) != 1 || count(ListFilter{Channel: "expo", CodeID: 7}) != 1 || count(ListFilter{CodeID: 8}) != 0 ||
+			count(ListFilter{Grade: "D", Status: StatusNew}) != 2 || count(ListFilter{Grade: "A"}) != 0 {
+			t.Fatal("filters narrow wrongly")
+		}
+	})
+}

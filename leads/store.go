@@ -54,8 +54,14 @@ type ListFilter struct {
 	PoolID int64
 	Owner  int64
 	Stage  string
-	After  int64 // the last id of the previous page
-	Limit  int
+	// More narrowing (empty: any): grade, status, source, channel, code.
+	Grade   string
+	Status  string
+	Source  string
+	Channel string
+	CodeID  int64
+	After   int64 // the last id of the previous page
+	Limit   int
 }
 
 // visibleTo is the condition on lead l that a viewer may see it, and its
@@ -121,8 +127,15 @@ func (st *store) list(ctx context.Context, f ListFilter) ([]Lead, error) {
 	case f.Owner > 0:
 		where, args = append(where, "l.owner_user_id = ?"), append(args, f.Owner)
 	}
-	if f.Stage != "" {
-		where, args = append(where, "l.stage = ?"), append(args, f.Stage)
+	for _, c := range []struct {
+		col string
+		v   any
+		set bool
+	}{{"l.stage", f.Stage, f.Stage != ""}, {"l.grade", f.Grade, f.Grade != ""}, {"l.status", f.Status, f.Status != ""},
+		{"l.source", f.Source, f.Source != ""}, {"l.channel", f.Channel, f.Channel != ""}, {"l.code_id", f.CodeID, f.CodeID > 0}} {
+		if c.set {
+			where, args = append(where, c.col+" = ?"), append(args, c.v)
+		}
 	}
 	args = append(args, f.Limit)
 	out := []Lead{}
