@@ -46,6 +46,7 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/assignment/rules", auth.PermPoolsManage, s.createAssignmentRule},
 		{"GET", "/scoring/rules", auth.PermLeadsRead, s.listRules},
 		{"POST", "/scoring/rules", auth.PermScoringManage, s.createRule},
+		{"DELETE", "/scoring/rules/:id", auth.PermScoringManage, s.deleteRule},
 		{"GET", "/scoring/settings", auth.PermLeadsRead, s.scoringSettings},
 		{"GET", "/scoring/fit-rules", auth.PermLeadsRead, s.listFitRules},
 		{"POST", "/scoring/fit-rules", auth.PermScoringManage, s.createFitRule},
@@ -500,6 +501,20 @@ func (s *Server) createRule(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusCreated, r)
+}
+
+// deleteRule removes an engagement rule; every lead is rescored in the
+// background (what the rule gave goes).
+func (s *Server) deleteRule(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	if err := s.d.Leads.DeleteRule(c.Request.Context(), principal(c).CorpID, id); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }
 
 func (s *Server) listFitRules(c *gin.Context) {

@@ -157,12 +157,17 @@ func (s *Service) AssignmentRules(ctx context.Context, corp string) ([]Assignmen
 // assign gives a new, unowned MQL to an SDR by the rules, in tx. It returns
 // the history entry to record, or nil when the lead stays in the pool.
 func (s *Service) assign(ctx context.Context, tx *qsql.Tx, corp string, leadID, now int64) (*HistoryEntry, error) {
-	l, err := s.store.lead(ctx, tx, corp, leadID)
-	if err != nil || l.OwnerUserID != 0 {
-		return nil, err
-	}
 	rules, err := s.store.assignmentRules(ctx, tx, corp, RuleMQL)
 	if err != nil || len(rules) == 0 {
+		return nil, err
+	}
+	return s.assignBy(ctx, tx, corp, rules, leadID, now)
+}
+
+// assignBy is assign with the corp's rules read by the caller.
+func (s *Service) assignBy(ctx context.Context, tx *qsql.Tx, corp string, rules []AssignmentRule, leadID, now int64) (*HistoryEntry, error) {
+	l, err := s.store.lead(ctx, tx, corp, leadID)
+	if err != nil || l.OwnerUserID != 0 {
 		return nil, err
 	}
 	env, err := s.leadEnvOf(ctx, tx, corp, l)

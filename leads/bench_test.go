@@ -142,8 +142,10 @@ func BenchmarkClaimAndPoolPage(b *testing.B) {
 	percentiles(b, "page", pages)
 }
 
-// BenchmarkRescore regrades a pool of QIFLOW_BENCH_LEADS leads with three
-// fit rules, as the rescore job does after a rule changes; it reports
+// BenchmarkRescore rescores a pool of QIFLOW_BENCH_LEADS leads, each with
+// QIFLOW_BENCH_ACTIVITIES activities (10 unless set), with three fit rules
+// and two engagement rules, as the rescore job does after a rule changes:
+// fit and grade, and engagement replayed from the activities. It reports
 // leads/s (one op is the whole pool).
 //
 //	QIFLOW_TEST_MYSQL_DSN='root@tcp(127.0.0.1:3306)/test' QIFLOW_BENCH_LEADS=1000000 go test -run x -bench Rescore -benchtime 1x -timeout 1h ./leads/
@@ -153,6 +155,23 @@ func BenchmarkRescore(b *testing.B) {
 	ctx := context.Background()
 	n := benchPool(b)
 	seedPool(b, db, s, n)
+	acts := 10
+	if v := os.Getenv("QIFLOW_BENCH_ACTIVITIES"); v != "" {
+		acts, _ = strconv.Atoi(v)
+	}
+	for i := range acts {
+		typ := []string{"webinar", "visit"}[i%2]
+		if _, err := db.Exec(`INSERT INTO activities (corp_id, person_id, type, at, properties, created_at)
+			SELECT corp_id, person_id, ?, ?, '{"minutes": 40}', 1 FROM leads WHERE corp_id = 'ww1'`, typ, time.Now().Add(-time.Duration(i)*24*time.Hour).UnixMilli()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, r := range []Rule{{CorpID: "ww1", Name: "webinar", ActivityType: "webinar", Condition: "properties.minutes >= 30", Points: 15, MaxPoints: 60, Repeatable: true},
+		{CorpID: "ww1", Name: "visit", ActivityType: "visit", Points: 2, Repeatable: true}} {
+		if err := s.store.createRule(ctx, &r); err != nil { // no rescore queued: the benchmark runs it
+			b.Fatal(err)
+		}
+	}
 	for _, r := range []FitRule{{CorpID: "ww1", Name: "exec", Condition: `title in ["CTO", "CEO"]`, Points: 30},
 		{CorpID: "ww1", Name: "internet", Condition: `industry == "internet" && company_size >= 1000`, Points: 25},
 		{CorpID: "ww1", Name: "expo", Condition: `channel == "expo"`, Points: 10}} {

@@ -100,10 +100,11 @@ func (r *FitRule) check() error {
 	return nil
 }
 
-// JobRescore recomputes the fit and grade of every lead of a corp, after its
-// fit rules or grade bounds changed. It is resumable (its checkpoint is the
-// last lead done) and restarts from the first lead when the rules change
-// again while it runs.
+// JobRescore recomputes the fit and grade, and the engagement (replayed
+// from the stored activities), of every lead of a corp after its fit or
+// engagement rules or its settings changed. It is resumable (its checkpoint
+// is the last lead done) and restarts from the first lead when the rules
+// change again while it runs.
 const JobRescore = "leads.rescore"
 
 // Jobs queues background jobs (the jobs runner).
@@ -201,13 +202,22 @@ func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []i
 		return 0, err
 	}
 	// A better grade may be what a lead lacked to become an MQL.
+	var corpRules *corpRules
 	for _, c := range changed {
 		in := byID[c.lead]
 		if in.Stage != StageLead {
 			continue
 		}
 		eng := decayed(in.EngagementMilli, in.EngagementAt, qsql.FromMillis(ms), set.HalfLifeDays)
-		promoted, err := s.promoteIfReady(ctx, tx, corp, c.lead, eng, c.grade, set, ms)
+		if eng < float64(set.MQLThreshold) {
+			continue
+		}
+		if corpRules == nil {
+			if corpRules, err = s.corpRules(ctx, tx, corp); err != nil {
+				return 0, err
+			}
+		}
+		promoted, err := s.promoteIfReady(ctx, tx, corp, corpRules, c.lead, eng, c.grade, set, ms)
 		if err != nil {
 			return 0, err
 		}
@@ -276,7 +286,7 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 		return nil, err
 	}
 	for {
-		version, err := s.store.fitVersion(ctx, j.CorpID)
+		version, err := s.store.rulesVersion(ctx, j.CorpID)
 		if err != nil {
 			return nil, err
 		}
@@ -304,9 +314,19 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 			if err != nil {
 				return err
 			}
-			if changed, err = s.refit(ctx, tx, j.CorpID, ids, rules, set, qsql.Millis(s.now())); err != nil {
+			ms := qsql.Millis(s.now())
+			if changed, err = s.refit(ctx, tx, j.CorpID, ids, rules, set, ms); err != nil {
 				return err
 			}
+			engagementRules, err := s.store.rulesOf(ctx, tx, []string{j.CorpID})
+			if err != nil {
+				return err
+			}
+			n, err := s.replayEngagement(ctx, tx, j.CorpID, ids, engagementRules[j.CorpID], set, ms)
+			if err != nil {
+				return err
+			}
+			changed += n
 			return s.recool(ctx, tx, j.CorpID, ids, set)
 		})
 		if err != nil {

@@ -223,3 +223,77 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A rule made after the activities happened (or removed) rescores every
+// lead from its stored activities: caps and once-only rules hold, each
+// point decays from its activity's time, and a lead that now meets the bar
+// becomes an MQL.
+func TestRescore_NewEngagementRulesReplayStoredActivities(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		run := jobs.NewRunner(db, "test", time.Minute, quiet)
+		run.Register(JobRescore, s.RunRescore)
+		s.SetJobs(run)
+		run.Start(1)
+		defer run.Stop(ctx)
+		ids := seed(t, s, 2)
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
+			t.Fatal(err)
+		}
+		// Ten days ago (one half-life) three webinars; today an order.
+		for i, a := range []ActivityIn{
+			{ExternalUserID: "wm0", Type: "webinar", At: now.Add(-240 * time.Hour)},
+			{ExternalUserID: "wm0", Type: "webinar", At: now.Add(-240 * time.Hour)},
+			{ExternalUserID: "wm0", Type: "webinar", At: now.Add(-240 * time.Hour)},
+			{ExternalUserID: "wm0", Type: "order", At: now},
+		} {
+			a.Key = fmt.Sprint("k", i)
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{a}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitRescore := func(what string) {
+			t.Helper()
+			waitFor(t, what, func() bool {
+				var busy int
+				db.Get(&busy, `SELECT COUNT(*) FROM jobs WHERE kind = ? AND status IN ('queued', 'running')`, JobRescore)
+				return busy == 0
+			})
+		}
+		waitRescore("the first rescore")
+		// Webinars: 20 each, capped at 50 (20 + 20 + 10), halved by ten days: 25; the order, once: 30 now.
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "webinar", ActivityType: "webinar", Points: 20, MaxPoints: 50, Repeatable: true}); err != nil {
+			t.Fatal(err)
+		}
+		order, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "order", ActivityType: "order", Points: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitRescore("the rescore after the new rules")
+		l, h, _ := s.Get(ctx, "ww1", ids[0], all)
+		if l.Engagement != 55 || l.Stage != StageMQL {
+			t.Fatalf("after the replay: engagement %v, stage %s; want 55, mql", l.Engagement, l.Stage)
+		}
+		var rescored bool
+		for _, e := range h {
+			rescored = rescored || (e.Kind == HistoryScore && e.Reason == "rescored by the current rules: 0.0 → 55.0")
+		}
+		if !rescored {
+			t.Fatalf("history %+v", h)
+		}
+		if other, _ := s.read(ctx, "ww1", ids[1]); other.Engagement != 0 {
+			t.Fatalf("a lead without activities scored %v", other.Engagement)
+		}
+		// The order rule goes: what it gave goes too.
+		if err := s.DeleteRule(ctx, "ww1", order.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitRescore("the rescore after the deletion")
+		if l, _ := s.read(ctx, "ww1", ids[0]); l.Engagement != 25 {
+			t.Fatalf("after deleting the order rule: %v", l.Engagement)
+		}
+	})
+}

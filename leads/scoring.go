@@ -136,7 +136,7 @@ func (s *Service) CreateRule(ctx context.Context, r Rule) (*Rule, error) {
 	if err := s.store.createRule(ctx, &r); err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return &r, s.enqueueRescore(ctx, r.CorpID)
 }
 
 // Rules lists a corp's engagement rules.
@@ -197,9 +197,27 @@ func coolsAt(eng float64, at int64, set Settings) *int64 {
 	return &t
 }
 
+// corpRules are a corp's assignment (kind mql) and SLA rules, read once for
+// a batch of promotions.
+type corpRules struct {
+	assign []AssignmentRule
+	sla    []SLARule
+}
+
+func (s *Service) corpRules(ctx context.Context, tx *qsql.Tx, corp string) (*corpRules, error) {
+	assign, err := s.store.assignmentRules(ctx, tx, corp, RuleMQL)
+	if err != nil {
+		return nil, err
+	}
+	sla, err := s.store.slaRules(ctx, tx, corp)
+	return &corpRules{assign: assign, sla: sla}, err
+}
+
 // promoteIfReady moves a lead from lead to mql when its engagement and
-// grade meet the corp's bar, and has it assigned; it returns the history.
-func (s *Service) promoteIfReady(ctx context.Context, tx *qsql.Tx, corp string, lead int64, eng float64, grade string, set Settings, ms int64) ([]historyRow, error) {
+// grade meet the corp's bar, has it assigned and starts its owner's SLA;
+// it returns the history. rules are the corp's (corpRules), read once by
+// the caller for its batch.
+func (s *Service) promoteIfReady(ctx context.Context, tx *qsql.Tx, corp string, rules *corpRules, lead int64, eng float64, grade string, set Settings, ms int64) ([]historyRow, error) {
 	if eng < float64(set.MQLThreshold) || !gradeAtLeast(grade, set.MQLMinGrade) {
 		return nil, nil
 	}
@@ -212,21 +230,25 @@ func (s *Service) promoteIfReady(ctx context.Context, tx *qsql.Tx, corp string, 
 		why += fmt.Sprintf(" with grade %s (at least %s)", grade, set.MQLMinGrade)
 	}
 	out := []historyRow{{corp, lead, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL, Reason: why}}}
-	assigned, err := s.assign(ctx, tx, corp, lead, ms)
-	if err != nil {
-		return nil, err
-	}
-	if assigned != nil {
-		out = append(out, historyRow{corp, lead, *assigned})
-	}
-	// The new MQL's owner (assigned now, or who held it) owes a first touch.
-	l, err := s.store.lead(ctx, tx, corp, lead)
-	if err != nil {
-		return nil, err
-	}
-	if l.OwnerUserID != 0 {
-		if err := s.startSLA(ctx, tx, corp, l, SLAFirstTouch, l.OwnerUserID, ms); err != nil {
+	if len(rules.assign) > 0 {
+		assigned, err := s.assignBy(ctx, tx, corp, rules.assign, lead, ms)
+		if err != nil {
 			return nil, err
+		}
+		if assigned != nil {
+			out = append(out, historyRow{corp, lead, *assigned})
+		}
+	}
+	if len(rules.sla) > 0 {
+		// The new MQL's owner (assigned now, or who held it) owes a first touch.
+		l, err := s.store.lead(ctx, tx, corp, lead)
+		if err != nil {
+			return nil, err
+		}
+		if l.OwnerUserID != 0 {
+			if err := s.startSLABy(ctx, tx, corp, rules.sla, l, SLAFirstTouch, l.OwnerUserID, ms); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil
@@ -312,6 +334,7 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 	if err := s.store.putRulePoints(ctx, tx, given); err != nil {
 		return err
 	}
+	var rules2 *corpRules
 	for lead, pts := range gained {
 		cur, err := s.store.engagement(ctx, tx, lead)
 		if err != nil {
@@ -321,7 +344,12 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 		if err := s.store.setEngagement(ctx, tx, lead, int64(math.Round(eng*1000)), ms, coolsAt(eng, ms, set)); err != nil {
 			return err
 		}
-		promoted, err := s.promoteIfReady(ctx, tx, corp, lead, eng, cur.Grade, set, ms)
+		if rules2 == nil {
+			if rules2, err = s.corpRules(ctx, tx, corp); err != nil {
+				return err
+			}
+		}
+		promoted, err := s.promoteIfReady(ctx, tx, corp, rules2, lead, eng, cur.Grade, set, ms)
 		if err != nil {
 			return err
 		}

@@ -85,12 +85,20 @@ func (s *Service) SLARules(ctx context.Context, corp string) ([]SLARule, error) 
 // startSLA starts an SLA of a kind for a lead's new owner (or rep) in tx,
 // closing the lead's open ones; nothing when no rule matches.
 func (s *Service) startSLA(ctx context.Context, tx *qsql.Tx, corp string, l *Lead, kind string, owner, ms int64) error {
+	rules, err := s.store.slaRules(ctx, tx, corp)
+	if err != nil {
+		return err
+	}
+	return s.startSLABy(ctx, tx, corp, rules, l, kind, owner, ms)
+}
+
+// startSLABy is startSLA with the corp's rules read by the caller.
+func (s *Service) startSLABy(ctx context.Context, tx *qsql.Tx, corp string, rules []SLARule, l *Lead, kind string, owner, ms int64) error {
 	if err := s.store.closeSLAs(ctx, tx, l.ID, SLAClosed, ms); err != nil {
 		return err
 	}
-	rules, err := s.store.slaRules(ctx, tx, corp)
-	if err != nil || len(rules) == 0 {
-		return err
+	if len(rules) == 0 {
+		return nil
 	}
 	env, err := s.leadEnvOf(ctx, tx, corp, l)
 	if err != nil {

@@ -409,18 +409,21 @@ func (st *store) fitRules(ctx context.Context, q sqlx.QueryerContext, corp strin
 	return out, err
 }
 
-// fitVersion names the state of a corp's fit rules and grade bounds: it
-// changes when a rule is added (a higher id) or removed (a smaller count)
-// or the settings are saved.
-func (st *store) fitVersion(ctx context.Context, corp string) (string, error) {
+// rulesVersion names the state of a corp's fit and engagement rules and
+// its settings: it changes when a rule is added (a higher id) or removed (a
+// smaller count) or the settings are saved.
+func (st *store) rulesVersion(ctx context.Context, corp string) (string, error) {
 	var v struct {
 		N       int64 `db:"n"`
 		Max     int64 `db:"max_id"`
+		EN      int64 `db:"en"`
+		EMax    int64 `db:"emax"`
 		Updated int64 `db:"updated"`
 	}
 	err := st.db.GetContext(ctx, &v, `SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS max_id,
-		COALESCE((SELECT updated_at FROM lead_settings WHERE corp_id = ?), 0) AS updated FROM fit_rules WHERE corp_id = ?`, corp, corp)
-	return fmt.Sprintf("%d/%d/%d", v.N, v.Max, v.Updated), err
+		(SELECT COUNT(*) FROM scoring_rules WHERE corp_id = ?) AS en, (SELECT COALESCE(MAX(id), 0) FROM scoring_rules WHERE corp_id = ?) AS emax,
+		COALESCE((SELECT updated_at FROM lead_settings WHERE corp_id = ?), 0) AS updated FROM fit_rules WHERE corp_id = ?`, corp, corp, corp, corp)
+	return fmt.Sprintf("%d/%d/%d/%d/%d", v.N, v.Max, v.EN, v.EMax, v.Updated), err
 }
 
 // fitInputs reads what the fit of leads is computed from.
@@ -975,4 +978,75 @@ func (st *store) exports(ctx context.Context, corp string) ([]Export, error) {
 	out := []Export{}
 	err := st.db.SelectContext(ctx, &out, `SELECT id, user_id, filter, row_count, masked, at FROM lead_exports WHERE corp_id = ? ORDER BY id DESC LIMIT 200`, corp)
 	return out, err
+}
+
+// replayRow is what an engagement replay reads of a lead.
+type replayRow struct {
+	ID     int64  `db:"id"`
+	Person int64  `db:"person_id"`
+	Stage  string `db:"stage"`
+	Grade  string `db:"grade"`
+	Milli  int64  `db:"engagement_milli"`
+	At     int64  `db:"engagement_at"`
+}
+
+func (st *store) replayLeads(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]replayRow, error) {
+	var out []replayRow
+	q, args, err := sqlx.In(`SELECT id, person_id, stage, grade, engagement_milli, engagement_at FROM leads
+		WHERE corp_id = ? AND id IN (?) AND merged_into = 0 ORDER BY id`, corp, leads)
+	if err != nil {
+		return nil, err
+	}
+	err = tx.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+// absorbedBy maps the people merged into any of people to whom.
+func (st *store) absorbedBy(ctx context.Context, tx *qsql.Tx, corp string, people []int64) (map[int64]int64, error) {
+	var rows []struct {
+		ID   int64 `db:"id"`
+		Into int64 `db:"merged_into"`
+	}
+	q, args, err := sqlx.In(`SELECT id, merged_into FROM people WHERE corp_id = ? AND merged_into IN (?)`, corp, people)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]int64, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Into
+	}
+	return out, nil
+}
+
+// activitiesOfPeople reads the activities of people in the order they happened.
+func (st *store) activitiesOfPeople(ctx context.Context, tx *qsql.Tx, corp string, people []int64) ([]activityRow, error) {
+	var out []activityRow
+	q, args, err := sqlx.In(`SELECT corp_id, person_id, type, at, properties, COALESCE(idem_key, '') AS idem_key FROM activities
+		WHERE person_id IN (?) AND corp_id = ? ORDER BY at, id`, people, corp)
+	if err != nil {
+		return nil, err
+	}
+	err = tx.SelectContext(ctx, &out, q, args...)
+	return out, err
+}
+
+func (st *store) resetRulePoints(ctx context.Context, tx *qsql.Tx, leads []int64) error {
+	q, args, err := sqlx.In(`DELETE FROM lead_rule_points WHERE lead_id IN (?)`, leads)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+func (st *store) deleteRule(ctx context.Context, corp string, id int64) (bool, error) {
+	res, err := st.db.ExecContext(ctx, `DELETE FROM scoring_rules WHERE corp_id = ? AND id = ?`, corp, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }

@@ -1,0 +1,146 @@
+package leads
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/expr-lang/expr"
+
+	"github.com/qiflow/qiflow/apperr"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Engagement replay: when the engagement rules change, the rescore job also
+// recomputes each lead's engagement from the activities stored for its
+// person (and the people merged into them), in the order they happened, by
+// today's rules: caps, once-only rules, points decayed from each activity's
+// time. A lead whose engagement changes gets the new one, what each rule
+// has given it, a history entry with the before and after, and becomes an
+// MQL if it now meets the bar.
+
+// DeleteRule removes an engagement rule and rescores the corp's leads.
+func (s *Service) DeleteRule(ctx context.Context, corp string, id int64) error {
+	ok, err := s.store.deleteRule(ctx, corp, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return apperr.NotFound("scoring rule not found")
+	}
+	return s.enqueueRescore(ctx, corp)
+}
+
+// replayEngagement recomputes the engagement of leads of a corp in tx; it
+// returns how many changed.
+func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []Rule, set Settings, ms int64) (int, error) {
+	rows, err := s.store.replayLeads(ctx, tx, corp, leads)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	persons := make([]int64, 0, len(rows))
+	leadOfPerson := map[int64]int64{}
+	for _, r := range rows {
+		persons = append(persons, r.Person)
+		leadOfPerson[r.Person] = r.ID
+	}
+	absorbed, err := s.store.absorbedBy(ctx, tx, corp, persons)
+	if err != nil {
+		return 0, err
+	}
+	for merged, into := range absorbed {
+		leadOfPerson[merged] = leadOfPerson[into]
+		persons = append(persons, merged)
+	}
+	acts, err := s.store.activitiesOfPeople(ctx, tx, corp, persons)
+	if err != nil {
+		return 0, err
+	}
+	byType := map[string][]Rule{}
+	for _, r := range rules {
+		byType[r.ActivityType] = append(byType[r.ActivityType], r)
+	}
+	now := qsql.FromMillis(ms)
+	engagement := map[int64]float64{}
+	givenBy := map[[2]int64]given{}
+	for _, a := range acts {
+		lead := leadOfPerson[a.Person]
+		if lead == 0 || len(byType[a.Type]) == 0 {
+			continue
+		}
+		env := activityEnv{Type: a.Type, Properties: map[string]any{}}
+		_ = json.Unmarshal([]byte(a.Props), &env.Properties)
+		for _, r := range byType[a.Type] {
+			prog, err := s.programs.get(r)
+			if err != nil {
+				continue
+			}
+			if ok, err := expr.Run(prog, env); err != nil || ok != true {
+				continue
+			}
+			k := [2]int64{lead, r.ID}
+			g := givenBy[k]
+			if !r.Repeatable && g.Times > 0 {
+				continue
+			}
+			award := r.Points
+			if r.MaxPoints > 0 && award > 0 {
+				award = min(award, r.MaxPoints-g.Points)
+			}
+			if award <= 0 && r.Points > 0 {
+				continue
+			}
+			g.Points, g.Times = g.Points+award, g.Times+1
+			givenBy[k] = g
+			engagement[lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
+		}
+	}
+	var history []historyRow
+	var changed []int64
+	var promotions *corpRules
+	for _, r := range rows {
+		was := decayed(r.Milli, r.At, now, set.HalfLifeDays)
+		eng := math.Max(0, engagement[r.ID])
+		if math.Abs(eng-was) < 0.05 {
+			continue
+		}
+		changed = append(changed, r.ID)
+		if err := s.store.setEngagement(ctx, tx, r.ID, int64(math.Round(eng*1000)), ms, coolsAt(eng, ms, set)); err != nil {
+			return 0, err
+		}
+		history = append(history, historyRow{corp, r.ID, HistoryEntry{At: ms, Kind: HistoryScore, From: fmt.Sprintf("%.1f", was), To: fmt.Sprintf("%.1f", eng),
+			Reason: fmt.Sprintf("rescored by the current rules: %.1f → %.1f", was, eng)}})
+		if r.Stage == StageLead && eng >= float64(set.MQLThreshold) {
+			if promotions == nil {
+				if promotions, err = s.corpRules(ctx, tx, corp); err != nil {
+					return 0, err
+				}
+			}
+			promoted, err := s.promoteIfReady(ctx, tx, corp, promotions, r.ID, eng, r.Grade, set, ms)
+			if err != nil {
+				return 0, err
+			}
+			history = append(history, promoted...)
+		}
+	}
+	if len(changed) > 0 {
+		if err := s.store.resetRulePoints(ctx, tx, changed); err != nil {
+			return 0, err
+		}
+		isChanged := make(map[int64]bool, len(changed))
+		for _, id := range changed {
+			isChanged[id] = true
+		}
+		mine := map[[2]int64]given{}
+		for k, g := range givenBy {
+			if isChanged[k[0]] {
+				mine[k] = g
+			}
+		}
+		if err := s.store.putRulePoints(ctx, tx, mine); err != nil {
+			return 0, err
+		}
+	}
+	return len(changed), s.store.addHistories(ctx, tx, history)
+}
