@@ -76,6 +76,17 @@ func (r AssignmentRule) users() []int64 {
 	return users
 }
 
+// holds reports whether a rule's condition holds for a lead; a condition
+// saved before it stopped compiling holds for nothing.
+func holds(cond string, env leadEnv) bool {
+	prog, err := compileLeadCond(cond)
+	if err != nil {
+		return false
+	}
+	ok, err := expr.Run(prog, env)
+	return err == nil && ok == true
+}
+
 func compileLeadCond(cond string) (*vm.Program, error) {
 	if strings.TrimSpace(cond) == "" {
 		cond = "true"
@@ -175,15 +186,8 @@ func (s *Service) assignBy(ctx context.Context, tx *qsql.Tx, corp string, rules 
 		return nil, err
 	}
 	for _, r := range rules {
-		prog, err := compileLeadCond(r.Condition)
-		if err != nil {
-			continue
-		}
-		if ok, err := expr.Run(prog, env); err != nil || ok != true {
-			continue
-		}
 		users := r.users()
-		if len(users) == 0 {
+		if !holds(r.Condition, env) || len(users) == 0 {
 			continue
 		}
 		if r.WorkingHours && !s.calendars.For(corp).IsWorkingTime(qsql.FromMillis(now)) {

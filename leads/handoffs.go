@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/expr-lang/expr"
-
 	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 )
@@ -259,15 +257,8 @@ func (s *Service) pickRep(ctx context.Context, tx *qsql.Tx, corp string, l *Lead
 	}
 	env.Budget, env.Authority, env.Need, env.Timeline = q.Budget, q.Authority, q.Need, q.Timeline
 	for _, r := range rules {
-		prog, err := compileLeadCond(r.Condition)
-		if err != nil {
-			continue
-		}
-		if ok, err := expr.Run(prog, env); err != nil || ok != true {
-			continue
-		}
 		users := r.users()
-		if len(users) == 0 {
+		if !holds(r.Condition, env) || len(users) == 0 {
 			continue
 		}
 		pick, err := s.store.nextPick(ctx, tx, r.ID)

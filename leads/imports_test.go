@@ -18,6 +18,17 @@ import (
 	"github.com/qiflow/qiflow/sql/sqltest"
 )
 
+// importing is a service whose imports run on a started runner.
+func importing(t *testing.T, db *qsql.DB) (*Service, *jobs.Runner) {
+	s := New(db, nil, nil, quiet)
+	run := jobs.NewRunner(db, "test", time.Minute, quiet)
+	run.Register(JobImport, s.RunImport)
+	s.SetJobs(run)
+	run.Start(1)
+	t.Cleanup(func() { run.Stop(context.Background()) })
+	return s, run
+}
+
 // runImport imports a file and waits for its job.
 func runImport(t *testing.T, s *Service, run *jobs.Runner, file []byte, mapping map[string]string, encoding string) (ImportResult, *Import) {
 	t.Helper()
@@ -44,13 +55,8 @@ func runImport(t *testing.T, s *Service, run *jobs.Runner, file []byte, mapping 
 
 func TestImport_StreamsAFileWithInvalidAndDuplicateLinesAndReportsThem(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, nil, nil, quiet)
+		s, run := importing(t, db)
 		ctx := context.Background()
-		run := jobs.NewRunner(db, "test", time.Minute, quiet)
-		run.Register(JobImport, s.RunImport)
-		s.SetJobs(run)
-		run.Start(1)
-		defer run.Stop(ctx)
 		// An existing person the file will meet by email.
 		known, err := s.Upsert(ctx, "ww1", 0, "", PersonIn{Name: "Known", Email: "known@qq.com"})
 		if err != nil {
@@ -130,13 +136,8 @@ func TestImport_StreamsAFileWithInvalidAndDuplicateLinesAndReportsThem(t *testin
 
 func TestImport_GBKFilesAsExcelWritesThem(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, nil, nil, quiet)
+		s, run := importing(t, db)
 		ctx := context.Background()
-		run := jobs.NewRunner(db, "test", time.Minute, quiet)
-		run.Register(JobImport, s.RunImport)
-		s.SetJobs(run)
-		run.Start(1)
-		defer run.Stop(ctx)
 		gbk, err := simplifiedchinese.GBK.NewEncoder().String("姓名,手机,地区\r\n李雷,13912345679,上海\r\n韩梅梅,13912345680,北京\r\n")
 		if err != nil {
 			t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr"
-
 	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 )
@@ -105,11 +103,7 @@ func (s *Service) startSLABy(ctx context.Context, tx *qsql.Tx, corp string, rule
 		return err
 	}
 	for _, r := range rules {
-		prog, err := compileLeadCond(r.Condition)
-		if err != nil {
-			continue
-		}
-		if ok, err := expr.Run(prog, env); err != nil || ok != true {
+		if !holds(r.Condition, env) {
 			continue
 		}
 		cal := s.calendars.For(corp)

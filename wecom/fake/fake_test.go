@@ -111,17 +111,9 @@ func TestFake_QRCodesArePNGImages(t *testing.T) {
 // Qiflow typo fails its tests.
 func TestFake_RefusesUnknownRequestFields(t *testing.T) {
 	_, base := StartForTest(t, SandboxCorpID, true)
-	resp, err := http.Get(base + "/cgi-bin/gettoken?corpid=" + SandboxCorpID + "&corpsecret=" + SandboxCorp.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
+	tok := sandboxToken(t, base)
 	post := func(endpoint, body string) int64 {
-		resp, err := http.Post(base+"/cgi-bin/"+endpoint+"?access_token="+tok.AccessToken, "application/json", strings.NewReader(body))
+		resp, err := http.Post(base+"/cgi-bin/"+endpoint+"?access_token="+tok, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,18 +155,10 @@ func TestFake_RefusesUnknownRequestFields(t *testing.T) {
 // nobody valid is refused with 81013.
 func TestFake_AppMessagesObeyWeComsPerPersonLimits(t *testing.T) {
 	f, base := StartForTest(t, SandboxCorpID, true)
-	resp, err := http.Get(base + "/cgi-bin/gettoken?corpid=" + SandboxCorpID + "&corpsecret=" + SandboxCorp.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
+	tok := sandboxToken(t, base)
 	send := func(to, text string) int64 {
 		body, _ := json.Marshal(map[string]any{"touser": to, "msgtype": "text", "agentid": SandboxCorp.AgentID, "text": map[string]string{"content": text}})
-		resp, err := http.Post(base+"/cgi-bin/message/send?access_token="+tok.AccessToken, "application/json", strings.NewReader(string(body)))
+		resp, err := http.Post(base+"/cgi-bin/message/send?access_token="+tok, "application/json", strings.NewReader(string(body)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,4 +187,19 @@ func TestFake_AppMessagesObeyWeComsPerPersonLimits(t *testing.T) {
 	if code := send("nobody", "hi"); code != 81013 {
 		t.Fatalf("to nobody valid: errcode %d", code)
 	}
+}
+
+// sandboxToken fetches an access token of the sandbox corp.
+func sandboxToken(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/cgi-bin/gettoken?corpid=" + SandboxCorpID + "&corpsecret=" + SandboxCorp.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	return tok.AccessToken
 }
