@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/expr-lang/expr"
-
 	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
 )
@@ -72,27 +70,10 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 		env := activityEnv{Type: a.Type, Properties: map[string]any{}}
 		_ = json.Unmarshal([]byte(a.Props), &env.Properties)
 		for _, r := range byType[a.Type] {
-			prog, err := s.programs.get(r)
-			if err != nil {
+			award, ok := s.award(r, env, givenBy, [2]int64{lead, r.ID})
+			if !ok {
 				continue
 			}
-			if ok, err := expr.Run(prog, env); err != nil || ok != true {
-				continue
-			}
-			k := [2]int64{lead, r.ID}
-			g := givenBy[k]
-			if !r.Repeatable && g.Times > 0 {
-				continue
-			}
-			award := r.Points
-			if r.MaxPoints > 0 && award > 0 {
-				award = min(award, r.MaxPoints-g.Points)
-			}
-			if award <= 0 && r.Points > 0 {
-				continue
-			}
-			g.Points, g.Times = g.Points+award, g.Times+1
-			givenBy[k] = g
 			engagement[lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
 		}
 	}

@@ -186,6 +186,34 @@ func (s *Service) SetScoringSettings(ctx context.Context, corp string, st Settin
 	return st, nil
 }
 
+// award is what rule r gives for an activity (env) to the lead of key k,
+// given what it has given that lead: nothing when its condition does not
+// hold, when it is once-only and gave already, or when its cap is reached.
+// It records the award in given.
+func (s *Service) award(r Rule, env activityEnv, given map[[2]int64]given, k [2]int64) (int, bool) {
+	prog, err := s.programs.get(r)
+	if err != nil {
+		return 0, false // saved before it stopped compiling: it gives nothing
+	}
+	if ok, err := expr.Run(prog, env); err != nil || ok != true {
+		return 0, false
+	}
+	g := given[k]
+	if !r.Repeatable && g.Times > 0 {
+		return 0, false
+	}
+	award := r.Points
+	if r.MaxPoints > 0 && award > 0 {
+		award = min(award, r.MaxPoints-g.Points)
+	}
+	if award <= 0 && r.Points > 0 {
+		return 0, false // capped
+	}
+	g.Points, g.Times = g.Points+award, g.Times+1
+	given[k] = g
+	return award, true
+}
+
 // coolsAt is when an engagement of eng as of at decays below the MQL
 // threshold; nil when it is below already.
 func coolsAt(eng float64, at int64, set Settings) *int64 {
@@ -304,28 +332,11 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 		env := activityEnv{Type: a.Type, Properties: map[string]any{}}
 		_ = json.Unmarshal([]byte(a.Props), &env.Properties) // checked to be an object when recorded
 		for _, r := range byType[a.Type] {
-			prog, err := s.programs.get(r)
-			if err != nil {
-				continue // saved before it stopped compiling: it gives nothing
-			}
-			ok, err := expr.Run(prog, env)
-			if err != nil || ok != true {
-				continue
-			}
 			k := [2]int64{a.Lead, r.ID}
-			g := given[k]
-			if !r.Repeatable && g.Times > 0 {
+			award, ok := s.award(r, env, given, k)
+			if !ok {
 				continue
 			}
-			award := r.Points
-			if r.MaxPoints > 0 && award > 0 {
-				award = min(award, r.MaxPoints-g.Points)
-			}
-			if award <= 0 && r.Points > 0 {
-				continue // capped
-			}
-			g.Points, g.Times = g.Points+award, g.Times+1
-			given[k] = g
 			gained[a.Lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
 			history = append(history, historyRow{corp, a.Lead, HistoryEntry{At: ms, Kind: HistoryScore, To: fmt.Sprintf("%+d", award),
 				Reason: fmt.Sprintf("%+d %s (rule %s)", award, a.Type, r.Name)}})
