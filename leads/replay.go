@@ -79,7 +79,13 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 	}
 	var history []historyRow
 	var changed []int64
-	var promotions *corpRules
+	var updates []engagementUpdate
+	type ready struct {
+		id    int64
+		eng   float64
+		grade string
+	}
+	var promote []ready
 	for _, r := range rows {
 		was := decayed(r.Milli, r.At, now, set.HalfLifeDays)
 		eng := math.Max(0, engagement[r.ID])
@@ -87,22 +93,48 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 			continue
 		}
 		changed = append(changed, r.ID)
-		if err := s.store.setEngagement(ctx, tx, r.ID, int64(math.Round(eng*1000)), ms, coolsAt(eng, ms, set)); err != nil {
-			return 0, err
+		u := engagementUpdate{Lead: r.ID, Milli: int64(math.Round(eng * 1000)), At: ms, CoolsAt: coolsAt(eng, ms, set), Cooling: r.Cooling}
+		if u.CoolsAt != nil {
+			u.Cooling = false // above the threshold again
 		}
+		updates = append(updates, u)
 		history = append(history, historyRow{corp, r.ID, HistoryEntry{At: ms, Kind: HistoryScore, From: fmt.Sprintf("%.1f", was), To: fmt.Sprintf("%.1f", eng),
 			Reason: fmt.Sprintf("rescored by the current rules: %.1f → %.1f", was, eng)}})
-		if r.Stage == StageLead && eng >= float64(set.MQLThreshold) {
-			if promotions == nil {
-				if promotions, err = s.corpRules(ctx, tx, corp); err != nil {
-					return 0, err
-				}
+		if r.Stage == StageLead && eng >= float64(set.MQLThreshold) && gradeAtLeast(r.Grade, set.MQLMinGrade) {
+			promote = append(promote, ready{r.ID, eng, r.Grade})
+		}
+	}
+	if err := s.store.setEngagements(ctx, tx, updates); err != nil {
+		return 0, err
+	}
+	if len(promote) > 0 {
+		rules, err := s.corpRules(ctx, tx, corp)
+		if err != nil {
+			return 0, err
+		}
+		if len(rules.assign) == 0 && len(rules.sla) == 0 {
+			// Nobody to assign to and no SLA to start: one statement for all.
+			ids := make([]int64, len(promote))
+			byID := map[int64]ready{}
+			for i, p := range promote {
+				ids[i], byID[p.id] = p.id, p
 			}
-			promoted, err := s.promoteIfReady(ctx, tx, corp, promotions, r.ID, eng, r.Grade, set, ms)
+			moved, err := s.store.promoteAll(ctx, tx, corp, ids, ms)
 			if err != nil {
 				return 0, err
 			}
-			history = append(history, promoted...)
+			for _, id := range moved {
+				history = append(history, historyRow{corp, id, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL,
+					Reason: mqlReason(byID[id].eng, byID[id].grade, set)}})
+			}
+		} else {
+			for _, p := range promote {
+				promoted, err := s.promoteIfReady(ctx, tx, corp, rules, p.id, p.eng, p.grade, set, ms)
+				if err != nil {
+					return 0, err
+				}
+				history = append(history, promoted...)
+			}
 		}
 	}
 	if len(changed) > 0 {

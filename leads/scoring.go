@@ -225,6 +225,15 @@ func coolsAt(eng float64, at int64, set Settings) *int64 {
 	return &t
 }
 
+// mqlReason says why a lead became an MQL.
+func mqlReason(eng float64, grade string, set Settings) string {
+	why := fmt.Sprintf("engagement %.1f reached the MQL threshold %d", eng, set.MQLThreshold)
+	if set.MQLMinGrade != "D" {
+		why += fmt.Sprintf(" with grade %s (at least %s)", grade, set.MQLMinGrade)
+	}
+	return why
+}
+
 // corpRules are a corp's assignment (kind mql) and SLA rules, read once for
 // a batch of promotions.
 type corpRules struct {
@@ -253,11 +262,7 @@ func (s *Service) promoteIfReady(ctx context.Context, tx *qsql.Tx, corp string, 
 	if err != nil || !moved {
 		return nil, err
 	}
-	why := fmt.Sprintf("engagement %.1f reached the MQL threshold %d", eng, set.MQLThreshold)
-	if set.MQLMinGrade != "D" {
-		why += fmt.Sprintf(" with grade %s (at least %s)", grade, set.MQLMinGrade)
-	}
-	out := []historyRow{{corp, lead, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL, Reason: why}}}
+	out := []historyRow{{corp, lead, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL, Reason: mqlReason(eng, grade, set)}}}
 	if len(rules.assign) > 0 {
 		assigned, err := s.assignBy(ctx, tx, corp, rules.assign, lead, ms)
 		if err != nil {

@@ -982,17 +982,62 @@ func (st *store) exports(ctx context.Context, corp string) ([]Export, error) {
 
 // replayRow is what an engagement replay reads of a lead.
 type replayRow struct {
-	ID     int64  `db:"id"`
-	Person int64  `db:"person_id"`
-	Stage  string `db:"stage"`
-	Grade  string `db:"grade"`
-	Milli  int64  `db:"engagement_milli"`
-	At     int64  `db:"engagement_at"`
+	ID      int64  `db:"id"`
+	Person  int64  `db:"person_id"`
+	Stage   string `db:"stage"`
+	Grade   string `db:"grade"`
+	Milli   int64  `db:"engagement_milli"`
+	At      int64  `db:"engagement_at"`
+	Cooling bool   `db:"cooling"`
+}
+
+// engagementUpdate is a lead's new engagement.
+type engagementUpdate struct {
+	Lead    int64
+	Milli   int64
+	At      int64
+	CoolsAt *int64
+	Cooling bool
+}
+
+// setEngagements stores new engagements, a statement per thousand leads.
+func (st *store) setEngagements(ctx context.Context, tx *qsql.Tx, us []engagementUpdate) error {
+	for start := 0; start < len(us); start += 1000 {
+		chunk := us[start:min(start+1000, len(us))]
+		args := make([]any, 0, 6*len(chunk))
+		for _, u := range chunk {
+			args = append(args, u.Lead, u.Milli, u.At, u.CoolsAt, u.Cooling, u.At)
+		}
+		q := st.db.UpdateRows("leads", "id", []string{"engagement_milli", "engagement_at", "cools_at", "cooling", "updated_at"}, len(chunk))
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// promoteAll moves leads still in stage lead to mql and returns those it moved.
+func (st *store) promoteAll(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, now int64) ([]int64, error) {
+	q, args, err := sqlx.In(`UPDATE leads SET stage = ?, status = 'new', status_reason = '', version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND stage = ? AND id IN (?)`, StageMQL, now, corp, StageLead, leads)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return nil, err
+	}
+	var moved []int64
+	q, args, err = sqlx.In(`SELECT id FROM leads WHERE corp_id = ? AND stage = ? AND updated_at = ? AND id IN (?) ORDER BY id`, corp, StageMQL, now, leads)
+	if err != nil {
+		return nil, err
+	}
+	err = tx.SelectContext(ctx, &moved, q, args...)
+	return moved, err
 }
 
 func (st *store) replayLeads(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]replayRow, error) {
 	var out []replayRow
-	q, args, err := sqlx.In(`SELECT id, person_id, stage, grade, engagement_milli, engagement_at FROM leads
+	q, args, err := sqlx.In(`SELECT id, person_id, stage, grade, engagement_milli, engagement_at, cooling FROM leads
 		WHERE corp_id = ? AND id IN (?) AND merged_into = 0 ORDER BY id`, corp, leads)
 	if err != nil {
 		return nil, err

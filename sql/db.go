@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -187,6 +188,39 @@ func (db *DB) UpsertSet(table string, cols, key []string, n int, sets ...string)
 		return q + " ON DUPLICATE KEY UPDATE " + key[0] + "=" + key[0]
 	}
 	return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
+}
+
+// UpdateRows returns one statement that sets cols of n rows of table, each
+// row found by its key column, with arguments key, cols… per row: on
+// MySQL/MariaDB a join with a derived table of the rows (UNION ALL), on
+// SQLite UPDATE … FROM VALUES. For rows that each get their own values: a
+// CASE over the key would be evaluated row by row, quadratic in n.
+func (db *DB) UpdateRows(table, key string, cols []string, n int) string {
+	if db.Dialect == SQLite {
+		sets := make([]string, len(cols))
+		for i, c := range cols {
+			sets[i] = fmt.Sprintf("%s = v.column%d", c, i+2)
+		}
+		rows := make([]string, n)
+		for i := range rows {
+			rows[i] = valuesRow(len(cols) + 1)
+		}
+		return "UPDATE " + table + " SET " + strings.Join(sets, ", ") + " FROM (VALUES " + strings.Join(rows, ",") + ") AS v WHERE " +
+			table + "." + key + " = v.column1"
+	}
+	first := make([]string, len(cols)+1)
+	first[0] = "? AS k"
+	sets := make([]string, len(cols))
+	for i, c := range cols {
+		first[i+1] = "? AS c" + strconv.Itoa(i)
+		sets[i] = "t." + c + " = v.c" + strconv.Itoa(i)
+	}
+	selects := make([]string, n)
+	selects[0] = "SELECT " + strings.Join(first, ", ")
+	for i := 1; i < n; i++ {
+		selects[i] = "SELECT " + strings.TrimSuffix(strings.Repeat("?, ", len(cols)+1), ", ")
+	}
+	return "UPDATE " + table + " t JOIN (" + strings.Join(selects, " UNION ALL ") + ") v ON t." + key + " = v.k SET " + strings.Join(sets, ", ")
 }
 
 // Tx is a write transaction that can run functions after it commits (to

@@ -81,3 +81,29 @@ func TestUpsert_UpdatesNamedColumnsOnly(t *testing.T) {
 		}
 	})
 }
+
+func TestUpdateRows_SetsEachRowItsOwnValues(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		if _, err := db.Exec(`CREATE TABLE ur (id BIGINT NOT NULL PRIMARY KEY, a BIGINT NOT NULL, b BIGINT NULL, c VARCHAR(8) NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO ur (id, a, b, c) VALUES (1, 0, 0, 'x'), (2, 0, 0, 'x'), (3, 0, 0, 'x')`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(db.UpdateRows("ur", "id", []string{"a", "b", "c"}, 2), 1, 10, nil, "one", 3, 30, 300, "three"); err != nil {
+			t.Fatal(err)
+		}
+		var rows []struct {
+			ID int64  `db:"id"`
+			A  int64  `db:"a"`
+			B  *int64 `db:"b"`
+			C  string `db:"c"`
+		}
+		if err := db.Select(&rows, `SELECT id, a, b, c FROM ur ORDER BY id`); err != nil {
+			t.Fatal(err)
+		}
+		if rows[0].A != 10 || rows[0].B != nil || rows[0].C != "one" || rows[1].A != 0 || rows[2].A != 30 || *rows[2].B != 300 || rows[2].C != "three" {
+			t.Fatalf("rows %+v", rows)
+		}
+	})
+}
