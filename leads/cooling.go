@@ -90,7 +90,8 @@ func (s *Service) recool(ctx context.Context, tx *qsql.Tx, corp string, leads []
 	}
 	for _, r := range rows {
 		want := coolsAt(float64(r.Milli)/1000, r.At, set)
-		if (want == nil) != (r.CoolsAt == nil) || (want != nil && *want != *r.CoolsAt) {
+		// A second apart is the same moment (stored engagement is rounded).
+		if (want == nil) != (r.CoolsAt == nil) || (want != nil && (*want-*r.CoolsAt > 1000 || *r.CoolsAt-*want > 1000)) {
 			if err := s.store.setCoolsAt(ctx, tx, corp, r.ID, r.CoolsAt, want); err != nil {
 				return err
 			}

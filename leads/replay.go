@@ -93,7 +93,8 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 			continue
 		}
 		changed = append(changed, r.ID)
-		u := engagementUpdate{Lead: r.ID, Milli: int64(math.Round(eng * 1000)), At: ms, CoolsAt: coolsAt(eng, ms, set), Cooling: r.Cooling}
+		milli := int64(math.Round(eng * 1000))
+		u := engagementUpdate{Lead: r.ID, Milli: milli, At: ms, CoolsAt: coolsAt(float64(milli)/1000, ms, set), Cooling: r.Cooling}
 		if u.CoolsAt != nil {
 			u.Cooling = false // above the threshold again
 		}
