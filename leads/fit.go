@@ -156,14 +156,14 @@ func (s *Service) FitRules(ctx context.Context, corp string) ([]FitRule, error) 
 
 // refit recomputes the fit of leads of a corp in tx with the given rules
 // and settings, stores what changed, and promotes those that now meet the
-// MQL bar. It returns how many changed.
-func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []FitRule, set Settings, ms int64) (int, error) {
+// MQL bar. It returns how many changed and the history to record.
+func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []FitRule, set Settings, ms int64) (int, []historyRow, error) {
 	if len(leads) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	inputs, err := s.store.fitInputs(ctx, tx, corp, leads)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	progs := make([]*vm.Program, len(rules))
 	for i, r := range rules {
@@ -199,7 +199,7 @@ func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []i
 			To: fmt.Sprintf("%d %s", points, grade), Reason: reason}})
 	}
 	if err := s.store.setFits(ctx, tx, corp, changed, ms); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// A better grade may be what a lead lacked to become an MQL.
 	var corpRules *corpRules
@@ -214,16 +214,43 @@ func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []i
 		}
 		if corpRules == nil {
 			if corpRules, err = s.corpRules(ctx, tx, corp); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 		}
 		promoted, err := s.promoteIfReady(ctx, tx, corp, corpRules, c.lead, eng, c.grade, set, ms)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		history = append(history, promoted...)
 	}
-	return len(changed), s.store.addHistories(ctx, tx, history)
+	return len(changed), history, nil
+}
+
+// mergeRescoreHistory records a lead's new fit and new engagement from one
+// rescore as one history entry ("fit 0 D → 55 B (+30 exec); engagement
+// 0.0 → 62.0"), other entries (promotions) as they are: a rescore of a
+// million leads writes a row fewer for each.
+func mergeRescoreHistory(fits, scores []historyRow) []historyRow {
+	out := make([]historyRow, 0, len(fits)+len(scores))
+	fitOf := map[int64]int{}
+	for _, h := range fits {
+		if h.Kind == HistoryFit {
+			fitOf[h.Lead] = len(out)
+		}
+		out = append(out, h)
+	}
+	for _, h := range scores {
+		i, ok := fitOf[h.Lead]
+		if h.Kind != HistoryScore || !ok {
+			out = append(out, h)
+			continue
+		}
+		f := &out[i]
+		f.Kind = HistoryScore
+		f.Reason = fmt.Sprintf("rescored by the current rules: fit %s → %s (%s); engagement %s → %s", f.From, f.To, f.Reason, h.From, h.To)
+		f.From, f.To = h.From, h.To
+	}
+	return out
 }
 
 // fitChange is a lead's new fit.
@@ -255,8 +282,11 @@ func (s *Service) refitLeads(ctx context.Context, tx *qsql.Tx, corp string, lead
 	if err != nil {
 		return err
 	}
-	_, err = s.refit(ctx, tx, corp, leads, rules, set, ms)
-	return err
+	_, history, err := s.refit(ctx, tx, corp, leads, rules, set, ms)
+	if err != nil {
+		return err
+	}
+	return s.store.addHistories(ctx, tx, history)
 }
 
 const rescorePage = 2000
@@ -315,18 +345,22 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 				return err
 			}
 			ms := qsql.Millis(s.now())
-			if changed, err = s.refit(ctx, tx, j.CorpID, ids, rules, set, ms); err != nil {
+			nf, fits, err := s.refit(ctx, tx, j.CorpID, ids, rules, set, ms)
+			if err != nil {
 				return err
 			}
 			engagementRules, err := s.store.rulesOf(ctx, tx, []string{j.CorpID})
 			if err != nil {
 				return err
 			}
-			n, err := s.replayEngagement(ctx, tx, j.CorpID, ids, engagementRules[j.CorpID], set, ms)
+			ne, scores, err := s.replayEngagement(ctx, tx, j.CorpID, ids, engagementRules[j.CorpID], set, ms)
 			if err != nil {
 				return err
 			}
-			changed += n
+			changed = nf + ne
+			if err := s.store.addHistories(ctx, tx, mergeRescoreHistory(fits, scores)); err != nil {
+				return err
+			}
 			return s.recool(ctx, tx, j.CorpID, ids, set)
 		})
 		if err != nil {

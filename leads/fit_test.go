@@ -297,3 +297,14 @@ func TestRescore_NewEngagementRulesReplayStoredActivities(t *testing.T) {
 		}
 	})
 }
+
+func TestMergeRescoreHistory_OneEntryPerLeadForFitAndEngagement(t *testing.T) {
+	fits := []historyRow{{"ww1", 1, HistoryEntry{Kind: HistoryFit, From: "0 D", To: "55 B", Reason: "+55 exec"}},
+		{"ww1", 1, HistoryEntry{Kind: HistoryStage, From: StageLead, To: StageMQL}}}
+	scores := []historyRow{{"ww1", 1, HistoryEntry{Kind: HistoryScore, From: "0.0", To: "62.0"}}, {"ww1", 2, HistoryEntry{Kind: HistoryScore, From: "1.0", To: "2.0"}}}
+	got := mergeRescoreHistory(fits, scores)
+	if len(got) != 3 || got[0].Kind != HistoryScore || got[0].Reason != "rescored by the current rules: fit 0 D → 55 B (+55 exec); engagement 0.0 → 62.0" ||
+		got[1].Kind != HistoryStage || got[2].Lead != 2 {
+		t.Fatalf("%+v", got)
+	}
+}

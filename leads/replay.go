@@ -1,10 +1,12 @@
 package leads
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/qiflow/qiflow/apperr"
 	qsql "github.com/qiflow/qiflow/sql"
@@ -31,11 +33,11 @@ func (s *Service) DeleteRule(ctx context.Context, corp string, id int64) error {
 }
 
 // replayEngagement recomputes the engagement of leads of a corp in tx; it
-// returns how many changed.
-func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []Rule, set Settings, ms int64) (int, error) {
+// returns how many changed and the history to record.
+func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []Rule, set Settings, ms int64) (int, []historyRow, error) {
 	rows, err := s.store.replayLeads(ctx, tx, corp, leads)
 	if err != nil || len(rows) == 0 {
-		return 0, err
+		return 0, nil, err
 	}
 	persons := make([]int64, 0, len(rows))
 	leadOfPerson := map[int64]int64{}
@@ -45,7 +47,7 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 	}
 	absorbed, err := s.store.absorbedBy(ctx, tx, corp, persons)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for merged, into := range absorbed {
 		leadOfPerson[merged] = leadOfPerson[into]
@@ -53,22 +55,35 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 	}
 	acts, err := s.store.activitiesOfPeople(ctx, tx, corp, persons)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	byType := map[string][]Rule{}
 	for _, r := range rules {
 		byType[r.ActivityType] = append(byType[r.ActivityType], r)
 	}
+	// Each lead's activities in the order they happened: a person's come in
+	// order; a lead with people merged into it needs its merged together.
+	if len(absorbed) > 0 {
+		slices.SortStableFunc(acts, func(a, b activityRow) int {
+			return cmp.Or(cmp.Compare(leadOfPerson[a.Person], leadOfPerson[b.Person]), cmp.Compare(a.At, b.At))
+		})
+	}
 	now := qsql.FromMillis(ms)
 	engagement := map[int64]float64{}
 	givenBy := map[[2]int64]given{}
+	decoded := map[string]map[string]any{} // properties as stored → decoded, shared by equal ones
 	for _, a := range acts {
 		lead := leadOfPerson[a.Person]
 		if lead == 0 || len(byType[a.Type]) == 0 {
 			continue
 		}
-		env := activityEnv{Type: a.Type, Properties: map[string]any{}}
-		_ = json.Unmarshal([]byte(a.Props), &env.Properties)
+		props, ok := decoded[a.Props]
+		if !ok {
+			props = map[string]any{}
+			_ = json.Unmarshal([]byte(a.Props), &props)
+			decoded[a.Props] = props
+		}
+		env := activityEnv{Type: a.Type, Properties: props}
 		for _, r := range byType[a.Type] {
 			award, ok := s.award(r, env, givenBy, [2]int64{lead, r.ID})
 			if !ok {
@@ -106,12 +121,12 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 		}
 	}
 	if err := s.store.setEngagements(ctx, tx, updates); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if len(promote) > 0 {
 		rules, err := s.corpRules(ctx, tx, corp)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if len(rules.assign) == 0 && len(rules.sla) == 0 {
 			// Nobody to assign to and no SLA to start: one statement for all.
@@ -122,7 +137,7 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 			}
 			moved, err := s.store.promoteAll(ctx, tx, corp, ids, ms)
 			if err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			for _, id := range moved {
 				history = append(history, historyRow{corp, id, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL,
@@ -132,7 +147,7 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 			for _, p := range promote {
 				promoted, err := s.promoteIfReady(ctx, tx, corp, rules, p.id, p.eng, p.grade, set, ms)
 				if err != nil {
-					return 0, err
+					return 0, nil, err
 				}
 				history = append(history, promoted...)
 			}
@@ -140,7 +155,7 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 	}
 	if len(changed) > 0 {
 		if err := s.store.resetRulePoints(ctx, tx, changed); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		isChanged := make(map[int64]bool, len(changed))
 		for _, id := range changed {
@@ -153,8 +168,8 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 			}
 		}
 		if err := s.store.putRulePoints(ctx, tx, mine); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	return len(changed), s.store.addHistories(ctx, tx, history)
+	return len(changed), history, nil
 }

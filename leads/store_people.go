@@ -1066,11 +1066,12 @@ func (st *store) absorbedBy(ctx context.Context, tx *qsql.Tx, corp string, peopl
 	return out, nil
 }
 
-// activitiesOfPeople reads the activities of people in the order they happened.
+// activitiesOfPeople reads the activities of people, each person's in the
+// order they happened (the index's order: no sort).
 func (st *store) activitiesOfPeople(ctx context.Context, tx *qsql.Tx, corp string, people []int64) ([]activityRow, error) {
 	var out []activityRow
-	q, args, err := sqlx.In(`SELECT corp_id, person_id, type, at, properties, COALESCE(idem_key, '') AS idem_key FROM activities
-		WHERE person_id IN (?) AND corp_id = ? ORDER BY at, id`, people, corp)
+	q, args, err := sqlx.In(`SELECT corp_id, person_id, type, at, properties, '' AS idem_key FROM activities
+		WHERE person_id IN (?) AND corp_id = ? ORDER BY person_id, at, id`, people, corp)
 	if err != nil {
 		return nil, err
 	}
