@@ -479,6 +479,21 @@ func (s *Service) ManagedUsers(ctx context.Context, corpID string, manager int64
 	return ids, err
 }
 
+// TeamMembership is a team and one of its members.
+type TeamMembership struct {
+	TeamID int64  `db:"team_id"`
+	Team   string `db:"name"`
+	UserID int64  `db:"user_id"`
+}
+
+// Memberships lists every team membership of a corp.
+func (s *Service) Memberships(ctx context.Context, corpID string) ([]TeamMembership, error) {
+	var out []TeamMembership
+	err := s.db.SelectContext(ctx, &out, `SELECT t.id AS team_id, t.name, m.user_id FROM teams t JOIN team_members m ON m.team_id = t.id
+		WHERE t.corp_id = ? ORDER BY t.id, m.user_id`, corpID)
+	return out, err
+}
+
 // TeamMembers lists a team's user ids.
 func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error) {
 	var ids []int64

@@ -120,7 +120,8 @@ func (s *Server) createSLARule(c *gin.Context) {
 }
 
 // slaReport counts the SLAs started from ?from= to ?to= (dates in the
-// corp's zone, both included) met, breached, open and closed, by user.
+// corp's zone, both included) met, breached, open and closed, by user and
+// by team (a user in two teams counts in both).
 func (s *Server) slaReport(c *gin.Context) {
 	p := principal(c)
 	rows, err := s.d.Leads.SLAReport(c.Request.Context(), p.CorpID, c.Query("from"), c.Query("to"))
@@ -128,5 +129,30 @@ func (s *Server) slaReport(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"users": rows})
+	members, err := s.d.Auth.Memberships(c.Request.Context(), p.CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	type teamRow struct {
+		TeamID   int64  `json:"team_id"`
+		Team     string `json:"team"`
+		Met      int    `json:"met"`
+		Breached int    `json:"breached"`
+		Open     int    `json:"open"`
+		Closed   int    `json:"closed"`
+	}
+	byUser := map[int64]leads.SLARow{}
+	for _, r := range rows {
+		byUser[r.UserID] = r
+	}
+	teams := []teamRow{}
+	for _, m := range members {
+		if len(teams) == 0 || teams[len(teams)-1].TeamID != m.TeamID {
+			teams = append(teams, teamRow{TeamID: m.TeamID, Team: m.Team})
+		}
+		t, u := &teams[len(teams)-1], byUser[m.UserID]
+		t.Met, t.Breached, t.Open, t.Closed = t.Met+u.Met, t.Breached+u.Breached, t.Open+u.Open, t.Closed+u.Closed
+	}
+	c.JSON(http.StatusOK, gin.H{"users": rows, "teams": teams})
 }

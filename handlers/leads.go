@@ -341,13 +341,15 @@ type poolInput struct {
 	MaxClaimsDay  int    `json:"max_claims_day"`
 	CooldownHours int    `json:"cooldown_hours"`
 	RecycleDays   int    `json:"recycle_days"`
+	// RecycleByGrade: {"A": 5, "D": 2} working days for leads of a grade.
+	RecycleByGrade map[string]int `json:"recycle_by_grade"`
 	// Escalations: [{"after_days": 3, "notify": "owner"}, {"after_days": 5, "notify": "manager"}]
 	Escalations []leads.Escalation `json:"escalations"`
 }
 
 func (in poolInput) pool(corp string) leads.Pool {
 	return leads.Pool{CorpID: corp, Name: in.Name, MaxOpen: in.MaxOpen, MaxClaimsDay: in.MaxClaimsDay, CooldownHours: in.CooldownHours,
-		RecycleDays: in.RecycleDays, Escalations: in.Escalations}
+		RecycleDays: in.RecycleDays, RecycleByGrade: in.RecycleByGrade, Escalations: in.Escalations}
 }
 
 func (s *Server) createPool(c *gin.Context) {

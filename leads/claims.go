@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -233,6 +234,11 @@ func (p Pool) checkCaps() apperr.Fields {
 		}
 		last = max(last, e.AfterDays)
 	}
+	for g, d := range p.RecycleByGrade {
+		if !slices.Contains(grades, g) || d < 0 {
+			f.Add("recycle_by_grade."+g, "grades are A, B, C or D; days 0 (never) or more")
+		}
+	}
 	if len(p.Escalations) > 10 {
 		f.Add("escalations", "has at most 10 steps")
 	}
@@ -252,11 +258,24 @@ const (
 )
 
 func (p *Pool) decode() error {
-	p.Escalations = []Escalation{}
+	p.Escalations, p.RecycleByGrade = []Escalation{}, map[string]int{}
+	if p.RecycleByGradeJSON != "" {
+		if err := json.Unmarshal([]byte(p.RecycleByGradeJSON), &p.RecycleByGrade); err != nil {
+			return err
+		}
+	}
 	if p.EscalationsJSON == "" {
 		return nil
 	}
 	return json.Unmarshal([]byte(p.EscalationsJSON), &p.Escalations)
+}
+
+func (p *Pool) encodeByGrade() string {
+	if len(p.RecycleByGrade) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(p.RecycleByGrade)
+	return string(b)
 }
 
 func (p *Pool) encode() string {

@@ -134,6 +134,9 @@ type Pool struct {
 	MaxClaimsDay  int    `db:"max_claims_day" json:"max_claims_day"` // claims one SDR may make a day
 	CooldownHours int    `db:"cooldown_hours" json:"cooldown_hours"` // before a releaser may claim the lead again
 	RecycleDays   int    `db:"recycle_days" json:"recycle_days"`     // working days without a follow-up before a claimed lead returns
+	// RecycleByGrade overrides RecycleDays for leads of a grade ({"A": 5}).
+	RecycleByGrade     map[string]int `db:"-" json:"recycle_by_grade"`
+	RecycleByGradeJSON string         `db:"recycle_by_grade" json:"-"`
 	// Escalations are notices sent before a lead returns: after so many
 	// working days without a follow-up, to its owner or also their manager.
 	Escalations     []Escalation `db:"-" json:"escalations"`

@@ -731,3 +731,50 @@ func TestList_FiltersByGradeSourceChannelAndCode(t *testing.T) {
 		}
 	})
 }
+
+// A pool's days by grade: a D lead returns sooner than the pool's days, an
+// A lead is kept longer.
+func TestRecycle_DaysByGrade(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		cal, err := configs.CalendarConfig{}.Compile("Asia/Shanghai")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New(db, nil, configs.Calendars{"ww1": cal}, quiet)
+		sh, _ := time.LoadLocation("Asia/Shanghai")
+		var mu sync.Mutex
+		now := time.Date(2026, 11, 23, 10, 0, 0, 0, sh) // a Monday
+		s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+		ctx := context.Background()
+		ids := seed(t, s, 2)
+		if _, err := db.Exec(`UPDATE leads SET grade = 'A' WHERE id = ?`, ids[1]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdatePool(ctx, Pool{CorpID: "ww1", ID: mustDefaultPool(t, s), RecycleByGrade: map[string]int{"Z": 1}}); err == nil {
+			t.Fatal("an unknown grade was saved")
+		}
+		setCaps(t, s, Pool{RecycleDays: 3, RecycleByGrade: map[string]int{"D": 1, "A": 5}})
+		for _, id := range ids {
+			if _, err := s.Claim(ctx, "ww1", id, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		at := func(day int) {
+			mu.Lock()
+			now = time.Date(2026, 11, 23+day, 0, 30, 0, 0, sh)
+			mu.Unlock()
+		}
+		at(2) // Wednesday 00:30: Tuesday, one working day, is over
+		if n, err := s.Recycle(ctx); err != nil || n != 1 {
+			t.Fatalf("recycled %d (%v), want the D lead", n, err)
+		}
+		at(7) // next Monday: four working days
+		if n, _ := s.Recycle(ctx); n != 0 {
+			t.Fatal("the A lead returned before its five days")
+		}
+		at(8) // Tuesday 00:30: Monday made five
+		if n, _ := s.Recycle(ctx); n != 1 {
+			t.Fatal("the A lead did not return after five working days")
+		}
+	})
+}

@@ -61,7 +61,8 @@ func (s *Service) Recycle(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, l := range stale {
-		if now.Before(s.calendars.For(l.CorpID).WorkdaysAfter(qsql.FromMillis(l.LastTouchAt), l.RecycleDays)) {
+		days := l.days()
+		if days == 0 || now.Before(s.calendars.For(l.CorpID).WorkdaysAfter(qsql.FromMillis(l.LastTouchAt), days)) {
 			continue
 		}
 		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
@@ -77,7 +78,7 @@ func (s *Service) Recycle(ctx context.Context) (int, error) {
 				return err
 			}
 			return s.store.addHistory(ctx, tx, l.CorpID, l.ID, HistoryEntry{At: ms, Kind: HistoryRecycled, From: itoa(l.Owner),
-				Reason: "no follow-up for " + itoa(int64(l.RecycleDays)) + " working days"})
+				Reason: "no follow-up for " + itoa(int64(days)) + " working days"})
 		})
 		if err != nil {
 			return n, err

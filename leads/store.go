@@ -2,6 +2,7 @@ package leads
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -177,11 +178,12 @@ func (st *store) pools(ctx context.Context, corp string) ([]Pool, error) {
 	return out, nil
 }
 
-const poolCols = `id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, escalations, created_at, updated_at`
+const poolCols = `id, corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, recycle_by_grade, escalations, created_at, updated_at`
 
 func (st *store) createPool(ctx context.Context, p *Pool) error {
-	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_pools (corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, escalations, created_at, updated_at)
-		VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`, p.CorpID, p.Name, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.encode(), p.CreatedAt, p.UpdatedAt)
+	res, err := st.db.ExecContext(ctx, `INSERT INTO lead_pools (corp_id, name, is_default, max_open, max_claims_day, cooldown_hours, recycle_days, recycle_by_grade,
+		escalations, created_at, updated_at) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`, p.CorpID, p.Name, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays,
+		p.encodeByGrade(), p.encode(), p.CreatedAt, p.UpdatedAt)
 	if err != nil {
 		return err
 	}
@@ -190,8 +192,9 @@ func (st *store) createPool(ctx context.Context, p *Pool) error {
 }
 
 func (st *store) updatePool(ctx context.Context, p *Pool) (bool, error) {
-	res, err := st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, escalations = ?, updated_at = ?
-		WHERE corp_id = ? AND id = ?`, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.encode(), p.UpdatedAt, p.CorpID, p.ID)
+	res, err := st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, recycle_by_grade = ?,
+		escalations = ?, updated_at = ? WHERE corp_id = ? AND id = ?`, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.encodeByGrade(), p.encode(),
+		p.UpdatedAt, p.CorpID, p.ID)
 	if err != nil {
 		return false, err
 	}
@@ -514,15 +517,30 @@ type staleLead struct {
 	LastTouchAt int64  `db:"last_touch_at"`
 	Version     int64  `db:"version"`
 	RecycleDays int    `db:"recycle_days"`
+	ByGrade     string `db:"recycle_by_grade"`
+	Grade       string `db:"grade"`
+}
+
+// days is how many working days without a follow-up return the lead: its
+// grade's in the pool, else the pool's (0: never).
+func (l staleLead) days() int {
+	var byGrade map[string]int
+	_ = json.Unmarshal([]byte(l.ByGrade), &byGrade)
+	if d, ok := byGrade[l.Grade]; ok {
+		return d
+	}
+	return l.RecycleDays
 }
 
 // staleLeads lists claimed leads of recycling pools untouched for at least
 // their pool's days in calendar time (working days are at least as long).
 func (st *store) staleLeads(ctx context.Context, now int64, limit int) ([]staleLead, error) {
 	var out []staleLead
-	err := st.db.SelectContext(ctx, &out, `SELECT l.id, l.corp_id, l.pool_id, l.owner_user_id, l.last_touch_at, l.version, p.recycle_days
+	err := st.db.SelectContext(ctx, &out, `SELECT l.id, l.corp_id, l.pool_id, l.owner_user_id, l.last_touch_at, l.version, p.recycle_days,
+		p.recycle_by_grade, l.grade
 		FROM lead_pools p JOIN leads l ON l.pool_id = p.id
-		WHERE p.recycle_days > 0 AND l.owner_user_id <> 0 AND l.merged_into = 0 AND l.last_touch_at <= ? - p.recycle_days * 86400000
+		WHERE (p.recycle_days > 0 OR p.recycle_by_grade <> '{}') AND l.owner_user_id <> 0 AND l.merged_into = 0
+		AND l.last_touch_at <= ? - CASE WHEN p.recycle_by_grade <> '{}' THEN 1 ELSE p.recycle_days END * 86400000
 		ORDER BY l.last_touch_at LIMIT ?`, now, limit)
 	return out, err
 }

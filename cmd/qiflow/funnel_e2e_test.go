@@ -239,10 +239,20 @@ func TestE2E_LeadFunnelFromScanToSales(t *testing.T) {
 		}
 		var report struct {
 			Users []leads.SLARow `json:"users"`
+			Teams []struct {
+				Team     string `json:"team"`
+				Breached int    `json:"breached"`
+			} `json:"teams"`
 		}
 		mustCall("GET", "/sla/report?from="+monday.Format("2006-01-02")+"&to="+day(4, "00:00").Format("2006-01-02"), admin, nil, 200, &report)
-		if len(report.Users) == 0 {
-			t.Fatal("empty SLA report")
+		breached := 0
+		for _, u := range report.Users {
+			if u.UserID == users["sdr@example.com"] {
+				breached = u.Breached
+			}
+		}
+		if breached < 1 || len(report.Teams) != 1 || report.Teams[0].Team != "SDR team" || report.Teams[0].Breached != breached {
+			t.Fatalf("SLA report %+v", report)
 		}
 	})
 }
