@@ -53,13 +53,18 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 		leadOfPerson[merged] = leadOfPerson[into]
 		persons = append(persons, merged)
 	}
-	acts, err := s.store.activitiesOfPeople(ctx, tx, corp, persons)
+	byType := map[string][]Rule{}
+	var types []string
+	for _, r := range rules {
+		if byType[r.ActivityType] == nil {
+			types = append(types, r.ActivityType)
+		}
+		byType[r.ActivityType] = append(byType[r.ActivityType], r)
+	}
+	// Only what a rule scores is read: other activities give nothing.
+	acts, err := s.store.activitiesOfPeople(ctx, tx, corp, persons, types)
 	if err != nil {
 		return 0, nil, err
-	}
-	byType := map[string][]Rule{}
-	for _, r := range rules {
-		byType[r.ActivityType] = append(byType[r.ActivityType], r)
 	}
 	// Each lead's activities in the order they happened: a person's come in
 	// order; a lead with people merged into it needs its merged together.

@@ -1066,12 +1066,15 @@ func (st *store) absorbedBy(ctx context.Context, tx *qsql.Tx, corp string, peopl
 	return out, nil
 }
 
-// activitiesOfPeople reads the activities of people, each person's in the
-// order they happened (the index's order: no sort).
-func (st *store) activitiesOfPeople(ctx context.Context, tx *qsql.Tx, corp string, people []int64) ([]activityRow, error) {
+// activitiesOfPeople reads the activities of some types of people, each
+// person's in the order they happened (the index's order: no sort).
+func (st *store) activitiesOfPeople(ctx context.Context, tx *qsql.Tx, corp string, people []int64, types []string) ([]activityRow, error) {
 	var out []activityRow
+	if len(types) == 0 {
+		return out, nil
+	}
 	q, args, err := sqlx.In(`SELECT corp_id, person_id, type, at, properties, '' AS idem_key FROM activities
-		WHERE person_id IN (?) AND corp_id = ? ORDER BY person_id, at, id`, people, corp)
+		WHERE person_id IN (?) AND corp_id = ? AND type IN (?) ORDER BY person_id, at, id`, people, corp, types)
 	if err != nil {
 		return nil, err
 	}
