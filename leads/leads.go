@@ -15,6 +15,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qiflow/qiflow/apperr"
@@ -160,7 +161,7 @@ type Service struct {
 	contacts  Contacts
 	calendars configs.Calendars // claims per day count by the corp's local day
 	log       *slog.Logger
-	now       func() time.Time
+	clock     atomic.Pointer[func() time.Time] // set by tests while crons run: atomic
 
 	defaultPools sync.Map // corp → its default pool's id (never changes)
 	programs     programs // compiled rule conditions
@@ -172,11 +173,16 @@ type Service struct {
 
 // New returns the lead pool over db.
 func New(db *qsql.DB, contacts Contacts, calendars configs.Calendars, log *slog.Logger) *Service {
-	return &Service{db: db, store: &store{db: db}, contacts: contacts, calendars: calendars, log: log, now: time.Now}
+	s := &Service{db: db, store: &store{db: db}, contacts: contacts, calendars: calendars, log: log}
+	s.SetClock(time.Now)
+	return s
 }
 
 // SetClock replaces the clock (tests).
-func (s *Service) SetClock(now func() time.Time) { s.now = now }
+func (s *Service) SetClock(now func() time.Time) { s.clock.Store(&now) }
+
+// now is the service's clock.
+func (s *Service) now() time.Time { return (*s.clock.Load())() }
 
 // SubscriberIntake is the bus subscriber that turns WeCom adds into leads.
 const SubscriberIntake = "leads.intake"
