@@ -41,6 +41,8 @@ func (s *Server) leadRoutes() []Route {
 		{"POST", "/people/:id/merge", auth.PermPoolsManage, s.mergePeople},
 		{"POST", "/merges/:id/undo", auth.PermPoolsManage, s.undoMerge},
 		{"GET", "/companies/reviews", auth.PermLeadsRead, s.companyReviews},
+		{"POST", "/companies/:id/reviews/:similar/merge", auth.PermLeadsWrite, s.resolveCompanyReview(true)},
+		{"DELETE", "/companies/:id/reviews/:similar", auth.PermLeadsWrite, s.resolveCompanyReview(false)},
 		{"POST", "/activities", auth.PermActivitiesWrite, s.recordActivities},
 		{"GET", "/assignment/rules", auth.PermLeadsRead, s.listAssignmentRules},
 		{"POST", "/assignment/rules", auth.PermPoolsManage, s.createAssignmentRule},

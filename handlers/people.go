@@ -115,6 +115,26 @@ func (s *Server) companyReviews(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"reviews": list})
 }
 
+// resolveCompanyReview folds company {id} into the similar one it was
+// proposed with, or dismisses the proposal (they are two companies).
+func (s *Server) resolveCompanyReview(merge bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id, ok := pathID(c, "id")
+		if !ok {
+			return
+		}
+		similar, ok := pathID(c, "similar")
+		if !ok {
+			return
+		}
+		if err := s.d.Leads.ResolveCompanyReview(c.Request.Context(), principal(c).CorpID, id, similar, merge); err != nil {
+			s.failErr(c, err)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	}
+}
+
 // maskPerson hides mobiles and emails from those without pii.
 func maskPerson(p auth.Principal, person *leads.Person) {
 	if person != nil {

@@ -487,3 +487,23 @@ func (s *Service) PersonOfLead(ctx context.Context, corp string, lead int64, v V
 	merges, err := s.store.mergesOf(ctx, corp, p.ID)
 	return p, merges, err
 }
+
+// ResolveCompanyReview settles a proposal that company (the newer) is
+// similar to another: merge folds it into the similar one (its people move
+// there and it is removed); otherwise the proposal is dismissed (they are
+// two companies).
+func (s *Service) ResolveCompanyReview(ctx context.Context, corp string, company, similar int64, merge bool) error {
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		ok, err := s.store.dropCompanyReview(ctx, tx, corp, company, similar)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return apperr.NotFound("no such proposal")
+		}
+		if !merge {
+			return nil
+		}
+		return s.store.mergeCompanies(ctx, tx, corp, similar, company, qsql.Millis(s.now()))
+	})
+}

@@ -142,6 +142,21 @@ func TestUpsert_FindsMergesAndFlagsButNeverDrops(t *testing.T) {
 		if err != nil || len(reviews) != 1 || reviews[0].Similar != "腾讯科技（深圳）有限公司" || reviews[0].Company != "腾讯科技" {
 			t.Fatalf("company reviews %+v %v", reviews, err)
 		}
+		// Someone decides they are one: the new company's people move to the older one.
+		r := reviews[0]
+		if err := s.ResolveCompanyReview(ctx, "ww1", r.SimilarID, r.CompanyID, true); err == nil {
+			t.Fatal("resolved a proposal that was never made (the pair reversed)")
+		}
+		if err := s.ResolveCompanyReview(ctx, "ww1", r.CompanyID, r.SimilarID, true); err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		if err := db.GetContext(ctx, &left, `SELECT COUNT(*) FROM people WHERE company_id = ?`, r.CompanyID); err != nil || left != 0 {
+			t.Fatalf("%d people still at the merged company (%v)", left, err)
+		}
+		if reviews, _ := s.CompanyReviews(ctx, "ww1"); len(reviews) != 0 {
+			t.Fatalf("proposals left: %+v", reviews)
+		}
 	})
 }
 

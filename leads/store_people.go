@@ -1099,3 +1099,26 @@ func (st *store) deleteRule(ctx context.Context, corp string, id int64) (bool, e
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// dropCompanyReview removes a proposal; false when there was none.
+func (st *store) dropCompanyReview(ctx context.Context, tx *qsql.Tx, corp string, company, similar int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM company_reviews WHERE corp_id = ? AND company_id = ? AND similar_id = ?`, corp, company, similar)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// mergeCompanies moves the people of company from to company into and
+// removes from, with the proposals that name it.
+func (st *store) mergeCompanies(ctx context.Context, tx *qsql.Tx, corp string, into, from, now int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE people SET company_id = ?, updated_at = ? WHERE corp_id = ? AND company_id = ?`, into, now, corp, from); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM company_reviews WHERE corp_id = ? AND (company_id = ? OR similar_id = ?)`, corp, from, from); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM companies WHERE corp_id = ? AND id = ?`, corp, from)
+	return err
+}
