@@ -119,6 +119,11 @@ func (s *Service) CreateImport(ctx context.Context, corp string, user int64, fil
 		_ = s.store.deleteImport(context.WithoutCancel(ctx), im.ID)
 		return nil, err
 	}
+	// The encoding found is stored before the job is queued: it may start
+	// at once, on any instance, and reads it.
+	if err := s.store.setImportJob(ctx, im); err != nil {
+		return nil, err
+	}
 	if im.JobID, err = s.jobs.Enqueue(ctx, corp, JobImport, "", map[string]int64{"import_id": im.ID}, user); err != nil {
 		return nil, err
 	}
