@@ -2,6 +2,7 @@ package leads
 
 import (
 	"context"
+	dbsql "database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -192,14 +193,9 @@ func (st *store) createPool(ctx context.Context, p *Pool) error {
 }
 
 func (st *store) updatePool(ctx context.Context, p *Pool) (bool, error) {
-	res, err := st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, recycle_by_grade = ?,
+	return changedOne(st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, recycle_by_grade = ?,
 		escalations = ?, updated_at = ? WHERE corp_id = ? AND id = ?`, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.encodeByGrade(), p.encode(),
-		p.UpdatedAt, p.CorpID, p.ID)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+		p.UpdatedAt, p.CorpID, p.ID))
 }
 
 // lastRelease is when user last released the lead (0: never).
@@ -216,24 +212,14 @@ func (st *store) lastRelease(ctx context.Context, tx *qsql.Tx, corp string, lead
 // takeLead makes user the owner of an unowned lead still in the pool; false
 // when someone else holds it (or it left the pool) by now.
 func (st *store) takeLead(ctx context.Context, tx *qsql.Tx, corp string, lead, pool, user, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = ?, claimed_at = ?, last_touch_at = ?, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND pool_id = ? AND owner_user_id = 0 AND merged_into = 0`, user, now, now, now, corp, lead, pool)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = ?, claimed_at = ?, last_touch_at = ?, version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND pool_id = ? AND owner_user_id = 0 AND merged_into = 0`, user, now, now, now, corp, lead, pool))
 }
 
 // giveBack returns user's lead to its pool; false when it is not theirs.
 func (st *store) giveBack(ctx context.Context, tx *qsql.Tx, corp string, lead, user, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = 0, claimed_at = NULL, last_touch_at = NULL, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND owner_user_id = ?`, now, corp, lead, user)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = 0, claimed_at = NULL, last_touch_at = NULL, version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND owner_user_id = ?`, now, corp, lead, user))
 }
 
 // countClaim counts a claim against user's caps in a pool, in one
@@ -246,16 +232,11 @@ func (st *store) countClaim(ctx context.Context, tx *qsql.Tx, corp string, pool,
 	}
 	// claims_today is assigned before claims_day: MySQL's assignments see
 	// the ones before them, and it must read the stored day.
-	res, err := tx.ExecContext(ctx, `UPDATE lead_claim_counters
+	return changedOne(tx.ExecContext(ctx, `UPDATE lead_claim_counters
 		SET open_leads = open_leads + 1, claims_today = CASE WHEN claims_day = ? THEN claims_today + 1 ELSE 1 END, claims_day = ?
 		WHERE corp_id = ? AND pool_id = ? AND user_id = ?
 		AND (? = 0 OR open_leads < ?) AND (? = 0 OR claims_day <> ? OR claims_today < ?)`,
-		day, day, corp, pool, user, maxOpen, maxOpen, maxDay, day, maxDay)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+		day, day, corp, pool, user, maxOpen, maxOpen, maxDay, day, maxDay))
 }
 
 // uncountOpen takes a released lead off user's open count.
@@ -278,19 +259,25 @@ func truncate(s string, n int) string {
 func (st *store) moveStage(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
 	// status is assigned before stage: MySQL's assignments see the ones
 	// before them, and it must compare the stored stage.
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET status = CASE WHEN stage = ? THEN status ELSE 'new' END,
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET status = CASE WHEN stage = ? THEN status ELSE 'new' END,
 		status_reason = CASE WHEN stage = ? THEN status_reason ELSE '' END, stage = ?, owner_user_id = ?,
 		claimed_at = CASE WHEN ? = 0 THEN NULL ELSE claimed_at END, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND version = ?`, stage, stage, stage, owner, owner, now, corp, lead, version)
+		WHERE corp_id = ? AND id = ? AND version = ?`, stage, stage, stage, owner, owner, now, corp, lead, version))
+}
+
+// Set-based reads and writes for a batch of intake, one statement each.
+// Keys are [corp, value] pairs.
+
+// changedOne reports whether a statement changed exactly one row: the
+// conditional updates (claims, moves, settles) that another writer may
+// have won.
+func changedOne(res dbsql.Result, err error) (bool, error) {
 	if err != nil {
 		return false, err
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
-
-// Set-based reads and writes for a batch of intake, one statement each.
-// Keys are [corp, value] pairs.
 
 // placeholders is "?,?,…" for n values.
 func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
@@ -488,24 +475,14 @@ func (st *store) addHistories(ctx context.Context, tx *qsql.Tx, hs []historyRow)
 
 // movePool moves a lead to another pool if it is still at version.
 func (st *store) movePool(ctx context.Context, tx *qsql.Tx, corp string, lead, version, pool, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET pool_id = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
-		pool, now, corp, lead, version)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET pool_id = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
+		pool, now, corp, lead, version))
 }
 
 // touch records a follow-up by the lead's owner; false when it is not theirs.
 func (st *store) touch(ctx context.Context, tx *qsql.Tx, corp string, lead, user, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET last_touch_at = ?, updated_at = ? WHERE corp_id = ? AND id = ? AND owner_user_id = ?`,
-		now, now, corp, lead, user)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET last_touch_at = ?, updated_at = ? WHERE corp_id = ? AND id = ? AND owner_user_id = ?`,
+		now, now, corp, lead, user))
 }
 
 // staleLead is a claimed lead whose last follow-up is old enough to check.
@@ -548,13 +525,8 @@ func (st *store) staleLeads(ctx context.Context, now int64, limit int) ([]staleL
 // recycle returns an untouched lead to its pool if nothing changed since it
 // was read (same owner, same version).
 func (st *store) recycle(ctx context.Context, tx *qsql.Tx, l staleLead, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = 0, claimed_at = NULL, last_touch_at = NULL, version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND owner_user_id = ? AND version = ? AND last_touch_at = ?`, now, l.CorpID, l.ID, l.Owner, l.Version, l.LastTouchAt)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET owner_user_id = 0, claimed_at = NULL, last_touch_at = NULL, version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND owner_user_id = ? AND version = ? AND last_touch_at = ?`, now, l.CorpID, l.ID, l.Owner, l.Version, l.LastTouchAt))
 }
 
 // activityRow is a stored activity.
@@ -704,13 +676,8 @@ func (st *store) setEngagement(ctx context.Context, tx *qsql.Tx, lead, milli, at
 
 // promote moves a lead from one stage to another if it is still in from.
 func (st *store) promote(ctx context.Context, tx *qsql.Tx, corp string, lead int64, from, to string, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET stage = ?, status = 'new', status_reason = '', version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND id = ? AND stage = ?`, to, now, corp, lead, from)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET stage = ?, status = 'new', status_reason = '', version = version + 1, updated_at = ?
+		WHERE corp_id = ? AND id = ? AND stage = ?`, to, now, corp, lead, from))
 }
 
 // insertedActivities reads back the activities one call inserted.

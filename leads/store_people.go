@@ -206,35 +206,20 @@ func (st *store) setQualification(ctx context.Context, tx *qsql.Tx, corp string,
 // markPersonMerged marks a person merged into another; false when they
 // were merged already.
 func (st *store) markPersonMerged(ctx context.Context, tx *qsql.Tx, corp string, person, into, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE people SET merged_into = ?, updated_at = ? WHERE corp_id = ? AND id = ? AND merged_into = 0`, into, now, corp, person)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE people SET merged_into = ?, updated_at = ? WHERE corp_id = ? AND id = ? AND merged_into = 0`, into, now, corp, person))
 }
 
 // unmarkPersonMerged restores a merged person; false when they are not
 // merged into that person (any more).
 func (st *store) unmarkPersonMerged(ctx context.Context, tx *qsql.Tx, corp string, person, into, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE people SET merged_into = 0, updated_at = ? WHERE corp_id = ? AND id = ? AND merged_into = ?`, now, corp, person, into)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE people SET merged_into = 0, updated_at = ? WHERE corp_id = ? AND id = ? AND merged_into = ?`, now, corp, person, into))
 }
 
 // setLeadMerged marks a lead merged into another (0: restores it) if it is
 // still at version; false when it changed meanwhile (a claim, say).
 func (st *store) setLeadMerged(ctx context.Context, tx *qsql.Tx, corp string, lead, version, into, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET merged_into = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
-		into, now, corp, lead, version)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET merged_into = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
+		into, now, corp, lead, version))
 }
 
 // recountOpen puts a restored lead back on its owner's open count (a
@@ -291,12 +276,7 @@ func (st *store) mergesOf(ctx context.Context, corp string, person int64) ([]Mer
 
 // undoMerge marks a merge undone; false when it was already.
 func (st *store) undoMerge(ctx context.Context, tx *qsql.Tx, corp string, id, actor, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE person_merges SET undone_at = ?, undone_by = ? WHERE corp_id = ? AND id = ? AND undone_at IS NULL`, now, actor, corp, id)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE person_merges SET undone_at = ?, undone_by = ? WHERE corp_id = ? AND id = ? AND undone_at IS NULL`, now, actor, corp, id))
 }
 
 // absorbed lists the people merged into any of people (one level).
@@ -359,12 +339,7 @@ func (st *store) leadIDsOfPeople(ctx context.Context, corp string, people []int6
 // upsertKey claims an idempotency key for a call (false: it was used).
 func (st *store) upsertKey(ctx context.Context, tx *qsql.Tx, corp, key, hash string, now int64) (bool, error) {
 	q := st.db.InsertIgnoreRows("lead_upserts", []string{"corp_id", "idem_key", "body_hash", "person_id", "lead_id", "created_at"}, []string{"corp_id", "idem_key"}, 1)
-	res, err := tx.ExecContext(ctx, q, corp, key, hash, 0, 0, now)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, q, corp, key, hash, 0, 0, now))
 }
 
 // settleUpsertKey records what the call with the key made.
@@ -395,12 +370,7 @@ func (st *store) createFitRule(ctx context.Context, r *FitRule) error {
 }
 
 func (st *store) deleteFitRule(ctx context.Context, corp string, id int64) (bool, error) {
-	res, err := st.db.ExecContext(ctx, `DELETE FROM fit_rules WHERE corp_id = ? AND id = ?`, corp, id)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(st.db.ExecContext(ctx, `DELETE FROM fit_rules WHERE corp_id = ? AND id = ?`, corp, id))
 }
 
 func (st *store) fitRules(ctx context.Context, q sqlx.QueryerContext, corp string) ([]FitRule, error) {
@@ -524,14 +494,9 @@ func (st *store) coolingOf(ctx context.Context, tx *qsql.Tx, corp string, leads 
 // markCooling marks a lead cooling (with its new stage and owner) if it is
 // still at version.
 func (st *store) markCooling(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET cooling = 1, cools_at = NULL, stage = ?, owner_user_id = ?,
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET cooling = 1, cools_at = NULL, stage = ?, owner_user_id = ?,
 		claimed_at = CASE WHEN ? = 0 THEN NULL ELSE claimed_at END, last_touch_at = CASE WHEN ? = 0 THEN NULL ELSE last_touch_at END,
-		version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`, stage, owner, owner, owner, now, corp, lead, version)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+		version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`, stage, owner, owner, owner, now, corp, lead, version))
 }
 
 // noticeRow is a notice claimed to send.
@@ -620,13 +585,8 @@ func (st *store) handoff(ctx context.Context, q sqlx.QueryerContext, corp string
 
 // answerHandoff answers a pending handoff; false when it was answered.
 func (st *store) answerHandoff(ctx context.Context, tx *qsql.Tx, corp string, id int64, status, reason string, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE lead_handoffs SET status = ?, reason = ?, answered_at = ? WHERE corp_id = ? AND id = ? AND status = ?`,
-		status, truncate(reason, 500), now, corp, id, HandoffPending)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE lead_handoffs SET status = ?, reason = ?, answered_at = ? WHERE corp_id = ? AND id = ? AND status = ?`,
+		status, truncate(reason, 500), now, corp, id, HandoffPending))
 }
 
 func (st *store) handoffs(ctx context.Context, f HandoffFilter) ([]Handoff, error) {
@@ -707,22 +667,12 @@ func (st *store) slasBreachDue(ctx context.Context, now int64, limit int) ([]due
 // markSLAHalf records the half-time notice of an open SLA; false when it
 // was sent or the SLA ended.
 func (st *store) markSLAHalf(ctx context.Context, tx *qsql.Tx, id int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE lead_slas SET half_sent = 1 WHERE id = ? AND half_sent = 0 AND status = ?`, id, SLAOpen)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE lead_slas SET half_sent = 1 WHERE id = ? AND half_sent = 0 AND status = ?`, id, SLAOpen))
 }
 
 // endSLA ends an open SLA; false when it ended already.
 func (st *store) endSLA(ctx context.Context, tx *qsql.Tx, id int64, status string, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE lead_slas SET status = ?, ended_at = ? WHERE id = ? AND status = ?`, status, now, id, SLAOpen)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE lead_slas SET status = ?, ended_at = ? WHERE id = ? AND status = ?`, status, now, id, SLAOpen))
 }
 
 func (st *store) slaReport(ctx context.Context, corp string, from, to int64) ([]SLARow, error) {
@@ -758,12 +708,7 @@ func (st *store) escalationCandidates(ctx context.Context, now int64, limit int)
 // markEscalated records a ladder step sent for a follow-up; false when it was.
 func (st *store) markEscalated(ctx context.Context, tx *qsql.Tx, lead int64, step int, touch, now int64) (bool, error) {
 	q := st.db.InsertIgnoreRows("lead_escalations", []string{"lead_id", "step", "touch_at", "sent_at"}, []string{"lead_id", "step", "touch_at"}, 1)
-	res, err := tx.ExecContext(ctx, q, lead, step, touch, now)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, q, lead, step, touch, now))
 }
 
 const formCols = `id, corp_id, slug, title, intro, fields, consent_text, consent_required, thanks, channel, active, created_at, updated_at`
@@ -780,14 +725,9 @@ func (st *store) createForm(ctx context.Context, f *Form) error {
 }
 
 func (st *store) updateForm(ctx context.Context, f *Form) (bool, error) {
-	res, err := st.db.ExecContext(ctx, `UPDATE lead_forms SET slug = ?, title = ?, intro = ?, fields = ?, consent_text = ?, consent_required = ?, thanks = ?,
+	return changedOne(st.db.ExecContext(ctx, `UPDATE lead_forms SET slug = ?, title = ?, intro = ?, fields = ?, consent_text = ?, consent_required = ?, thanks = ?,
 		channel = ?, active = ?, updated_at = ? WHERE corp_id = ? AND id = ?`, f.Slug, strings.TrimSpace(f.Title), f.Intro, f.FieldsJSON, f.ConsentText,
-		f.ConsentRequired, f.Thanks, f.Channel, f.Active, f.UpdatedAt, f.CorpID, f.ID)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+		f.ConsentRequired, f.Thanks, f.Channel, f.Active, f.UpdatedAt, f.CorpID, f.ID))
 }
 
 // form reads one form by a condition of the caller's (a fixed string).
@@ -892,13 +832,8 @@ func (st *store) reportLines(ctx context.Context, id, afterLine int64, afterOutc
 
 // setStatus sets a lead's status if it is still at version.
 func (st *store) setStatus(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, status, reason string, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE leads SET status = ?, status_reason = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
-		status, reason, now, corp, lead, version)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `UPDATE leads SET status = ?, status_reason = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ? AND version = ?`,
+		status, reason, now, corp, lead, version))
 }
 
 // openLeadsOf counts the leads each user owns that are still being worked.
@@ -1092,22 +1027,12 @@ func (st *store) resetRulePoints(ctx context.Context, tx *qsql.Tx, leads []int64
 }
 
 func (st *store) deleteRule(ctx context.Context, corp string, id int64) (bool, error) {
-	res, err := st.db.ExecContext(ctx, `DELETE FROM scoring_rules WHERE corp_id = ? AND id = ?`, corp, id)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(st.db.ExecContext(ctx, `DELETE FROM scoring_rules WHERE corp_id = ? AND id = ?`, corp, id))
 }
 
 // dropCompanyReview removes a proposal; false when there was none.
 func (st *store) dropCompanyReview(ctx context.Context, tx *qsql.Tx, corp string, company, similar int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `DELETE FROM company_reviews WHERE corp_id = ? AND company_id = ? AND similar_id = ?`, corp, company, similar)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return changedOne(tx.ExecContext(ctx, `DELETE FROM company_reviews WHERE corp_id = ? AND company_id = ? AND similar_id = ?`, corp, company, similar))
 }
 
 // mergeCompanies moves the people of company from to company into and
