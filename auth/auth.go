@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -121,7 +122,9 @@ type Principal struct {
 	Role        Role
 	StaffUserID string
 	TokenID     int64
-	perms       map[Permission]bool
+	// Lang is the console language the user chose ("" until they do).
+	Lang  string
+	perms map[Permission]bool
 }
 
 // Can reports whether the principal holds perm in its corp.
@@ -345,8 +348,9 @@ func (s *Service) Authenticate(ctx context.Context, token, corpID string) (Princ
 		Revoked *int64 `db:"revoked_at"`
 		Email   string `db:"email"`
 		Disab   bool   `db:"disabled"`
+		Lang    string `db:"lang"`
 	}
-	err := s.db.GetContext(ctx, &t, `SELECT t.id, t.user_id, t.expires_at, t.revoked_at, u.email, u.disabled FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hashToken(token))
+	err := s.db.GetContext(ctx, &t, `SELECT t.id, t.user_id, t.expires_at, t.revoked_at, u.email, u.disabled, u.lang FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hashToken(token))
 	if qsql.IsNoRows(err) {
 		return Principal{}, ErrUnauthenticated
 	}
@@ -373,7 +377,26 @@ func (s *Service) Authenticate(ctx context.Context, token, corpID string) (Princ
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{UserID: t.UserID, Email: t.Email, CorpID: m.CorpID, Role: m.Role, StaffUserID: m.StaffUserID, TokenID: t.ID, perms: perms}, nil
+	return Principal{UserID: t.UserID, Email: t.Email, CorpID: m.CorpID, Role: m.Role, StaffUserID: m.StaffUserID, TokenID: t.ID, Lang: t.Lang, perms: perms}, nil
+}
+
+// Langs are the console's languages, the first the default.
+var Langs = []string{"zh-CN", "en"}
+
+// SetLang records the console language a user chose.
+func (s *Service) SetLang(ctx context.Context, userID int64, lang string) error {
+	if !slices.Contains(Langs, lang) {
+		return apperr.Field("lang", "must be one of "+strings.Join(Langs, ", "))
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE users SET lang = ?, updated_at = ? WHERE id = ?`, lang, qsql.Millis(s.now()), userID)
+	return err
+}
+
+// CorpsOf is the corps a user belongs to, the default first.
+func (s *Service) CorpsOf(ctx context.Context, userID int64) ([]Membership, error) {
+	out := []Membership{}
+	err := s.db.SelectContext(ctx, &out, `SELECT user_id, corp_id, role, is_default, staff_userid FROM user_corps WHERE user_id = ? ORDER BY is_default DESC, corp_id`, userID)
+	return out, err
 }
 
 // RolePermissions is the role's permission set in a corp: the defaults with

@@ -1,11 +1,13 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
 )
@@ -69,64 +71,77 @@ func (s *Server) leadRoutes() []Route {
 // (marketers) every lead. A team's manager also sees what the team's
 // members see as theirs.
 func (s *Server) viewer(c *gin.Context, p auth.Principal) (leads.Viewer, bool) {
-	switch {
-	case p.Can(auth.PermPoolsManage):
-		return leads.Viewer{UserID: p.UserID, All: true}, true
-	case !p.Can(auth.PermLeadsClaim) && !p.Can(auth.PermHandoffsAnswer):
-		return leads.Viewer{UserID: p.UserID, All: true}, true
-	}
-	v := leads.Viewer{UserID: p.UserID, Handoffs: !p.Can(auth.PermLeadsClaim)}
-	team, err := s.d.Auth.ManagedUsers(c.Request.Context(), p.CorpID, p.UserID)
+	v, err := s.viewerOf(c.Request.Context(), p)
 	if err != nil {
 		s.failErr(c, err)
 		return v, false
 	}
-	v.Team = team
 	return v, true
 }
 
-// leadFilter reads a list's filter (?pool=, ?owner= me, none or a user id,
-// ?stage=, ?grade=, ?status=, ?source=, ?channel=, ?code=) and the viewer's
-// scope.
+func (s *Server) viewerOf(ctx context.Context, p auth.Principal) (leads.Viewer, error) {
+	switch {
+	case p.Can(auth.PermPoolsManage):
+		return leads.Viewer{UserID: p.UserID, All: true}, nil
+	case !p.Can(auth.PermLeadsClaim) && !p.Can(auth.PermHandoffsAnswer):
+		return leads.Viewer{UserID: p.UserID, All: true}, nil
+	}
+	v := leads.Viewer{UserID: p.UserID, Handoffs: !p.Can(auth.PermLeadsClaim)}
+	team, err := s.d.Auth.ManagedUsers(ctx, p.CorpID, p.UserID)
+	v.Team = team
+	return v, err
+}
+
+// leadFilter reads a list's filter and the viewer's scope, answering 422
+// for a malformed one.
 func (s *Server) leadFilter(c *gin.Context) (leads.ListFilter, bool) {
-	p := principal(c)
-	v, ok := s.viewer(c, p)
-	if !ok {
-		return leads.ListFilter{}, false
+	f, err := s.parseLeadFilter(c.Request.Context(), principal(c), c.Query)
+	if err != nil {
+		s.failErr(c, err)
+		return f, false
 	}
-	f := leads.ListFilter{CorpID: p.CorpID, Viewer: v, Stage: c.Query("stage"), Grade: c.Query("grade"), Status: c.Query("status"),
-		Source: c.Query("source"), Channel: c.Query("channel")}
-	if v := c.Query("code"); v != "" {
+	return f, true
+}
+
+// parseLeadFilter reads a lead list's filter (?pool=, ?owner= me, none or a
+// user id, ?stage=, ?grade=, ?status=, ?source=, ?channel=, ?code=) and
+// the viewer's scope: the API's lists and the console's pages read the same.
+func (s *Server) parseLeadFilter(ctx context.Context, p auth.Principal, query func(string) string) (leads.ListFilter, error) {
+	v, err := s.viewerOf(ctx, p)
+	if err != nil {
+		return leads.ListFilter{}, err
+	}
+	f := leads.ListFilter{CorpID: p.CorpID, Viewer: v, Stage: query("stage"), Grade: query("grade"), Status: query("status"),
+		Source: query("source"), Channel: query("channel")}
+	positive := func(name, what string) (int64, error) {
+		v := query(name)
+		if v == "" {
+			return 0, nil
+		}
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
-			invalid(c, "code", "must be a live code id")
-			return f, false
+			return 0, apperr.Field(name, "must be "+what)
 		}
-		f.CodeID = id
+		return id, nil
 	}
-	if v := c.Query("pool"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
-			invalid(c, "pool", "must be a pool id")
-			return f, false
-		}
-		f.PoolID = id
+	if f.CodeID, err = positive("code", "a live code id"); err != nil {
+		return f, err
 	}
-	switch v := c.Query("owner"); v {
+	if f.PoolID, err = positive("pool", "a pool id"); err != nil {
+		return f, err
+	}
+	switch v := query("owner"); v {
 	case "":
 	case "me":
 		f.Owner = p.UserID
 	case "none":
 		f.Owner = -1
 	default:
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
-			invalid(c, "owner", "must be me, none or a user id")
-			return f, false
+		if f.Owner, err = positive("owner", "me, none or a user id"); err != nil {
+			return f, err
 		}
-		f.Owner = id
 	}
-	return f, true
+	return f, nil
 }
 
 // exportLeads writes the leads of the list's filter as CSV (UTF-8 with a

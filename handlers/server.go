@@ -54,6 +54,8 @@ type Deps struct {
 	KV *kv.Store
 	// PublicURL is where Qiflow is reached (links to hosted pages).
 	PublicURL string
+	// Location is a corp's time zone, for the console's times (nil: Asia/Shanghai).
+	Location func(corp string) *time.Location
 }
 
 // Server holds the routes.
@@ -61,6 +63,7 @@ type Server struct {
 	d           Deps
 	corps       map[string]Corp
 	pageLimiter *ipLimiter
+	pages       consolePages
 }
 
 // New builds the Gin engine with every route.
@@ -102,6 +105,7 @@ func New(d Deps) (*gin.Engine, *Server) {
 	for _, rt := range s.routes() {
 		api.Handle(rt.Method, rt.Path, s.authenticate(rt.Perm), rt.Handler)
 	}
+	s.mountConsole(r)
 	r.NoRoute(func(c *gin.Context) { fail(c, http.StatusNotFound, "not_found", "no such route", nil) })
 	r.NoMethod(func(c *gin.Context) {
 		fail(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed", nil)

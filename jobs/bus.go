@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -150,6 +151,9 @@ type Bus struct {
 	db  *qsql.DB
 	log *slog.Logger
 	now func() time.Time
+	// lastStamp is the received_at of this process's latest write of
+	// events: each write gets a later one (see stamp).
+	lastStamp atomic.Int64
 
 	mu       sync.RWMutex
 	subs     []*sub
@@ -721,10 +725,26 @@ func (b *Bus) flush(batch []*appendReq) {
 	}
 }
 
+// stamp is the received_at of one write of events: now, or a millisecond
+// after this process's previous write when that was in the same
+// millisecond, so that a write tells the rows it inserted (its stamp) from
+// those an earlier write of the process inserted (three receives of one
+// event in one millisecond are one new event and two duplicates).
+func (b *Bus) stamp() int64 {
+	now := qsql.Millis(b.now())
+	for {
+		last := b.lastStamp.Load()
+		next := max(now, last+1)
+		if b.lastStamp.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
 // write inserts the batch's events (skipping known dedup keys) and their
 // deliveries in one transaction, and reports which events were already there.
 func (b *Bus) write(ctx context.Context, batch []*appendReq) ([]bool, error) {
-	now := qsql.Millis(b.now())
+	now := b.stamp()
 	type keyed struct{ corp, key string }
 	keys := make([]keyed, len(batch))
 	args := make([]any, 0, len(batch)*len(eventCols))

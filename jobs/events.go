@@ -268,3 +268,12 @@ func (b *Bus) Stats(ctx context.Context) (BusStats, error) {
 	err := b.db.GetContext(ctx, &st.Dead, `SELECT COUNT(*) FROM bus_deliveries WHERE status = ?`, StatusDead)
 	return st, err
 }
+
+// DeadCount is how many deliveries of a corp's events were dead-lettered
+// and wait for an operator (replay or dismiss). The claim index (lane,
+// status, ...) finds them: dead letters are few.
+func (b *Bus) DeadCount(ctx context.Context, corpID string) (int, error) {
+	var n int
+	err := b.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM bus_deliveries WHERE lane IN (?, ?) AND status = ? AND corp_id = ?`, LaneNormal, LaneFast, StatusDead, corpID)
+	return n, err
+}

@@ -38,6 +38,12 @@ const (
 	StageDisqualified = "disqualified"
 )
 
+// Stages are the stages in the order of the funnel, for pickers.
+var Stages = []string{StageLead, StageMQL, StageSAL, StageSQL, StageOpportunity, StageCustomer, StageNurture, StageDisqualified}
+
+// Grades are the fit grades, best first.
+var Grades = []string{"A", "B", "C", "D"}
+
 // Sources of a lead.
 const (
 	SourceCode   = "code"   // a WeCom add through a live code

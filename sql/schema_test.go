@@ -139,6 +139,7 @@ func TestSchemas_MySQLAndSQLiteDefineTheSameTablesColumnsAndIndexes(t *testing.T
 	if len(lite["bus_deliveries"].indexes) < 2 || len(my["bus_deliveries"].columns) == 0 {
 		t.Fatalf("the schemas were not read: %d and %d tables", len(lite), len(my))
 	}
+	unclusterMySQL(lite, my)
 	var diffs []string
 	for name, a := range lite {
 		b, ok := my[name]
@@ -168,5 +169,27 @@ func TestSchemas_MySQLAndSQLiteDefineTheSameTablesColumnsAndIndexes(t *testing.T
 	sort.Strings(diffs)
 	for _, d := range diffs {
 		t.Error(d)
+	}
+}
+
+// clusteredBy names the tables MySQL stores in the order of another key than
+// id, with the SQLite index on that key: InnoDB keeps a table in its primary
+// key's order, so a table read by person far more than by id has the primary
+// key (that key, id) there and a unique index "<table>_id" on id, while
+// SQLite keeps its rowid table and the index.
+var clusteredBy = map[string]string{"activities": "activities_person"}
+
+// unclusterMySQL rewrites those MySQL tables' keys as SQLite defines them, so
+// the comparison sees any other difference; a table whose keys are not the
+// expected shape is left as it is and reported.
+func unclusterMySQL(lite, my schema) {
+	for name, ix := range clusteredBy {
+		key, ok := lite[name].indexes[ix]
+		tb := my[name]
+		if !ok || tb.indexes["primary"] != "unique "+key+",id" || tb.indexes[name+"_id"] != "unique id" {
+			continue
+		}
+		tb.indexes[ix], tb.indexes["primary"] = key, "unique id"
+		delete(tb.indexes, name+"_id")
 	}
 }

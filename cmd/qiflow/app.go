@@ -261,6 +261,12 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	engine, _ := handlers.New(handlers.Deps{
 		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
 		PublicURL: cfg.PublicURL,
+		Location: func(corp string) *time.Location {
+			if c := calendars[corp]; c != nil {
+				return c.Location()
+			}
+			return nil
+		},
 		Ready: func(ctx context.Context) error {
 			if err := a.db.PingContext(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

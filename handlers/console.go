@@ -1,0 +1,393 @@
+package handlers
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/leads"
+)
+
+// The console: server-rendered pages (html/template) with htmx for the
+// parts of a page that change, signed in with a session cookie. Pages call
+// the same services, with the same permission per action, as the JSON API;
+// the console's routes are listed with their permission like the API's, so
+// one test checks both.
+
+//go:embed console/templates/*.html
+var consoleTemplates embed.FS
+
+//go:embed console/static
+var consoleStatic embed.FS
+
+const (
+	sessionCookie = "qiflow_session"
+	corpCookie    = "qiflow_corp"
+	// loginCSRFCookie carries the sign-in form's token before a session
+	// exists (double submit: the form's field must repeat it).
+	loginCSRFCookie = "qiflow_login_csrf"
+	csrfHeader      = "X-CSRF-Token"
+	csrfField       = "_csrf"
+)
+
+// contentSecurityPolicy allows only Qiflow's own scripts and styles: no
+// inline script or style anywhere in the console (htmx is told not to add
+// its indicator style).
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+
+// consolePages are the parsed pages: each is the layout with its own
+// content and partials.
+type consolePages map[string]*template.Template
+
+func parseConsole() (consolePages, error) {
+	pages := consolePages{}
+	names, err := fs.Glob(consoleTemplates, "console/templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(name, "console/templates/"), ".html")
+		if base == "layout" {
+			continue
+		}
+		t, err := template.New("layout.html").Funcs(consoleFuncs).ParseFS(consoleTemplates, "console/templates/layout.html", name)
+		if err != nil {
+			return nil, err
+		}
+		pages[base] = t
+	}
+	return pages, nil
+}
+
+var consoleFuncs = template.FuncMap{
+	"stages": func() []string { return leads.Stages },
+	"grades": func() []string { return leads.Grades },
+	"query": func(kv ...string) template.URL {
+		v := url.Values{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] != "" {
+				v.Set(kv[i], kv[i+1])
+			}
+		}
+		return template.URL(v.Encode())
+	},
+}
+
+// view is what every page's template gets: the signed-in user, their
+// language and corps, the CSRF token for forms, and the page's own data.
+type view struct {
+	P      auth.Principal
+	Lang   string
+	CSRF   string
+	Corps  []auth.Membership
+	Nav    []navItem
+	Active string
+	Title  string
+	Error  string
+	Data   any
+	loc    *time.Location
+}
+
+type navItem struct {
+	Key, Path string
+}
+
+// T translates key into the view's language; args fill its %s and %d.
+func (v view) T(key string, args ...any) string { return translate(v.Lang, key, args...) }
+
+// Time shows a Unix-millisecond moment in the corp's time zone.
+func (v view) Time(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).In(v.loc).Format("2006-01-02 15:04")
+}
+
+// TimePtr is Time of an optional moment.
+func (v view) TimePtr(ms *int64) string {
+	if ms == nil {
+		return ""
+	}
+	return v.Time(*ms)
+}
+
+// Can says whether the user may do what a button would do: a page shows
+// no action the API would refuse.
+func (v view) Can(perm string) bool { return v.P.Can(auth.Permission(perm)) }
+
+// ErrText is an error as the user reads it: a domain refusal in their
+// language (by its code), anything else as a plain "something went wrong".
+func (v view) ErrText(err error) string { return errText(v.Lang, err) }
+
+func errText(lang string, err error) string {
+	ae, ok := apperr.As(err)
+	if !ok {
+		return translate(lang, "err.internal")
+	}
+	if msg := translate(lang, "err."+ae.Code); msg != "err."+ae.Code {
+		return msg
+	}
+	return ae.Error()
+}
+
+// consoleNav is the menu, each entry shown to those with its permission.
+var consoleNav = []struct {
+	navItem
+	perm auth.Permission
+}{
+	{navItem{"nav.home", "/console"}, ""},
+	{navItem{"nav.pool", "/console/pool"}, auth.PermLeadsRead},
+	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer},
+}
+
+// consoleRoutes are the console's signed-in routes with their permissions
+// ("" = any signed-in user), listed for the role × route test.
+func (s *Server) consoleRoutes() []Route {
+	return []Route{
+		{"GET", "/console", "", s.homePage},
+		{"GET", "/console/pool", auth.PermLeadsRead, s.poolPage},
+		{"POST", "/console/leads/:id/claim", auth.PermLeadsClaim, s.claimFromPool},
+		{"GET", "/console/inbox", auth.PermHandoffsAnswer, s.inboxPage},
+		{"POST", "/console/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerFromInbox(true)},
+		{"POST", "/console/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerFromInbox(false)},
+		{"POST", "/console/lang", "", s.setLang},
+		{"POST", "/console/corp", "", s.switchCorp},
+		{"POST", "/console/logout", "", s.logoutPage},
+	}
+}
+
+// ConsoleRoutes lists the console's signed-in routes (for the role × route test).
+func (s *Server) ConsoleRoutes() []Route { return s.consoleRoutes() }
+
+func (s *Server) mountConsole(r *gin.Engine) {
+	pages, err := parseConsole()
+	if err != nil {
+		panic("console templates: " + err.Error()) // embedded: a broken one fails every test
+	}
+	s.pages = pages
+	static, _ := fs.Sub(consoleStatic, "console/static")
+	r.GET("/static/*file", consoleHeaders, func(c *gin.Context) {
+		// The vendored files' paths carry their versions: cache them for long.
+		c.Header("Cache-Control", "public, max-age=31536000, immutable")
+		c.FileFromFS(c.Param("file"), http.FS(static))
+	})
+	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/console") })
+	r.GET("/console/login", consoleHeaders, s.loginPage)
+	r.POST("/console/login", consoleHeaders, limitBody, s.loginSubmit)
+	for _, rt := range s.consoleRoutes() {
+		r.Handle(rt.Method, rt.Path, consoleHeaders, limitBody, s.consoleSession(rt.Perm), rt.Handler)
+	}
+}
+
+// consoleHeaders are the security headers of every console response.
+func consoleHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+}
+
+// consoleSession signs the browser in from its session cookie, refuses a
+// change (any method but GET) without the session's CSRF token, and checks
+// perm. Not signed in: to the sign-in page (htmx follows HX-Redirect).
+func (s *Server) consoleSession(perm auth.Permission) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		token, _ := c.Cookie(sessionCookie)
+		corp, _ := c.Cookie(corpCookie)
+		p, err := s.d.Auth.Authenticate(c.Request.Context(), token, corp)
+		if errors.Is(err, auth.ErrNotMember) && corp != "" {
+			p, err = s.d.Auth.Authenticate(c.Request.Context(), token, "") // the corp cookie is stale: the default corp
+		}
+		switch {
+		case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrNotMember):
+			to := "/console/login"
+			if c.Request.Method == http.MethodGet && c.GetHeader("HX-Request") == "" {
+				to += "?next=" + url.QueryEscape(c.Request.URL.RequestURI())
+			}
+			if c.GetHeader("HX-Request") != "" {
+				c.Header("HX-Redirect", to)
+				c.AbortWithStatus(http.StatusUnauthorized)
+				return
+			}
+			c.Redirect(http.StatusSeeOther, to)
+			c.Abort()
+			return
+		case err != nil:
+			s.logger(c).Error("console session", "err", err)
+			c.AbortWithStatus(http.StatusInternalServerError)
+			return
+		}
+		c.Set(principalKey, p)
+		c.Set(csrfKey, csrfOf(token))
+		if c.Request.Method != http.MethodGet && !validCSRF(c, csrfOf(token)) {
+			s.logger(c).Warn("console change without its CSRF token", "path", c.Request.URL.Path, "user_id", p.UserID)
+			s.pageError(c, http.StatusForbidden, translate(s.lang(c, p), "err.csrf"))
+			return
+		}
+		if perm != "" && !p.Can(perm) {
+			s.pageError(c, http.StatusForbidden, translate(s.lang(c, p), "err.forbidden", string(p.Role), string(perm)))
+			return
+		}
+		c.Next()
+	}
+}
+
+const csrfKey = "csrf"
+
+// csrfOf is the CSRF token of a session: derived from the session's secret
+// token, which the page's scripts cannot read (HttpOnly), so another site
+// cannot know it; nothing to store, and the same on every instance.
+func csrfOf(session string) string {
+	sum := sha256.Sum256([]byte("qiflow console csrf\x00" + session))
+	return hex.EncodeToString(sum[:16])
+}
+
+// validCSRF compares the request's token (htmx's header or a form's
+// field) with want in constant time.
+func validCSRF(c *gin.Context, want string) bool {
+	got := c.GetHeader(csrfHeader)
+	if got == "" {
+		got = c.PostForm(csrfField)
+	}
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// lang is the console's language for p: their choice, else the browser's
+// preference between those the console has, else Chinese.
+func (s *Server) lang(c *gin.Context, p auth.Principal) string {
+	if p.Lang != "" {
+		return p.Lang
+	}
+	return acceptLang(c.GetHeader("Accept-Language"))
+}
+
+func acceptLang(header string) string {
+	for _, part := range strings.Split(header, ",") {
+		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+		switch {
+		case strings.HasPrefix(tag, "zh"):
+			return "zh-CN"
+		case strings.HasPrefix(tag, "en"):
+			return "en"
+		}
+	}
+	return auth.Langs[0]
+}
+
+// newView is the view of a signed-in page.
+func (s *Server) newView(c *gin.Context, active, title string, data any) view {
+	p := principal(c)
+	v := view{P: p, Lang: s.lang(c, p), CSRF: c.GetString(csrfKey), Active: active, Data: data, loc: s.location(p.CorpID)}
+	v.Title = v.T(title)
+	for _, n := range consoleNav {
+		if n.perm == "" || p.Can(n.perm) {
+			v.Nav = append(v.Nav, n.navItem)
+		}
+	}
+	corps, err := s.d.Auth.CorpsOf(c.Request.Context(), p.UserID)
+	if err == nil && len(corps) > 1 {
+		v.Corps = corps
+	}
+	return v
+}
+
+// location is a corp's time zone (Asia/Shanghai unless configured).
+func (s *Server) location(corp string) *time.Location {
+	if s.d.Location != nil {
+		if loc := s.d.Location(corp); loc != nil {
+			return loc
+		}
+	}
+	return shanghai
+}
+
+var shanghai = func() *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		return time.FixedZone("CST", 8*3600)
+	}
+	return loc
+}()
+
+// render writes a page, or only the named partial when htmx asks for it.
+func (s *Server) render(c *gin.Context, status int, page, partial string, v view) {
+	t, ok := s.pages[page]
+	if !ok {
+		s.logger(c).Error("no such console page", "page", page)
+		c.AbortWithStatus(http.StatusInternalServerError)
+		return
+	}
+	name := "layout.html"
+	if partial != "" {
+		name = partial
+	}
+	var buf bytes.Buffer // rendered whole first: a template error never sends half a page
+	if err := t.ExecuteTemplate(&buf, name, v); err != nil {
+		s.logger(c).Error("console page", "page", page, "err", err)
+		c.AbortWithStatus(http.StatusInternalServerError)
+		return
+	}
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// pageError answers a refused console request: a message htmx shows in
+// the page's message area, or a page of its own.
+func (s *Server) pageError(c *gin.Context, status int, msg string) {
+	if c.GetHeader("HX-Request") != "" {
+		c.Header("HX-Retarget", "#messages")
+		c.Header("HX-Reswap", "innerHTML")
+		c.Data(status, "text/html; charset=utf-8", []byte(`<p class="error" role="alert">`+template.HTMLEscapeString(msg)+`</p>`))
+		c.Abort()
+		return
+	}
+	c.Data(status, "text/html; charset=utf-8", []byte(`<!doctype html><meta charset="utf-8"><title>Qiflow</title><link rel="stylesheet" href="/static/vendor/pico-2.1.1/pico.min.css"><main class="container"><p class="error" role="alert">`+
+		template.HTMLEscapeString(msg)+`</p><p><a href="/console">Qiflow</a></p></main>`))
+	c.Abort()
+}
+
+// failPage answers a domain error on a console request in the user's language.
+func (s *Server) failPage(c *gin.Context, err error) {
+	status := http.StatusInternalServerError
+	if ae, ok := apperr.As(err); ok {
+		switch ae.Kind {
+		case apperr.KindInvalid:
+			status = http.StatusUnprocessableEntity
+		case apperr.KindNotFound:
+			status = http.StatusNotFound
+		case apperr.KindConflict:
+			status = http.StatusConflict
+		}
+	} else {
+		s.logger(c).Error("console request failed", "path", c.Request.URL.Path, "err", err)
+	}
+	p := principal(c)
+	s.pageError(c, status, errText(s.lang(c, p), err))
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// With is the view with other data: a partial rendered inside a page (a
+// row of a table) gets the page's view with its own item.
+func (v view) With(data any) view {
+	v.Data = data
+	return v
+}

@@ -1,0 +1,298 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/leads"
+)
+
+// setCookie writes one of the console's cookies: HttpOnly, SameSite=Lax,
+// Secure when Qiflow is served over HTTPS; expires zero ends it.
+func (s *Server) setCookie(c *gin.Context, name, value string, expires time.Time) {
+	ck := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: strings.HasPrefix(s.d.PublicURL, "https://")}
+	if expires.IsZero() {
+		ck.MaxAge = -1
+	} else {
+		ck.Expires = expires
+	}
+	http.SetCookie(c.Writer, ck)
+}
+
+type loginData struct {
+	Email string
+	Next  string
+}
+
+// loginPage is the sign-in form; its CSRF token is a fresh cookie the form
+// repeats.
+func (s *Server) loginPage(c *gin.Context) {
+	token := randomToken()
+	s.setCookie(c, loginCSRFCookie, token, time.Now().Add(2*time.Hour))
+	v := view{Lang: acceptLang(c.GetHeader("Accept-Language")), CSRF: token, loc: shanghai, Data: loginData{Next: safeNext(c.Query("next"))}}
+	v.Title = v.T("login.title")
+	s.render(c, http.StatusOK, "login", "", v)
+}
+
+// safeNext keeps a sign-in's return path only when it is a console page of
+// this site (never another host).
+func safeNext(next string) string {
+	if strings.HasPrefix(next, "/console") && !strings.HasPrefix(next, "//") && !strings.Contains(next, "\\") {
+		return next
+	}
+	return "/console"
+}
+
+func (s *Server) loginSubmit(c *gin.Context) {
+	email, password := strings.TrimSpace(c.PostForm("email")), c.PostForm("password")
+	v := view{Lang: acceptLang(c.GetHeader("Accept-Language")), loc: shanghai, Data: loginData{Email: email, Next: safeNext(c.PostForm("next"))}}
+	v.Title = v.T("login.title")
+	again := func(status int, key string) {
+		v.CSRF = randomToken()
+		s.setCookie(c, loginCSRFCookie, v.CSRF, time.Now().Add(2*time.Hour))
+		v.Error = v.T(key)
+		s.render(c, status, "login", "", v)
+	}
+	want, _ := c.Cookie(loginCSRFCookie)
+	if want == "" || !validCSRF(c, want) {
+		s.logger(c).Warn("console sign-in without its CSRF token", "remote", c.ClientIP())
+		again(http.StatusForbidden, "err.csrf")
+		return
+	}
+	if email == "" || password == "" {
+		again(http.StatusUnprocessableEntity, "login.missing")
+		return
+	}
+	if wait, limited := s.loginLimited(c, auth.NormalizeEmail(email)); limited {
+		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())))
+		again(http.StatusTooManyRequests, "login.limited")
+		return
+	}
+	token, exp, err := s.d.Auth.Login(c.Request.Context(), email, password)
+	if errors.Is(err, auth.ErrBadCredentials) {
+		s.logger(c).Warn("login failed", "email", auth.NormalizeEmail(email), "remote", c.ClientIP())
+		again(http.StatusUnauthorized, "login.bad")
+		return
+	}
+	if err != nil {
+		s.logger(c).Error("console sign-in", "err", err)
+		again(http.StatusInternalServerError, "err.internal")
+		return
+	}
+	s.setCookie(c, loginCSRFCookie, "", time.Time{})
+	s.setCookie(c, sessionCookie, token, exp)
+	c.Redirect(http.StatusSeeOther, v.Data.(loginData).Next)
+}
+
+func (s *Server) logoutPage(c *gin.Context) {
+	token, _ := c.Cookie(sessionCookie)
+	if err := s.d.Auth.Revoke(c.Request.Context(), token); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	s.setCookie(c, sessionCookie, "", time.Time{})
+	s.setCookie(c, corpCookie, "", time.Time{})
+	redirectPage(c, "/console/login")
+}
+
+// redirectPage sends the browser on after a change: htmx by HX-Redirect,
+// a plain form by 303.
+func redirectPage(c *gin.Context, to string) {
+	if c.GetHeader("HX-Request") != "" {
+		c.Header("HX-Redirect", to)
+		c.Status(http.StatusNoContent)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, to)
+}
+
+// setLang records the language the user chose and shows the page again.
+func (s *Server) setLang(c *gin.Context) {
+	if err := s.d.Auth.SetLang(c.Request.Context(), principal(c).UserID, c.PostForm("lang")); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	redirectPage(c, backTo(c))
+}
+
+// switchCorp acts in another of the user's corps from now on.
+func (s *Server) switchCorp(c *gin.Context) {
+	corp := c.PostForm("corp")
+	corps, err := s.d.Auth.CorpsOf(c.Request.Context(), principal(c).UserID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	for _, m := range corps {
+		if m.CorpID == corp {
+			s.setCookie(c, corpCookie, corp, time.Now().AddDate(1, 0, 0))
+			redirectPage(c, "/console")
+			return
+		}
+	}
+	s.pageError(c, http.StatusUnprocessableEntity, translate(s.lang(c, principal(c)), "err.not_member"))
+}
+
+// backTo is the console page a change came from, or the home page.
+func backTo(c *gin.Context) string {
+	ref, err := urlPath(c.GetHeader("Referer"))
+	if err != nil {
+		return "/console"
+	}
+	return safeNext(ref)
+}
+
+// homeData is what the home page lists.
+type homeData struct {
+	Agenda leads.Agenda
+	// DeadLetters is how many events a subscriber gave up on (admins).
+	DeadLetters int
+	ShowAgenda  bool
+}
+
+// recycleSoonDays is how far ahead the home page warns of leads going back
+// to the pool, in working days.
+const recycleSoonDays = 2
+
+// homePage is what needs the user now: their SLA clocks, the handoffs
+// waiting for them, their leads about to go back to the pool; dead letters
+// for those who run operations.
+func (s *Server) homePage(c *gin.Context) {
+	p := principal(c)
+	var d homeData
+	if p.Can(auth.PermLeadsClaim) || p.Can(auth.PermHandoffsAnswer) {
+		a, err := s.d.Leads.AgendaOf(c.Request.Context(), p.CorpID, p.UserID, recycleSoonDays)
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		d.Agenda, d.ShowAgenda = a, true
+	}
+	if p.Can(auth.PermEventsRead) {
+		n, err := s.d.Bus.DeadCount(c.Request.Context(), p.CorpID)
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		d.DeadLetters = n
+	}
+	s.render(c, http.StatusOK, "home", "", s.newView(c, "nav.home", "home.title", d))
+}
+
+// poolData is the lead pool page: the filter, a page of leads, the pools
+// to choose from and the next page's cursor.
+type poolData struct {
+	Filter poolQuery
+	Pools  []leads.Pool
+	Leads  []leads.Lead
+	Next   int64
+}
+
+type poolQuery struct {
+	Pool, Owner, Stage, Grade, Status, Source, Channel string
+}
+
+const poolPageSize = 50
+
+// poolPage is the SDR workspace: the pool's leads under the same filter,
+// scope and paging as GET /api/v1/leads; htmx asks for the rows alone when
+// the filter changes or the next page is loaded.
+func (s *Server) poolPage(c *gin.Context) {
+	p := principal(c)
+	f, err := s.parseLeadFilter(c.Request.Context(), p, c.Query)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	if after := c.Query("after"); after != "" {
+		if f.After, err = strconv.ParseInt(after, 10, 64); err != nil || f.After < 0 {
+			s.pageError(c, http.StatusUnprocessableEntity, "after: "+translate(s.lang(c, p), "err.cursor"))
+			return
+		}
+	}
+	f.Limit = poolPageSize + 1
+	list, err := s.d.Leads.List(c.Request.Context(), f)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	d := poolData{Leads: list, Filter: poolQuery{Pool: c.Query("pool"), Owner: c.Query("owner"), Stage: c.Query("stage"), Grade: c.Query("grade"),
+		Status: c.Query("status"), Source: c.Query("source"), Channel: c.Query("channel")}}
+	if len(list) > poolPageSize {
+		d.Leads, d.Next = list[:poolPageSize], list[poolPageSize-1].ID
+	}
+	v := s.newView(c, "nav.pool", "pool.title", d)
+	switch {
+	case c.GetHeader("HX-Request") != "" && f.After > 0:
+		s.render(c, http.StatusOK, "pool", "pool_more", v) // the next page's rows
+	case c.GetHeader("HX-Request") != "":
+		s.render(c, http.StatusOK, "pool", "pool_table", v)
+	default:
+		if d.Pools, err = s.d.Leads.Pools(c.Request.Context(), p.CorpID); err != nil {
+			s.failPage(c, err)
+			return
+		}
+		v.Data = d
+		s.render(c, http.StatusOK, "pool", "", v)
+	}
+}
+
+// claimFromPool claims a lead for the signed-in SDR and answers its row;
+// a lead a colleague won meanwhile answers a message saying so.
+func (s *Server) claimFromPool(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		s.pageError(c, http.StatusNotFound, translate(s.lang(c, principal(c)), "err.not_found"))
+		return
+	}
+	p := principal(c)
+	l, err := s.d.Leads.Claim(c.Request.Context(), p.CorpID, id, p.UserID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	v := s.newView(c, "nav.pool", "pool.title", *l)
+	s.render(c, http.StatusOK, "pool", "pool_row", v)
+}
+
+// inboxPage lists the handoffs waiting for the signed-in sales rep.
+func (s *Server) inboxPage(c *gin.Context) {
+	p := principal(c)
+	list, err := s.d.Leads.Handoffs(c.Request.Context(), leads.HandoffFilter{CorpID: p.CorpID, ToUser: p.UserID, Status: leads.HandoffPending, Limit: 100})
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	s.render(c, http.StatusOK, "inbox", "", s.newView(c, "nav.inbox", "inbox.title", list))
+}
+
+// answerFromInbox accepts a handoff, or rejects it with the form's reason,
+// and answers the handoff's row as it now is.
+func (s *Server) answerFromInbox(accept bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p := principal(c)
+		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+		if err != nil || id <= 0 {
+			s.pageError(c, http.StatusNotFound, translate(s.lang(c, p), "err.not_found"))
+			return
+		}
+		var h *leads.Handoff
+		if accept {
+			h, err = s.d.Leads.Accept(c.Request.Context(), p.CorpID, id, p.UserID)
+		} else {
+			h, err = s.d.Leads.Reject(c.Request.Context(), p.CorpID, id, p.UserID, c.PostForm("reason"))
+		}
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		s.render(c, http.StatusOK, "inbox", "handoff_row", s.newView(c, "nav.inbox", "inbox.title", *h))
+	}
+}

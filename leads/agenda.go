@@ -1,0 +1,77 @@
+package leads
+
+import (
+	"cmp"
+	"context"
+	"slices"
+
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Agenda is what needs a user now: the SLA clocks running on their leads,
+// the handoffs waiting for their answer and their leads about to go back
+// to the pool. The console's home page shows it.
+type Agenda struct {
+	SLAs      []AgendaSLA     `json:"slas"`
+	Handoffs  []Handoff       `json:"handoffs"`
+	Recycling []AgendaRecycle `json:"recycling"`
+}
+
+// AgendaSLA is a running SLA clock on one of the user's leads.
+type AgendaSLA struct {
+	LeadID int64  `db:"lead_id" json:"lead_id"`
+	Name   string `db:"name" json:"name"`
+	Kind   string `db:"kind" json:"kind"`
+	DueAt  int64  `db:"due_at" json:"due_at"`
+}
+
+// AgendaRecycle is one of the user's leads and when it returns to its pool
+// unless followed up.
+type AgendaRecycle struct {
+	LeadID int64  `json:"lead_id"`
+	Name   string `json:"name"`
+	At     int64  `json:"at"`
+}
+
+// agendaItems bounds each of the agenda's lists: it is a to-do list, not a report.
+const agendaItems = 20
+
+// AgendaOf is user's agenda in corp; recycling lists the leads due back
+// within the next soonDays working days.
+func (s *Service) AgendaOf(ctx context.Context, corp string, user int64, soonDays int) (Agenda, error) {
+	a := Agenda{SLAs: []AgendaSLA{}, Recycling: []AgendaRecycle{}}
+	if err := s.db.SelectContext(ctx, &a.SLAs, `SELECT s.lead_id, COALESCE(p.name, '') AS name, s.kind, s.due_at FROM lead_slas s JOIN leads l ON l.id = s.lead_id JOIN people p ON p.id = l.person_id
+		WHERE s.corp_id = ? AND s.owner_user_id = ? AND s.status = ? ORDER BY s.due_at LIMIT ?`, corp, user, SLAOpen, agendaItems); err != nil {
+		return a, err
+	}
+	var err error
+	if a.Handoffs, err = s.Handoffs(ctx, HandoffFilter{CorpID: corp, ToUser: user, Status: HandoffPending, Limit: agendaItems}); err != nil {
+		return a, err
+	}
+	var mine []struct {
+		staleLead
+		Name string `db:"name"`
+	}
+	// A user holds at most their pools' caps of leads: all of them are read.
+	if err := s.db.SelectContext(ctx, &mine, `SELECT l.id, l.corp_id, l.pool_id, l.owner_user_id, COALESCE(l.last_touch_at, l.claimed_at, 0) AS last_touch_at,
+		l.version, p.recycle_days, p.recycle_by_grade, l.grade, COALESCE(pe.name, '') AS name
+		FROM leads l JOIN lead_pools p ON p.id = l.pool_id JOIN people pe ON pe.id = l.person_id
+		WHERE l.corp_id = ? AND l.owner_user_id = ? AND l.merged_into = 0 AND (p.recycle_days > 0 OR p.recycle_by_grade <> '{}')`, corp, user); err != nil {
+		return a, err
+	}
+	cal := s.calendars.For(corp)
+	horizon := cal.WorkdaysAfter(s.now(), soonDays)
+	for _, l := range mine {
+		days := l.days()
+		if days == 0 || l.LastTouchAt == 0 {
+			continue
+		}
+		at := cal.WorkdaysAfter(qsql.FromMillis(l.LastTouchAt), days)
+		if !at.After(horizon) {
+			a.Recycling = append(a.Recycling, AgendaRecycle{LeadID: l.ID, Name: l.Name, At: qsql.Millis(at)})
+		}
+	}
+	slices.SortFunc(a.Recycling, func(x, y AgendaRecycle) int { return cmp.Compare(x.At, y.At) })
+	a.Recycling = a.Recycling[:min(len(a.Recycling), agendaItems)]
+	return a, nil
+}
