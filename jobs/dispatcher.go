@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -11,9 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	qsql "github.com/qiflow/qiflow/sql"
 )
 
 var (
@@ -430,9 +430,6 @@ func (d *Dispatcher) gaugeLoop(ctx context.Context) {
 	}
 }
 
-// isDeadlock reports MySQL's 1213 (deadlock) and 1205 (lock wait timeout),
-// which a claim simply retries.
-func isDeadlock(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
-}
+// isDeadlock reports a deadlock or lock wait timeout, which a claim simply
+// retries.
+func isDeadlock(err error) bool { return qsql.IsDeadlock(err) }

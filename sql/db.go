@@ -223,6 +223,13 @@ func (db *DB) UpdateRows(table, key string, cols []string, n int) string {
 	return "UPDATE " + table + " t JOIN (" + strings.Join(selects, " UNION ALL ") + ") v ON t." + key + " = v.k SET " + strings.Join(sets, ", ")
 }
 
+// IsDeadlock reports MySQL's 1213 (deadlock) and 1205 (lock wait timeout):
+// the transaction was rolled back and may simply be run again.
+func IsDeadlock(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
 // Tx is a write transaction that can run functions after it commits (to
 // wake a dispatcher once the rows it should see are visible, say).
 type Tx struct {
