@@ -129,6 +129,26 @@ func (v view) TimePtr(ms *int64) string {
 // no action the API would refuse.
 func (v view) Can(perm string) bool { return v.P.Can(auth.Permission(perm)) }
 
+// Until is how long until a moment, as a countdown ("2d 3h"), or
+// "overdue" once it has passed.
+func (v view) Until(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	d := time.Until(time.UnixMilli(ms))
+	if d <= 0 {
+		return v.T("time.overdue")
+	}
+	days, hours, mins := int(d.Hours())/24, int(d.Hours())%24, int(d.Minutes())%60
+	switch {
+	case days > 0:
+		return v.T("time.dh", days, hours)
+	case hours > 0:
+		return v.T("time.hm", hours, mins)
+	}
+	return v.T("time.m", max(mins, 1))
+}
+
 // ErrText is an error as the user reads it: a domain refusal in their
 // language (by its code), anything else as a plain "something went wrong".
 func (v view) ErrText(err error) string { return errText(v.Lang, err) }
@@ -151,6 +171,7 @@ var consoleNav = []struct {
 }{
 	{navItem{"nav.home", "/console"}, ""},
 	{navItem{"nav.pool", "/console/pool"}, auth.PermLeadsRead},
+	{navItem{"nav.mine", "/console/pool?owner=me"}, auth.PermLeadsClaim},
 	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer},
 }
 
@@ -161,6 +182,10 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console", "", s.homePage},
 		{"GET", "/console/pool", auth.PermLeadsRead, s.poolPage},
 		{"POST", "/console/leads/:id/claim", auth.PermLeadsClaim, s.claimFromPool},
+		{"GET", "/console/leads/:id", auth.PermLeadsRead, s.leadPage},
+		{"POST", "/console/leads/:id/touch", auth.PermLeadsClaim, s.touchFromPage},
+		{"POST", "/console/leads/:id/release", auth.PermLeadsClaim, s.releaseFromPage},
+		{"POST", "/console/leads/:id/qualify", auth.PermLeadsClaim, s.qualifyFromPage},
 		{"GET", "/console/inbox", auth.PermHandoffsAnswer, s.inboxPage},
 		{"POST", "/console/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerFromInbox(true)},
 		{"POST", "/console/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerFromInbox(false)},
@@ -362,6 +387,13 @@ func (s *Server) pageError(c *gin.Context, status int, msg string) {
 
 // failPage answers a domain error on a console request in the user's language.
 func (s *Server) failPage(c *gin.Context, err error) {
+	status, msg := s.refusal(c, err)
+	s.pageError(c, status, msg)
+}
+
+// refusal is a domain error's status and message in the user's language;
+// an unexpected one is logged (once, here) and shown as "went wrong".
+func (s *Server) refusal(c *gin.Context, err error) (int, string) {
 	status := http.StatusInternalServerError
 	if ae, ok := apperr.As(err); ok {
 		switch ae.Kind {
@@ -375,8 +407,7 @@ func (s *Server) failPage(c *gin.Context, err error) {
 	} else {
 		s.logger(c).Error("console request failed", "path", c.Request.URL.Path, "err", err)
 	}
-	p := principal(c)
-	s.pageError(c, status, errText(s.lang(c, p), err))
+	return status, errText(s.lang(c, principal(c)), err)
 }
 
 func randomToken() string {

@@ -191,8 +191,17 @@ func (s *Server) homePage(c *gin.Context) {
 type poolData struct {
 	Filter poolQuery
 	Pools  []leads.Pool
-	Leads  []leads.Lead
+	Rows   []poolRow
 	Next   int64
+	// Deadlines: the user's own leads, with their SLA and recycle countdowns.
+	Deadlines bool
+}
+
+// poolRow is a lead in the pool's table, with its deadlines on "my leads".
+type poolRow struct {
+	Lead      leads.Lead
+	Deadline  leads.Deadline
+	Deadlines bool
 }
 
 type poolQuery struct {
@@ -223,12 +232,26 @@ func (s *Server) poolPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
-	d := poolData{Leads: list, Filter: poolQuery{Pool: c.Query("pool"), Owner: c.Query("owner"), Stage: c.Query("stage"), Grade: c.Query("grade"),
+	d := poolData{Filter: poolQuery{Pool: c.Query("pool"), Owner: c.Query("owner"), Stage: c.Query("stage"), Grade: c.Query("grade"),
 		Status: c.Query("status"), Source: c.Query("source"), Channel: c.Query("channel")}}
 	if len(list) > poolPageSize {
-		d.Leads, d.Next = list[:poolPageSize], list[poolPageSize-1].ID
+		list, d.Next = list[:poolPageSize], list[poolPageSize-1].ID
 	}
-	v := s.newView(c, "nav.pool", "pool.title", d)
+	var deadlines map[int64]leads.Deadline
+	if d.Deadlines = f.Owner == p.UserID && p.Can(auth.PermLeadsClaim); d.Deadlines {
+		if deadlines, err = s.d.Leads.DeadlinesOf(c.Request.Context(), p.CorpID, p.UserID); err != nil {
+			s.failPage(c, err)
+			return
+		}
+	}
+	for _, l := range list {
+		d.Rows = append(d.Rows, poolRow{Lead: l, Deadline: deadlines[l.ID], Deadlines: d.Deadlines})
+	}
+	active, title := "nav.pool", "pool.title"
+	if d.Deadlines {
+		active, title = "nav.mine", "nav.mine"
+	}
+	v := s.newView(c, active, title, d)
 	switch {
 	case c.GetHeader("HX-Request") != "" && f.After > 0:
 		s.render(c, http.StatusOK, "pool", "pool_more", v) // the next page's rows
@@ -254,11 +277,15 @@ func (s *Server) claimFromPool(c *gin.Context) {
 	}
 	p := principal(c)
 	l, err := s.d.Leads.Claim(c.Request.Context(), p.CorpID, id, p.UserID)
+	if c.GetHeader("HX-Request") == "" {
+		s.afterLeadChange(c, err) // the lead page's plain form
+		return
+	}
 	if err != nil {
 		s.failPage(c, err)
 		return
 	}
-	v := s.newView(c, "nav.pool", "pool.title", *l)
+	v := s.newView(c, "nav.pool", "pool.title", poolRow{Lead: *l})
 	s.render(c, http.StatusOK, "pool", "pool_row", v)
 }
 

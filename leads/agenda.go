@@ -48,30 +48,76 @@ func (s *Service) AgendaOf(ctx context.Context, corp string, user int64, soonDay
 	if a.Handoffs, err = s.Handoffs(ctx, HandoffFilter{CorpID: corp, ToUser: user, Status: HandoffPending, Limit: agendaItems}); err != nil {
 		return a, err
 	}
-	var mine []struct {
-		staleLead
-		Name string `db:"name"`
-	}
-	// A user holds at most their pools' caps of leads: all of them are read.
-	if err := s.db.SelectContext(ctx, &mine, `SELECT l.id, l.corp_id, l.pool_id, l.owner_user_id, COALESCE(l.last_touch_at, l.claimed_at, 0) AS last_touch_at,
-		l.version, p.recycle_days, p.recycle_by_grade, l.grade, COALESCE(pe.name, '') AS name
-		FROM leads l JOIN lead_pools p ON p.id = l.pool_id JOIN people pe ON pe.id = l.person_id
-		WHERE l.corp_id = ? AND l.owner_user_id = ? AND l.merged_into = 0 AND (p.recycle_days > 0 OR p.recycle_by_grade <> '{}')`, corp, user); err != nil {
+	returns, err := s.returnsOf(ctx, corp, user)
+	if err != nil {
 		return a, err
 	}
-	cal := s.calendars.For(corp)
-	horizon := cal.WorkdaysAfter(s.now(), soonDays)
-	for _, l := range mine {
-		days := l.days()
-		if days == 0 || l.LastTouchAt == 0 {
-			continue
-		}
-		at := cal.WorkdaysAfter(qsql.FromMillis(l.LastTouchAt), days)
-		if !at.After(horizon) {
-			a.Recycling = append(a.Recycling, AgendaRecycle{LeadID: l.ID, Name: l.Name, At: qsql.Millis(at)})
+	horizon := s.calendars.For(corp).WorkdaysAfter(s.now(), soonDays)
+	for _, r := range returns {
+		if !qsql.FromMillis(r.At).After(horizon) {
+			a.Recycling = append(a.Recycling, r)
 		}
 	}
 	slices.SortFunc(a.Recycling, func(x, y AgendaRecycle) int { return cmp.Compare(x.At, y.At) })
 	a.Recycling = a.Recycling[:min(len(a.Recycling), agendaItems)]
 	return a, nil
+}
+
+// returnsOf is when each of user's leads in a recycling pool goes back to
+// it unless followed up. A user holds at most their pools' caps of leads:
+// all of them are read.
+func (s *Service) returnsOf(ctx context.Context, corp string, user int64) ([]AgendaRecycle, error) {
+	var mine []struct {
+		staleLead
+		Name string `db:"name"`
+	}
+	if err := s.db.SelectContext(ctx, &mine, `SELECT l.id, l.corp_id, l.pool_id, l.owner_user_id, COALESCE(l.last_touch_at, l.claimed_at, 0) AS last_touch_at,
+		l.version, p.recycle_days, p.recycle_by_grade, l.grade, COALESCE(pe.name, '') AS name
+		FROM leads l JOIN lead_pools p ON p.id = l.pool_id JOIN people pe ON pe.id = l.person_id
+		WHERE l.corp_id = ? AND l.owner_user_id = ? AND l.merged_into = 0 AND (p.recycle_days > 0 OR p.recycle_by_grade <> '{}')`, corp, user); err != nil {
+		return nil, err
+	}
+	cal := s.calendars.For(corp)
+	out := make([]AgendaRecycle, 0, len(mine))
+	for _, l := range mine {
+		if days := l.days(); days > 0 && l.LastTouchAt > 0 {
+			out = append(out, AgendaRecycle{LeadID: l.ID, Name: l.Name, At: qsql.Millis(cal.WorkdaysAfter(qsql.FromMillis(l.LastTouchAt), days))})
+		}
+	}
+	return out, nil
+}
+
+// Deadline is what runs against one of a user's leads: the soonest SLA
+// clock and the moment it goes back to the pool (0: none).
+type Deadline struct {
+	SLADue    int64 `json:"sla_due,omitempty"`
+	RecycleAt int64 `json:"recycle_at,omitempty"`
+}
+
+// DeadlinesOf is the deadlines of user's leads, by lead: the SDR's "my
+// leads" shows them beside each lead.
+func (s *Service) DeadlinesOf(ctx context.Context, corp string, user int64) (map[int64]Deadline, error) {
+	out := map[int64]Deadline{}
+	var slas []AgendaSLA
+	if err := s.db.SelectContext(ctx, &slas, `SELECT lead_id, '' AS name, kind, MIN(due_at) AS due_at FROM lead_slas
+		WHERE corp_id = ? AND owner_user_id = ? AND status = ? GROUP BY lead_id, kind`, corp, user, SLAOpen); err != nil {
+		return nil, err
+	}
+	for _, x := range slas {
+		d := out[x.LeadID]
+		if d.SLADue == 0 || x.DueAt < d.SLADue {
+			d.SLADue = x.DueAt
+		}
+		out[x.LeadID] = d
+	}
+	returns, err := s.returnsOf(ctx, corp, user)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range returns {
+		d := out[r.LeadID]
+		d.RecycleAt = r.At
+		out[r.LeadID] = d
+	}
+	return out, nil
 }

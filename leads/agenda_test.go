@@ -65,6 +65,14 @@ func TestAgenda_SLAsSoonestFirstAndLeadsAboutToBeRecycled(t *testing.T) {
 			time.UnixMilli(a.Recycling[0].At).In(at("2026-03-04 09:00").Location()).Format("01-02 15:04") != "03-07 00:00" {
 			t.Fatalf("Wednesday's recycling: %+v", a.Recycling)
 		}
+		// My leads show the same deadlines beside each lead.
+		dl, err := s.DeadlinesOf(ctx, "ww1", 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dl) != 2 || dl[ids[0]].SLADue != a.SLAs[0].DueAt || dl[ids[1]].RecycleAt != a.Recycling[1].At || dl[ids[2]] != (Deadline{}) {
+			t.Fatalf("deadlines: %+v", dl)
+		}
 		// A follow-up stops the first SLA clock and moves its lead's return.
 		if _, err := s.Touch(ctx, "ww1", ids[0], 7, "call", ""); err != nil {
 			t.Fatal(err)

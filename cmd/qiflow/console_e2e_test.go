@@ -245,19 +245,40 @@ func TestE2E_ConsolePoolClaimRaceAndInbox(t *testing.T) {
 			if st != http.StatusConflict || !strings.Contains(body, "该线索刚刚被同事认领了") || h.Get("HX-Retarget") != "#messages" {
 				t.Fatalf("lost claim: %d %q %q", st, body, h.Get("HX-Retarget"))
 			}
-			// Qualified to SQL for the rep (through the API, as the console's
-			// qualify form is not built yet), the handoff waits in the
-			// rep's inbox and on their home page; accepting it from the inbox
-			// answers the row.
+			// The SDR logs a call on the lead's page; it shows in the timeline.
+			leadPath := "/console/leads/" + itoa(lead.ID)
+			if st, _, h := sdr1.do("POST", leadPath+"/touch", url.Values{"kind": {"call"}, "text": {"asked for pricing"}, "_csrf": {sdr1.csrf}}, false, false); st != http.StatusSeeOther || h.Get("Location") != leadPath {
+				t.Fatalf("log a call: %d", st)
+			}
+			if _, body, _ := sdr1.do("GET", leadPath, nil, false, false); !strings.Contains(body, "asked for pricing") {
+				t.Fatal("the call is not on the lead's page")
+			}
+			// An MQL (moved through the API: the console has no stage form
+			// yet) is qualified to SQL for the rep on its page; without
+			// BANT the page says what is missing and nothing changes.
 			sdr1Token := login(t, s.url, "sdr1@example.com", "password sdr1")
 			if st := call(t, "POST", s.url+"/api/v1/leads/"+itoa(lead.ID)+"/stage", sdr1Token, map[string]any{"stage": "mql", "reason": "asked for a demo"}, nil); st != http.StatusOK {
 				t.Fatalf("to mql: %d", st)
 			}
-			var h1 leads.Handoff
-			if st := call(t, "POST", s.url+"/api/v1/leads/"+itoa(lead.ID)+"/qualify", sdr1Token, map[string]any{"budget": "500k", "authority": "CTO", "need": "SCRM", "timeline": "Q1",
-				"note": "ready for a demo", "to_user_id": users["rep"]}, &h1); st != http.StatusOK && st != http.StatusCreated {
+			if _, body, _ := sdr1.do("GET", leadPath, nil, false, false); !strings.Contains(body, leadPath+"/qualify") || !strings.Contains(body, "rep@example.com") {
+				t.Fatal("no qualify form with the sales reps on an MQL's page")
+			}
+			if st, body, _ := sdr1.do("POST", leadPath+"/qualify", url.Values{"budget": {"500k"}, "_csrf": {sdr1.csrf}}, false, false); st != http.StatusUnprocessableEntity || !strings.Contains(body, "authority") {
+				t.Fatalf("qualify without BANT: %d", st)
+			}
+			st, _, h = sdr1.do("POST", leadPath+"/qualify", url.Values{"budget": {"500k"}, "authority": {"CTO"}, "need": {"SCRM"}, "timeline": {"Q1"},
+				"note": {"ready for a demo"}, "to_user_id": {itoa(users["rep"])}, "_csrf": {sdr1.csrf}}, false, false)
+			if st != http.StatusSeeOther {
 				t.Fatalf("qualify: %d", st)
 			}
+			var handoffs struct {
+				Handoffs []leads.Handoff `json:"handoffs"`
+			}
+			call(t, "GET", s.url+"/api/v1/handoffs", admin, nil, &handoffs)
+			if len(handoffs.Handoffs) != 1 || handoffs.Handoffs[0].ToUserID != users["rep"] {
+				t.Fatalf("handoffs: %+v", handoffs.Handoffs)
+			}
+			h1 := handoffs.Handoffs[0]
 			rep := newBrowser(t, s.url, "en")
 			rep.signIn("rep@example.com", "password rep")
 			if _, body, _ := rep.do("GET", "/console", nil, false, false); !strings.Contains(body, "ready for a demo") {

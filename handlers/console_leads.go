@@ -1,0 +1,159 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/leads"
+)
+
+// leadPageData is a lead's page: the lead, its person (identities masked
+// without pii), its timeline (history, score reasons and activities),
+// the sales reps a qualification may go to, and what the user may do.
+type leadPageData struct {
+	Lead     leads.Lead
+	Person   *leads.Person
+	Timeline []leads.TimelineEntry
+	Reps     []auth.UserWithRole
+	Deadline leads.Deadline
+	// Qualifiable: the lead is the user's (or they manage pools) and at a
+	// stage Qualify accepts.
+	Mine, Qualifiable bool
+	TouchKinds        []string
+}
+
+// leadPage shows one lead as the API's GET /leads/{id}, /person and
+// /timeline would show it to the same user.
+func (s *Server) leadPage(c *gin.Context) {
+	s.renderLead(c, http.StatusOK, "")
+}
+
+// renderLead renders the lead's page with a message (a refused action).
+func (s *Server) renderLead(c *gin.Context, status int, msg string) {
+	p := principal(c)
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		s.pageError(c, http.StatusNotFound, translate(s.lang(c, p), "err.not_found"))
+		return
+	}
+	ctx := c.Request.Context()
+	v, err := s.viewerOf(ctx, p)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	l, _, err := s.d.Leads.Get(ctx, p.CorpID, id, v)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	d := leadPageData{Lead: *l, Mine: l.OwnerUserID == p.UserID && p.Can(auth.PermLeadsClaim), TouchKinds: leads.TouchKinds}
+	d.Qualifiable = (d.Mine || p.Can(auth.PermPoolsManage)) && (l.Stage == leads.StageMQL || l.Stage == leads.StageSAL)
+	if d.Person, _, err = s.d.Leads.PersonOfLead(ctx, p.CorpID, id, v); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	maskPerson(p, d.Person)
+	if d.Timeline, err = s.d.Leads.Timeline(ctx, p.CorpID, id, v, 100); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	if d.Mine {
+		deadlines, err := s.d.Leads.DeadlinesOf(ctx, p.CorpID, p.UserID)
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		d.Deadline = deadlines[id]
+	}
+	if d.Qualifiable {
+		users, err := s.d.Auth.ListUsers(ctx, p.CorpID)
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		for _, u := range users {
+			if u.Role == auth.RoleSales && !u.Disabled {
+				d.Reps = append(d.Reps, u)
+			}
+		}
+	}
+	view := s.newView(c, "nav.pool", "lead.title", d)
+	view.Error = msg
+	s.render(c, status, "lead", "", view)
+}
+
+// afterLeadChange sends the browser back to the lead's page after a
+// change, or shows the page again with the refusal.
+func (s *Server) afterLeadChange(c *gin.Context, err error) {
+	if err != nil {
+		status, msg := s.refusal(c, err)
+		s.renderLead(c, status, msg)
+		return
+	}
+	redirectPage(c, "/console/leads/"+c.Param("id"))
+}
+
+// leadAction reads the lead id of a lead's form post.
+func (s *Server) leadAction(c *gin.Context) (int64, bool) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		s.pageError(c, http.StatusNotFound, translate(s.lang(c, principal(c)), "err.not_found"))
+		return 0, false
+	}
+	return id, true
+}
+
+// touchFromPage logs a follow-up (call, note, message, task) on one's lead.
+func (s *Server) touchFromPage(c *gin.Context) {
+	id, ok := s.leadAction(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	_, err := s.d.Leads.Touch(c.Request.Context(), p.CorpID, id, p.UserID, c.PostForm("kind"), c.PostForm("text"))
+	s.afterLeadChange(c, err)
+}
+
+// releaseFromPage returns one's lead to its pool with a reason.
+func (s *Server) releaseFromPage(c *gin.Context) {
+	id, ok := s.leadAction(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	_, err := s.d.Leads.Release(c.Request.Context(), p.CorpID, id, p.UserID, c.PostForm("reason"))
+	if err != nil {
+		s.afterLeadChange(c, err)
+		return
+	}
+	redirectPage(c, "/console/pool?owner=me")
+}
+
+// qualifyFromPage qualifies one's lead to SQL with BANT and a handoff note
+// for a sales rep (or the handoff rules' pick), as POST /leads/{id}/qualify.
+func (s *Server) qualifyFromPage(c *gin.Context) {
+	id, ok := s.leadAction(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	in := leads.QualifyIn{Qualification: leads.Qualification{Budget: c.PostForm("budget"), Authority: c.PostForm("authority"),
+		Need: c.PostForm("need"), Timeline: c.PostForm("timeline")}, Note: c.PostForm("note")}
+	if to := strings.TrimSpace(c.PostForm("to_user_id")); to != "" {
+		n, err := strconv.ParseInt(to, 10, 64)
+		if err != nil || n <= 0 {
+			s.renderLead(c, http.StatusUnprocessableEntity, "to_user_id: "+translate(s.lang(c, p), "err.not_found"))
+			return
+		}
+		in.ToUserID = n
+	}
+	ctx := c.Request.Context()
+	_, err := s.d.Leads.Qualify(ctx, p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in,
+		func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
+	s.afterLeadChange(c, err)
+}
