@@ -202,6 +202,8 @@ type poolRow struct {
 	Lead      leads.Lead
 	Deadline  leads.Deadline
 	Deadlines bool
+	// OOB: the row replaces its old self from another part of a response.
+	OOB bool
 }
 
 type poolQuery struct {
@@ -281,12 +283,39 @@ func (s *Server) claimFromPool(c *gin.Context) {
 		s.afterLeadChange(c, err) // the lead page's plain form
 		return
 	}
+	if errors.Is(err, leads.ErrAlreadyClaimed) {
+		s.claimLost(c, id)
+		return
+	}
 	if err != nil {
 		s.failPage(c, err)
 		return
 	}
 	v := s.newView(c, "nav.pool", "pool.title", poolRow{Lead: *l})
 	s.render(c, http.StatusOK, "pool", "pool_row", v)
+}
+
+// claimLost says a colleague claimed the lead first, in the page's message
+// area, and updates its row (out of band) to show them as its owner.
+func (s *Server) claimLost(c *gin.Context, id int64) {
+	p := principal(c)
+	l, err := func() (*leads.Lead, error) {
+		v, err := s.viewerOf(c.Request.Context(), p)
+		if err != nil {
+			return nil, err
+		}
+		l, _, err := s.d.Leads.Get(c.Request.Context(), p.CorpID, id, v)
+		return l, err
+	}()
+	if err != nil { // out of the user's sight now: the message alone
+		s.failPage(c, leads.ErrAlreadyClaimed)
+		return
+	}
+	v := s.newView(c, "nav.pool", "pool.title", poolRow{Lead: *l, OOB: true})
+	v.Error = errText(v.Lang, leads.ErrAlreadyClaimed)
+	c.Header("HX-Retarget", "#messages")
+	c.Header("HX-Reswap", "innerHTML")
+	s.render(c, http.StatusConflict, "pool", "claim_lost", v)
 }
 
 // inboxPage lists the handoffs waiting for the signed-in sales rep.

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/leads"
+)
+
+// chrome starts a headless Chromium of its own (its own cookies: one per
+// signed-in user) sized as a 1366×768 laptop.
+func chrome(t *testing.T, bin string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1366, 768), chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	// Chromium is newer than chromedp's protocol tables: log its decode complaints to the test log only.
+	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	// A browser in China asks for Chinese (headless Chromium says en-US).
+	if err := chromedp.Run(ctx, network.SetExtraHTTPHeaders(network.Headers{"Accept-Language": "zh-CN,zh;q=0.9"})); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshot saves the page as a test artifact (go test -artifacts keeps
+// them under _artifacts/).
+func screenshot(t *testing.T, name string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		var png []byte
+		if err := chromedp.CaptureScreenshot(&png).Do(ctx); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(t.ArtifactDir(), name+".png"), png, 0o644)
+	})
+}
+
+func signInActions(base, email, password string) chromedp.Tasks {
+	return chromedp.Tasks{
+		chromedp.Navigate(base + "/console/login"),
+		chromedp.WaitVisible(`input[name="email"]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name="email"]`, email, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name="password"]`, password, chromedp.ByQuery),
+		chromedp.Click(`button[type="submit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`header.top details.dropdown`, chromedp.ByQuery),
+	}
+}
+
+// Two SDRs in their own browsers look at the same unclaimed lead; the
+// first claims it (its row says so without a reload), the second's click
+// shows the message that a colleague was faster, not an error page. The
+// sales rep then accepts the handoff from the inbox.
+func TestBrowser_ConsoleClaimRaceAndInbox(t *testing.T) {
+	bin := chromiumPath(t)
+	s := startStack(t, "sqlite")
+	ctx := context.Background()
+	users := map[string]int64{}
+	for _, u := range []struct {
+		name string
+		role auth.Role
+	}{{"sdr1", auth.RoleSDR}, {"sdr2", auth.RoleSDR}, {"rep", auth.RoleSales}} {
+		nu, err := s.app.auth.CreateUser(ctx, auth.NewUser{Email: u.name + "@example.com", Password: "password " + u.name, CorpID: e2eCorp, Role: u.role})
+		if err != nil {
+			t.Fatal(err)
+		}
+		users[u.name] = nu.ID
+	}
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	var created struct {
+		Lead leads.Lead `json:"lead"`
+	}
+	for _, p := range []map[string]any{{"name": "王小明", "mobile": "13912345600", "title": "CTO"}, {"name": "李华", "mobile": "13912345601"}} {
+		if st := call(t, "POST", s.url+"/api/v1/leads", admin, p, &created); st != http.StatusCreated {
+			t.Fatalf("create lead: %d", st)
+		}
+	}
+	lead := created.Lead // 李华
+	row := "#lead-" + itoa(lead.ID)
+
+	sdr1, sdr2 := chrome(t, bin), chrome(t, bin)
+	var home string
+	if err := chromedp.Run(sdr1, signInActions(s.url, "sdr1@example.com", "password sdr1"),
+		chromedp.Text("main", &home, chromedp.ByQuery), screenshot(t, "home-sdr")); err != nil {
+		t.Fatalf("sdr1 signs in: %v", err)
+	}
+	if !strings.Contains(home, "工作台") {
+		t.Fatalf("home page: %q", home)
+	}
+	pool := s.url + "/console/pool?owner=none"
+	for _, b := range []context.Context{sdr1, sdr2} {
+		email := "sdr1@example.com"
+		if b == sdr2 {
+			email = "sdr2@example.com"
+		}
+		if err := chromedp.Run(b, signInActions(s.url, email, "password "+strings.TrimSuffix(email, "@example.com")),
+			chromedp.Navigate(pool), chromedp.WaitVisible(row+" button.claim", chromedp.ByQuery)); err != nil {
+			t.Fatalf("%s opens the pool: %v", email, err)
+		}
+	}
+	var claimed, message string
+	if err := chromedp.Run(sdr1, chromedp.Click(row+" button.claim", chromedp.ByQuery),
+		chromedp.WaitVisible(row+" .ok", chromedp.ByQuery), chromedp.Text(row, &claimed, chromedp.ByQuery), screenshot(t, "pool-claimed")); err != nil {
+		t.Fatalf("sdr1 claims: %v", err)
+	}
+	if !strings.Contains(claimed, "已认领") {
+		t.Fatalf("claimed row: %q", claimed)
+	}
+	if err := chromedp.Run(sdr2, chromedp.Click(row+" button.claim", chromedp.ByQuery),
+		chromedp.WaitVisible("#messages .error", chromedp.ByQuery), chromedp.Text("#messages", &message, chromedp.ByQuery), screenshot(t, "pool-claim-lost")); err != nil {
+		t.Fatalf("sdr2's late claim: %v", err)
+	}
+	if !strings.Contains(message, "该线索刚刚被同事认领了") {
+		t.Fatalf("late claim's message: %q", message)
+	}
+	// The row now shows the colleague as owner, without its claim button.
+	var buttons int
+	if err := chromedp.Run(sdr2, chromedp.Evaluate(`document.querySelectorAll("`+row+` button.claim").length`, &buttons),
+		chromedp.Text(row, &claimed, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if buttons != 0 || !strings.Contains(claimed, "#"+itoa(users["sdr1"])) {
+		t.Fatalf("the lost lead's row: %q with %d claim buttons", claimed, buttons)
+	}
+
+	// The SDR qualifies it on the lead's page (an MQL first, through the API).
+	sdr1Token := login(t, s.url, "sdr1@example.com", "password sdr1")
+	if st := call(t, "POST", s.url+"/api/v1/leads/"+itoa(lead.ID)+"/stage", sdr1Token, map[string]any{"stage": "mql", "reason": "asked for a demo"}, nil); st != http.StatusOK {
+		t.Fatalf("to mql: %d", st)
+	}
+	if err := chromedp.Run(sdr1, chromedp.Navigate(s.url+"/console/leads/"+itoa(lead.ID)),
+		chromedp.WaitVisible(`input[name="budget"]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name="budget"]`, "50万", chromedp.ByQuery),
+		chromedp.SendKeys(`input[name="authority"]`, "CTO", chromedp.ByQuery),
+		chromedp.SendKeys(`input[name="need"]`, "私域 SCRM", chromedp.ByQuery),
+		chromedp.SendKeys(`input[name="timeline"]`, "Q1", chromedp.ByQuery),
+		chromedp.SetValue(`select[name="to_user_id"]`, itoa(users["rep"]), chromedp.ByQuery),
+		chromedp.SendKeys(`textarea[name="note"]`, "想看演示", chromedp.ByQuery),
+		screenshot(t, "lead-qualify"),
+		chromedp.Submit(`input[name="budget"]`, chromedp.ByQuery),
+		chromedp.WaitNotPresent(`input[name="budget"]`, chromedp.ByQuery)); err != nil {
+		t.Fatalf("sdr1 qualifies: %v", err)
+	}
+
+	rep := chrome(t, bin)
+	var answered string
+	if err := chromedp.Run(rep, signInActions(s.url, "rep@example.com", "password rep"),
+		chromedp.Navigate(s.url+"/console/inbox"), chromedp.WaitVisible(`button[hx-post$="/accept"]`, chromedp.ByQuery), screenshot(t, "inbox"),
+		chromedp.Click(`button[hx-post$="/accept"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`tr .ok`, chromedp.ByQuery), chromedp.Text(`tbody`, &answered, chromedp.ByQuery)); err != nil {
+		t.Fatalf("rep accepts: %v", err)
+	}
+	if !strings.Contains(answered, "已接收") || !strings.Contains(answered, "想看演示") {
+		t.Fatalf("the accepted handoff's row: %q", answered)
+	}
+	var got struct {
+		Lead leads.Lead `json:"lead"`
+	}
+	call(t, "GET", s.url+"/api/v1/leads/"+itoa(lead.ID), admin, nil, &got)
+	if got.Lead.OwnerUserID != users["rep"] || got.Lead.Stage != leads.StageSQL {
+		t.Fatalf("after accepting: owner %d stage %s", got.Lead.OwnerUserID, got.Lead.Stage)
+	}
+}
