@@ -164,6 +164,14 @@ func TestBrowser_ConsoleClaimRaceAndInbox(t *testing.T) {
 	if !strings.Contains(answered, "已接收") || !strings.Contains(answered, "想看演示") {
 		t.Fatalf("the accepted handoff's row: %q", answered)
 	}
+	var history string
+	if err := chromedp.Run(rep, chromedp.Navigate(s.url+"/console/leads/"+itoa(lead.ID)), chromedp.WaitVisible("section table", chromedp.ByQuery),
+		chromedp.Text("section table", &history, chromedp.ByQuery), screenshot(t, "lead")); err != nil {
+		t.Fatalf("rep opens the lead: %v", err)
+	}
+	if !strings.Contains(history, "handoff") || !strings.Contains(history, "sql") {
+		t.Fatalf("the lead's timeline: %q", history)
+	}
 	var got struct {
 		Lead leads.Lead `json:"lead"`
 	}
