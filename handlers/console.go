@@ -173,6 +173,8 @@ var consoleNav = []struct {
 	{navItem{"nav.pool", "/console/pool"}, auth.PermLeadsRead},
 	{navItem{"nav.mine", "/console/pool?owner=me"}, auth.PermLeadsClaim},
 	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer},
+	{navItem{"nav.events", "/console/events"}, auth.PermEventsRead},
+	{navItem{"nav.jobs", "/console/jobs"}, auth.PermJobsRead},
 }
 
 // consoleRoutes are the console's signed-in routes with their permissions
@@ -189,6 +191,11 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console/inbox", auth.PermHandoffsAnswer, s.inboxPage},
 		{"POST", "/console/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerFromInbox(true)},
 		{"POST", "/console/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerFromInbox(false)},
+		{"GET", "/console/events", auth.PermEventsRead, s.eventsPage},
+		{"POST", "/console/events/:id/replay", auth.PermEventsReplay, s.settleFromPage(true)},
+		{"POST", "/console/events/:id/dismiss", auth.PermEventsReplay, s.settleFromPage(false)},
+		{"GET", "/console/jobs", auth.PermJobsRead, s.jobsPage},
+		{"POST", "/console/jobs/:id/cancel", auth.PermJobsManage, s.cancelFromPage},
 		{"POST", "/console/lang", "", s.setLang},
 		{"POST", "/console/corp", "", s.switchCorp},
 		{"POST", "/console/logout", "", s.logoutPage},

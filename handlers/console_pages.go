@@ -222,11 +222,9 @@ func (s *Server) poolPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
-	if after := c.Query("after"); after != "" {
-		if f.After, err = strconv.ParseInt(after, 10, 64); err != nil || f.After < 0 {
-			s.pageError(c, http.StatusUnprocessableEntity, "after: "+translate(s.lang(c, p), "err.cursor"))
-			return
-		}
+	if f.After, err = cursorParam(c, "after"); err != nil {
+		s.failPage(c, err)
+		return
 	}
 	f.Limit = poolPageSize + 1
 	list, err := s.d.Leads.List(c.Request.Context(), f)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/wecom/directory"
@@ -16,22 +17,13 @@ func (s *Server) listEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	status := c.Query("status")
-	switch status {
-	case "", "pending", "dead", "done":
-	default:
-		invalid(c, "status", "must be pending, dead or done")
+	f, err := eventFilter(principal(c).CorpID, c.Query)
+	if err != nil {
+		s.failErr(c, err)
 		return
 	}
-	source := c.Query("source")
-	switch source {
-	case "", jobs.SourceWeCom, jobs.SourceDomain:
-	default:
-		invalid(c, "source", "must be wecom or domain")
-		return
-	}
-	events, err := s.d.Bus.List(c.Request.Context(), jobs.EventFilter{CorpID: principal(c).CorpID, Status: status, Source: source, Type: c.Query("type"),
-		Event: c.Query("event"), ChangeType: c.Query("change_type"), Subject: c.Query("subject"), Before: before, Limit: limit})
+	f.Before, f.Limit = before, limit
+	events, err := s.d.Bus.List(c.Request.Context(), f)
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -39,21 +31,34 @@ func (s *Server) listEvents(c *gin.Context) {
 	page(c, "events", events, limit, func(e jobs.EventView) string { return strconv.FormatInt(e.ID, 10) })
 }
 
+// eventFilter reads the events list's filter (?status=, ?source=, ?type=,
+// ?event=, ?change_type=, ?subject=): the API and the console read the same.
+func eventFilter(corp string, query func(string) string) (jobs.EventFilter, error) {
+	f := jobs.EventFilter{CorpID: corp, Status: query("status"), Source: query("source"), Type: query("type"),
+		Event: query("event"), ChangeType: query("change_type"), Subject: query("subject")}
+	switch f.Status {
+	case "", "pending", "dead", "done":
+	default:
+		return f, apperr.Field("status", "must be pending, dead or done")
+	}
+	switch f.Source {
+	case "", jobs.SourceWeCom, jobs.SourceDomain:
+	default:
+		return f, apperr.Field("source", "must be wecom or domain")
+	}
+	return f, nil
+}
+
 func (s *Server) replayEvent(c *gin.Context) {
 	id, ok := pathID(c, "id")
 	if !ok {
 		return
 	}
-	n, err := s.d.Bus.Replay(c.Request.Context(), principal(c).CorpID, id)
+	n, err := s.settleDead(c, id, true)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	if n == 0 {
-		fail(c, http.StatusConflict, "nothing_to_replay", "the event has no dead-lettered deliveries in your corp", nil)
-		return
-	}
-	s.logger(c).Info("event replayed", "event", id, "deliveries", n, "by", principal(c).UserID)
 	c.JSON(http.StatusAccepted, gin.H{"requeued": n})
 }
 
@@ -62,16 +67,38 @@ func (s *Server) dismissEvent(c *gin.Context) {
 	if !ok {
 		return
 	}
-	n, err := s.d.Bus.Dismiss(c.Request.Context(), principal(c).CorpID, id)
+	n, err := s.settleDead(c, id, false)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	if n == 0 {
-		fail(c, http.StatusConflict, "nothing_to_dismiss", "the event has no dead-lettered deliveries in your corp", nil)
-		return
-	}
 	c.JSON(http.StatusOK, gin.H{"dismissed": n})
+}
+
+var (
+	errNothingToReplay  = apperr.Conflict("nothing_to_replay", "the event has no dead-lettered deliveries in your corp")
+	errNothingToDismiss = apperr.Conflict("nothing_to_dismiss", "the event has no dead-lettered deliveries in your corp")
+)
+
+// settleDead requeues (replay) or dismisses an event's dead-lettered
+// deliveries in the signed-in user's corp, for the API and the console.
+func (s *Server) settleDead(c *gin.Context, id int64, replay bool) (int, error) {
+	p := principal(c)
+	if !replay {
+		n, err := s.d.Bus.Dismiss(c.Request.Context(), p.CorpID, id)
+		if err == nil && n == 0 {
+			err = errNothingToDismiss
+		}
+		return n, err
+	}
+	n, err := s.d.Bus.Replay(c.Request.Context(), p.CorpID, id)
+	if err == nil && n == 0 {
+		err = errNothingToReplay
+	}
+	if err == nil {
+		s.logger(c).Info("event replayed", "event", id, "deliveries", n, "by", p.UserID)
+	}
+	return n, err
 }
 
 func (s *Server) listJobs(c *gin.Context) {

@@ -13,6 +13,7 @@ import (
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/handlers"
 	"github.com/qiflow/qiflow/leads"
+	"github.com/qiflow/qiflow/wecom/fake"
 )
 
 // consoleUser is a console user: a cookie jar, the page's CSRF token and the
@@ -302,6 +303,62 @@ func TestE2E_ConsolePoolClaimRaceAndInbox(t *testing.T) {
 			if got.OwnerUserID != users["rep"] {
 				t.Fatalf("after accepting, the lead's owner is %d, want the rep %d", got.OwnerUserID, users["rep"])
 			}
+		}
+	})
+}
+
+// Operations in the console: the directory sync's job with its progress,
+// a customer's add as an event with each subscriber's outcome, and a dead
+// letter replayed from the page (once: a second replay says there is
+// nothing to replay).
+func TestE2E_ConsoleOperations(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		ctx := context.Background()
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		syncDirectory(t, s, admin)
+		res, err := s.fake.Add(ctx, e2eCorp, "zhangsan", fake.Customer{Name: "Ann Customer"}, 1)
+		if err != nil || !res.Callback.OK {
+			t.Fatalf("add: %+v %v", res, err)
+		}
+		subject := "ext:" + res.ExternalUserID
+		waitUntil(t, "the add and its intake to be processed", func() bool {
+			return s.count("SELECT COUNT(*) FROM bus_events WHERE corp_id = ? AND subject = ? AND type = 'ContactSaved'", e2eCorp, subject) == 1 &&
+				s.count("SELECT COUNT(*) FROM bus_deliveries d JOIN bus_events e ON e.id = d.event_id WHERE e.corp_id = ? AND e.subject = ? AND d.status <> 'done'", e2eCorp, subject) == 0
+		})
+		b := newBrowser(t, s.url, "en")
+		b.signIn("admin@example.com", "admin password")
+		if _, body, _ := b.do("GET", "/console/jobs", nil, false, false); !strings.Contains(body, "directory.sync") || !strings.Contains(body, "status-done") || strings.Contains(body, "every 2s") {
+			t.Fatal("the finished sync job is not on the jobs page, or the page still polls")
+		}
+		_, body, _ := b.do("GET", "/console/events", nil, false, false)
+		if !strings.Contains(body, subject) || !strings.Contains(body, "ContactAdded") || !strings.Contains(body, "leads.intake") || !strings.Contains(body, "status-done") {
+			t.Fatal("the add is not on the events page with its subscribers' outcomes")
+		}
+		// One of its deliveries gave up.
+		var eventID int64
+		if err := s.app.db.Get(&eventID, "SELECT MIN(event_id) FROM bus_deliveries d JOIN bus_events e ON e.id = d.event_id WHERE e.corp_id = ? AND e.subject = ?", e2eCorp, subject); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.app.db.Exec("UPDATE bus_deliveries SET status = 'dead', last_error = 'boom: the subscriber gave up' WHERE event_id = ?", eventID); err != nil {
+			t.Fatal(err)
+		}
+		if _, body, _ := b.do("GET", "/console", nil, false, false); !strings.Contains(body, "deliveries gave up") {
+			t.Fatal("the home page does not warn of the dead letter")
+		}
+		_, body, _ = b.do("GET", "/console/events?status=dead", nil, false, false)
+		if !strings.Contains(body, "boom: the subscriber gave up") || !strings.Contains(body, "/console/events/"+itoa(eventID)+"/replay") {
+			t.Fatal("the dead letter is not listed with its error and a replay button")
+		}
+		st, body, _ := b.do("POST", "/console/events/"+itoa(eventID)+"/replay", url.Values{}, true, true)
+		if st != http.StatusOK || !strings.Contains(body, `id="event-`+itoa(eventID)+`"`) || strings.Contains(body, "status-dead") {
+			t.Fatalf("replay: %d %s", st, body)
+		}
+		waitUntil(t, "the replayed deliveries to run again", func() bool {
+			return s.count("SELECT COUNT(*) FROM bus_deliveries WHERE event_id = ? AND status <> 'done'", eventID) == 0
+		})
+		if st, body, _ := b.do("POST", "/console/events/"+itoa(eventID)+"/replay", url.Values{}, true, true); st != http.StatusConflict || !strings.Contains(body, "no dead letters to replay") {
+			t.Fatalf("second replay: %d %s", st, body)
 		}
 	})
 }
