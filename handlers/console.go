@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"io/fs"
@@ -75,6 +76,16 @@ func parseConsole() (consolePages, error) {
 
 var consoleFuncs = template.FuncMap{
 	"stages": func() []string { return leads.Stages },
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+	"percent": func(done, total int64) int64 {
+		if total <= 0 {
+			return 0
+		}
+		return min(100, done*100/total)
+	},
 	"grades": func() []string { return leads.Grades },
 	"query": func(kv ...string) template.URL {
 		v := url.Values{}
@@ -173,6 +184,7 @@ var consoleNav = []struct {
 	{navItem{"nav.pool", "/console/pool"}, auth.PermLeadsRead},
 	{navItem{"nav.mine", "/console/pool?owner=me"}, auth.PermLeadsClaim},
 	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer},
+	{navItem{"nav.imports", "/console/imports"}, auth.PermLeadsWrite},
 	{navItem{"nav.events", "/console/events"}, auth.PermEventsRead},
 	{navItem{"nav.jobs", "/console/jobs"}, auth.PermJobsRead},
 }
@@ -191,6 +203,10 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console/inbox", auth.PermHandoffsAnswer, s.inboxPage},
 		{"POST", "/console/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerFromInbox(true)},
 		{"POST", "/console/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerFromInbox(false)},
+		{"GET", "/console/imports", auth.PermLeadsWrite, s.importsPage},
+		{"POST", "/console/imports", auth.PermLeadsWrite, s.uploadFromPage},
+		{"GET", "/console/imports/:id", auth.PermLeadsWrite, s.importPage},
+		{"GET", "/console/imports/:id/report", auth.PermLeadsWrite, s.importReport},
 		{"GET", "/console/events", auth.PermEventsRead, s.eventsPage},
 		{"POST", "/console/events/:id/replay", auth.PermEventsReplay, s.settleFromPage(true)},
 		{"POST", "/console/events/:id/dismiss", auth.PermEventsReplay, s.settleFromPage(false)},
@@ -290,10 +306,11 @@ func csrfOf(session string) string {
 }
 
 // validCSRF compares the request's token (htmx's header or a form's
-// field) with want in constant time.
+// field) with want in constant time. An upload (multipart) must carry the
+// header: reading its field would read the whole file first.
 func validCSRF(c *gin.Context, want string) bool {
 	got := c.GetHeader(csrfHeader)
-	if got == "" {
+	if got == "" && !strings.HasPrefix(c.ContentType(), "multipart/") {
 		got = c.PostForm(csrfField)
 	}
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1

@@ -24,7 +24,8 @@ func TestConsole_EveryTextIsInBothLanguages(t *testing.T) {
 	for _, n := range consoleNav {
 		keys[n.Key] = true
 	}
-	for _, k := range []string{"err.csrf", "err.forbidden", "err.internal", "err.not_member", "err.not_found", "login.bad", "login.limited", "login.missing"} {
+	for _, k := range []string{"err.csrf", "err.forbidden", "err.internal", "err.not_member", "err.not_found", "login.bad", "login.limited", "login.missing",
+		"status.queued", "status.running", "status.done", "status.failed", "status.cancelled", "status.dead", "status.dismissed"} {
 		keys[k] = true
 	}
 	if len(keys) < 30 {

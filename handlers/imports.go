@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"mime/multipart"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/leads"
 )
 
 // createImport takes a CSV file to import, as multipart fields in this
@@ -17,50 +18,9 @@ import (
 // or gbk; optional), then "file". The file is streamed into storage, never
 // held whole; its import runs as a background job (202 with the job).
 func (s *Server) createImport(c *gin.Context) {
-	mr, err := c.Request.MultipartReader()
-	if err != nil {
-		invalid(c, "file", "send a multipart form: mapping, encoding, then file")
-		return
-	}
-	var mapping map[string]string
-	encoding := ""
-	p := principal(c)
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			invalid(c, "file", "is required (after mapping and encoding)")
-			return
-		}
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			fail(c, http.StatusRequestEntityTooLarge, "body_too_large", "the file is larger than the upload limit: split it", nil)
-			return
-		}
-		if err != nil {
-			invalid(c, "file", "the multipart form could not be read")
-			return
-		}
-		switch part.FormName() {
-		case "mapping":
-			if err := json.NewDecoder(io.LimitReader(part, 64<<10)).Decode(&mapping); err != nil {
-				invalid(c, "mapping", "is a JSON object of column header → field")
-				return
-			}
-		case "encoding":
-			b, _ := io.ReadAll(io.LimitReader(part, 16))
-			encoding = string(b)
-		case "file":
-			s.storeImport(c, p.CorpID, p.UserID, part, mapping, encoding)
-			return
-		}
-	}
-}
-
-func (s *Server) storeImport(c *gin.Context, corp string, user int64, part *multipart.Part, mapping map[string]string, encoding string) {
-	im, err := s.d.Leads.CreateImport(c.Request.Context(), corp, user, part.FileName(), part, mapping, encoding)
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		fail(c, http.StatusRequestEntityTooLarge, "body_too_large", "the file is larger than the upload limit: split it", nil)
+	im, err := s.receiveImport(c)
+	if errors.Is(err, errUploadTooLarge) {
+		fail(c, http.StatusRequestEntityTooLarge, "body_too_large", err.Error(), nil)
 		return
 	}
 	if err != nil {
@@ -68,6 +28,49 @@ func (s *Server) storeImport(c *gin.Context, corp string, user int64, part *mult
 		return
 	}
 	c.JSON(http.StatusAccepted, gin.H{"import": im})
+}
+
+var errUploadTooLarge = errors.New("the file is larger than the upload limit: split it")
+
+// receiveImport reads an import's upload (mapping, encoding, then the file,
+// streamed into storage) and queues it: the API and the console take the
+// same form.
+func (s *Server) receiveImport(c *gin.Context) (*leads.Import, error) {
+	mr, err := c.Request.MultipartReader()
+	if err != nil {
+		return nil, apperr.Field("file", "send a multipart form: mapping, encoding, then file")
+	}
+	var mapping map[string]string
+	encoding := ""
+	p := principal(c)
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil, apperr.Field("file", "is required (after mapping and encoding)")
+		}
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, errUploadTooLarge
+		}
+		if err != nil {
+			return nil, apperr.Field("file", "the multipart form could not be read")
+		}
+		switch part.FormName() {
+		case "mapping":
+			if err := json.NewDecoder(io.LimitReader(part, 64<<10)).Decode(&mapping); err != nil {
+				return nil, apperr.Field("mapping", "is a JSON object of column header → field")
+			}
+		case "encoding":
+			b, _ := io.ReadAll(io.LimitReader(part, 16))
+			encoding = string(b)
+		case "file":
+			im, err := s.d.Leads.CreateImport(c.Request.Context(), p.CorpID, p.UserID, part.FileName(), part, mapping, encoding)
+			if errors.As(err, &tooLarge) {
+				return nil, errUploadTooLarge
+			}
+			return im, err
+		}
+	}
 }
 
 // getImport is an import with its job: status, progress (lines done of

@@ -75,8 +75,8 @@ type ImportResult struct {
 // ErrImportNotFound is an import of another corp or none.
 var ErrImportNotFound = apperr.NotFound("import not found")
 
-// importable are the fields a column may map to.
-var importable = []string{"name", "mobile", "email", "unionid", "title", "region", "company", "industry", "company_size",
+// ImportFields are the fields a column may map to.
+var ImportFields = []string{"name", "mobile", "email", "unionid", "title", "region", "company", "industry", "company_size",
 	"budget", "authority", "need", "timeline", "channel"}
 
 // CreateImport stores an uploaded file and queues its import. mapping maps
@@ -95,8 +95,8 @@ func (s *Service) CreateImport(ctx context.Context, corp string, user int64, fil
 	}
 	targets := map[string]bool{}
 	for col, field := range mapping {
-		if !slices.Contains(importable, field) {
-			f.Add("mapping."+col, "is one of "+strings.Join(importable, ", "))
+		if !slices.Contains(ImportFields, field) {
+			f.Add("mapping."+col, "is one of "+strings.Join(ImportFields, ", "))
 		} else if targets[field] {
 			f.Add("mapping."+col, "maps to "+field+" like another column")
 		}
@@ -381,6 +381,11 @@ type reportLine struct {
 	Field   string `db:"field"`
 	Reason  string `db:"reason"`
 	Person  int64  `db:"person_id"`
+}
+
+// Imports is a corp's newest imports, newest first.
+func (s *Service) Imports(ctx context.Context, corp string, limit int) ([]Import, error) {
+	return s.store.imports(ctx, corp, limit)
 }
 
 // ImportOf reads an import of a corp.

@@ -807,6 +807,14 @@ func (st *store) importOf(ctx context.Context, corp string, id int64) (*Import, 
 	return &im, json.Unmarshal([]byte(im.MappingJSON), &im.Mapping)
 }
 
+// imports is a corp's newest imports.
+func (st *store) imports(ctx context.Context, corp string, limit int) ([]Import, error) {
+	out := []Import{}
+	err := st.db.SelectContext(ctx, &out, `SELECT id, corp_id, filename, encoding, mapping, bytes, rows_estimate, job_id, created_by, created_at
+		FROM lead_imports WHERE corp_id = ? ORDER BY id DESC LIMIT ?`, corp, limit)
+	return out, err
+}
+
 // addReportLines records report lines (again after a resumed batch: kept once).
 func (st *store) addReportLines(ctx context.Context, tx *qsql.Tx, id int64, lines []reportLine) error {
 	if len(lines) == 0 {

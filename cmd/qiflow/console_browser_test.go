@@ -180,3 +180,53 @@ func TestBrowser_ConsoleClaimRaceAndInbox(t *testing.T) {
 		t.Fatalf("after accepting: owner %d stage %s", got.Lead.OwnerUserID, got.Lead.Stage)
 	}
 }
+
+// An admin imports a CSV in the console: the browser reads its header
+// line and guesses the fields (姓名 → name, 手机 → mobile), the upload
+// opens the import's page, whose progress bar runs to the end and then
+// shows what the import did and its report.
+func TestBrowser_ConsoleImportShowsItsProgress(t *testing.T) {
+	bin := chromiumPath(t)
+	s := startStack(t, "sqlite")
+	file := filepath.Join(t.TempDir(), "客户名单.csv")
+	var csv strings.Builder
+	csv.WriteString("姓名,手机,备注\n")
+	for i := range 300 {
+		csv.WriteString("客户" + itoa(int64(i)) + ",139" + fmt8(i) + ",展会\n")
+	}
+	csv.WriteString("坏号码,12345,展会\n")
+	if err := os.WriteFile(file, []byte(csv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := chrome(t, bin)
+	var mapping, result, url, progress string
+	err := chromedp.Run(b, signInActions(s.url, "admin@example.com", "admin password"),
+		chromedp.Navigate(s.url+"/console/imports"),
+		chromedp.WaitVisible(`form[data-import] input[type=file]`, chromedp.ByQuery),
+		chromedp.SetUploadFiles(`form[data-import] input[type=file]`, []string{file}, chromedp.ByQuery),
+		chromedp.WaitVisible(`select[data-column="手机"]`, chromedp.ByQuery),
+		chromedp.Value(`input[name=mapping]`, &mapping, chromedp.ByQuery),
+		screenshot(t, "import-mapping"),
+		chromedp.Click(`form[data-import] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#import-status p.ok`, chromedp.ByQuery),
+		chromedp.Text(`#import-status`, &result, chromedp.ByQuery),
+		chromedp.AttributeValue(`#import-progress`, "value", &progress, nil, chromedp.ByQuery),
+		chromedp.Location(&url),
+		screenshot(t, "import-done"),
+	)
+	if err != nil {
+		t.Fatalf("import in the console: %v", err)
+	}
+	if mapping != `{"姓名":"name","手机":"mobile"}` {
+		t.Fatalf("the guessed mapping: %s", mapping)
+	}
+	if progress != "100" || !strings.Contains(url, "/console/imports/") || !strings.Contains(result, "共 301 行") || !strings.Contains(result, "新建 300") || !strings.Contains(result, "拒绝 1") {
+		t.Fatalf("the import's page %s: %q", url, result)
+	}
+}
+
+// fmt8 is n as eight digits.
+func fmt8(n int) string {
+	s := itoa(int64(n))
+	return strings.Repeat("0", 8-len(s)) + s
+}
