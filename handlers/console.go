@@ -21,6 +21,7 @@ import (
 	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
+	"github.com/qiflow/qiflow/livecode"
 )
 
 // The console: server-rendered pages (html/template) with htmx for the
@@ -76,6 +77,15 @@ func parseConsole() (consolePages, error) {
 
 var consoleFuncs = template.FuncMap{
 	"stages": func() []string { return leads.Stages },
+	"codeStatuses": func() []string {
+		return []string{livecode.StatusActive, livecode.StatusPaused, livecode.StatusArchived}
+	},
+	"codeModes": func() []string {
+		return []string{livecode.ModeWeComQR, livecode.ModeRotating, livecode.ModeJoinWay, livecode.ModeLink, livecode.ModeStores}
+	},
+	"statsGroups": func() []string { return []string{"day", "code", "channel", "staff", "store"} },
+	"add":         func(a, b int) int { return a + b },
+	"pct":         func(share float64) float64 { return share * 100 },
 	"json": func(v any) (string, error) {
 		b, err := json.Marshal(v)
 		return string(b), err
@@ -181,6 +191,8 @@ var consoleNav = []struct {
 	perm auth.Permission
 }{
 	{navItem{"nav.home", "/console"}, ""},
+	{navItem{"nav.codes", "/console/codes"}, auth.PermCodesRead},
+	{navItem{"nav.results", "/console/results"}, auth.PermCodesRead},
 	{navItem{"nav.pool", "/console/pool"}, auth.PermLeadsRead},
 	{navItem{"nav.mine", "/console/pool?owner=me"}, auth.PermLeadsClaim},
 	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer},
@@ -203,6 +215,14 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console/inbox", auth.PermHandoffsAnswer, s.inboxPage},
 		{"POST", "/console/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerFromInbox(true)},
 		{"POST", "/console/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerFromInbox(false)},
+		{"GET", "/console/codes", auth.PermCodesRead, s.codesPage},
+		{"GET", "/console/codes/:id/qr.png", auth.PermCodesRead, s.codeQRPNG},
+		{"GET", "/console/codes/:id/qr.svg", auth.PermCodesRead, s.codeQRSVG},
+		{"POST", "/console/codes/:id/pause", auth.PermCodesManage, s.codeStatusFromPage(livecode.StatusPaused)},
+		{"POST", "/console/codes/:id/resume", auth.PermCodesManage, s.codeStatusFromPage(livecode.StatusActive)},
+		{"POST", "/console/codes/:id/archive", auth.PermCodesManage, s.codeStatusFromPage(livecode.StatusArchived)},
+		{"GET", "/console/results", auth.PermCodesRead, s.resultsPage},
+		{"GET", "/console/results/export", auth.PermCodesRead, s.codeStats},
 		{"GET", "/console/imports", auth.PermLeadsWrite, s.importsPage},
 		{"POST", "/console/imports", auth.PermLeadsWrite, s.uploadFromPage},
 		{"GET", "/console/imports/:id", auth.PermLeadsWrite, s.importPage},

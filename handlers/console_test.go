@@ -24,9 +24,18 @@ func TestConsole_EveryTextIsInBothLanguages(t *testing.T) {
 	for _, n := range consoleNav {
 		keys[n.Key] = true
 	}
-	for _, k := range []string{"err.csrf", "err.forbidden", "err.internal", "err.not_member", "err.not_found", "login.bad", "login.limited", "login.missing",
-		"status.queued", "status.running", "status.done", "status.failed", "status.cancelled", "status.dead", "status.dismissed"} {
+	for _, k := range []string{"err.csrf", "err.forbidden", "err.internal", "err.not_member", "err.not_found", "login.bad", "login.limited", "login.missing"} {
 		keys[k] = true
+	}
+	// Keys the templates build: statuses, code kinds, statistics groups.
+	for _, st := range append(consoleFuncs["codeStatuses"].(func() []string)(), "queued", "running", "done", "failed", "cancelled", "dead", "dismissed") {
+		keys["status."+st] = true
+	}
+	for _, m := range consoleFuncs["codeModes"].(func() []string)() {
+		keys["mode."+m] = true
+	}
+	for _, g := range consoleFuncs["statsGroups"].(func() []string)() {
+		keys["results.by."+g] = true
 	}
 	if len(keys) < 30 {
 		t.Fatalf("only %d keys found: the pattern no longer matches the templates", len(keys))

@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom/media"
@@ -118,16 +119,23 @@ func (s *Server) ownCode(c *gin.Context) (*livecode.Code, bool) {
 	if !ok {
 		return nil, false
 	}
-	p := principal(c)
-	code, err := s.d.LiveCodes.Get(c.Request.Context(), p.CorpID, id)
-	if err == nil && !p.Can(auth.PermCodesManage) && code.OwnerUserID != p.UserID {
-		err = livecode.ErrNotFound
-	}
+	code, err := s.codeOf(c, id)
 	if err != nil {
 		s.failErr(c, err)
 		return nil, false
 	}
 	return code, true
+}
+
+// codeOf reads a code the signed-in user may see: any with codes.manage,
+// else their own (another's is not found).
+func (s *Server) codeOf(c *gin.Context, id int64) (*livecode.Code, error) {
+	p := principal(c)
+	code, err := s.d.LiveCodes.Get(c.Request.Context(), p.CorpID, id)
+	if err == nil && !p.Can(auth.PermCodesManage) && code.OwnerUserID != p.UserID {
+		err = livecode.ErrNotFound
+	}
+	return code, err
 }
 
 func (s *Server) createCode(c *gin.Context) {
@@ -218,23 +226,34 @@ func (s *Server) listCodes(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p := principal(c)
-	f := livecode.ListFilter{CorpID: p.CorpID, Status: c.Query("status"), Channel: c.Query("channel"), Mode: c.Query("mode"), After: after, Limit: limit}
-	switch f.Status {
-	case "", livecode.StatusActive, livecode.StatusPaused, livecode.StatusArchived:
-	default:
-		invalid(c, "status", "must be active, paused or archived")
+	f, err := codeFilter(principal(c), c.Query)
+	if err != nil {
+		s.failErr(c, err)
 		return
 	}
-	if !p.Can(auth.PermCodesManage) {
-		f.Owner = p.UserID
-	}
+	f.After, f.Limit = after, limit
 	codes, err := s.d.LiveCodes.List(c.Request.Context(), f)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
 	page(c, "codes", codes, limit, func(x *livecode.Code) string { return strconv.FormatInt(x.ID, 10) })
+}
+
+// codeFilter reads the codes list's filter (?status=, ?channel=, ?mode=);
+// without codes.manage a user sees only the codes they own. The API and
+// the console read the same.
+func codeFilter(p auth.Principal, query func(string) string) (livecode.ListFilter, error) {
+	f := livecode.ListFilter{CorpID: p.CorpID, Status: query("status"), Channel: query("channel"), Mode: query("mode")}
+	switch f.Status {
+	case "", livecode.StatusActive, livecode.StatusPaused, livecode.StatusArchived:
+	default:
+		return f, apperr.Field("status", "must be active, paused or archived")
+	}
+	if !p.Can(auth.PermCodesManage) {
+		f.Owner = p.UserID
+	}
+	return f, nil
 }
 
 func (s *Server) getCode(c *gin.Context) {
@@ -309,18 +328,10 @@ func (s *Server) codeContacts(c *gin.Context) {
 }
 
 func (s *Server) codeStats(c *gin.Context) {
-	p := principal(c)
-	f := livecode.StatsFilter{CorpID: p.CorpID, From: c.Query("from"), To: c.Query("to"), GroupBy: c.DefaultQuery("group_by", "code")}
-	if v := c.Query("code_id"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			invalid(c, "code_id", "must be a number")
-			return
-		}
-		f.CodeID = id
-	}
-	if !p.Can(auth.PermCodesManage) {
-		f.Owner = p.UserID
+	f, err := statsFilter(principal(c), c.Query)
+	if err != nil {
+		s.failErr(c, err)
+		return
 	}
 	rows, err := s.d.LiveCodes.Stats(c.Request.Context(), f)
 	if err != nil {
@@ -340,6 +351,26 @@ func (s *Server) codeStats(c *gin.Context) {
 		rows = []livecode.StatsRow{}
 	}
 	c.JSON(http.StatusOK, gin.H{"rows": rows, "group_by": f.GroupBy, "from": f.From, "to": f.To})
+}
+
+// statsFilter reads the statistics' filter (?from=, ?to=, ?group_by=,
+// ?code_id=); without codes.manage only the user's own codes count.
+func statsFilter(p auth.Principal, query func(string) string) (livecode.StatsFilter, error) {
+	f := livecode.StatsFilter{CorpID: p.CorpID, From: query("from"), To: query("to"), GroupBy: query("group_by")}
+	if f.GroupBy == "" {
+		f.GroupBy = "code"
+	}
+	if v := query("code_id"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return f, apperr.Field("code_id", "must be a number")
+		}
+		f.CodeID = id
+	}
+	if !p.Can(auth.PermCodesManage) {
+		f.Owner = p.UserID
+	}
+	return f, nil
 }
 
 // ipLimiter rate-limits public pages per client IP. Its state is per

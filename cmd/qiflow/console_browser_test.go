@@ -14,6 +14,8 @@ import (
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
+	"github.com/qiflow/qiflow/livecode"
+	"github.com/qiflow/qiflow/wecom/fake"
 )
 
 // chrome starts a headless Chromium of its own (its own cookies: one per
@@ -229,4 +231,62 @@ func TestBrowser_ConsoleImportShowsItsProgress(t *testing.T) {
 func fmt8(n int) string {
 	s := itoa(int64(n))
 	return strings.Repeat("0", 8-len(s)) + s
+}
+
+// A marketer's view of a channel code: listed with its QR (downloadable
+// as PNG), and once a customer scans it through the fake WeCom, the add
+// is in the channel results' chart and table for today.
+func TestBrowser_ConsoleCodeAndChannelResults(t *testing.T) {
+	bin := chromiumPath(t)
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	syncDirectory(t, s, admin)
+	var code livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "春季海报", "channel": "poster-2026-spring", "mode": "wecom_qr",
+		"staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "lisi"}}}, &code); st != http.StatusCreated {
+		t.Fatalf("create code: %d", st)
+	}
+	res, err := s.fake.Scan(context.Background(), e2eCorp, code.ConfigID, fake.Customer{Name: "Mei"})
+	if err != nil || !res.Callback.OK {
+		t.Fatalf("scan: %+v %v", res, err)
+	}
+	waitUntil(t, "the add to be counted", func() bool {
+		var st struct {
+			Rows []livecode.StatsRow `json:"rows"`
+		}
+		today := time.Now().In(time.FixedZone("CST", 8*3600)).Format(time.DateOnly)
+		call(t, "GET", s.url+"/api/v1/stats/codes?group_by=day&from="+today+"&to="+today, admin, nil, &st)
+		return len(st.Rows) == 1 && st.Rows[0].Adds == 1
+	})
+	b := chrome(t, bin)
+	var qrWidth int
+	var table, rendered string
+	err = chromedp.Run(b, signInActions(s.url, "admin@example.com", "admin password"),
+		chromedp.Navigate(s.url+"/console/codes"),
+		chromedp.WaitVisible(`#code-`+itoa(code.ID)+` img.qr`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector("#code-`+itoa(code.ID)+` img.qr").naturalWidth`, &qrWidth),
+		screenshot(t, "codes"),
+		chromedp.Navigate(s.url+"/console/results"),
+		chromedp.WaitVisible(`#results-chart[data-rendered="true"] canvas`, chromedp.ByQuery),
+		chromedp.Text(`main table tbody`, &table, chromedp.ByQuery),
+		chromedp.AttributeValue(`#results-chart`, "data-rendered", &rendered, nil, chromedp.ByQuery),
+		screenshot(t, "results"),
+	)
+	if err != nil {
+		t.Fatalf("console: %v", err)
+	}
+	if qrWidth != 128 {
+		t.Fatalf("the code's QR image is %d px wide, want 128 (a broken image is 0)", qrWidth)
+	}
+	today := time.Now().In(time.FixedZone("CST", 8*3600)).Format(time.DateOnly)
+	if !strings.Contains(table, today) || !strings.Contains(strings.Fields(table[strings.Index(table, today):])[2], "1") {
+		t.Fatalf("today's row: %q", table)
+	}
+	// The PNG download the page links to is a PNG of the asked size.
+	cu := newBrowser(t, s.url, "zh-CN")
+	cu.signIn("admin@example.com", "admin password")
+	st, body, h := cu.do("GET", "/console/codes/"+itoa(code.ID)+"/qr.png?size=1024", nil, false, false)
+	if st != http.StatusOK || h.Get("Content-Type") != "image/png" || !strings.HasPrefix(body, "\x89PNG") {
+		t.Fatalf("QR download: %d %s", st, h.Get("Content-Type"))
+	}
 }

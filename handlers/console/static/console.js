@@ -112,3 +112,25 @@
     }
   });
 })();
+
+// Charts: an element with data-chart holds its categories and series as
+// JSON; ECharts draws it (tooltips as rich text: no HTML, which the
+// Content-Security-Policy's style rules would strip).
+document.addEventListener("DOMContentLoaded", () => {
+  if (!window.echarts) return;
+  document.querySelectorAll("[data-chart]").forEach((el) => {
+    const c = JSON.parse(el.dataset.chart);
+    const chart = echarts.init(el);
+    chart.setOption({
+      animation: false,
+      tooltip: { trigger: "axis", renderMode: "richText" },
+      legend: { top: 0 },
+      grid: { left: 40, right: 16, top: 32, bottom: 48 },
+      xAxis: { type: "category", data: c.categories, axisLabel: { hideOverlap: true } },
+      yAxis: { type: "value", minInterval: 1 },
+      series: c.series.map((s) => ({ name: s.name, type: c.kind, data: s.data, smooth: false })),
+    });
+    window.addEventListener("resize", () => chart.resize());
+    el.dataset.rendered = "true";
+  });
+});
