@@ -21,7 +21,7 @@ import (
 // consoleUser is a console user: a cookie jar, the page's CSRF token and the
 // language it asks for.
 type consoleUser struct {
-	t      *testing.T
+	t      testing.TB
 	base   string
 	client *http.Client
 	csrf   string
@@ -30,7 +30,7 @@ type consoleUser struct {
 
 var csrfInPage = regexp.MustCompile(`name="_csrf" value="([0-9a-f]+)"`)
 
-func newBrowser(t *testing.T, base, lang string) *consoleUser {
+func newBrowser(t testing.TB, base, lang string) *consoleUser {
 	jar, _ := cookiejar.New(nil)
 	return &consoleUser{t: t, base: base, lang: lang, client: &http.Client{Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}

@@ -32,7 +32,7 @@ var officialCorp = configs.CorpConfig{ID: "wx5823bf96d3bd56c7", Secret: "unused"
 	AESKey: "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", TimeZone: "Asia/Shanghai"}
 
 type stack struct {
-	t    *testing.T
+	t    testing.TB
 	app  *app
 	fake *fake.Fake
 	url  string
@@ -73,7 +73,7 @@ func backends(t *testing.T, fn func(t *testing.T, driver string)) {
 	}
 }
 
-func testConfig(t *testing.T, driver string) configs.Config {
+func testConfig(t testing.TB, driver string) configs.Config {
 	cfg := configs.Default()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -99,7 +99,7 @@ func startStack(t *testing.T, driver string) *stack {
 
 // startStackWith is startStack with the e2e corp's configuration changed
 // by edit (a calendar, say) first.
-func startStackWith(t *testing.T, driver string, edit func(*configs.CorpConfig)) *stack {
+func startStackWith(t testing.TB, driver string, edit func(*configs.CorpConfig)) *stack {
 	t.Helper()
 	f, base := fake.StartForTest(t, e2eCorp, true)
 	spec := fake.SandboxCorp
@@ -180,7 +180,7 @@ func (s *stack) quiet() {
 	})
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -192,13 +192,13 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 // call sends a JSON request with an optional bearer token and decodes the answer.
-func call(t *testing.T, method, u, token string, body any, out any) int {
+func call(t testing.TB, method, u, token string, body any, out any) int {
 	t.Helper()
 	return callWith(t, method, u, token, nil, body, out)
 }
 
 // callWith is call with more request headers.
-func callWith(t *testing.T, method, u, token string, headers map[string]string, body any, out any) int {
+func callWith(t testing.TB, method, u, token string, headers map[string]string, body any, out any) int {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -224,7 +224,7 @@ func callWith(t *testing.T, method, u, token string, headers map[string]string, 
 	return resp.StatusCode
 }
 
-func login(t *testing.T, base, email, password string) string {
+func login(t testing.TB, base, email, password string) string {
 	t.Helper()
 	var out struct {
 		Token string `json:"token"`
