@@ -4,6 +4,8 @@ import (
 	"io/fs"
 	"regexp"
 	"testing"
+
+	"github.com/qiflow/qiflow/auth"
 )
 
 // Every text the console's templates and code name is in both languages:
@@ -36,6 +38,9 @@ func TestConsole_EveryTextIsInBothLanguages(t *testing.T) {
 	}
 	for _, g := range consoleFuncs["statsGroups"].(func() []string)() {
 		keys["results.by."+g] = true
+	}
+	for _, r := range auth.Roles {
+		keys["role."+string(r)] = true
 	}
 	if len(keys) < 30 {
 		t.Fatalf("only %d keys found: the pattern no longer matches the templates", len(keys))

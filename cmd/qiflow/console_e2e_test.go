@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"html"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -389,6 +390,57 @@ func TestE2E_ConsoleOperations(t *testing.T) {
 		})
 		if st, body, _ := b.do("POST", "/console/events/"+itoa(eventID)+"/replay", url.Values{}, true, true); st != http.StatusConflict || !strings.Contains(body, "no dead letters to replay") {
 			t.Fatalf("second replay: %d %s", st, body)
+		}
+	})
+}
+
+// Settings in the console: an admin adds a user (the generated password,
+// shown once, signs them in), an engagement rule (which queues the rescore)
+// and an API token that works on the API; a rule that does not compile is
+// refused on the page with the reason. An SDR reads the rules without the
+// forms to change them.
+func TestE2E_ConsoleSettings(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		b := newBrowser(t, s.url, "en")
+		b.signIn("admin@example.com", "admin password")
+		st, body, _ := b.do("POST", "/console/settings/users", url.Values{"email": {"mei@example.com"}, "name": {"Mei"}, "role": {"sdr"}, "_csrf": {b.csrf}}, false, false)
+		m := regexp.MustCompile(`id="new-password">([^<]+)<`).FindStringSubmatch(body)
+		if st != http.StatusCreated || m == nil {
+			t.Fatalf("add a user: %d", st)
+		}
+		mei := newBrowser(t, s.url, "en")
+		mei.signIn("mei@example.com", html.UnescapeString(m[1]))
+		if _, body, _ := mei.do("GET", "/console/settings/scoring", nil, false, false); strings.Contains(body, "/console/settings/scoring/rules\"") {
+			t.Fatal("an SDR is offered the form to add a scoring rule")
+		}
+
+		st, body, _ = b.do("POST", "/console/settings/scoring/rules", url.Values{"name": {"webinar"}, "activity_type": {"webinar"}, "condition": {"properties.minutes >="},
+			"points": {"10"}, "_csrf": {b.csrf}}, false, false)
+		if st != http.StatusUnprocessableEntity || !strings.Contains(body, "condition") {
+			t.Fatalf("a rule that does not compile: %d", st)
+		}
+		if st, _, h := b.do("POST", "/console/settings/scoring/rules", url.Values{"name": {"webinar"}, "activity_type": {"webinar"}, "condition": {"properties.minutes >= 30"},
+			"points": {"10"}, "max_points": {"30"}, "repeatable": {"1"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther || h.Get("Location") != "/console/settings/scoring" {
+			t.Fatalf("add a rule: %d", st)
+		}
+		if _, body, _ := mei.do("GET", "/console/settings/scoring", nil, false, false); !strings.Contains(body, "properties.minutes &gt;= 30") {
+			t.Fatal("the rule is not listed")
+		}
+		if _, body, _ := b.do("GET", "/console/jobs", nil, false, false); !strings.Contains(body, "leads.rescore") {
+			t.Fatal("no rescore queued after the rule changed")
+		}
+
+		st, body, _ = b.do("POST", "/console/settings/tokens", url.Values{"name": {"crm-sync"}, "ttl_hours": {"24"}, "_csrf": {b.csrf}}, false, false)
+		tm := regexp.MustCompile(`id="new-token">([^<]+)<`).FindStringSubmatch(body)
+		if st != http.StatusCreated || tm == nil {
+			t.Fatalf("create a token: %d", st)
+		}
+		var me struct {
+			Email string `json:"email"`
+		}
+		if st := call(t, "GET", s.url+"/api/v1/me", tm[1], nil, &me); st != http.StatusOK || me.Email != "admin@example.com" {
+			t.Fatalf("the token on the API: %d %+v", st, me)
 		}
 	})
 }

@@ -1,0 +1,185 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/leads"
+)
+
+// scoringData is the scoring settings page: the corp's bounds, its
+// engagement and fit rules.
+type scoringData struct {
+	Settings leads.Settings
+	Rules    []leads.Rule
+	FitRules []leads.FitRule
+}
+
+// scoringPage shows the scoring rules to those who read leads; those with
+// scoring.manage add and delete them (each change rescores every lead in
+// the background, shown on the jobs page).
+func (s *Server) scoringPage(c *gin.Context) { s.renderScoring(c, http.StatusOK, "") }
+
+func (s *Server) renderScoring(c *gin.Context, status int, msg string) {
+	ctx, corp := c.Request.Context(), principal(c).CorpID
+	var d scoringData
+	var err error
+	if d.Settings, err = s.d.Leads.ScoringSettings(ctx, corp); err == nil {
+		if d.Rules, err = s.d.Leads.Rules(ctx, corp); err == nil {
+			d.FitRules, err = s.d.Leads.FitRules(ctx, corp)
+		}
+	}
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	v := s.newView(c, "nav.scoring", "scoring.title", d)
+	v.Error = msg
+	s.render(c, status, "scoring", "", v)
+}
+
+// afterSettingsChange goes back to a settings page, or shows it again with
+// the refusal.
+func (s *Server) afterSettingsChange(c *gin.Context, err error, page string, again func(*gin.Context, int, string)) {
+	if err != nil {
+		status, msg := s.refusal(c, err)
+		again(c, status, msg)
+		return
+	}
+	redirectPage(c, page)
+}
+
+// formInt reads an optional integer form field (empty: 0).
+func formInt(c *gin.Context, name string) (int, error) {
+	v := strings.TrimSpace(c.PostForm(name))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, apperr.Field(name, "must be a whole number")
+	}
+	return n, nil
+}
+
+func (s *Server) createRuleFromPage(c *gin.Context) {
+	points, err := formInt(c, "points")
+	var maxPoints int
+	if err == nil {
+		maxPoints, err = formInt(c, "max_points")
+	}
+	if err == nil {
+		_, err = s.d.Leads.CreateRule(c.Request.Context(), leads.Rule{CorpID: principal(c).CorpID, Name: c.PostForm("name"),
+			ActivityType: strings.TrimSpace(c.PostForm("activity_type")), Condition: c.PostForm("condition"), Points: points,
+			MaxPoints: maxPoints, Repeatable: c.PostForm("repeatable") != ""})
+	}
+	s.afterSettingsChange(c, err, "/console/settings/scoring", s.renderScoring)
+}
+
+func (s *Server) deleteRuleFromPage(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		err = apperr.NotFound("scoring rule not found")
+	} else {
+		err = s.d.Leads.DeleteRule(c.Request.Context(), principal(c).CorpID, id)
+	}
+	s.afterSettingsChange(c, err, "/console/settings/scoring", s.renderScoring)
+}
+
+func (s *Server) createFitRuleFromPage(c *gin.Context) {
+	points, err := formInt(c, "points")
+	if err == nil {
+		_, err = s.d.Leads.CreateFitRule(c.Request.Context(), leads.FitRule{CorpID: principal(c).CorpID, Name: c.PostForm("name"),
+			Condition: c.PostForm("condition"), Points: points})
+	}
+	s.afterSettingsChange(c, err, "/console/settings/scoring", s.renderScoring)
+}
+
+func (s *Server) deleteFitRuleFromPage(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		err = apperr.NotFound("fit rule not found")
+	} else {
+		err = s.d.Leads.DeleteFitRule(c.Request.Context(), principal(c).CorpID, id)
+	}
+	s.afterSettingsChange(c, err, "/console/settings/scoring", s.renderScoring)
+}
+
+// usersData is the users page; Created is a user just added with the
+// password to hand them (shown once).
+type usersData struct {
+	Users    []auth.UserWithRole
+	Roles    []auth.Role
+	Created  *auth.User
+	Password string
+}
+
+func (s *Server) usersPage(c *gin.Context) { s.renderUsers(c, http.StatusOK, "", usersData{}) }
+
+func (s *Server) renderUsers(c *gin.Context, status int, msg string, d usersData) {
+	users, err := s.d.Auth.ListUsers(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	d.Users, d.Roles = users, auth.Roles
+	v := s.newView(c, "nav.users", "users.title", d)
+	v.Error = msg
+	s.render(c, status, "users", "", v)
+}
+
+// createUserFromPage adds a user to the corp, as POST /api/v1/users does;
+// without a password one is generated and shown once.
+func (s *Server) createUserFromPage(c *gin.Context) {
+	password := c.PostForm("password")
+	if password == "" {
+		password = auth.GeneratePassword()
+	}
+	u, err := s.d.Auth.CreateUser(c.Request.Context(), auth.NewUser{Email: c.PostForm("email"), Name: c.PostForm("name"), Password: password,
+		CorpID: principal(c).CorpID, Role: auth.Role(c.PostForm("role")), StaffUserID: strings.TrimSpace(c.PostForm("staff_userid"))})
+	if err != nil {
+		status, msg := s.refusal(c, err)
+		s.renderUsers(c, status, msg, usersData{})
+		return
+	}
+	d := usersData{Created: &u}
+	if c.PostForm("password") == "" {
+		d.Password = password
+	}
+	s.renderUsers(c, http.StatusCreated, "", d)
+}
+
+// tokensData is the API tokens page; Token is one just created (shown once).
+type tokensData struct {
+	Token, Name string
+}
+
+func (s *Server) tokensPage(c *gin.Context) {
+	s.render(c, http.StatusOK, "tokens", "", s.newView(c, "nav.tokens", "tokens.title", tokensData{}))
+}
+
+// createTokenFromPage makes an API token for an integration, as POST
+// /api/v1/tokens does, and shows it once.
+func (s *Server) createTokenFromPage(c *gin.Context) {
+	hours, err := formInt(c, "ttl_hours")
+	if err == nil && hours < 0 {
+		err = apperr.Field("ttl_hours", "must not be negative")
+	}
+	var tok string
+	if err == nil {
+		tok, _, err = s.d.Auth.CreateAPIToken(c.Request.Context(), principal(c).UserID, c.PostForm("name"), time.Duration(hours)*time.Hour)
+	}
+	v := s.newView(c, "nav.tokens", "tokens.title", tokensData{Token: tok, Name: c.PostForm("name")})
+	status := http.StatusCreated
+	if err != nil {
+		status, v.Error = s.refusal(c, err)
+		v.Data = tokensData{}
+	}
+	s.render(c, status, "tokens", "", v)
+}
