@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/silenceper/wechat/v2/util"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/qiflow/qiflow/kv"
 )
@@ -65,6 +66,8 @@ type API struct {
 	mu     sync.RWMutex
 	corps  map[string]CorpApp
 	tokens map[string]*TokenSource
+	// tickets shares one jsapi_ticket fetch among concurrent misses.
+	tickets singleflight.Group
 }
 
 // NewAPI returns a client for the corps' apps at base (https://qyapi.weixin.qq.com

@@ -92,6 +92,9 @@ var endpoints = map[string]endpointFunc{
 	"externalcontact/customer_acquisition/update_link": updateLink,
 	"externalcontact/customer_acquisition/delete_link": deleteLink,
 	"media/upload":                                     uploadMedia,
+	"get_jsapi_ticket":                                 getJSAPITicket,
+	"ticket/get":                                       getAgentTicket,
+	"auth/getuserinfo":                                 getUserInfoByCode,
 }
 
 // Handler serves the WeCom API under /cgi-bin/ and the control API under /fake/.
@@ -99,6 +102,7 @@ func (f *Fake) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/cgi-bin/gettoken", f.getToken)
 	mux.HandleFunc("/cgi-bin/", f.serveAPI)
+	mux.HandleFunc("GET /connect/oauth2/authorize", f.authorize)
 	f.controlRoutes(mux)
 	return mux
 }

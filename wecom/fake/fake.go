@@ -24,9 +24,15 @@ type Fake struct {
 	now    func() time.Time
 	tokens map[string]tokenInfo // access token → corp, expiry
 	rates  map[string]*window   // corp:endpoint → calls this minute
-	faults faults
-	held   int // calls a Gate fault holds
-	dirty  bool
+	// hourly counts ticket fetches per corp and app this hour; tickets,
+	// oauthCodes and oauthUsers are the JS-SDK's and OAuth's state.
+	hourly     map[string]*window
+	tickets    map[string]tokenInfo
+	oauthCodes map[string]oauthCode
+	oauthUsers map[string]string
+	faults     faults
+	held       int // calls a Gate fault holds
+	dirty      bool
 
 	log        *slog.Logger
 	persist    string // world file; empty keeps the world in memory only
@@ -67,6 +73,10 @@ func New(o Options) (*Fake, error) {
 		now:             o.Now,
 		tokens:          map[string]tokenInfo{},
 		rates:           map[string]*window{},
+		hourly:          map[string]*window{},
+		tickets:         map[string]tokenInfo{},
+		oauthCodes:      map[string]oauthCode{},
+		oauthUsers:      map[string]string{},
 		log:             o.Log,
 		persist:         o.WorldFile,
 		callbackHC:      &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second}},
