@@ -71,20 +71,21 @@ const (
 	PermPoolsManage     Permission = "pools.manage"     // pools and their claim rules
 	PermActivitiesWrite Permission = "activities.write" // record behaviour from other systems
 	PermScoringManage   Permission = "scoring.manage"   // engagement rules, half-life, MQL threshold
+	PermContactsTag     Permission = "contacts.tag"     // tag the customers one follows (the chat sidebar)
 )
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermHandoffsAnswer, PermLeadsExport, PermPoolsManage, PermActivitiesWrite, PermScoringManage}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermHandoffsAnswer, PermLeadsExport, PermPoolsManage, PermActivitiesWrite, PermScoringManage, PermContactsTag}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
 	RoleAdmin:    Permissions,
-	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermLeadsExport, PermActivitiesWrite, PermScoringManage},
-	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead},
-	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim},
-	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermHandoffsAnswer},
-	RoleCSM:      {PermDirectoryRead, PermTokensManage, PermPII},
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermLeadsExport, PermActivitiesWrite, PermScoringManage, PermContactsTag},
+	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead, PermContactsTag},
+	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim, PermContactsTag},
+	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermHandoffsAnswer, PermContactsTag},
+	RoleCSM:      {PermDirectoryRead, PermTokensManage, PermPII, PermContactsTag},
 }
 
 // Errors.
@@ -303,6 +304,25 @@ func (s *Service) CreateAPIToken(ctx context.Context, userID int64, name string,
 		exp = &t
 	}
 	return s.issue(ctx, userID, "api", name, exp)
+}
+
+// SignInStaff opens a session for the user who is staff member staffUserID
+// in corpID, as WeCom's OAuth vouched for them (the chat sidebar): no
+// password. A staff member no user is linked to, or a disabled user, is
+// ErrNotMember.
+func (s *Service) SignInStaff(ctx context.Context, corpID, staffUserID string) (token string, expires time.Time, err error) {
+	var id int64
+	err = s.db.GetContext(ctx, &id, `SELECT u.id FROM users u JOIN user_corps m ON m.user_id = u.id
+		WHERE m.corp_id = ? AND m.staff_userid = ? AND m.staff_userid <> '' AND u.disabled = 0 ORDER BY u.id LIMIT 1`, corpID, staffUserID)
+	if qsql.IsNoRows(err) {
+		return "", time.Time{}, ErrNotMember
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	expires = s.now().Add(s.SessionTTL)
+	token, _, err = s.issue(ctx, id, "session", "wecom oauth", &expires)
+	return token, expires, err
 }
 
 func (s *Service) issue(ctx context.Context, userID int64, kind, name string, expires *time.Time) (string, int64, error) {

@@ -57,6 +57,14 @@ type RedisConfig struct {
 
 type WeComConfig struct {
 	APIBase string       `yaml:"api_base"`
+	// OAuthBase is where WeCom's OAuth page is (the chat sidebar signs staff
+	// in there): https://open.weixin.qq.com, or the sandbox's fake.
+	OAuthBase string `yaml:"oauth_base"`
+	// JSSDK is the JS-SDK the sidebar loads: "wecom" (the vendored
+	// @wecom/jssdk, which needs WeCom's client around the page) or
+	// "sandbox" (a stand-in that picks a sandbox customer; the sandbox's
+	// default).
+	JSSDK string `yaml:"jssdk"`
 	Corps   []CorpConfig `yaml:"corps"`
 	// Timeout bounds every call to WeCom.
 	Timeout Duration `yaml:"timeout"`
@@ -119,7 +127,7 @@ func Default() Config {
 		LogLevel: "info",
 		DB:       DBConfig{Driver: "sqlite", MaxOpenConns: 32},
 		Redis:    RedisConfig{Prefix: "qiflow:"},
-		WeCom:    WeComConfig{APIBase: "https://qyapi.weixin.qq.com", Timeout: Duration{10 * time.Second}},
+		WeCom:    WeComConfig{APIBase: "https://qyapi.weixin.qq.com", OAuthBase: "https://open.weixin.qq.com", JSSDK: "wecom", Timeout: Duration{10 * time.Second}},
 		Inbox: InboxConfig{
 			Retention:   Duration{7 * 24 * time.Hour},
 			MaxAttempts: 8,
@@ -277,6 +285,12 @@ func (c *Config) Validate() error {
 	}
 	if u, err := url.Parse(c.WeCom.APIBase); err != nil || u.Host == "" {
 		return &FieldError{"wecom.api_base", "must be an absolute URL"}
+	}
+	if u, err := url.Parse(c.WeCom.OAuthBase); err != nil || u.Host == "" {
+		return &FieldError{"wecom.oauth_base", "must be an absolute URL"}
+	}
+	if c.WeCom.JSSDK != "wecom" && c.WeCom.JSSDK != "sandbox" {
+		return &FieldError{"wecom.jssdk", "must be wecom or sandbox"}
 	}
 	if c.WeCom.Timeout.Duration <= 0 {
 		return &FieldError{"wecom.timeout", "must be positive"}

@@ -69,6 +69,8 @@ func options(c *Config) []option {
 		{Key: "redis.prefix", Env: "QIFLOW_REDIS_PREFIX", set: str(&c.Redis.Prefix)},
 		{Key: "wecom.api_base", Env: "QIFLOW_WECOM_API_BASE", Flag: "wecom-api-base", Usage: "WeCom API base URL for every corp", set: str(&c.WeCom.APIBase)},
 		{Key: "wecom.timeout", Env: "QIFLOW_WECOM_TIMEOUT", set: duration(&c.WeCom.Timeout)},
+		{Key: "wecom.oauth_base", Env: "QIFLOW_WECOM_OAUTH_BASE", set: str(&c.WeCom.OAuthBase)},
+		{Key: "wecom.jssdk", Env: "QIFLOW_WECOM_JSSDK", set: str(&c.WeCom.JSSDK)},
 		{Key: "admin.email", Env: "QIFLOW_ADMIN_EMAIL", set: str(&c.Admin.Email)},
 		{Key: "admin.password", Env: "QIFLOW_ADMIN_PASSWORD", set: str(&c.Admin.Password)},
 		{Key: "inbox.retention", Env: "QIFLOW_INBOX_RETENTION", set: duration(&c.Inbox.Retention)},

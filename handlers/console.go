@@ -207,7 +207,7 @@ var consoleNav = []struct {
 // consoleRoutes are the console's signed-in routes with their permissions
 // ("" = any signed-in user), listed for the role × route test.
 func (s *Server) consoleRoutes() []Route {
-	return []Route{
+	return append([]Route{
 		{"GET", "/console", "", s.homePage},
 		{"GET", "/console/pool", auth.PermLeadsRead, s.poolPage},
 		{"POST", "/console/leads/:id/claim", auth.PermLeadsClaim, s.claimFromPool},
@@ -247,7 +247,7 @@ func (s *Server) consoleRoutes() []Route {
 		{"POST", "/console/lang", "", s.setLang},
 		{"POST", "/console/corp", "", s.switchCorp},
 		{"POST", "/console/logout", "", s.logoutPage},
-	}
+	}, s.sidebarRoutes()...)
 }
 
 // ConsoleRoutes lists the console's signed-in routes (for the role × route test).
@@ -267,6 +267,7 @@ func (s *Server) mountConsole(r *gin.Engine) {
 	})
 	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/console") })
 	r.GET("/console/login", consoleHeaders, s.loginPage)
+	r.GET("/sidebar", consoleHeaders, s.sidebarPage)
 	r.POST("/console/login", consoleHeaders, limitBody, s.loginSubmit)
 	for _, rt := range s.consoleRoutes() {
 		r.Handle(rt.Method, rt.Path, consoleHeaders, limitBody, s.consoleSession(rt.Perm), rt.Handler)

@@ -56,6 +56,14 @@ type Deps struct {
 	PublicURL string
 	// Location is a corp's time zone, for the console's times (nil: Asia/Shanghai).
 	Location func(corp string) *time.Location
+	// Pages, OAuthBase, JSSDK and AgentIDs serve the WeCom chat sidebar:
+	// OAuth and JS-SDK signatures, where WeCom's OAuth page is, which
+	// JS-SDK the page loads ("wecom" or the sandbox's "sandbox") and each
+	// corp's app id.
+	Pages     WeComPages
+	OAuthBase string
+	JSSDK     string
+	AgentIDs  map[string]int
 }
 
 // Server holds the routes.

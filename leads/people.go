@@ -507,3 +507,20 @@ func (s *Service) ResolveCompanyReview(ctx context.Context, corp string, company
 		return s.store.mergeCompanies(ctx, tx, corp, similar, company, qsql.Millis(s.now()))
 	})
 }
+
+// LeadOfContact is the lead of a corp's WeCom external contact (through
+// the person its identity belongs to, after any merge), as v may see it:
+// the chat sidebar shows it beside the conversation.
+func (s *Service) LeadOfContact(ctx context.Context, corp, externalUserID string, v Viewer) (*Lead, error) {
+	var id int64
+	err := s.db.GetContext(ctx, &id, `SELECT l.id FROM person_identities i JOIN leads l ON l.corp_id = i.corp_id AND l.person_id = i.person_id AND l.merged_into = 0
+		WHERE i.corp_id = ? AND i.kind = ? AND i.value = ? ORDER BY l.id LIMIT 1`, corp, IdentityWeCom, externalUserID)
+	if qsql.IsNoRows(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	l, _, err := s.Get(ctx, corp, id, v)
+	return l, err
+}

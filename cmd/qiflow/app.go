@@ -83,11 +83,14 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}
 
 	a.corps = cfg.WeCom.Corps
-	apiBase := cfg.WeCom.APIBase
+	apiBase, oauthBase, jssdk := cfg.WeCom.APIBase, cfg.WeCom.OAuthBase, cfg.WeCom.JSSDK
 	if cfg.SandboxOn() {
 		if apiBase, err = a.startSandbox(); err != nil {
 			return nil, err
 		}
+		// The sandbox's fake WeCom has the OAuth page too, and its sidebar
+		// has no WeCom client around it: the stand-in JS-SDK.
+		oauthBase, jssdk = apiBase, "sandbox"
 	}
 	apps := make([]wecom.CorpApp, len(a.corps))
 	for i, c := range a.corps {
@@ -258,9 +261,14 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	for i, c := range a.corps {
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
+	agentIDs := map[string]int{}
+	for _, c := range a.corps {
+		agentIDs[c.ID] = c.AgentID
+	}
 	engine, _ := handlers.New(handlers.Deps{
 		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
 		PublicURL: cfg.PublicURL,
+		Pages: a.api, OAuthBase: oauthBase, JSSDK: jssdk, AgentIDs: agentIDs,
 		Location: func(corp string) *time.Location {
 			if c := calendars[corp]; c != nil {
 				return c.Location()

@@ -290,3 +290,42 @@ func TestBrowser_ConsoleCodeAndChannelResults(t *testing.T) {
 		t.Fatalf("QR download: %d %s", st, h.Get("Content-Type"))
 	}
 }
+
+// The chat sidebar in the sandbox, 360 px wide as in WeCom: WeCom's OAuth
+// (the fake's) signs zhangsan in, the stand-in JS-SDK checks the page's
+// signatures and names the customer, the card shows them, and a tag picked
+// there reaches the fake WeCom.
+func TestBrowser_SidebarAddsATagThatReachesWeCom(t *testing.T) {
+	bin := chromiumPath(t)
+	s, customer := sidebarStack(t, "sqlite")
+	tag := firstTagID(s)
+	var tagName string
+	s.fake.Inspect(e2eCorp, func(c *fake.Corp) { tagName = c.TagGroups[0].Tags[0].Name })
+	b := chrome(t, bin)
+	var card string
+	err := chromedp.Run(b, chromedp.EmulateViewport(360, 720),
+		chromedp.Navigate(s.url+"/sidebar?corp="+e2eCorp+"&external_userid="+customer), // the stand-in JS-SDK answers this customer
+		chromedp.WaitVisible(`#contact article.card select[name=add]`, chromedp.ByQuery),
+		screenshot(t, "sidebar"),
+		chromedp.SetValue(`#contact select[name=add]`, tag, chromedp.ByQuery),
+		chromedp.Click(`#contact form button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#contact .tag`, chromedp.ByQuery),
+		chromedp.Text(`#contact`, &card, chromedp.ByQuery),
+		screenshot(t, "sidebar-tagged"),
+	)
+	if err != nil {
+		t.Fatalf("sidebar: %v", err)
+	}
+	if !strings.Contains(card, "陈小姐") || !strings.Contains(card, tagName) {
+		t.Fatalf("the card: %q", card)
+	}
+	var tagged bool
+	s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+		for _, t := range c.Customers[customer].Follows["zhangsan"].Tags {
+			tagged = tagged || t.TagID == tag
+		}
+	})
+	if !tagged {
+		t.Fatal("the tag did not reach WeCom")
+	}
+}

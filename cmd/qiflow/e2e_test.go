@@ -101,10 +101,21 @@ func startStack(t *testing.T, driver string) *stack {
 // by edit (a calendar, say) first.
 func startStackWith(t testing.TB, driver string, edit func(*configs.CorpConfig)) *stack {
 	t.Helper()
+	return startStackConfig(t, driver, edit, nil)
+}
+
+// startStackConfig is startStackWith with the whole configuration changed
+// by editConfig too (after the fake's address is set).
+func startStackConfig(t testing.TB, driver string, edit func(*configs.CorpConfig), editConfig func(*configs.Config)) *stack {
+	t.Helper()
 	f, base := fake.StartForTest(t, e2eCorp, true)
 	spec := fake.SandboxCorp
 	cfg := testConfig(t, driver)
 	cfg.WeCom.APIBase = base
+	cfg.WeCom.OAuthBase, cfg.WeCom.JSSDK = base, "sandbox"
+	if editConfig != nil {
+		editConfig(&cfg)
+	}
 	corp := configs.CorpConfig{ID: e2eCorp, Name: "E2E", Secret: spec.Secret, AgentID: spec.AgentID, Token: spec.Token, AESKey: spec.AESKey, TimeZone: "Asia/Shanghai"}
 	if edit != nil {
 		edit(&corp)

@@ -149,3 +149,14 @@ func (d *Directory) StaffDepartments(ctx context.Context, corpID, userID string)
 	}
 	return out, nil
 }
+
+// TagContact adds and removes corp tags on a contact as staff member
+// userID sees them (WeCom's mark_tag acts on that follow relation), then
+// mirrors the contact again: WeCom sends no callback for a change made
+// through its API.
+func (d *Directory) TagContact(ctx context.Context, corpID, userID, externalUserID string, add, remove []string) error {
+	if err := d.wc.MarkTag(ctx, corpID, userID, externalUserID, add, remove); err != nil {
+		return err
+	}
+	return d.RefreshContact(ctx, corpID, externalUserID)
+}

@@ -24,6 +24,16 @@ func (f *Fake) controlRoutes(mux *http.ServeMux) {
 		}
 		return f.Scan(r.Context(), corp, req.ConfigID, req.Customer)
 	}))
+	mux.HandleFunc("POST /fake/corps/{corp}/oauth-user", f.ctl(func(r *http.Request, corp string) (any, error) {
+		var req struct {
+			UserID string `json:"userid"`
+		}
+		if err := readJSON(r, &req); err != nil {
+			return nil, err
+		}
+		f.SetOAuthUser(corp, req.UserID)
+		return map[string]string{"oauth_user": req.UserID}, nil
+	}))
 	mux.HandleFunc("POST /fake/corps/{corp}/add", f.ctl(func(r *http.Request, corp string) (any, error) {
 		var req struct {
 			UserID   string   `json:"userid"`
