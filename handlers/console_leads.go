@@ -157,3 +157,28 @@ func (s *Server) qualifyFromPage(c *gin.Context) {
 		func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
 	s.afterLeadChange(c, err)
 }
+
+// peopleData is the search page: the query and the leads found.
+type peopleData struct {
+	Q     string
+	Leads []leads.Lead
+}
+
+// peoplePage finds people by mobile, email, WeCom id or the start of their
+// name, showing their leads as the user may see them.
+func (s *Server) peoplePage(c *gin.Context) {
+	p := principal(c)
+	d := peopleData{Q: strings.TrimSpace(c.Query("q"))}
+	if d.Q != "" {
+		v, err := s.viewerOf(c.Request.Context(), p)
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		if d.Leads, err = s.d.Leads.Search(c.Request.Context(), p.CorpID, d.Q, v); err != nil {
+			s.failPage(c, err)
+			return
+		}
+	}
+	s.render(c, http.StatusOK, "people", "", s.newView(c, "nav.people", "people.title", d))
+}

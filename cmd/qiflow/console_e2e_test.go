@@ -263,6 +263,12 @@ func TestE2E_ConsolePoolClaimRaceAndInbox(t *testing.T) {
 					t.Fatalf("pool page: %d", st)
 				}
 			}
+			// Found by the start of the name or by the mobile however written.
+			for _, q := range []string{"张", "139 1234 5678"} {
+				if _, body, _ := sdr1.do("GET", "/console/people?q="+url.QueryEscape(q), nil, false, false); !strings.Contains(body, `href="/console/leads/`+itoa(lead.ID)+`"`) {
+					t.Fatalf("search %q did not find the lead", q)
+				}
+			}
 			// The filter's htmx request answers the table alone.
 			if _, body, _ := sdr1.do("GET", "/console/pool?owner=none&grade=A", nil, true, false); strings.Contains(body, "<html") || !strings.Contains(body, `id="pool-table"`) || strings.Contains(body, "张三") {
 				t.Fatal("the filtered table: a whole page, or the lead of another grade")
