@@ -444,6 +444,10 @@ func (s *Service) SetPermission(ctx context.Context, corpID string, role Role, p
 	if !role.Valid() {
 		return apperr.Field("role", "unknown role")
 	}
+	if role == RoleAdmin {
+		// Taking a right from admins could leave nobody able to give it back.
+		return apperr.Field("role", "admins keep every permission")
+	}
 	known := false
 	for _, p := range Permissions {
 		known = known || p == perm

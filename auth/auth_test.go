@@ -120,3 +120,17 @@ func TestEnsureFirstAdmin_GeneratesPasswordFile(t *testing.T) {
 		}
 	})
 }
+
+// Admins keep every permission: taking one could leave nobody able to give
+// it back.
+func TestSetPermission_AdminsKeepEveryPermission(t *testing.T) {
+	s := auth.New(sqltest.OpenSQLite(t))
+	ctx := context.Background()
+	if err := s.SetPermission(ctx, "wwA", auth.RoleAdmin, auth.PermUsersManage, false); err == nil {
+		t.Fatal("an admin's users.manage was taken")
+	}
+	perms, err := s.RolePermissions(ctx, "wwA", auth.RoleAdmin)
+	if err != nil || !perms[auth.PermUsersManage] {
+		t.Fatalf("admin permissions: %v %v", perms, err)
+	}
+}

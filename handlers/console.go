@@ -83,6 +83,9 @@ var consoleFuncs = template.FuncMap{
 	"codeModes": func() []string {
 		return []string{livecode.ModeWeComQR, livecode.ModeRotating, livecode.ModeJoinWay, livecode.ModeLink, livecode.ModeStores}
 	},
+	"cell": func(r auth.Role, p auth.Permission, allowed bool) roleCell {
+		return roleCell{Role: r, Perm: p, Allowed: allowed}
+	},
 	"statsGroups": func() []string { return []string{"day", "code", "channel", "staff", "store"} },
 	"add":         func(a, b int) int { return a + b },
 	"pct":         func(share float64) float64 { return share * 100 },
@@ -200,6 +203,8 @@ var consoleNav = []struct {
 	{navItem{"nav.imports", "/console/imports"}, auth.PermLeadsWrite},
 	{navItem{"nav.scoring", "/console/settings/scoring"}, auth.PermLeadsRead},
 	{navItem{"nav.users", "/console/settings/users"}, auth.PermUsersManage},
+	{navItem{"nav.pools", "/console/settings/pools"}, auth.PermPoolsManage},
+	{navItem{"nav.roles", "/console/settings/roles"}, auth.PermUsersManage},
 	{navItem{"nav.tokens", "/console/settings/tokens"}, auth.PermTokensManage},
 	{navItem{"nav.events", "/console/events"}, auth.PermEventsRead},
 	{navItem{"nav.jobs", "/console/jobs"}, auth.PermJobsRead},
@@ -240,6 +245,11 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console/settings/users", auth.PermUsersManage, s.usersPage},
 		{"POST", "/console/settings/users", auth.PermUsersManage, s.createUserFromPage},
 		{"GET", "/console/settings/tokens", auth.PermTokensManage, s.tokensPage},
+		{"GET", "/console/settings/roles", auth.PermUsersManage, s.rolesPage},
+		{"POST", "/console/settings/roles/:role/:permission", auth.PermUsersManage, s.setPermissionFromPage},
+		{"GET", "/console/settings/pools", auth.PermPoolsManage, s.poolsPage},
+		{"POST", "/console/settings/pools/:id", auth.PermPoolsManage, s.updatePoolFromPage},
+		{"POST", "/console/settings/sla", auth.PermPoolsManage, s.createSLAFromPage},
 		{"POST", "/console/settings/tokens", auth.PermTokensManage, s.createTokenFromPage},
 		{"GET", "/console/events", auth.PermEventsRead, s.eventsPage},
 		{"POST", "/console/events/:id/replay", auth.PermEventsReplay, s.settleFromPage(true)},

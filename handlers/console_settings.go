@@ -183,3 +183,132 @@ func (s *Server) createTokenFromPage(c *gin.Context) {
 	}
 	s.render(c, status, "tokens", "", v)
 }
+
+// rolesData is the roles page: each role's permissions in the corp.
+type rolesData struct {
+	Roles []roleRow
+	Perms []auth.Permission
+}
+
+type roleRow struct {
+	Role    auth.Role
+	Allowed map[auth.Permission]bool
+}
+
+// rolesPage shows what each role may do in the corp, and lets those who
+// manage users change it (the admin row stays whole).
+func (s *Server) rolesPage(c *gin.Context) {
+	p := principal(c)
+	d := rolesData{Perms: auth.Permissions}
+	for _, r := range auth.Roles {
+		perms, err := s.d.Auth.RolePermissions(c.Request.Context(), p.CorpID, r)
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		d.Roles = append(d.Roles, roleRow{Role: r, Allowed: perms})
+	}
+	s.render(c, http.StatusOK, "roles", "", s.newView(c, "nav.roles", "roles.title", d))
+}
+
+// setPermissionFromPage grants or takes a permission from a role, as PUT
+// /api/v1/roles/{role}/permissions/{permission} does, and answers the cell.
+func (s *Server) setPermissionFromPage(c *gin.Context) {
+	p := principal(c)
+	role, perm := auth.Role(c.Param("role")), auth.Permission(c.Param("permission"))
+	allowed := c.PostForm("allowed") == "1"
+	if err := s.d.Auth.SetPermission(c.Request.Context(), p.CorpID, role, perm, allowed); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	s.logger(c).Info("role permission changed", "role", role, "permission", perm, "allowed", allowed, "by", p.UserID)
+	s.render(c, http.StatusOK, "roles", "role_cell", s.newView(c, "nav.roles", "roles.title", roleCell{Role: role, Perm: perm, Allowed: allowed}))
+}
+
+// roleCell is one role × permission checkbox.
+type roleCell struct {
+	Role    auth.Role
+	Perm    auth.Permission
+	Allowed bool
+}
+
+// poolsData is the pools page: each pool's claim rules and its SLA rules.
+type poolsData struct {
+	Pools []leads.Pool
+	SLAs  []leads.SLARule
+}
+
+func (s *Server) poolsPage(c *gin.Context) { s.renderPools(c, http.StatusOK, "") }
+
+func (s *Server) renderPools(c *gin.Context, status int, msg string) {
+	ctx, corp := c.Request.Context(), principal(c).CorpID
+	var d poolsData
+	var err error
+	if d.Pools, err = s.d.Leads.Pools(ctx, corp); err == nil {
+		d.SLAs, err = s.d.Leads.SLARules(ctx, corp)
+	}
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	v := s.newView(c, "nav.pools", "pools.title", d)
+	v.Error = msg
+	s.render(c, status, "pools", "", v)
+}
+
+// updatePoolFromPage changes a pool's caps, cool-down and recycling, as
+// PUT /api/v1/pools/{id} does (its grade overrides and escalation ladder
+// are kept).
+func (s *Server) updatePoolFromPage(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		s.afterSettingsChange(c, apperr.NotFound("pool not found"), "/console/settings/pools", s.renderPools)
+		return
+	}
+	corp := principal(c).CorpID
+	pools, err := s.d.Leads.Pools(c.Request.Context(), corp)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	var pool *leads.Pool
+	for i := range pools {
+		if pools[i].ID == id {
+			pool = &pools[i]
+		}
+	}
+	if pool == nil {
+		s.afterSettingsChange(c, apperr.NotFound("pool not found"), "/console/settings/pools", s.renderPools)
+		return
+	}
+	for _, f := range []struct {
+		name string
+		to   *int
+	}{{"max_open", &pool.MaxOpen}, {"max_claims_day", &pool.MaxClaimsDay}, {"cooldown_hours", &pool.CooldownHours}, {"recycle_days", &pool.RecycleDays}} {
+		if *f.to, err = formInt(c, f.name); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		if name := strings.TrimSpace(c.PostForm("name")); name != "" {
+			pool.Name = name
+		}
+		_, err = s.d.Leads.UpdatePool(c.Request.Context(), *pool)
+	}
+	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
+}
+
+// createSLAFromPage adds an SLA rule (working hours for a new MQL's first
+// follow-up and a handoff's answer), as POST /api/v1/sla/rules does.
+func (s *Server) createSLAFromPage(c *gin.Context) {
+	hours, err := formInt(c, "hours")
+	var position int
+	if err == nil {
+		position, err = formInt(c, "position")
+	}
+	if err == nil {
+		_, err = s.d.Leads.CreateSLARule(c.Request.Context(), leads.SLARule{CorpID: principal(c).CorpID, Position: position,
+			Name: c.PostForm("name"), Condition: c.PostForm("condition"), Hours: hours})
+	}
+	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
+}

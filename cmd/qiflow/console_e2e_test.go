@@ -437,6 +437,39 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 			t.Fatal("no rescore queued after the rule changed")
 		}
 
+		// Roles: the marketer is given pii (the cell answers ticked); the
+		// admin row cannot be changed.
+		st, body, _ = b.do("POST", "/console/settings/roles/marketer/pii", url.Values{"allowed": {"1"}}, true, true)
+		if st != http.StatusOK || !strings.Contains(body, "checked") || !strings.Contains(body, `"allowed": "0"`) {
+			t.Fatalf("grant pii: %d %s", st, body)
+		}
+		if perms, _ := s.app.auth.RolePermissions(context.Background(), e2eCorp, auth.RoleMarketer); !perms[auth.PermPII] {
+			t.Fatal("the marketer did not get pii")
+		}
+		if st, _, _ := b.do("POST", "/console/settings/roles/admin/users.manage", url.Values{"allowed": {"0"}}, true, true); st != http.StatusUnprocessableEntity {
+			t.Fatalf("taking users.manage from admins: %d", st)
+		}
+		// Pools: a cap set on the page holds for claims; an SLA rule is added.
+		var pools struct {
+			Pools []leads.Pool `json:"pools"`
+		}
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		call(t, "POST", s.url+"/api/v1/leads", admin, map[string]any{"name": "x", "mobile": "13912349999"}, nil)
+		call(t, "GET", s.url+"/api/v1/pools", admin, nil, &pools)
+		if st, _, _ := b.do("POST", "/console/settings/pools/"+itoa(pools.Pools[0].ID), url.Values{"max_open": {"3"}, "recycle_days": {"5"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("update the pool: %d", st)
+		}
+		call(t, "GET", s.url+"/api/v1/pools", admin, nil, &pools)
+		if pools.Pools[0].MaxOpen != 3 || pools.Pools[0].RecycleDays != 5 {
+			t.Fatalf("pool after the page: %+v", pools.Pools[0])
+		}
+		if st, _, _ := b.do("POST", "/console/settings/sla", url.Values{"name": {"first touch"}, "hours": {"4"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("add an SLA rule: %d", st)
+		}
+		if _, body, _ := b.do("GET", "/console/settings/pools", nil, false, false); !strings.Contains(body, "first touch") {
+			t.Fatal("the SLA rule is not listed")
+		}
+
 		st, body, _ = b.do("POST", "/console/settings/tokens", url.Values{"name": {"crm-sync"}, "ttl_hours": {"24"}, "_csrf": {b.csrf}}, false, false)
 		tm := regexp.MustCompile(`id="new-token">([^<]+)<`).FindStringSubmatch(body)
 		if st != http.StatusCreated || tm == nil {
