@@ -111,3 +111,15 @@ func (s *Server) importPage(c *gin.Context) {
 	}
 	s.render(c, http.StatusOK, "import", partial, s.newView(c, "nav.imports", "imports.title", iv))
 }
+
+// exportsPage is the audit of lead exports: who downloaded what filter,
+// how many rows, masked or not.
+func (s *Server) exportsPage(c *gin.Context) {
+	p := principal(c)
+	list, err := s.d.Leads.Exports(c.Request.Context(), p.CorpID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	s.render(c, http.StatusOK, "exports", "", s.newView(c, "nav.exports", "exports.title", list))
+}

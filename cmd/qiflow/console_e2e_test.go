@@ -463,6 +463,13 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		if pools.Pools[0].MaxOpen != 3 || pools.Pools[0].RecycleDays != 5 {
 			t.Fatalf("pool after the page: %+v", pools.Pools[0])
 		}
+		// An export from the pool page's link is a CSV, and is audited.
+		if st, body, h := b.do("GET", "/console/exports/leads?owner=none", nil, false, false); st != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/csv") || !strings.Contains(body, "13912349999") {
+			t.Fatalf("export: %d %s", st, h.Get("Content-Type"))
+		}
+		if _, body, _ := b.do("GET", "/console/exports", nil, false, false); !strings.Contains(body, "owner") {
+			t.Fatal("the export is not in the audit")
+		}
 		if st, _, _ := b.do("POST", "/console/settings/sla", url.Values{"name": {"first touch"}, "hours": {"4"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
 			t.Fatalf("add an SLA rule: %d", st)
 		}
