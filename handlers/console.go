@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,7 +50,7 @@ const (
 // contentSecurityPolicy allows only Qiflow's own scripts and styles: no
 // inline script or style anywhere in the console (htmx is told not to add
 // its indicator style).
-const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 
 // consolePages are the parsed pages: each is the layout with its own
 // content and partials.
@@ -86,9 +87,11 @@ var consoleFuncs = template.FuncMap{
 	"cell": func(r auth.Role, p auth.Permission, allowed bool) roleCell {
 		return roleCell{Role: r, Perm: p, Allowed: allowed}
 	},
-	"statsGroups": func() []string { return []string{"day", "code", "channel", "staff", "store"} },
-	"add":         func(a, b int) int { return a + b },
-	"pct":         func(share float64) float64 { return share * 100 },
+	"codeFormModes": func() []string { return formModes },
+	"has":           func(list []string, v string) bool { return slices.Contains(list, v) },
+	"statsGroups":   func() []string { return []string{"day", "code", "channel", "staff", "store"} },
+	"add":           func(a, b int) int { return a + b },
+	"pct":           func(share float64) float64 { return share * 100 },
 	"json": func(v any) (string, error) {
 		b, err := json.Marshal(v)
 		return string(b), err
@@ -227,6 +230,11 @@ func (s *Server) consoleRoutes() []Route {
 		{"POST", "/console/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerFromInbox(true)},
 		{"POST", "/console/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerFromInbox(false)},
 		{"GET", "/console/codes", auth.PermCodesRead, s.codesPage},
+		{"GET", "/console/codes/new", auth.PermCodesManage, s.newCodePage},
+		{"POST", "/console/codes", auth.PermCodesManage, s.createCodeFromPage},
+		{"GET", "/console/codes/:id/edit", auth.PermCodesManage, s.editCodePage},
+		{"POST", "/console/codes/:id", auth.PermCodesManage, s.updateCodeFromPage},
+		{"GET", "/console/media/:id", auth.PermCodesRead, s.mediaPreview},
 		{"GET", "/console/codes/:id/qr.png", auth.PermCodesRead, s.codeQRPNG},
 		{"GET", "/console/codes/:id/qr.svg", auth.PermCodesRead, s.codeQRSVG},
 		{"POST", "/console/codes/:id/pause", auth.PermCodesManage, s.codeStatusFromPage(livecode.StatusPaused)},

@@ -39,6 +39,9 @@ func TestConsole_EveryTextIsInBothLanguages(t *testing.T) {
 	for _, g := range consoleFuncs["statsGroups"].(func() []string)() {
 		keys["results.by."+g] = true
 	}
+	for _, d := range weekdays {
+		keys["day."+d] = true
+	}
 	for _, r := range auth.Roles {
 		keys["role."+string(r)] = true
 	}

@@ -268,7 +268,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	engine, _ := handlers.New(handlers.Deps{
 		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
 		PublicURL: cfg.PublicURL,
-		Pages: a.api, OAuthBase: oauthBase, JSSDK: jssdk, AgentIDs: agentIDs,
+		Pages:     a.api, OAuthBase: oauthBase, JSSDK: jssdk, AgentIDs: agentIDs,
 		Location: func(corp string) *time.Location {
 			if c := calendars[corp]; c != nil {
 				return c.Location()

@@ -4,18 +4,22 @@ import (
 	"bytes"
 	"context"
 	"html"
+	"image"
+	"image/png"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/handlers"
 	"github.com/qiflow/qiflow/leads"
+	"github.com/qiflow/qiflow/livecode"
 	"github.com/qiflow/qiflow/wecom/fake"
 )
 
@@ -487,6 +491,108 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		}
 		if st := call(t, "GET", s.url+"/api/v1/me", tm[1], nil, &me); st != http.StatusOK || me.Email != "admin@example.com" {
 			t.Fatalf("the token on the API: %d %+v", st, me)
+		}
+	})
+}
+
+// postMultipart sends a form with a file as htmx does (the CSRF header).
+func (b *consoleUser) postMultipart(path string, fields url.Values, fileField, fileName string, data []byte) (int, string, http.Header) {
+	b.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, vs := range fields {
+		for _, v := range vs {
+			mw.WriteField(k, v)
+		}
+	}
+	if fileField != "" {
+		fw, _ := mw.CreateFormFile(fileField, fileName)
+		fw.Write(data)
+	}
+	mw.Close()
+	req, _ := http.NewRequest("POST", b.base+path, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("HX-Request", "true")
+	req.Header.Set("X-CSRF-Token", b.csrf)
+	req.Header.Set("Accept-Language", b.lang)
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw), resp.Header
+}
+
+// tinyPNG is a 1×1 PNG.
+func tinyPNG() []byte {
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewRGBA(image.Rect(0, 0, 1, 1)))
+	return buf.Bytes()
+}
+
+// A channel code made on the console's form: staff with a cap and a
+// backup, a weekday schedule, a tag, a remark template, a welcome with an
+// image. WeCom's refusal of a staff member without the customer-contact
+// permission comes back on the form, what was typed kept; an edit based on
+// an old version is refused, not saved over the newer one.
+func TestE2E_ConsoleChannelCodeForm(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		syncDirectory(t, s, admin)
+		b := newBrowser(t, s.url, "en")
+		b.signIn("admin@example.com", "admin password")
+		if _, body, _ := b.do("GET", "/console/codes/new", nil, false, false); !strings.Contains(body, `value="zhangsan"`) || !strings.Contains(body, "data-filter") {
+			t.Fatal("the form has no staff picker")
+		}
+		tag := firstTagID(s)
+		form := url.Values{"name": {"Spring poster"}, "channel": {"poster-2026"}, "mode": {"wecom_qr"}, "staff": {"zhangsan", "lisi", "wujiu"},
+			"cap_zhangsan": {"50"}, "backup_lisi": {"1"}, "slot0_days": {"mon", "tue", "wed", "thu", "fri"}, "slot0_start": {"09:00"}, "slot0_end": {"18:00"},
+			"slot0_staff": {"zhangsan"}, "tags": {tag}, "remark_template": {"{customer_name}-春"}, "welcome_text": {"你好 {customer_name}"}}
+		st, body, _ := b.postMultipart("/console/codes", form, "welcome_image", "poster.png", tinyPNG())
+		if st != http.StatusBadGateway && st != http.StatusUnprocessableEntity || !strings.Contains(body, "wujiu") || !strings.Contains(body, `value="Spring poster"`) {
+			t.Fatalf("a staff member WeCom refuses: %d %s", st, body)
+		}
+		form["staff"] = []string{"zhangsan", "lisi"}
+		st, _, h := b.postMultipart("/console/codes", form, "welcome_image", "poster.png", tinyPNG())
+		if st != http.StatusNoContent || h.Get("HX-Redirect") != "/console/codes" {
+			t.Fatalf("create: %d %q", st, h.Get("HX-Redirect"))
+		}
+		var list struct {
+			Codes []livecode.Code `json:"codes"`
+		}
+		call(t, "GET", s.url+"/api/v1/codes", admin, nil, &list)
+		if len(list.Codes) != 1 {
+			t.Fatalf("codes: %+v", list.Codes)
+		}
+		code := list.Codes[0]
+		st2 := code.Settings
+		if len(code.Staff) != 2 || code.Staff[0].DailyCap != 50 || !code.Staff[1].Backup || len(st2.Schedule.Slots) != 1 || st2.Schedule.Slots[0].Start != "09:00" ||
+			len(st2.Schedule.Slots[0].Days) != 5 || st2.RemarkTemplate != "{customer_name}-春" || len(st2.Tags) != 1 || len(st2.Welcome.Attachments) != 1 ||
+			st2.Welcome.Attachments[0].FileID == 0 {
+			t.Fatalf("the code as saved: %+v", code)
+		}
+		if st, body, h := b.do("GET", "/console/media/"+itoa(st2.Welcome.Attachments[0].FileID), nil, false, false); st != http.StatusOK || h.Get("Content-Type") != "image/png" || !strings.HasPrefix(body, "\x89PNG") {
+			t.Fatalf("the image's preview: %d %s", st, h.Get("Content-Type"))
+		}
+		// Edit: the page shows the version it is based on; a save on an
+		// older one is refused.
+		if _, body, _ := b.do("GET", "/console/codes/"+itoa(code.ID)+"/edit", nil, false, false); !strings.Contains(body, `name="version" value="`+strconv.FormatInt(code.Version, 10)+`"`) {
+			t.Fatal("the edit form does not carry the version")
+		}
+		edit := url.Values{"name": {"Spring poster v2"}, "mode": {"wecom_qr"}, "staff": {"zhangsan"}, "keep_attachment": {itoa(st2.Welcome.Attachments[0].FileID)},
+			"version": {strconv.FormatInt(code.Version, 10)}}
+		if st, _, _ := b.postMultipart("/console/codes/"+itoa(code.ID), edit, "", "", nil); st != http.StatusNoContent {
+			t.Fatalf("edit: %d", st)
+		}
+		if st, body, _ := b.postMultipart("/console/codes/"+itoa(code.ID), edit, "", "", nil); st != http.StatusConflict || !strings.Contains(body, "changed by someone else") {
+			t.Fatalf("a stale edit: %d", st)
+		}
+		var got livecode.Code
+		call(t, "GET", s.url+"/api/v1/codes/"+itoa(code.ID), admin, nil, &got)
+		if got.Name != "Spring poster v2" || len(got.Staff) != 1 || len(got.Settings.Welcome.Attachments) != 1 {
+			t.Fatalf("after the edit: %+v", got)
 		}
 	})
 }

@@ -160,3 +160,20 @@ func (d *Directory) TagContact(ctx context.Context, corpID, userID, externalUser
 	}
 	return d.RefreshContact(ctx, corpID, externalUserID)
 }
+
+// DepartmentNames is the corp's live departments' names by id (the
+// console's staff picker shows them).
+func (d *Directory) DepartmentNames(ctx context.Context, corpID string) (map[int64]string, error) {
+	var rows []struct {
+		ID   int64  `db:"id"`
+		Name string `db:"name"`
+	}
+	if err := d.db.SelectContext(ctx, &rows, `SELECT id, name FROM departments WHERE corp_id = ? AND gone_at IS NULL`, corpID); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]string, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Name
+	}
+	return out, nil
+}

@@ -205,3 +205,14 @@ func (s *Store) Data(ctx context.Context, corp string, id int64) ([]byte, error)
 	}
 	return data, err
 }
+
+// Content is a file and its bytes (the console previews welcome images).
+func (s *Store) Content(ctx context.Context, corp string, id int64) (File, []byte, error) {
+	f, err := s.Get(ctx, corp, id)
+	if err != nil {
+		return f, nil, err
+	}
+	var data []byte
+	err = s.db.GetContext(ctx, &data, `SELECT data FROM media_files WHERE corp_id = ? AND id = ?`, corp, id)
+	return f, data, err
+}

@@ -134,3 +134,30 @@ document.addEventListener("DOMContentLoaded", () => {
     el.dataset.rendered = "true";
   });
 });
+
+// A search box with data-filter hides the rows (its selector) whose
+// data-text does not contain what is typed: the staff picker's search by
+// name and department.
+document.addEventListener("input", (e) => {
+  const box = e.target;
+  if (!box.matches || !box.matches("input[data-filter]")) return;
+  const q = box.value.trim().toLowerCase();
+  document.querySelectorAll(box.dataset.filter).forEach((row) => {
+    row.hidden = q !== "" && !(row.dataset.text || "").toLowerCase().includes(q);
+  });
+});
+
+// A file input with data-preview shows the chosen image before upload.
+document.addEventListener("change", (e) => {
+  const input = e.target;
+  if (!input.matches || !input.matches("input[type=file][data-preview]")) return;
+  const img = document.querySelector(input.dataset.preview);
+  const file = input.files && input.files[0];
+  if (!img) return;
+  if (!file) {
+    img.hidden = true;
+    return;
+  }
+  img.src = URL.createObjectURL(file);
+  img.hidden = false;
+});
