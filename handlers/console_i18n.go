@@ -264,6 +264,7 @@ var messages = map[string][2]string{
 	"codes.staff.hint":        {"备用员工只在其他人都不可用时接待；每日上限为空表示不限；权重只用于轮换活码。", "Backups take adds only when nobody else can; an empty cap is no limit; weights are for rotating codes."},
 	"codes.schedule":          {"排班", "Schedule"},
 	"codes.schedule.hint":     {"不填则全天都接待；每行是一个时段和该时段接待的员工。", "Empty: everyone, all day. Each row is a time slot and who takes adds in it."},
+	"codes.slot_staff":        {"接待员工（不选为全部）", "Who (none: everyone on the code)"},
 	"codes.from":              {"开始", "From"},
 	"codes.until":             {"结束", "Until"},
 	"codes.use_calendar":      {"节假日不排班（按企业工作日历）", "Follow the corp's work calendar (no slots on holidays)"},

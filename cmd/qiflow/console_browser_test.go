@@ -241,11 +241,51 @@ func TestBrowser_ConsoleCodeAndChannelResults(t *testing.T) {
 	s := startStack(t, "sqlite")
 	admin := login(t, s.url, "admin@example.com", "admin password")
 	syncDirectory(t, s, admin)
-	var code livecode.Code
-	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "春季海报", "channel": "poster-2026-spring", "mode": "wecom_qr",
-		"staff": []map[string]any{{"userid": "zhangsan"}, {"userid": "lisi"}}}, &code); st != http.StatusCreated {
-		t.Fatalf("create code: %d", st)
+	picture := filepath.Join(t.TempDir(), "poster.png")
+	if err := os.WriteFile(picture, tinyPNG(), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	// The marketer makes the code on the form: two staff members found
+	// through the picker's search, a schedule round the clock every day, a
+	// welcome with an image.
+	b := chrome(t, bin)
+	err := chromedp.Run(b, signInActions(s.url, "admin@example.com", "admin password"),
+		chromedp.Navigate(s.url+"/console/codes/new"),
+		chromedp.WaitVisible(`input[name=name]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=name]`, "春季海报", chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=channel]`, "poster-2026-spring", chromedp.ByQuery),
+		chromedp.SendKeys(`input[data-filter]`, "zhang", chromedp.ByQuery),
+		chromedp.Click(`#staff-picker input[value=zhangsan]`, chromedp.ByQuery),
+		chromedp.SetValue(`input[data-filter]`, "", chromedp.ByQuery),
+		chromedp.Click(`#staff-picker input[value=lisi]`, chromedp.ByQuery),
+		chromedp.ActionFunc(func(ctx context.Context) error {
+			for _, d := range []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"} {
+				if err := chromedp.Click(`input[name=slot0_days][value=`+d+`]`, chromedp.ByQuery).Do(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}),
+		chromedp.SendKeys(`input[name=slot0_start]`, "00:00", chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=slot0_end]`, "24:00", chromedp.ByQuery),
+		chromedp.SendKeys(`textarea[name=welcome_text]`, "你好 {customer_name}，我是 {staff_name}", chromedp.ByQuery),
+		chromedp.SetUploadFiles(`input[name=welcome_image]`, []string{picture}, chromedp.ByQuery),
+		chromedp.WaitVisible(`#image-preview`, chromedp.ByQuery),
+		screenshot(t, "code-form"),
+		chromedp.Click(`form.codeform button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`img.qr`, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatalf("the code form: %v", err)
+	}
+	var list struct {
+		Codes []livecode.Code `json:"codes"`
+	}
+	call(t, "GET", s.url+"/api/v1/codes", admin, nil, &list)
+	if len(list.Codes) != 1 || len(list.Codes[0].Staff) != 2 || len(list.Codes[0].Settings.Schedule.Slots) != 1 || len(list.Codes[0].Settings.Welcome.Attachments) != 1 {
+		t.Fatalf("the code made on the form: %+v", list.Codes)
+	}
+	code := list.Codes[0]
 	res, err := s.fake.Scan(context.Background(), e2eCorp, code.ConfigID, fake.Customer{Name: "Mei"})
 	if err != nil || !res.Callback.OK {
 		t.Fatalf("scan: %+v %v", res, err)
@@ -258,10 +298,19 @@ func TestBrowser_ConsoleCodeAndChannelResults(t *testing.T) {
 		call(t, "GET", s.url+"/api/v1/stats/codes?group_by=day&from="+today+"&to="+today, admin, nil, &st)
 		return len(st.Rows) == 1 && st.Rows[0].Adds == 1
 	})
-	b := chrome(t, bin)
+	// The welcome went out with its text and the image.
+	waitUntil(t, "the welcome", func() bool {
+		var ok bool
+		s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+			for _, m := range c.Messages {
+				ok = ok || (m.Kind == "welcome" && strings.Contains(m.Text, "你好 Mei") && len(m.Attachments) == 1 && m.Attachments[0].MsgType == "image")
+			}
+		})
+		return ok
+	})
 	var qrWidth int
 	var table, rendered string
-	err = chromedp.Run(b, signInActions(s.url, "admin@example.com", "admin password"),
+	err = chromedp.Run(b,
 		chromedp.Navigate(s.url+"/console/codes"),
 		chromedp.WaitVisible(`#code-`+itoa(code.ID)+` img.qr`, chromedp.ByQuery),
 		chromedp.Evaluate(`document.querySelector("#code-`+itoa(code.ID)+` img.qr").naturalWidth`, &qrWidth),
