@@ -62,9 +62,10 @@ var ErrFormNotFound = apperr.NotFound("form not found")
 var (
 	formSlug      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,63}$`)
 	formFieldName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-	fieldTypes    = []string{"text", "tel", "email", "textarea", "select", "number"}
-	// mappable are the person and lead fields a form field can fill.
-	mappable = []string{"name", "mobile", "email", "unionid", "title", "region", "company", "industry", "company_size",
+	// FormFieldTypes are the kinds of field a form may have.
+	FormFieldTypes = []string{"text", "tel", "email", "textarea", "select", "number"}
+	// FormMappable are the person and lead fields a form field can fill.
+	FormMappable = []string{"name", "mobile", "email", "unionid", "title", "region", "company", "industry", "company_size",
 		"budget", "authority", "need", "timeline"}
 )
 
@@ -108,15 +109,15 @@ func (f *Form) check() error {
 		if l := strings.TrimSpace(fd.Label); l == "" || len([]rune(l)) > 128 {
 			fs.Add(at+".label", "is required, at most 128 characters")
 		}
-		if !slices.Contains(fieldTypes, fd.Type) {
-			fs.Add(at+".type", "is one of "+strings.Join(fieldTypes, ", "))
+		if !slices.Contains(FormFieldTypes, fd.Type) {
+			fs.Add(at+".type", "is one of "+strings.Join(FormFieldTypes, ", "))
 		}
 		if fd.Type == "select" && (len(fd.Options) == 0 || len(fd.Options) > 50) {
 			fs.Add(at+".options", "lists 1 to 50 choices")
 		}
 		if fd.MapsTo != "" {
-			if !slices.Contains(mappable, fd.MapsTo) {
-				fs.Add(at+".maps_to", "is empty (kept on the activity) or one of "+strings.Join(mappable, ", "))
+			if !slices.Contains(FormMappable, fd.MapsTo) {
+				fs.Add(at+".maps_to", "is empty (kept on the activity) or one of "+strings.Join(FormMappable, ", "))
 			} else if mapped[fd.MapsTo] {
 				fs.Add(at+".maps_to", "is mapped by another field")
 			}

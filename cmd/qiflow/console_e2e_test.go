@@ -467,6 +467,22 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		if pools.Pools[0].MaxOpen != 3 || pools.Pools[0].RecycleDays != 5 {
 			t.Fatalf("pool after the page: %+v", pools.Pools[0])
 		}
+		// A web form made on the page: its hosted page takes fills; a bad
+		// link name is refused with what was typed kept.
+		formFields := url.Values{"title": {"Spring webinar"}, "slug": {"Bad Slug"}, "channel": {"webinar"}, "consent_text": {"I agree"}, "consent_required": {"1"},
+			"field0_name": {"name"}, "field0_label": {"Name"}, "field0_type": {"text"}, "field0_maps_to": {"name"}, "field0_required": {"1"},
+			"field1_name": {"mobile"}, "field1_label": {"Mobile"}, "field1_type": {"tel"}, "field1_maps_to": {"mobile"}, "field1_required": {"1"},
+			"active": {"1"}, "_csrf": {b.csrf}}
+		if st, body, _ := b.do("POST", "/console/settings/forms", formFields, false, false); st != http.StatusUnprocessableEntity || !strings.Contains(body, "slug") || !strings.Contains(body, `value="Spring webinar"`) {
+			t.Fatalf("a bad slug: %d", st)
+		}
+		formFields.Set("slug", "spring-webinar")
+		if st, _, _ := b.do("POST", "/console/settings/forms", formFields, false, false); st != http.StatusSeeOther {
+			t.Fatalf("create the form: %d", st)
+		}
+		if st, body, _ := newBrowser(t, s.url, "en").do("GET", "/f/spring-webinar", nil, false, false); st != http.StatusOK || !strings.Contains(body, "Spring webinar") {
+			t.Fatalf("the hosted page: %d", st)
+		}
 		// An export from the pool page's link is a CSV, and is audited.
 		if st, body, h := b.do("GET", "/console/exports/leads?owner=none", nil, false, false); st != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/csv") || !strings.Contains(body, "13912349999") {
 			t.Fatalf("export: %d %s", st, h.Get("Content-Type"))
