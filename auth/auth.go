@@ -526,6 +526,13 @@ func (s *Service) ManagedUsers(ctx context.Context, corpID string, manager int64
 	return ids, err
 }
 
+// Teams lists a corp's teams by name.
+func (s *Service) Teams(ctx context.Context, corpID string) ([]Team, error) {
+	out := []Team{}
+	err := s.db.SelectContext(ctx, &out, `SELECT id, corp_id, name, manager_user_id FROM teams WHERE corp_id = ? ORDER BY name`, corpID)
+	return out, err
+}
+
 // TeamMembership is a team and one of its members.
 type TeamMembership struct {
 	TeamID int64  `db:"team_id"`

@@ -10,6 +10,7 @@ import (
 
 	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/leads"
 )
 
@@ -311,4 +312,94 @@ func (s *Server) createSLAFromPage(c *gin.Context) {
 			Name: c.PostForm("name"), Condition: c.PostForm("condition"), Hours: hours})
 	}
 	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
+}
+
+// teamsData is the teams page: the teams with their manager and members,
+// and the corp's users to pick from.
+type teamsData struct {
+	Teams   []teamView
+	Users   []auth.UserWithRole
+	EmailOf map[int64]string
+}
+
+type teamView struct {
+	auth.Team
+	Members []int64
+}
+
+func (s *Server) teamsPage(c *gin.Context) { s.renderTeams(c, http.StatusOK, "") }
+
+func (s *Server) renderTeams(c *gin.Context, status int, msg string) {
+	ctx, corp := c.Request.Context(), principal(c).CorpID
+	teams, err := s.d.Auth.Teams(ctx, corp)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	members, err := s.d.Auth.Memberships(ctx, corp)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	d := teamsData{EmailOf: map[int64]string{}}
+	if d.Users, err = s.d.Auth.ListUsers(ctx, corp); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	for _, u := range d.Users {
+		d.EmailOf[u.ID] = u.Email
+	}
+	for _, t := range teams {
+		tv := teamView{Team: t}
+		for _, m := range members {
+			if m.TeamID == t.ID {
+				tv.Members = append(tv.Members, m.UserID)
+			}
+		}
+		d.Teams = append(d.Teams, tv)
+	}
+	v := s.newView(c, "nav.teams", "teams.title", d)
+	v.Error = msg
+	s.render(c, status, "teams", "", v)
+}
+
+// createTeamFromPage makes a team with its manager, as POST /api/v1/teams.
+func (s *Server) createTeamFromPage(c *gin.Context) {
+	manager, err := formInt(c, "manager_user_id")
+	if err == nil {
+		_, err = s.d.Auth.CreateTeam(c.Request.Context(), principal(c).CorpID, c.PostForm("name"), int64(manager))
+	}
+	s.afterSettingsChange(c, err, "/console/settings/teams", s.renderTeams)
+}
+
+// addTeamMemberFromPage puts a user in a team, as POST /api/v1/teams/{id}/members.
+func (s *Server) addTeamMemberFromPage(c *gin.Context) {
+	team, err := formInt(c, "team_id")
+	var user int
+	if err == nil {
+		user, err = formInt(c, "user_id")
+	}
+	if err == nil {
+		err = s.d.Auth.AddTeamMember(c.Request.Context(), principal(c).CorpID, int64(team), int64(user))
+	}
+	s.afterSettingsChange(c, err, "/console/settings/teams", s.renderTeams)
+}
+
+// calendarData is the corp's work calendar as configured.
+type calendarData struct {
+	Zone     string
+	Calendar configs.CalendarConfig
+	Days     []string
+	Default  bool // no working hours configured: the default ones apply
+}
+
+// calendarPage shows the corp's work calendar (every user: SLAs and
+// recycling count by it).
+func (s *Server) calendarPage(c *gin.Context) {
+	corp := principal(c).CorpID
+	d := calendarData{Zone: s.location(corp).String(), Calendar: s.d.Calendars[corp], Days: weekdays}
+	if len(d.Calendar.WorkHours) == 0 {
+		d.Calendar.WorkHours, d.Default = configs.DefaultWorkHours(), true
+	}
+	s.render(c, http.StatusOK, "calendar", "", s.newView(c, "nav.calendar", "calendar.title", d))
 }

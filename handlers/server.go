@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/kv"
 	"github.com/qiflow/qiflow/leads"
@@ -56,6 +57,9 @@ type Deps struct {
 	PublicURL string
 	// Location is a corp's time zone, for the console's times (nil: Asia/Shanghai).
 	Location func(corp string) *time.Location
+	// Calendars are the corps' work calendars as configured (shown in the
+	// console's settings).
+	Calendars map[string]configs.CalendarConfig
 	// Pages, OAuthBase, JSSDK and AgentIDs serve the WeCom chat sidebar:
 	// OAuth and JS-SDK signatures, where WeCom's OAuth page is, which
 	// JS-SDK the page loads ("wecom" or the sandbox's "sandbox") and each

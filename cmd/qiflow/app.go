@@ -261,9 +261,9 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	for i, c := range a.corps {
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
-	agentIDs := map[string]int{}
+	agentIDs, calendarConfigs := map[string]int{}, map[string]configs.CalendarConfig{}
 	for _, c := range a.corps {
-		agentIDs[c.ID] = c.AgentID
+		agentIDs[c.ID], calendarConfigs[c.ID] = c.AgentID, c.Calendar
 	}
 	engine, _ := handlers.New(handlers.Deps{
 		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,

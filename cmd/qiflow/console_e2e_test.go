@@ -483,6 +483,31 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		if st, body, _ := newBrowser(t, s.url, "en").do("GET", "/f/spring-webinar", nil, false, false); st != http.StatusOK || !strings.Contains(body, "Spring webinar") {
 			t.Fatalf("the hosted page: %d", st)
 		}
+		// Teams: one with its manager, then a member; every user sees the
+		// work calendar (the default hours when none are configured).
+		users, _ := s.app.auth.ListUsers(context.Background(), e2eCorp)
+		var adminID, meiID int64
+		for _, u := range users {
+			switch u.Email {
+			case "admin@example.com":
+				adminID = u.ID
+			case "mei@example.com":
+				meiID = u.ID
+			}
+		}
+		if st, _, _ := b.do("POST", "/console/settings/teams", url.Values{"name": {"East SDRs"}, "manager_user_id": {itoa(adminID)}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("create a team: %d", st)
+		}
+		teams, _ := s.app.auth.Teams(context.Background(), e2eCorp)
+		if st, _, _ := b.do("POST", "/console/settings/teams/members", url.Values{"team_id": {itoa(teams[0].ID)}, "user_id": {itoa(meiID)}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("add a member: %d", st)
+		}
+		if managed, _ := s.app.auth.ManagedUsers(context.Background(), e2eCorp, adminID); len(managed) != 1 || managed[0] != meiID {
+			t.Fatalf("the team's members as its manager's: %v", managed)
+		}
+		if _, body, _ := mei.do("GET", "/console/settings/calendar", nil, false, false); !strings.Contains(body, "Asia/Shanghai") || !strings.Contains(body, "09:00-18:00") {
+			t.Fatal("the work calendar page")
+		}
 		// An export from the pool page's link is a CSV, and is audited.
 		if st, body, h := b.do("GET", "/console/exports/leads?owner=none", nil, false, false); st != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/csv") || !strings.Contains(body, "13912349999") {
 			t.Fatalf("export: %d %s", st, h.Get("Content-Type"))
