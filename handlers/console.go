@@ -244,6 +244,8 @@ func (s *Server) consoleRoutes() []Route {
 		{"POST", "/console/codes/:id/pause", auth.PermCodesManage, s.codeStatusFromPage(livecode.StatusPaused)},
 		{"POST", "/console/codes/:id/resume", auth.PermCodesManage, s.codeStatusFromPage(livecode.StatusActive)},
 		{"POST", "/console/codes/:id/archive", auth.PermCodesManage, s.codeStatusFromPage(livecode.StatusArchived)},
+		{"GET", "/console/stores", auth.PermCodesRead, s.consoleStoresPage},
+		{"POST", "/console/stores/import", auth.PermCodesManage, s.importStoresFromPage},
 		{"GET", "/console/results", auth.PermCodesRead, s.resultsPage},
 		{"GET", "/console/results/export", auth.PermCodesRead, s.codeStats},
 		{"GET", "/console/imports", auth.PermLeadsWrite, s.importsPage},

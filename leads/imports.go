@@ -466,3 +466,9 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	c.buf = c.buf[n:]
 	return n, nil
 }
+
+// DecodeSmallCSV reads a whole small file (a list of stores, say) as Excel
+// saves a CSV: UTF-8, with or without a BOM, or GBK, sniffed from its start.
+func DecodeSmallCSV(data []byte) io.Reader {
+	return decoded(bytes.NewReader(data), sniffEncoding(data[:min(len(data), 64<<10)]))
+}

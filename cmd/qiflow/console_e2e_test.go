@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/text/encoding/simplifiedchinese"
+
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/handlers"
 	"github.com/qiflow/qiflow/leads"
@@ -634,6 +636,42 @@ func TestE2E_ConsoleChannelCodeForm(t *testing.T) {
 		call(t, "GET", s.url+"/api/v1/codes/"+itoa(code.ID), admin, nil, &got)
 		if got.Name != "Spring poster v2" || len(got.Staff) != 1 || len(got.Settings.Welcome.Attachments) != 1 {
 			t.Fatalf("after the edit: %+v", got)
+		}
+	})
+}
+
+// Stores imported on the console from a CSV as Excel saves it in China
+// (GBK): good lines are saved, a bad one is listed with its reason.
+func TestE2E_ConsoleStoresImport(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		syncDirectory(t, s, admin)
+		var ids []string
+		for _, user := range []string{"zhangsan", "lisi"} {
+			var code livecode.Code
+			if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Store " + user, "mode": "wecom_qr", "staff": []map[string]any{{"userid": user}}}, &code); st != http.StatusCreated {
+				t.Fatalf("code: %d", st)
+			}
+			ids = append(ids, itoa(code.ID))
+		}
+		b := newBrowser(t, s.url, "en")
+		b.signIn("admin@example.com", "admin password")
+		csvText := "name,city,address,lat,lng,datum,code_id\n人民广场店,上海,南京东路 1 号,31.2285,121.4790,gcj02," + ids[0] + "\n王府井店,北京,王府井大街 2 号,39.9152,116.4174,gcj02," + ids[1] + "\n坏门店,北京,,,116.4,gcj02,\n"
+		gbk, err := simplifiedchinese.GBK.NewEncoder().String(csvText)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, body, _ := b.postMultipart("/console/stores/import", nil, "file", "stores.csv", []byte(gbk))
+		if st != http.StatusOK || !strings.Contains(body, "2 stores saved") || !strings.Contains(body, "Line 4") || !strings.Contains(body, "人民广场店") {
+			t.Fatalf("import: %d %s", st, body)
+		}
+		var stores struct {
+			Stores []livecode.Store `json:"stores"`
+		}
+		call(t, "GET", s.url+"/api/v1/stores", admin, nil, &stores)
+		if len(stores.Stores) != 2 {
+			t.Fatalf("stores: %+v", stores.Stores)
 		}
 	})
 }
