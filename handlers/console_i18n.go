@@ -333,6 +333,8 @@ var messages = map[string][2]string{
 	"stores.line":             {"第 %d 行", "Line %d"},
 	"stores.no_file":          {"请选择文件", "choose a file"},
 	"stores.bad_csv":          {"不是可读的 CSV 文件", "not a readable CSV file"},
+	"home.today":              {"今日活码新增", "Today through your codes"},
+	"home.today.none":         {"今天还没有客户通过活码添加。", "Nobody came in through a code today yet."},
 	"nav.events":              {"事件", "Events"},
 	"nav.jobs":                {"后台任务", "Jobs"},
 	"events.title":            {"事件与死信", "Events and dead letters"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
+	"github.com/qiflow/qiflow/livecode"
 )
 
 // setCookie writes one of the console's cookies: HttpOnly, SameSite=Lax,
@@ -151,7 +152,10 @@ func backTo(c *gin.Context) string {
 
 // homeData is what the home page lists.
 type homeData struct {
-	Agenda leads.Agenda
+	// Today is the day's figures by code (those who read live codes).
+	Today     []livecode.StatsRow
+	ShowToday bool
+	Agenda    leads.Agenda
 	// DeadLetters is how many events a subscriber gave up on (admins).
 	DeadLetters int
 	ShowAgenda  bool
@@ -174,6 +178,19 @@ func (s *Server) homePage(c *gin.Context) {
 			return
 		}
 		d.Agenda, d.ShowAgenda = a, true
+	}
+	if p.Can(auth.PermCodesRead) {
+		f, err := statsFilter(p, func(string) string { return "" })
+		if err == nil {
+			f.From = time.Now().In(s.location(p.CorpID)).Format(time.DateOnly)
+			f.To, f.GroupBy = f.From, "code"
+			d.Today, err = s.d.LiveCodes.Stats(c.Request.Context(), f)
+		}
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		d.ShowToday = true
 	}
 	if p.Can(auth.PermEventsRead) {
 		n, err := s.d.Bus.DeadCount(c.Request.Context(), p.CorpID)
