@@ -256,6 +256,7 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console/imports/:id/report", auth.PermLeadsWrite, s.importReport},
 		{"GET", "/console/settings/scoring", auth.PermLeadsRead, s.scoringPage},
 		{"POST", "/console/settings/scoring/rules", auth.PermScoringManage, s.createRuleFromPage},
+		{"POST", "/console/settings/scoring/preview", auth.PermScoringManage, s.previewRuleFromPage},
 		{"POST", "/console/settings/scoring/rules/:id/delete", auth.PermScoringManage, s.deleteRuleFromPage},
 		{"POST", "/console/settings/scoring/fit-rules", auth.PermScoringManage, s.createFitRuleFromPage},
 		{"POST", "/console/settings/scoring/fit-rules/:id/delete", auth.PermScoringManage, s.deleteFitRuleFromPage},

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
@@ -402,4 +403,26 @@ func (s *Server) calendarPage(c *gin.Context) {
 		d.Calendar.WorkHours, d.Default = configs.DefaultWorkHours(), true
 	}
 	s.render(c, http.StatusOK, "calendar", "", s.newView(c, "nav.calendar", "calendar.title", d))
+}
+
+// previewRuleFromPage answers how many of a sample a rule being written
+// holds for (?kind=fit or engagement), under the add form.
+func (s *Server) previewRuleFromPage(c *gin.Context) {
+	p := principal(c)
+	var pv leads.Preview
+	var err error
+	key := "scoring.preview.fit"
+	if c.Query("kind") == "fit" {
+		pv, err = s.d.Leads.PreviewFitRule(c.Request.Context(), p.CorpID, c.PostForm("condition"))
+	} else {
+		key = "scoring.preview.engagement"
+		pv, err = s.d.Leads.PreviewRule(c.Request.Context(), p.CorpID, strings.TrimSpace(c.PostForm("activity_type")), c.PostForm("condition"))
+	}
+	lang := s.lang(c, p)
+	if err != nil {
+		_, msg := s.refusal(c, err)
+		c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(`<span class="error">`+template.HTMLEscapeString(msg)+`</span>`))
+		return
+	}
+	c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(`<span class="ok">`+template.HTMLEscapeString(translate(lang, key, pv.Matched, pv.Sampled))+`</span>`))
 }

@@ -397,7 +397,7 @@ func (st *store) rulesVersion(ctx context.Context, corp string) (string, error) 
 }
 
 // fitInputs reads what the fit of leads is computed from.
-func (st *store) fitInputs(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]fitInput, error) {
+func (st *store) fitInputs(ctx context.Context, db sqlx.QueryerContext, corp string, leads []int64) ([]fitInput, error) {
 	var out []fitInput
 	q, args, err := sqlx.In(`SELECT l.id, l.stage, l.fit_points, l.grade, l.engagement_milli, l.engagement_at,
 		p.title, p.region, COALESCE(c.industry, '') AS industry, COALESCE(c.size, 0) AS company_size,
@@ -407,7 +407,7 @@ func (st *store) fitInputs(ctx context.Context, tx *qsql.Tx, corp string, leads 
 	if err != nil {
 		return nil, err
 	}
-	err = tx.SelectContext(ctx, &out, q, args...)
+	err = sqlx.SelectContext(ctx, db, &out, q, args...)
 	return out, err
 }
 

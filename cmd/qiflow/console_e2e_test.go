@@ -517,6 +517,13 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		if _, body, _ := b.do("GET", "/console/exports", nil, false, false); !strings.Contains(body, "owner") {
 			t.Fatal("the export is not in the audit")
 		}
+		// A rule being written previews its hits on the newest leads.
+		if st, body, _ := b.do("POST", "/console/settings/scoring/preview?kind=fit", url.Values{"condition": {`title == ""`}}, true, true); st != http.StatusOK || !strings.Contains(body, "Holds for 1 of the 1 newest leads") {
+			t.Fatalf("fit preview: %d %s", st, body)
+		}
+		if _, body, _ := b.do("POST", "/console/settings/scoring/preview?kind=fit", url.Values{"condition": {`title ==`}}, true, true); !strings.Contains(body, "condition") {
+			t.Fatalf("a broken condition's preview: %s", body)
+		}
 		if st, _, _ := b.do("POST", "/console/settings/sla", url.Values{"name": {"first touch"}, "hours": {"4"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
 			t.Fatalf("add an SLA rule: %d", st)
 		}
