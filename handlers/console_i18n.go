@@ -338,6 +338,8 @@ var messages = map[string][2]string{
 	"scoring.preview":            {"预览命中", "Preview"},
 	"scoring.preview.fit":        {"最新的 %[2]d 条线索中有 %[1]d 条符合。", "Holds for %d of the %d newest leads."},
 	"scoring.preview.engagement": {"该类型最新的 %[2]d 条行为中有 %[1]d 条会计分。", "Scores %d of the %d newest activities of this type."},
+	"lead.half_life":             {"每 %d 天减半", "halves every %d days"},
+	"lead.wecom":                 {"企业微信客户", "WeCom contact"},
 	"nav.events":                 {"事件", "Events"},
 	"nav.jobs":                   {"后台任务", "Jobs"},
 	"events.title":               {"事件与死信", "Events and dead letters"},

@@ -24,6 +24,11 @@ type leadPageData struct {
 	// stage Qualify accepts.
 	Mine, Qualifiable bool
 	TouchKinds        []string
+	// HalfLifeDays is how fast engagement fades (shown beside the score).
+	HalfLifeDays int
+	// WeCom are the person's WeCom external ids: their cards (tags) load
+	// into the page.
+	WeCom []string
 }
 
 // leadPage shows one lead as the API's GET /leads/{id}, /person and
@@ -58,6 +63,17 @@ func (s *Server) renderLead(c *gin.Context, status int, msg string) {
 		return
 	}
 	maskPerson(p, d.Person)
+	for _, id := range d.Person.Identities {
+		if id.Kind == leads.IdentityWeCom {
+			d.WeCom = append(d.WeCom, id.Value)
+		}
+	}
+	set, err := s.d.Leads.ScoringSettings(ctx, p.CorpID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	d.HalfLifeDays = set.HalfLifeDays
 	if d.Timeline, err = s.d.Leads.Timeline(ctx, p.CorpID, id, v, 100); err != nil {
 		s.failPage(c, err)
 		return

@@ -137,6 +137,14 @@ func TestE2E_SidebarSignsInThroughWeComAndTagsTheCustomer(t *testing.T) {
 		if !strings.Contains(string(b), `"remove": "`+tag+`"`) {
 			t.Fatalf("the card after tagging does not show the tag: %s", b)
 		}
+		// The lead's page in the console loads the same card (its tags).
+		var leadID int64
+		if err := s.app.db.Get(&leadID, `SELECT l.id FROM person_identities i JOIN leads l ON l.person_id = i.person_id WHERE i.corp_id = ? AND i.kind = 'wecom' AND i.value = ?`, e2eCorp, customer); err != nil {
+			t.Fatal(err)
+		}
+		if st, body := get(browser, s.url+"/console/leads/"+itoa(leadID)); st != http.StatusOK || !strings.Contains(body, `hx-get="/sidebar/contact?external_userid=`+customer+`"`) || !strings.Contains(body, "halves every") && !strings.Contains(body, "天减半") {
+			t.Fatalf("the lead's page: %d", st)
+		}
 	})
 }
 
