@@ -236,6 +236,8 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console/codes", auth.PermCodesRead, s.codesPage},
 		{"GET", "/console/codes/new", auth.PermCodesManage, s.newCodePage},
 		{"POST", "/console/codes", auth.PermCodesManage, s.createCodeFromPage},
+		{"GET", "/console/codes/new-group", auth.PermCodesManage, s.newGroupCodePage},
+		{"POST", "/console/codes/groups", auth.PermCodesManage, s.createGroupCodeFromPage},
 		{"GET", "/console/codes/:id/edit", auth.PermCodesManage, s.editCodePage},
 		{"POST", "/console/codes/:id", auth.PermCodesManage, s.updateCodeFromPage},
 		{"GET", "/console/media/:id", auth.PermCodesRead, s.mediaPreview},

@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -266,4 +268,90 @@ func (s *Server) mediaPreview(c *gin.Context) {
 	}
 	c.Header("Cache-Control", "private, max-age=3600")
 	c.Data(http.StatusOK, ct, data)
+}
+
+// groupFormData is the group code form (群活码): the corp's groups to pick,
+// in the order they take over, each with its threshold.
+type groupFormData struct {
+	Code   livecode.Code
+	Groups []groupChoice
+}
+
+type groupChoice struct {
+	directory.Group
+	On        bool
+	Order     int
+	Threshold int
+}
+
+// groupPickerLimit bounds the groups the picker lists.
+const groupPickerLimit = 500
+
+func (s *Server) newGroupCodePage(c *gin.Context) {
+	s.renderGroupForm(c, http.StatusOK, "", livecode.Code{Mode: livecode.ModeJoinWay})
+}
+
+func (s *Server) renderGroupForm(c *gin.Context, status int, msg string, code livecode.Code) {
+	groups, err := s.d.Directory.ListGroups(c.Request.Context(), principal(c).CorpID, "", "", groupPickerLimit)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	picked := map[string]int{}
+	threshold := map[string]int{}
+	for i, g := range code.Settings.Groups {
+		picked[g.ChatID], threshold[g.ChatID] = i+1, g.Threshold
+	}
+	d := groupFormData{Code: code}
+	for _, g := range groups {
+		order, on := picked[g.ChatID]
+		d.Groups = append(d.Groups, groupChoice{Group: g, On: on, Order: order, Threshold: threshold[g.ChatID]})
+	}
+	v := s.newView(c, "nav.codes", "codes.new_group", d)
+	v.Error = msg
+	s.render(c, status, "groupform", "", v)
+}
+
+// createGroupCodeFromPage makes a group code over the picked groups, in
+// the order given (empty orders after the numbered, in the list's order),
+// as POST /api/v1/codes does.
+func (s *Server) createGroupCodeFromPage(c *gin.Context) {
+	p := principal(c)
+	code := livecode.Code{CorpID: p.CorpID, Name: c.PostForm("name"), Channel: strings.TrimSpace(c.PostForm("channel")), Mode: livecode.ModeJoinWay, OwnerUserID: p.UserID}
+	type pick struct {
+		entry livecode.GroupEntry
+		order int
+		at    int
+	}
+	var picks []pick
+	var err error
+	for i, chat := range c.PostFormArray("groups") {
+		pk := pick{entry: livecode.GroupEntry{ChatID: chat}, at: i}
+		if pk.order, err = formInt(c, "order_"+chat); err == nil {
+			pk.entry.Threshold, err = formInt(c, "threshold_"+chat)
+		}
+		if err != nil {
+			break
+		}
+		if pk.order <= 0 {
+			pk.order = 1 << 30
+		}
+		picks = append(picks, pk)
+	}
+	slices.SortStableFunc(picks, func(a, b pick) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.at, b.at)) })
+	for _, pk := range picks {
+		code.Settings.Groups = append(code.Settings.Groups, pk.entry)
+	}
+	if text := strings.TrimSpace(c.PostForm("group_welcome")); text != "" {
+		code.Settings.GroupWelcome = &livecode.GroupWelcome{Text: text}
+	}
+	if err == nil {
+		_, err = s.d.LiveCodes.Create(c.Request.Context(), code)
+	}
+	if err != nil {
+		status, msg := s.codeRefusal(c, err)
+		s.renderGroupForm(c, status, msg, code)
+		return
+	}
+	redirectPage(c, "/console/codes")
 }

@@ -682,3 +682,42 @@ func TestE2E_ConsoleStoresImport(t *testing.T) {
 		}
 	})
 }
+
+// A group code made on the console: groups picked from the directory's, in
+// the order typed (not the list's), each with its threshold.
+func TestE2E_ConsoleGroupCodeForm(t *testing.T) {
+	backends(t, func(t *testing.T, driver string) {
+		s := startStack(t, driver)
+		admin := login(t, s.url, "admin@example.com", "admin password")
+		first, _, err := s.fake.CreateGroup(context.Background(), e2eCorp, "zhangsan", "VIP 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, _, err := s.fake.CreateGroup(context.Background(), e2eCorp, "zhangsan", "VIP 2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		syncDirectory(t, s, admin)
+		b := newBrowser(t, s.url, "en")
+		b.signIn("admin@example.com", "admin password")
+		if _, body, _ := b.do("GET", "/console/codes/new-group", nil, false, false); !strings.Contains(body, `value="`+first+`"`) {
+			t.Fatal("the group picker does not list the groups")
+		}
+		st, _, _ := b.do("POST", "/console/codes/groups", url.Values{"name": {"Community"}, "groups": {first, second}, "order_" + first: {"2"}, "order_" + second: {"1"},
+			"threshold_" + second: {"150"}, "group_welcome": {"欢迎入群"}, "_csrf": {b.csrf}}, false, false)
+		if st != http.StatusSeeOther {
+			t.Fatalf("create: %d", st)
+		}
+		var list struct {
+			Codes []livecode.Code `json:"codes"`
+		}
+		call(t, "GET", s.url+"/api/v1/codes?mode=join_way", admin, nil, &list)
+		if len(list.Codes) != 1 {
+			t.Fatalf("group codes: %+v", list.Codes)
+		}
+		g := list.Codes[0].Settings.Groups
+		if len(g) != 2 || g[0].ChatID != second || g[0].Threshold != 150 || g[1].ChatID != first || list.Codes[0].Settings.GroupWelcome == nil {
+			t.Fatalf("the groups as saved: %+v", list.Codes[0].Settings)
+		}
+	})
+}
