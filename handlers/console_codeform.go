@@ -27,14 +27,25 @@ import (
 // codeFormData is the form: the code as posted (or stored), what to pick
 // from, and the schedule's rows (filled ones and empty ones to fill).
 type codeFormData struct {
-	Code    livecode.Code
-	Staff   []staffChoice
-	Tags    []directory.Tag
-	Slots   []slotRow
-	Days    []string
-	Modes   []string
-	Editing bool
+	Code     livecode.Code
+	Staff    []staffChoice
+	Tags     []directory.Tag
+	Slots    []slotRow
+	Variants []variantRow
+	Days     []string
+	Modes    []string
+	Editing  bool
 }
+
+// variantRow is a welcome for a time slot (a night welcome, say).
+type variantRow struct {
+	Days       map[string]bool
+	Start, End string
+	Text       string
+}
+
+// variantRows is how many welcome variants the form offers.
+const variantRows = 2
 
 type staffChoice struct {
 	directory.Staff
@@ -116,6 +127,16 @@ func (s *Server) renderCodeForm(c *gin.Context, status int, msg string, code liv
 	for len(d.Slots) < scheduleRows {
 		d.Slots = append(d.Slots, slotRow{Days: map[string]bool{}, Staff: map[string]bool{}})
 	}
+	for _, v := range code.Settings.Welcome.Variants {
+		row := variantRow{Days: map[string]bool{}, Start: v.Slot.Start, End: v.Slot.End, Text: v.Text}
+		for _, day := range v.Slot.Days {
+			row.Days[day] = true
+		}
+		d.Variants = append(d.Variants, row)
+	}
+	for len(d.Variants) < variantRows {
+		d.Variants = append(d.Variants, variantRow{Days: map[string]bool{}})
+	}
 	title := "codes.new"
 	if editing {
 		title = "codes.edit"
@@ -155,6 +176,15 @@ func (s *Server) codeFromForm(c *gin.Context) (livecode.Code, error) {
 			Staff: c.PostFormArray("slot" + n + "_staff")})
 	}
 	st.Schedule.UseCalendar = c.PostForm("use_calendar") != ""
+	for i := range variantRows {
+		n := strconv.Itoa(i)
+		text := strings.TrimSpace(c.PostForm("variant" + n + "_text"))
+		if text == "" {
+			continue
+		}
+		st.Welcome.Variants = append(st.Welcome.Variants, livecode.WelcomeVariant{Text: text, Slot: configs.TimeSlot{Days: c.PostFormArray("variant" + n + "_days"),
+			Start: strings.TrimSpace(c.PostForm("variant" + n + "_start")), End: strings.TrimSpace(c.PostForm("variant" + n + "_end"))}})
+	}
 	for _, id := range c.PostFormArray("keep_attachment") {
 		n, err := strconv.ParseInt(id, 10, 64)
 		if err != nil {

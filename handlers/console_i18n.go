@@ -348,6 +348,8 @@ var messages = map[string][2]string{
 	"codes.members":              {"人数", "Members"},
 	"codes.threshold":            {"切换人数", "Threshold"},
 	"codes.group_welcome":        {"入群欢迎语", "Group welcome"},
+	"codes.variants":             {"分时段欢迎语", "Welcomes by time slot"},
+	"codes.variants.hint":        {"在这些时段内代替上面的欢迎语（例如下班后的自动回复）。", "Used instead of the welcome above within their slots (after hours, say)."},
 	"nav.events":                 {"事件", "Events"},
 	"nav.jobs":                   {"后台任务", "Jobs"},
 	"events.title":               {"事件与死信", "Events and dead letters"},

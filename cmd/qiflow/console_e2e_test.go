@@ -599,7 +599,8 @@ func TestE2E_ConsoleChannelCodeForm(t *testing.T) {
 		tag := firstTagID(s)
 		form := url.Values{"name": {"Spring poster"}, "channel": {"poster-2026"}, "mode": {"wecom_qr"}, "staff": {"zhangsan", "lisi", "wujiu"},
 			"cap_zhangsan": {"50"}, "backup_lisi": {"1"}, "slot0_days": {"mon", "tue", "wed", "thu", "fri"}, "slot0_start": {"09:00"}, "slot0_end": {"18:00"},
-			"slot0_staff": {"zhangsan"}, "tags": {tag}, "remark_template": {"{customer_name}-春"}, "welcome_text": {"你好 {customer_name}"}}
+			"slot0_staff": {"zhangsan"}, "tags": {tag}, "remark_template": {"{customer_name}-春"}, "welcome_text": {"你好 {customer_name}"},
+			"variant0_days": {"sat", "sun"}, "variant0_start": {"00:00"}, "variant0_end": {"24:00"}, "variant0_text": {"周末好 {customer_name}"}}
 		st, body, _ := b.postMultipart("/console/codes", form, "welcome_image", "poster.png", tinyPNG())
 		if st != http.StatusBadGateway && st != http.StatusUnprocessableEntity || !strings.Contains(body, "wujiu") || !strings.Contains(body, `value="Spring poster"`) {
 			t.Fatalf("a staff member WeCom refuses: %d %s", st, body)
@@ -620,7 +621,8 @@ func TestE2E_ConsoleChannelCodeForm(t *testing.T) {
 		st2 := code.Settings
 		if len(code.Staff) != 2 || code.Staff[0].DailyCap != 50 || !code.Staff[1].Backup || len(st2.Schedule.Slots) != 1 || st2.Schedule.Slots[0].Start != "09:00" ||
 			len(st2.Schedule.Slots[0].Days) != 5 || st2.RemarkTemplate != "{customer_name}-春" || len(st2.Tags) != 1 || len(st2.Welcome.Attachments) != 1 ||
-			st2.Welcome.Attachments[0].FileID == 0 {
+			st2.Welcome.Attachments[0].FileID == 0 || len(st2.Welcome.Variants) != 1 || st2.Welcome.Variants[0].Text != "周末好 {customer_name}" ||
+			len(st2.Welcome.Variants[0].Slot.Days) != 2 {
 			t.Fatalf("the code as saved: %+v", code)
 		}
 		if st, body, h := b.do("GET", "/console/media/"+itoa(st2.Welcome.Attachments[0].FileID), nil, false, false); st != http.StatusOK || h.Get("Content-Type") != "image/png" || !strings.HasPrefix(body, "\x89PNG") {
