@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
 	"github.com/qiflow/qiflow/livecode"
@@ -207,6 +208,8 @@ func (s *Server) homePage(c *gin.Context) {
 // to choose from and the next page's cursor.
 type poolData struct {
 	Filter poolQuery
+	Query  string // the filter as a query string (to save as a view)
+	Views  []leads.View
 	Pools  []leads.Pool
 	Rows   []poolRow
 	Next   int64
@@ -279,6 +282,11 @@ func (s *Server) poolPage(c *gin.Context) {
 			s.failPage(c, err)
 			return
 		}
+		if d.Views, err = s.d.Leads.Views(c.Request.Context(), p.CorpID, p.UserID); err != nil {
+			s.failPage(c, err)
+			return
+		}
+		d.Query = c.Request.URL.RawQuery
 		v.Data = d
 		s.render(c, http.StatusOK, "pool", "", v)
 	}
@@ -366,4 +374,76 @@ func (s *Server) answerFromInbox(accept bool) gin.HandlerFunc {
 		}
 		s.render(c, http.StatusOK, "inbox", "handoff_row", s.newView(c, "nav.inbox", "inbox.title", *h))
 	}
+}
+
+// saveViewFromPage saves the pool's current filter under a name for the
+// user, and shows the pool with it.
+func (s *Server) saveViewFromPage(c *gin.Context) {
+	p := principal(c)
+	v, err := s.d.Leads.SaveView(c.Request.Context(), p.CorpID, p.UserID, c.PostForm("name"), c.PostForm("query"))
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	redirectPage(c, "/console/pool?"+v.Query)
+}
+
+func (s *Server) deleteViewFromPage(c *gin.Context) {
+	p := principal(c)
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err == nil {
+		err = s.d.Leads.DeleteView(c.Request.Context(), p.CorpID, p.UserID, id)
+	}
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	redirectPage(c, "/console/pool")
+}
+
+// maxBulkClaim bounds one bulk claim: a page of the pool.
+const maxBulkClaim = poolPageSize
+
+// bulkClaimFromPage claims the leads ticked on the pool page, one by one
+// (each within the pool's caps: past a cap the rest are refused), and
+// answers a summary in the message area with each claimed row updated.
+func (s *Server) bulkClaimFromPage(c *gin.Context) {
+	p := principal(c)
+	lang := s.lang(c, p)
+	ids := c.PostFormArray("lead")
+	if len(ids) == 0 || len(ids) > maxBulkClaim {
+		s.pageError(c, http.StatusUnprocessableEntity, translate(lang, "pool.bulk.pick", maxBulkClaim))
+		return
+	}
+	var rows []poolRow
+	refused := map[string]int{}
+	for _, raw := range ids {
+		id, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || id <= 0 {
+			refused[translate(lang, "err.not_found")]++
+			continue
+		}
+		l, err := s.d.Leads.Claim(c.Request.Context(), p.CorpID, id, p.UserID)
+		if _, ok := apperr.As(err); ok {
+			refused[errText(lang, err)]++
+			continue
+		}
+		if err != nil {
+			s.failPage(c, err)
+			return
+		}
+		rows = append(rows, poolRow{Lead: *l, OOB: true})
+	}
+	v := s.newView(c, "nav.pool", "pool.title", bulkClaimData{Claimed: len(rows), Refused: refused, Rows: rows})
+	c.Header("HX-Retarget", "#messages")
+	c.Header("HX-Reswap", "innerHTML")
+	s.render(c, http.StatusOK, "pool", "bulk_claimed", v)
+}
+
+// bulkClaimData is a bulk claim's outcome: how many were claimed, why the
+// others were not (reason → how many), and the claimed rows.
+type bulkClaimData struct {
+	Claimed int
+	Refused map[string]int
+	Rows    []poolRow
 }

@@ -289,6 +289,38 @@ func TestE2E_ConsolePoolClaimRaceAndInbox(t *testing.T) {
 			if st != http.StatusConflict || !strings.Contains(body, "该线索刚刚被同事认领了") || h.Get("HX-Retarget") != "#messages" {
 				t.Fatalf("lost claim: %d %q %q", st, body, h.Get("HX-Retarget"))
 			}
+			// Bulk claim within the pool's cap: with at most two open leads
+			// each, the second SDR gets two of three ticked and is told why
+			// not the third.
+			var pools struct {
+				Pools []leads.Pool `json:"pools"`
+			}
+			call(t, "GET", s.url+"/api/v1/pools", admin, nil, &pools)
+			if st := call(t, "PUT", s.url+"/api/v1/pools/"+itoa(pools.Pools[0].ID), admin, map[string]any{"name": pools.Pools[0].Name, "max_open": 2}, nil); st != http.StatusOK {
+				t.Fatalf("cap the pool: %d", st)
+			}
+			bulk := url.Values{}
+			for i := range 3 {
+				var more struct {
+					Lead leads.Lead `json:"lead"`
+				}
+				call(t, "POST", s.url+"/api/v1/leads", admin, map[string]any{"name": "bulk", "mobile": "1391234560" + itoa(int64(i))}, &more)
+				bulk.Add("lead", itoa(more.Lead.ID))
+			}
+			st, body, h = sdr2.do("POST", "/console/leads/claim", bulk, true, true)
+			if st != http.StatusOK || h.Get("HX-Retarget") != "#messages" || !strings.Contains(body, "已认领 2 条") || !strings.Contains(body, "1 条未认领") || strings.Count(body, `hx-swap-oob="true"`) != 2 {
+				t.Fatalf("bulk claim: %d %s", st, body)
+			}
+			// A saved view is the filter, kept per user.
+			if st, _, h := sdr2.do("POST", "/console/views", url.Values{"name": {"Unclaimed A"}, "query": {"owner=none&grade=A"}, "_csrf": {sdr2.csrf}}, false, false); st != http.StatusSeeOther || h.Get("Location") != "/console/pool?grade=A&owner=none" {
+				t.Fatalf("save a view: %d %q", st, h.Get("Location"))
+			}
+			if _, body, _ := sdr2.do("GET", "/console/pool", nil, false, false); !strings.Contains(body, "Unclaimed A") {
+				t.Fatal("the saved view is not on the pool page")
+			}
+			if _, body, _ := sdr1.do("GET", "/console/pool", nil, false, false); strings.Contains(body, "Unclaimed A") {
+				t.Fatal("another SDR sees the view")
+			}
 			// The SDR logs a call on the lead's page; it shows in the timeline.
 			leadPath := "/console/leads/" + itoa(lead.ID)
 			if st, _, h := sdr1.do("POST", leadPath+"/touch", url.Values{"kind": {"call"}, "text": {"asked for pricing"}, "_csrf": {sdr1.csrf}}, false, false); st != http.StatusSeeOther || h.Get("Location") != leadPath {
