@@ -279,6 +279,7 @@ func (s *Server) consoleRoutes() []Route {
 		{"GET", "/console/settings/pools", auth.PermPoolsManage, s.poolsPage},
 		{"POST", "/console/settings/pools/:id", auth.PermPoolsManage, s.updatePoolFromPage},
 		{"POST", "/console/settings/sla", auth.PermPoolsManage, s.createSLAFromPage},
+		{"POST", "/console/settings/assignment", auth.PermPoolsManage, s.createAssignmentRuleFromPage},
 		{"POST", "/console/settings/tokens", auth.PermTokensManage, s.createTokenFromPage},
 		{"GET", "/console/events", auth.PermEventsRead, s.eventsPage},
 		{"POST", "/console/events/:id/replay", auth.PermEventsReplay, s.settleFromPage(true)},

@@ -236,22 +236,33 @@ type roleCell struct {
 
 // poolsData is the pools page: each pool's claim rules and its SLA rules.
 type poolsData struct {
-	Pools []leads.Pool
-	SLAs  []leads.SLARule
+	Pools      []leads.Pool
+	SLAs       []leads.SLARule
+	Rules      []leads.AssignmentRule
+	Users      []auth.UserWithRole
+	EmailOf    map[int64]string
+	Strategies []string
 }
 
 func (s *Server) poolsPage(c *gin.Context) { s.renderPools(c, http.StatusOK, "") }
 
 func (s *Server) renderPools(c *gin.Context, status int, msg string) {
 	ctx, corp := c.Request.Context(), principal(c).CorpID
-	var d poolsData
+	d := poolsData{EmailOf: map[int64]string{}, Strategies: []string{leads.StrategyRoundRobin, leads.StrategyWeighted, leads.StrategyLeastLoaded}}
 	var err error
 	if d.Pools, err = s.d.Leads.Pools(ctx, corp); err == nil {
-		d.SLAs, err = s.d.Leads.SLARules(ctx, corp)
+		if d.SLAs, err = s.d.Leads.SLARules(ctx, corp); err == nil {
+			if d.Rules, err = s.d.Leads.AssignmentRules(ctx, corp); err == nil {
+				d.Users, err = s.d.Auth.ListUsers(ctx, corp)
+			}
+		}
 	}
 	if err != nil {
 		s.failPage(c, err)
 		return
+	}
+	for _, u := range d.Users {
+		d.EmailOf[u.ID] = u.Email
 	}
 	v := s.newView(c, "nav.pools", "pools.title", d)
 	v.Error = msg
@@ -425,4 +436,39 @@ func (s *Server) previewRuleFromPage(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(`<span class="ok">`+template.HTMLEscapeString(translate(lang, key, pv.Matched, pv.Sampled))+`</span>`))
+}
+
+// createAssignmentRuleFromPage adds who gets new MQLs (kind mql) or SQLs
+// (handoff), as POST /api/v1/assignment/rules does; weights are typed per
+// user (weight_<id>).
+func (s *Server) createAssignmentRuleFromPage(c *gin.Context) {
+	p := principal(c)
+	ctx := c.Request.Context()
+	r := leads.AssignmentRule{CorpID: p.CorpID, Kind: c.PostForm("kind"), Name: c.PostForm("name"), Condition: c.PostForm("condition"),
+		Strategy: c.PostForm("strategy"), WorkingHours: c.PostForm("working_hours") != ""}
+	var err error
+	if r.Position, err = formInt(c, "position"); err == nil {
+		for _, raw := range c.PostFormArray("users") {
+			var id int64
+			if id, err = strconv.ParseInt(raw, 10, 64); err != nil {
+				err = apperr.Field("users", "lists user ids")
+				break
+			}
+			r.Users = append(r.Users, id)
+			var w int
+			if w, err = formInt(c, "weight_"+raw); err != nil {
+				break
+			}
+			if w > 0 && r.Strategy == leads.StrategyWeighted {
+				if r.Weights == nil {
+					r.Weights = map[int64]int{}
+				}
+				r.Weights[id] = w
+			}
+		}
+	}
+	if err == nil {
+		_, err = s.d.Leads.CreateAssignmentRule(ctx, r, func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
+	}
+	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
 }

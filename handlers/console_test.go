@@ -39,6 +39,9 @@ func TestConsole_EveryTextIsInBothLanguages(t *testing.T) {
 	for _, g := range consoleFuncs["statsGroups"].(func() []string)() {
 		keys["results.by."+g] = true
 	}
+	for _, k := range []string{"assign.kind.mql", "assign.kind.handoff", "assign.round_robin", "assign.weighted", "assign.least_loaded"} {
+		keys[k] = true
+	}
 	for _, d := range weekdays {
 		keys["day."+d] = true
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -75,6 +76,15 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"imports", adminB, "/console/imports"},
 		{"events", adminB, "/console/events"},
 		{"jobs", adminB, "/console/jobs"},
+		{"people-by-name", sdrB, "/console/people?q=" + url.QueryEscape("客户12")},
+		{"people-by-mobile", sdrB, "/console/people?q=13900000001"},
+		{"code-form", adminB, "/console/codes/new"},
+		{"stores", adminB, "/console/stores"},
+		{"scoring", adminB, "/console/settings/scoring"},
+		{"forms", adminB, "/console/settings/forms"},
+		{"pools", adminB, "/console/settings/pools"},
+		{"users", adminB, "/console/settings/users"},
+		{"roles", adminB, "/console/settings/roles"},
 	}
 	times := make([][]time.Duration, len(pages))
 	b.ResetTimer()

@@ -562,6 +562,25 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		if _, body, _ := b.do("GET", "/console/settings/pools", nil, false, false); !strings.Contains(body, "first touch") {
 			t.Fatal("the SLA rule is not listed")
 		}
+		// An assignment rule: new MQLs to Mei, weighted.
+		users, _ = s.app.auth.ListUsers(context.Background(), e2eCorp)
+		var meiUser int64
+		for _, u := range users {
+			if u.Email == "mei@example.com" {
+				meiUser = u.ID
+			}
+		}
+		if st, _, _ := b.do("POST", "/console/settings/assignment", url.Values{"kind": {"mql"}, "name": {"all MQLs"}, "strategy": {"weighted"}, "users": {itoa(meiUser)},
+			"weight_" + itoa(meiUser): {"3"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("add an assignment rule: %d", st)
+		}
+		var rules struct {
+			Rules []leads.AssignmentRule `json:"rules"`
+		}
+		call(t, "GET", s.url+"/api/v1/assignment/rules", admin, nil, &rules)
+		if len(rules.Rules) != 1 || rules.Rules[0].Users[0] != meiUser || rules.Rules[0].Weights[meiUser] != 3 {
+			t.Fatalf("the assignment rule: %+v", rules.Rules)
+		}
 
 		st, body, _ = b.do("POST", "/console/settings/tokens", url.Values{"name": {"crm-sync"}, "ttl_hours": {"24"}, "_csrf": {b.csrf}}, false, false)
 		tm := regexp.MustCompile(`id="new-token">([^<]+)<`).FindStringSubmatch(body)
