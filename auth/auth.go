@@ -584,3 +584,83 @@ func (s *Service) StaffID(ctx context.Context, corpID string, userID int64) (str
 	}
 	return id, err
 }
+
+// APIToken is one of a user's API tokens as listed (never the token itself).
+type APIToken struct {
+	ID         int64  `db:"id" json:"id"`
+	Name       string `db:"name" json:"name"`
+	ExpiresAt  *int64 `db:"expires_at" json:"expires_at,omitempty"`
+	LastUsedAt *int64 `db:"last_used_at" json:"last_used_at,omitempty"`
+	CreatedAt  int64  `db:"created_at" json:"created_at"`
+}
+
+// APITokens lists a user's live API tokens, newest first.
+func (s *Service) APITokens(ctx context.Context, userID int64) ([]APIToken, error) {
+	out := []APIToken{}
+	err := s.db.SelectContext(ctx, &out, `SELECT id, name, expires_at, last_used_at, created_at FROM auth_tokens
+		WHERE user_id = ? AND kind = 'api' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC`, userID, qsql.Millis(s.now()))
+	return out, err
+}
+
+// RevokeAPIToken ends one of a user's API tokens.
+func (s *Service) RevokeAPIToken(ctx context.Context, userID, id int64) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE auth_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND kind = 'api' AND revoked_at IS NULL`, qsql.Millis(s.now()), id, userID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ErrLastAdmin refuses leaving a corp without an admin.
+var ErrLastAdmin = apperr.Conflict("last_admin", "the corp would be left without an admin")
+
+// SetRole changes a member's role and WeCom userid in a corp; the corp's
+// last active admin keeps the role.
+func (s *Service) SetRole(ctx context.Context, corpID string, userID int64, role Role, staffUserID string) error {
+	if !role.Valid() {
+		return apperr.Field("role", "unknown role")
+	}
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		var m Membership
+		err := tx.GetContext(ctx, &m, `SELECT user_id, corp_id, role, is_default, staff_userid FROM user_corps WHERE corp_id = ? AND user_id = ?`, corpID, userID)
+		if qsql.IsNoRows(err) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if m.Role == RoleAdmin && role != RoleAdmin {
+			var admins int
+			if err := tx.GetContext(ctx, &admins, `SELECT COUNT(*) FROM user_corps m JOIN users u ON u.id = m.user_id
+				WHERE m.corp_id = ? AND m.role = ? AND u.disabled = 0`, corpID, RoleAdmin); err != nil {
+				return err
+			}
+			if admins <= 1 {
+				return ErrLastAdmin
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE user_corps SET role = ?, staff_userid = ? WHERE corp_id = ? AND user_id = ?`, string(role), strings.TrimSpace(staffUserID), corpID, userID)
+		return err
+	})
+}
+
+// SetDisabled stops (or lets again) a member of corpID sign in; every
+// token of a disabled user stops working at once. Nobody disables
+// themselves.
+func (s *Service) SetDisabled(ctx context.Context, corpID string, actor, userID int64, disabled bool) error {
+	if actor == userID {
+		return apperr.Field("user_id", "you cannot disable yourself")
+	}
+	ok, err := s.IsMember(ctx, corpID, userID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	_, err = s.db.ExecContext(ctx, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, qsql.Millis(s.now()), userID)
+	return err
+}

@@ -134,3 +134,56 @@ func TestSetPermission_AdminsKeepEveryPermission(t *testing.T) {
 		t.Fatalf("admin permissions: %v %v", perms, err)
 	}
 }
+
+// A corp keeps an admin: the last one cannot be demoted; a user cannot
+// disable themselves; a disabled user's tokens stop working; API tokens are
+// listed and revoked by their owner only.
+func TestRolesTokensAndDisabling(t *testing.T) {
+	s := auth.New(sqltest.OpenSQLite(t))
+	ctx := context.Background()
+	admin, err := s.CreateUser(ctx, auth.NewUser{Email: "a@example.com", Password: "password a", CorpID: "wwA", Role: auth.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdr, err := s.CreateUser(ctx, auth.NewUser{Email: "s@example.com", Password: "password s", CorpID: "wwA", Role: auth.RoleSDR})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetRole(ctx, "wwA", admin.ID, auth.RoleSDR, ""); err != auth.ErrLastAdmin {
+		t.Fatalf("demoting the last admin: %v", err)
+	}
+	if err := s.SetRole(ctx, "wwA", sdr.ID, auth.RoleAdmin, "lisi"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetRole(ctx, "wwA", admin.ID, auth.RoleSales, ""); err != nil {
+		t.Fatalf("demoting an admin when another is left: %v", err)
+	}
+	if err := s.SetDisabled(ctx, "wwA", sdr.ID, sdr.ID, true); err == nil {
+		t.Fatal("a user disabled themselves")
+	}
+	tok, id, err := s.CreateAPIToken(ctx, admin.ID, "crm", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.APITokens(ctx, admin.ID); len(list) != 1 || list[0].ID != id || list[0].Name != "crm" {
+		t.Fatalf("tokens: %+v", list)
+	}
+	if err := s.RevokeAPIToken(ctx, sdr.ID, id); err == nil {
+		t.Fatal("another user revoked the token")
+	}
+	if err := s.SetDisabled(ctx, "wwA", sdr.ID, admin.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, tok, "wwA"); err != auth.ErrUnauthenticated {
+		t.Fatalf("a disabled user's token: %v", err)
+	}
+	if err := s.SetDisabled(ctx, "wwA", sdr.ID, admin.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeAPIToken(ctx, admin.ID, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, tok, "wwA"); err != auth.ErrUnauthenticated {
+		t.Fatalf("a revoked token: %v", err)
+	}
+}

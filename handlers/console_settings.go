@@ -157,13 +157,24 @@ func (s *Server) createUserFromPage(c *gin.Context) {
 	s.renderUsers(c, http.StatusCreated, "", d)
 }
 
-// tokensData is the API tokens page; Token is one just created (shown once).
+// tokensData is the API tokens page: the user's tokens; Token is one just
+// created (shown once).
 type tokensData struct {
 	Token, Name string
+	Tokens      []auth.APIToken
 }
 
-func (s *Server) tokensPage(c *gin.Context) {
-	s.render(c, http.StatusOK, "tokens", "", s.newView(c, "nav.tokens", "tokens.title", tokensData{}))
+func (s *Server) tokensPage(c *gin.Context) { s.renderTokens(c, http.StatusOK, "", tokensData{}) }
+
+func (s *Server) renderTokens(c *gin.Context, status int, msg string, d tokensData) {
+	var err error
+	if d.Tokens, err = s.d.Auth.APITokens(c.Request.Context(), principal(c).UserID); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	v := s.newView(c, "nav.tokens", "tokens.title", d)
+	v.Error = msg
+	s.render(c, status, "tokens", "", v)
 }
 
 // createTokenFromPage makes an API token for an integration, as POST
@@ -177,13 +188,12 @@ func (s *Server) createTokenFromPage(c *gin.Context) {
 	if err == nil {
 		tok, _, err = s.d.Auth.CreateAPIToken(c.Request.Context(), principal(c).UserID, c.PostForm("name"), time.Duration(hours)*time.Hour)
 	}
-	v := s.newView(c, "nav.tokens", "tokens.title", tokensData{Token: tok, Name: c.PostForm("name")})
-	status := http.StatusCreated
 	if err != nil {
-		status, v.Error = s.refusal(c, err)
-		v.Data = tokensData{}
+		status, msg := s.refusal(c, err)
+		s.renderTokens(c, status, msg, tokensData{})
+		return
 	}
-	s.render(c, status, "tokens", "", v)
+	s.renderTokens(c, http.StatusCreated, "", tokensData{Token: tok, Name: c.PostForm("name")})
 }
 
 // rolesData is the roles page: each role's permissions in the corp.
@@ -471,4 +481,47 @@ func (s *Server) createAssignmentRuleFromPage(c *gin.Context) {
 		_, err = s.d.Leads.CreateAssignmentRule(ctx, r, func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
 	}
 	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
+}
+
+// setRoleFromPage changes a user's role and WeCom userid in the corp (the
+// last admin stays one).
+func (s *Server) setRoleFromPage(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err == nil {
+		err = s.d.Auth.SetRole(c.Request.Context(), principal(c).CorpID, id, auth.Role(c.PostForm("role")), c.PostForm("staff_userid"))
+	} else {
+		err = auth.ErrNotFound
+	}
+	s.afterSettingsChange(c, err, "/console/settings/users", func(c *gin.Context, status int, msg string) { s.renderUsers(c, status, msg, usersData{}) })
+}
+
+// setDisabledFromPage stops a user signing in (every token of theirs stops
+// working at once), or lets them again.
+func (s *Server) setDisabledFromPage(c *gin.Context) {
+	p := principal(c)
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err == nil {
+		err = s.d.Auth.SetDisabled(c.Request.Context(), p.CorpID, p.UserID, id, c.PostForm("disabled") == "1")
+	} else {
+		err = auth.ErrNotFound
+	}
+	if err == nil {
+		s.logger(c).Info("user sign-in changed", "user_id", id, "disabled", c.PostForm("disabled") == "1", "by", p.UserID)
+	}
+	s.afterSettingsChange(c, err, "/console/settings/users", func(c *gin.Context, status int, msg string) { s.renderUsers(c, status, msg, usersData{}) })
+}
+
+// revokeTokenFromPage ends one of the user's API tokens.
+func (s *Server) revokeTokenFromPage(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err == nil {
+		err = s.d.Auth.RevokeAPIToken(c.Request.Context(), principal(c).UserID, id)
+	} else {
+		err = auth.ErrNotFound
+	}
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	redirectPage(c, "/console/settings/tokens")
 }

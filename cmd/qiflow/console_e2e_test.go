@@ -593,6 +593,35 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		if st := call(t, "GET", s.url+"/api/v1/me", tm[1], nil, &me); st != http.StatusOK || me.Email != "admin@example.com" {
 			t.Fatalf("the token on the API: %d %+v", st, me)
 		}
+		// Revoked on the page, the token stops working.
+		_, body, _ = b.do("GET", "/console/settings/tokens", nil, false, false)
+		rm := regexp.MustCompile(`/console/settings/tokens/(\d+)/revoke`).FindStringSubmatch(body)
+		if rm == nil {
+			t.Fatal("the token is not listed")
+		}
+		if st, _, _ := b.do("POST", "/console/settings/tokens/"+rm[1]+"/revoke", url.Values{"_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("revoke: %d", st)
+		}
+		if st := call(t, "GET", s.url+"/api/v1/me", tm[1], nil, nil); st != http.StatusUnauthorized {
+			t.Fatalf("a revoked token: %d", st)
+		}
+		// Mei made a sales rep, then disabled: her session ends; the last
+		// admin cannot be demoted.
+		if st, _, _ := b.do("POST", "/console/settings/users/"+itoa(meiUser)+"/role", url.Values{"role": {"sales"}, "staff_userid": {"lisi"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("change a role: %d", st)
+		}
+		if ms, _ := s.app.auth.CorpsOf(context.Background(), meiUser); len(ms) != 1 || ms[0].Role != auth.RoleSales || ms[0].StaffUserID != "lisi" {
+			t.Fatalf("mei's membership: %+v", ms)
+		}
+		if st, _, _ := b.do("POST", "/console/settings/users/"+itoa(meiUser)+"/disabled", url.Values{"disabled": {"1"}, "_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther {
+			t.Fatalf("disable: %d", st)
+		}
+		if st, _, _ := mei.do("GET", "/console", nil, false, false); st != http.StatusSeeOther {
+			t.Fatalf("a disabled user's session: %d", st)
+		}
+		if st, body, _ := b.do("POST", "/console/settings/users/"+itoa(adminID)+"/role", url.Values{"role": {"sdr"}, "_csrf": {b.csrf}}, false, false); st != http.StatusConflict || !strings.Contains(body, "without an admin") {
+			t.Fatalf("demote the last admin: %d", st)
+		}
 	})
 }
 
