@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -510,6 +511,17 @@ func (s *Server) refusal(c *gin.Context, err error) (int, string) {
 		s.logger(c).Error("console request failed", "path", c.Request.URL.Path, "err", err)
 	}
 	return status, errText(s.lang(c, principal(c)), err)
+}
+
+// pageID reads a console route's :id, answering "not found" when it is not
+// a positive number.
+func (s *Server) pageID(c *gin.Context) (int64, bool) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		s.pageError(c, http.StatusNotFound, translate(s.lang(c, principal(c)), "err.not_found"))
+		return 0, false
+	}
+	return id, true
 }
 
 func randomToken() string {

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -25,19 +24,14 @@ func (s *Server) codesPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
-	if f.After, err = cursorParam(c, "after"); err != nil {
-		s.failPage(c, err)
-		return
-	}
-	f.Limit = opsPageSize + 1
-	list, err := s.d.LiveCodes.List(c.Request.Context(), f)
+	d := codesData{Status: f.Status, Channel: f.Channel, Mode: f.Mode}
+	d.Codes, d.Next, err = pageOf(c, "after", opsPageSize, func(cursor int64, limit int) ([]*livecode.Code, error) {
+		f.After, f.Limit = cursor, limit
+		return s.d.LiveCodes.List(c.Request.Context(), f)
+	}, func(x *livecode.Code) int64 { return x.ID })
 	if err != nil {
 		s.failPage(c, err)
 		return
-	}
-	d := codesData{Status: f.Status, Channel: f.Channel, Mode: f.Mode, Codes: list}
-	if len(list) > opsPageSize {
-		d.Codes, d.Next = list[:opsPageSize], list[opsPageSize-1].ID
 	}
 	s.render(c, http.StatusOK, "codes", "", s.newView(c, "nav.codes", "codes.title", d))
 }
@@ -46,9 +40,8 @@ func (s *Server) codesPage(c *gin.Context) {
 // row as it now is.
 func (s *Server) codeStatusFromPage(status string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-		if err != nil || id <= 0 {
-			s.pageError(c, http.StatusNotFound, translate(s.lang(c, principal(c)), "err.not_found"))
+		id, ok := s.pageID(c)
+		if !ok {
 			return
 		}
 		code, err := s.d.LiveCodes.SetStatus(c.Request.Context(), principal(c).CorpID, id, status)

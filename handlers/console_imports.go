@@ -90,9 +90,8 @@ func (s *Server) uploadFromPage(c *gin.Context) {
 // asks again every second), then what it did and its report.
 func (s *Server) importPage(c *gin.Context) {
 	p := principal(c)
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil || id <= 0 {
-		s.pageError(c, http.StatusNotFound, translate(s.lang(c, p), "err.not_found"))
+	id, ok := s.pageID(c)
+	if !ok {
 		return
 	}
 	im, err := s.d.Leads.ImportOf(c.Request.Context(), p.CorpID, id)

@@ -40,9 +40,8 @@ func (s *Server) leadPage(c *gin.Context) {
 // renderLead renders the lead's page with a message (a refused action).
 func (s *Server) renderLead(c *gin.Context, status int, msg string) {
 	p := principal(c)
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil || id <= 0 {
-		s.pageError(c, http.StatusNotFound, translate(s.lang(c, p), "err.not_found"))
+	id, ok := s.pageID(c)
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()

@@ -29,19 +29,14 @@ func (s *Server) eventsPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
-	if f.Before, err = cursorParam(c, "before"); err != nil {
-		s.failPage(c, err)
-		return
-	}
-	f.Limit = opsPageSize + 1
-	list, err := s.d.Bus.List(c.Request.Context(), f)
+	d := eventsData{Status: f.Status, Source: f.Source}
+	d.Events, d.Next, err = pageOf(c, "before", opsPageSize, func(cursor int64, limit int) ([]jobs.EventView, error) {
+		f.Before, f.Limit = cursor, limit
+		return s.d.Bus.List(c.Request.Context(), f)
+	}, func(e jobs.EventView) int64 { return e.ID })
 	if err != nil {
 		s.failPage(c, err)
 		return
-	}
-	d := eventsData{Status: f.Status, Source: f.Source, Events: list}
-	if len(list) > opsPageSize {
-		d.Events, d.Next = list[:opsPageSize], list[opsPageSize-1].ID
 	}
 	s.render(c, http.StatusOK, "events", "", s.newView(c, "nav.events", "events.title", d))
 }
@@ -51,9 +46,8 @@ func (s *Server) eventsPage(c *gin.Context) {
 func (s *Server) settleFromPage(replay bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p := principal(c)
-		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-		if err != nil || id <= 0 {
-			s.pageError(c, http.StatusNotFound, translate(s.lang(c, p), "err.not_found"))
+		id, ok := s.pageID(c)
+		if !ok {
 			return
 		}
 		if _, err := s.settleDead(c, id, replay); err != nil {
@@ -100,9 +94,8 @@ func (s *Server) jobsPage(c *gin.Context) {
 // jobs again.
 func (s *Server) cancelFromPage(c *gin.Context) {
 	p := principal(c)
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil || id <= 0 {
-		s.pageError(c, http.StatusNotFound, translate(s.lang(c, p), "err.not_found"))
+	id, ok := s.pageID(c)
+	if !ok {
 		return
 	}
 	if _, err := s.d.Runner.Cancel(c.Request.Context(), p.CorpID, id); err != nil {
@@ -110,6 +103,21 @@ func (s *Server) cancelFromPage(c *gin.Context) {
 		return
 	}
 	redirectPage(c, "/console/jobs")
+}
+
+// pageOf reads one page of a list paged by id cursor (?param=): one item
+// more than it shows, so it knows whether a next page exists, and that
+// page's cursor (0: none).
+func pageOf[T any](c *gin.Context, param string, size int, read func(cursor int64, limit int) ([]T, error), id func(T) int64) ([]T, int64, error) {
+	cursor, err := cursorParam(c, param)
+	if err != nil {
+		return nil, 0, err
+	}
+	list, err := read(cursor, size+1)
+	if err != nil || len(list) <= size {
+		return list, 0, err
+	}
+	return list[:size], id(list[size-1]), nil
 }
 
 // cursorParam reads an optional positive id cursor from the query.

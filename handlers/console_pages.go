@@ -242,21 +242,17 @@ func (s *Server) poolPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
-	if f.After, err = cursorParam(c, "after"); err != nil {
-		s.failPage(c, err)
-		return
-	}
-	f.Limit = poolPageSize + 1
-	list, err := s.d.Leads.List(c.Request.Context(), f)
+	d := poolData{Filter: poolQuery{Pool: c.Query("pool"), Owner: c.Query("owner"), Stage: c.Query("stage"), Grade: c.Query("grade"),
+		Status: c.Query("status"), Source: c.Query("source"), Channel: c.Query("channel")}}
+	list, next, err := pageOf(c, "after", poolPageSize, func(cursor int64, limit int) ([]leads.Lead, error) {
+		f.After, f.Limit = cursor, limit
+		return s.d.Leads.List(c.Request.Context(), f)
+	}, func(l leads.Lead) int64 { return l.ID })
 	if err != nil {
 		s.failPage(c, err)
 		return
 	}
-	d := poolData{Filter: poolQuery{Pool: c.Query("pool"), Owner: c.Query("owner"), Stage: c.Query("stage"), Grade: c.Query("grade"),
-		Status: c.Query("status"), Source: c.Query("source"), Channel: c.Query("channel")}}
-	if len(list) > poolPageSize {
-		list, d.Next = list[:poolPageSize], list[poolPageSize-1].ID
-	}
+	d.Next = next
 	var deadlines map[int64]leads.Deadline
 	if d.Deadlines = f.Owner == p.UserID && p.Can(auth.PermLeadsClaim); d.Deadlines {
 		if deadlines, err = s.d.Leads.DeadlinesOf(c.Request.Context(), p.CorpID, p.UserID); err != nil {
@@ -295,9 +291,8 @@ func (s *Server) poolPage(c *gin.Context) {
 // claimFromPool claims a lead for the signed-in SDR and answers its row;
 // a lead a colleague won meanwhile answers a message saying so.
 func (s *Server) claimFromPool(c *gin.Context) {
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil || id <= 0 {
-		s.pageError(c, http.StatusNotFound, translate(s.lang(c, principal(c)), "err.not_found"))
+	id, ok := s.pageID(c)
+	if !ok {
 		return
 	}
 	p := principal(c)
@@ -357,12 +352,12 @@ func (s *Server) inboxPage(c *gin.Context) {
 func (s *Server) answerFromInbox(accept bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p := principal(c)
-		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-		if err != nil || id <= 0 {
-			s.pageError(c, http.StatusNotFound, translate(s.lang(c, p), "err.not_found"))
+		id, ok := s.pageID(c)
+		if !ok {
 			return
 		}
 		var h *leads.Handoff
+		var err error
 		if accept {
 			h, err = s.d.Leads.Accept(c.Request.Context(), p.CorpID, id, p.UserID)
 		} else {

@@ -67,18 +67,7 @@ func signInActions(base, email, password string) chromedp.Tasks {
 func TestBrowser_ConsoleClaimRaceAndInbox(t *testing.T) {
 	bin := chromiumPath(t)
 	s := startStack(t, "sqlite")
-	ctx := context.Background()
-	users := map[string]int64{}
-	for _, u := range []struct {
-		name string
-		role auth.Role
-	}{{"sdr1", auth.RoleSDR}, {"sdr2", auth.RoleSDR}, {"rep", auth.RoleSales}} {
-		nu, err := s.app.auth.CreateUser(ctx, auth.NewUser{Email: u.name + "@example.com", Password: "password " + u.name, CorpID: e2eCorp, Role: u.role})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users[u.name] = nu.ID
-	}
+	users := createUsers(t, s, map[string]auth.Role{"sdr1": auth.RoleSDR, "sdr2": auth.RoleSDR, "rep": auth.RoleSales})
 	admin := login(t, s.url, "admin@example.com", "admin password")
 	var created struct {
 		Lead leads.Lead `json:"lead"`

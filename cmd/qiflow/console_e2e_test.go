@@ -239,18 +239,7 @@ func TestE2E_ConsolePoolClaimRaceAndInbox(t *testing.T) {
 	backends(t, func(t *testing.T, driver string) {
 		{
 			s := startStack(t, driver)
-			ctx := context.Background()
-			users := map[string]int64{}
-			for _, u := range []struct {
-				name string
-				role auth.Role
-			}{{"sdr1", auth.RoleSDR}, {"sdr2", auth.RoleSDR}, {"rep", auth.RoleSales}} {
-				nu, err := s.app.auth.CreateUser(ctx, auth.NewUser{Email: u.name + "@example.com", Password: "password " + u.name, CorpID: e2eCorp, Role: u.role})
-				if err != nil {
-					t.Fatal(err)
-				}
-				users[u.name] = nu.ID
-			}
+			users := createUsers(t, s, map[string]auth.Role{"sdr1": auth.RoleSDR, "sdr2": auth.RoleSDR, "rep": auth.RoleSales})
 			admin := login(t, s.url, "admin@example.com", "admin password")
 			var created struct {
 				Lead leads.Lead `json:"lead"`
@@ -802,4 +791,19 @@ func TestE2E_ConsoleGroupCodeForm(t *testing.T) {
 			t.Fatalf("the groups as saved: %+v", list.Codes[0].Settings)
 		}
 	})
+}
+
+// createUsers makes users of the e2e corp, each name@example.com with the
+// password "password <name>", and returns their ids by name.
+func createUsers(t testing.TB, s *stack, roles map[string]auth.Role) map[string]int64 {
+	t.Helper()
+	ids := map[string]int64{}
+	for name, role := range roles {
+		u, err := s.app.auth.CreateUser(context.Background(), auth.NewUser{Email: name + "@example.com", Password: "password " + name, CorpID: e2eCorp, Role: role})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = u.ID
+	}
+	return ids
 }
