@@ -213,6 +213,30 @@ func TestE2E_ConsoleSignInSecurityAndRoleRouteMatrix(t *testing.T) {
 		t.Error("cs home shows the inbox")
 	}
 
+	// A user of two corps switches between them: the menu offers both and
+	// the pages act in the chosen one; a corp they are not in is refused.
+	marketer, err := s.app.auth.CreateUser(ctx, auth.NewUser{Email: "two@example.com", Password: "password two", CorpID: e2eCorp, Role: auth.RoleMarketer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.app.auth.AddMembership(ctx, auth.Membership{UserID: marketer.ID, CorpID: officialCorp.ID, Role: auth.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	two := newBrowser(t, s.url, "en")
+	two.signIn("two@example.com", "password two")
+	if _, body, _ := two.do("GET", "/console", nil, false, false); !strings.Contains(body, `name="corp"`) || !strings.Contains(body, officialCorp.ID) || strings.Contains(body, "/console/settings/users") {
+		t.Fatal("the corp switcher is not offered, or the marketer sees admin pages")
+	}
+	if st, _, _ := two.do("POST", "/console/corp", url.Values{"corp": {officialCorp.ID}, "_csrf": {two.csrf}}, false, false); st != http.StatusSeeOther {
+		t.Fatalf("switch corp: %d", st)
+	}
+	if _, body, _ := two.do("GET", "/console", nil, false, false); !strings.Contains(body, officialCorp.ID+" · admin") || !strings.Contains(body, "/console/settings/users") {
+		t.Fatal("the pages do not act in the chosen corp")
+	}
+	if st, _, _ := two.do("POST", "/console/corp", url.Values{"corp": {"wwnotmine"}, "_csrf": {two.csrf}}, false, false); st != http.StatusUnprocessableEntity {
+		t.Fatalf("switch to a foreign corp: %d", st)
+	}
+
 	// Chinese unless the user or the browser says otherwise; the choice
 	// is kept per user.
 	zh := newBrowser(t, s.url, "")
