@@ -28,10 +28,15 @@ func (s *Service) Search(ctx context.Context, corp, q string, v Viewer) ([]Lead,
 		email, _ := NormalizeEmail(q)
 		err = s.db.SelectContext(ctx, &people, `SELECT person_id FROM person_identities WHERE corp_id = ? AND kind = ? AND value = ?`, corp, IdentityEmail, email)
 	default:
-		// An id WeCom gave (external userid, unionid), or the start of a name.
-		err = s.db.SelectContext(ctx, &people, `SELECT person_id FROM person_identities WHERE corp_id = ? AND kind IN (?, ?) AND value = ?
-			UNION SELECT id FROM people WHERE corp_id = ? AND merged_into = 0 AND name LIKE ? ESCAPE '!' ORDER BY 1 DESC LIMIT ?`,
-			corp, IdentityWeCom, IdentityUnionID, q, corp, likePrefix(q), searchLimit*5)
+		// An id WeCom gave (external userid, unionid), or the start of a
+		// name (in the name index's order: a common prefix reads no more
+		// than it shows).
+		err = s.db.SelectContext(ctx, &people, `SELECT person_id FROM person_identities WHERE corp_id = ? AND kind IN (?, ?) AND value = ?`,
+			corp, IdentityWeCom, IdentityUnionID, q)
+		if err == nil && len(people) == 0 {
+			err = s.db.SelectContext(ctx, &people, `SELECT id FROM people WHERE corp_id = ? AND name LIKE ? ESCAPE '!' AND merged_into = 0 ORDER BY name LIMIT ?`,
+				corp, likePrefix(q), searchLimit*5)
+		}
 	}
 	if err != nil || len(people) == 0 {
 		return out, err
@@ -48,10 +53,12 @@ func (s *Service) Search(ctx context.Context, corp, q string, v Viewer) ([]Lead,
 		if len(out) == searchLimit {
 			break
 		}
-		l, _, err := s.Get(ctx, corp, id, v)
-		if err == ErrNotFound {
+		if ok, err := s.store.visible(ctx, s.db, corp, id, v); err != nil {
+			return nil, err
+		} else if !ok {
 			continue // out of the viewer's sight
 		}
+		l, err := s.read(ctx, corp, id)
 		if err != nil {
 			return nil, err
 		}
