@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,18 +16,26 @@ import (
 //
 // A make-up workday uses makeup_hours, or Monday's hours when that is empty.
 type CalendarConfig struct {
-	WorkHours   map[string][]string `yaml:"work_hours"`
-	MakeupHours []string            `yaml:"makeup_hours"`
-	Holidays    []string            `yaml:"holidays"`
-	Workdays    []string            `yaml:"workdays"`
+	WorkHours   map[string][]string `yaml:"work_hours" json:"work_hours,omitempty"`
+	MakeupHours []string            `yaml:"makeup_hours" json:"makeup_hours,omitempty"`
+	Holidays    []string            `yaml:"holidays" json:"holidays,omitempty"`
+	Workdays    []string            `yaml:"workdays" json:"workdays,omitempty"`
 }
 
 // Span is a time-of-day interval [Start, End) in minutes after midnight.
 type Span struct{ Start, End int }
 
 // Calendar answers "is this a working day / working time" in the corp's zone.
-// Schedules (live codes) and SLAs (leads) share it.
+// Schedules (live codes) and SLAs (leads) share it. An admin can change it
+// while Qiflow runs (Replace): everyone holding it sees the new one from
+// their next question on.
 type Calendar struct {
+	cur atomic.Pointer[calendar]
+}
+
+// calendar is one compiled version of a calendar.
+type calendar struct {
+	conf     CalendarConfig
 	loc      *time.Location
 	hours    [7][]Span // indexed by time.Weekday
 	makeup   []Span
@@ -54,7 +63,32 @@ func (cc CalendarConfig) Compile(tz string) (*Calendar, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unknown time zone %q", tz)
 	}
-	c := &Calendar{loc: loc, holidays: map[string]bool{}, workdays: map[string]bool{}}
+	c, err := cc.compile(loc)
+	if err != nil {
+		return nil, err
+	}
+	cal := &Calendar{}
+	cal.cur.Store(c)
+	return cal, nil
+}
+
+// Config is the calendar as configured (or as last replaced).
+func (c *Calendar) Config() CalendarConfig { return c.cur.Load().conf }
+
+// Replace makes cc the calendar from now on, in the same time zone; a
+// calendar that does not compile is refused and the current one kept.
+func (c *Calendar) Replace(cc CalendarConfig) error {
+	next, err := cc.compile(c.cur.Load().loc)
+	if err != nil {
+		return err
+	}
+	c.cur.Store(next)
+	return nil
+}
+
+func (cc CalendarConfig) compile(loc *time.Location) (*calendar, error) {
+	var err error
+	c := &calendar{conf: cc, loc: loc, holidays: map[string]bool{}, workdays: map[string]bool{}}
 	wh := cc.WorkHours
 	if len(wh) == 0 {
 		wh = DefaultWorkHours()
@@ -128,16 +162,36 @@ func parseClock(s string) (int, error) {
 }
 
 // Location is the corp's time zone.
-func (c *Calendar) Location() *time.Location { return c.loc }
+func (c *Calendar) Location() *time.Location { return c.cur.Load().loc }
 
 // DayKey is the local date of t in the corp's zone, e.g. "2026-11-23": the key of everything counted per day.
-func (c *Calendar) DayKey(t time.Time) string { return t.In(c.loc).Format(time.DateOnly) }
+func (c *Calendar) DayKey(t time.Time) string { return t.In(c.Location()).Format(time.DateOnly) }
 
 // IsWorkday says whether t's local date is a working day.
-func (c *Calendar) IsWorkday(t time.Time) bool { return len(c.spansOn(t)) > 0 }
+func (c *Calendar) IsWorkday(t time.Time) bool { return c.cur.Load().isWorkday(t) }
 
 // IsWorkingTime says whether t falls inside the working hours of its local day.
-func (c *Calendar) IsWorkingTime(t time.Time) bool {
+func (c *Calendar) IsWorkingTime(t time.Time) bool { return c.cur.Load().isWorkingTime(t) }
+
+// WorkdaysAfter is the moment n whole working days after t have passed: the
+// end of the nth working day after t's own day (t's day itself does not
+// count, worked or not). Holidays and make-up workdays count as the
+// calendar says.
+func (c *Calendar) WorkdaysAfter(t time.Time, n int) time.Time {
+	return c.cur.Load().workdaysAfter(t, n)
+}
+
+// AddWorkingTime is the moment d of working time after t: time outside the
+// working hours (nights, weekends, holidays) does not count, make-up
+// workdays do. A calendar with no working time at all in the next two years
+// counts every hour.
+func (c *Calendar) AddWorkingTime(t time.Time, d time.Duration) time.Time {
+	return c.cur.Load().addWorkingTime(t, d)
+}
+
+func (c *calendar) isWorkday(t time.Time) bool { return len(c.spansOn(t)) > 0 }
+
+func (c *calendar) isWorkingTime(t time.Time) bool {
 	lt := t.In(c.loc)
 	m := lt.Hour()*60 + lt.Minute()
 	for _, s := range c.spansOn(t) {
@@ -148,7 +202,7 @@ func (c *Calendar) IsWorkingTime(t time.Time) bool {
 	return false
 }
 
-func (c *Calendar) spansOn(t time.Time) []Span {
+func (c *calendar) spansOn(t time.Time) []Span {
 	lt := t.In(c.loc)
 	day := lt.Format(time.DateOnly)
 	switch {
@@ -173,27 +227,19 @@ func (cs Calendars) For(corpID string) *Calendar {
 	return c
 }
 
-// WorkdaysAfter is the moment n whole working days after t have passed: the
-// end of the nth working day after t's own day (t's day itself does not
-// count, worked or not). Holidays and make-up workdays count as the
-// calendar says.
-func (c *Calendar) WorkdaysAfter(t time.Time, n int) time.Time {
+func (c *calendar) workdaysAfter(t time.Time, n int) time.Time {
 	lt := t.In(c.loc)
 	day := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, c.loc)
 	for n > 0 {
 		day = day.AddDate(0, 0, 1)
-		if c.IsWorkday(day.Add(12 * time.Hour)) {
+		if c.isWorkday(day.Add(12 * time.Hour)) {
 			n--
 		}
 	}
 	return day.AddDate(0, 0, 1)
 }
 
-// AddWorkingTime is the moment d of working time after t: time outside the
-// working hours (nights, weekends, holidays) does not count, make-up
-// workdays do. A calendar with no working time at all in the next two years
-// counts every hour.
-func (c *Calendar) AddWorkingTime(t time.Time, d time.Duration) time.Time {
+func (c *calendar) addWorkingTime(t time.Time, d time.Duration) time.Time {
 	if d <= 0 {
 		return t
 	}

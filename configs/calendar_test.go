@@ -32,3 +32,39 @@ func TestCalendar_AddWorkingTimeCountsOnlyWorkingHours(t *testing.T) {
 		}
 	}
 }
+
+// A calendar replaced while in use: readers see the old one or the new
+// one, whole (no torn state under -race); one that does not compile is
+// refused and the old one kept.
+func TestCalendar_ReplacedWhileInUse(t *testing.T) {
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	cal, err := CalendarConfig{}.Compile("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	monday := time.Date(2026, 3, 2, 10, 0, 0, 0, sh)
+	if !cal.IsWorkday(monday) {
+		t.Fatal("a Monday is not a workday by default")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			_ = cal.IsWorkingTime(monday)
+			_ = cal.WorkdaysAfter(monday, 2)
+		}
+	}()
+	if err := cal.Replace(CalendarConfig{Holidays: []string{"2026-03-02"}}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if cal.IsWorkday(monday) || cal.Location().String() != "Asia/Shanghai" || len(cal.Config().Holidays) != 1 {
+		t.Fatal("the replaced calendar is not the one in use")
+	}
+	if err := cal.Replace(CalendarConfig{Holidays: []string{"March 2"}}); err == nil {
+		t.Fatal("a calendar that does not compile replaced the old one")
+	}
+	if cal.IsWorkday(monday) {
+		t.Fatal("the refused calendar changed the one in use")
+	}
+}

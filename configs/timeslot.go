@@ -102,8 +102,9 @@ func Overlap(a, b Compiled) bool {
 // NextMidnight is the start of the local day after t: when per-day counts
 // (caps) reset.
 func (c *Calendar) NextMidnight(t time.Time) time.Time {
-	lt := t.In(c.loc)
-	return time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, c.loc)
+	loc := c.Location()
+	lt := t.In(loc)
+	return time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, loc)
 }
 
 // Earliest is the earliest non-zero time among ts (zero when none).

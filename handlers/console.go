@@ -277,6 +277,7 @@ func (s *Server) consoleRoutes() []Route {
 		{"POST", "/console/settings/teams", auth.PermUsersManage, s.createTeamFromPage},
 		{"POST", "/console/settings/teams/members", auth.PermUsersManage, s.addTeamMemberFromPage},
 		{"GET", "/console/settings/calendar", "", s.calendarPage},
+		{"POST", "/console/settings/calendar", auth.PermUsersManage, s.saveCalendarFromPage},
 		{"GET", "/console/settings/roles", auth.PermUsersManage, s.rolesPage},
 		{"POST", "/console/settings/roles/:role/:permission", auth.PermUsersManage, s.setPermissionFromPage},
 		{"GET", "/console/settings/pools", auth.PermPoolsManage, s.poolsPage},

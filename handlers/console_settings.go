@@ -407,23 +407,68 @@ func (s *Server) addTeamMemberFromPage(c *gin.Context) {
 	s.afterSettingsChange(c, err, "/console/settings/teams", s.renderTeams)
 }
 
-// calendarData is the corp's work calendar as configured.
+// calendarData is the corp's work calendar, as in use.
 type calendarData struct {
 	Zone     string
 	Calendar configs.CalendarConfig
 	Days     []string
-	Default  bool // no working hours configured: the default ones apply
+	Default  bool // no working hours set: the default ones apply
 }
 
-// calendarPage shows the corp's work calendar (every user: SLAs and
-// recycling count by it).
-func (s *Server) calendarPage(c *gin.Context) {
+// calendarPage shows the corp's work calendar to every user (SLAs,
+// recycling and code schedules count by it); admins change it there.
+func (s *Server) calendarPage(c *gin.Context) { s.renderCalendar(c, http.StatusOK, "", nil) }
+
+func (s *Server) renderCalendar(c *gin.Context, status int, msg string, posted *configs.CalendarConfig) {
 	corp := principal(c).CorpID
-	d := calendarData{Zone: s.location(corp).String(), Calendar: s.d.Calendars[corp], Days: weekdays}
+	d := calendarData{Zone: s.location(corp).String(), Days: weekdays}
+	if cal := s.d.Calendars[corp]; cal != nil {
+		d.Calendar = cal.Config()
+	}
+	if posted != nil {
+		d.Calendar = *posted
+	}
 	if len(d.Calendar.WorkHours) == 0 {
 		d.Calendar.WorkHours, d.Default = configs.DefaultWorkHours(), true
 	}
-	s.render(c, http.StatusOK, "calendar", "", s.newView(c, "nav.calendar", "calendar.title", d))
+	v := s.newView(c, "nav.calendar", "calendar.title", d)
+	v.Error = msg
+	s.render(c, status, "calendar", "", v)
+}
+
+// saveCalendarFromPage changes the corp's work calendar: checked first, then
+// stored (every instance takes it up) and put in use here at once.
+func (s *Server) saveCalendarFromPage(c *gin.Context) {
+	p := principal(c)
+	cal := s.d.Calendars[p.CorpID]
+	if cal == nil {
+		s.failPage(c, apperr.NotFound("this corp has no calendar"))
+		return
+	}
+	cc := configs.CalendarConfig{WorkHours: map[string][]string{}, MakeupHours: splitList(c.PostForm("makeup_hours")),
+		Holidays: splitList(c.PostForm("holidays")), Workdays: splitList(c.PostForm("workdays"))}
+	for _, day := range weekdays {
+		cc.WorkHours[day] = splitList(c.PostForm("hours_" + day))
+	}
+	if _, err := cc.Compile(cal.Location().String()); err != nil {
+		s.renderCalendar(c, http.StatusUnprocessableEntity, "calendar: "+err.Error(), &cc)
+		return
+	}
+	if err := s.d.Directory.SaveCalendar(c.Request.Context(), p.CorpID, cc, p.UserID); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	if err := cal.Replace(cc); err != nil { // compiled above: cannot fail
+		s.failPage(c, err)
+		return
+	}
+	s.logger(c).Info("work calendar changed", "corp", p.CorpID, "by", p.UserID)
+	redirectPage(c, "/console/settings/calendar")
+}
+
+// splitList reads a list typed with commas, spaces or one item a line.
+func splitList(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '，' || r == '\n' || r == '\r' || r == ' ' || r == '\t' })
 }
 
 // previewRuleFromPage answers how many of a sample a rule being written

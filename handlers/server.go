@@ -57,9 +57,9 @@ type Deps struct {
 	PublicURL string
 	// Location is a corp's time zone, for the console's times (nil: Asia/Shanghai).
 	Location func(corp string) *time.Location
-	// Calendars are the corps' work calendars as configured (shown in the
-	// console's settings).
-	Calendars map[string]configs.CalendarConfig
+	// Calendars are the corps' live work calendars (the console shows them
+	// and admins change them; the services hold the same ones).
+	Calendars map[string]*configs.Calendar
 	// Pages, OAuthBase, JSSDK and AgentIDs serve the WeCom chat sidebar:
 	// OAuth and JS-SDK signatures, where WeCom's OAuth page is, which
 	// JS-SDK the page loads ("wecom" or the sandbox's "sandbox") and each

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/qiflow/qiflow/auth"
@@ -49,7 +50,15 @@ type app struct {
 	srv   *http.Server
 	ln    net.Listener
 	corps []configs.CorpConfig
+	// calendars are the corps' live work calendars: the file's, replaced by
+	// what admins set in the console (reloaded every calendarReload).
+	calendars     map[string]*configs.Calendar
+	stopCalendars chan struct{}
 }
+
+// calendarReload is how soon an instance takes up a calendar an admin
+// changed on another instance.
+const calendarReload = 30 * time.Second
 
 // appOptions are wiring choices that are not configuration.
 type appOptions struct {
@@ -109,6 +118,10 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		if calendars[c.ID], err = c.Calendar.Compile(c.TimeZone); err != nil {
 			return nil, &configs.FieldError{Key: "wecom.corps[" + c.ID + "].calendar", Msg: err.Error()}
 		}
+	}
+	a.calendars, a.stopCalendars = calendars, make(chan struct{})
+	if err := a.loadCalendars(ctx); err != nil {
+		return nil, err
 	}
 	a.auth = auth.New(a.db)
 	a.codes = livecode.New(a.db, a.kv, a.api, a.dir, calendars, cfg.PublicURL, log)
@@ -261,14 +274,14 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	for i, c := range a.corps {
 		hcorps[i] = handlers.Corp{ID: c.ID, Crypto: wecom.Crypto{Token: c.Token, AESKey: c.AESKey, ReceiverID: c.ID}}
 	}
-	agentIDs, calendarConfigs := map[string]int{}, map[string]configs.CalendarConfig{}
+	agentIDs := map[string]int{}
 	for _, c := range a.corps {
-		agentIDs[c.ID], calendarConfigs[c.ID] = c.AgentID, c.Calendar
+		agentIDs[c.ID] = c.AgentID
 	}
 	engine, _ := handlers.New(handlers.Deps{
 		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
 		PublicURL: cfg.PublicURL,
-		Pages:     a.api, OAuthBase: oauthBase, JSSDK: jssdk, AgentIDs: agentIDs,
+		Pages:     a.api, OAuthBase: oauthBase, JSSDK: jssdk, AgentIDs: agentIDs, Calendars: calendars,
 		Location: func(corp string) *time.Location {
 			if c := calendars[corp]; c != nil {
 				return c.Location()
@@ -334,6 +347,7 @@ func (a *app) start() error {
 	a.codes.Start()
 	a.run.Start(2)
 	a.cron.Start()
+	go a.reloadCalendars()
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server stopped", "err", err)
@@ -369,7 +383,44 @@ func (a *app) shutdown(ctx context.Context) {
 	if a.cron != nil && a.ln != nil {
 		a.cron.Stop()
 	}
+	if a.stopCalendars != nil && a.ln != nil {
+		close(a.stopCalendars)
+	}
 	a.close()
+}
+
+// loadCalendars puts the calendars admins set in place of the file's.
+func (a *app) loadCalendars(ctx context.Context) error {
+	set, err := a.dir.Calendars(ctx)
+	if err != nil {
+		return fmt.Errorf("read the corps' calendars: %w", err)
+	}
+	for corp, cc := range set {
+		if cal := a.calendars[corp]; cal != nil && !reflect.DeepEqual(cal.Config(), cc) {
+			if err := cal.Replace(cc); err != nil {
+				a.log.Error("a stored calendar does not compile; the previous one is kept", "corp", corp, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// reloadCalendars takes up calendars changed on other instances until shutdown.
+func (a *app) reloadCalendars() {
+	tick := time.NewTicker(calendarReload)
+	defer tick.Stop()
+	for {
+		select {
+		case <-a.stopCalendars:
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := a.loadCalendars(ctx); err != nil {
+				a.log.Warn("reloading calendars", "err", err)
+			}
+			cancel()
+		}
+	}
 }
 
 func (a *app) close() {

@@ -15,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/handlers"
 	"github.com/qiflow/qiflow/leads"
 	"github.com/qiflow/qiflow/livecode"
@@ -552,9 +554,41 @@ func TestE2E_ConsoleSettings(t *testing.T) {
 		if managed, _ := s.app.auth.ManagedUsers(context.Background(), e2eCorp, adminID); len(managed) != 1 || managed[0] != meiID {
 			t.Fatalf("the team's members as its manager's: %v", managed)
 		}
-		if _, body, _ := mei.do("GET", "/console/settings/calendar", nil, false, false); !strings.Contains(body, "Asia/Shanghai") || !strings.Contains(body, "09:00-18:00") {
-			t.Fatal("the work calendar page")
+		if _, body, _ := mei.do("GET", "/console/settings/calendar", nil, false, false); !strings.Contains(body, "Asia/Shanghai") || !strings.Contains(body, "09:00-18:00") ||
+			strings.Contains(body, `name="holidays"`) {
+			t.Fatal("the work calendar page (read-only for an SDR)")
 		}
+		// The admin adds a holiday: it is in use at once here, and another
+		// instance takes it up from the database; a bad date is refused.
+		sh, _ := time.LoadLocation("Asia/Shanghai")
+		holiday := time.Date(2027, 2, 16, 12, 0, 0, 0, sh) // a Tuesday
+		cal := s.app.calendars[e2eCorp]
+		if !cal.IsWorkday(holiday) {
+			t.Fatal("the Tuesday is not a workday before")
+		}
+		week := url.Values{"_csrf": {b.csrf}, "holidays": {"2027-02-16"}}
+		for _, d := range []string{"mon", "tue", "wed", "thu", "fri"} {
+			week.Set("hours_"+d, "09:00-12:00, 13:00-18:00")
+		}
+		bad := url.Values{"_csrf": {b.csrf}, "holidays": {"2027-02-30"}, "hours_mon": {"09:00-18:00"}}
+		if st, body, _ := b.do("POST", "/console/settings/calendar", bad, false, false); st != http.StatusUnprocessableEntity || !strings.Contains(body, "holidays") {
+			t.Fatalf("a bad holiday: %d", st)
+		}
+		if st, _, _ := b.do("POST", "/console/settings/calendar", week, false, false); st != http.StatusSeeOther {
+			t.Fatalf("save the calendar: %d", st)
+		}
+		if cal.IsWorkday(holiday) || cal.IsWorkingTime(time.Date(2027, 2, 15, 12, 30, 0, 0, sh)) {
+			t.Fatal("the new calendar is not in use (the holiday, the lunch break)")
+		}
+		if _, body, _ := mei.do("GET", "/console/settings/calendar", nil, false, false); !strings.Contains(body, "2027-02-16") || !strings.Contains(body, "13:00-18:00") {
+			t.Fatal("the calendar page does not show the calendar in use")
+		}
+		other, _ := configs.CalendarConfig{}.Compile("Asia/Shanghai")
+		s.app.calendars[e2eCorp] = other // another instance, still on the file's
+		if err := s.app.loadCalendars(context.Background()); err != nil || other.IsWorkday(holiday) {
+			t.Fatalf("another instance did not take up the calendar: %v", err)
+		}
+		s.app.calendars[e2eCorp] = cal
 		// An export from the pool page's link is a CSV, and is audited.
 		if st, body, h := b.do("GET", "/console/exports/leads?owner=none", nil, false, false); st != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/csv") || !strings.Contains(body, "13912349999") {
 			t.Fatalf("export: %d %s", st, h.Get("Content-Type"))
