@@ -102,6 +102,13 @@ func (cc CalendarConfig) compile(loc *time.Location) (*calendar, error) {
 			return nil, fmt.Errorf("work_hours.%s: %w", name, err)
 		}
 	}
+	working := false
+	for _, spans := range c.hours {
+		working = working || len(spans) > 0
+	}
+	if !working {
+		return nil, fmt.Errorf("work_hours: no day has working hours")
+	}
 	c.makeup = c.hours[time.Monday]
 	if len(cc.MakeupHours) > 0 {
 		if c.makeup, err = ParseSpans(cc.MakeupHours); err != nil {
@@ -230,13 +237,15 @@ func (cs Calendars) For(corpID string) *Calendar {
 func (c *calendar) workdaysAfter(t time.Time, n int) time.Time {
 	lt := t.In(c.loc)
 	day := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, c.loc)
-	for n > 0 {
+	// Bounded like addWorkingTime: holidays can cover whole years only by
+	// mistake, and a mistake must not spin forever.
+	for idle := 0; n > 0 && idle < 731; idle++ {
 		day = day.AddDate(0, 0, 1)
 		if c.isWorkday(day.Add(12 * time.Hour)) {
-			n--
+			n, idle = n-1, 0
 		}
 	}
-	return day.AddDate(0, 0, 1)
+	return day.AddDate(0, 0, n+1)
 }
 
 func (c *calendar) addWorkingTime(t time.Time, d time.Duration) time.Time {

@@ -68,3 +68,24 @@ func TestCalendar_ReplacedWhileInUse(t *testing.T) {
 		t.Fatal("the refused calendar changed the one in use")
 	}
 }
+
+// A calendar without a single working day is refused; one whose holidays
+// cover years still answers (it does not spin).
+func TestCalendar_NoWorkingDayIsRefusedAndNothingSpins(t *testing.T) {
+	empty := map[string][]string{"mon": nil, "tue": nil, "wed": nil, "thu": nil, "fri": nil, "sat": nil, "sun": nil}
+	if _, err := (CalendarConfig{WorkHours: empty}).Compile("Asia/Shanghai"); err == nil {
+		t.Fatal("a calendar with no working day compiled")
+	}
+	var holidays []string
+	for d := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2030; d = d.AddDate(0, 0, 1) {
+		holidays = append(holidays, d.Format(time.DateOnly))
+	}
+	cal, err := CalendarConfig{Holidays: holidays}.Compile("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 3, 2, 10, 0, 0, 0, cal.Location())
+	if got := cal.WorkdaysAfter(start, 2); !got.After(start) {
+		t.Fatalf("WorkdaysAfter over years of holidays: %v", got)
+	}
+}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -129,6 +130,8 @@ type view struct {
 	Error  string
 	Data   any
 	loc    *time.Location
+	// names are the corp's users' names (or emails) by id, for Who.
+	names map[int64]string
 }
 
 type navItem struct {
@@ -152,6 +155,20 @@ func (v view) TimePtr(ms *int64) string {
 		return ""
 	}
 	return v.Time(*ms)
+}
+
+// Who names a user of the corp: "—" for none, "mine" for the viewer, their
+// name or email, else their id.
+func (v view) Who(id int64) string {
+	switch {
+	case id == 0:
+		return "—"
+	case id == v.P.UserID:
+		return v.T("pool.owner.me")
+	case v.names[id] != "":
+		return v.names[id]
+	}
+	return "#" + strconv.FormatInt(id, 10)
 }
 
 // Can says whether the user may do what a button would do: a page shows
@@ -431,6 +448,13 @@ func (s *Server) newView(c *gin.Context, active, title string, data any) view {
 	corps, err := s.d.Auth.CorpsOf(c.Request.Context(), p.UserID)
 	if err == nil && len(corps) > 1 {
 		v.Corps = corps
+	}
+	// A corp's users are few (its staff), read once a page.
+	if users, err := s.d.Auth.ListUsers(c.Request.Context(), p.CorpID); err == nil {
+		v.names = make(map[int64]string, len(users))
+		for _, u := range users {
+			v.names[u.ID] = cmp.Or(u.Name, u.Email)
+		}
 	}
 	return v
 }

@@ -250,7 +250,6 @@ type poolsData struct {
 	SLAs       []leads.SLARule
 	Rules      []leads.AssignmentRule
 	Users      []auth.UserWithRole
-	EmailOf    map[int64]string
 	Strategies []string
 }
 
@@ -258,7 +257,7 @@ func (s *Server) poolsPage(c *gin.Context) { s.renderPools(c, http.StatusOK, "")
 
 func (s *Server) renderPools(c *gin.Context, status int, msg string) {
 	ctx, corp := c.Request.Context(), principal(c).CorpID
-	d := poolsData{EmailOf: map[int64]string{}, Strategies: []string{leads.StrategyRoundRobin, leads.StrategyWeighted, leads.StrategyLeastLoaded}}
+	d := poolsData{Strategies: []string{leads.StrategyRoundRobin, leads.StrategyWeighted, leads.StrategyLeastLoaded}}
 	var err error
 	if d.Pools, err = s.d.Leads.Pools(ctx, corp); err == nil {
 		if d.SLAs, err = s.d.Leads.SLARules(ctx, corp); err == nil {
@@ -270,9 +269,6 @@ func (s *Server) renderPools(c *gin.Context, status int, msg string) {
 	if err != nil {
 		s.failPage(c, err)
 		return
-	}
-	for _, u := range d.Users {
-		d.EmailOf[u.ID] = u.Email
 	}
 	v := s.newView(c, "nav.pools", "pools.title", d)
 	v.Error = msg
@@ -339,9 +335,8 @@ func (s *Server) createSLAFromPage(c *gin.Context) {
 // teamsData is the teams page: the teams with their manager and members,
 // and the corp's users to pick from.
 type teamsData struct {
-	Teams   []teamView
-	Users   []auth.UserWithRole
-	EmailOf map[int64]string
+	Teams []teamView
+	Users []auth.UserWithRole
 }
 
 type teamView struct {
@@ -363,13 +358,10 @@ func (s *Server) renderTeams(c *gin.Context, status int, msg string) {
 		s.failPage(c, err)
 		return
 	}
-	d := teamsData{EmailOf: map[int64]string{}}
+	var d teamsData
 	if d.Users, err = s.d.Auth.ListUsers(ctx, corp); err != nil {
 		s.failPage(c, err)
 		return
-	}
-	for _, u := range d.Users {
-		d.EmailOf[u.ID] = u.Email
 	}
 	for _, t := range teams {
 		tv := teamView{Team: t}
