@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"math"
 	"net/http"
 	"time"
 
@@ -59,19 +60,22 @@ type resultsData struct {
 	From, To, GroupBy string
 	Rows              []livecode.StatsRow
 	Chart             resultsChart
+	// Retention charts the share of adds still connected after 7 and 30 days.
+	Retention resultsChart
 }
 
 // resultsChart is what console.js hands to ECharts: categories and one
 // series per figure.
 type resultsChart struct {
 	Kind       string         `json:"kind"` // line (by day) or bar
+	Percent    bool           `json:"percent,omitempty"`
 	Categories []string       `json:"categories"`
 	Series     []resultSeries `json:"series"`
 }
 
 type resultSeries struct {
-	Name string `json:"name"`
-	Data []int  `json:"data"`
+	Name string    `json:"name"`
+	Data []float64 `json:"data"`
 }
 
 // resultsPage charts adds, losses and net adds (and lists retention) by
@@ -105,17 +109,21 @@ func (s *Server) resultsPage(c *gin.Context) {
 		d.Chart.Kind = "line"
 	}
 	series := []resultSeries{{Name: v.T("results.adds")}, {Name: v.T("results.lost")}, {Name: v.T("results.net")}}
+	retention := []resultSeries{{Name: v.T("results.retained7")}, {Name: v.T("results.retained30")}}
 	chartRows := rows
 	if f.GroupBy == "day" {
 		chartRows = everyDay(f.From, f.To, rows)
 	}
 	for _, r := range chartRows {
 		d.Chart.Categories = append(d.Chart.Categories, r.Key)
-		series[0].Data = append(series[0].Data, r.Adds)
-		series[1].Data = append(series[1].Data, r.LostCustomer+r.LostStaff)
-		series[2].Data = append(series[2].Data, r.NetAdds)
+		series[0].Data = append(series[0].Data, float64(r.Adds))
+		series[1].Data = append(series[1].Data, float64(r.LostCustomer+r.LostStaff))
+		series[2].Data = append(series[2].Data, float64(r.NetAdds))
+		retention[0].Data = append(retention[0].Data, math.Round(r.Retained7d*1000)/10)
+		retention[1].Data = append(retention[1].Data, math.Round(r.Retained30d*1000)/10)
 	}
 	d.Chart.Series = series
+	d.Retention = resultsChart{Kind: d.Chart.Kind, Categories: d.Chart.Categories, Series: retention, Percent: true}
 	v.Data = d
 	s.render(c, http.StatusOK, "results", "", v)
 }

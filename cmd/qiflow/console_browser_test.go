@@ -306,6 +306,7 @@ func TestBrowser_ConsoleCodeAndChannelResults(t *testing.T) {
 		screenshot(t, "codes"),
 		chromedp.Navigate(s.url+"/console/results"),
 		chromedp.WaitVisible(`#results-chart[data-rendered="true"] canvas`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#retention-chart[data-rendered="true"] canvas`, chromedp.ByQuery),
 		chromedp.Text(`main table tbody`, &table, chromedp.ByQuery),
 		chromedp.AttributeValue(`#results-chart`, "data-rendered", &rendered, nil, chromedp.ByQuery),
 		screenshot(t, "results"),

@@ -127,7 +127,7 @@ document.addEventListener("DOMContentLoaded", () => {
       legend: { top: 0 },
       grid: { left: 40, right: 16, top: 32, bottom: 48 },
       xAxis: { type: "category", data: c.categories, axisLabel: { hideOverlap: true } },
-      yAxis: { type: "value", minInterval: 1 },
+      yAxis: c.percent ? { type: "value", min: 0, max: 100, axisLabel: { formatter: "{value}%" } } : { type: "value", minInterval: 1 },
       series: c.series.map((s) => ({ name: s.name, type: c.kind, data: s.data, smooth: false })),
     });
     window.addEventListener("resize", () => chart.resize());
