@@ -124,7 +124,7 @@ type view struct {
 	Lang   string
 	CSRF   string
 	Corps  []auth.Membership
-	Nav    []navItem
+	Nav    []navGroup
 	Active string
 	Title  string
 	Error  string
@@ -136,6 +136,23 @@ type view struct {
 
 type navItem struct {
 	Key, Path string
+}
+
+// navGroup is a menu entry: a page, or a dropdown of pages (settings,
+// operations) so the menu fits a laptop's width.
+type navGroup struct {
+	Key   string // the dropdown's label ("" for a page of its own)
+	Items []navItem
+}
+
+// Holds says whether the group holds the page being shown.
+func (g navGroup) Holds(active string) bool {
+	for _, it := range g.Items {
+		if it.Key == active {
+			return true
+		}
+	}
+	return false
 }
 
 // T translates key into the view's language; args fill its %s and %d.
@@ -213,27 +230,28 @@ func errText(lang string, err error) string {
 // consoleNav is the menu, each entry shown to those with its permission.
 var consoleNav = []struct {
 	navItem
-	perm auth.Permission
+	perm  auth.Permission
+	group string // the dropdown it is in ("" for the bar itself)
 }{
-	{navItem{"nav.home", "/console"}, ""},
-	{navItem{"nav.codes", "/console/codes"}, auth.PermCodesRead},
-	{navItem{"nav.results", "/console/results"}, auth.PermCodesRead},
-	{navItem{"nav.pool", "/console/pool"}, auth.PermLeadsRead},
-	{navItem{"nav.mine", "/console/pool?owner=me"}, auth.PermLeadsClaim},
-	{navItem{"nav.people", "/console/people"}, auth.PermLeadsRead},
-	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer},
-	{navItem{"nav.imports", "/console/imports"}, auth.PermLeadsWrite},
-	{navItem{"nav.exports", "/console/exports"}, auth.PermPoolsManage},
-	{navItem{"nav.scoring", "/console/settings/scoring"}, auth.PermLeadsRead},
-	{navItem{"nav.users", "/console/settings/users"}, auth.PermUsersManage},
-	{navItem{"nav.forms", "/console/settings/forms"}, auth.PermLeadsRead},
-	{navItem{"nav.pools", "/console/settings/pools"}, auth.PermPoolsManage},
-	{navItem{"nav.teams", "/console/settings/teams"}, auth.PermUsersManage},
-	{navItem{"nav.roles", "/console/settings/roles"}, auth.PermUsersManage},
-	{navItem{"nav.calendar", "/console/settings/calendar"}, ""},
-	{navItem{"nav.tokens", "/console/settings/tokens"}, auth.PermTokensManage},
-	{navItem{"nav.events", "/console/events"}, auth.PermEventsRead},
-	{navItem{"nav.jobs", "/console/jobs"}, auth.PermJobsRead},
+	{navItem{"nav.home", "/console"}, "", ""},
+	{navItem{"nav.codes", "/console/codes"}, auth.PermCodesRead, ""},
+	{navItem{"nav.results", "/console/results"}, auth.PermCodesRead, ""},
+	{navItem{"nav.pool", "/console/pool"}, auth.PermLeadsRead, ""},
+	{navItem{"nav.mine", "/console/pool?owner=me"}, auth.PermLeadsClaim, ""},
+	{navItem{"nav.people", "/console/people"}, auth.PermLeadsRead, ""},
+	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer, ""},
+	{navItem{"nav.imports", "/console/imports"}, auth.PermLeadsWrite, ""},
+	{navItem{"nav.exports", "/console/exports"}, auth.PermPoolsManage, "nav.settings"},
+	{navItem{"nav.scoring", "/console/settings/scoring"}, auth.PermLeadsRead, "nav.settings"},
+	{navItem{"nav.users", "/console/settings/users"}, auth.PermUsersManage, "nav.settings"},
+	{navItem{"nav.forms", "/console/settings/forms"}, auth.PermLeadsRead, "nav.settings"},
+	{navItem{"nav.pools", "/console/settings/pools"}, auth.PermPoolsManage, "nav.settings"},
+	{navItem{"nav.teams", "/console/settings/teams"}, auth.PermUsersManage, "nav.settings"},
+	{navItem{"nav.roles", "/console/settings/roles"}, auth.PermUsersManage, "nav.settings"},
+	{navItem{"nav.calendar", "/console/settings/calendar"}, "", "nav.settings"},
+	{navItem{"nav.tokens", "/console/settings/tokens"}, auth.PermTokensManage, "nav.settings"},
+	{navItem{"nav.events", "/console/events"}, auth.PermEventsRead, "nav.ops"},
+	{navItem{"nav.jobs", "/console/jobs"}, auth.PermJobsRead, "nav.ops"},
 }
 
 // consoleRoutes are the console's signed-in routes with their permissions
@@ -440,10 +458,21 @@ func (s *Server) newView(c *gin.Context, active, title string, data any) view {
 	p := principal(c)
 	v := view{P: p, Lang: s.lang(c, p), CSRF: c.GetString(csrfKey), Active: active, Data: data, loc: s.location(p.CorpID)}
 	v.Title = v.T(title)
+	groups := map[string]int{} // dropdown → its index in Nav
 	for _, n := range consoleNav {
-		if n.perm == "" || p.Can(n.perm) {
-			v.Nav = append(v.Nav, n.navItem)
+		if n.perm != "" && !p.Can(n.perm) {
+			continue
 		}
+		if n.group == "" {
+			v.Nav = append(v.Nav, navGroup{Items: []navItem{n.navItem}})
+			continue
+		}
+		i, ok := groups[n.group]
+		if !ok {
+			i, groups[n.group] = len(v.Nav), len(v.Nav)
+			v.Nav = append(v.Nav, navGroup{Key: n.group})
+		}
+		v.Nav[i].Items = append(v.Nav[i].Items, n.navItem)
 	}
 	corps, err := s.d.Auth.CorpsOf(c.Request.Context(), p.UserID)
 	if err == nil && len(corps) > 1 {

@@ -378,6 +378,8 @@ var messages = map[string][2]string{
 	"tokens.revoke":              {"吊销", "Revoke"},
 	"err.last_admin":             {"企业至少要保留一位管理员。", "The corp would be left without an admin."},
 	"results.retention":          {"留存（添加后仍保持好友的比例）", "Retention (adds still connected)"},
+	"nav.settings":               {"设置", "Settings"},
+	"nav.ops":                    {"运维", "Operations"},
 	"nav.events":                 {"事件", "Events"},
 	"nav.jobs":                   {"后台任务", "Jobs"},
 	"events.title":               {"事件与死信", "Events and dead letters"},

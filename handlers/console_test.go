@@ -25,6 +25,9 @@ func TestConsole_EveryTextIsInBothLanguages(t *testing.T) {
 	}
 	for _, n := range consoleNav {
 		keys[n.Key] = true
+		if n.group != "" {
+			keys[n.group] = true
+		}
 	}
 	for _, k := range []string{"err.csrf", "err.forbidden", "err.internal", "err.not_member", "err.not_found", "login.bad", "login.limited", "login.missing"} {
 		keys[k] = true
