@@ -865,3 +865,22 @@ func createUsers(t testing.TB, s *stack, roles map[string]auth.Role) map[string]
 	}
 	return ids
 }
+
+// Served over HTTPS (QIFLOW_PUBLIC_URL), the console's cookies are Secure.
+func TestE2E_ConsoleCookiesSecureBehindHTTPS(t *testing.T) {
+	s := startStackConfig(t, "sqlite", nil, func(c *configs.Config) { c.PublicURL = "https://qiflow.example.com" })
+	resp, err := http.Get(s.url + "/console/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if len(cookies) == 0 {
+		t.Fatal("no cookie set")
+	}
+	for _, c := range cookies {
+		if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+			t.Fatalf("cookie %s: Secure %v HttpOnly %v SameSite %v", c.Name, c.Secure, c.HttpOnly, c.SameSite)
+		}
+	}
+}
