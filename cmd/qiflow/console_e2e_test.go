@@ -118,6 +118,14 @@ func TestE2E_ConsoleSignInSecurityAndRoleRouteMatrix(t *testing.T) {
 	if st != http.StatusUnauthorized || !strings.Contains(body, "The email or password is not right.") {
 		t.Fatalf("wrong password: %d", st)
 	}
+	// Sign-in attempts on one account are limited, as on the API.
+	var last int
+	for range 11 {
+		last, _, _ = anon.do("POST", "/console/login", url.Values{"email": {"guess@example.com"}, "password": {"wrong"}, "_csrf": {anon.csrf}}, false, false)
+	}
+	if last != http.StatusTooManyRequests {
+		t.Fatalf("the 11th wrong password: %d, want 429", last)
+	}
 	// The session cookie is HttpOnly and SameSite=Lax.
 	resp, err := http.PostForm(s.url+"/console/login", url.Values{"email": {"x@example.com"}})
 	if err == nil {
