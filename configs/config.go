@@ -56,7 +56,7 @@ type RedisConfig struct {
 }
 
 type WeComConfig struct {
-	APIBase string       `yaml:"api_base"`
+	APIBase string `yaml:"api_base"`
 	// OAuthBase is where WeCom's OAuth page is (the chat sidebar signs staff
 	// in there): https://open.weixin.qq.com, or the sandbox's fake.
 	OAuthBase string `yaml:"oauth_base"`
@@ -64,8 +64,8 @@ type WeComConfig struct {
 	// @wecom/jssdk, which needs WeCom's client around the page) or
 	// "sandbox" (a stand-in that picks a sandbox customer; the sandbox's
 	// default).
-	JSSDK string `yaml:"jssdk"`
-	Corps   []CorpConfig `yaml:"corps"`
+	JSSDK string       `yaml:"jssdk"`
+	Corps []CorpConfig `yaml:"corps"`
 	// Timeout bounds every call to WeCom.
 	Timeout Duration `yaml:"timeout"`
 }
