@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/qiflow/qiflow/configs"
@@ -49,7 +50,7 @@ type Service struct {
 	calendars map[string]*configs.Calendar
 	log       *slog.Logger
 	publicURL string
-	now       func() time.Time
+	clock     atomic.Pointer[func() time.Time] // set by tests while crons run: atomic
 	owner     string
 
 	// ReservationTTL is how long a rotating-link visit holds a cap slot.
@@ -78,14 +79,18 @@ type Service struct {
 // calendar; owner names this instance in reconcile claims.
 func New(db *qsql.DB, kvs *kv.Store, wc wecom.Client, dir Directory, calendars map[string]*configs.Calendar, publicURL string, log *slog.Logger) *Service {
 	s := &Service{store: &store{db}, db: db, kv: kvs, wc: wc, dir: dir, calendars: calendars, log: log,
-		publicURL: strings.TrimRight(publicURL, "/"), now: time.Now, ReservationTTL: 3 * time.Minute, NotifyOnLoss: map[string]bool{},
+		publicURL: strings.TrimRight(publicURL, "/"), ReservationTTL: 3 * time.Minute, NotifyOnLoss: map[string]bool{},
 		DriftEvery: time.Hour, ReconcilePoll: 2 * time.Second}
 	s.reconciler.wake = make(chan struct{}, 1)
+	s.SetClock(time.Now)
 	return s
 }
 
 // SetClock replaces the clock (tests of schedules, caps and the daily reset).
-func (s *Service) SetClock(now func() time.Time) { s.now = now }
+func (s *Service) SetClock(now func() time.Time) { s.clock.Store(&now) }
+
+// now is the service's clock.
+func (s *Service) now() time.Time { return (*s.clock.Load())() }
 
 func (s *Service) calendar(corp string) *configs.Calendar {
 	return configs.Calendars(s.calendars).For(corp)
