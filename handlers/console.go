@@ -584,6 +584,12 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
+// WithError is the view with a refusal to show above the page.
+func (v view) WithError(msg string) view {
+	v.Error = msg
+	return v
+}
+
 // With is the view with other data: a partial rendered inside a page (a
 // row of a table) gets the page's view with its own item.
 func (v view) With(data any) view {

@@ -141,9 +141,7 @@ func (s *Server) renderCodeForm(c *gin.Context, status int, msg string, code liv
 	if editing {
 		title = "codes.edit"
 	}
-	v := s.newView(c, "nav.codes", title, d)
-	v.Error = msg
-	s.render(c, status, "codeform", "", v)
+	s.render(c, status, "codeform", "", s.newView(c, "nav.codes", title, d).WithError(msg))
 }
 
 // codeFromForm reads the posted form into a code (the image, if any, is
@@ -337,9 +335,7 @@ func (s *Server) renderGroupForm(c *gin.Context, status int, msg string, code li
 		order, on := picked[g.ChatID]
 		d.Groups = append(d.Groups, groupChoice{Group: g, On: on, Order: order, Threshold: threshold[g.ChatID]})
 	}
-	v := s.newView(c, "nav.codes", "codes.new_group", d)
-	v.Error = msg
-	s.render(c, status, "groupform", "", v)
+	s.render(c, status, "groupform", "", s.newView(c, "nav.codes", "codes.new_group", d).WithError(msg))
 }
 
 // createGroupCodeFromPage makes a group code over the picked groups, in

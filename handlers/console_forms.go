@@ -61,9 +61,7 @@ func (s *Server) renderForms(c *gin.Context, status int, msg string, f leads.For
 	for len(d.Rows) < formFieldRows {
 		d.Rows = append(d.Rows, leads.FormField{Type: "text"})
 	}
-	v := s.newView(c, "nav.forms", "forms.title", d)
-	v.Error = msg
-	s.render(c, status, "forms", "", v)
+	s.render(c, status, "forms", "", s.newView(c, "nav.forms", "forms.title", d).WithError(msg))
 }
 
 // formFromPage reads the editor: rows without a name are left out.

@@ -41,9 +41,7 @@ func (s *Server) renderScoring(c *gin.Context, status int, msg string) {
 		s.failPage(c, err)
 		return
 	}
-	v := s.newView(c, "nav.scoring", "scoring.title", d)
-	v.Error = msg
-	s.render(c, status, "scoring", "", v)
+	s.render(c, status, "scoring", "", s.newView(c, "nav.scoring", "scoring.title", d).WithError(msg))
 }
 
 // afterSettingsChange goes back to a settings page, or shows it again with
@@ -131,9 +129,7 @@ func (s *Server) renderUsers(c *gin.Context, status int, msg string, d usersData
 		return
 	}
 	d.Users, d.Roles = users, auth.Roles
-	v := s.newView(c, "nav.users", "users.title", d)
-	v.Error = msg
-	s.render(c, status, "users", "", v)
+	s.render(c, status, "users", "", s.newView(c, "nav.users", "users.title", d).WithError(msg))
 }
 
 // createUserFromPage adds a user to the corp, as POST /api/v1/users does;
@@ -172,9 +168,7 @@ func (s *Server) renderTokens(c *gin.Context, status int, msg string, d tokensDa
 		s.failPage(c, err)
 		return
 	}
-	v := s.newView(c, "nav.tokens", "tokens.title", d)
-	v.Error = msg
-	s.render(c, status, "tokens", "", v)
+	s.render(c, status, "tokens", "", s.newView(c, "nav.tokens", "tokens.title", d).WithError(msg))
 }
 
 // createTokenFromPage makes an API token for an integration, as POST
@@ -270,9 +264,7 @@ func (s *Server) renderPools(c *gin.Context, status int, msg string) {
 		s.failPage(c, err)
 		return
 	}
-	v := s.newView(c, "nav.pools", "pools.title", d)
-	v.Error = msg
-	s.render(c, status, "pools", "", v)
+	s.render(c, status, "pools", "", s.newView(c, "nav.pools", "pools.title", d).WithError(msg))
 }
 
 // updatePoolFromPage changes a pool's caps, cool-down and recycling, as
@@ -372,9 +364,7 @@ func (s *Server) renderTeams(c *gin.Context, status int, msg string) {
 		}
 		d.Teams = append(d.Teams, tv)
 	}
-	v := s.newView(c, "nav.teams", "teams.title", d)
-	v.Error = msg
-	s.render(c, status, "teams", "", v)
+	s.render(c, status, "teams", "", s.newView(c, "nav.teams", "teams.title", d).WithError(msg))
 }
 
 // createTeamFromPage makes a team with its manager, as POST /api/v1/teams.
@@ -423,9 +413,7 @@ func (s *Server) renderCalendar(c *gin.Context, status int, msg string, posted *
 	if len(d.Calendar.WorkHours) == 0 {
 		d.Calendar.WorkHours, d.Default = configs.DefaultWorkHours(), true
 	}
-	v := s.newView(c, "nav.calendar", "calendar.title", d)
-	v.Error = msg
-	s.render(c, status, "calendar", "", v)
+	s.render(c, status, "calendar", "", s.newView(c, "nav.calendar", "calendar.title", d).WithError(msg))
 }
 
 // saveCalendarFromPage changes the corp's work calendar: checked first, then

@@ -256,9 +256,7 @@ func (s *Server) renderSidebarContact(c *gin.Context, status int, msg string) {
 			return
 		}
 	}
-	v := s.newView(c, "", "sidebar.title", d)
-	v.Error = msg
-	s.render(c, status, "sidebar", "sidebar_contact", v)
+	s.render(c, status, "sidebar", "sidebar_contact", s.newView(c, "", "sidebar.title", d).WithError(msg))
 }
 
 // sidebarTag adds (?add=) or removes (?remove=) a corp tag on the customer

@@ -40,9 +40,7 @@ func (s *Server) renderStores(c *gin.Context, status int, msg string, d storesDa
 		return
 	}
 	d.Stores = list
-	v := s.newView(c, "nav.codes", "stores.title", d)
-	v.Error = msg
-	s.render(c, status, "stores", "", v)
+	s.render(c, status, "stores", "", s.newView(c, "nav.codes", "stores.title", d).WithError(msg))
 }
 
 // maxStoresFile bounds a stores CSV: a corp's stores, not its customers.

@@ -358,13 +358,7 @@ func TestBrowser_SidebarAddsATagThatReachesWeCom(t *testing.T) {
 	if !strings.Contains(card, "陈小姐") || !strings.Contains(card, tagName) {
 		t.Fatalf("the card: %q", card)
 	}
-	var tagged bool
-	s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
-		for _, t := range c.Customers[customer].Follows["zhangsan"].Tags {
-			tagged = tagged || t.TagID == tag
-		}
-	})
-	if !tagged {
+	if !followTagged(s, customer, "zhangsan", tag) {
 		t.Fatal("the tag did not reach WeCom")
 	}
 }

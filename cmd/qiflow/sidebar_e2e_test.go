@@ -125,13 +125,7 @@ func TestE2E_SidebarSignsInThroughWeComAndTagsTheCustomer(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("tag: %d %s", resp.StatusCode, b)
 		}
-		var tagged bool
-		s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
-			for _, t := range c.Customers[customer].Follows["zhangsan"].Tags {
-				tagged = tagged || t.TagID == tag
-			}
-		})
-		if !tagged {
+		if !followTagged(s, customer, "zhangsan", tag) {
 			t.Fatal("the tag did not reach WeCom")
 		}
 		if !strings.Contains(string(b), `"remove": "`+tag+`"`) {
@@ -158,4 +152,16 @@ func csrfFromPage(t *testing.T, page string) string {
 	}
 	rest := page[i+len(csrfInBody):]
 	return rest[:strings.Index(rest, `"`)]
+}
+
+// followTagged says whether WeCom (the fake) has tag on the customer as
+// staff member user follows them.
+func followTagged(s *stack, customer, user, tag string) bool {
+	var tagged bool
+	s.fake.Inspect(e2eCorp, func(c *fake.Corp) {
+		for _, t := range c.Customers[customer].Follows[user].Tags {
+			tagged = tagged || t.TagID == tag
+		}
+	})
+	return tagged
 }
