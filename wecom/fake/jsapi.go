@@ -8,7 +8,8 @@ import (
 
 // Web pages WeCom opens (the chat sidebar): OAuth for the staff member's
 // identity and the JS-SDK's tickets, with WeCom's limits: a code works
-// once and for 5 minutes (40029 otherwise), and a corp may fetch its
+// once and for 5 minutes (40029 otherwise), only for a page on the app's
+// trusted domain (50001; the fake trusts Qiflow's callback host), and a corp may fetch its
 // jsapi_ticket 400 times an hour, an app its agent ticket 100 times
 // (45009 past either).
 
@@ -22,8 +23,13 @@ const (
 
 type oauthCode struct {
 	corp, userID string
+	host         string // of the page the code was sent back to
 	expires      time.Time
 }
+
+// codeRedirectMismatch is WeCom's answer to a code whose page is not on the
+// app's trusted domain (the fake takes Qiflow's callback host for it).
+const codeRedirectMismatch = 50001
 
 // onlyQuery refuses a GET whose query names anything but access_token and
 // allowed, or lacks a required one, as WeCom refuses unknown parameters.
@@ -115,6 +121,9 @@ func getUserInfoByCode(f *Fake, c *Corp, r *http.Request, _ []byte) (any, *apiEr
 	if !ok || oc.corp != c.ID || f.now().After(oc.expires) {
 		return nil, errf(codeInvalidOAuthCode, "invalid code")
 	}
+	if trusted, err := url.Parse(c.CallbackURL); err == nil && trusted.Hostname() != "" && trusted.Hostname() != oc.host {
+		return nil, errf(codeRedirectMismatch, "redirect_uri domain %s is not the app's trusted domain", oc.host)
+	}
 	return m("userid", oc.userID), nil
 }
 
@@ -152,7 +161,7 @@ func (f *Fake) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	code := f.nextID("oauth") + f.nextID("")
-	f.oauthCodes[code] = oauthCode{corp: c.ID, userID: user, expires: f.now().Add(oauthCodeLife)}
+	f.oauthCodes[code] = oauthCode{corp: c.ID, userID: user, host: redirect.Hostname(), expires: f.now().Add(oauthCodeLife)}
 	back := redirect.Query()
 	back.Set("code", code)
 	back.Set("state", q.Get("state"))

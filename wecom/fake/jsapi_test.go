@@ -38,6 +38,19 @@ func TestFake_OAuthCodeOnceAndJSSignatures(t *testing.T) {
 	if _, err := api.UserIDByCode(ctx, "wwjs", code); !wecom.IsCode(err, wecom.CodeInvalidCode) {
 		t.Fatalf("the code again: %v, want 40029", err)
 	}
+	// A page off the app's trusted domain (Qiflow's callback host) gets
+	// no user: 50001.
+	f.SetCallbackURL("wwjs", "https://qiflow.example.com/wecom/callback/wwjs")
+	q.Set("redirect_uri", "https://evil.example/steal")
+	resp, err = noFollow.Get(base + "/connect/oauth2/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	back, _ = url.Parse(resp.Header.Get("Location"))
+	if _, err := api.UserIDByCode(ctx, "wwjs", back.Query().Get("code")); !wecom.IsCode(err, 50001) {
+		t.Fatalf("a code for another domain: %v, want 50001", err)
+	}
 	page := "https://qiflow.example.com/sidebar?x=1"
 	for _, agent := range []bool{false, true} {
 		sig, err := api.SignJS(ctx, "wwjs", page, agent)
