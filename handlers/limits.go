@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,25 +22,25 @@ func (s *Server) kvKey(parts ...string) string {
 	return s.d.KV.Key(parts...)
 }
 
-// overLimit counts one more for each limit in the current fixed window
-// (shared by every instance through Redis) and says whether any is over,
-// with how long until the window ends. Should Redis be unreachable the
-// request goes through (logged): shutting every user out would be worse
-// than an unthrottled window.
+// overLimit counts one more for each limit in its window (shared by every
+// instance through Redis) and says whether any is over, with how long until
+// that window ends. A window starts at the first request it counts rather
+// than on a clock boundary: a fixed boundary would let twice the limit
+// through around it (and reset a count midway through a burst). Should Redis
+// be unreachable the request goes through (logged): shutting every user out
+// would be worse than an unthrottled window.
 func (s *Server) overLimit(c *gin.Context, window time.Duration, limits ...limit) (time.Duration, bool) {
 	if s.d.KV == nil {
 		return 0, false
 	}
 	ctx := c.Request.Context()
-	start := time.Now().Truncate(window)
-	wait := time.Until(start.Add(window))
-	slot := strconv.FormatInt(start.Unix(), 10)
 	pipe := s.d.KV.TxPipeline()
 	counts := make([]*redis.IntCmd, len(limits))
+	ttls := make([]*redis.DurationCmd, len(limits))
 	for i, l := range limits {
-		key := l.key + ":" + slot
-		counts[i] = pipe.Incr(ctx, key)
-		pipe.Expire(ctx, key, window)
+		pipe.SetNX(ctx, l.key, 0, window)
+		counts[i] = pipe.Incr(ctx, l.key)
+		ttls[i] = pipe.PTTL(ctx, l.key)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		s.logger(c).Warn("requests not counted: redis unreachable", "path", c.Request.URL.Path, "err", err)
@@ -49,7 +48,7 @@ func (s *Server) overLimit(c *gin.Context, window time.Duration, limits ...limit
 	}
 	for i, l := range limits {
 		if counts[i].Val() > l.limit {
-			return wait, true
+			return max(ttls[i].Val(), time.Second), true
 		}
 	}
 	return 0, false
