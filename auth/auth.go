@@ -72,16 +72,17 @@ const (
 	PermActivitiesWrite Permission = "activities.write" // record behaviour from other systems
 	PermScoringManage   Permission = "scoring.manage"   // engagement rules, half-life, MQL threshold
 	PermContactsTag     Permission = "contacts.tag"     // tag the customers one follows (the chat sidebar)
+	PermJourneysManage  Permission = "journeys.manage"  // segments and journeys: design, publish, enrol
 )
 
 // Permissions lists every permission.
 var Permissions = []Permission{PermEventsRead, PermEventsReplay, PermJobsRead, PermJobsManage, PermDirectoryRead,
-	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermHandoffsAnswer, PermLeadsExport, PermPoolsManage, PermActivitiesWrite, PermScoringManage, PermContactsTag}
+	PermDirectorySync, PermUsersManage, PermTokensManage, PermPII, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsClaim, PermLeadsWrite, PermHandoffsAnswer, PermLeadsExport, PermPoolsManage, PermActivitiesWrite, PermScoringManage, PermContactsTag, PermJourneysManage}
 
 // defaultGrants is what each role may do unless a corp overrides it.
 var defaultGrants = map[Role][]Permission{
 	RoleAdmin:    Permissions,
-	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermLeadsExport, PermActivitiesWrite, PermScoringManage, PermContactsTag},
+	RoleMarketer: {PermDirectoryRead, PermJobsRead, PermTokensManage, PermCodesManage, PermCodesRead, PermLeadsRead, PermLeadsWrite, PermLeadsExport, PermActivitiesWrite, PermScoringManage, PermContactsTag, PermJourneysManage},
 	RoleCS:       {PermDirectoryRead, PermTokensManage, PermCodesRead, PermContactsTag},
 	RoleSDR:      {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermLeadsClaim, PermContactsTag},
 	RoleSales:    {PermDirectoryRead, PermTokensManage, PermPII, PermLeadsRead, PermHandoffsAnswer, PermContactsTag},

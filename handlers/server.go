@@ -21,6 +21,7 @@ import (
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/journeys"
 	"github.com/qiflow/qiflow/kv"
 	"github.com/qiflow/qiflow/leads"
 	"github.com/qiflow/qiflow/livecode"
@@ -45,6 +46,7 @@ type Deps struct {
 	Directory *directory.Directory
 	LiveCodes *livecode.Service
 	Leads     *leads.Service
+	Journeys  *journeys.Service
 	Media     *media.Store
 	// TrustedProxies may set X-Forwarded-For.
 	TrustedProxies []string
@@ -159,7 +161,7 @@ func (s *Server) routes() []Route {
 		{"GET", "/contacts", auth.PermDirectoryRead, s.listContacts},
 		{"GET", "/groups", auth.PermDirectoryRead, s.listGroups},
 		{"GET", "/contacts/:id", auth.PermDirectoryRead, s.getContact},
-	}, slices.Concat(s.codeRoutes(), s.storeRoutes(), s.leadRoutes())...)
+	}, slices.Concat(s.codeRoutes(), s.storeRoutes(), s.leadRoutes(), s.journeyRoutes())...)
 }
 
 type ctxKey string

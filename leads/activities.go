@@ -162,6 +162,13 @@ func (s *Service) recordAndScore(ctx context.Context, tx *qsql.Tx, rows []activi
 			byCorp[a.Corp] = append(byCorp[a.Corp], scoredActivity{Lead: lead, activityRow: a})
 		}
 	}
+	var scored []scoredActivity
+	for _, corp := range corps {
+		scored = append(scored, byCorp[corp]...)
+	}
+	if err := s.store.publishActivities(ctx, tx, scored, qsql.Millis(now)); err != nil {
+		return n, err
+	}
 	if len(corps) == 0 {
 		return n, nil
 	}

@@ -194,4 +194,11 @@ func (s *Service) now() time.Time { return (*s.clock.Load())() }
 const SubscriberIntake = "leads.intake"
 
 // Subscribe registers intake on the bus.
-func (s *Service) Subscribe(b *jobs.Bus) { s.subscribeIntake(b) }
+// It also registers the events the lead pool publishes (LeadChanged,
+// ActivitiesRecorded), which it publishes from then on.
+func (s *Service) Subscribe(b *jobs.Bus) {
+	jobs.RegisterEvent[LeadChanged](b)
+	jobs.RegisterEvent[ActivitiesRecorded](b)
+	s.store.bus = b
+	s.subscribeIntake(b)
+}

@@ -9,13 +9,17 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
 // store holds every SQL statement of the lead pool. It owns the tables
 // people, person_identities, lead_pools, leads, lead_history and
 // lead_claim_counters.
-type store struct{ db *qsql.DB }
+type store struct {
+	db  *qsql.DB
+	bus *jobs.Bus // where changes are published (nil: not published)
+}
 
 const defaultPoolName = "default"
 
@@ -469,8 +473,10 @@ func (st *store) addHistories(ctx context.Context, tx *qsql.Tx, hs []historyRow)
 		}
 		args = append(args, h.Corp, h.Lead, h.At, h.ActorUserID, h.Kind, h.From, h.To, truncate(h.Reason, 500), key)
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO lead_history (corp_id, lead_id, at, actor_user_id, kind, from_value, to_value, reason, event_key) VALUES `+strings.Join(rows, ","), args...)
-	return err
+	if _, err := tx.ExecContext(ctx, `INSERT INTO lead_history (corp_id, lead_id, at, actor_user_id, kind, from_value, to_value, reason, event_key) VALUES `+strings.Join(rows, ","), args...); err != nil {
+		return err
+	}
+	return st.publishChanges(ctx, tx, hs)
 }
 
 // movePool moves a lead to another pool if it is still at version.

@@ -1067,3 +1067,49 @@ func (st *store) mergeCompanies(ctx context.Context, tx *qsql.Tx, corp string, i
 	_, err := tx.ExecContext(ctx, `DELETE FROM companies WHERE corp_id = ? AND id = ?`, corp, from)
 	return err
 }
+
+// profiles reads live leads with their person and company: those among ids,
+// or (ids nil) those after the lead id after, at most limit, in id order.
+func (st *store) profiles(ctx context.Context, corp string, after int64, limit int, ids []int64) ([]Profile, error) {
+	const cols = `SELECT l.id, l.person_id, p.name, p.title, p.region, COALESCE(c.industry, '') AS industry, COALESCE(c.size, 0) AS company_size,
+		l.budget, l.authority, l.need, l.timeline, l.source, l.channel, l.code_id, l.staff_userid, l.stage, l.status, l.grade, l.fit_points,
+		l.cooling, l.owner_user_id, l.pool_id, l.created_at, l.engagement_milli, l.engagement_at
+		FROM leads l JOIN people p ON p.id = l.person_id LEFT JOIN companies c ON c.id = p.company_id`
+	out := []Profile{}
+	if ids == nil {
+		err := st.db.SelectContext(ctx, &out, cols+` WHERE l.corp_id = ? AND l.id > ? AND l.merged_into = 0 ORDER BY l.id LIMIT ?`, corp, after, limit)
+		return out, err
+	}
+	q, args, err := sqlx.In(cols+` WHERE l.corp_id = ? AND l.id IN (?) AND l.merged_into = 0 ORDER BY l.id`, corp, ids)
+	if err != nil {
+		return nil, err
+	}
+	err = st.db.SelectContext(ctx, &out, st.db.Rebind(q), args...)
+	return out, err
+}
+
+type activityCountRow struct {
+	Lead   int64 `db:"lead_id"`
+	N      int   `db:"n"`
+	Oldest int64 `db:"oldest"`
+}
+
+// countActivities counts the activities of typ ("" any) at or after since
+// of each lead among ids' person.
+func (st *store) countActivities(ctx context.Context, corp string, ids []int64, typ string, since int64) ([]activityCountRow, error) {
+	cond := ""
+	args := []any{corp, ids, since}
+	if typ != "" {
+		cond = " AND a.type = ?"
+		args = append(args, typ)
+	}
+	q, qargs, err := sqlx.In(`SELECT l.id AS lead_id, COUNT(*) AS n, MIN(a.at) AS oldest
+		FROM leads l JOIN activities a ON a.person_id = l.person_id
+		WHERE l.corp_id = ? AND l.id IN (?) AND a.at >= ?`+cond+` GROUP BY l.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []activityCountRow
+	err = st.db.SelectContext(ctx, &out, st.db.Rebind(q), qargs...)
+	return out, err
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/handlers"
 	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/journeys"
 	"github.com/qiflow/qiflow/kv"
 	"github.com/qiflow/qiflow/leads"
 	"github.com/qiflow/qiflow/livecode"
@@ -34,22 +35,24 @@ type app struct {
 	log   *slog.Logger
 	owner string
 
-	db    *qsql.DB
-	kv    *kv.Store
-	fake  *fake.Fake // the in-process sandbox WeCom, when on
-	api   *wecom.API
-	bus   *jobs.Bus
-	disp  *jobs.Dispatcher
-	run   *jobs.Runner
-	cron  *jobs.Cron
-	dir   *directory.Directory
-	codes *livecode.Service
-	leads *leads.Service
-	media *media.Store
-	auth  *auth.Service
-	srv   *http.Server
-	ln    net.Listener
-	corps []configs.CorpConfig
+	db         *qsql.DB
+	kv         *kv.Store
+	fake       *fake.Fake // the in-process sandbox WeCom, when on
+	api        *wecom.API
+	bus        *jobs.Bus
+	disp       *jobs.Dispatcher
+	run        *jobs.Runner
+	cron       *jobs.Cron
+	dir        *directory.Directory
+	codes      *livecode.Service
+	leads      *leads.Service
+	journeys   *journeys.Service
+	stopEngine context.CancelFunc // ends the journey engine
+	media      *media.Store
+	auth       *auth.Service
+	srv        *http.Server
+	ln         net.Listener
+	corps      []configs.CorpConfig
 	// calendars are the corps' live work calendars: the file's, replaced by
 	// what admins set in the console (reloaded every calendarReload).
 	calendars     map[string]*configs.Calendar
@@ -136,6 +139,8 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.codes.Subscribe(a.bus)
 	a.leads = leads.New(a.db, a.dir, calendars, log)
 	a.leads.Subscribe(a.bus)
+	a.journeys = journeys.New(a.db, a.leads, calendars, log)
+	a.journeys.Subscribe(a.bus)
 	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
 		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
@@ -156,6 +161,8 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.run.Register(leads.JobRescore, a.leads.RunRescore)
 	a.run.Register(leads.JobImport, a.leads.RunImport)
 	a.leads.SetJobs(a.run)
+	a.run.Register(journeys.JobRebuild, a.journeys.RunRebuild)
+	a.journeys.SetJobs(a.run)
 	a.leads.SetNotifier(a.api, a.auth.StaffID)
 	a.leads.SetManagers(a.auth.ManagerOf)
 	a.leads.PublicURL = cfg.PublicURL
@@ -279,7 +286,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		agentIDs[c.ID] = c.AgentID
 	}
 	engine, _ := handlers.New(handlers.Deps{
-		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
+		Log: log, Corps: hcorps, Bus: a.bus, Runner: a.run, Auth: a.auth, Directory: a.dir, LiveCodes: a.codes, Leads: a.leads, Journeys: a.journeys, Media: a.media, TrustedProxies: cfg.TrustedProxies, KV: a.kv,
 		PublicURL: cfg.PublicURL,
 		Pages:     a.api, OAuthBase: oauthBase, JSSDK: jssdk, AgentIDs: agentIDs, Calendars: calendars,
 		Location: func(corp string) *time.Location {
@@ -347,6 +354,9 @@ func (a *app) start() error {
 	a.codes.Start()
 	a.run.Start(2)
 	a.cron.Start()
+	engineCtx, stopEngine := context.WithCancel(context.Background())
+	a.stopEngine = stopEngine
+	go a.journeys.Engine().Run(engineCtx)
 	go a.reloadCalendars()
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -379,6 +389,13 @@ func (a *app) shutdown(ctx context.Context) {
 	}
 	if a.run != nil {
 		a.run.Stop(ctx)
+	}
+	if a.stopEngine != nil {
+		a.stopEngine()
+		select {
+		case <-a.journeys.Engine().Done():
+		case <-ctx.Done():
+		}
 	}
 	if a.cron != nil && a.ln != nil {
 		a.cron.Stop()

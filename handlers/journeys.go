@@ -1,0 +1,358 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qiflow/qiflow/auth"
+	"github.com/qiflow/qiflow/journeys"
+)
+
+// journeyRoutes are segments and journeys: marketers (journeys.manage)
+// design and run them; whoever reads leads may look.
+func (s *Server) journeyRoutes() []Route {
+	if s.d.Journeys == nil {
+		return nil
+	}
+	return []Route{
+		{"GET", "/segments", auth.PermLeadsRead, s.listSegments},
+		{"GET", "/segments/fields", auth.PermLeadsRead, s.segmentFields},
+		{"POST", "/segments", auth.PermJourneysManage, s.saveSegment},
+		{"POST", "/segments/preview", auth.PermJourneysManage, s.previewSegment},
+		{"GET", "/segments/:id", auth.PermLeadsRead, s.getSegment},
+		{"PUT", "/segments/:id", auth.PermJourneysManage, s.saveSegment},
+		{"GET", "/segments/:id/members", auth.PermLeadsRead, s.segmentMembers},
+		{"POST", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(true)},
+		{"DELETE", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(false)},
+		{"GET", "/journeys", auth.PermLeadsRead, s.listJourneys},
+		{"POST", "/journeys", auth.PermJourneysManage, s.saveJourney},
+		{"GET", "/journeys/:id", auth.PermLeadsRead, s.getJourney},
+		{"PUT", "/journeys/:id", auth.PermJourneysManage, s.saveJourney},
+		{"POST", "/journeys/:id/publish", auth.PermJourneysManage, s.publishJourney},
+		{"POST", "/journeys/:id/status", auth.PermJourneysManage, s.journeyStatus},
+		{"POST", "/journeys/:id/enrolments", auth.PermJourneysManage, s.enrol},
+		{"GET", "/journeys/:id/stats", auth.PermLeadsRead, s.journeyStats},
+		{"GET", "/journeys/:id/runs", auth.PermLeadsRead, s.journeyRuns},
+		{"GET", "/journeys/:id/runs/:run/actions", auth.PermLeadsRead, s.runActions},
+		{"GET", "/journeys/:id/dry-run", auth.PermLeadsRead, s.dryRun},
+	}
+}
+
+func (s *Server) listSegments(c *gin.Context) {
+	gs, err := s.d.Journeys.Segments(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"segments": gs})
+}
+
+// segmentFields lists what a filter may name, for the builders.
+func (s *Server) segmentFields(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"fields": journeys.Fields()})
+}
+
+// saveSegment creates (POST) or updates (PUT /:id) a segment.
+func (s *Server) saveSegment(c *gin.Context) {
+	var in struct {
+		Name   string          `json:"name"`
+		Kind   string          `json:"kind"`
+		Filter journeys.Filter `json:"filter"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	g := journeys.Segment{CorpID: principal(c).CorpID, Name: in.Name, Kind: in.Kind, Filter: in.Filter}
+	ctx := c.Request.Context()
+	if c.Param("id") == "" {
+		out, err := s.d.Journeys.CreateSegment(ctx, g)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, out)
+		return
+	}
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	g.ID = id
+	out, err := s.d.Journeys.UpdateSegment(ctx, g)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) previewSegment(c *gin.Context) {
+	var in struct {
+		Filter journeys.Filter `json:"filter"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	p, err := s.d.Journeys.PreviewFilter(c.Request.Context(), principal(c).CorpID, in.Filter)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+func (s *Server) getSegment(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	g, err := s.d.Journeys.Segment(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, g)
+}
+
+// segmentMembers pages through members: ?after=<lead id>&limit=.
+func (s *Server) segmentMembers(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	after, ok := optInt(c, "after")
+	if !ok {
+		return
+	}
+	limit, ok := optInt(c, "limit")
+	if !ok {
+		return
+	}
+	ms, err := s.d.Journeys.Members(c.Request.Context(), principal(c).CorpID, id, after, int(limit))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"members": ms})
+}
+
+// pinMembers adds (POST) or removes (DELETE) leads by hand.
+func (s *Server) pinMembers(in bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id, ok := pathID(c, "id")
+		if !ok {
+			return
+		}
+		var body struct {
+			LeadIDs []int64 `json:"lead_ids"`
+		}
+		if !bind(c, &body) {
+			return
+		}
+		if len(body.LeadIDs) == 0 || len(body.LeadIDs) > 1000 {
+			invalid(c, "lead_ids", "are 1 to 1000 lead ids")
+			return
+		}
+		g, err := s.d.Journeys.Pin(c.Request.Context(), principal(c).CorpID, id, body.LeadIDs, in)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, g)
+	}
+}
+
+func (s *Server) listJourneys(c *gin.Context) {
+	js, err := s.d.Journeys.Journeys(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"journeys": js})
+}
+
+// saveJourney creates (POST) or updates (PUT /:id) a journey's draft.
+func (s *Server) saveJourney(c *gin.Context) {
+	var in struct {
+		Name  string         `json:"name"`
+		Draft journeys.Graph `json:"draft"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	j := journeys.Journey{CorpID: principal(c).CorpID, Name: in.Name, Draft: in.Draft}
+	status := http.StatusCreated
+	if c.Param("id") != "" {
+		id, ok := pathID(c, "id")
+		if !ok {
+			return
+		}
+		j.ID, status = id, http.StatusOK
+	}
+	out, err := s.d.Journeys.SaveJourney(c.Request.Context(), j)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(status, out)
+}
+
+func (s *Server) getJourney(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	j, err := s.d.Journeys.Journey(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, j)
+}
+
+func (s *Server) publishJourney(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in journeys.PublishIn
+	if c.Request.ContentLength != 0 && !bind(c, &in) {
+		return
+	}
+	in.Actor = principal(c).UserID
+	j, err := s.d.Journeys.Publish(c.Request.Context(), principal(c).CorpID, id, in)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, j)
+}
+
+func (s *Server) journeyStatus(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in struct {
+		Status string `json:"status"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	j, err := s.d.Journeys.SetStatus(c.Request.Context(), principal(c).CorpID, id, in.Status)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, j)
+}
+
+func (s *Server) enrol(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in struct {
+		LeadIDs []int64 `json:"lead_ids"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	if len(in.LeadIDs) == 0 || len(in.LeadIDs) > 1000 {
+		invalid(c, "lead_ids", "are 1 to 1000 lead ids")
+		return
+	}
+	n, err := s.d.Journeys.Enrol(c.Request.Context(), principal(c).CorpID, id, in.LeadIDs)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"enrolled": n})
+}
+
+func (s *Server) journeyStats(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	st, err := s.d.Journeys.JourneyStats(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
+
+// journeyRuns pages through runs: ?state=&after=<run id>&limit=.
+func (s *Server) journeyRuns(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	after, ok := optInt(c, "after")
+	if !ok {
+		return
+	}
+	limit, ok := optInt(c, "limit")
+	if !ok {
+		return
+	}
+	rs, err := s.d.Journeys.Runs(c.Request.Context(), principal(c).CorpID, id, c.Query("state"), after, int(limit))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"runs": rs})
+}
+
+func (s *Server) runActions(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	run, ok := pathID(c, "run")
+	if !ok {
+		return
+	}
+	as, err := s.d.Journeys.RunActions(c.Request.Context(), principal(c).CorpID, id, run)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"actions": as})
+}
+
+// dryRun explains a lead's way through the draft: ?lead=<id>.
+func (s *Server) dryRun(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	lead, err := strconv.ParseInt(c.Query("lead"), 10, 64)
+	if err != nil || lead <= 0 {
+		invalid(c, "lead", "must be a lead id")
+		return
+	}
+	steps, err := s.d.Journeys.DryRun(c.Request.Context(), principal(c).CorpID, id, lead)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"steps": steps})
+}
+
+// optInt reads an optional non-negative integer query parameter.
+func optInt(c *gin.Context, name string) (int64, bool) {
+	v := c.Query(name)
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		invalid(c, name, "must be a non-negative integer")
+		return 0, false
+	}
+	return n, true
+}

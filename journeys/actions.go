@@ -1,0 +1,171 @@
+package journeys
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/leads"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// errPermanent marks an action failure that retrying cannot fix.
+var errPermanent = errors.New("permanent")
+
+// actionRecord is an action a run took (or tried) at a step.
+type actionRecord struct {
+	Run    int64
+	Step   int
+	Node   string
+	Kind   string
+	Status string // done | skipped | failed
+	Detail string
+	At     int64
+}
+
+// ActionKey is an action's idempotency key: the run and the step it was
+// taken at (a step is one visit of a node, so a loop's second visit is a
+// new key). A retried claim repeats the key, never the action: the lead
+// pool drops an activity whose key it has, a stage or status already set
+// is skipped, a segment change is a set, and webhooks carry the key for the
+// receiver.
+func ActionKey(run int64, step int) string { return fmt.Sprintf("journey:%d:%d", run, step) }
+
+// act takes a run's action at its node.
+func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p *leads.Profile, now time.Time) (actionRecord, error) {
+	a := n.Action
+	rec := actionRecord{Run: r.ID, Step: r.Step, Node: n.ID, Kind: a.Kind, Status: "done", At: qsql.Millis(now)}
+	key := ActionKey(r.ID, r.Step)
+	reason := a.Reason
+	if reason == "" {
+		reason = fmt.Sprintf("journey %d, step %s", r.JourneyID, n.ID)
+	}
+	var err error
+	switch a.Kind {
+	case ActionStage:
+		if p.Stage == a.Stage {
+			rec.Status = "skipped"
+			break
+		}
+		_, err = s.leads.ChangeStage(ctx, r.CorpID, r.LeadID, 0, true, a.Stage, reason)
+		if err == nil {
+			p.Stage = a.Stage
+		}
+	case ActionStatus:
+		if p.Status == a.Status {
+			rec.Status = "skipped"
+			break
+		}
+		_, err = s.leads.SetStatus(ctx, r.CorpID, r.LeadID, 0, true, a.Status, reason)
+		if err == nil {
+			p.Status = a.Status
+		}
+	case ActionActivity:
+		props, _ := json.Marshal(map[string]any{"journey_id": r.JourneyID, "node": n.ID})
+		var res leads.ActivitiesResult
+		res, err = s.leads.RecordActivities(ctx, r.CorpID, []leads.ActivityIn{{PersonID: p.PersonID, Type: a.Activity, At: now, Properties: props, Key: key}})
+		if err == nil && len(res.Rejected) > 0 {
+			err = fmt.Errorf("%w: activity refused: %s %s", errPermanent, res.Rejected[0].Field, res.Rejected[0].Reason)
+		}
+	case ActionSegmentAdd, ActionSegmentRemove:
+		err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			seg, err := readSegment(ctx, tx, r.CorpID, a.Segment)
+			if err != nil {
+				return err
+			}
+			if err := seg.decode(); err != nil {
+				return err
+			}
+			if seg.Kind != KindStatic {
+				return ErrNotStatic
+			}
+			pin := 1
+			if a.Kind == ActionSegmentRemove {
+				pin = -1
+			}
+			return s.pinTx(ctx, tx, seg, []int64{r.LeadID}, pin)
+		})
+	case ActionWebhook:
+		err = s.webhooks.post(ctx, a.URL, a.Secret, key, webhookBody{
+			Journey: r.JourneyID, Version: r.Version, Run: r.ID, Node: n.ID, Step: r.Step, At: now.UTC().Format(time.RFC3339), Lead: p,
+		})
+	}
+	if err != nil {
+		if _, ok := apperr.As(err); ok { // refused by the lead pool: retrying will not help
+			err = fmt.Errorf("%w: %v", errPermanent, err)
+		}
+		rec.Status, rec.Detail = "failed", truncate(err.Error(), 500)
+	}
+	return rec, err
+}
+
+// webhookBody is what a webhook action posts.
+type webhookBody struct {
+	Journey int64          `json:"journey_id"`
+	Version int64          `json:"version"`
+	Run     int64          `json:"run_id"`
+	Node    string         `json:"node"`
+	Step    int            `json:"step"`
+	At      string         `json:"at"`
+	Lead    *leads.Profile `json:"lead"`
+}
+
+// webhookPoster posts signed webhooks.
+type webhookPoster interface {
+	post(ctx context.Context, url, secret, key string, body any) error
+}
+
+type httpWebhooks struct{ client *http.Client }
+
+func newWebhookPoster() webhookPoster {
+	return httpWebhooks{client: &http.Client{Timeout: 10 * time.Second}}
+}
+
+func validWebhookURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// post sends body with X-Qiflow-Signature: sha256=HMAC-SHA256(secret, body)
+// and Idempotency-Key; a 2xx is done, a 4xx other than 408/429 will not be
+// retried, anything else is retried with backoff by the engine.
+func (h httpWebhooks) post(ctx context.Context, target, secret, key string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(b)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errPermanent, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Qiflow-Signature", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return fmt.Errorf("%w: webhook answered %d", errPermanent, resp.StatusCode)
+	}
+	return fmt.Errorf("webhook answered %d", resp.StatusCode)
+}

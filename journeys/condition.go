@@ -1,0 +1,364 @@
+package journeys
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/leads"
+)
+
+// Filter is a segment's or a condition node's filter tree, as the console's
+// builder edits it: a group (all/any, nesting) or one leaf. A leaf is a
+// field comparison, a behaviour in a time window, or a raw expression for
+// what the builder cannot say. The tree compiles to one expression of the
+// expression library the scoring rules use (expr), checked when saved.
+type Filter struct {
+	All []Filter `json:"all,omitempty"`
+	Any []Filter `json:"any,omitempty"`
+	Not *Filter  `json:"not,omitempty"`
+
+	// Field comparison: field op value.
+	Field string          `json:"field,omitempty"`
+	Op    string          `json:"op,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
+
+	// Behaviour: activities of a type ("*" any) in the last Days days
+	// (0: ever), at least Min and (Max ≥ 0) at most Max. "Never did Y" is
+	// {activity: Y, max: 0}; "no activity for 30 days" is {activity: "*",
+	// days: 30, max: 0}.
+	Activity string `json:"activity,omitempty"`
+	Days     int    `json:"days,omitempty"`
+	Min      int    `json:"min,omitempty"`
+	Max      *int   `json:"max,omitempty"`
+
+	// Expr is a raw condition over the same fields.
+	Expr string `json:"expr,omitempty"`
+}
+
+// env is what a condition sees: the lead's profile, its tags, and its
+// activity counts over windows (fetched before evaluation: see compiled.queries).
+type env struct {
+	leads.Profile
+	Tags       []string                       `expr:"tags"`
+	Activities func(typ string, days int) int `expr:"activities"`
+}
+
+// fieldNames are the names a condition may use, for pickers and errors.
+var fieldNames = func() map[string]reflect.Kind {
+	out := map[string]reflect.Kind{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			if name := f.Tag.Get("expr"); name != "" && name != "-" {
+				out[name] = f.Type.Kind()
+			}
+		}
+	}
+	walk(reflect.TypeOf(env{}))
+	return out
+}()
+
+// Fields lists the fields a condition may name, sorted.
+func Fields() []string {
+	out := make([]string, 0, len(fieldNames))
+	for k := range fieldNames {
+		if k != "activities" {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ops maps a comparison to its expression.
+var ops = map[string]string{"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "in": "in", "not_in": "not in"}
+
+// Source compiles the tree to an expression; bad parts are added to f
+// under path.
+func (t Filter) Source(path string, f apperr.Fields) string {
+	group := func(parts []Filter, name, join string) string {
+		if len(parts) == 0 {
+			f.Add(path+"."+name, "is an empty group")
+			return "false"
+		}
+		out := make([]string, len(parts))
+		for i, p := range parts {
+			out[i] = "(" + p.Source(fmt.Sprintf("%s.%s[%d]", path, name, i), f) + ")"
+		}
+		return strings.Join(out, join)
+	}
+	switch {
+	case t.All != nil:
+		return group(t.All, "all", " && ")
+	case t.Any != nil:
+		return group(t.Any, "any", " || ")
+	case t.Not != nil:
+		return "!(" + t.Not.Source(path+".not", f) + ")"
+	case t.Expr != "":
+		return t.Expr
+	case t.Activity != "":
+		if t.Days < 0 || t.Days > 3650 {
+			f.Add(path+".days", "is between 0 (ever) and 3650")
+		}
+		typ := t.Activity
+		if typ == "*" {
+			typ = ""
+		}
+		call := fmt.Sprintf("activities(%s, %d)", strconv.Quote(typ), t.Days)
+		parts := []string{}
+		if t.Min > 0 {
+			parts = append(parts, fmt.Sprintf("%s >= %d", call, t.Min))
+		}
+		if t.Max != nil {
+			if *t.Max < t.Min || *t.Max < 0 {
+				f.Add(path+".max", "is at least min and not negative")
+			}
+			parts = append(parts, fmt.Sprintf("%s <= %d", call, *t.Max))
+		}
+		if len(parts) == 0 {
+			parts = append(parts, call+" >= 1")
+		}
+		return strings.Join(parts, " && ")
+	case t.Field != "":
+		kind, ok := fieldNames[t.Field]
+		if !ok || t.Field == "activities" {
+			f.Add(path+".field", fmt.Sprintf("%q is not a field (one of: %s)", t.Field, strings.Join(Fields(), ", ")))
+			return "false"
+		}
+		switch t.Op {
+		case "empty", "not_empty":
+			cmp := map[bool]string{true: "==", false: "!="}[t.Op == "empty"]
+			switch kind {
+			case reflect.String:
+				return t.Field + " " + cmp + ` ""`
+			case reflect.Slice:
+				return "len(" + t.Field + ") " + cmp + " 0"
+			default:
+				return t.Field + " " + cmp + " 0"
+			}
+		case "contains", "prefix":
+			lit, ok := literal(t.Value)
+			if !ok || kind == reflect.Slice {
+				f.Add(path+".value", "is a string")
+				return "false"
+			}
+			if t.Op == "prefix" {
+				return t.Field + " startsWith " + lit
+			}
+			return t.Field + " contains " + lit
+		case "has": // a tag
+			lit, ok := literal(t.Value)
+			if !ok || kind != reflect.Slice {
+				f.Add(path+".op", "has applies to tags, with a string value")
+				return "false"
+			}
+			return lit + " in " + t.Field
+		}
+		op, ok := ops[t.Op]
+		if !ok {
+			f.Add(path+".op", "is one of eq, ne, gt, gte, lt, lte, in, not_in, contains, prefix, has, empty, not_empty")
+			return "false"
+		}
+		lit, ok := literal(t.Value)
+		if !ok {
+			f.Add(path+".value", "is a string, a number, a boolean or a list of them")
+			return "false"
+		}
+		return t.Field + " " + op + " " + lit
+	}
+	f.Add(path, "is a group (all, any, not) or a condition (field, activity or expr)")
+	return "false"
+}
+
+// literal renders a JSON value as an expression literal.
+func literal(raw json.RawMessage) (string, bool) {
+	var v any
+	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
+		return "", false
+	}
+	var render func(v any) (string, bool)
+	render = func(v any) (string, bool) {
+		switch x := v.(type) {
+		case string:
+			return strconv.Quote(x), true
+		case float64:
+			return strconv.FormatFloat(x, 'f', -1, 64), true
+		case bool:
+			return strconv.FormatBool(x), true
+		case []any:
+			parts := make([]string, len(x))
+			for i, e := range x {
+				s, ok := render(e)
+				if !ok {
+					return "", false
+				}
+				parts[i] = s
+			}
+			return "[" + strings.Join(parts, ", ") + "]", true
+		}
+		return "", false
+	}
+	return render(v)
+}
+
+// compiled is a checked condition, with what it reads: the profile fields
+// it names (to skip it when a change touches none of them) and the activity
+// windows it counts (fetched once per batch of leads before evaluating).
+type compiled struct {
+	source  string
+	program *vm.Program
+	fields  map[string]bool
+	queries []activityWindow
+}
+
+// activityWindow is one activities(type, days) the condition calls.
+type activityWindow struct {
+	Type string
+	Days int
+}
+
+// compileFilter checks a filter tree and compiles it; mistakes come back as
+// a 422 naming each bad part under field.
+func compileFilter(field string, t Filter) (*compiled, error) {
+	f := apperr.Fields{}
+	src := t.Source(field, f)
+	if len(f) > 0 {
+		return nil, f.Err()
+	}
+	c, err := compileSource(src)
+	if err != nil {
+		return nil, apperr.Field(field, err.Error())
+	}
+	return c, nil
+}
+
+// compileSource compiles an expression over env and finds what it reads.
+func compileSource(src string) (*compiled, error) {
+	prog, err := expr.Compile(src, expr.Env(env{}), expr.AsBool())
+	if err != nil {
+		return nil, fmt.Errorf("%s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	c := &compiled{source: src, program: prog, fields: map[string]bool{}}
+	v := &reads{c: c}
+	node := prog.Node()
+	ast.Walk(&node, v)
+	if v.err != nil {
+		return nil, v.err
+	}
+	return c, nil
+}
+
+// reads collects the fields and activity windows a condition names.
+type reads struct {
+	c   *compiled
+	err error
+}
+
+func (r *reads) Visit(n *ast.Node) {
+	switch x := (*n).(type) {
+	case *ast.IdentifierNode:
+		if _, ok := fieldNames[x.Value]; ok && x.Value != "activities" {
+			r.c.fields[x.Value] = true
+		}
+	case *ast.CallNode:
+		id, ok := x.Callee.(*ast.IdentifierNode)
+		if !ok || id.Value != "activities" {
+			return
+		}
+		typ, ok1 := x.Arguments[0].(*ast.StringNode)
+		days, ok2 := x.Arguments[1].(*ast.IntegerNode)
+		if !ok1 || !ok2 || days.Value < 0 {
+			r.err = fmt.Errorf("activities(type, days) takes a quoted type and a whole number of days")
+			return
+		}
+		w := activityWindow{Type: typ.Value, Days: days.Value}
+		for _, q := range r.c.queries {
+			if q == w {
+				return
+			}
+		}
+		r.c.queries = append(r.c.queries, w)
+	}
+}
+
+// eval evaluates the condition for one lead with its counts (answers to
+// c.queries, in order).
+func (c *compiled) eval(p leads.Profile, tags []string, counts []leads.ActivityCount) (bool, error) {
+	e := env{Profile: p, Tags: tags, Activities: func(typ string, days int) int {
+		for i, q := range c.queries {
+			if q.Type == typ && q.Days == days && i < len(counts) {
+				return counts[i].N
+			}
+		}
+		return 0
+	}}
+	out, err := expr.Run(c.program, e)
+	if err != nil {
+		return false, err
+	}
+	return out.(bool), nil
+}
+
+// activityQueries are c's windows as the lead pool's queries at now.
+func (c *compiled) activityQueries(now time.Time) []leads.ActivityQuery {
+	out := make([]leads.ActivityQuery, len(c.queries))
+	for i, q := range c.queries {
+		out[i] = leads.ActivityQuery{Type: q.Type}
+		if q.Days > 0 {
+			out[i].Since = now.Add(-time.Duration(q.Days) * 24 * time.Hour)
+		}
+	}
+	return out
+}
+
+// nextFlip is when a windowed count of c may next change without a new
+// activity: when the oldest activity it counts leaves its window (0: never).
+func (c *compiled) nextFlip(counts []leads.ActivityCount) int64 {
+	var next int64
+	for i, q := range c.queries {
+		if q.Days == 0 || i >= len(counts) || counts[i].N == 0 {
+			continue
+		}
+		at := counts[i].Oldest + int64(q.Days)*24*int64(time.Hour/time.Millisecond) + 1
+		if next == 0 || at < next {
+			next = at
+		}
+	}
+	return next
+}
+
+// touchedBy reports whether a change of the given profile fields (nil: any)
+// or activity types may change c's truth.
+func (c *compiled) touchedBy(fields []string, activityTypes []string) bool {
+	if fields == nil && activityTypes == nil {
+		return true
+	}
+	for _, f := range fields {
+		if c.fields[f] {
+			return true
+		}
+	}
+	for _, t := range activityTypes {
+		for _, q := range c.queries {
+			if q.Type == "" || q.Type == t {
+				return true
+			}
+		}
+	}
+	return false
+}

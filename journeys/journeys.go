@@ -1,0 +1,123 @@
+// Package journeys is marketing's nurture: segments (who matches a filter,
+// kept current as people change) and journeys (durable runs of people
+// through a versioned graph of waits, conditions, splits and actions).
+//
+// It reads people and leads only through the lead pool's service
+// (leads.Profiles, leads.CountActivities) and learns of their changes from
+// the bus (leads.LeadChanged, leads.ActivitiesRecorded); it changes them
+// only through that service too (stage, status, activities).
+//
+// Who writes what:
+//   - segment_members: a segment's rebuild job (one per segment at a time,
+//     by the job's unique key) and the incremental updater (the bus hands one
+//     lead's events to one subscriber at a time, in order), and people by
+//     hand (pinned rows, which neither touches). Every write of a member row
+//     is an upsert of the whole row computed from what was read in the same
+//     transaction, and counts change by the difference in that transaction.
+//   - journey_runs: enrolment inserts (one active run per journey and lead,
+//     by a unique key); an engine claims due runs with a conditional update
+//     that pushes due_at to the end of its lease and stamps a token, and
+//     every later write of the run is fenced on that token; an event wakes
+//     a run waiting for it with a conditional update on its state. None of
+//     it needs SKIP LOCKED.
+//   - journey_actions: a run's action at a step, once (its key): a run
+//     retried after a crash finds the action it already took.
+package journeys
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/qiflow/qiflow/configs"
+	"github.com/qiflow/qiflow/jobs"
+	"github.com/qiflow/qiflow/leads"
+	qsql "github.com/qiflow/qiflow/sql"
+)
+
+// Leads is what segments and journeys use of the lead pool.
+type Leads interface {
+	Profiles(ctx context.Context, corp string, after int64, limit int) ([]leads.Profile, error)
+	ProfilesOf(ctx context.Context, corp string, ids []int64) ([]leads.Profile, error)
+	CountActivities(ctx context.Context, corp string, ids []int64, qs []leads.ActivityQuery) (map[int64][]leads.ActivityCount, error)
+	ChangeStage(ctx context.Context, corp string, leadID, actor int64, manager bool, to, reason string) (*leads.Lead, error)
+	SetStatus(ctx context.Context, corp string, leadID, actor int64, manager bool, status, reason string) (*leads.Lead, error)
+	RecordActivities(ctx context.Context, corp string, in []leads.ActivityIn) (leads.ActivitiesResult, error)
+}
+
+// Jobs queues background work (segment rebuilds).
+type Jobs interface {
+	Enqueue(ctx context.Context, corpID, kind, uniqueKey string, params any, createdBy int64) (int64, error)
+}
+
+// Service runs segments and journeys.
+type Service struct {
+	db        *qsql.DB
+	leads     Leads
+	calendars configs.Calendars
+	log       *slog.Logger
+	jobs      Jobs
+	clock     atomic.Pointer[func() time.Time]
+	graphs    graphCache
+	engine    *Engine
+	// Webhooks posts a webhook action (nil: http with a timeout).
+	webhooks webhookPoster
+}
+
+// New returns the service.
+func New(db *qsql.DB, l Leads, calendars configs.Calendars, log *slog.Logger) *Service {
+	s := &Service{db: db, leads: l, calendars: calendars, log: log, webhooks: newWebhookPoster()}
+	s.SetClock(time.Now)
+	return s
+}
+
+// wakeAfter wakes this instance's engine once tx commits: a run it made
+// due should not wait for the next poll.
+func (s *Service) wakeAfter(tx *qsql.Tx) {
+	if e := s.engine; e != nil {
+		tx.AfterCommit(e.Wake)
+	}
+}
+
+// SetClock replaces the clock (tests).
+func (s *Service) SetClock(now func() time.Time) { s.clock.Store(&now) }
+
+func (s *Service) now() time.Time { return (*s.clock.Load())() }
+
+// SetJobs gives the service the runner its rebuilds are queued on.
+func (s *Service) SetJobs(j Jobs) { s.jobs = j }
+
+// Subscriber names (deliveries are recorded under them).
+const (
+	SubscriberSegments = "journeys.segments" // membership as leads change
+	SubscriberRuns     = "journeys.runs"     // entries, event waits and goals
+)
+
+// JobRebuild is the job kind that rebuilds a segment.
+const JobRebuild = "segment.rebuild"
+
+// Subscribe registers the subscribers on the bus.
+func (s *Service) Subscribe(b *jobs.Bus) {
+	jobs.On(b, jobs.Subscription[any]{
+		Name:  SubscriberSegments,
+		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType()},
+		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
+			evs := make([]any, len(items))
+			for i, it := range items {
+				evs[i] = it.Event
+			}
+			return s.UpdateMembership(ctx, evs)
+		},
+		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
+			return s.UpdateMembership(ctx, []any{ev})
+		},
+	})
+	jobs.On(b, jobs.Subscription[any]{
+		Name:  SubscriberRuns,
+		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType()},
+		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
+			return s.HandleEvent(ctx, ev)
+		},
+	})
+}

@@ -1,0 +1,128 @@
+-- journeys: segments (a filter tree and who is in it, with entered and
+-- exited times, hand-made additions and removals that stick, and when a
+-- windowed condition must next be checked), journeys with their published
+-- versions, runs (one person's way through a version: durable, claimed by
+-- conditional update, woken by time or by an event), the actions runs took
+-- (by idempotency key) and statistics per node, kept as runs move.
+
+-- +goose Up
+CREATE TABLE segments (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  name             VARCHAR(64)  NOT NULL,
+  kind             VARCHAR(16)  NOT NULL,
+  filter           TEXT         NOT NULL,
+  version          BIGINT       NOT NULL DEFAULT 1,
+  built_version    BIGINT       NOT NULL DEFAULT 0,
+  member_count     BIGINT       NOT NULL DEFAULT 0,
+  built_at         BIGINT       NULL,
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE UNIQUE INDEX segments_name ON segments (corp_id, name);
+
+CREATE TABLE segment_members (
+  segment_id       BIGINT       NOT NULL,
+  lead_id          BIGINT       NOT NULL,
+  corp_id          VARCHAR(64)  NOT NULL,
+  member           INT          NOT NULL,
+  -- 1 added by hand, -1 removed by hand: the condition no longer decides
+  pinned           INT          NOT NULL DEFAULT 0,
+  entered_at       BIGINT       NULL,
+  exited_at        BIGINT       NULL,
+  -- when a windowed condition may next change for this lead (NULL: never)
+  check_at         BIGINT       NULL,
+  PRIMARY KEY (segment_id, lead_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX segment_members_check ON segment_members (check_at);
+CREATE INDEX segment_members_lead ON segment_members (lead_id);
+
+CREATE TABLE journeys (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  name             VARCHAR(64)  NOT NULL,
+  status           VARCHAR(16)  NOT NULL,
+  draft            MEDIUMTEXT   NOT NULL,
+  version          BIGINT       NOT NULL DEFAULT 0,
+  enrolled         BIGINT       NOT NULL DEFAULT 0,
+  active           BIGINT       NOT NULL DEFAULT 0,
+  goals            BIGINT       NOT NULL DEFAULT 0,
+  exited           BIGINT       NOT NULL DEFAULT 0,
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE UNIQUE INDEX journeys_name ON journeys (corp_id, name);
+
+CREATE TABLE journey_versions (
+  journey_id       BIGINT       NOT NULL,
+  version          BIGINT       NOT NULL,
+  graph            MEDIUMTEXT   NOT NULL,
+  published_by     BIGINT       NOT NULL DEFAULT 0,
+  published_at     BIGINT       NOT NULL,
+  PRIMARY KEY (journey_id, version)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE journey_runs (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  journey_id       BIGINT       NOT NULL,
+  version          BIGINT       NOT NULL,
+  lead_id          BIGINT       NOT NULL,
+  node             VARCHAR(64)  NOT NULL,
+  -- ready, waiting (a timer), event (waiting for an event), woken (the
+  -- event came); done, goal, exited, failed once it ended
+  state            VARCHAR(16)  NOT NULL,
+  -- when the run is next due: a timer, an event wait's timeout, or the end
+  -- of a claim's lease (a claim pushes it forward, so a run whose claimer
+  -- died is due again when its lease ends); NULL when nothing is due
+  due_at           BIGINT       NULL,
+  wait_event       VARCHAR(64)  NOT NULL DEFAULT '',
+  step             INT          NOT NULL DEFAULT 0,
+  -- failed tries of the current node's action (retried with backoff)
+  attempts         INT          NOT NULL DEFAULT 0,
+  -- set when the lead changed while an engine held the run: its goal is
+  -- checked again once the engine has written the run back
+  recheck          INT          NOT NULL DEFAULT 0,
+  lease_token      VARCHAR(32)  NOT NULL DEFAULT '',
+  -- 1 while the run is active, NULL after: one active run per journey and lead
+  active_guard     INT          NULL,
+  last_error       VARCHAR(500) NOT NULL DEFAULT '',
+  entered_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL,
+  ended_at         BIGINT       NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX journey_runs_due ON journey_runs (due_at);
+CREATE INDEX journey_runs_event ON journey_runs (corp_id, lead_id, wait_event);
+CREATE UNIQUE INDEX journey_runs_active ON journey_runs (journey_id, lead_id, active_guard);
+
+CREATE TABLE journey_actions (
+  run_id           BIGINT       NOT NULL,
+  step             INT          NOT NULL,
+  node             VARCHAR(64)  NOT NULL,
+  kind             VARCHAR(32)  NOT NULL,
+  status           VARCHAR(16)  NOT NULL,
+  detail           VARCHAR(500) NOT NULL DEFAULT '',
+  at               BIGINT       NOT NULL,
+  PRIMARY KEY (run_id, step)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE journey_node_stats (
+  journey_id       BIGINT       NOT NULL,
+  version          BIGINT       NOT NULL,
+  node             VARCHAR(64)  NOT NULL,
+  entered          BIGINT       NOT NULL DEFAULT 0,
+  waiting          BIGINT       NOT NULL DEFAULT 0,
+  completed        BIGINT       NOT NULL DEFAULT 0,
+  failed           BIGINT       NOT NULL DEFAULT 0,
+  conversions      BIGINT       NOT NULL DEFAULT 0,
+  PRIMARY KEY (journey_id, version, node)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- +goose Down
+DROP TABLE journey_node_stats;
+DROP TABLE journey_actions;
+DROP TABLE journey_runs;
+DROP TABLE journey_versions;
+DROP TABLE journeys;
+DROP TABLE segment_members;
+DROP TABLE segments;
