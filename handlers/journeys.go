@@ -37,6 +37,9 @@ func (s *Server) journeyRoutes() []Route {
 		{"GET", "/journeys/:id/runs", auth.PermLeadsRead, s.journeyRuns},
 		{"GET", "/journeys/:id/runs/:run/actions", auth.PermLeadsRead, s.runActions},
 		{"GET", "/journeys/:id/dry-run", auth.PermLeadsRead, s.dryRun},
+		{"GET", "/journeys/:id/messages", auth.PermLeadsRead, s.journeyMessages},
+		{"GET", "/journeys/settings", auth.PermLeadsRead, s.messageSettings},
+		{"PUT", "/journeys/settings", auth.PermJourneysManage, s.setMessageSettings},
 	}
 }
 
@@ -355,4 +358,45 @@ func optInt(c *gin.Context, name string) (int64, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+func (s *Server) journeyMessages(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	limit, ok := optInt(c, "limit")
+	if !ok {
+		return
+	}
+	ms, err := s.d.Journeys.Messages(c.Request.Context(), principal(c).CorpID, id, int(limit))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"messages": ms})
+}
+
+// messageSettings are the corp's caps, quiet hours and opt-out for
+// messages to customers across journeys.
+func (s *Server) messageSettings(c *gin.Context) {
+	m, err := s.d.Journeys.MessageSettingsOf(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
+}
+
+func (s *Server) setMessageSettings(c *gin.Context) {
+	var in journeys.MessageSettings
+	if !bind(c, &in) {
+		return
+	}
+	m, err := s.d.Journeys.SetMessageSettings(c.Request.Context(), principal(c).CorpID, in)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
 }

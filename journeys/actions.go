@@ -95,10 +95,19 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			}
 			return s.pinTx(ctx, tx, seg, []int64{r.LeadID}, pin)
 		})
+	case ActionMessage:
+		var detail string
+		detail, err = s.message(ctx, a, r, p, now)
+		rec.Detail = detail
 	case ActionWebhook:
 		err = s.webhooks.post(ctx, a.URL, a.Secret, key, webhookBody{
 			Journey: r.JourneyID, Version: r.Version, Run: r.ID, Node: n.ID, Step: r.Step, At: now.UTC().Format(time.RFC3339), Lead: p,
 		})
+	}
+	var wait waitError
+	if errors.As(err, &wait) {
+		rec.Status, rec.Detail = "deferred", wait.Error()
+		return rec, err
 	}
 	if err != nil {
 		if _, ok := apperr.As(err); ok { // refused by the lead pool: retrying will not help

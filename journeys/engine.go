@@ -296,6 +296,12 @@ func (s *Service) advance(ctx context.Context, g *compiledGraph, r *Run, p *lead
 		case NodeAction:
 			rec, err := s.act(ctx, g, n, r, p, now)
 			acts = append(acts, rec)
+			var wait waitError
+			if errors.As(err, &wait) { // quiet hours or a cap: the step waits, no failure
+				due := qsql.Millis(wait.until)
+				r.DueAt, r.LastError = &due, truncate(wait.Error(), 500)
+				return acts
+			}
 			if err != nil {
 				r.Attempts++
 				r.LastError = truncate(err.Error(), 500)

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/wecom"
 )
 
 // Graph is a journey version: its nodes, its goal and its settings. It is
@@ -101,6 +103,7 @@ const (
 	ActionSegmentAdd    = "segment_add"
 	ActionSegmentRemove = "segment_remove"
 	ActionWebhook       = "webhook"
+	ActionMessage       = "message" // to the customer, through their staff member (WeCom's mass message, which they confirm)
 )
 
 // Action is what an action node does.
@@ -113,6 +116,7 @@ type Action struct {
 	Segment  int64  `json:"segment,omitempty"`
 	URL      string `json:"url,omitempty"`
 	Secret   string `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
+	Text     string `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
 }
 
 var nodeID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
@@ -406,8 +410,12 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if len(a.Secret) < 16 {
 			f.Add(at+".action.secret", "is at least 16 characters")
 		}
+	case ActionMessage:
+		if strings.TrimSpace(a.Text) == "" || len(a.Text) > wecom.MaxMsgText {
+			f.Add(at+".action.text", fmt.Sprintf("is required, at most %d bytes", wecom.MaxMsgText))
+		}
 	default:
-		f.Add(at+".action.kind", "is stage, status, activity, segment_add, segment_remove or webhook")
+		f.Add(at+".action.kind", "is stage, status, activity, segment_add, segment_remove, webhook or message")
 	}
 }
 

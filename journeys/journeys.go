@@ -60,6 +60,7 @@ type Service struct {
 	jobs      Jobs
 	clock     atomic.Pointer[func() time.Time]
 	graphs    graphCache
+	messenger Messenger
 	engine    *Engine
 	// Webhooks posts a webhook action (nil: http with a timeout).
 	webhooks webhookPoster

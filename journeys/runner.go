@@ -218,6 +218,19 @@ func describe(a *Action) string {
 		return fmt.Sprintf("remove the person from segment %d", a.Segment)
 	case ActionWebhook:
 		return "post a webhook to " + a.URL
+	case ActionMessage:
+		return "queue a message to the customer for their staff member to confirm: " + a.Text
 	}
 	return a.Kind
+}
+
+// Messages lists the customer messages a journey queued, newest first.
+func (s *Service) Messages(ctx context.Context, corp string, id int64, limit int) ([]MessageView, error) {
+	if _, err := s.Journey(ctx, corp, id); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > 500 {
+		limit = 100
+	}
+	return journeyMessages(ctx, s.db, id, limit)
 }

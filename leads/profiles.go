@@ -33,6 +33,9 @@ type Profile struct {
 	OwnerUserID int64   `db:"owner_user_id" expr:"owner" json:"owner"`
 	PoolID      int64   `db:"pool_id" expr:"pool_id" json:"pool_id"`
 	CreatedAt   int64   `db:"created_at" expr:"created_at" json:"created_at"`
+	// ExternalUserID is the person's WeCom external contact in the corp
+	// ("" when they came another way).
+	ExternalUserID string `db:"external_userid" expr:"external_userid" json:"external_userid,omitempty"`
 
 	EngagementMilli int64 `db:"engagement_milli" expr:"-" json:"-"`
 	EngagementAt    int64 `db:"engagement_at" expr:"-" json:"-"`

@@ -1073,7 +1073,8 @@ func (st *store) mergeCompanies(ctx context.Context, tx *qsql.Tx, corp string, i
 func (st *store) profiles(ctx context.Context, corp string, after int64, limit int, ids []int64) ([]Profile, error) {
 	const cols = `SELECT l.id, l.person_id, p.name, p.title, p.region, COALESCE(c.industry, '') AS industry, COALESCE(c.size, 0) AS company_size,
 		l.budget, l.authority, l.need, l.timeline, l.source, l.channel, l.code_id, l.staff_userid, l.stage, l.status, l.grade, l.fit_points,
-		l.cooling, l.owner_user_id, l.pool_id, l.created_at, l.engagement_milli, l.engagement_at
+		l.cooling, l.owner_user_id, l.pool_id, l.created_at, l.engagement_milli, l.engagement_at,
+		COALESCE((SELECT MIN(i.value) FROM person_identities i WHERE i.person_id = l.person_id AND i.corp_id = l.corp_id AND i.kind = 'wecom'), '') AS external_userid
 		FROM leads l JOIN people p ON p.id = l.person_id LEFT JOIN companies c ON c.id = p.company_id`
 	out := []Profile{}
 	if ids == nil {

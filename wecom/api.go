@@ -554,6 +554,55 @@ func (a *API) SendWelcomeMsg(ctx context.Context, corpID string, m WelcomeMsg) e
 	return a.call(WithPriority(ctx), corpID, request{endpoint: "externalcontact/send_welcome_msg", body: m}, nil)
 }
 
+// --- mass messages to customers (企业群发) ---
+
+// MsgTemplate is an add_msg_template request for customers (chat_type
+// single): WeCom queues it for the sender, who confirms it in their app.
+type MsgTemplate struct {
+	ChatType       string       `json:"chat_type,omitempty"`
+	ExternalUserID []string     `json:"external_userid,omitempty"`
+	Sender         string       `json:"sender,omitempty"`
+	Text           *Text        `json:"text,omitempty"`
+	Attachments    []Attachment `json:"attachments,omitempty"`
+}
+
+// MaxMsgText is the longest text of a mass message, in bytes.
+const MaxMsgText = 4000
+
+// AddMsgTemplate queues a mass message; it returns its msgid and the
+// customers it cannot reach (fail_list).
+func (a *API) AddMsgTemplate(ctx context.Context, corpID string, m MsgTemplate) (string, []string, error) {
+	var out struct {
+		base
+		FailList []string `json:"fail_list"`
+		MsgID    string   `json:"msgid"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/add_msg_template", body: m}, &out)
+	return out.MsgID, out.FailList, err
+}
+
+// GroupMsgSend is one customer's copy of a mass message: Status 0 not sent
+// yet, 1 sent, 2 not the staff member's customer, 3 over the customer's
+// receiving limit.
+type GroupMsgSend struct {
+	ExternalUserID string `json:"external_userid"`
+	UserID         string `json:"userid"`
+	Status         int    `json:"status"`
+	SendTime       int64  `json:"send_time"`
+}
+
+// GroupMsgSendResult pages through a staff member's copies of a mass message.
+func (a *API) GroupMsgSendResult(ctx context.Context, corpID, msgID, userID, cursor string) ([]GroupMsgSend, string, error) {
+	var out struct {
+		base
+		SendList   []GroupMsgSend `json:"send_list"`
+		NextCursor string         `json:"next_cursor"`
+	}
+	err := a.call(ctx, corpID, request{endpoint: "externalcontact/get_groupmsg_send_result",
+		body: map[string]any{"msgid": msgID, "userid": userID, "limit": 1000, "cursor": cursor}}, &out)
+	return out.SendList, out.NextCursor, err
+}
+
 // --- groups ---
 
 // MaxGroupOwners is how many owners one groupchat/list call may filter by.

@@ -141,6 +141,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.leads.Subscribe(a.bus)
 	a.journeys = journeys.New(a.db, a.leads, calendars, log)
 	a.journeys.Subscribe(a.bus)
+	a.journeys.SetMessenger(a.api)
 	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
 		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
@@ -260,6 +261,15 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}
 	if err := a.cron.Add("leads.notices", "* * * * *", func(ctx context.Context) error {
 		_, err := a.leads.SendNotices(ctx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.cron.Add("journeys.messages", "* * * * *", func(ctx context.Context) error {
+		n, err := a.journeys.TrackMessages(ctx)
+		if n > 0 {
+			log.Info("journey messages settled", "messages", n)
+		}
 		return err
 	}); err != nil {
 		return nil, err

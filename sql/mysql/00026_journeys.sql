@@ -118,7 +118,45 @@ CREATE TABLE journey_node_stats (
   PRIMARY KEY (journey_id, version, node)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- A corp's rules for messages to customers across all journeys: at most
+-- cap_day a day and cap_week a week per person, none in quiet hours (they
+-- wait for the end), none to a person with the opt-out activity.
+CREATE TABLE journey_settings (
+  corp_id          VARCHAR(64)  NOT NULL PRIMARY KEY,
+  cap_day          INT          NOT NULL,
+  cap_week         INT          NOT NULL,
+  quiet_start      CHAR(5)      NOT NULL,
+  quiet_end        CHAR(5)      NOT NULL,
+  opt_out_activity VARCHAR(64)  NOT NULL,
+  updated_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Messages to customers that runs queued at WeCom (add_msg_template), one
+-- per run and step: the row is written before WeCom is called, so a retry
+-- never queues a second copy. status: sending, queued (waiting for the
+-- staff member), sent, not_friend, limit (WeCom's receiving limit),
+-- unreachable (in WeCom's fail_list), unknown (the call's outcome was lost).
+CREATE TABLE journey_messages (
+  run_id           BIGINT       NOT NULL,
+  step             INT          NOT NULL,
+  corp_id          VARCHAR(64)  NOT NULL,
+  journey_id       BIGINT       NOT NULL,
+  lead_id          BIGINT       NOT NULL,
+  person_id        BIGINT       NOT NULL,
+  sender           VARCHAR(64)  NOT NULL,
+  external_userid  VARCHAR(64)  NOT NULL,
+  msgid            VARCHAR(64)  NOT NULL DEFAULT '',
+  status           VARCHAR(16)  NOT NULL,
+  created_at       BIGINT       NOT NULL,
+  updated_at       BIGINT       NOT NULL,
+  PRIMARY KEY (run_id, step)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX journey_messages_lead ON journey_messages (corp_id, lead_id, created_at);
+CREATE INDEX journey_messages_status ON journey_messages (status, created_at);
+
 -- +goose Down
+DROP TABLE journey_messages;
+DROP TABLE journey_settings;
 DROP TABLE journey_node_stats;
 DROP TABLE journey_actions;
 DROP TABLE journey_runs;

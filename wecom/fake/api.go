@@ -74,6 +74,8 @@ var endpoints = map[string]endpointFunc{
 	"externalcontact/del_contact_way":                  delContactWay,
 	"externalcontact/list_contact_way":                 listContactWays,
 	"externalcontact/send_welcome_msg":                 sendWelcome,
+	"externalcontact/add_msg_template":                 addMsgTemplate,
+	"externalcontact/get_groupmsg_send_result":         getGroupMsgSendResult,
 	"externalcontact/groupchat/list":                   listGroupChats,
 	"externalcontact/groupchat/get":                    getGroupChat,
 	"externalcontact/groupchat/add_join_way":           addJoinWay,

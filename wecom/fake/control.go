@@ -24,6 +24,26 @@ func (f *Fake) controlRoutes(mux *http.ServeMux) {
 		}
 		return f.Scan(r.Context(), corp, req.ConfigID, req.Customer)
 	}))
+	// A staff member confirms the mass messages waiting for them (all, or
+	// ?msgid= one), as they would in the WeCom app.
+	mux.HandleFunc("POST /fake/corps/{corp}/staff/{userid}/confirm-groupmsgs", f.ctl(func(r *http.Request, corp string) (any, error) {
+		user := r.PathValue("userid")
+		var sent []GroupMsgSend
+		for _, m := range f.PendingGroupMsgs(corp, user) {
+			if id := r.URL.Query().Get("msgid"); id != "" && id != m.ID {
+				continue
+			}
+			got, err := f.ConfirmGroupMsg(corp, m.ID, user)
+			if err != nil {
+				return nil, err
+			}
+			sent = append(sent, got...)
+		}
+		return map[string]any{"sends": sent}, nil
+	}))
+	mux.HandleFunc("GET /fake/corps/{corp}/staff/{userid}/groupmsgs", f.ctl(func(r *http.Request, corp string) (any, error) {
+		return map[string]any{"pending": f.PendingGroupMsgs(corp, r.PathValue("userid"))}, nil
+	}))
 	mux.HandleFunc("POST /fake/corps/{corp}/oauth-user", f.ctl(func(r *http.Request, corp string) (any, error) {
 		var req struct {
 			UserID string `json:"userid"`

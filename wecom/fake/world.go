@@ -62,6 +62,12 @@ type Corp struct {
 	// China day ("old>new>2026-11-24"): WeCom allows 300.
 	GroupsTaken    map[string]int  `json:"groups_taken,omitempty"`
 	RefuseTransfer map[string]bool `json:"refuse_transfer,omitempty"`
+	// GroupMsgs are the mass messages (add_msg_template) by msgid;
+	// Received is when each customer received one (the receiving limit's
+	// count); GroupMsgRule is the corp's limit (GroupMsgRuleMonth if "").
+	GroupMsgs    map[string]*GroupMsg `json:"group_msgs,omitempty"`
+	Received     map[string][]int64   `json:"group_msgs_received,omitempty"`
+	GroupMsgRule string               `json:"group_msg_rule,omitempty"`
 }
 
 // Transfer is one customer handed from a staff member who left to a successor.
@@ -106,7 +112,7 @@ type WelcomeCode struct {
 
 // Message is something the corp sent: a welcome message or an app message.
 type Message struct {
-	Kind           string             `json:"kind"` // welcome | app | dropped (an app message over WeCom's per-person limits)
+	Kind           string             `json:"kind"` // welcome | app | dropped (an app message over WeCom's per-person limits) | groupmsg (a mass message a customer received)
 	UserID         string             `json:"userid"`
 	ExternalUserID string             `json:"external_userid,omitempty"`
 	Text           string             `json:"text"`

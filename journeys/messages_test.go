@@ -1,0 +1,114 @@
+package journeys
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/qiflow/qiflow/kv/kvtest"
+	"github.com/qiflow/qiflow/leads"
+	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/sql/sqltest"
+	"github.com/qiflow/qiflow/wecom"
+	"github.com/qiflow/qiflow/wecom/fake"
+)
+
+// Customer messages go through the staff member at the fake WeCom, once
+// per step, within the corp's caps (one a day here), never in quiet hours
+// (21:00–08:00), never to a person who opted out; once the staff member
+// confirms, the result is tracked and recorded as the person's activity.
+func TestMessages_CapsQuietHoursOptOutAndOnce(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		fk, base := fake.StartForTest(t, corp, true)
+		fk.SetClock(func() time.Time { return time.UnixMilli(f.now.Load()) })
+		api := wecom.NewAPI(base, kvtest.Open(t), 10*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
+		f.s.SetMessenger(api)
+		for i := range 3 {
+			if _, err := fk.Add(ctx, corp, "zhangsan", fake.Customer{ExternalUserID: fmt.Sprint("wm", i)}, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids := f.seed(t, 3) // wm0, wm1, wm2, added by zhangsan
+		if _, err := f.s.SetMessageSettings(ctx, corp, MessageSettings{CapDay: 1, CapWeek: 3, QuietStart: "21:00", QuietEnd: "08:00", OptOutActivity: "contact.opted_out"}); err != nil {
+			t.Fatal(err)
+		}
+		f.activity(t, "contact.opted_out", ids[2])
+		j := f.publish(t, "two messages", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "hello"}},
+			{ID: "hello", Type: NodeAction, Action: &Action{Kind: ActionMessage, Text: "Hello {{name}}"}, Exits: map[string]string{"next": "hour"}},
+			{ID: "hour", Type: NodeWait, Wait: &Wait{For: "duration", Minutes: 60}, Exits: map[string]string{"next": "again"}},
+			{ID: "again", Type: NodeAction, Action: &Action{Kind: ActionMessage, Text: "Still there?"}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		// Monday 08:00: wm0 and wm2 enter; wm1 enters at 22:00, in quiet hours.
+		if _, err := f.s.Enrol(ctx, corp, j.ID, []int64{ids[0], ids[2]}); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		runs := f.runsOf(t, j.ID)
+		if r := runs[ids[0]]; r.Node != "hour" {
+			t.Fatalf("wm0's run %+v: want past the first message", r)
+		}
+		if r := runs[ids[2]]; r.Node != "hour" {
+			t.Fatalf("wm2 (opted out) %+v: want past the first message without one", r)
+		}
+		if n := fk.Calls(corp, "externalcontact/add_msg_template"); n != 1 {
+			t.Fatalf("%d messages queued at WeCom, want 1 (wm2 opted out)", n)
+		}
+		// A retried step never queues a second copy.
+		r0 := runs[ids[0]]
+		r0.Step--
+		p, _ := f.leads.ProfilesOf(ctx, corp, []int64{ids[0]})
+		if detail, err := f.s.message(ctx, &Action{Kind: ActionMessage, Text: "Hello"}, &r0, &p[0], time.UnixMilli(f.now.Load())); err != nil || detail != "already queued" {
+			t.Fatalf("a retried step: %q %v", detail, err)
+		}
+		// An hour on: the second message is over wm0's daily cap and waits
+		// until the first is a day old (Tuesday 08:00).
+		f.advance(time.Hour)
+		f.tickAll(t)
+		r0 = f.runsOf(t, j.ID)[ids[0]]
+		if r0.Node != "again" || r0.State != StateReady || *r0.DueAt != start.Add(24*time.Hour).UnixMilli() {
+			t.Fatalf("capped run %+v: want waiting at again until Tuesday 08:00", r0)
+		}
+		// 22:00: wm1 enters and waits for the end of quiet hours.
+		f.advance(13 * time.Hour)
+		if _, err := f.s.Enrol(ctx, corp, j.ID, []int64{ids[1]}); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		r1 := f.runsOf(t, j.ID)[ids[1]]
+		if r1.Node != "hello" || *r1.DueAt != start.Add(24*time.Hour).UnixMilli() {
+			t.Fatalf("quiet-hours run %+v: want waiting at hello until 08:00", r1)
+		}
+		// Tuesday 08:00: both go.
+		f.advance(10 * time.Hour)
+		f.tickAll(t)
+		if n := fk.Calls(corp, "externalcontact/add_msg_template"); n != 3 {
+			t.Fatalf("%d messages queued, want 3", n)
+		}
+		// zhangsan confirms; the results are tracked.
+		if _, err := fk.ConfirmGroupMsg(corp, fk.PendingGroupMsgs(corp, "zhangsan")[0].ID, "zhangsan"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := f.s.TrackMessages(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("settled %d (%v), want 1", n, err)
+		}
+		counts, _ := f.leads.CountActivities(ctx, corp, []int64{ids[0]}, []leads.ActivityQuery{{Type: "wecom.message_received"}})
+		if counts[ids[0]][0].N != 1 {
+			t.Fatalf("received activity: %+v", counts[ids[0]])
+		}
+		got := 0
+		for _, m := range fk.Messages(corp) {
+			if m.Kind == "groupmsg" && m.ExternalUserID == "wm0" && m.Text == "Hello "+p[0].Name {
+				got++
+			}
+		}
+		if got != 1 {
+			t.Fatalf("wm0 received %d copies of the first message", got)
+		}
+	})
+}
