@@ -95,6 +95,17 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			}
 			return s.pinTx(ctx, tx, seg, []int64{r.LeadID}, pin)
 		})
+	case ActionTag:
+		switch {
+		case s.dir == nil:
+			err = fmt.Errorf("%w: no directory to tag through", errPermanent)
+		case p.ExternalUserID == "" || p.StaffUserID == "":
+			rec.Status, rec.Detail = "skipped", "not a WeCom contact"
+		default:
+			// Marking a tag already there (or removing one absent) is a
+			// no-op at WeCom: a retried step changes nothing more.
+			err = s.dir.TagContact(ctx, r.CorpID, p.StaffUserID, p.ExternalUserID, a.TagsAdd, a.TagsRemove)
+		}
 	case ActionMessage:
 		var detail string
 		detail, err = s.message(ctx, a, r, p, now)

@@ -74,6 +74,7 @@ type Entry struct {
 	Change     string            `json:"change,omitempty"` // a lead change kind: stage, status, fit…
 	To         string            `json:"to,omitempty"`     // its new value ("" any)
 	Segment    int64             `json:"segment,omitempty"`
+	Tag        string            `json:"tag,omitempty"` // on tag: the tag's name
 }
 
 // Wait holds a run: for a duration, until a time, until the next working
@@ -103,6 +104,7 @@ const (
 	ActionSegmentAdd    = "segment_add"
 	ActionSegmentRemove = "segment_remove"
 	ActionWebhook       = "webhook"
+	ActionTag           = "tag"     // add and remove the contact's WeCom tags (ids), as their staff member
 	ActionMessage       = "message" // to the customer, through their staff member (WeCom's mass message, which they confirm)
 )
 
@@ -117,6 +119,9 @@ type Action struct {
 	URL      string `json:"url,omitempty"`
 	Secret   string `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
 	Text     string `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
+	// TagsAdd and TagsRemove are WeCom tag ids.
+	TagsAdd    []string `json:"tags_add,omitempty"`
+	TagsRemove []string `json:"tags_remove,omitempty"`
 }
 
 var nodeID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
@@ -345,9 +350,13 @@ func checkEntry(f apperr.Fields, at string, e *Entry) {
 		if e.Segment <= 0 {
 			f.Add(at+".entry.segment", "is required")
 		}
+	case "tag":
+		if e.Tag == "" {
+			f.Add(at+".entry.tag", "is required")
+		}
 	case "manual":
 	default:
-		f.Add(at+".entry.on", "is activity, lead_change, segment or manual")
+		f.Add(at+".entry.on", "is activity, lead_change, segment, tag or manual")
 	}
 }
 
@@ -410,12 +419,16 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if len(a.Secret) < 16 {
 			f.Add(at+".action.secret", "is at least 16 characters")
 		}
+	case ActionTag:
+		if len(a.TagsAdd)+len(a.TagsRemove) == 0 {
+			f.Add(at+".action.tags_add", "or tags_remove names at least one tag")
+		}
 	case ActionMessage:
 		if strings.TrimSpace(a.Text) == "" || len(a.Text) > wecom.MaxMsgText {
 			f.Add(at+".action.text", fmt.Sprintf("is required, at most %d bytes", wecom.MaxMsgText))
 		}
 	default:
-		f.Add(at+".action.kind", "is stage, status, activity, segment_add, segment_remove, webhook or message")
+		f.Add(at+".action.kind", "is stage, status, activity, segment_add, segment_remove, tag, webhook or message")
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/leads"
 	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom/directory"
 )
 
 // Leads is what segments and journeys use of the lead pool.
@@ -44,7 +45,18 @@ type Leads interface {
 	ChangeStage(ctx context.Context, corp string, leadID, actor int64, manager bool, to, reason string) (*leads.Lead, error)
 	SetStatus(ctx context.Context, corp string, leadID, actor int64, manager bool, status, reason string) (*leads.Lead, error)
 	RecordActivities(ctx context.Context, corp string, in []leads.ActivityIn) (leads.ActivitiesResult, error)
+	LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error)
 }
+
+// Directory is what journeys use of the WeCom directory mirror: contacts'
+// tags (by name, for conditions) and tagging (an action).
+type Directory interface {
+	TagNamesOf(ctx context.Context, corpID string, externalUserIDs []string) (map[string][]string, error)
+	TagContact(ctx context.Context, corpID, userID, externalUserID string, add, remove []string) error
+}
+
+// SetDirectory gives the service the directory mirror.
+func (s *Service) SetDirectory(d Directory) { s.dir = d }
 
 // Jobs queues background work (segment rebuilds).
 type Jobs interface {
@@ -61,6 +73,7 @@ type Service struct {
 	clock     atomic.Pointer[func() time.Time]
 	graphs    graphCache
 	messenger Messenger
+	dir       Directory
 	engine    *Engine
 	// Webhooks posts a webhook action (nil: http with a timeout).
 	webhooks webhookPoster
@@ -102,7 +115,7 @@ const JobRebuild = "segment.rebuild"
 func (s *Service) Subscribe(b *jobs.Bus) {
 	jobs.On(b, jobs.Subscription[any]{
 		Name:  SubscriberSegments,
-		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType()},
+		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType()},
 		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
 			evs := make([]any, len(items))
 			for i, it := range items {
@@ -116,7 +129,7 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 	})
 	jobs.On(b, jobs.Subscription[any]{
 		Name:  SubscriberRuns,
-		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType()},
+		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType()},
 		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
 			return s.HandleEvent(ctx, ev)
 		},

@@ -12,6 +12,7 @@ import (
 	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/leads"
 	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom/directory"
 )
 
 // Journey statuses: draft → published → paused ⇄ published → archived.
@@ -396,6 +397,23 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 			}
 			return false
 		}
+	case directory.ContactSaved:
+		var err error
+		if corp, lead, err = s.leadOfContact(ctx, e); err != nil || lead == 0 {
+			return err
+		}
+		fields = contactFields
+		// "Tag added": the contact now has the entry's tag (re-entry rules
+		// keep a person who keeps the tag from entering again).
+		var tags []string
+		if s.dir != nil {
+			m, err := s.dir.TagNamesOf(ctx, corp, []string{e.ExternalUserID})
+			if err != nil {
+				return err
+			}
+			tags = m[e.ExternalUserID]
+		}
+		matches = func(en *Entry) bool { return en.On == "tag" && contains(tags, en.Tag) }
 	default:
 		return nil
 	}

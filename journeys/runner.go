@@ -218,6 +218,8 @@ func describe(a *Action) string {
 		return fmt.Sprintf("remove the person from segment %d", a.Segment)
 	case ActionWebhook:
 		return "post a webhook to " + a.URL
+	case ActionTag:
+		return fmt.Sprintf("tag the contact (add %v, remove %v)", a.TagsAdd, a.TagsRemove)
 	case ActionMessage:
 		return "queue a message to the customer for their staff member to confirm: " + a.Text
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/leads"
 	qsql "github.com/qiflow/qiflow/sql"
+	"github.com/qiflow/qiflow/wecom/directory"
 )
 
 // Segment kinds.
@@ -261,10 +262,23 @@ func (s *Service) judge(ctx context.Context, corp string, c *compiled, ps []lead
 			return nil, err
 		}
 	}
+	var tags map[string][]string
+	if c.fields["tags"] && s.dir != nil {
+		var exts []string
+		for _, p := range ps {
+			if p.ExternalUserID != "" {
+				exts = append(exts, p.ExternalUserID)
+			}
+		}
+		var err error
+		if tags, err = s.dir.TagNamesOf(ctx, corp, exts); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]verdict, len(ps))
 	for i, p := range ps {
 		cs := counts[p.LeadID]
-		ok, err := c.eval(p, nil, cs)
+		ok, err := c.eval(p, tags[p.ExternalUserID], cs)
 		if err != nil {
 			return nil, fmt.Errorf("lead %d: %w", p.LeadID, err)
 		}
@@ -480,7 +494,16 @@ func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
 			for _, a := range e.Activities {
 				types = append(types, a.Type)
 			}
+		case directory.ContactSaved:
+			var err error
+			if corp, lead, err = s.leadOfContact(ctx, e); err != nil {
+				return err
+			}
+			fields = contactFields
 		default:
+			continue
+		}
+		if lead == 0 {
 			continue
 		}
 		if byCorp[corp] == nil {
@@ -647,4 +670,13 @@ func (s *Service) Members(ctx context.Context, corp string, id, after int64, lim
 // InSegment says whether a lead is in a segment now.
 func (s *Service) InSegment(ctx context.Context, id, lead int64) (bool, error) {
 	return isMember(ctx, s.db, id, lead)
+}
+
+// contactFields are the condition fields a saved WeCom contact may change.
+var contactFields = []string{"tags", "name"}
+
+// leadOfContact is the lead of a saved contact (0: none yet).
+func (s *Service) leadOfContact(ctx context.Context, e directory.ContactSaved) (string, int64, error) {
+	m, err := s.leads.LeadsOfContacts(ctx, e.CorpID, []string{e.ExternalUserID})
+	return e.CorpID, m[e.ExternalUserID], err
 }

@@ -138,3 +138,9 @@ func (s *Service) CountActivities(ctx context.Context, corp string, ids []int64,
 // Now is the lead pool's clock (tests move it), for callers that reason
 // about windows of activity.
 func (s *Service) Now() time.Time { return s.now() }
+
+// LeadsOfContacts maps WeCom external contacts of a corp to their live
+// leads (a contact without one is absent).
+func (s *Service) LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error) {
+	return s.store.leadsOfContacts(ctx, corp, externalUserIDs)
+}

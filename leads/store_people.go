@@ -1114,3 +1114,27 @@ func (st *store) countActivities(ctx context.Context, corp string, ids []int64, 
 	err = st.db.SelectContext(ctx, &out, st.db.Rebind(q), qargs...)
 	return out, err
 }
+
+// leadsOfContacts maps external contacts to the live leads of their people.
+func (st *store) leadsOfContacts(ctx context.Context, corp string, exts []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	if len(exts) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT i.value AS external_userid, l.id FROM person_identities i JOIN leads l ON l.corp_id = i.corp_id AND l.person_id = i.person_id
+		WHERE i.corp_id = ? AND i.kind = 'wecom' AND i.value IN (?) AND l.merged_into = 0`, corp, exts)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		External string `db:"external_userid"`
+		Lead     int64  `db:"id"`
+	}
+	if err := st.db.SelectContext(ctx, &rows, st.db.Rebind(q), args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.External] = r.Lead
+	}
+	return out, nil
+}

@@ -142,6 +142,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.journeys = journeys.New(a.db, a.leads, calendars, log)
 	a.journeys.Subscribe(a.bus)
 	a.journeys.SetMessenger(a.api)
+	a.journeys.SetDirectory(a.dir)
 	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
 		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,

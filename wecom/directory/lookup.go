@@ -177,3 +177,66 @@ func (d *Directory) DepartmentNames(ctx context.Context, corpID string) (map[int
 	}
 	return out, nil
 }
+
+// TagNamesOf is the names of the live corp tags each of the contacts has
+// from any staff member who still follows them (segments and journeys
+// match on tag names).
+func (d *Directory) TagNamesOf(ctx context.Context, corpID string, externalUserIDs []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	if len(externalUserIDs) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT external_userid, tag_ids FROM follow_relations WHERE corp_id = ? AND external_userid IN (?) AND deleted_at IS NULL`,
+		corpID, externalUserIDs)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		External string `db:"external_userid"`
+		TagIDs   string `db:"tag_ids"`
+	}
+	if err := d.db.SelectContext(ctx, &rows, d.db.Rebind(q), args...); err != nil {
+		return nil, err
+	}
+	idsOf := map[string]map[string]bool{}
+	all := map[string]bool{}
+	for _, r := range rows {
+		var ids []string
+		if json.Unmarshal([]byte(r.TagIDs), &ids) != nil {
+			continue
+		}
+		if idsOf[r.External] == nil {
+			idsOf[r.External] = map[string]bool{}
+		}
+		for _, id := range ids {
+			idsOf[r.External][id] = true
+			all[id] = true
+		}
+	}
+	if len(all) == 0 {
+		return out, nil
+	}
+	ids := make([]string, 0, len(all))
+	for id := range all {
+		ids = append(ids, id)
+	}
+	q, args, err = sqlx.In(`SELECT id, name FROM tags WHERE corp_id = ? AND deleted_at IS NULL AND id IN (?)`, corpID, ids)
+	if err != nil {
+		return nil, err
+	}
+	var tags []struct {
+		ID   string `db:"id"`
+		Name string `db:"name"`
+	}
+	if err := d.db.SelectContext(ctx, &tags, d.db.Rebind(q), args...); err != nil {
+		return nil, err
+	}
+	for ext, set := range idsOf {
+		for _, t := range tags {
+			if set[t.ID] {
+				out[ext] = append(out[ext], t.Name)
+			}
+		}
+	}
+	return out, nil
+}
