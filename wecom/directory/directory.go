@@ -147,16 +147,24 @@ func (d *Directory) writeContacts(ctx context.Context, tx sqlx.ExtContext, ws []
 	}
 	in := d.db.Incoming
 	return d.upsertRows(ctx, tx, follows, func(n int) string {
-		// MySQL assigns in order: deleted_by reads the stored deleted_at
-		// before deleted_at changes, and both read added_at before it does.
+		// A row read from WeCom before the stored one was (two refreshes of
+		// one contact racing: the event's and a tagging's) must not undo
+		// it: every column changes only when the incoming read is not older
+		// (updated_at is when it was read). MySQL assigns in order: each
+		// guard reads the stored updated_at, assigned last; deleted_by reads
+		// the stored deleted_at before deleted_at changes, and both read
+		// added_at before it does.
+		fresh := func(col, expr string) string {
+			return col + " = CASE WHEN updated_at <= " + in("updated_at") + " THEN " + expr + " ELSE " + col + " END"
+		}
 		return d.db.UpsertSet("follow_relations", followCols, []string{"corp_id", "external_userid", "userid"}, n,
-			"remark = "+in("remark"), "description = "+in("description"), "remark_mobiles = "+in("remark_mobiles"),
-			"tag_ids = "+in("tag_ids"),
-			"state = CASE WHEN "+in("state")+" <> '' THEN "+in("state")+" ELSE state END",
-			"add_way = "+in("add_way"), "oper_userid = "+in("oper_userid"),
-			"deleted_by = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_by ELSE '' END",
-			"deleted_at = CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_at ELSE NULL END",
-			"added_at = "+in("added_at"), "updated_at = "+in("updated_at"))
+			fresh("remark", in("remark")), fresh("description", in("description")), fresh("remark_mobiles", in("remark_mobiles")),
+			fresh("tag_ids", in("tag_ids")),
+			fresh("state", "CASE WHEN "+in("state")+" <> '' THEN "+in("state")+" ELSE state END"),
+			fresh("add_way", in("add_way")), fresh("oper_userid", in("oper_userid")),
+			fresh("deleted_by", "CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_by ELSE '' END"),
+			fresh("deleted_at", "CASE WHEN deleted_at IS NOT NULL AND deleted_at > "+in("added_at")+" THEN deleted_at ELSE NULL END"),
+			fresh("added_at", in("added_at")), fresh("updated_at", in("updated_at")))
 	})
 }
 

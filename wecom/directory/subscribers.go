@@ -114,6 +114,9 @@ func (d *Directory) refreshContacts(ctx context.Context, refs []contactRef) erro
 	if len(refs) == 0 {
 		return nil
 	}
+	// Rows are stamped with when they were read, before the read: a
+	// slower, older read of the same contact never overwrites them.
+	readAt := qsql.Millis(d.now())
 	found := make([]*contactWrite, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, r := range refs {
@@ -143,7 +146,7 @@ func (d *Directory) refreshContacts(ctx context.Context, refs []contactRef) erro
 	if len(ws) == 0 {
 		return nil
 	}
-	now := qsql.Millis(d.now())
+	now := readAt
 	return d.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		if err := d.writeContacts(ctx, tx, ws, now); err != nil {
 			return err
