@@ -92,6 +92,7 @@ var consoleFuncs = template.FuncMap{
 	"codeFormModes": func() []string { return formModes },
 	"has":           func(list []string, v string) bool { return slices.Contains(list, v) },
 	"join":          strings.Join,
+	"list":          func(xs ...string) []string { return xs },
 	"statsGroups":   func() []string { return []string{"day", "code", "channel", "staff", "store"} },
 	"add":           func(a, b int) int { return a + b },
 	"pct":           func(share float64) float64 { return share * 100 },
@@ -129,7 +130,10 @@ type view struct {
 	Title  string
 	Error  string
 	Data   any
-	loc    *time.Location
+	// Scripts and Styles are a page's own assets (loaded after the
+	// console's), so a heavy library loads only where it is used.
+	Scripts, Styles []string
+	loc             *time.Location
 	// names are the corp's users' names (or emails) by id, for Who.
 	names map[int64]string
 }
@@ -240,6 +244,8 @@ var consoleNav = []struct {
 	{navItem{"nav.mine", "/console/pool?owner=me"}, auth.PermLeadsClaim, ""},
 	{navItem{"nav.people", "/console/people"}, auth.PermLeadsRead, ""},
 	{navItem{"nav.inbox", "/console/inbox"}, auth.PermHandoffsAnswer, ""},
+	{navItem{"nav.segments", "/console/segments"}, auth.PermLeadsRead, "nav.marketing"},
+	{navItem{"nav.journeys", "/console/journeys"}, auth.PermLeadsRead, "nav.marketing"},
 	{navItem{"nav.imports", "/console/imports"}, auth.PermLeadsWrite, ""},
 	{navItem{"nav.exports", "/console/exports"}, auth.PermPoolsManage, "nav.settings"},
 	{navItem{"nav.scoring", "/console/settings/scoring"}, auth.PermLeadsRead, "nav.settings"},

@@ -48,6 +48,15 @@ func TestConsole_EveryTextIsInBothLanguages(t *testing.T) {
 	for _, d := range weekdays {
 		keys["day."+d] = true
 	}
+	for _, k := range []string{"dynamic", "add_only", "static"} {
+		keys["segments.kind."+k] = true
+	}
+	for _, k := range []string{"draft", "published", "paused", "archived"} {
+		keys["journeys.status."+k] = true
+	}
+	for _, k := range []string{"entry", "wait", "condition", "split", "action", "jump", "exit"} {
+		keys["designer.kind."+k] = true
+	}
 	for _, r := range auth.Roles {
 		keys["role."+string(r)] = true
 	}

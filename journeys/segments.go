@@ -287,8 +287,8 @@ func (s *Service) judge(ctx context.Context, corp string, c *compiled, ps []lead
 	return out, nil
 }
 
-// member is a stored membership row.
-type member struct {
+// Member is a lead's membership of a segment, as stored: in or out, pinned by hand, when it entered and left.
+type Member struct {
 	Lead      int64  `db:"lead_id" json:"lead_id"`
 	Member    bool   `db:"member" json:"member"`
 	Pinned    int    `db:"pinned" json:"pinned,omitempty"`
@@ -306,9 +306,9 @@ type change struct {
 // of their leads, under the segment's kind, and returns who entered and
 // who left. stored holds the rows of those leads read in tx; absent is the
 // leads of the range that no longer exist (merged away): they leave.
-func (s *Service) apply(ctx context.Context, tx *qsql.Tx, g *Segment, vs []verdict, stored map[int64]member, now int64) (change, error) {
+func (s *Service) apply(ctx context.Context, tx *qsql.Tx, g *Segment, vs []verdict, stored map[int64]Member, now int64) (change, error) {
 	var ch change
-	var rows []member
+	var rows []Member
 	for _, v := range vs {
 		m, had := stored[v.lead]
 		was := m.Member
@@ -388,9 +388,39 @@ func (s *Service) RunRebuild(ctx context.Context, j *jobs.Job) (any, error) {
 	if ok, err := j.LoadCheckpoint(&cp); err != nil || !ok || cp.Version != g.Version {
 		cp = rebuildCheckpoint{Version: g.Version}
 	}
-	var entered, exited, scanned int64
-	start := cp.After
-	err = s.scanFrom(ctx, j.CorpID, g.cond, cp.After, func(vs []verdict, last int64) error {
+	res, err := s.rebuild(ctx, g, cp.After, func(after, scanned int64) error {
+		cp.After = after
+		return j.Checkpoint(ctx, cp, scanned, 0)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// rebuildNow rebuilds a segment in the caller (benchmarks).
+func (s *Service) rebuildNow(ctx context.Context, corp string, id int64) error {
+	g, err := s.Segment(ctx, corp, id)
+	if err != nil {
+		return err
+	}
+	_, err = s.rebuild(ctx, g, 0, nil)
+	return err
+}
+
+// RebuildResult is what a rebuild changed.
+type RebuildResult struct {
+	Scanned int64 `json:"scanned"`
+	Entered int64 `json:"entered"`
+	Exited  int64 `json:"exited"`
+}
+
+// rebuild applies the difference between g's condition and its members,
+// from the lead after on; progress (optional) hears after each page.
+func (s *Service) rebuild(ctx context.Context, g *Segment, after int64, progress func(after, scanned int64) error) (*RebuildResult, error) {
+	res := &RebuildResult{}
+	start := after
+	err := s.scanFrom(ctx, g.CorpID, g.cond, after, func(vs []verdict, last int64) error {
 		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 			stored, err := readMembers(ctx, tx, g.ID, start, last)
 			if err != nil {
@@ -406,22 +436,24 @@ func (s *Service) RunRebuild(ctx context.Context, j *jobs.Job) (any, error) {
 				}
 			}
 			ch, err := s.apply(ctx, tx, g, vs, stored, qsql.Millis(s.now()))
-			entered += int64(len(ch.entered))
-			exited += int64(len(ch.exited))
+			res.Entered += int64(len(ch.entered))
+			res.Exited += int64(len(ch.exited))
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		scanned += int64(len(vs))
+		res.Scanned += int64(len(vs))
 		start = last
-		cp.After = last
-		return j.Checkpoint(ctx, cp, scanned, 0)
+		if progress != nil {
+			return progress(last, res.Scanned)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+	err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		// Members past the last lead (merged away at the end) leave too.
 		stored, err := readMembers(ctx, tx, g.ID, start, 1<<62)
 		if err != nil {
@@ -433,14 +465,14 @@ func (s *Service) RunRebuild(ctx context.Context, j *jobs.Job) (any, error) {
 				vs = append(vs, verdict{lead: lead})
 			}
 		}
-		if _, err := s.apply(ctx, tx, g, vs, stored, qsql.Millis(s.now())); err != nil {
+		ch, err := s.apply(ctx, tx, g, vs, stored, qsql.Millis(s.now()))
+		if err != nil {
 			return err
 		}
+		res.Exited += int64(len(ch.exited))
 		return markBuilt(ctx, tx, g.ID, g.Version, qsql.Millis(s.now()))
-	}); err != nil {
-		return nil, err
-	}
-	return map[string]int64{"scanned": scanned, "entered": entered, "exited": exited}, nil
+	})
+	return res, err
 }
 
 // scanFrom is scan starting after a lead id.
@@ -657,7 +689,7 @@ func uniq(ids []int64) []int64 {
 }
 
 // Members pages through a segment's members in lead order.
-func (s *Service) Members(ctx context.Context, corp string, id, after int64, limit int) ([]member, error) {
+func (s *Service) Members(ctx context.Context, corp string, id, after int64, limit int) ([]Member, error) {
 	if _, err := s.Segment(ctx, corp, id); err != nil {
 		return nil, err
 	}

@@ -216,8 +216,11 @@ func endRun(ctx context.Context, tx *qsql.Tx, r *Run, state string, now int64) (
 // (their timers wait for a resume).
 func claimDue(ctx context.Context, db *qsql.DB, token string, now, leaseEnd int64, limit int) ([]Run, error) {
 	var ids []int64
-	if err := db.SelectContext(ctx, &ids, `SELECT r.id FROM journey_runs r JOIN journeys j ON j.id = r.journey_id
-		WHERE r.due_at <= ? AND j.status = ? ORDER BY r.due_at LIMIT ?`, now, StatusPublished, limit); err != nil || len(ids) == 0 {
+	// Read through the due index in due order (forced: with a few journeys
+	// and a million waiting runs MySQL would rather start from journeys and
+	// sort every run of each), skipping runs of journeys not published.
+	if err := db.SelectContext(ctx, &ids, `SELECT r.id FROM journey_runs r`+db.ForceIndex("journey_runs_due")+`
+		WHERE r.due_at <= ? AND r.journey_id IN (SELECT j.id FROM journeys j WHERE j.status = ?) ORDER BY r.due_at LIMIT ?`, now, StatusPublished, limit); err != nil || len(ids) == 0 {
 		return nil, err
 	}
 	var out []Run

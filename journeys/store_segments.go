@@ -55,8 +55,8 @@ func readSegments(ctx context.Context, db *qsql.DB, corp string) ([]Segment, err
 const memberCols = `lead_id, member, pinned, entered_at, exited_at, check_at`
 
 // readMembers reads a segment's rows of leads in (after, last].
-func readMembers(ctx context.Context, tx *qsql.Tx, seg, after, last int64) (map[int64]member, error) {
-	var rows []member
+func readMembers(ctx context.Context, tx *qsql.Tx, seg, after, last int64) (map[int64]Member, error) {
+	var rows []Member
 	if err := tx.SelectContext(ctx, &rows, `SELECT `+memberCols+` FROM segment_members WHERE segment_id = ? AND lead_id > ? AND lead_id <= ?`,
 		seg, after, last); err != nil {
 		return nil, err
@@ -65,20 +65,20 @@ func readMembers(ctx context.Context, tx *qsql.Tx, seg, after, last int64) (map[
 }
 
 // readMembersOf reads a segment's rows of the leads among ids.
-func readMembersOf(ctx context.Context, tx *qsql.Tx, seg int64, ids []int64) (map[int64]member, error) {
+func readMembersOf(ctx context.Context, tx *qsql.Tx, seg int64, ids []int64) (map[int64]Member, error) {
 	q, args, err := sqlx.In(`SELECT `+memberCols+` FROM segment_members WHERE segment_id = ? AND lead_id IN (?)`, seg, ids)
 	if err != nil {
 		return nil, err
 	}
-	var rows []member
+	var rows []Member
 	if err := tx.SelectContext(ctx, &rows, tx.Rebind(q), args...); err != nil {
 		return nil, err
 	}
 	return byLead(rows), nil
 }
 
-func byLead(rows []member) map[int64]member {
-	out := make(map[int64]member, len(rows))
+func byLead(rows []Member) map[int64]Member {
+	out := make(map[int64]Member, len(rows))
 	for _, r := range rows {
 		out[r.Lead] = r
 	}
@@ -88,7 +88,7 @@ func byLead(rows []member) map[int64]member {
 var memberWriteCols = []string{"segment_id", "lead_id", "corp_id", "member", "pinned", "entered_at", "exited_at", "check_at"}
 
 // writeMembers stores whole member rows and moves the count by delta.
-func writeMembers(ctx context.Context, db *qsql.DB, tx *qsql.Tx, g *Segment, rows []member, delta, now int64) error {
+func writeMembers(ctx context.Context, db *qsql.DB, tx *qsql.Tx, g *Segment, rows []Member, delta, now int64) error {
 	const chunk = 500
 	for len(rows) > 0 {
 		n := min(chunk, len(rows))
@@ -148,8 +148,8 @@ func claimDueChecks(ctx context.Context, db *qsql.DB, now int64, limit int) ([]d
 	return out, err
 }
 
-func listMembers(ctx context.Context, db *qsql.DB, seg, after int64, limit int) ([]member, error) {
-	out := []member{}
+func listMembers(ctx context.Context, db *qsql.DB, seg, after int64, limit int) ([]Member, error) {
+	out := []Member{}
 	err := db.SelectContext(ctx, &out, `SELECT `+memberCols+` FROM segment_members WHERE segment_id = ? AND member = 1 AND lead_id > ? ORDER BY lead_id LIMIT ?`,
 		seg, after, limit)
 	return out, err

@@ -1,0 +1,342 @@
+// The journey designer: LogicFlow draws the graph; a node's configuration
+// (its part of journeys.Graph) lives in its properties.node, and the edges
+// carry the exit they connect (properties.exit). Saving turns the canvas
+// back into the draft the server validates; its problems come back by
+// node and are drawn on the nodes. Published statistics are shown on them.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.getElementById("designer");
+  if (!root || !window.Core) return;
+  const data = JSON.parse(root.dataset.designer);
+  const T = (k) => data.texts[k] || k;
+  const journey = data.journey;
+  const F = window.QiflowFilters;
+  const panel = document.getElementById("designer-panel");
+  const errors = document.getElementById("designer-errors");
+  const status = document.getElementById("designer-status");
+
+  const shapes = { entry: "circle", exit: "circle", wait: "ellipse", condition: "diamond", split: "diamond", action: "rect", jump: "rect" };
+  const defaults = {
+    entry: () => ({ entry: { on: "manual" } }),
+    wait: () => ({ wait: { for: "duration", minutes: 60 } }),
+    condition: () => ({ condition: { all: [] } }),
+    split: () => ({ branches: [{ name: "a", percent: 50 }, { name: "b", percent: 50 }] }),
+    action: () => ({ action: { kind: "message", text: "" } }),
+    jump: () => ({}),
+    exit: () => ({}),
+  };
+
+  // exitsOf names the exits a node must connect (as the server does).
+  function exitsOf(n) {
+    switch (n.type) {
+      case "entry":
+      case "action":
+        return ["next"];
+      case "wait":
+        return n.wait && n.wait.for === "activity" ? ["happened", "timeout"] : ["next"];
+      case "condition":
+        return ["yes", "no"];
+      case "split":
+        return (n.branches || []).map((b) => b.name);
+      case "jump":
+        return ["to"];
+    }
+    return [];
+  }
+
+  const stats = {};
+  for (const s of data.stats || []) if (s.version === journey.version) stats[s.node] = s;
+
+  function label(n) {
+    let text = T("kind." + n.type) + "\n" + n.id;
+    const s = stats[n.id];
+    if (s) text += "\n" + T("stats").replace("%d", s.entered).replace("%d", s.waiting).replace("%d", s.conversions);
+    return text;
+  }
+
+  const lf = new window.Core.LogicFlow({
+    container: document.getElementById("designer-canvas"),
+    grid: { size: 10, visible: true },
+    keyboard: { enabled: true },
+    edgeType: "polyline",
+    isSilentMode: !data.can_edit,
+    stopScrollGraph: true,
+  });
+
+  // Draft → canvas.
+  const nodes = journey.draft.nodes || [];
+  lf.render({
+    nodes: nodes.map((n, i) => ({
+      id: n.id,
+      type: shapes[n.type] || "rect",
+      x: n.x || 120 + (i % 4) * 200,
+      y: n.y || 120 + Math.floor(i / 4) * 160,
+      text: label(n),
+      properties: { node: n },
+    })),
+    edges: nodes.flatMap((n) => {
+      const out = [];
+      if (n.type === "jump" && n.to) out.push({ sourceNodeId: n.id, targetNodeId: n.to, text: "to", properties: { exit: "to" } });
+      for (const [exit, to] of Object.entries(n.exits || {})) out.push({ sourceNodeId: n.id, targetNodeId: to, text: exit, properties: { exit } });
+      return out;
+    }),
+  });
+  lf.fitView && lf.fitView(40);
+
+  function nodeOf(id) {
+    const m = lf.getNodeModelById(id);
+    return m ? m.getProperties().node : null;
+  }
+
+  function setNode(id, n) {
+    lf.setProperties(id, { node: n });
+    lf.updateText(id, label(n));
+  }
+
+  // A new edge takes the first exit of its source not yet connected.
+  lf.on("edge:add", ({ data: e }) => {
+    const n = nodeOf(e.sourceNodeId);
+    const used = lf.getGraphData().edges.filter((x) => x.sourceNodeId === e.sourceNodeId && x.id !== e.id).map((x) => (x.properties || {}).exit);
+    const free = n ? exitsOf(n).filter((x) => !used.includes(x)) : [];
+    if (free.length === 0) {
+      lf.deleteEdge(e.id);
+      showError(T("no_exit"));
+      return;
+    }
+    lf.setProperties(e.id, { exit: free[0] });
+    lf.updateText(e.id, free[0]);
+  });
+
+  // Draft from the canvas.
+  function draft() {
+    const g = lf.getGraphData();
+    const out = { nodes: [], goal: journey.draft.goal, settings: journey.draft.settings || {} };
+    for (const v of g.nodes) {
+      const n = Object.assign({}, v.properties.node, { x: Math.round(v.x), y: Math.round(v.y) });
+      n.exits = {};
+      delete n.to;
+      out.nodes.push(n);
+    }
+    const byId = Object.fromEntries(out.nodes.map((n) => [n.id, n]));
+    for (const e of g.edges) {
+      const n = byId[e.sourceNodeId];
+      const exit = (e.properties || {}).exit;
+      if (!n || !exit) continue;
+      if (n.type === "jump") n.to = e.targetNodeId;
+      else n.exits[exit] = e.targetNodeId;
+    }
+    for (const n of out.nodes) if (Object.keys(n.exits).length === 0) delete n.exits;
+    return out;
+  }
+
+  function showError(text) {
+    errors.textContent = text;
+    errors.hidden = !text;
+  }
+
+  // mark draws the draft's problems on their nodes (red) and lists them.
+  function mark(problems) {
+    const bad = {};
+    for (const k of Object.keys(problems || {})) {
+      const m = /^nodes\.([^.]+)/.exec(k);
+      if (m) bad[m[1]] = true;
+    }
+    for (const v of lf.getGraphData().nodes) {
+      const model = lf.getNodeModelById(v.id);
+      if (model && model.setStyle) model.setStyle("stroke", bad[v.id] ? "#c62828" : "#2b2b2b");
+    }
+    const lines = Object.keys(problems || {}).sort().map((k) => k + ": " + problems[k]);
+    showError(lines.join("\n"));
+    root.dataset.problems = lines.length;
+  }
+  mark(journey.problems);
+
+  let counter = nodes.length;
+  root.querySelectorAll("[data-add]").forEach((b) =>
+    b.addEventListener("click", () => {
+      const type = b.dataset.add;
+      let id;
+      do id = type + ++counter;
+      while (lf.getNodeModelById(id));
+      const n = Object.assign({ id, type }, defaults[type]());
+      const tr = lf.getTransform ? lf.getTransform() : { TRANSLATE_X: 0, TRANSLATE_Y: 0, SCALE_X: 1 };
+      lf.addNode({ id, type: shapes[type], x: 160 + ((counter * 37) % 400) - (tr.TRANSLATE_X || 0), y: 200 + ((counter * 53) % 240) - (tr.TRANSLATE_Y || 0), text: label(n), properties: { node: n } });
+      edit(id);
+    }),
+  );
+
+  // The side panel: one node's configuration.
+  function field(labelText, input) {
+    const l = document.createElement("label");
+    l.append(labelText, input);
+    return l;
+  }
+  function input(value, onInput, attrs) {
+    const e = document.createElement(attrs && attrs.tag === "textarea" ? "textarea" : "input");
+    for (const [k, v] of Object.entries(attrs || {})) if (k !== "tag") e.setAttribute(k, v);
+    e.value = value === undefined || value === null ? "" : value;
+    e.addEventListener("input", () => onInput(e.value));
+    return e;
+  }
+  function select(value, options, onChange) {
+    const e = document.createElement("select");
+    for (const o of options) e.append(new Option(T("opt." + o) === "opt." + o ? o : T("opt." + o), o));
+    e.value = value;
+    e.addEventListener("change", () => onChange(e.value));
+    return e;
+  }
+
+  function edit(id) {
+    const n = nodeOf(id);
+    panel.replaceChildren();
+    if (!n) {
+      const p = document.createElement("p");
+      p.className = "empty";
+      p.textContent = T("pick");
+      panel.append(p);
+      return;
+    }
+    const h = document.createElement("h3");
+    h.textContent = T("kind." + n.type) + " · " + n.id;
+    panel.append(h);
+    const save = () => setNode(id, n);
+    const redraw = () => {
+      save();
+      edit(id);
+    };
+    switch (n.type) {
+      case "entry": {
+        const e = (n.entry = n.entry || { on: "manual" });
+        panel.append(field(T("entry.on"), select(e.on, ["manual", "activity", "lead_change", "segment", "tag"], (v) => { e.on = v; redraw(); })));
+        if (e.on === "activity") {
+          panel.append(field(T("entry.activity"), input(e.activity, (v) => { e.activity = v; save(); }, { placeholder: "wecom.added" })));
+          panel.append(field(T("entry.code"), input((e.properties || {}).code_id, (v) => { e.properties = v ? { code_id: v } : undefined; save(); }, { inputmode: "numeric" })));
+        }
+        if (e.on === "lead_change") {
+          panel.append(field(T("entry.change"), select(e.change || "stage", ["stage", "status", "fit", "score", "claimed", "released"], (v) => { e.change = v; save(); })));
+          e.change = e.change || "stage";
+          panel.append(field(T("entry.to"), input(e.to, (v) => { e.to = v; save(); })));
+        }
+        if (e.on === "segment") {
+          const s = select(String(e.segment || ""), [""].concat(data.segments.map((g) => String(g.id))), (v) => { e.segment = Number(v); save(); });
+          [...s.options].forEach((o) => { const g = data.segments.find((x) => String(x.id) === o.value); if (g) o.textContent = g.name; });
+          panel.append(field(T("entry.segment"), s));
+        }
+        if (e.on === "tag") panel.append(field(T("entry.tag"), input(e.tag, (v) => { e.tag = v; save(); })));
+        break;
+      }
+      case "wait": {
+        const w = (n.wait = n.wait || { for: "duration", minutes: 60 });
+        panel.append(field(T("wait.for"), select(w.for, ["duration", "until", "workday", "activity"], (v) => { w.for = v; redraw(); })));
+        if (w.for === "duration") panel.append(field(T("wait.minutes"), input(w.minutes, (v) => { w.minutes = Number(v); save(); }, { type: "number", min: "1" })));
+        if (w.for === "until") panel.append(field(T("wait.until"), input(w.until, (v) => { w.until = v; save(); }, { placeholder: "2026-12-07T10:00:00+08:00" })));
+        if (w.for === "workday") panel.append(field(T("wait.at"), input(w.at || "10:00", (v) => { w.at = v; save(); }, { type: "time" })));
+        if (w.for === "workday" && !w.at) w.at = "10:00";
+        if (w.for === "activity") {
+          panel.append(field(T("wait.activity"), input(w.activity, (v) => { w.activity = v; save(); }, { placeholder: "form.submitted" })));
+          panel.append(field(T("wait.timeout"), input(w.timeout_minutes, (v) => { w.timeout_minutes = Number(v); save(); }, { type: "number", min: "1" })));
+        }
+        break;
+      }
+      case "condition": {
+        const box = document.createElement("div");
+        panel.append(box);
+        const ft = {};
+        for (const k of ["all", "any", "add", "remove", "behaviour", "expr", "field", "value", "activity", "days", "min", "max"]) ft["t" + k[0].toUpperCase() + k.slice(1)] = T("filter." + k);
+        F.mount(box, n.condition, data.fields, (f) => { n.condition = f; save(); }, ft);
+        break;
+      }
+      case "split": {
+        const text = (n.branches || []).map((b) => b.name + ":" + b.percent).join(", ");
+        panel.append(field(T("split.branches"), input(text, (v) => {
+          n.branches = v.split(",").map((p) => p.trim()).filter(Boolean).map((p) => { const [name, pct] = p.split(":"); return { name: name.trim(), percent: Number(pct) }; });
+          save();
+        }, { placeholder: "a:50, b:50" })));
+        break;
+      }
+      case "action": {
+        const a = (n.action = n.action || { kind: "message" });
+        panel.append(field(T("action.kind"), select(a.kind, ["message", "tag", "stage", "status", "activity", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); })));
+        const text = (key, attrs) => panel.append(field(T("action." + key), input(a[key], (v) => { a[key] = v; save(); }, attrs)));
+        if (a.kind === "message") {
+          text("text", { tag: "textarea", rows: "4", maxlength: "4000" });
+          const hint = document.createElement("small");
+          hint.textContent = T("action.vars") + " · " + T("action.caps").replace("%d", data.settings.cap_day).replace("%d", data.settings.cap_week).replace("%s", data.settings.quiet_start + "–" + data.settings.quiet_end);
+          panel.append(hint);
+        }
+        if (a.kind === "tag") {
+          panel.append(field(T("action.tags_add"), input((a.tags_add || []).join(","), (v) => { a.tags_add = v.split(",").map((x) => x.trim()).filter(Boolean); save(); })));
+          panel.append(field(T("action.tags_remove"), input((a.tags_remove || []).join(","), (v) => { a.tags_remove = v.split(",").map((x) => x.trim()).filter(Boolean); save(); })));
+        }
+        if (a.kind === "stage") text("stage");
+        if (a.kind === "status") text("status");
+        if (a.kind === "activity") text("activity", { placeholder: "nurture.touch" });
+        if (a.kind === "segment_add" || a.kind === "segment_remove") {
+          const statics = data.segments.filter((g) => g.kind === "static");
+          const s = select(String(a.segment || ""), [""].concat(statics.map((g) => String(g.id))), (v) => { a.segment = Number(v); save(); });
+          [...s.options].forEach((o) => { const g = statics.find((x) => String(x.id) === o.value); if (g) o.textContent = g.name; });
+          panel.append(field(T("action.segment"), s));
+        }
+        if (a.kind === "webhook") {
+          text("url", { type: "url" });
+          text("secret");
+        }
+        break;
+      }
+    }
+    const del = document.createElement("button");
+    del.type = "button";
+    del.className = "secondary outline";
+    del.textContent = T("delete");
+    del.hidden = !data.can_edit;
+    del.addEventListener("click", () => { lf.deleteNode(id); edit(null); });
+    panel.append(del);
+  }
+
+  lf.on("node:click", ({ data: v }) => edit(v.id));
+  lf.on("blank:click", () => edit(null));
+
+  // The journey's goal and settings sit in the panel when nothing is picked.
+  const saveBtn = document.getElementById("designer-save");
+  async function saveDraft() {
+    const [code, out] = await F.send("/console/journeys/" + journey.id + "/draft", { name: document.getElementById("journey-name").value, draft: draft() });
+    if (code !== 200) {
+      showError(F.problemsText(out));
+      return null;
+    }
+    journey.draft = out.draft;
+    mark(out.problems);
+    status.textContent = T("saved");
+    return out;
+  }
+  if (saveBtn) saveBtn.addEventListener("click", saveDraft);
+  const publishBtn = document.getElementById("designer-publish");
+  if (publishBtn)
+    publishBtn.addEventListener("click", async () => {
+      const saved = await saveDraft();
+      if (!saved || (saved.problems && Object.keys(saved.problems).length)) return;
+      const mapping = {};
+      for (const line of document.getElementById("designer-mapping").value.split("\n")) {
+        const [from, to] = line.split("=").map((x) => (x || "").trim());
+        if (from && to) mapping[from] = to;
+      }
+      const [code, out] = await F.send("/console/journeys/" + journey.id + "/publish", { migrate: document.getElementById("designer-migrate").checked, mapping });
+      if (code !== 200) {
+        showError(F.problemsText(out));
+        return;
+      }
+      window.location.reload();
+    });
+
+  // Statistics refresh while the journey runs.
+  if (journey.version) {
+    setInterval(async () => {
+      const resp = await fetch("/console/journeys/" + journey.id + "/stats", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!resp.ok) return;
+      const out = await resp.json();
+      for (const s of out.nodes || []) if (s.version === journey.version) stats[s.node] = s;
+      for (const v of lf.getGraphData().nodes) lf.updateText(v.id, label(v.properties.node));
+    }, 5000);
+  }
+});
