@@ -335,7 +335,7 @@ func (s *Server) consoleRoutes() []Route {
 		{"POST", "/console/lang", "", s.setLang},
 		{"POST", "/console/corp", "", s.switchCorp},
 		{"POST", "/console/logout", "", s.logoutPage},
-	}, s.sidebarRoutes()...)
+	}, append(s.journeyConsoleRoutes(), s.sidebarRoutes()...)...)
 }
 
 // ConsoleRoutes lists the console's signed-in routes (for the role × route test).

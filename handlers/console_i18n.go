@@ -435,6 +435,7 @@ var messages = map[string][2]string{
 	"designer.mapping":            {"节点映射（旧节点=新节点，每行一个）", "Node mapping (old=new, one a line)"},
 	"designer.saved":              {"已保存。", "Saved."},
 	"designer.no_exit":            {"这个节点的出口都已连好。", "Every exit of this node is connected."},
+	"designer.exit":               {"出口", "Exit"},
 	"designer.delete":             {"删除节点", "Delete node"},
 	"designer.stats":              {"进入 %d · 等待 %d · 转化 %d", "in %d · waiting %d · converted %d"},
 	"designer.kind.entry":         {"入口", "Entry"},

@@ -24,12 +24,31 @@ func chrome(t *testing.T, bin string) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1366, 768), chromedp.UserDataDir(t.TempDir()))
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1366, 768))
+	// Its profile lives in a directory of our own rather than t.TempDir():
+	// Chromium's helper processes may still be writing into it for a moment
+	// after the browser is told to quit, and the test must not fail on that.
+	dir, err := os.MkdirTemp("", "qiflow-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append(opts, chromedp.UserDataDir(dir))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	// Chromium is newer than chromedp's protocol tables: log its decode complaints to the test log only.
 	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+		for range 50 { // until the helpers have let go of the profile
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("chromium's profile %s left behind", dir)
+	})
 	// A browser in China asks for Chinese (headless Chromium says en-US).
 	if err := chromedp.Run(ctx, network.SetExtraHTTPHeaders(network.Headers{"Accept-Language": "zh-CN,zh;q=0.9"})); err != nil {
 		t.Fatalf("start chromium: %v", err)

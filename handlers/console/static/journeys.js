@@ -64,6 +64,8 @@ document.addEventListener("DOMContentLoaded", () => {
     stopScrollGraph: true,
   });
 
+  window.QiflowDesigner = { lf }; // for the browser tests and the curious
+
   // Draft → canvas.
   const nodes = journey.draft.nodes || [];
   lf.render({
@@ -77,12 +79,13 @@ document.addEventListener("DOMContentLoaded", () => {
     })),
     edges: nodes.flatMap((n) => {
       const out = [];
-      if (n.type === "jump" && n.to) out.push({ sourceNodeId: n.id, targetNodeId: n.to, text: "to", properties: { exit: "to" } });
-      for (const [exit, to] of Object.entries(n.exits || {})) out.push({ sourceNodeId: n.id, targetNodeId: to, text: exit, properties: { exit } });
+      if (n.type === "jump" && n.to) out.push({ type: "polyline", sourceNodeId: n.id, targetNodeId: n.to, text: "to", properties: { exit: "to" } });
+      for (const [exit, to] of Object.entries(n.exits || {})) out.push({ type: "polyline", sourceNodeId: n.id, targetNodeId: to, text: exit, properties: { exit } });
       return out;
     }),
   });
-  lf.fitView && lf.fitView(40);
+  // Fit a graph of some size into view; a small one stays at its own scale.
+  if (nodes.length >= 4 && lf.fitView) lf.fitView(40);
 
   function nodeOf(id) {
     const m = lf.getNodeModelById(id);
@@ -95,7 +98,9 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // A new edge takes the first exit of its source not yet connected.
+  let connecting = false; // an edge the panel adds names its exit itself
   lf.on("edge:add", ({ data: e }) => {
+    if (connecting) return;
     const n = nodeOf(e.sourceNodeId);
     const used = lf.getGraphData().edges.filter((x) => x.sourceNodeId === e.sourceNodeId && x.id !== e.id).map((x) => (x.properties || {}).exit);
     const free = n ? exitsOf(n).filter((x) => !used.includes(x)) : [];
@@ -160,8 +165,15 @@ document.addEventListener("DOMContentLoaded", () => {
       do id = type + ++counter;
       while (lf.getNodeModelById(id));
       const n = Object.assign({ id, type }, defaults[type]());
-      const tr = lf.getTransform ? lf.getTransform() : { TRANSLATE_X: 0, TRANSLATE_Y: 0, SCALE_X: 1 };
-      lf.addNode({ id, type: shapes[type], x: 160 + ((counter * 37) % 400) - (tr.TRANSLATE_X || 0), y: 200 + ((counter * 53) % 240) - (tr.TRANSLATE_Y || 0), text: label(n), properties: { node: n } });
+      // Placed on a free spot of a grid; the marketer drags it where it belongs.
+      const taken = lf.getGraphData().nodes.map((v) => [v.x, v.y]);
+      let x = 120, y = 120;
+      for (let k = 0; k < 64; k++) {
+        x = 120 + (k % 3) * 200;
+        y = 120 + Math.floor(k / 3) * 150;
+        if (!taken.some(([a, b]) => Math.abs(a - x) < 100 && Math.abs(b - y) < 80)) break;
+      }
+      lf.addNode({ id, type: shapes[type], x, y, text: label(n), properties: { node: n } });
       edit(id);
     }),
   );
@@ -283,6 +295,28 @@ document.addEventListener("DOMContentLoaded", () => {
           text("secret");
         }
         break;
+      }
+    }
+    // Each exit's target, also settable here (without a mouse).
+    if (data.can_edit) {
+      const others = lf.getGraphData().nodes.map((v) => v.id).filter((x) => x !== id && (nodeOf(x) || {}).type !== "entry");
+      for (const exit of exitsOf(n)) {
+        const edges = lf.getGraphData().edges.filter((e) => e.sourceNodeId === id && (e.properties || {}).exit === exit);
+        const current = edges.length ? edges[0].targetNodeId : "";
+        const s = select(current, [""].concat(others), (to) => {
+          for (const e of edges) lf.deleteEdge(e.id);
+          if (to) {
+            connecting = true;
+            try {
+              lf.addEdge({ type: "polyline", sourceNodeId: id, targetNodeId: to, text: exit, properties: { exit } });
+            } finally {
+              connecting = false;
+            }
+          }
+          edit(id);
+        });
+        s.dataset.exit = exit;
+        panel.append(field(T("exit") + " " + exit, s));
       }
     }
     const del = document.createElement("button");

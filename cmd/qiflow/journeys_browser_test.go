@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"testing"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/qiflow/qiflow/leads"
+)
+
+// choose sets a control's value as a person would and tells the page (the
+// designer listens for input and change events).
+func choose(sel, value string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		var ok bool
+		js := `(() => { const e = document.querySelector(` + jsString(sel) + `); if (!e) return false; e.value = ` + jsString(value) + `;
+			e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`
+		if err := chromedp.Evaluate(js, &ok).Do(ctx); err != nil {
+			return err
+		}
+		if !ok {
+			return errNoElement(sel)
+		}
+		return nil
+	})
+}
+
+type errNoElement string
+
+func (e errNoElement) Error() string { return "no element " + string(e) }
+
+func jsString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
+}
+
+// A marketer builds a small journey in the designer (entry → action →
+// exit, connected from the side panel), publishes it, enrols a lead, and
+// sees the person reach the exit in the statistics drawn on the graph.
+// The segment editor shows its count as the filter is edited.
+func TestBrowser_DesignerBuildsPublishesAndShowsAPersonMoving(t *testing.T) {
+	bin := chromiumPath(t)
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	var created struct {
+		Lead leads.Lead `json:"lead"`
+	}
+	if st := call(t, "POST", s.url+"/api/v1/leads", admin, map[string]any{"name": "韩梅梅", "mobile": "13912345600"}, &created); st != http.StatusCreated {
+		t.Fatalf("create lead: %d", st)
+	}
+	b := chrome(t, bin)
+	var errs []string
+	listenConsoleErrors(b, &errs)
+	step := func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(b, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			var text string
+			chromedp.Run(b, screenshot(t, "failed"), chromedp.Text("main", &text, chromedp.ByQuery))
+			t.Fatalf("%s: %v; page errors %v; page: %.600s", what, err, errs, text)
+		}
+	}
+	step("sign in", signInActions(s.url, "admin@example.com", "admin password"))
+	step("new journey", chromedp.Navigate(s.url+"/console/journeys"),
+		chromedp.SendKeys(`input[name="name"]`, "欢迎旅程", chromedp.ByQuery),
+		chromedp.Click(`form[action="/console/journeys"] button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#designer-canvas svg`, chromedp.ByQuery))
+	step("add an action", chromedp.Click(`[data-add="action"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#designer-panel select`, chromedp.ByQuery),
+		choose(`#designer-panel select`, "activity"),
+		chromedp.WaitVisible(`#designer-panel input`, chromedp.ByQuery),
+		choose(`#designer-panel input`, "journey.touch"))
+	step("add an exit", chromedp.Click(`[data-add="exit"]`, chromedp.ByQuery))
+	// Connect from the panel: the entry to the action, the action to the exit.
+	var ids []string
+	if err := chromedp.Run(b, chromedp.Evaluate(`[...document.querySelectorAll("[data-add]")].length`, new(int))); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct{ node, exit, to string }{{"entry1", "next", "action2"}, {"action2", "next", "exit3"}}
+	for _, st := range steps {
+		// Open the node's panel by clicking its shape.
+		if err := chromedp.Run(b, clickNode(st.node), chromedp.WaitVisible(`#designer-panel select[data-exit="`+st.exit+`"]`, chromedp.ByQuery),
+			choose(`#designer-panel select[data-exit="`+st.exit+`"]`, st.to)); err != nil {
+			t.Fatalf("connect %s.%s → %s: %v", st.node, st.exit, st.to, err)
+		}
+		ids = append(ids, st.node)
+	}
+	var problems string
+	if err := chromedp.Run(b, chromedp.Click(`#designer-save`, chromedp.ByQuery), chromedp.WaitVisible(`#designer-status`, chromedp.ByQuery),
+		chromedp.Poll(`document.getElementById("designer-status").textContent !== ""`, nil),
+		chromedp.AttributeValue(`#designer`, "data-problems", &problems, nil, chromedp.ByQuery), screenshot(t, "designer-built")); err != nil {
+		t.Fatalf("save: %v", err)
+	}
+	if problems != "0" {
+		var text string
+		chromedp.Run(b, chromedp.Text(`#designer-errors`, &text, chromedp.ByQuery))
+		t.Fatalf("the draft has problems: %s", text)
+	}
+	// Publishing reloads the page (published, with the enrol form).
+	step("publish", chromedp.Evaluate(`document.getElementById("designer-publish").click()`, nil))
+	step("enrol", chromedp.WaitVisible(`input[name="lead_ids"]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name="lead_ids"]`, itoa(created.Lead.ID), chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('form[action$="/enrol"]').requestSubmit()`, nil))
+	// The statistics on the exit node show the person who went through.
+	step("see the person at the exit", chromedp.WaitVisible(`#designer-canvas svg`, chromedp.ByQuery),
+		chromedp.Poll(`(() => { const t = [...document.querySelectorAll("#designer-canvas text")].find((e) => e.textContent.includes("exit3"));
+			return !!t && t.textContent.includes("进入 1"); })()`, nil),
+		screenshot(t, "designer-published"))
+	var drawn int
+	step("count the edges", chromedp.Evaluate(`document.querySelectorAll("#designer-canvas .lf-edge").length`, &drawn))
+	if drawn != 2 {
+		var model string
+		chromedp.Run(b, chromedp.Evaluate(`JSON.stringify(window.QiflowDesigner.lf.getGraphData().edges)`, &model))
+		t.Fatalf("%d edges drawn, want 2; the model's: %s", drawn, model)
+	}
+	var st struct {
+		Journey struct {
+			Enrolled, Active, Exited, Goals int64
+		} `json:"journey"`
+	}
+	var list struct {
+		Journeys []struct {
+			ID int64 `json:"id"`
+		} `json:"journeys"`
+	}
+	call(t, "GET", s.url+"/api/v1/journeys", admin, nil, &list)
+	call(t, "GET", s.url+"/api/v1/journeys/"+itoa(list.Journeys[0].ID)+"/stats", admin, nil, &st)
+	if st.Journey.Enrolled != 1 || st.Journey.Active != 0 {
+		t.Fatalf("stats %+v", st.Journey)
+	}
+
+	// The segment editor counts as the filter changes.
+	var count string
+	if err := chromedp.Run(b, chromedp.Navigate(s.url+"/console/segments/new"),
+		chromedp.WaitVisible(`[data-add-row="field"]`, chromedp.ByQuery),
+		chromedp.Click(`[data-add-row="field"]`, chromedp.ByQuery),
+		choose(`.filter-row select`, "name"),
+		choose(`.filter-row input`, "韩梅梅"),
+		chromedp.Poll(`document.getElementById("segment-preview").dataset.matched === "1"`, nil),
+		chromedp.Text(`#segment-preview`, &count, chromedp.ByQuery), screenshot(t, "segment-editor")); err != nil {
+		t.Fatalf("segment editor: %v", err)
+	}
+	if !strings.Contains(count, "1") {
+		t.Fatalf("count %q", count)
+	}
+	if len(errs) > 0 {
+		t.Fatalf("the pages logged errors (CSP?): %v", errs)
+	}
+}
+
+// clickNode clicks a node of the designer's canvas by its id, through
+// LogicFlow's own element (its shape's group carries the id).
+func clickNode(id string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		var box []float64
+		js := `(() => { const t = [...document.querySelectorAll("#designer-canvas text")].find((e) => e.textContent.includes(` + jsString(id) + `));
+			if (!t) return []; const r = t.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`
+		if err := chromedp.Evaluate(js, &box).Do(ctx); err != nil {
+			return err
+		}
+		if len(box) != 2 {
+			return errNoElement("node " + id)
+		}
+		return chromedp.MouseClickXY(box[0], box[1]).Do(ctx)
+	})
+}
+
+// listenConsoleErrors records the page's uncaught exceptions and console
+// errors (a Content-Security-Policy violation is one) into errs.
+func listenConsoleErrors(ctx context.Context, errs *[]string) {
+	var mu sync.Mutex
+	chromedp.ListenTarget(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			*errs = append(*errs, e.ExceptionDetails.Error())
+		case *cdplog.EventEntryAdded:
+			if e.Entry.Level == cdplog.LevelError && !strings.Contains(e.Entry.URL, "favicon") {
+				*errs = append(*errs, e.Entry.Text)
+			}
+		}
+	})
+	_ = chromedp.Run(ctx, cdplog.Enable(), runtime.Enable())
+}
