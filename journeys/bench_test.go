@@ -216,3 +216,108 @@ func BenchmarkEngineLocalSteps(b *testing.B) {
 	b.ReportMetric(float64(n), "waiting")
 	b.ReportMetric(peakRSS(), "peak-rss-MiB")
 }
+
+// BenchmarkEventToNextStep measures, with the bus and an engine running as
+// in the app, the time from an activity being recorded to the run waiting
+// for it having moved on (its next step taken), one event at a time, while
+// QIFLOW_BENCH_PEOPLE other runs wait on timers.
+//
+//	QIFLOW_TEST_MYSQL_DSN='root@tcp(127.0.0.1:3306)/test' QIFLOW_BENCH_PEOPLE=1000000 go test -run x -bench EventToNextStep -benchtime 200x -timeout 1h ./journeys/
+func BenchmarkEventToNextStep(b *testing.B) {
+	db := benchDB(b)
+	f := newFixture(b, db, true)
+	ctx := context.Background()
+	j := f.publish(b, "wait for a form", Graph{Nodes: []Node{
+		{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "form"}},
+		{ID: "form", Type: NodeWait, Wait: &Wait{For: "activity", Activity: "form.submitted", TimeoutMinutes: 60 * 24}, Exits: map[string]string{"happened": "out", "timeout": "out"}},
+		{ID: "out", Type: NodeExit},
+	}})
+	waitingBehind(b, db, j.ID, benchPeople(b))
+	ids := f.seed(b, b.N)
+	for k := 0; k < len(ids); k += 1000 {
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids[k:min(k+1000, len(ids))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f.tickAll(b)
+	engineCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go f.s.Engine().Run(engineCtx)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		f.activity(b, "form.submitted", ids[i])
+		for {
+			var state string
+			if err := db.GetContext(ctx, &state, `SELECT state FROM journey_runs WHERE journey_id = ? AND lead_id = ?`, j.ID, ids[i]); err != nil {
+				b.Fatal(err)
+			}
+			if state == StateDone {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	percentiles(b, "event-to-step", lat)
+	b.ReportMetric(peakRSS(), "peak-rss-MiB")
+}
+
+// BenchmarkIncrementalMembership measures the time from a lead's change
+// (its stage, through the lead pool's service) to its membership of a
+// dynamic segment following, with the bus as in the app, over
+// QIFLOW_BENCH_PEOPLE people.
+//
+//	QIFLOW_TEST_MYSQL_DSN='root@tcp(127.0.0.1:3306)/test' QIFLOW_BENCH_PEOPLE=1000000 go test -run x -bench IncrementalMembership -benchtime 200x -timeout 1h ./journeys/
+func BenchmarkIncrementalMembership(b *testing.B) {
+	db := benchDB(b)
+	first := seedLeads(b, db, benchPeople(b))
+	f := newFixture(b, db, true)
+	ctx := context.Background()
+	g, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "disqualified", Kind: KindDynamic, Filter: Filter{Field: "stage", Op: "eq", Value: raw("disqualified")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.rebuild(b, g)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		lead := first + int64(i)*2 // stage "lead": may move to disqualified
+		start := time.Now()
+		if _, err := f.leads.ChangeStage(ctx, corp, lead, 0, true, "disqualified", "bench"); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			in, err := f.s.InSegment(ctx, g.ID, lead)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if in {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	percentiles(b, "membership", lat)
+	b.ReportMetric(peakRSS(), "peak-rss-MiB")
+}
+
+// waitingBehind adds n runs of journey waiting on timers that never come due.
+func waitingBehind(b *testing.B, db *qsql.DB, journey int64, n int) {
+	b.Helper()
+	far := time.Now().Add(300 * 24 * time.Hour).UnixMilli()
+	for start := 0; start < n; start += 5000 {
+		var rows []string
+		var args []any
+		for i := start; i < start+5000 && i < n; i++ {
+			rows = append(rows, "(?, ?, 1, ?, 'form', 'waiting', ?, 1, 1, 1)")
+			args = append(args, corp, journey, int64(10_000_000+i), far)
+		}
+		if _, err := db.Exec(`INSERT INTO journey_runs (corp_id, journey_id, version, lead_id, node, state, due_at, active_guard, entered_at, updated_at) VALUES `+
+			strings.Join(rows, ","), args...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -37,7 +37,7 @@ type fixture struct {
 // start is Monday 2026-12-07 08:00 in Shanghai.
 var start = time.Date(2026, 12, 7, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
 
-func newFixture(t *testing.T, db *qsql.DB, bus bool) *fixture {
+func newFixture(t testing.TB, db *qsql.DB, bus bool) *fixture {
 	t.Helper()
 	f := &fixture{db: db}
 	f.now.Store(start.UnixMilli())
@@ -79,7 +79,7 @@ func newFixture(t *testing.T, db *qsql.DB, bus bool) *fixture {
 func (f *fixture) advance(d time.Duration) { f.now.Add(d.Milliseconds()) }
 
 // seed makes n leads (WeCom adds by staff zhangsan) and returns their ids.
-func (f *fixture) seed(t *testing.T, n int) []int64 {
+func (f *fixture) seed(t testing.TB, n int) []int64 {
 	t.Helper()
 	ctx := context.Background()
 	evs := make([]livecode.ContactAdded, n)
@@ -102,7 +102,7 @@ func (f *fixture) seed(t *testing.T, n int) []int64 {
 }
 
 // activity records an activity of typ for each lead's person now.
-func (f *fixture) activity(t *testing.T, typ string, ids ...int64) {
+func (f *fixture) activity(t testing.TB, typ string, ids ...int64) {
 	t.Helper()
 	ctx := context.Background()
 	ps, err := f.leads.ProfilesOf(ctx, corp, ids)
@@ -119,7 +119,7 @@ func (f *fixture) activity(t *testing.T, typ string, ids ...int64) {
 	}
 }
 
-func (f *fixture) rebuild(t *testing.T, g *Segment) *Segment {
+func (f *fixture) rebuild(t testing.TB, g *Segment) *Segment {
 	t.Helper()
 	ctx := context.Background()
 	waitFor(t, "the segment's rebuild", func() bool {
@@ -146,7 +146,7 @@ func (f *fixture) members(t *testing.T, seg int64) []int64 {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
@@ -365,7 +365,7 @@ func welcome() Graph {
 	}
 }
 
-func (f *fixture) publish(t *testing.T, name string, g Graph) *Journey {
+func (f *fixture) publish(t testing.TB, name string, g Graph) *Journey {
 	t.Helper()
 	ctx := context.Background()
 	j, err := f.s.SaveJourney(ctx, Journey{CorpID: corp, Name: name, Draft: g})
@@ -382,7 +382,7 @@ func (f *fixture) publish(t *testing.T, name string, g Graph) *Journey {
 }
 
 // tickAll ticks until nothing is due.
-func (f *fixture) tickAll(t *testing.T) {
+func (f *fixture) tickAll(t testing.TB) {
 	t.Helper()
 	for {
 		n, err := f.s.Tick(context.Background())
