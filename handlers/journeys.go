@@ -27,6 +27,7 @@ func (s *Server) journeyRoutes() []Route {
 		{"POST", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(true)},
 		{"DELETE", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(false)},
 		{"GET", "/journeys", auth.PermLeadsRead, s.listJourneys},
+		{"GET", "/journeys/schema", auth.PermLeadsRead, s.journeySchema},
 		{"POST", "/journeys", auth.PermJourneysManage, s.saveJourney},
 		{"GET", "/journeys/:id", auth.PermLeadsRead, s.getJourney},
 		{"PUT", "/journeys/:id", auth.PermJourneysManage, s.saveJourney},
@@ -399,4 +400,9 @@ func (s *Server) setMessageSettings(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, m)
+}
+
+// journeySchema serves the journey graph's JSON Schema.
+func (s *Server) journeySchema(c *gin.Context) {
+	c.Data(http.StatusOK, "application/schema+json", journeys.Schema)
 }

@@ -70,8 +70,8 @@ func (s *Service) SaveJourney(ctx context.Context, j Journey) (*Journey, error) 
 	if j.Name == "" || len([]rune(j.Name)) > 64 {
 		return nil, apperr.Field("name", "is required, at most 64 characters")
 	}
-	if len(j.Draft.Nodes) > 500 {
-		return nil, apperr.Field("draft.nodes", "are at most 500")
+	if err := checkSchema("draft", j.Draft); err != nil {
+		return nil, err
 	}
 	b, _ := json.Marshal(j.Draft)
 	j.DraftJSON = string(b)
