@@ -140,6 +140,7 @@ type designerData struct {
 	CanEdit  bool                     `json:"can_edit"`
 	Texts    map[string]string        `json:"texts"`
 	Settings journeys.MessageSettings `json:"settings"`
+	Splits   []journeys.BranchResult  `json:"-"`
 }
 
 func (s *Server) designerPage(c *gin.Context) {
@@ -164,6 +165,11 @@ func (s *Server) designerPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
+	splits, err := s.d.Journeys.SplitResults(ctx, p.CorpID, id)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
 	v := s.newView(c, "nav.journeys", "journeys.title", nil)
 	texts := map[string]string{}
 	for k := range messages {
@@ -175,7 +181,7 @@ func (s *Server) designerPage(c *gin.Context) {
 		}
 	}
 	v.Data = designerData{Journey: st.Journey, Stats: st.Nodes, Fields: journeys.Fields(), Segments: segs, CanEdit: p.Can(auth.PermJourneysManage),
-		Texts: texts, Settings: set}
+		Texts: texts, Settings: set, Splits: splits}
 	v.Styles = []string{"/static/vendor/logicflow-core-2.2.5/index.css"}
 	v.Scripts = []string{"/static/vendor/logicflow-core-2.2.5/index.min.js", "/static/filters.js", "/static/journeys.js"}
 	s.render(c, http.StatusOK, "journey", "", v)

@@ -36,6 +36,7 @@ func (s *Server) journeyRoutes() []Route {
 		{"POST", "/journeys/:id/enrolments", auth.PermJourneysManage, s.enrol},
 		{"GET", "/journeys/:id/stats", auth.PermLeadsRead, s.journeyStats},
 		{"GET", "/journeys/:id/runs", auth.PermLeadsRead, s.journeyRuns},
+		{"GET", "/journeys/:id/splits", auth.PermLeadsRead, s.splitResults},
 		{"GET", "/journeys/:id/runs/:run/actions", auth.PermLeadsRead, s.runActions},
 		{"GET", "/journeys/:id/dry-run", auth.PermLeadsRead, s.dryRun},
 		{"GET", "/journeys/:id/messages", auth.PermLeadsRead, s.journeyMessages},
@@ -405,4 +406,19 @@ func (s *Server) setMessageSettings(c *gin.Context) {
 // journeySchema serves the journey graph's JSON Schema.
 func (s *Server) journeySchema(c *gin.Context) {
 	c.Data(http.StatusOK, "application/schema+json", journeys.Schema)
+}
+
+// splitResults are each split branch's runs, goals and funnel progress,
+// with the significance of its difference from the split's first branch.
+func (s *Server) splitResults(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	rs, err := s.d.Journeys.SplitResults(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"branches": rs})
 }

@@ -38,6 +38,7 @@ type Run struct {
 	State     string `db:"state" json:"state"`
 	DueAt     *int64 `db:"due_at" json:"due_at,omitempty"`
 	WaitEvent string `db:"wait_event" json:"wait_event,omitempty"`
+	Branch    string `db:"branch" json:"branch,omitempty"` // the last split's node:branch
 	Step      int    `db:"step" json:"step"`
 	Attempts  int    `db:"attempts" json:"attempts,omitempty"`
 	LastError string `db:"last_error" json:"last_error,omitempty"`
@@ -277,7 +278,9 @@ func (s *Service) advance(ctx context.Context, g *compiledGraph, r *Run, p *lead
 			end(StateDone)
 			return acts
 		case NodeSplit:
-			move(n.Exits[pickBranch(n, r)])
+			b := pickBranch(n, r)
+			r.Branch = n.ID + ":" + b
+			move(n.Exits[b])
 		case NodeCondition:
 			if s.holds(ctx, n.cond, r.CorpID, p) {
 				move(n.Exits["yes"])

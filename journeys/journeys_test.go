@@ -493,6 +493,15 @@ func TestJourney_WelcomeSeriesRunsDurably(t *testing.T) {
 				t.Fatalf("exit entered by %d, want %d", n.Entered, b)
 			}
 		}
+		// Results per branch: a's people all converted (and are MQLs), b's none.
+		res, err := f.s.SplitResults(ctx, corp, j.ID)
+		if err != nil || len(res) != 2 {
+			t.Fatalf("split results %+v %v", res, err)
+		}
+		if ra, rb := res[0], res[1]; ra.Branch != "a" || ra.Runs != int64(a) || ra.Goals != int64(a) || ra.MQLOrBetter != int64(a) ||
+			rb.Runs != int64(b) || rb.Goals != 0 || ra.PValue != 1 || (a >= 3 && b >= 3 && !rb.Significant) {
+			t.Fatalf("split results %+v", res)
+		}
 		// Nobody enters twice (re-entry: never), even on another add.
 		f.activity(t, "wecom.added", ids[0])
 		if n, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil || n != 0 {
@@ -582,4 +591,17 @@ func TestEngine_ExclusiveClaimsAndTakeoverAfterACrash(t *testing.T) {
 			t.Fatalf("counters %+v", st.Journey)
 		}
 	})
+}
+
+func TestTwoProportionP(t *testing.T) {
+	// 50 of 100 against 65 of 100: z ≈ 2.15, p ≈ 0.032.
+	if p := twoProportionP(50, 100, 65, 100); p < 0.030 || p > 0.034 {
+		t.Fatalf("p = %.4f", p)
+	}
+	if p := twoProportionP(5, 10, 5, 10); p != 1 {
+		t.Fatalf("equal rates: p = %.4f", p)
+	}
+	if p := twoProportionP(0, 0, 1, 2); p != 1 {
+		t.Fatalf("no runs: p = %.4f", p)
+	}
 }

@@ -173,7 +173,7 @@ func wakeRuns(ctx context.Context, tx *qsql.Tx, corp string, lead int64, types [
 	return err
 }
 
-const runCols = `id, corp_id, journey_id, version, lead_id, node, state, due_at, wait_event, step, attempts, last_error, entered_at, updated_at, ended_at`
+const runCols = `id, corp_id, journey_id, version, lead_id, node, state, due_at, wait_event, branch, step, attempts, last_error, entered_at, updated_at, ended_at`
 
 func activeRunsOf(ctx context.Context, db *qsql.DB, corp string, lead int64) ([]Run, error) {
 	var out []Run
@@ -266,9 +266,9 @@ func writeRuns(ctx context.Context, db *qsql.DB, tx *qsql.Tx, runs []Run, now in
 			guard, ended = nil, now
 			r.DueAt = nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE journey_runs SET node = ?, state = ?, due_at = ?, wait_event = ?, step = ?, attempts = ?, last_error = ?,
+		if _, err := tx.ExecContext(ctx, `UPDATE journey_runs SET node = ?, state = ?, due_at = ?, wait_event = ?, branch = ?, step = ?, attempts = ?, last_error = ?,
 			lease_token = '', active_guard = ?, ended_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
-			r.Node, r.State, r.DueAt, r.WaitEvent, r.Step, r.Attempts, r.LastError, guard, ended, now, r.ID, r.token); err != nil {
+			r.Node, r.State, r.DueAt, r.WaitEvent, r.Branch, r.Step, r.Attempts, r.LastError, guard, ended, now, r.ID, r.token); err != nil {
 			return err
 		}
 	}
@@ -400,4 +400,13 @@ func readRun(ctx context.Context, tx *qsql.Tx, id int64) (Run, bool, error) {
 	}
 	err := tx.GetContext(ctx, &row, `SELECT `+runCols+`, lease_token FROM journey_runs WHERE id = ?`, id)
 	return row.Run, row.Token != "", err
+}
+
+// branchRuns pages through a journey's runs that took a split branch:
+// their branch, state and lead, after the run id after.
+func branchRuns(ctx context.Context, db *qsql.DB, journey, after int64, limit int) ([]Run, error) {
+	var out []Run
+	err := db.SelectContext(ctx, &out, `SELECT `+runCols+` FROM journey_runs WHERE journey_id = ? AND id > ? AND branch <> '' ORDER BY id LIMIT ?`,
+		journey, after, limit)
+	return out, err
 }

@@ -77,6 +77,8 @@ CREATE TABLE journey_runs (
   -- died is due again when its lease ends); NULL when nothing is due
   due_at           BIGINT       NULL,
   wait_event       VARCHAR(64)  NOT NULL DEFAULT '',
+  -- the split branch the run took (node:branch), for results per branch
+  branch           VARCHAR(130) NOT NULL DEFAULT '',
   step             INT          NOT NULL DEFAULT 0,
   -- failed tries of the current node's action (retried with backoff)
   attempts         INT          NOT NULL DEFAULT 0,
