@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
@@ -109,16 +110,9 @@ func (s *Server) previewSegment(c *gin.Context) {
 }
 
 func (s *Server) getSegment(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	g, err := s.d.Journeys.Segment(c.Request.Context(), principal(c).CorpID, id)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, g)
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		return s.d.Journeys.Segment(ctx, corp, id)
+	})
 }
 
 // segmentMembers pages through members: ?after=<lead id>&limit=.
@@ -205,16 +199,9 @@ func (s *Server) saveJourney(c *gin.Context) {
 }
 
 func (s *Server) getJourney(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	j, err := s.d.Journeys.Journey(c.Request.Context(), principal(c).CorpID, id)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, j)
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		return s.d.Journeys.Journey(ctx, corp, id)
+	})
 }
 
 func (s *Server) publishJourney(c *gin.Context) {
@@ -278,16 +265,9 @@ func (s *Server) enrol(c *gin.Context) {
 }
 
 func (s *Server) journeyStats(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	st, err := s.d.Journeys.JourneyStats(c.Request.Context(), principal(c).CorpID, id)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, st)
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		return s.d.Journeys.JourneyStats(ctx, corp, id)
+	})
 }
 
 // journeyRuns pages through runs: ?state=&after=<run id>&limit=.
@@ -411,14 +391,23 @@ func (s *Server) journeySchema(c *gin.Context) {
 // splitResults are each split branch's runs, goals and funnel progress,
 // with the significance of its difference from the split's first branch.
 func (s *Server) splitResults(c *gin.Context) {
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		rs, err := s.d.Journeys.SplitResults(ctx, corp, id)
+		return gin.H{"branches": rs}, err
+	})
+}
+
+// answerByID answers what fn reads of the :id in the principal's corp, or
+// the refusal.
+func (s *Server) answerByID(c *gin.Context, fn func(ctx context.Context, corp string, id int64) (any, error)) {
 	id, ok := pathID(c, "id")
 	if !ok {
 		return
 	}
-	rs, err := s.d.Journeys.SplitResults(c.Request.Context(), principal(c).CorpID, id)
+	out, err := fn(c.Request.Context(), principal(c).CorpID, id)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"branches": rs})
+	c.JSON(http.StatusOK, out)
 }

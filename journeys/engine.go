@@ -68,6 +68,17 @@ const (
 	retryBase   = 30 * time.Second
 )
 
+// SetLease sets how long a claim holds its runs (set before the engine
+// starts; tests shorten it to see a takeover sooner).
+func (s *Service) SetLease(d time.Duration) { s.leaseFor = d }
+
+func (s *Service) lease() time.Duration {
+	if s.leaseFor > 0 {
+		return s.leaseFor
+	}
+	return leaseFor
+}
+
 // stats are the counter changes a claim batch makes, applied at once.
 type stats struct {
 	nodes    map[nodeKey]*nodeDelta
@@ -111,7 +122,7 @@ func (st *stats) journey(id int64) *journeyDelta {
 // moved; the caller ticks again at once while a tick finds a full batch.
 func (s *Service) Tick(ctx context.Context) (int, error) {
 	now := s.now()
-	runs, err := claimDue(ctx, s.db, newToken(), qsql.Millis(now), qsql.Millis(now.Add(leaseFor)), claimBatch)
+	runs, err := claimDue(ctx, s.db, newToken(), qsql.Millis(now), qsql.Millis(now.Add(s.lease())), claimBatch)
 	if err != nil || len(runs) == 0 {
 		return 0, err
 	}

@@ -75,6 +75,7 @@ type Service struct {
 	messenger Messenger
 	dir       Directory
 	engine    *Engine
+	leaseFor  time.Duration // 0: leaseFor
 	// Webhooks posts a webhook action (nil: http with a timeout).
 	webhooks webhookPoster
 }

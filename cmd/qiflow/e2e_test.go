@@ -193,7 +193,13 @@ func (s *stack) quiet() {
 
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	waitUntilFor(t, 15*time.Second, what, cond)
+}
+
+// waitUntilFor is waitUntil with its own deadline (a lease to run out).
+func waitUntilFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
