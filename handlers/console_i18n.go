@@ -396,6 +396,7 @@ var messages = map[string][2]string{
 	"segments.preview.sample":     {"约 %d 人匹配（前 %d 人样本）", "about %d match (a sample of the first %d)"},
 	"segments.preview.hint":       {"修改条件时这里显示人数。", "The count shows here as you edit."},
 	"segments.saved":              {"已保存，正在后台计算。", "Saved; rebuilding in the background."},
+	"segments.export":             {"导出 CSV", "Export CSV"},
 	"segments.first_members":      {"前 50 位成员", "First 50 members"},
 	"filter.all":                  {"满足全部", "All of"},
 	"filter.any":                  {"满足任一", "Any of"},

@@ -24,6 +24,7 @@ func (s *Server) journeyConsoleRoutes() []Route {
 		{"GET", "/console/segments", auth.PermLeadsRead, s.segmentsPage},
 		{"GET", "/console/segments/new", auth.PermJourneysManage, s.segmentPage},
 		{"GET", "/console/segments/:id", auth.PermLeadsRead, s.segmentPage},
+		{"GET", "/console/segments/:id/export", auth.PermLeadsExport, s.exportSegment},
 		{"POST", "/console/segments/preview", auth.PermJourneysManage, s.previewSegment},
 		{"POST", "/console/segments/save", auth.PermJourneysManage, s.saveSegmentFromPage},
 		{"GET", "/console/journeys", auth.PermLeadsRead, s.journeysPage},

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/journeys"
+	"github.com/qiflow/qiflow/leads"
 )
 
 // journeyRoutes are segments and journeys: marketers (journeys.manage)
@@ -25,6 +27,7 @@ func (s *Server) journeyRoutes() []Route {
 		{"GET", "/segments/:id", auth.PermLeadsRead, s.getSegment},
 		{"PUT", "/segments/:id", auth.PermJourneysManage, s.saveSegment},
 		{"GET", "/segments/:id/members", auth.PermLeadsRead, s.segmentMembers},
+		{"GET", "/segments/:id/export", auth.PermLeadsExport, s.exportSegment},
 		{"POST", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(true)},
 		{"DELETE", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(false)},
 		{"GET", "/journeys", auth.PermLeadsRead, s.listJourneys},
@@ -410,4 +413,38 @@ func (s *Server) answerByID(c *gin.Context, fn func(ctx context.Context, corp st
 		return
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// exportSegment downloads a segment's members as the lead export does
+// (the leads the user may see, masked without pii, audited).
+func (s *Server) exportSegment(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	p := principal(c)
+	ctx := c.Request.Context()
+	if _, err := s.d.Journeys.Segment(ctx, p.CorpID, id); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	v, err := s.viewerOf(ctx, p)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	next := func(ctx context.Context, after int64, limit int) ([]int64, error) {
+		ms, err := s.d.Journeys.Members(ctx, p.CorpID, id, after, limit)
+		ids := make([]int64, len(ms))
+		for i, m := range ms {
+			ids[i] = m.Lead
+		}
+		return ids, err
+	}
+	c.Header("Content-Type", "text/csv; charset=utf-8")
+	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="segment-%d.csv"`, id))
+	if _, err := s.d.Leads.ExportLeadsOf(ctx, leads.ListFilter{CorpID: p.CorpID, Viewer: v}, next, fmt.Sprintf("segment %d", id), p.UserID,
+		exportMask(p), c.Writer); err != nil {
+		s.logger(c).Error("segment export cut short", "segment", id, "err", err)
+	}
 }

@@ -152,19 +152,23 @@ func (s *Server) exportLeads(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	var mask leads.Mask
-	if !p.Can(auth.PermPII) {
-		mask = func(kind, v string) string {
-			if kind == leads.IdentityEmail {
-				return maskEmail(v)
-			}
-			return auth.MaskMobile(v)
-		}
-	}
 	c.Header("Content-Type", "text/csv; charset=utf-8")
 	c.Header("Content-Disposition", `attachment; filename="leads.csv"`)
-	if _, err := s.d.Leads.ExportLeads(c.Request.Context(), f, p.UserID, mask, c.Writer); err != nil {
+	if _, err := s.d.Leads.ExportLeads(c.Request.Context(), f, p.UserID, exportMask(p), c.Writer); err != nil {
 		s.logger(c).Error("lead export cut short", "err", err)
+	}
+}
+
+// exportMask hides mobiles and emails from a user without pii (nil: shown).
+func exportMask(p auth.Principal) leads.Mask {
+	if p.Can(auth.PermPII) {
+		return nil
+	}
+	return func(kind, v string) string {
+		if kind == leads.IdentityEmail {
+			return maskEmail(v)
+		}
+		return auth.MaskMobile(v)
 	}
 }
 

@@ -34,6 +34,20 @@ type Mask func(kind, value string) string
 // CSV to w and records the export; mask is nil for a user who may see
 // mobiles and emails.
 func (s *Service) ExportLeads(ctx context.Context, f ListFilter, actor int64, mask Mask, w io.Writer) (int64, error) {
+	return s.export(ctx, f, nil, "", actor, mask, w)
+}
+
+// Page is the next page of lead ids of a set another package keeps (a
+// segment's members), in id order: at most limit after the id after.
+type Page func(ctx context.Context, after int64, limit int) ([]int64, error)
+
+// ExportLeadsOf is ExportLeads of the leads next pages through (those the
+// viewer of f may see), audited under label ("segment 7").
+func (s *Service) ExportLeadsOf(ctx context.Context, f ListFilter, next Page, label string, actor int64, mask Mask, w io.Writer) (int64, error) {
+	return s.export(ctx, f, next, label, actor, mask, w)
+}
+
+func (s *Service) export(ctx context.Context, f ListFilter, next Page, label string, actor int64, mask Mask, w io.Writer) (int64, error) {
 	loc := s.calendars.For(f.CorpID).Location()
 	if _, err := io.WriteString(w, "\ufeff"); err != nil {
 		return 0, err
@@ -43,7 +57,19 @@ func (s *Service) ExportLeads(ctx context.Context, f ListFilter, actor int64, ma
 		"source", "channel", "code_id", "grade", "fit", "engagement", "created_at"})
 	var rows int64
 	f.After, f.Limit = 0, 200
+	var after int64 // the cursor of next
 	for {
+		var ids []int64
+		if next != nil {
+			var err error
+			if ids, err = next(ctx, after, f.Limit); err != nil {
+				return rows, err
+			}
+			f.IDs, f.After = ids, 0
+			if len(ids) > 0 {
+				after = ids[len(ids)-1]
+			}
+		}
 		page, err := s.List(ctx, f)
 		if err != nil {
 			return rows, err
@@ -77,12 +103,22 @@ func (s *Service) ExportLeads(ctx context.Context, f ListFilter, actor int64, ma
 		if err := cw.Error(); err != nil {
 			return rows, err
 		}
+		if next != nil {
+			if len(ids) < f.Limit {
+				break
+			}
+			continue
+		}
 		if len(page) < f.Limit {
 			break
 		}
 		f.After = page[len(page)-1].ID
 	}
-	filter, _ := json.Marshal(map[string]any{"pool": f.PoolID, "owner": f.Owner, "stage": f.Stage})
+	what := map[string]any{"pool": f.PoolID, "owner": f.Owner, "stage": f.Stage}
+	if label != "" {
+		what = map[string]any{"of": label}
+	}
+	filter, _ := json.Marshal(what)
 	return rows, s.store.recordExport(ctx, f.CorpID, actor, string(filter), rows, mask != nil, qsql.Millis(s.now()))
 }
 

@@ -66,8 +66,10 @@ type ListFilter struct {
 	Source  string
 	Channel string
 	CodeID  int64
-	After   int64 // the last id of the previous page
-	Limit   int
+	// IDs, when set, restricts the list to these leads (a segment's page).
+	IDs   []int64
+	After int64 // the last id of the previous page
+	Limit int
 }
 
 // visibleTo is the condition on lead l that a viewer may see it, and its
@@ -126,6 +128,15 @@ func (st *store) list(ctx context.Context, f ListFilter) ([]Lead, error) {
 	args := append([]any{f.CorpID, f.After}, vargs...)
 	if f.PoolID > 0 {
 		where, args = append(where, "l.pool_id = ?"), append(args, f.PoolID)
+	}
+	if f.IDs != nil {
+		if len(f.IDs) == 0 {
+			return []Lead{}, nil
+		}
+		where = append(where, "l.id IN ("+placeholders(len(f.IDs))+")")
+		for _, id := range f.IDs {
+			args = append(args, id)
+		}
 	}
 	switch {
 	case f.Owner < 0:

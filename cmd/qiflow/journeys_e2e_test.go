@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/journeys"
 	"github.com/qiflow/qiflow/leads"
@@ -239,4 +241,56 @@ func TestE2E_JourneyWelcomeSeriesFromScanToGoal(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A segment's members download as the lead export does: masked without
+// pii, formula cells escaped, audited.
+func TestE2E_SegmentExportFollowsTheLeadExportRules(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	createUsers(t, s, map[string]auth.Role{"marketer": auth.RoleMarketer})
+	marketer := login(t, s.url, "marketer@example.com", "password marketer")
+	for _, p := range []map[string]any{{"name": "=HYPERLINK(1)", "mobile": "13912345600", "title": "CTO"}, {"name": "李雷", "mobile": "13912345601", "title": "CTO"}, {"name": "王芳", "mobile": "13912345602"}} {
+		if st := call(t, "POST", s.url+"/api/v1/leads", admin, p, nil); st != http.StatusCreated {
+			t.Fatalf("create lead: %d", st)
+		}
+	}
+	var g journeys.Segment
+	if st := call(t, "POST", s.url+"/api/v1/segments", marketer, map[string]any{"name": "CTOs", "kind": "dynamic",
+		"filter": map[string]any{"field": "title", "op": "eq", "value": "CTO"}}, &g); st != http.StatusCreated {
+		t.Fatalf("create segment: %d", st)
+	}
+	waitUntil(t, "the segment built", func() bool {
+		call(t, "GET", s.url+"/api/v1/segments/"+itoa(g.ID), admin, nil, &g)
+		return g.BuiltVersion == g.Version && g.Members == 2
+	})
+	get := func(token string) string {
+		req, _ := http.NewRequest("GET", s.url+"/api/v1/segments/"+itoa(g.ID)+"/export", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("export: %v %v", resp, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	full, masked := get(admin), get(marketer)
+	if strings.Count(full, "\n") != 3 || !strings.Contains(full, "+8613912345601") || !strings.Contains(full, "'=HYPERLINK(1)") || strings.Contains(full, "王芳") {
+		t.Fatalf("admin's export:\n%s", full)
+	}
+	if strings.Contains(masked, "13912345601") || strings.Count(masked, "\n") != 3 {
+		t.Fatalf("the marketer (no pii) saw a mobile:\n%s", masked)
+	}
+	var audit struct {
+		Exports []struct {
+			Filter string `json:"filter"`
+			Rows   int64  `json:"rows"`
+			Masked bool   `json:"masked"`
+		} `json:"exports"`
+	}
+	call(t, "GET", s.url+"/api/v1/exports", admin, nil, &audit)
+	if len(audit.Exports) != 2 || !strings.Contains(audit.Exports[0].Filter, "segment "+itoa(g.ID)) || audit.Exports[0].Rows != 2 {
+		t.Fatalf("audit %+v", audit.Exports)
+	}
 }
