@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/qiflow/qiflow/apperr"
@@ -95,6 +96,14 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			}
 			return s.pinTx(ctx, tx, seg, []int64{r.LeadID}, pin)
 		})
+	case ActionNotify:
+		err = s.notify(ctx, a, r, p)
+	case ActionPool:
+		if p.PoolID == a.Pool {
+			rec.Status = "skipped"
+			break
+		}
+		_, err = s.leads.MoveToPool(ctx, r.CorpID, r.LeadID, a.Pool, 0, reason)
 	case ActionTag:
 		switch {
 		case s.dir == nil:
@@ -188,4 +197,29 @@ func (h httpWebhooks) post(ctx context.Context, target, secret, key string, body
 		return fmt.Errorf("%w: webhook answered %d", errPermanent, resp.StatusCode)
 	}
 	return fmt.Errorf("webhook answered %d", resp.StatusCode)
+}
+
+// notify sends the lead's owner (their WeCom staff member; without an
+// owner, the staff member who added the person) an app message. WeCom's
+// duplicate check drops the same text to the same person within 30
+// minutes, so a retried step does not notify twice.
+func (s *Service) notify(ctx context.Context, a *Action, r *Run, p *leads.Profile) error {
+	if s.messenger == nil {
+		return fmt.Errorf("%w: no WeCom to send through", errPermanent)
+	}
+	to := p.StaffUserID
+	if p.OwnerUserID != 0 && s.staffOf != nil {
+		staff, err := s.staffOf(ctx, r.CorpID, p.OwnerUserID)
+		if err != nil {
+			return err
+		}
+		if staff != "" {
+			to = staff
+		}
+	}
+	if to == "" {
+		return fmt.Errorf("%w: the lead has no owner or staff member in WeCom", errPermanent)
+	}
+	text := strings.NewReplacer("{{name}}", p.Name, "{{lead}}", fmt.Sprint(p.LeadID)).Replace(a.Text)
+	return s.messenger.SendAppMessage(ctx, r.CorpID, to, text)
 }

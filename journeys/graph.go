@@ -104,6 +104,8 @@ const (
 	ActionSegmentAdd    = "segment_add"
 	ActionSegmentRemove = "segment_remove"
 	ActionWebhook       = "webhook"
+	ActionNotify        = "notify"  // a WeCom app message to the lead's owner (or the staff member who added them)
+	ActionPool          = "pool"    // move the lead to another pool
 	ActionTag           = "tag"     // add and remove the contact's WeCom tags (ids), as their staff member
 	ActionMessage       = "message" // to the customer, through their staff member (WeCom's mass message, which they confirm)
 )
@@ -119,6 +121,7 @@ type Action struct {
 	URL      string `json:"url,omitempty"`
 	Secret   string `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
 	Text     string `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
+	Pool     int64  `json:"pool,omitempty"`   // pool: the pool's id
 	// TagsAdd and TagsRemove are WeCom tag ids.
 	TagsAdd    []string `json:"tags_add,omitempty"`
 	TagsRemove []string `json:"tags_remove,omitempty"`
@@ -419,6 +422,14 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if len(a.Secret) < 16 {
 			f.Add(at+".action.secret", "is at least 16 characters")
 		}
+	case ActionNotify:
+		if strings.TrimSpace(a.Text) == "" || len(a.Text) > 2048 {
+			f.Add(at+".action.text", "is required, at most 2048 bytes")
+		}
+	case ActionPool:
+		if a.Pool <= 0 {
+			f.Add(at+".action.pool", "is required")
+		}
 	case ActionTag:
 		if len(a.TagsAdd)+len(a.TagsRemove) == 0 {
 			f.Add(at+".action.tags_add", "or tags_remove names at least one tag")
@@ -428,7 +439,7 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 			f.Add(at+".action.text", fmt.Sprintf("is required, at most %d bytes", wecom.MaxMsgText))
 		}
 	default:
-		f.Add(at+".action.kind", "is stage, status, activity, segment_add, segment_remove, tag, webhook or message")
+		f.Add(at+".action.kind", "is message, notify, tag, stage, status, activity, pool, segment_add, segment_remove or webhook")
 	}
 }
 

@@ -46,6 +46,7 @@ type Leads interface {
 	SetStatus(ctx context.Context, corp string, leadID, actor int64, manager bool, status, reason string) (*leads.Lead, error)
 	RecordActivities(ctx context.Context, corp string, in []leads.ActivityIn) (leads.ActivitiesResult, error)
 	LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error)
+	MoveToPool(ctx context.Context, corp string, leadID, pool, actor int64, reason string) (*leads.Lead, error)
 }
 
 // Directory is what journeys use of the WeCom directory mirror: contacts'
@@ -73,6 +74,7 @@ type Service struct {
 	clock     atomic.Pointer[func() time.Time]
 	graphs    graphCache
 	messenger Messenger
+	staffOf   StaffOf
 	dir       Directory
 	engine    *Engine
 	leaseFor  time.Duration // 0: leaseFor

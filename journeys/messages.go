@@ -18,10 +18,15 @@ import (
 type Messenger interface {
 	AddMsgTemplate(ctx context.Context, corpID string, m wecom.MsgTemplate) (string, []string, error)
 	GroupMsgSendResult(ctx context.Context, corpID, msgID, userID, cursor string) ([]wecom.GroupMsgSend, string, error)
+	SendAppMessage(ctx context.Context, corpID, userID, text string) error
 }
 
-// SetMessenger gives the service WeCom for customer messages.
-func (s *Service) SetMessenger(m Messenger) { s.messenger = m }
+// StaffOf is a Qiflow user's WeCom staff member ("" none).
+type StaffOf func(ctx context.Context, corpID string, userID int64) (string, error)
+
+// SetMessenger gives the service WeCom for customer messages and notices
+// to staff, and how to find a lead owner's staff member.
+func (s *Service) SetMessenger(m Messenger, staff StaffOf) { s.messenger, s.staffOf = m, staff }
 
 // MessageSettings are a corp's rules for messages to customers across all
 // its journeys.

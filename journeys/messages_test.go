@@ -25,7 +25,7 @@ func TestMessages_CapsQuietHoursOptOutAndOnce(t *testing.T) {
 		fk, base := fake.StartForTest(t, corp, true)
 		fk.SetClock(func() time.Time { return time.UnixMilli(f.now.Load()) })
 		api := wecom.NewAPI(base, kvtest.Open(t), 10*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
-		f.s.SetMessenger(api)
+		f.s.SetMessenger(api, nil)
 		for i := range 3 {
 			if _, err := fk.Add(ctx, corp, "zhangsan", fake.Customer{ExternalUserID: fmt.Sprint("wm", i)}, 1); err != nil {
 				t.Fatal(err)
@@ -109,6 +109,51 @@ func TestMessages_CapsQuietHoursOptOutAndOnce(t *testing.T) {
 		}
 		if got != 1 {
 			t.Fatalf("wm0 received %d copies of the first message", got)
+		}
+	})
+}
+
+// A notify action reaches the lead's staff member as a WeCom app message
+// (the owner's, once the lead has one); a pool action moves the lead.
+func TestActions_NotifyTheOwnerAndMoveToAPool(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		fk, base := fake.StartForTest(t, corp, true)
+		api := wecom.NewAPI(base, kvtest.Open(t), 10*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
+		f.s.SetMessenger(api, func(context.Context, string, int64) (string, error) { return "lisi", nil })
+		ids := f.seed(t, 2)
+		pool, err := f.leads.CreatePool(ctx, leads.Pool{CorpID: corp, Name: "nurture pool"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.leads.Claim(ctx, corp, ids[1], 42); err != nil { // an owner: user 42, staff lisi
+			t.Fatal(err)
+		}
+		j := f.publish(t, "notify", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "tell"}},
+			{ID: "tell", Type: NodeAction, Action: &Action{Kind: ActionNotify, Text: "跟进 {{lead}}"}, Exits: map[string]string{"next": "move"}},
+			{ID: "move", Type: NodeAction, Action: &Action{Kind: ActionPool, Pool: pool.ID}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		got := map[string]string{}
+		for _, m := range fk.Messages(corp) {
+			if m.Kind == "app" {
+				got[m.Text] = m.UserID
+			}
+		}
+		if got[fmt.Sprint("跟进 ", ids[0])] != "zhangsan" || got[fmt.Sprint("跟进 ", ids[1])] != "lisi" {
+			t.Fatalf("app messages %v: want the unowned lead's to zhangsan (who added them), the owned one's to its owner lisi", got)
+		}
+		ps, _ := f.leads.ProfilesOf(ctx, corp, ids)
+		for _, p := range ps {
+			if p.PoolID != pool.ID {
+				t.Fatalf("lead %d in pool %d, want %d", p.LeadID, p.PoolID, pool.ID)
+			}
 		}
 	})
 }

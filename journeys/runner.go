@@ -218,6 +218,10 @@ func describe(a *Action) string {
 		return fmt.Sprintf("remove the person from segment %d", a.Segment)
 	case ActionWebhook:
 		return "post a webhook to " + a.URL
+	case ActionNotify:
+		return "send the lead's owner an app message: " + a.Text
+	case ActionPool:
+		return fmt.Sprintf("move the lead to pool %d", a.Pool)
 	case ActionTag:
 		return fmt.Sprintf("tag the contact (add %v, remove %v)", a.TagsAdd, a.TagsRemove)
 	case ActionMessage:

@@ -141,7 +141,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.leads.Subscribe(a.bus)
 	a.journeys = journeys.New(a.db, a.leads, calendars, log)
 	a.journeys.Subscribe(a.bus)
-	a.journeys.SetMessenger(a.api)
+	a.journeys.SetMessenger(a.api, a.auth.StaffID)
 	a.journeys.SetDirectory(a.dir)
 	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
