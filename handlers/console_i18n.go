@@ -491,6 +491,8 @@ var messages = map[string][2]string{
 	"designer.opt.status":         {"改状态", "Change status"},
 	"designer.opt.segment_add":    {"加入分组", "Add to segment"},
 	"designer.opt.segment_remove": {"移出分组", "Remove from segment"},
+	"designer.opt.score":          {"分数达到", "Score reached"},
+	"designer.entry.above":        {"分数达到", "Score at least"},
 	"designer.opt.notify":         {"通知负责人", "Notify the owner"},
 	"designer.opt.pool":           {"移到线索池", "Move to a pool"},
 	"designer.action.pool":        {"线索池编号", "Pool id"},

@@ -75,6 +75,8 @@ type Entry struct {
 	To         string            `json:"to,omitempty"`     // its new value ("" any)
 	Segment    int64             `json:"segment,omitempty"`
 	Tag        string            `json:"tag,omitempty"` // on tag: the tag's name
+	// Above: on score, enters when the engagement score reaches it.
+	Above float64 `json:"above,omitempty"`
 }
 
 // Wait holds a run: for a duration, until a time, until the next working
@@ -357,9 +359,13 @@ func checkEntry(f apperr.Fields, at string, e *Entry) {
 		if e.Tag == "" {
 			f.Add(at+".entry.tag", "is required")
 		}
+	case "score":
+		if e.Above <= 0 {
+			f.Add(at+".entry.above", "is a score above 0")
+		}
 	case "manual":
 	default:
-		f.Add(at+".entry.on", "is activity, lead_change, segment, tag or manual")
+		f.Add(at+".entry.on", "is activity, lead_change, score, segment, tag or manual")
 	}
 }
 

@@ -605,3 +605,34 @@ func TestTwoProportionP(t *testing.T) {
 		t.Fatalf("no runs: p = %.4f", p)
 	}
 }
+
+// A journey entered on a score: the person whose engagement reaches 50
+// enters (once); one below stays out.
+func TestJourney_EntersWhenTheScoreIsReached(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, true)
+		ctx := context.Background()
+		if _, err := f.leads.CreateRule(ctx, leads.Rule{CorpID: corp, Name: "webinar", ActivityType: "webinar", Points: 30, Repeatable: true}); err != nil {
+			t.Fatal(err)
+		}
+		j := f.publish(t, "hot", Graph{Nodes: []Node{
+			{ID: "hot", Type: NodeEntry, Entry: &Entry{On: "score", Above: 50}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		ids := f.seed(t, 2)
+		f.activity(t, "webinar", ids[0], ids[1])
+		f.advance(time.Minute)
+		f.activity(t, "webinar", ids[0]) // 60 points: reached
+		waitFor(t, "the hot lead to enter", func() bool { return len(f.runsOf(t, j.ID)) == 1 })
+		f.advance(time.Minute)
+		f.activity(t, "webinar", ids[0]) // still above: no second run
+		waitFor(t, "the event handled", func() bool {
+			var n int
+			db.Get(&n, `SELECT COUNT(*) FROM bus_deliveries WHERE status = 'queued'`)
+			return n == 0
+		})
+		if rs := f.runsOf(t, j.ID); len(rs) != 1 || rs[ids[0]].LeadID != ids[0] {
+			t.Fatalf("runs %+v: want only the lead that reached 50", rs)
+		}
+	})
+}

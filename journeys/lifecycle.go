@@ -358,6 +358,7 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 	var matches func(e *Entry) bool
 	var wake []string
 	var fields, types []string
+	var score *float64 // the lead's score now, for entries on a score
 	switch e := ev.(type) {
 	case leads.ActivitiesRecorded:
 		corp, lead = e.CorpID, e.LeadID
@@ -387,6 +388,9 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 			fields = append(fields, fs...)
 		}
 		matches = func(en *Entry) bool {
+			if en.On == "score" {
+				return score != nil && *score >= en.Above
+			}
 			if en.On != "lead_change" {
 				return false
 			}
@@ -421,6 +425,17 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 	live, err := s.published(ctx, s.db, corp)
 	if err != nil {
 		return err
+	}
+	// "Score reached": read the score once, when a journey enters on it and
+	// the change may have moved it.
+	if ch, ok := ev.(leads.LeadChanged); ok && touchesScore(ch) && enterOn(live, "score") {
+		ps, err := s.leads.ProfilesOf(ctx, corp, []int64{lead})
+		if err != nil {
+			return err
+		}
+		if len(ps) == 1 {
+			score = &ps[0].Score
+		}
 	}
 	err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		if len(wake) > 0 {
@@ -579,4 +594,24 @@ func (s *Service) endRunAsItIs(ctx context.Context, tx *qsql.Tx, r *Run, state s
 		*r = fresh
 	}
 	return false, nil
+}
+
+// touchesScore reports whether a lead change may have moved its score.
+func touchesScore(e leads.LeadChanged) bool {
+	for _, k := range e.Kinds() {
+		if k == leads.HistoryScore || k == leads.HistoryMerged || k == leads.HistoryUnmerged {
+			return true
+		}
+	}
+	return false
+}
+
+// enterOn reports whether a live journey has an entry of kind on.
+func enterOn(live []livejourney, on string) bool {
+	for _, lj := range live {
+		if lj.entries(func(e *Entry) bool { return e.On == on }) != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -220,7 +220,7 @@ document.addEventListener("DOMContentLoaded", () => {
     switch (n.type) {
       case "entry": {
         const e = (n.entry = n.entry || { on: "manual" });
-        panel.append(field(T("entry.on"), select(e.on, ["manual", "activity", "lead_change", "segment", "tag"], (v) => { e.on = v; redraw(); })));
+        panel.append(field(T("entry.on"), select(e.on, ["manual", "activity", "lead_change", "score", "segment", "tag"], (v) => { e.on = v; redraw(); })));
         if (e.on === "activity") {
           panel.append(field(T("entry.activity"), input(e.activity, (v) => { e.activity = v; save(); }, { placeholder: "wecom.added" })));
           panel.append(field(T("entry.code"), input((e.properties || {}).code_id, (v) => { e.properties = v ? { code_id: v } : undefined; save(); }, { inputmode: "numeric" })));
@@ -235,6 +235,7 @@ document.addEventListener("DOMContentLoaded", () => {
           [...s.options].forEach((o) => { const g = data.segments.find((x) => String(x.id) === o.value); if (g) o.textContent = g.name; });
           panel.append(field(T("entry.segment"), s));
         }
+        if (e.on === "score") panel.append(field(T("entry.above"), input(e.above, (v) => { e.above = Number(v); save(); }, { type: "number", min: "1" })));
         if (e.on === "tag") panel.append(field(T("entry.tag"), input(e.tag, (v) => { e.tag = v; save(); })));
         break;
       }
