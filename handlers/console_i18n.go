@@ -491,6 +491,8 @@ var messages = map[string][2]string{
 	"designer.opt.status":         {"改状态", "Change status"},
 	"designer.opt.segment_add":    {"加入分组", "Add to segment"},
 	"designer.opt.segment_remove": {"移出分组", "Remove from segment"},
+	"designer.cases":              {"多路条件（JSON：名称与条件，依次判断，都不满足走 else）", "Cases (JSON: name and condition, first match wins, else the else exit)"},
+	"designer.to_cases":           {"改为多路条件", "Make it multi-way"},
 	"designer.opt.score":          {"分数达到", "Score reached"},
 	"designer.entry.above":        {"分数达到", "Score at least"},
 	"designer.opt.notify":         {"通知负责人", "Notify the owner"},

@@ -293,11 +293,8 @@ func (s *Service) advance(ctx context.Context, g *compiledGraph, r *Run, p *lead
 			r.Branch = n.ID + ":" + b
 			move(n.Exits[b])
 		case NodeCondition:
-			if s.holds(ctx, n.cond, r.CorpID, p) {
-				move(n.Exits["yes"])
-			} else {
-				move(n.Exits["no"])
-			}
+			exit, _ := s.way(ctx, n, r.CorpID, p)
+			move(n.Exits[exit])
 		case NodeWait:
 			due, event := s.waitUntil(n.Wait, r.CorpID, now)
 			r.DueAt, r.WaitEvent = &due, event

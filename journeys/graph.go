@@ -1,6 +1,7 @@
 package journeys
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/leads"
 	"github.com/qiflow/qiflow/wecom"
 )
 
@@ -54,13 +56,16 @@ type Node struct {
 	X float64 `json:"x,omitempty"`
 	Y float64 `json:"y,omitempty"`
 
-	Entry     *Entry    `json:"entry,omitempty"`
-	Wait      *Wait     `json:"wait,omitempty"`
-	Condition *Filter   `json:"condition,omitempty"`
-	Branches  []Branch  `json:"branches,omitempty"`
-	Action    *Action   `json:"action,omitempty"`
-	To        string    `json:"to,omitempty"`
-	cond      *compiled // Condition compiled
+	Entry     *Entry  `json:"entry,omitempty"`
+	Wait      *Wait   `json:"wait,omitempty"`
+	Condition *Filter `json:"condition,omitempty"`
+	// Cases make a condition multi-way: the first case that holds names
+	// the exit, else "else".
+	Cases    []Case    `json:"cases,omitempty"`
+	Branches []Branch  `json:"branches,omitempty"`
+	Action   *Action   `json:"action,omitempty"`
+	To       string    `json:"to,omitempty"`
+	cond     *compiled // Condition compiled
 }
 
 // Entry says who enters: on an activity (a WeCom add is "wecom.added",
@@ -90,6 +95,14 @@ type Wait struct {
 	// Activity waited for, and how long before the timeout exit (minutes).
 	Activity       string `json:"activity,omitempty"`
 	TimeoutMinutes int    `json:"timeout_minutes,omitempty"`
+}
+
+// Case is one way of a multi-way condition.
+type Case struct {
+	Name      string `json:"name"`
+	Condition Filter `json:"condition"`
+
+	cond *compiled
 }
 
 // Branch is one way of a split, taken by Percent of people.
@@ -143,6 +156,13 @@ func (n *Node) exitsOf() []string {
 		}
 		return []string{"next"}
 	case NodeCondition:
+		if len(n.Cases) > 0 {
+			out := make([]string, 0, len(n.Cases)+1)
+			for _, c := range n.Cases {
+				out = append(out, c.Name)
+			}
+			return append(out, "else")
+		}
 		return []string{"yes", "no"}
 	case NodeSplit:
 		out := make([]string, len(n.Branches))
@@ -181,12 +201,32 @@ func (g *Graph) Validate() error {
 		case NodeWait:
 			checkWait(f, at, n.Wait)
 		case NodeCondition:
-			if n.Condition == nil {
-				f.Add(at+".condition", "is required")
-			} else if c, err := compileFilter(at+".condition", *n.Condition); err != nil {
-				addErr(f, at+".condition", err)
-			} else {
-				n.cond = c
+			switch {
+			case n.Condition == nil && len(n.Cases) == 0:
+				f.Add(at+".condition", "is required (or cases, for more than two ways)")
+			case n.Condition != nil && len(n.Cases) > 0:
+				f.Add(at+".cases", "go without condition: a node is two-way or multi-way")
+			case n.Condition != nil:
+				if c, err := compileFilter(at+".condition", *n.Condition); err != nil {
+					addErr(f, at+".condition", err)
+				} else {
+					n.cond = c
+				}
+			default:
+				names := map[string]bool{"else": true}
+				for j := range n.Cases {
+					c := &n.Cases[j]
+					cat := fmt.Sprintf("%s.cases[%d]", at, j)
+					if !nodeID.MatchString(c.Name) || names[c.Name] {
+						f.Add(cat+".name", "is a unique name of letters, digits, _ or - (not else)")
+					}
+					names[c.Name] = true
+					if cc, err := compileFilter(cat+".condition", c.Condition); err != nil {
+						addErr(f, cat+".condition", err)
+					} else {
+						c.cond = cc
+					}
+				}
 			}
 		case NodeSplit:
 			total := 0
@@ -482,3 +522,17 @@ func compileGraph(raw string) (*compiledGraph, error) {
 type graphCache struct{ m sync.Map }
 
 type graphKey struct{ journey, version int64 }
+
+// way is the exit a condition node sends a person to now, and why.
+func (s *Service) way(ctx context.Context, n *Node, corp string, p *leads.Profile) (string, string) {
+	if n.cond != nil {
+		ok := s.holds(ctx, n.cond, corp, p)
+		return map[bool]string{true: "yes", false: "no"}[ok], fmt.Sprintf("%s is %v", n.cond.source, ok)
+	}
+	for _, c := range n.Cases {
+		if s.holds(ctx, c.cond, corp, p) {
+			return c.Name, c.cond.source + " holds"
+		}
+	}
+	return "else", "no case holds"
+}

@@ -636,3 +636,43 @@ func TestJourney_EntersWhenTheScoreIsReached(t *testing.T) {
 		}
 	})
 }
+
+// A multi-way condition sends each person down the first case that holds,
+// else its else exit; the dry run says which and why.
+func TestJourney_MultiWayCondition(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		ids := f.seed(t, 2)
+		if _, err := f.leads.ChangeStage(ctx, corp, ids[1], 0, true, "nurture", "later"); err != nil {
+			t.Fatal(err)
+		}
+		j := f.publish(t, "ways", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "which"}},
+			{ID: "which", Type: NodeCondition, Cases: []Case{
+				{Name: "top", Condition: Filter{Field: "grade", Op: "eq", Value: raw("A")}},
+				{Name: "later", Condition: Filter{Field: "stage", Op: "eq", Value: raw("nurture")}},
+			}, Exits: map[string]string{"top": "a", "later": "b", "else": "c"}},
+			{ID: "a", Type: NodeExit}, {ID: "b", Type: NodeExit}, {ID: "c", Type: NodeExit},
+		}})
+		steps, err := f.s.DryRun(ctx, corp, j.ID, ids[1])
+		if err != nil || len(steps) != 3 || steps[1].Exit != "later" {
+			t.Fatalf("dry run %+v %v", steps, err)
+		}
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		rs := f.runsOf(t, j.ID)
+		if rs[ids[0]].Node != "c" || rs[ids[1]].Node != "b" || rs[ids[0]].State != StateDone {
+			t.Fatalf("runs %+v", rs)
+		}
+		// Two-way and multi-way at once is refused, and so is a case named else.
+		bad := welcome()
+		bad.Nodes[2].Cases = []Case{{Name: "else", Condition: Filter{Expr: "true"}}}
+		fs := fieldsOf(bad.Validate())
+		if fs["nodes.tagged.cases"] == "" && fs["nodes.fit.cases"] == "" {
+			t.Fatalf("both kinds accepted: %v", fs)
+		}
+	})
+}

@@ -181,9 +181,7 @@ func (s *Service) DryRun(ctx context.Context, corp string, id, lead int64) ([]Dr
 			b := pickBranch(n, r)
 			step.Exit, step.Why, next = b, "the person's stable branch", n.Exits[b]
 		case NodeCondition:
-			ok := s.holds(ctx, n.cond, corp, p)
-			step.Exit = map[bool]string{true: "yes", false: "no"}[ok]
-			step.Why = fmt.Sprintf("%s is %v", n.cond.source, ok)
+			step.Exit, step.Why = s.way(ctx, n, corp, p)
 			next = n.Exits[step.Exit]
 		case NodeWait:
 			due, event := s.waitUntil(n.Wait, corp, now)

@@ -36,7 +36,7 @@ document.addEventListener("DOMContentLoaded", () => {
       case "wait":
         return n.wait && n.wait.for === "activity" ? ["happened", "timeout"] : ["next"];
       case "condition":
-        return ["yes", "no"];
+        return n.cases ? n.cases.map((c) => c.name).concat(["else"]) : ["yes", "no"];
       case "split":
         return (n.branches || []).map((b) => b.name);
       case "jump":
@@ -253,6 +253,28 @@ document.addEventListener("DOMContentLoaded", () => {
         break;
       }
       case "condition": {
+        if (n.cases) {
+          // Multi-way: each case a name and a filter (JSON), first match wins, else "else".
+          panel.append(field(T("cases"), input(JSON.stringify(n.cases, null, 1), (v) => {
+            try {
+              n.cases = JSON.parse(v);
+              save();
+            } catch (e) {
+              /* kept until it parses */
+            }
+          }, { tag: "textarea", rows: "8" })));
+          break;
+        }
+        const multi = document.createElement("button");
+        multi.type = "button";
+        multi.className = "secondary outline";
+        multi.textContent = T("to_cases");
+        multi.addEventListener("click", () => {
+          n.cases = [{ name: "case1", condition: n.condition || { all: [] } }];
+          delete n.condition;
+          redraw();
+        });
+        panel.append(multi);
         const box = document.createElement("div");
         panel.append(box);
         const ft = {};
