@@ -117,8 +117,9 @@ const JobRebuild = "segment.rebuild"
 // Subscribe registers the subscribers on the bus.
 func (s *Service) Subscribe(b *jobs.Bus) {
 	jobs.On(b, jobs.Subscription[any]{
-		Name:  SubscriberSegments,
-		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType()},
+		Name: SubscriberSegments,
+		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType(),
+			leads.LeadsRescored{}.EventType()},
 		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
 			evs := make([]any, len(items))
 			for i, it := range items {

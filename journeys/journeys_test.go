@@ -676,3 +676,38 @@ func TestJourney_MultiWayCondition(t *testing.T) {
 		}
 	})
 }
+
+// A rescore regrades every lead in bulk without an event a lead; its one
+// LeadsRescored rebuilds the segments on grade.
+func TestSegments_RebuiltAfterARescore(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, true)
+		ctx := context.Background()
+		f.run.Register(leads.JobRescore, f.leads.RunRescore)
+		f.leads.SetJobs(f.run)
+		for i, title := range []string{"CTO", "engineer", "CTO"} {
+			if _, err := f.leads.Upsert(ctx, corp, 0, "", leads.PersonIn{Name: fmt.Sprint("P", i), Mobile: fmt.Sprint("1391234560", i), Title: title}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "grade A", Kind: KindDynamic, Filter: Filter{Field: "grade", Op: "eq", Value: raw("A")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.rebuild(t, g)
+		var before int
+		db.Get(&before, `SELECT COUNT(*) FROM bus_events WHERE type = 'LeadChanged'`)
+		if _, err := f.leads.CreateFitRule(ctx, leads.FitRule{CorpID: corp, Name: "CTO", Condition: `title == "CTO"`, Points: 65}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the rescore and the rebuild after it", func() bool {
+			got, err := f.s.Segment(ctx, corp, g.ID)
+			return err == nil && got.Members == 2
+		})
+		var after int
+		db.Get(&after, `SELECT COUNT(*) FROM bus_events WHERE type = 'LeadChanged'`)
+		if after != before {
+			t.Fatalf("the rescore published %d LeadChanged events, want none", after-before)
+		}
+	})
+}

@@ -532,6 +532,11 @@ func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
 				return err
 			}
 			fields = contactFields
+		case leads.LeadsRescored:
+			if err := s.rebuildTouched(ctx, e.CorpID, leads.RescoredFields); err != nil {
+				return err
+			}
+			continue
 		default:
 			continue
 		}
@@ -711,4 +716,21 @@ var contactFields = []string{"tags", "name"}
 func (s *Service) leadOfContact(ctx context.Context, e directory.ContactSaved) (string, int64, error) {
 	m, err := s.leads.LeadsOfContacts(ctx, e.CorpID, []string{e.ExternalUserID})
 	return e.CorpID, m[e.ExternalUserID], err
+}
+
+// rebuildTouched queues the rebuild of every segment of the corp whose
+// condition names one of fields (after a change in bulk).
+func (s *Service) rebuildTouched(ctx context.Context, corp string, fields []string) error {
+	segs, err := s.Segments(ctx, corp)
+	if err != nil {
+		return err
+	}
+	for i := range segs {
+		if g := &segs[i]; g.Kind != KindStatic && g.cond.touchedBy(fields, nil) {
+			if err := s.queueRebuild(ctx, g); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

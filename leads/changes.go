@@ -80,7 +80,7 @@ func LeadSubject(lead int64) string { return fmt.Sprintf("lead:%d", lead) }
 // transaction was rolled back with its events, so a fresh key per call is
 // right: each committed change is published exactly once.
 func (st *store) publishChanges(ctx context.Context, tx *qsql.Tx, hs []historyRow) error {
-	if st.bus == nil || len(hs) == 0 {
+	if st.bus == nil || len(hs) == 0 || isBulk(ctx) {
 		return nil
 	}
 	batch := newBatchToken()
@@ -135,3 +135,29 @@ func (st *store) publishActivities(ctx context.Context, tx *qsql.Tx, acts []scor
 	}
 	return st.bus.PublishAll(ctx, tx, evs)
 }
+
+// LeadsRescored is published once a rescore job has been through every
+// lead of a corp. The job changes leads in bulk (a million at once) without
+// a LeadChanged each: subscribers re-read what they keep (segments on
+// score, fit, grade or stage are rebuilt).
+type LeadsRescored struct {
+	CorpID string `json:"corp_id"`
+	At     int64  `json:"at"`
+	Key    string `json:"key"` // the job and its rules' version: a rerun publishes nothing new
+}
+
+func (e LeadsRescored) EventType() string    { return "LeadsRescored" }
+func (e LeadsRescored) EventSubject() string { return "" }
+func (e LeadsRescored) EventKey() string     { return e.Key }
+func (e LeadsRescored) EventTime() time.Time { return time.UnixMilli(e.At) }
+
+// RescoredFields are the profile fields a rescore may change.
+var RescoredFields = []string{"fit", "grade", "score", "stage", "status", "cooling", "owner", "pool_id"}
+
+type bulkKey struct{}
+
+// bulk marks a context whose lead changes are many at once (a rescore):
+// no LeadChanged is published for them; LeadsRescored is, at the end.
+func bulk(ctx context.Context) context.Context { return context.WithValue(ctx, bulkKey{}, true) }
+
+func isBulk(ctx context.Context) bool { b, _ := ctx.Value(bulkKey{}).(bool); return b }

@@ -307,6 +307,8 @@ type RescoreResult struct {
 // RunRescore is the JobRescore handler: pages of leads by id, a
 // transaction each, with progress; cancelled between pages.
 func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
+	quiet := ctx
+	ctx = bulk(ctx) // one LeadsRescored at the end, not a LeadChanged a lead
 	var cp rescoreCheckpoint
 	if _, err := j.LoadCheckpoint(&cp); err != nil {
 		return nil, err
@@ -332,6 +334,13 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 			return nil, err
 		}
 		if len(ids) == 0 {
+			if s.store.bus != nil {
+				if err := s.db.WriteTx(quiet, func(tx *qsql.Tx) error {
+					return s.store.bus.Publish(quiet, tx, j.CorpID, LeadsRescored{CorpID: j.CorpID, At: qsql.Millis(s.now()), Key: fmt.Sprintf("%d/%s", j.ID, cp.Rules)})
+				}); err != nil {
+					return nil, err
+				}
+			}
 			return RescoreResult{Leads: cp.Done, Changed: cp.Changed}, nil
 		}
 		var changed int

@@ -199,6 +199,7 @@ const SubscriberIntake = "leads.intake"
 func (s *Service) Subscribe(b *jobs.Bus) {
 	jobs.RegisterEvent[LeadChanged](b)
 	jobs.RegisterEvent[ActivitiesRecorded](b)
+	jobs.RegisterEvent[LeadsRescored](b)
 	s.store.bus = b
 	s.subscribeIntake(b)
 }
