@@ -194,8 +194,10 @@ func TestLimiter_PriorityGoesFirstAndRateHolds(t *testing.T) {
 	for _, b := range kvtest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			l := wecom.NewLimiter(b.Open(t))
-			lim := wecom.Limit{Per: 100, Window: time.Minute}
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			// 100 a day: a new permit every 16 minutes, so however slow the
+			// machine, no permit accrues while the test counts the burst.
+			lim := wecom.Limit{Per: 100, Window: 24 * time.Hour}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
 			normal := 0
 			for l.Wait(ctx, "k", lim, false) == nil {
@@ -205,7 +207,7 @@ func TestLimiter_PriorityGoesFirstAndRateHolds(t *testing.T) {
 			if normal < 4 || normal > 6 {
 				t.Fatalf("normal calls admitted at once: %d", normal)
 			}
-			ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			ctx2, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel2()
 			prio := 0
 			for l.Wait(ctx2, "k", lim, true) == nil {
