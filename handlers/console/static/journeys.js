@@ -158,12 +158,33 @@ document.addEventListener("DOMContentLoaded", () => {
   mark(journey.problems);
 
   let counter = nodes.length;
+  const newID = (type) => {
+    let id;
+    do id = type + ++counter;
+    while (lf.getNodeModelById(id));
+    return id;
+  };
+  // Dragged from the palette onto the canvas: LogicFlow drops a node with
+  // its own id; it gets ours and its configuration.
+  root.querySelectorAll("[data-add]").forEach((b) =>
+    b.addEventListener("mousedown", () => {
+      if (!lf.dnd) return;
+      const type = b.dataset.add;
+      lf.dnd.startDrag({ type: shapes[type], text: T("kind." + type), properties: { kind: type } });
+    }),
+  );
+  lf.on("node:dnd-add", ({ data: v }) => {
+    const type = (v.properties || {}).kind;
+    if (!type) return;
+    const id = newID(type);
+    lf.changeNodeId(v.id, id);
+    setNode(id, Object.assign({ id, type }, defaults[type]()));
+    edit(id);
+  });
   root.querySelectorAll("[data-add]").forEach((b) =>
     b.addEventListener("click", () => {
       const type = b.dataset.add;
-      let id;
-      do id = type + ++counter;
-      while (lf.getNodeModelById(id));
+      const id = newID(type);
       const n = Object.assign({ id, type }, defaults[type]());
       // Placed on a free spot of a grid; the marketer drags it where it belongs.
       const taken = lf.getGraphData().nodes.map((v) => [v.x, v.y]);
