@@ -202,4 +202,5 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 	jobs.RegisterEvent[LeadsRescored](b)
 	s.store.bus = b
 	s.subscribeIntake(b)
+	s.subscribeGroups(b)
 }

@@ -294,3 +294,67 @@ func TestE2E_SegmentExportFollowsTheLeadExportRules(t *testing.T) {
 		t.Fatalf("audit %+v", audit.Exports)
 	}
 }
+
+// A customer who scanned a channel code joins a customer group through a
+// group code: the join is on their lead's timeline and starts the
+// journey that enters on joining that group.
+func TestE2E_GroupJoinIsAnActivityThatStartsAJourney(t *testing.T) {
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	ctx := context.Background()
+	syncDirectory(t, s, admin)
+	chat, _, _ := s.fake.CreateGroup(ctx, e2eCorp, "zhangsan", "VIP")
+	var group, channel livecode.Code
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "VIP group", "mode": "join_way",
+		"settings": map[string]any{"groups": []map[string]any{{"chat_id": chat, "threshold": 100}}}}, &group); st != http.StatusCreated {
+		t.Fatalf("group code: %d", st)
+	}
+	if st := call(t, "POST", s.url+"/api/v1/codes", admin, map[string]any{"name": "Poster", "channel": "poster", "mode": "wecom_qr",
+		"staff": []map[string]any{{"userid": "zhangsan"}}}, &channel); st != http.StatusCreated {
+		t.Fatalf("channel code: %d", st)
+	}
+	var j journeys.Journey
+	if st := call(t, "POST", s.url+"/api/v1/journeys", admin, map[string]any{"name": "VIP welcome", "draft": map[string]any{"nodes": []map[string]any{
+		{"id": "joined", "type": "entry", "entry": map[string]any{"on": "activity", "activity": "wecom.group_joined", "properties": map[string]string{"chat_id": chat}},
+			"exits": map[string]string{"next": "out"}},
+		{"id": "out", "type": "exit"},
+	}}}, &j); st != http.StatusCreated {
+		t.Fatalf("journey: %d", st)
+	}
+	if st := call(t, "POST", s.url+"/api/v1/journeys/"+itoa(j.ID)+"/publish", admin, nil, nil); st != http.StatusOK {
+		t.Fatalf("publish: %d", st)
+	}
+	scan, err := s.fake.Scan(ctx, e2eCorp, channel.ConfigID, fake.Customer{Name: "Mei"})
+	if err != nil || !scan.Callback.OK {
+		t.Fatalf("scan: %+v %v", scan, err)
+	}
+	var lead int64
+	waitUntil(t, "her lead", func() bool {
+		m, err := s.app.leads.LeadsOfContacts(ctx, e2eCorp, []string{scan.ExternalUserID})
+		lead = m[scan.ExternalUserID]
+		return err == nil && lead > 0
+	})
+	if res, err := s.fake.JoinGroup(ctx, e2eCorp, group.ConfigID, fake.Customer{ExternalUserID: scan.ExternalUserID}); err != nil || !res.Callback.OK {
+		t.Fatalf("join: %+v %v", res, err)
+	}
+	var runs struct {
+		Runs []journeys.Run `json:"runs"`
+	}
+	waitUntil(t, "the journey to start and finish", func() bool {
+		call(t, "GET", s.url+"/api/v1/journeys/"+itoa(j.ID)+"/runs", admin, nil, &runs)
+		return len(runs.Runs) == 1 && runs.Runs[0].LeadID == lead && runs.Runs[0].State == journeys.StateDone
+	})
+	var timeline struct {
+		Entries []leads.TimelineEntry `json:"timeline"`
+	}
+	call(t, "GET", s.url+"/api/v1/leads/"+itoa(lead)+"/timeline", admin, nil, &timeline)
+	found := false
+	for _, e := range timeline.Entries {
+		if e.Type == leads.ActivityGroupJoined && strings.Contains(string(e.Properties), chat) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no group join on the timeline: %+v", timeline.Entries)
+	}
+}

@@ -27,6 +27,8 @@ var subscriberTable = []struct {
 		"(*livecode.Service).HandleChat (livecode/groups.go): group-code joins and leaves; switches full groups"},
 	{"leads.intake", "normal", []string{"ContactAdded", "ContactLost", "ContactSaved"},
 		"(*leads.Service).intake (leads/intake.go): a person and a lead for every WeCom add; adds and losses as scored activities; the person named from the mirror"},
+	{"leads.groups", "normal", []string{"change_external_chat/update"},
+		"(*leads.Service).RecordGroupChange (leads/groups.go): customers joining and leaving groups as wecom.group_joined / wecom.group_left activities"},
 	{"journeys.segments", "normal", []string{"LeadChanged", "ActivitiesRecorded", "ContactSaved", "LeadsRescored"},
 		"(*journeys.Service).UpdateMembership (journeys/segments.go): re-evaluates the segments whose conditions name what changed, for that lead; after a rescore, rebuilds those on score, fit or stage"},
 	{"journeys.runs", "normal", []string{"LeadChanged", "ActivitiesRecorded", "ContactSaved"},
