@@ -495,6 +495,8 @@ var messages = map[string][2]string{
 	"designer.to_cases":           {"改为多路条件", "Make it multi-way"},
 	"designer.opt.score":          {"分数达到", "Score reached"},
 	"designer.entry.above":        {"分数达到", "Score at least"},
+	"designer.opt.invite":         {"邀请入群（群活码）", "Invite to a group (group code)"},
+	"designer.action.code":        {"群活码编号", "Group code id"},
 	"designer.opt.notify":         {"通知负责人", "Notify the owner"},
 	"designer.opt.pool":           {"移到线索池", "Move to a pool"},
 	"designer.action.pool":        {"线索池编号", "Pool id"},

@@ -115,7 +115,7 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			// no-op at WeCom: a retried step changes nothing more.
 			err = s.dir.TagContact(ctx, r.CorpID, p.StaffUserID, p.ExternalUserID, a.TagsAdd, a.TagsRemove)
 		}
-	case ActionMessage:
+	case ActionMessage, ActionInvite:
 		var detail string
 		detail, err = s.message(ctx, a, r, p, now)
 		rec.Detail = detail

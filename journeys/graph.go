@@ -119,6 +119,7 @@ const (
 	ActionSegmentAdd    = "segment_add"
 	ActionSegmentRemove = "segment_remove"
 	ActionWebhook       = "webhook"
+	ActionInvite        = "invite"  // a message with the card of a group code's page (group QR), like message
 	ActionNotify        = "notify"  // a WeCom app message to the lead's owner (or the staff member who added them)
 	ActionPool          = "pool"    // move the lead to another pool
 	ActionTag           = "tag"     // add and remove the contact's WeCom tags (ids), as their staff member
@@ -137,6 +138,7 @@ type Action struct {
 	Secret   string `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
 	Text     string `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
 	Pool     int64  `json:"pool,omitempty"`   // pool: the pool's id
+	Code     int64  `json:"code,omitempty"`   // invite: the group code's id
 	// TagsAdd and TagsRemove are WeCom tag ids.
 	TagsAdd    []string `json:"tags_add,omitempty"`
 	TagsRemove []string `json:"tags_remove,omitempty"`
@@ -468,6 +470,13 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if len(a.Secret) < 16 {
 			f.Add(at+".action.secret", "is at least 16 characters")
 		}
+	case ActionInvite:
+		if a.Code <= 0 {
+			f.Add(at+".action.code", "is a group code's id")
+		}
+		if len(a.Text) > wecom.MaxMsgText {
+			f.Add(at+".action.text", fmt.Sprintf("is at most %d bytes", wecom.MaxMsgText))
+		}
 	case ActionNotify:
 		if strings.TrimSpace(a.Text) == "" || len(a.Text) > 2048 {
 			f.Add(at+".action.text", "is required, at most 2048 bytes")
@@ -485,7 +494,7 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 			f.Add(at+".action.text", fmt.Sprintf("is required, at most %d bytes", wecom.MaxMsgText))
 		}
 	default:
-		f.Add(at+".action.kind", "is message, notify, tag, stage, status, activity, pool, segment_add, segment_remove or webhook")
+		f.Add(at+".action.kind", "is message, invite, notify, tag, stage, status, activity, pool, segment_add, segment_remove or webhook")
 	}
 }
 

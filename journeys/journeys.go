@@ -75,6 +75,7 @@ type Service struct {
 	graphs    graphCache
 	messenger Messenger
 	staffOf   StaffOf
+	codes     Codes
 	dir       Directory
 	engine    *Engine
 	leaseFor  time.Duration // 0: leaseFor

@@ -10,6 +10,7 @@ import (
 
 	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/leads"
+	"github.com/qiflow/qiflow/livecode"
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom"
 )
@@ -116,6 +117,14 @@ func (s *Service) message(ctx context.Context, a *Action, r *Run, p *leads.Profi
 	if s.messenger == nil {
 		return "", fmt.Errorf("%w: no WeCom to send through", errPermanent)
 	}
+	var invite *wecom.Link
+	if a.Kind == ActionInvite {
+		link, err := s.inviteLink(ctx, r.CorpID, a.Code)
+		if err != nil {
+			return "", err
+		}
+		invite = link
+	}
 	if p.ExternalUserID == "" || p.StaffUserID == "" {
 		return "skipped: not a WeCom contact", nil
 	}
@@ -150,9 +159,14 @@ func (s *Service) message(ctx context.Context, a *Action, r *Run, p *leads.Profi
 	if ok, err := insertMessage(ctx, s.db, row); err != nil || !ok {
 		return "already sending", err
 	}
-	text := strings.ReplaceAll(a.Text, "{{name}}", p.Name)
-	msgID, failed, err := s.messenger.AddMsgTemplate(ctx, r.CorpID, wecom.MsgTemplate{ChatType: "single", ExternalUserID: []string{p.ExternalUserID},
-		Sender: p.StaffUserID, Text: &wecom.Text{Content: text}})
+	tmpl := wecom.MsgTemplate{ChatType: "single", ExternalUserID: []string{p.ExternalUserID}, Sender: p.StaffUserID}
+	if text := strings.ReplaceAll(a.Text, "{{name}}", p.Name); text != "" {
+		tmpl.Text = &wecom.Text{Content: text}
+	}
+	if invite != nil {
+		tmpl.Attachments = []wecom.Attachment{{MsgType: "link", Link: invite}}
+	}
+	msgID, failed, err := s.messenger.AddMsgTemplate(ctx, r.CorpID, tmpl)
 	var apiErr *wecom.APIError
 	switch {
 	case errors.As(err, &apiErr):
@@ -298,4 +312,28 @@ func (s *Service) TrackMessages(ctx context.Context) (int, error) {
 		}
 	}
 	return settled, nil
+}
+
+// Codes is what journeys use of live codes: a group code to invite to.
+type Codes interface {
+	Get(ctx context.Context, corp string, id int64) (*livecode.Code, error)
+}
+
+// SetCodes gives the service the live codes.
+func (s *Service) SetCodes(c Codes) { s.codes = c }
+
+// inviteLink is the card of a group code's landing page, which shows the
+// customer the group's QR (switching groups as they fill).
+func (s *Service) inviteLink(ctx context.Context, corp string, id int64) (*wecom.Link, error) {
+	if s.codes == nil {
+		return nil, fmt.Errorf("%w: no live codes to invite with", errPermanent)
+	}
+	c, err := s.codes.Get(ctx, corp, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group code %d: %v", errPermanent, id, err)
+	}
+	if c.Kind != livecode.KindGroup || c.Status != livecode.StatusActive {
+		return nil, fmt.Errorf("%w: code %d is not an active group code", errPermanent, id)
+	}
+	return &wecom.Link{Title: truncate(c.Name, 128), URL: c.LandingURL, Desc: "扫码加入群聊 · Scan to join the group"}, nil
 }

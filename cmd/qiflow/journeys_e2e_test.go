@@ -295,9 +295,10 @@ func TestE2E_SegmentExportFollowsTheLeadExportRules(t *testing.T) {
 	}
 }
 
-// A customer who scanned a channel code joins a customer group through a
-// group code: the join is on their lead's timeline and starts the
-// journey that enters on joining that group.
+// A customer who scanned a channel code is invited to a customer group (a
+// message with the group code's card), joins through the group code: the
+// join is on their lead's timeline and starts the journey that enters on
+// joining that group.
 func TestE2E_GroupJoinIsAnActivityThatStartsAJourney(t *testing.T) {
 	s := startStack(t, "sqlite")
 	admin := login(t, s.url, "admin@example.com", "admin password")
@@ -334,6 +335,36 @@ func TestE2E_GroupJoinIsAnActivityThatStartsAJourney(t *testing.T) {
 		lead = m[scan.ExternalUserID]
 		return err == nil && lead > 0
 	})
+	// First she is invited: a message with the group code's card, which
+	// zhangsan confirms in WeCom.
+	if st := call(t, "PUT", s.url+"/api/v1/journeys/settings", admin, map[string]any{"cap_day": 5, "cap_week": 10, "quiet_start": "", "quiet_end": "",
+		"opt_out_activity": "contact.opted_out"}, nil); st != http.StatusOK {
+		t.Fatalf("settings: %d", st)
+	}
+	var inv journeys.Journey
+	call(t, "POST", s.url+"/api/v1/journeys", admin, map[string]any{"name": "invite", "draft": map[string]any{"nodes": []map[string]any{
+		{"id": "in", "type": "entry", "entry": map[string]any{"on": "manual"}, "exits": map[string]string{"next": "invite"}},
+		{"id": "invite", "type": "action", "action": map[string]any{"kind": "invite", "code": group.ID, "text": "欢迎加入 VIP 群"}, "exits": map[string]string{"next": "out"}},
+		{"id": "out", "type": "exit"},
+	}}}, &inv)
+	if st := call(t, "POST", s.url+"/api/v1/journeys/"+itoa(inv.ID)+"/publish", admin, nil, nil); st != http.StatusOK {
+		t.Fatalf("publish invite: %d", st)
+	}
+	call(t, "POST", s.url+"/api/v1/journeys/"+itoa(inv.ID)+"/enrolments", admin, map[string]any{"lead_ids": []int64{lead}}, nil)
+	waitUntil(t, "the invitation queued for zhangsan", func() bool { return len(s.fake.PendingGroupMsgs(e2eCorp, "zhangsan")) == 1 })
+	if _, err := s.fake.ConfirmGroupMsg(e2eCorp, s.fake.PendingGroupMsgs(e2eCorp, "zhangsan")[0].ID, "zhangsan"); err != nil {
+		t.Fatal(err)
+	}
+	invited := false
+	for _, m := range s.fake.Messages(e2eCorp) {
+		if m.Kind == "groupmsg" && m.ExternalUserID == scan.ExternalUserID && m.Text == "欢迎加入 VIP 群" && len(m.Attachments) == 1 &&
+			m.Attachments[0].Link != nil && strings.HasSuffix(m.Attachments[0].Link.URL, "/g/"+group.Slug) {
+			invited = true
+		}
+	}
+	if !invited {
+		t.Fatalf("no invitation with the group code's card reached her: %+v", s.fake.Messages(e2eCorp))
+	}
 	if res, err := s.fake.JoinGroup(ctx, e2eCorp, group.ConfigID, fake.Customer{ExternalUserID: scan.ExternalUserID}); err != nil || !res.Callback.OK {
 		t.Fatalf("join: %+v %v", res, err)
 	}

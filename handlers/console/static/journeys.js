@@ -313,7 +313,7 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       case "action": {
         const a = (n.action = n.action || { kind: "message" });
-        panel.append(field(T("action.kind"), select(a.kind, ["message", "notify", "tag", "stage", "status", "activity", "pool", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); })));
+        panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "tag", "stage", "status", "activity", "pool", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); })));
         const text = (key, attrs) => panel.append(field(T("action." + key), input(a[key], (v) => { a[key] = v; save(); }, attrs)));
         if (a.kind === "message") {
           text("text", { tag: "textarea", rows: "4", maxlength: "4000" });
@@ -322,6 +322,10 @@ document.addEventListener("DOMContentLoaded", () => {
           panel.append(hint);
         }
         if (a.kind === "notify") text("text", { tag: "textarea", rows: "3", maxlength: "2048" });
+        if (a.kind === "invite") {
+          panel.append(field(T("action.code"), input(a.code, (v) => { a.code = Number(v); save(); }, { type: "number", min: "1" })));
+          text("text", { tag: "textarea", rows: "3", maxlength: "4000" });
+        }
         if (a.kind === "pool") panel.append(field(T("action.pool"), input(a.pool, (v) => { a.pool = Number(v); save(); }, { type: "number", min: "1" })));
         if (a.kind === "tag") {
           panel.append(field(T("action.tags_add"), input((a.tags_add || []).join(","), (v) => { a.tags_add = v.split(",").map((x) => x.trim()).filter(Boolean); save(); })));
