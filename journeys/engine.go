@@ -176,6 +176,39 @@ func (s *Service) recheckGoals(ctx context.Context, runs []Run) error {
 		if err := s.checkGoals(ctx, r.CorpID, r.LeadID, nil, nil); err != nil {
 			return err
 		}
+		if err := s.checkEntrySegment(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkEntrySegment ends a run that should exit on leaving its entry
+// segment and whose lead is no longer in it.
+func (s *Service) checkEntrySegment(ctx context.Context, r Run) error {
+	g, err := s.graph(ctx, r.JourneyID, r.Version)
+	if err != nil || !g.Settings.ExitOnSegmentLeave {
+		return err
+	}
+	for _, n := range g.Nodes {
+		if n.Type != NodeEntry || n.Entry == nil || n.Entry.On != "segment" {
+			continue
+		}
+		in, err := s.InSegment(ctx, n.Entry.Segment, r.LeadID)
+		if err != nil || in {
+			return err
+		}
+	}
+	runs, err := activeRunsOf(ctx, s.db, r.CorpID, r.LeadID)
+	if err != nil {
+		return err
+	}
+	for _, fresh := range runs {
+		if fresh.ID == r.ID {
+			return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+				return s.endRuns(ctx, tx, []Run{fresh}, StateExited, qsql.Millis(s.now()))
+			})
+		}
 	}
 	return nil
 }

@@ -711,3 +711,101 @@ func TestSegments_RebuiltAfterARescore(t *testing.T) {
 		}
 	})
 }
+
+// A paused journey's runs hold (their timers kept) and go on when it is
+// resumed; an archived one's runs end.
+func TestJourney_PauseHoldsRunsAndResumeKeepsTheirTimers(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		j := f.publish(t, "hold", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "hour"}},
+			{ID: "hour", Type: NodeWait, Wait: &Wait{For: "duration", Minutes: 60}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		ids := f.seed(t, 3)
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		due := f.runsOf(t, j.ID)[ids[0]].DueAt
+		if _, err := f.s.SetStatus(ctx, corp, j.ID, StatusPaused); err != nil {
+			t.Fatal(err)
+		}
+		f.advance(2 * time.Hour)
+		f.tickAll(t)
+		for _, r := range f.runsOf(t, j.ID) {
+			if r.State != StateWaiting {
+				t.Fatalf("run %+v moved while paused", r)
+			}
+		}
+		if _, err := f.s.SetStatus(ctx, corp, j.ID, StatusPublished); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.runsOf(t, j.ID)[ids[0]].DueAt; *got != *due {
+			t.Fatalf("timer %d after resume, want %d", *got, *due)
+		}
+		f.tickAll(t)
+		for _, r := range f.runsOf(t, j.ID) {
+			if r.State != StateDone {
+				t.Fatalf("run %+v not done after resume", r)
+			}
+		}
+		// Nobody enters twice; archiving ends what is still running.
+		if n, err := f.s.Enrol(ctx, corp, j.ID, ids[:1]); err != nil || n != 0 {
+			t.Fatalf("re-entered a never-re-entry journey: %d %v", n, err)
+		}
+		more := f.seed(t, 4)[3:]
+		if n, err := f.s.Enrol(ctx, corp, j.ID, more); err != nil || n != 1 {
+			t.Fatalf("enrolled %d (%v)", n, err)
+		}
+		f.tickAll(t)
+		if _, err := f.s.SetStatus(ctx, corp, j.ID, StatusArchived); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.s.JourneyStats(ctx, corp, j.ID)
+		if r := f.runsOf(t, j.ID)[more[0]]; r.State != StateExited || st.Journey.Active != 0 || st.Journey.Exited != 1 {
+			t.Fatalf("after archiving: run %+v, counters %+v", r, st.Journey)
+		}
+	})
+}
+
+// Entering a segment starts the journey; leaving it ends the run when the
+// journey says so.
+func TestJourney_SegmentEntryAndExitOnLeave(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, true)
+		ctx := context.Background()
+		g, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "nurture", Kind: KindDynamic, Filter: Filter{Field: "stage", Op: "eq", Value: raw("nurture")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.rebuild(t, g)
+		j := f.publish(t, "nurture series", Graph{Settings: Settings{ExitOnSegmentLeave: true}, Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "segment", Segment: g.ID}, Exits: map[string]string{"next": "day"}},
+			{ID: "day", Type: NodeWait, Wait: &Wait{For: "duration", Minutes: 24 * 60}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		ids := f.seed(t, 1)
+		if _, err := f.leads.ChangeStage(ctx, corp, ids[0], 0, true, "nurture", "not now"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the run to start", func() bool {
+			f.tickAll(t)
+			return f.runsOf(t, j.ID)[ids[0]].State == StateWaiting
+		})
+		if _, err := f.leads.ChangeStage(ctx, corp, ids[0], 0, true, "lead", "back"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the run to exit", func() bool { return f.runsOf(t, j.ID)[ids[0]].State == StateExited })
+		st, _ := f.s.JourneyStats(ctx, corp, j.ID)
+		if st.Journey.Active != 0 || st.Journey.Exited != 1 {
+			t.Fatalf("counters %+v", st.Journey)
+		}
+		for _, n := range st.Nodes {
+			if n.Waiting != 0 {
+				t.Fatalf("node %s still counts %d waiting", n.Node, n.Waiting)
+			}
+		}
+	})
+}

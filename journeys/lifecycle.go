@@ -227,6 +227,12 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 		if err := setStatus(ctx, tx, id, status, now); err != nil {
 			return err
 		}
+		switch {
+		case status == StatusPaused && j.Status != StatusPaused:
+			return shiftDue(ctx, tx, id, pauseShift)
+		case status != StatusPaused && j.Status == StatusPaused:
+			return shiftDue(ctx, tx, id, -pauseShift)
+		}
 		if status != StatusArchived {
 			return nil
 		}
@@ -574,7 +580,7 @@ func (s *Service) endRuns(ctx context.Context, tx *qsql.Tx, runs []Run, state st
 
 // endRunAsItIs ends a run where it is now: moved since it was read, it is
 // read again; held by an engine, it is left to it (asked to check its goal
-// again after, when the goal is why).
+// and entry segment again once it has written the run back).
 func (s *Service) endRunAsItIs(ctx context.Context, tx *qsql.Tx, r *Run, state string, now int64) (bool, error) {
 	for range 3 {
 		ok, err := endRun(ctx, tx, r, state, now)
@@ -585,11 +591,8 @@ func (s *Service) endRunAsItIs(ctx context.Context, tx *qsql.Tx, r *Run, state s
 		if err != nil || fresh.ended() {
 			return false, err
 		}
-		if held {
-			if state == StateGoal {
-				return false, markRecheck(ctx, tx, r.ID)
-			}
-			return false, nil
+		if held { // its engine checks the goal and the entry segment again after
+			return false, markRecheck(ctx, tx, r.ID)
 		}
 		*r = fresh
 	}

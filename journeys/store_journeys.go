@@ -3,6 +3,7 @@ package journeys
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -409,4 +410,20 @@ func branchRuns(ctx context.Context, db *qsql.DB, journey, after int64, limit in
 	err := db.SelectContext(ctx, &out, `SELECT `+runCols+` FROM journey_runs WHERE journey_id = ? AND id > ? AND branch <> '' ORDER BY id LIMIT ?`,
 		journey, after, limit)
 	return out, err
+}
+
+// pauseShift moves a paused journey's timers out of the due index's way
+// (a century on) and back on resume, each keeping its time: engines never
+// read past a million paused runs to find due ones.
+const pauseShift = int64(100 * 365 * 24 * time.Hour / time.Millisecond)
+
+// shiftDue moves the due times of a journey's runs by by (paused runs are
+// those at or beyond pauseShift).
+func shiftDue(ctx context.Context, tx *qsql.Tx, journey, by int64) error {
+	cond := "due_at < ?"
+	if by < 0 {
+		cond = "due_at >= ?"
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE journey_runs SET due_at = due_at + ? WHERE journey_id = ? AND due_at IS NOT NULL AND `+cond, by, journey, pauseShift)
+	return err
 }
