@@ -20,8 +20,17 @@
 //     every later write of the run is fenced on that token; an event wakes
 //     a run waiting for it with a conditional update on its state. None of
 //     it needs SKIP LOCKED.
-//   - journey_actions: a run's action at a step, once (its key): a run
-//     retried after a crash finds the action it already took.
+//   - journey_actions: the outcome of a run's action at a step, recorded
+//     with the claim's write-back (an upsert by run and step).
+//   - journey_messages: a customer message's row, written by the step before
+//     WeCom is called (its key is the run and step: a retried step finds it
+//     and calls nothing), then settled by the result tracker with a
+//     conditional update on its status.
+//   - journey_node_stats and the journeys' counters: added to (never set) in
+//     the transaction of the moves they count.
+//
+// Timers of a paused journey are moved a century on (and back on resume),
+// so engines never read past them in the due index.
 package journeys
 
 import (
