@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -78,6 +79,13 @@ func TestBrowser_DesignerBuildsPublishesAndShowsAPersonMoving(t *testing.T) {
 		chromedp.WaitVisible(`#designer-panel input`, chromedp.ByQuery),
 		choose(`#designer-panel input`, "journey.touch"))
 	step("add an exit", chromedp.Click(`[data-add="exit"]`, chromedp.ByQuery))
+	// A node dragged from the palette onto the canvas gets our id and its
+	// panel; then it is deleted again (the journey stays three nodes).
+	step("drag a wait onto the canvas", dragFromPalette("wait"),
+		chromedp.Poll(`window.QiflowDesigner.lf.getGraphData().nodes.some((n) => n.id === "wait4" && n.properties.node.type === "wait")`, nil),
+		chromedp.WaitVisible(`#designer-panel h3`, chromedp.ByQuery),
+		chromedp.Evaluate(`[...document.querySelectorAll("#designer-panel button")].find((b) => b.textContent === "删除节点").click()`, nil),
+		chromedp.Poll(`!window.QiflowDesigner.lf.getGraphData().nodes.some((n) => n.id === "wait4")`, nil))
 	// Connect from the panel: the entry to the action, the action to the exit.
 	var ids []string
 	if err := chromedp.Run(b, chromedp.Evaluate(`[...document.querySelectorAll("[data-add]")].length`, new(int))); err != nil {
@@ -189,4 +197,31 @@ func listenConsoleErrors(ctx context.Context, errs *[]string) {
 		}
 	})
 	_ = chromedp.Run(ctx, cdplog.Enable(), runtime.Enable())
+}
+
+// dragFromPalette drags a palette button onto the middle of the canvas with
+// the mouse, as a marketer would.
+func dragFromPalette(kind string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		var pts []float64
+		js := `(() => { const b = document.querySelector('[data-add="` + kind + `"]').getBoundingClientRect();
+			const c = document.getElementById("designer-canvas").getBoundingClientRect();
+			return [b.x + b.width / 2, b.y + b.height / 2, c.x + c.width / 2, c.y + c.height / 2]; })()`
+		if err := chromedp.Evaluate(js, &pts).Do(ctx); err != nil {
+			return err
+		}
+		for _, ev := range []struct {
+			typ  input.MouseType
+			x, y float64
+		}{{input.MousePressed, pts[0], pts[1]}, {input.MouseMoved, (pts[0] + pts[2]) / 2, (pts[1] + pts[3]) / 2}, {input.MouseMoved, pts[2], pts[3]}, {input.MouseReleased, pts[2], pts[3]}} {
+			p := input.DispatchMouseEvent(ev.typ, ev.x, ev.y).WithButton(input.Left).WithClickCount(1)
+			if ev.typ == input.MouseMoved {
+				p = p.WithButtons(1)
+			}
+			if err := p.Do(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
