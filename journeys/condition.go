@@ -3,6 +3,7 @@ package journeys
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -224,6 +225,9 @@ type compiled struct {
 	program *vm.Program
 	fields  map[string]bool
 	queries []activityWindow
+	// scoreMarks are the numbers score is compared with: as engagement
+	// decays, the condition's truth can flip when the score passes one.
+	scoreMarks []float64
 }
 
 // activityWindow is one activities(type, days) the condition calls.
@@ -275,6 +279,12 @@ func (r *reads) Visit(n *ast.Node) {
 		if _, ok := fieldNames[x.Value]; ok && x.Value != "activities" {
 			r.c.fields[x.Value] = true
 		}
+	case *ast.BinaryNode:
+		if mark, ok := scoreMark(x.Left, x.Right); ok {
+			r.c.scoreMarks = append(r.c.scoreMarks, mark)
+		} else if mark, ok := scoreMark(x.Right, x.Left); ok {
+			r.c.scoreMarks = append(r.c.scoreMarks, mark)
+		}
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
 		if !ok || id.Value != "activities" {
@@ -294,6 +304,20 @@ func (r *reads) Visit(n *ast.Node) {
 		}
 		r.c.queries = append(r.c.queries, w)
 	}
+}
+
+// scoreMark is the number in "score <op> number" (either side).
+func scoreMark(a, b ast.Node) (float64, bool) {
+	if id, ok := a.(*ast.IdentifierNode); !ok || id.Value != "score" {
+		return 0, false
+	}
+	switch n := b.(type) {
+	case *ast.IntegerNode:
+		return float64(n.Value), true
+	case *ast.FloatNode:
+		return n.Value, true
+	}
+	return 0, false
 }
 
 // eval evaluates the condition for one lead with its counts (answers to
@@ -326,10 +350,23 @@ func (c *compiled) activityQueries(now time.Time) []leads.ActivityQuery {
 	return out
 }
 
-// nextFlip is when a windowed count of c may next change without a new
-// activity: when the oldest activity it counts leaves its window (0: never).
-func (c *compiled) nextFlip(counts []leads.ActivityCount) int64 {
+// nextFlip is when c's truth may next change for a lead without anything
+// happening to them (0: never): when the oldest activity a windowed count
+// counts leaves its window, or when the decaying score falls past a
+// number the condition compares it with.
+func (c *compiled) nextFlip(counts []leads.ActivityCount, p leads.Profile, now time.Time) int64 {
 	var next int64
+	for _, mark := range c.scoreMarks {
+		if mark <= 0 || p.Score <= mark || p.HalfLifeDays <= 0 {
+			continue
+		}
+		// score(t) = score(now) · 2^(−Δ/halfLife): it reaches mark after
+		// halfLife · log2(score/mark).
+		d := time.Duration(float64(p.HalfLifeDays) * math.Log2(p.Score/mark) * float64(24*time.Hour))
+		if at := now.Add(d).UnixMilli() + 1; next == 0 || at < next {
+			next = at
+		}
+	}
 	for i, q := range c.queries {
 		if q.Days == 0 || i >= len(counts) || counts[i].N == 0 {
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -806,6 +807,45 @@ func TestJourney_SegmentEntryAndExitOnLeave(t *testing.T) {
 			if n.Waiting != 0 {
 				t.Fatalf("node %s still counts %d waiting", n.Node, n.Waiting)
 			}
+		}
+	})
+}
+
+// A condition on the decaying score is checked again when the score passes
+// its mark, not by rescanning: 60 points with a 30-day half-life fall
+// below 50 after 30·log2(1.2) ≈ 7.9 days.
+func TestSegments_ScoreDecayIsScheduled(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		if _, err := f.leads.CreateRule(ctx, leads.Rule{CorpID: corp, Name: "webinar", ActivityType: "webinar", Points: 60}); err != nil {
+			t.Fatal(err)
+		}
+		ids := f.seed(t, 2)
+		f.activity(t, "webinar", ids[0])
+		g, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "hot", Kind: KindDynamic, Filter: Filter{Field: "score", Op: "gte", Value: raw(50)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g = f.rebuild(t, g); g.Members != 1 {
+			t.Fatalf("%d members, want 1", g.Members)
+		}
+		var checkAt int64
+		db.Get(&checkAt, `SELECT check_at FROM segment_members WHERE segment_id = ? AND lead_id = ?`, g.ID, ids[0])
+		want := start.Add(time.Duration(30 * math.Log2(1.2) * float64(24*time.Hour))).UnixMilli()
+		if checkAt < want-1000 || checkAt > want+1000 {
+			t.Fatalf("check at %d, want about %d", checkAt, want)
+		}
+		f.advance(7 * 24 * time.Hour)
+		if n, _ := f.s.CheckDue(ctx); n != 0 {
+			t.Fatalf("checked %d before the score passed 50", n)
+		}
+		f.advance(24 * time.Hour)
+		if n, err := f.s.CheckDue(ctx); err != nil || n != 1 {
+			t.Fatalf("checked %d (%v), want 1", n, err)
+		}
+		if g, _ = f.s.Segment(ctx, corp, g.ID); g.Members != 0 {
+			t.Fatalf("%d members after the score decayed below 50", g.Members)
 		}
 	})
 }

@@ -282,7 +282,7 @@ func (s *Service) judge(ctx context.Context, corp string, c *compiled, ps []lead
 		if err != nil {
 			return nil, fmt.Errorf("lead %d: %w", p.LeadID, err)
 		}
-		out[i] = verdict{lead: p.LeadID, match: ok, checkAt: c.nextFlip(cs)}
+		out[i] = verdict{lead: p.LeadID, match: ok, checkAt: c.nextFlip(cs, p, s.now())}
 	}
 	return out, nil
 }

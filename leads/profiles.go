@@ -37,6 +37,8 @@ type Profile struct {
 	// ("" when they came another way).
 	ExternalUserID string `db:"external_userid" expr:"external_userid" json:"external_userid,omitempty"`
 
+	// HalfLifeDays is the corp's engagement half-life (when score decays past a mark).
+	HalfLifeDays    int   `db:"-" expr:"-" json:"-"`
 	EngagementMilli int64 `db:"engagement_milli" expr:"-" json:"-"`
 	EngagementAt    int64 `db:"engagement_at" expr:"-" json:"-"`
 }
@@ -88,6 +90,7 @@ func (s *Service) scored(ctx context.Context, corp string, ps []Profile, err err
 	now := s.now()
 	for i := range ps {
 		ps[i].Score = decayed(ps[i].EngagementMilli, ps[i].EngagementAt, now, set.HalfLifeDays)
+		ps[i].HalfLifeDays = set.HalfLifeDays
 	}
 	return ps, nil
 }
