@@ -549,6 +549,25 @@ func (s *Service) Memberships(ctx context.Context, corpID string) ([]TeamMembers
 	return out, err
 }
 
+// TeamNamesByUser maps each user of a corp to the names of the teams they
+// are a member or the manager of.
+func (s *Service) TeamNamesByUser(ctx context.Context, corpID string) (map[int64][]string, error) {
+	var rows []struct {
+		UserID int64  `db:"user_id"`
+		Name   string `db:"name"`
+	}
+	err := s.db.SelectContext(ctx, &rows, `SELECT m.user_id, t.name FROM teams t JOIN team_members m ON m.team_id = t.id WHERE t.corp_id = ?
+		UNION SELECT t.manager_user_id, t.name FROM teams t WHERE t.corp_id = ? AND t.manager_user_id <> 0`, corpID, corpID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64][]string{}
+	for _, r := range rows {
+		out[r.UserID] = append(out[r.UserID], r.Name)
+	}
+	return out, nil
+}
+
 // TeamMembers lists a team's user ids.
 func (s *Service) TeamMembers(ctx context.Context, teamID int64) ([]int64, error) {
 	var ids []int64

@@ -51,6 +51,7 @@ type Filter struct {
 type env struct {
 	leads.Profile
 	Tags       []string                       `expr:"tags"`
+	Teams      []string                       `expr:"teams"` // the owner's teams, by name
 	Activities func(typ string, days int) int `expr:"activities"`
 }
 
@@ -322,8 +323,8 @@ func scoreMark(a, b ast.Node) (float64, bool) {
 
 // eval evaluates the condition for one lead with its counts (answers to
 // c.queries, in order).
-func (c *compiled) eval(p leads.Profile, tags []string, counts []leads.ActivityCount) (bool, error) {
-	e := env{Profile: p, Tags: tags, Activities: func(typ string, days int) int {
+func (c *compiled) eval(p leads.Profile, tags, teams []string, counts []leads.ActivityCount) (bool, error) {
+	e := env{Profile: p, Tags: tags, Teams: teams, Activities: func(typ string, days int) int {
 		for i, q := range c.queries {
 			if q.Type == typ && q.Days == days && i < len(counts) {
 				return counts[i].N

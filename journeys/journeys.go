@@ -65,6 +65,13 @@ type Directory interface {
 	TagContact(ctx context.Context, corpID, userID, externalUserID string, add, remove []string) error
 }
 
+// Teams maps a corp's users to the names of the teams they are in or
+// manage (conditions on "teams" see the lead owner's).
+type Teams func(ctx context.Context, corpID string) (map[int64][]string, error)
+
+// SetTeams gives the service the corp's teams.
+func (s *Service) SetTeams(t Teams) { s.teams = t }
+
 // SetDirectory gives the service the directory mirror.
 func (s *Service) SetDirectory(d Directory) { s.dir = d }
 
@@ -85,6 +92,7 @@ type Service struct {
 	messenger Messenger
 	staffOf   StaffOf
 	codes     Codes
+	teams     Teams
 	dir       Directory
 	engine    *Engine
 	leaseFor  time.Duration // 0: leaseFor

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/leads"
@@ -847,5 +848,46 @@ func TestSegments_ScoreDecayIsScheduled(t *testing.T) {
 		if g, _ = f.s.Segment(ctx, corp, g.ID); g.Members != 0 {
 			t.Fatalf("%d members after the score decayed below 50", g.Members)
 		}
+	})
+}
+
+// A condition on the owner's teams (by name: member or manager) follows
+// claims as they happen.
+func TestSegments_OwnersTeams(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, true)
+		ctx := context.Background()
+		au := auth.New(db)
+		f.s.SetTeams(au.TeamNamesByUser)
+		users := map[string]int64{}
+		for _, name := range []string{"lead", "sdr", "other"} {
+			u, err := au.CreateUser(ctx, auth.NewUser{Email: name + "@example.com", Password: "password 1234", CorpID: corp, Role: auth.RoleSDR})
+			if err != nil {
+				t.Fatal(err)
+			}
+			users[name] = u.ID
+		}
+		team, err := au.CreateTeam(ctx, corp, "华东组", users["lead"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := au.AddTeamMember(ctx, corp, team.ID, users["sdr"]); err != nil {
+			t.Fatal(err)
+		}
+		g, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "east", Kind: KindDynamic, Filter: Filter{Field: "teams", Op: "has", Value: raw("华东组")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.rebuild(t, g)
+		ids := f.seed(t, 3)
+		for i, who := range []string{"lead", "sdr", "other"} {
+			if _, err := f.leads.Claim(ctx, corp, ids[i], users[who]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the team's leads in the segment", func() bool {
+			ms := f.members(t, g.ID)
+			return len(ms) == 2 && ms[0] == ids[0] && ms[1] == ids[1]
+		})
 	})
 }

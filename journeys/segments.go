@@ -275,10 +275,17 @@ func (s *Service) judge(ctx context.Context, corp string, c *compiled, ps []lead
 			return nil, err
 		}
 	}
+	var teams map[int64][]string
+	if c.fields["teams"] && s.teams != nil {
+		var err error
+		if teams, err = s.teams(ctx, corp); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]verdict, len(ps))
 	for i, p := range ps {
 		cs := counts[p.LeadID]
-		ok, err := c.eval(p, tags[p.ExternalUserID], cs)
+		ok, err := c.eval(p, tags[p.ExternalUserID], teams[p.OwnerUserID], cs)
 		if err != nil {
 			return nil, fmt.Errorf("lead %d: %w", p.LeadID, err)
 		}

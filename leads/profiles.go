@@ -52,13 +52,13 @@ var ProfileFields = map[string][]string{
 	HistoryFit:      {"fit", "grade"},
 	HistoryScore:    {"score", "stage", "status"},
 	HistoryCooling:  {"cooling", "stage", "status"},
-	HistoryClaimed:  {"owner", "status"},
-	HistoryReleased: {"owner", "status"},
-	HistoryAssigned: {"owner", "status"},
-	HistoryRecycled: {"owner", "status"},
+	HistoryClaimed:  {"owner", "status", "teams"},
+	HistoryReleased: {"owner", "status", "teams"},
+	HistoryAssigned: {"owner", "status", "teams"},
+	HistoryRecycled: {"owner", "status", "teams"},
 	HistoryPool:     {"pool_id"},
 	HistoryTouch:    {"status"},
-	HistoryHandoff:  {"stage", "status", "owner"},
+	HistoryHandoff:  {"stage", "status", "owner", "teams"},
 	HistoryAdded:    {"staff_userid"},
 }
 
