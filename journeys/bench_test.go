@@ -129,6 +129,21 @@ func BenchmarkSegmentRebuild(b *testing.B) {
 	if got.Members != int64(n/4) {
 		b.Fatalf("%d members, want %d", got.Members, n/4)
 	}
+	// A changed definition (grade A or C, not in nurture: half the people):
+	// built beside the old one, then swapped in as a difference.
+	g.Filter = Filter{All: []Filter{{Field: "grade", Op: "in", Value: raw([]string{"A", "C"})}, {Field: "stage", Op: "ne", Value: raw("nurture")}}}
+	g.ID = id
+	if _, err := f.s.UpdateSegment(ctx, g); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := f.s.rebuildNow(ctx, corp, id); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "redefined-s")
+	if got, _ = f.s.Segment(ctx, corp, id); got.Members != int64(n/2) || got.BuiltVersion != got.Version {
+		b.Fatalf("after the redefinition: %d members (want %d), built %d of %d", got.Members, n/2, got.BuiltVersion, got.Version)
+	}
 	b.ReportMetric(float64(n), "people")
 	b.ReportMetric(peakRSS(), "peak-rss-MiB")
 }

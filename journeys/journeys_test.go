@@ -891,3 +891,66 @@ func TestSegments_OwnersTeams(t *testing.T) {
 		})
 	})
 }
+
+// A changed filter is built while the old one keeps serving (members,
+// count, incremental updates), then swapped in; a lead that changed during
+// the build is judged again at the swap rather than trusted from it.
+func TestSegments_RedefinitionServesTheOldVersionUntilSwapped(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		ids := f.seed(t, 4)
+		g, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "leads", Kind: KindDynamic, Filter: Filter{Field: "stage", Op: "eq", Value: raw("lead")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.rebuild(t, g)
+		f.s.SetJobs(nil) // the phases are run by hand below
+		stage := func(lead int64, to string) {
+			t.Helper()
+			if _, err := f.leads.ChangeStage(ctx, corp, lead, 0, true, to, "test"); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.s.UpdateMembership(ctx, []any{leads.LeadChanged{CorpID: corp, LeadID: lead, Changes: []leads.LeadChange{{Kind: leads.HistoryStage, To: to}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stage(ids[3], "nurture")
+		if _, err := f.s.UpdateSegment(ctx, Segment{ID: g.ID, CorpID: corp, Name: "nurture", Filter: Filter{Field: "stage", Op: "eq", Value: raw("nurture")}}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := f.s.Segment(ctx, corp, g.ID)
+		if got.Version != 2 || got.BuiltVersion != 1 || got.Building == nil || got.Members != 3 || got.Filter.Value == nil || string(got.Filter.Value) != `"lead"` {
+			t.Fatalf("after the change: %+v", got)
+		}
+		cp := rebuildCheckpoint{Version: got.Version}
+		res := &RebuildResult{}
+		if err := f.s.buildVersion(ctx, got, &cp, nil, res); err != nil {
+			t.Fatal(err)
+		}
+		// During the build the old filter still decides: ids[0] going to
+		// nurture leaves the segment of leads.
+		stage(ids[0], "nurture")
+		if ms := f.members(t, g.ID); len(ms) != 2 || ms[0] != ids[1] || ms[1] != ids[2] {
+			ps, _ := f.leads.ProfilesOf(ctx, corp, ids)
+			var rows []Member
+			db.Select(&rows, `SELECT `+memberCols+` FROM segment_members`)
+			t.Fatalf("members while building %v, want the old filter's; ids %v; profiles %+v; rows %+v", ms, ids, ps, rows)
+		}
+		if err := f.s.swapVersion(ctx, got, &cp, nil, res); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = f.s.Segment(ctx, corp, g.ID)
+		if ms := f.members(t, g.ID); len(ms) != 2 || ms[0] != ids[0] || ms[1] != ids[3] || got.Members != 2 {
+			t.Fatalf("members after the swap %v (count %d), want the two in nurture", ms, got.Members)
+		}
+		if got.BuiltVersion != 2 || got.Building != nil || string(got.Filter.Value) != `"nurture"` {
+			t.Fatalf("after the swap: %+v", got)
+		}
+		var left int
+		db.Get(&left, `SELECT (SELECT COUNT(*) FROM segment_builds) + (SELECT COUNT(*) FROM segment_dirty)`)
+		if left != 0 {
+			t.Fatalf("%d build rows left", left)
+		}
+	})
+}

@@ -42,8 +42,13 @@ type Segment struct {
 	CreatedAt    int64  `db:"created_at" json:"created_at"`
 	UpdatedAt    int64  `db:"updated_at" json:"updated_at"`
 	FilterJSON   string `db:"filter" json:"-"`
+	// Building is the changed filter of the version being built (nil when
+	// none): the members still follow Filter until it is swapped in.
+	Building     *Filter `db:"-" json:"building,omitempty"`
+	BuildingJSON *string `db:"building_filter" json:"-"`
 
-	cond *compiled
+	cond     *compiled
+	building *compiled
 }
 
 // check validates a segment and compiles its filter.
@@ -87,6 +92,15 @@ func (g *Segment) decode() error {
 		return fmt.Errorf("segment %d filter no longer compiles: %w", g.ID, err)
 	}
 	g.cond = c
+	if g.BuildingJSON != nil {
+		g.Building = &Filter{}
+		if err := json.Unmarshal([]byte(*g.BuildingJSON), g.Building); err != nil {
+			return fmt.Errorf("segment %d building filter: %w", g.ID, err)
+		}
+		if g.building, err = compileFilter("filter", *g.Building); err != nil {
+			return fmt.Errorf("segment %d building filter no longer compiles: %w", g.ID, err)
+		}
+	}
 	return nil
 }
 
@@ -126,8 +140,18 @@ func (s *Service) UpdateSegment(ctx context.Context, g Segment) (*Segment, error
 	if err := g.check(); err != nil {
 		return nil, err
 	}
-	changed := g.FilterJSON != was.FilterJSON
+	latest := was.FilterJSON
+	if was.BuildingJSON != nil {
+		latest = *was.BuildingJSON
+	}
+	changed := g.FilterJSON != latest
+	// A segment that has served members keeps serving them by its old
+	// filter while the new one builds; one never built takes it at once.
+	staged := changed && g.Kind != KindStatic && was.BuiltVersion > 0
 	err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		if staged {
+			return stageSegment(ctx, tx, g, qsql.Millis(s.now()))
+		}
 		return updateSegment(ctx, tx, g, changed, qsql.Millis(s.now()))
 	})
 	if qsql.IsDuplicate(err) {
@@ -375,6 +399,9 @@ type rebuildParams struct {
 type rebuildCheckpoint struct {
 	After   int64 `json:"after"`
 	Version int64 `json:"version"`
+	// Swapping: a changed filter's verdicts are built; they are being
+	// swapped in (After is then the swap's cursor).
+	Swapping bool `json:"swapping,omitempty"`
 }
 
 // RunRebuild is the rebuild job: one pass over the corp's leads in lead
@@ -387,28 +414,52 @@ func (s *Service) RunRebuild(ctx context.Context, j *jobs.Job) (any, error) {
 	if err := json.Unmarshal(j.Params, &p); err != nil {
 		return nil, jobs.Permanent(err)
 	}
-	g, err := s.Segment(ctx, j.CorpID, p.Segment)
-	if err != nil {
-		return nil, jobs.Permanent(err)
-	}
 	var cp rebuildCheckpoint
-	if ok, err := j.LoadCheckpoint(&cp); err != nil || !ok || cp.Version != g.Version {
-		cp = rebuildCheckpoint{Version: g.Version}
-	}
-	res, err := s.rebuild(ctx, g, cp.After, func(after, scanned int64) error {
-		cp.After = after
-		return j.Checkpoint(ctx, cp, scanned, 0)
-	})
-	if err != nil {
+	if _, err := j.LoadCheckpoint(&cp); err != nil {
 		return nil, err
 	}
-	return res, nil
+	// A definition changed while this job ran queues no second job (the
+	// key is the segment's): the job goes round again until the version it
+	// built is the latest.
+	for {
+		g, err := s.Segment(ctx, j.CorpID, p.Segment)
+		if err != nil {
+			return nil, jobs.Permanent(err)
+		}
+		if cp.Version != g.Version {
+			cp = rebuildCheckpoint{Version: g.Version}
+		}
+		progress := func(after, scanned int64) error {
+			cp.After = after
+			return j.Checkpoint(ctx, cp, scanned, 0)
+		}
+		var res *RebuildResult
+		if g.building != nil {
+			res, err = s.redefine(ctx, g, &cp, progress)
+		} else {
+			res, err = s.rebuild(ctx, g, cp.After, progress)
+		}
+		if err != nil {
+			return nil, err
+		}
+		now, err := s.Segment(ctx, j.CorpID, p.Segment)
+		if err != nil {
+			return nil, jobs.Permanent(err)
+		}
+		if now.Version == g.Version {
+			return res, nil
+		}
+	}
 }
 
 // rebuildNow rebuilds a segment in the caller (benchmarks).
 func (s *Service) rebuildNow(ctx context.Context, corp string, id int64) error {
 	g, err := s.Segment(ctx, corp, id)
 	if err != nil {
+		return err
+	}
+	if g.building != nil {
+		_, err = s.redefine(ctx, g, &rebuildCheckpoint{Version: g.Version}, nil)
 		return err
 	}
 	_, err = s.rebuild(ctx, g, 0, nil)
@@ -609,6 +660,11 @@ func (s *Service) reevaluate(ctx context.Context, corp string, g *Segment, ids [
 		}
 	}
 	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		if g.building != nil { // the version being built must look at them again
+			if err := markDirty(ctx, s.db, tx, g.ID, ids); err != nil {
+				return err
+			}
+		}
 		stored, err := readMembersOf(ctx, tx, g.ID, ids)
 		if err != nil {
 			return err

@@ -10,7 +10,7 @@ import (
 
 // This file holds the statements of segments and their members.
 
-const segmentCols = `id, corp_id, name, kind, filter, version, built_version, member_count, built_at, created_at, updated_at`
+const segmentCols = `id, corp_id, name, kind, filter, building_filter, version, built_version, member_count, built_at, created_at, updated_at`
 
 func insertSegment(ctx context.Context, tx *qsql.Tx, g Segment, now int64) (int64, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO segments (corp_id, name, kind, filter, version, built_version, member_count, created_at, updated_at)
@@ -159,4 +159,129 @@ func isMember(ctx context.Context, db *qsql.DB, seg, lead int64) (bool, error) {
 	var n int
 	err := db.GetContext(ctx, &n, `SELECT COUNT(*) FROM segment_members WHERE segment_id = ? AND lead_id = ? AND member = 1`, seg, lead)
 	return n > 0, err
+}
+
+// stageSegment records a changed filter as the version to build; the
+// serving filter stays.
+func stageSegment(ctx context.Context, tx *qsql.Tx, g Segment, now int64) error {
+	res, err := tx.ExecContext(ctx, `UPDATE segments SET name = ?, building_filter = ?, version = version + 1, updated_at = ? WHERE corp_id = ? AND id = ?`,
+		g.Name, g.FilterJSON, now, g.CorpID, g.ID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrSegmentNotFound
+	}
+	_, err = tx.ExecContext(ctx, `DELETE FROM segment_builds WHERE segment_id = ?`, g.ID)
+	return err
+}
+
+// writeBuilds stores a page of the building version's verdicts.
+func writeBuilds(ctx context.Context, db *qsql.DB, tx *qsql.Tx, seg int64, vs []verdict) error {
+	cols := []string{"segment_id", "lead_id", "member", "check_at"}
+	var args []any
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, db.UpsertRows("segment_builds", cols, []string{"segment_id", "lead_id"}, cols[2:], n), args...)
+		args, n = args[:0], 0
+		return err
+	}
+	for _, v := range vs {
+		if !v.match && v.checkAt == 0 {
+			continue
+		}
+		var check any
+		if v.checkAt > 0 {
+			check = v.checkAt
+		}
+		args = append(args, seg, v.lead, v.match, check)
+		if n++; n == 500 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// swapPage is the next leads after after that are members now or in the
+// built version (at most limit, in order), with the built verdicts.
+func swapPage(ctx context.Context, db *qsql.DB, seg, after int64, limit int) ([]int64, map[int64]verdict, error) {
+	var ids []int64
+	if err := db.SelectContext(ctx, &ids, `SELECT lead_id FROM segment_members WHERE segment_id = ? AND lead_id > ?
+		UNION SELECT lead_id FROM segment_builds WHERE segment_id = ? AND lead_id > ? ORDER BY lead_id LIMIT ?`, seg, after, seg, after, limit); err != nil || len(ids) == 0 {
+		return nil, nil, err
+	}
+	var rows []struct {
+		Lead    int64  `db:"lead_id"`
+		Member  bool   `db:"member"`
+		CheckAt *int64 `db:"check_at"`
+	}
+	if err := db.SelectContext(ctx, &rows, `SELECT lead_id, member, check_at FROM segment_builds WHERE segment_id = ? AND lead_id > ? AND lead_id <= ?`,
+		seg, after, ids[len(ids)-1]); err != nil {
+		return nil, nil, err
+	}
+	built := make(map[int64]verdict, len(rows))
+	for _, r := range rows {
+		v := verdict{lead: r.Lead, match: r.Member}
+		if r.CheckAt != nil {
+			v.checkAt = *r.CheckAt
+		}
+		built[r.Lead] = v
+	}
+	return ids, built, nil
+}
+
+// markDirty records leads evaluated while a version builds.
+func markDirty(ctx context.Context, db *qsql.DB, tx *qsql.Tx, seg int64, leads []int64) error {
+	if len(leads) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(leads))
+	for _, l := range leads {
+		args = append(args, seg, l)
+	}
+	_, err := tx.ExecContext(ctx, db.InsertIgnoreRows("segment_dirty", []string{"segment_id", "lead_id"}, []string{"segment_id", "lead_id"}, len(leads)), args...)
+	return err
+}
+
+// dirtyAmong is which of ids changed while the version built.
+func dirtyAmong(ctx context.Context, db *qsql.DB, seg int64, ids []int64) (map[int64]bool, error) {
+	q, args, err := sqlx.In(`SELECT lead_id FROM segment_dirty WHERE segment_id = ? AND lead_id IN (?)`, seg, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []int64
+	if err := db.SelectContext(ctx, &rows, db.Rebind(q), args...); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]bool, len(rows))
+	for _, r := range rows {
+		out[r] = true
+	}
+	return out, nil
+}
+
+// swapIn makes the built filter the serving one (the swap's first step:
+// from here incremental updates judge by it).
+func swapIn(ctx context.Context, tx *qsql.Tx, seg int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE segments SET filter = building_filter WHERE id = ? AND building_filter IS NOT NULL`, seg)
+	return err
+}
+
+// finishSwap ends a version's build: nothing building, the build's rows gone.
+func finishSwap(ctx context.Context, tx *qsql.Tx, seg, version, now int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE segments SET building_filter = NULL WHERE id = ? AND version = ?`, seg, version); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM segment_builds WHERE segment_id = ?`, seg); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM segment_dirty WHERE segment_id = ?`, seg); err != nil {
+		return err
+	}
+	return markBuilt(ctx, tx, seg, version, now)
 }

@@ -12,6 +12,8 @@ CREATE TABLE segments (
   name             VARCHAR(64)  NOT NULL,
   kind             VARCHAR(16)  NOT NULL,
   filter           TEXT         NOT NULL,
+  -- a changed filter being built (the old one serves until it is swapped in)
+  building_filter  TEXT         NULL,
   version          BIGINT       NOT NULL DEFAULT 1,
   built_version    BIGINT       NOT NULL DEFAULT 0,
   member_count     BIGINT       NOT NULL DEFAULT 0,
@@ -36,6 +38,23 @@ CREATE TABLE segment_members (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 CREATE INDEX segment_members_check ON segment_members (check_at);
 CREATE INDEX segment_members_lead ON segment_members (lead_id);
+
+-- A new segment version's verdicts while it builds (members, and rows to
+-- check again later), and the leads that changed meanwhile (re-evaluated
+-- when the version is swapped in).
+CREATE TABLE segment_builds (
+  segment_id       BIGINT       NOT NULL,
+  lead_id          BIGINT       NOT NULL,
+  member           INT          NOT NULL,
+  check_at         BIGINT       NULL,
+  PRIMARY KEY (segment_id, lead_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE segment_dirty (
+  segment_id       BIGINT       NOT NULL,
+  lead_id          BIGINT       NOT NULL,
+  PRIMARY KEY (segment_id, lead_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE journeys (
   id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -164,5 +183,7 @@ DROP TABLE journey_actions;
 DROP TABLE journey_runs;
 DROP TABLE journey_versions;
 DROP TABLE journeys;
+DROP TABLE segment_dirty;
+DROP TABLE segment_builds;
 DROP TABLE segment_members;
 DROP TABLE segments;
