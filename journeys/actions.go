@@ -96,6 +96,12 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			}
 			return s.pinTx(ctx, tx, seg, []int64{r.LeadID}, pin)
 		})
+	case ActionScore:
+		var applied bool
+		applied, err = s.leads.AdjustScore(ctx, r.CorpID, r.LeadID, a.Points, reason, key)
+		if err == nil && !applied {
+			rec.Status = "skipped" // the step's key was recorded: applied before
+		}
 	case ActionNotify:
 		err = s.notify(ctx, a, r, p)
 	case ActionPool:

@@ -119,6 +119,7 @@ const (
 	ActionSegmentAdd    = "segment_add"
 	ActionSegmentRemove = "segment_remove"
 	ActionWebhook       = "webhook"
+	ActionScore         = "score"   // adjust the lead's engagement score by Points
 	ActionInvite        = "invite"  // a message with the card of a group code's page (group QR), like message
 	ActionNotify        = "notify"  // a WeCom app message to the lead's owner (or the staff member who added them)
 	ActionPool          = "pool"    // move the lead to another pool
@@ -128,17 +129,18 @@ const (
 
 // Action is what an action node does.
 type Action struct {
-	Kind     string `json:"kind"`
-	Stage    string `json:"stage,omitempty"`
-	Status   string `json:"status,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-	Activity string `json:"activity,omitempty"` // recorded for the person; scoring rules give its points
-	Segment  int64  `json:"segment,omitempty"`
-	URL      string `json:"url,omitempty"`
-	Secret   string `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
-	Text     string `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
-	Pool     int64  `json:"pool,omitempty"`   // pool: the pool's id
-	Code     int64  `json:"code,omitempty"`   // invite: the group code's id
+	Kind     string  `json:"kind"`
+	Stage    string  `json:"stage,omitempty"`
+	Status   string  `json:"status,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
+	Activity string  `json:"activity,omitempty"` // recorded for the person; scoring rules give its points
+	Segment  int64   `json:"segment,omitempty"`
+	URL      string  `json:"url,omitempty"`
+	Secret   string  `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
+	Text     string  `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
+	Pool     int64   `json:"pool,omitempty"`   // pool: the pool's id
+	Code     int64   `json:"code,omitempty"`   // invite: the group code's id
+	Points   float64 `json:"points,omitempty"` // score: points to add (negative: take)
 	// TagsAdd and TagsRemove are WeCom tag ids.
 	TagsAdd    []string `json:"tags_add,omitempty"`
 	TagsRemove []string `json:"tags_remove,omitempty"`
@@ -470,6 +472,10 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if len(a.Secret) < 16 {
 			f.Add(at+".action.secret", "is at least 16 characters")
 		}
+	case ActionScore:
+		if a.Points == 0 || a.Points > 1000 || a.Points < -1000 {
+			f.Add(at+".action.points", "is between -1000 and 1000, not 0")
+		}
 	case ActionInvite:
 		if a.Code <= 0 {
 			f.Add(at+".action.code", "is a group code's id")
@@ -494,7 +500,7 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 			f.Add(at+".action.text", fmt.Sprintf("is required, at most %d bytes", wecom.MaxMsgText))
 		}
 	default:
-		f.Add(at+".action.kind", "is message, invite, notify, tag, stage, status, activity, pool, segment_add, segment_remove or webhook")
+		f.Add(at+".action.kind", "is message, invite, notify, tag, stage, status, score, activity, pool, segment_add, segment_remove or webhook")
 	}
 }
 

@@ -56,6 +56,7 @@ type Leads interface {
 	RecordActivities(ctx context.Context, corp string, in []leads.ActivityIn) (leads.ActivitiesResult, error)
 	LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error)
 	MoveToPool(ctx context.Context, corp string, leadID, pool, actor int64, reason string) (*leads.Lead, error)
+	AdjustScore(ctx context.Context, corp string, leadID int64, points float64, reason, key string) (bool, error)
 }
 
 // Directory is what journeys use of the WeCom directory mirror: contacts'

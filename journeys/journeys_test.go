@@ -954,3 +954,31 @@ func TestSegments_RedefinitionServesTheOldVersionUntilSwapped(t *testing.T) {
 		}
 	})
 }
+
+// A score action adds points once per step (a retried step changes
+// nothing) and makes an MQL when the bar is met.
+func TestJourney_ScoreActionOncePerStep(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		j := f.publish(t, "boost", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "boost"}},
+			{ID: "boost", Type: NodeAction, Action: &Action{Kind: ActionScore, Points: 60}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		ids := f.seed(t, 1)
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		r := f.runsOf(t, j.ID)[ids[0]]
+		// The same step again (a retry after a crash): no second 60 points.
+		if applied, err := f.leads.AdjustScore(ctx, corp, ids[0], 60, "again", ActionKey(r.ID, 1)); err != nil || applied {
+			t.Fatalf("a repeated key applied (%v, %v)", applied, err)
+		}
+		ps, _ := f.leads.ProfilesOf(ctx, corp, ids)
+		if ps[0].Score < 59.9 || ps[0].Score > 60.1 || ps[0].Stage != "mql" {
+			t.Fatalf("after the journey: score %.1f, stage %s; want 60 and mql", ps[0].Score, ps[0].Stage)
+		}
+	})
+}

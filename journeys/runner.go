@@ -216,6 +216,8 @@ func describe(a *Action) string {
 		return fmt.Sprintf("remove the person from segment %d", a.Segment)
 	case ActionWebhook:
 		return "post a webhook to " + a.URL
+	case ActionScore:
+		return fmt.Sprintf("adjust the score by %+g", a.Points)
 	case ActionInvite:
 		return fmt.Sprintf("queue the card of group code %d for the customer (their staff member confirms)", a.Code)
 	case ActionNotify:

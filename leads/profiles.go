@@ -51,6 +51,7 @@ var ProfileFields = map[string][]string{
 	HistoryStatus:   {"status"},
 	HistoryFit:      {"fit", "grade"},
 	HistoryScore:    {"score", "stage", "status"},
+	HistoryAdjust:   {"score", "stage", "status", "owner", "teams"},
 	HistoryCooling:  {"cooling", "stage", "status"},
 	HistoryClaimed:  {"owner", "status", "teams"},
 	HistoryReleased: {"owner", "status", "teams"},

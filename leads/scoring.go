@@ -373,3 +373,58 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 	}
 	return s.store.addHistories(ctx, tx, history)
 }
+
+// HistoryAdjust is a score adjusted by a journey or by hand.
+const HistoryAdjust = "adjust"
+
+// AdjustScore adds points (negative: takes them) to a lead's engagement
+// now, with a reason in its history, and promotes it to MQL when the bar
+// is met. key makes the call safe to repeat: an adjustment whose key was
+// recorded changes nothing ("" : no key). It reports whether it applied.
+func (s *Service) AdjustScore(ctx context.Context, corp string, leadID int64, points float64, reason, key string) (bool, error) {
+	if points == 0 || math.Abs(points) > 1000 {
+		return false, apperr.Field("points", "is between -1000 and 1000, not 0")
+	}
+	applied := false
+	now := s.now()
+	ms := qsql.Millis(now)
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		l, err := s.store.lead(ctx, tx, corp, leadID)
+		if err != nil {
+			return err
+		}
+		if key != "" {
+			seen, err := s.store.seenEvents(ctx, tx, [][2]string{{corp, key}})
+			if err != nil || seen[[2]string{corp, key}] {
+				return err
+			}
+		}
+		set, err := s.store.settings(ctx, tx, corp)
+		if err != nil {
+			return err
+		}
+		if err := s.addEngagement(ctx, tx, leadID, points, set, now); err != nil {
+			return err
+		}
+		cur, err := s.store.engagement(ctx, tx, leadID)
+		if err != nil {
+			return err
+		}
+		eng := decayed(cur.Milli, cur.At, now, set.HalfLifeDays)
+		history := []historyRow{{corp, leadID, HistoryEntry{At: ms, Kind: HistoryAdjust, To: fmt.Sprintf("%+g", points), Reason: truncate(reason, 500), eventKey: key}}}
+		if l.Stage == StageLead {
+			rules, err := s.corpRules(ctx, tx, corp)
+			if err != nil {
+				return err
+			}
+			promoted, err := s.promoteIfReady(ctx, tx, corp, rules, leadID, eng, l.Grade, set, ms)
+			if err != nil {
+				return err
+			}
+			history = append(history, promoted...)
+		}
+		applied = true
+		return s.store.addHistories(ctx, tx, history)
+	})
+	return applied, err
+}

@@ -212,9 +212,13 @@ document.addEventListener("DOMContentLoaded", () => {
     e.addEventListener("input", () => onInput(e.value));
     return e;
   }
-  function select(value, options, onChange) {
+  function select(value, options, onChange, prefix) {
     const e = document.createElement("select");
-    for (const o of options) e.append(new Option(T("opt." + o) === "opt." + o ? o : T("opt." + o), o));
+    const label = (o) => {
+      for (const p of [prefix, "opt."]) if (p && T(p + o) !== p + o) return T(p + o);
+      return o;
+    };
+    for (const o of options) e.append(new Option(label(o), o));
     e.value = value;
     e.addEventListener("change", () => onChange(e.value));
     return e;
@@ -313,7 +317,7 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       case "action": {
         const a = (n.action = n.action || { kind: "message" });
-        panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "tag", "stage", "status", "activity", "pool", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); })));
+        panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "tag", "stage", "status", "score", "activity", "pool", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); }, "act.")));
         const text = (key, attrs) => panel.append(field(T("action." + key), input(a[key], (v) => { a[key] = v; save(); }, attrs)));
         if (a.kind === "message") {
           text("text", { tag: "textarea", rows: "4", maxlength: "4000" });
@@ -332,6 +336,7 @@ document.addEventListener("DOMContentLoaded", () => {
           panel.append(field(T("action.tags_remove"), input((a.tags_remove || []).join(","), (v) => { a.tags_remove = v.split(",").map((x) => x.trim()).filter(Boolean); save(); })));
         }
         if (a.kind === "stage") text("stage");
+        if (a.kind === "score") panel.append(field(T("action.points"), input(a.points, (v) => { a.points = Number(v); save(); }, { type: "number", min: "-1000", max: "1000" })));
         if (a.kind === "status") text("status");
         if (a.kind === "activity") text("activity", { placeholder: "nurture.touch" });
         if (a.kind === "segment_add" || a.kind === "segment_remove") {
