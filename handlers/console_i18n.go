@@ -497,6 +497,8 @@ var messages = map[string][2]string{
 	"designer.entry.above":        {"分数达到", "Score at least"},
 	"designer.act.score":          {"调整分数", "Adjust the score"},
 	"designer.act.activity":       {"记录行为", "Record an activity"},
+	"designer.action.image":       {"添加图片（PNG/JPG）", "Add an image (PNG/JPG)"},
+	"designer.delete_image":       {"移除图片", "Remove the image"},
 	"designer.action.points":      {"加减分", "Points (negative: take)"},
 	"designer.opt.invite":         {"邀请入群（群活码）", "Invite to a group (group code)"},
 	"designer.action.code":        {"群活码编号", "Group code id"},

@@ -31,6 +31,7 @@ func (s *Server) journeyConsoleRoutes() []Route {
 		{"POST", "/console/journeys", auth.PermJourneysManage, s.createJourneyFromPage},
 		{"GET", "/console/journeys/:id", auth.PermLeadsRead, s.designerPage},
 		{"POST", "/console/journeys/:id/draft", auth.PermJourneysManage, s.saveDraftFromPage},
+		{"POST", "/console/journeys/media", auth.PermJourneysManage, s.uploadMedia},
 		{"POST", "/console/journeys/:id/publish", auth.PermJourneysManage, s.publishJourney},
 		{"POST", "/console/journeys/:id/status", auth.PermJourneysManage, s.journeyStatusFromPage},
 		{"POST", "/console/journeys/:id/enrol", auth.PermJourneysManage, s.enrolFromPage},

@@ -141,6 +141,8 @@ type Action struct {
 	Pool     int64   `json:"pool,omitempty"`   // pool: the pool's id
 	Code     int64   `json:"code,omitempty"`   // invite: the group code's id
 	Points   float64 `json:"points,omitempty"` // score: points to add (negative: take)
+	// Images are stored image files (console uploads) sent with a message.
+	Images []int64 `json:"images,omitempty"`
 	// TagsAdd and TagsRemove are WeCom tag ids.
 	TagsAdd    []string `json:"tags_add,omitempty"`
 	TagsRemove []string `json:"tags_remove,omitempty"`
@@ -480,6 +482,9 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if a.Code <= 0 {
 			f.Add(at+".action.code", "is a group code's id")
 		}
+		if len(a.Images) > 8 {
+			f.Add(at+".action.images", "are at most 8 (the group's card is the ninth)")
+		}
 		if len(a.Text) > wecom.MaxMsgText {
 			f.Add(at+".action.text", fmt.Sprintf("is at most %d bytes", wecom.MaxMsgText))
 		}
@@ -496,8 +501,11 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 			f.Add(at+".action.tags_add", "or tags_remove names at least one tag")
 		}
 	case ActionMessage:
-		if strings.TrimSpace(a.Text) == "" || len(a.Text) > wecom.MaxMsgText {
-			f.Add(at+".action.text", fmt.Sprintf("is required, at most %d bytes", wecom.MaxMsgText))
+		if strings.TrimSpace(a.Text) == "" && len(a.Images) == 0 || len(a.Text) > wecom.MaxMsgText {
+			f.Add(at+".action.text", fmt.Sprintf("is required (or images), at most %d bytes", wecom.MaxMsgText))
+		}
+		if len(a.Images) > 9 {
+			f.Add(at+".action.images", "are at most 9")
 		}
 	default:
 		f.Add(at+".action.kind", "is message, invite, notify, tag, stage, status, score, activity, pool, segment_add, segment_remove or webhook")

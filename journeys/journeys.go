@@ -93,6 +93,7 @@ type Service struct {
 	messenger Messenger
 	staffOf   StaffOf
 	codes     Codes
+	media     Media
 	teams     Teams
 	dir       Directory
 	engine    *Engine

@@ -163,8 +163,22 @@ func (s *Service) message(ctx context.Context, a *Action, r *Run, p *leads.Profi
 	if text := strings.ReplaceAll(a.Text, "{{name}}", p.Name); text != "" {
 		tmpl.Text = &wecom.Text{Content: text}
 	}
+	for _, id := range a.Images {
+		if s.media == nil {
+			return "", fmt.Errorf("%w: no media store for the message's images", errPermanent)
+		}
+		mediaID, err := s.media.MediaID(ctx, r.CorpID, id)
+		if err != nil {
+			// The row is gone with it: nothing was queued, the step may retry.
+			if derr := deleteMessage(ctx, s.db, r.ID, r.Step); derr != nil {
+				return "", derr
+			}
+			return "", fmt.Errorf("image %d: %w", id, err)
+		}
+		tmpl.Attachments = append(tmpl.Attachments, wecom.Attachment{MsgType: "image", Image: &wecom.Image{MediaID: mediaID}})
+	}
 	if invite != nil {
-		tmpl.Attachments = []wecom.Attachment{{MsgType: "link", Link: invite}}
+		tmpl.Attachments = append(tmpl.Attachments, wecom.Attachment{MsgType: "link", Link: invite})
 	}
 	msgID, failed, err := s.messenger.AddMsgTemplate(ctx, r.CorpID, tmpl)
 	var apiErr *wecom.APIError
@@ -313,6 +327,15 @@ func (s *Service) TrackMessages(ctx context.Context) (int, error) {
 	}
 	return settled, nil
 }
+
+// Media gives a stored file's WeCom media id (uploaded, or refreshed
+// when its three days ran out).
+type Media interface {
+	MediaID(ctx context.Context, corp string, id int64) (string, error)
+}
+
+// SetMedia gives the service the media store (images in messages).
+func (s *Service) SetMedia(m Media) { s.media = m }
 
 // Codes is what journeys use of live codes: a group code to invite to.
 type Codes interface {

@@ -12,6 +12,7 @@ import (
 	"github.com/qiflow/qiflow/sql/sqltest"
 	"github.com/qiflow/qiflow/wecom"
 	"github.com/qiflow/qiflow/wecom/fake"
+	"github.com/qiflow/qiflow/wecom/media"
 )
 
 // Customer messages go through the staff member at the fake WeCom, once
@@ -154,6 +155,44 @@ func TestActions_NotifyTheOwnerAndMoveToAPool(t *testing.T) {
 			if p.PoolID != pool.ID {
 				t.Fatalf("lead %d in pool %d, want %d", p.LeadID, p.PoolID, pool.ID)
 			}
+		}
+	})
+}
+
+// A message's images are uploaded to WeCom (the media store's media id)
+// and reach the customer with the text.
+func TestMessages_CarryImages(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		fk, base := fake.StartForTest(t, corp, true)
+		api := wecom.NewAPI(base, kvtest.Open(t), 10*time.Second, wecom.CorpApp{CorpID: corp, Secret: fake.SandboxCorp.Secret, AgentID: fake.SandboxCorp.AgentID})
+		f.s.SetMessenger(api, nil)
+		store := media.New(db, api)
+		f.s.SetMedia(store)
+		if _, err := f.s.SetMessageSettings(ctx, corp, MessageSettings{CapDay: 5, CapWeek: 10, OptOutActivity: "contact.opted_out"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fk.Add(ctx, corp, "zhangsan", fake.Customer{ExternalUserID: "wm0"}, 1); err != nil {
+			t.Fatal(err)
+		}
+		ids := f.seed(t, 1)
+		img, err := store.Save(ctx, corp, "image", "poster.png", "image/png", []byte("\\x89PNG poster"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j := f.publish(t, "poster", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "poster"}},
+			{ID: "poster", Type: NodeAction, Action: &Action{Kind: ActionMessage, Text: "新海报", Images: []int64{img.ID}}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		pending := fk.PendingGroupMsgs(corp, "zhangsan")
+		if len(pending) != 1 || len(pending[0].Attachments) != 1 || pending[0].Attachments[0].Image == nil || pending[0].Attachments[0].Image.MediaID == "" || pending[0].Text != "新海报" {
+			t.Fatalf("queued %+v", pending)
 		}
 	})
 }

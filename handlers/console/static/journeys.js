@@ -319,6 +319,41 @@ document.addEventListener("DOMContentLoaded", () => {
         const a = (n.action = n.action || { kind: "message" });
         panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "tag", "stage", "status", "score", "activity", "pool", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); }, "act.")));
         const text = (key, attrs) => panel.append(field(T("action." + key), input(a[key], (v) => { a[key] = v; save(); }, attrs)));
+        if (a.kind === "message" || a.kind === "invite") {
+          // Images: uploaded here, stored as the corp's media, sent with the text.
+          const box = document.createElement("div");
+          box.className = "images";
+          for (const id of a.images || []) {
+            const img = document.createElement("img");
+            img.src = "/console/media/" + id;
+            img.alt = "#" + id;
+            const rm = document.createElement("button");
+            rm.type = "button";
+            rm.className = "secondary outline";
+            rm.textContent = T("delete_image");
+            rm.addEventListener("click", () => { a.images = a.images.filter((x) => x !== id); redraw(); });
+            box.append(img, rm);
+          }
+          const file = document.createElement("input");
+          file.type = "file";
+          file.accept = "image/png,image/jpeg";
+          file.addEventListener("change", async () => {
+            if (!file.files[0]) return;
+            const form = new FormData();
+            form.append("kind", "image");
+            form.append("file", file.files[0]);
+            const hdrs = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+            const resp = await fetch("/console/journeys/media", { method: "POST", body: form, headers: hdrs, credentials: "same-origin" });
+            const out = await resp.json().catch(() => ({}));
+            if (!resp.ok) {
+              showError(F.problemsText(out));
+              return;
+            }
+            a.images = (a.images || []).concat([out.id]);
+            redraw();
+          });
+          panel.append(box, field(T("action.image"), file));
+        }
         if (a.kind === "message") {
           text("text", { tag: "textarea", rows: "4", maxlength: "4000" });
           const hint = document.createElement("small");
