@@ -424,6 +424,11 @@ func TestE2E_ConsoleOperations(t *testing.T) {
 			return s.count("SELECT COUNT(*) FROM bus_events WHERE corp_id = ? AND subject = ? AND type = 'ContactSaved'", e2eCorp, subject) == 1 &&
 				s.count("SELECT COUNT(*) FROM bus_deliveries d JOIN bus_events e ON e.id = d.event_id WHERE e.corp_id = ? AND e.subject = ? AND d.status <> 'done'", e2eCorp, subject) == 0
 		})
+		// The sync queues the lead backfill after it: the page stops polling
+		// once every job has finished.
+		waitUntil(t, "the sync and the backfill after it to finish", func() bool {
+			return s.count("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')") == 0
+		})
 		b := newBrowser(t, s.url, "en")
 		b.signIn("admin@example.com", "admin password")
 		if _, body, _ := b.do("GET", "/console/jobs", nil, false, false); !strings.Contains(body, "directory.sync") || !strings.Contains(body, "status-done") || strings.Contains(body, "every 2s") {
