@@ -89,22 +89,9 @@ func (s *Service) swapVersion(ctx context.Context, g *Segment, cp *rebuildCheckp
 			vs = append(vs, v)
 		}
 		if len(again) > 0 {
-			ps, err := s.leads.ProfilesOf(ctx, g.CorpID, again)
+			fresh, err := s.judgeLeads(ctx, g.CorpID, g.cond, again)
 			if err != nil {
 				return err
-			}
-			fresh, err := s.judge(ctx, g.CorpID, g.cond, ps)
-			if err != nil {
-				return err
-			}
-			found := map[int64]bool{}
-			for _, v := range fresh {
-				found[v.lead] = true
-			}
-			for _, id := range again {
-				if !found[id] {
-					fresh = append(fresh, verdict{lead: id}) // merged away
-				}
 			}
 			vs = append(vs, fresh...)
 		}

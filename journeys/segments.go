@@ -642,22 +642,9 @@ func (s *Service) reevaluate(ctx context.Context, corp string, g *Segment, ids [
 	if len(ids) == 0 {
 		return nil
 	}
-	ps, err := s.leads.ProfilesOf(ctx, corp, ids)
+	vs, err := s.judgeLeads(ctx, corp, g.cond, ids)
 	if err != nil {
 		return err
-	}
-	vs, err := s.judge(ctx, corp, g.cond, ps)
-	if err != nil {
-		return err
-	}
-	found := map[int64]bool{}
-	for _, p := range ps {
-		found[p.LeadID] = true
-	}
-	for _, id := range ids {
-		if !found[id] {
-			vs = append(vs, verdict{lead: id}) // merged away
-		}
 	}
 	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		if g.building != nil { // the version being built must look at them again
@@ -796,4 +783,27 @@ func (s *Service) rebuildTouched(ctx context.Context, corp string, fields []stri
 		}
 	}
 	return nil
+}
+
+// judgeLeads judges the leads among ids by c now; a lead that is gone
+// (merged into another) gets a verdict of out.
+func (s *Service) judgeLeads(ctx context.Context, corp string, c *compiled, ids []int64) ([]verdict, error) {
+	ps, err := s.leads.ProfilesOf(ctx, corp, ids)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := s.judge(ctx, corp, c, ps)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[int64]bool, len(ps))
+	for _, p := range ps {
+		found[p.LeadID] = true
+	}
+	for _, id := range ids {
+		if !found[id] {
+			vs = append(vs, verdict{lead: id}) // merged away
+		}
+	}
+	return vs, nil
 }
