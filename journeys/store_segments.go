@@ -211,8 +211,11 @@ func writeBuilds(ctx context.Context, db *qsql.DB, tx *qsql.Tx, seg int64, vs []
 // built version (at most limit, in order), with the built verdicts.
 func swapPage(ctx context.Context, db *qsql.DB, seg, after int64, limit int) ([]int64, map[int64]verdict, error) {
 	var ids []int64
-	if err := db.SelectContext(ctx, &ids, `SELECT lead_id FROM segment_members WHERE segment_id = ? AND lead_id > ?
-		UNION SELECT lead_id FROM segment_builds WHERE segment_id = ? AND lead_id > ? ORDER BY lead_id LIMIT ?`, seg, after, seg, after, limit); err != nil || len(ids) == 0 {
+	// Each side is limited on its own (a union of two unbounded ranges
+	// would read everything after the cursor for every page).
+	if err := db.SelectContext(ctx, &ids, `SELECT lead_id FROM (SELECT lead_id FROM segment_members WHERE segment_id = ? AND lead_id > ? ORDER BY lead_id LIMIT ?) m
+		UNION SELECT lead_id FROM (SELECT lead_id FROM segment_builds WHERE segment_id = ? AND lead_id > ? ORDER BY lead_id LIMIT ?) b
+		ORDER BY lead_id LIMIT ?`, seg, after, limit, seg, after, limit, limit); err != nil || len(ids) == 0 {
 		return nil, nil, err
 	}
 	var rows []struct {
