@@ -120,24 +120,14 @@ func (s *Server) getSegment(c *gin.Context) {
 
 // segmentMembers pages through members: ?after=<lead id>&limit=.
 func (s *Server) segmentMembers(c *gin.Context) {
-	id, ok := pathID(c, "id")
+	after, limit, ok := afterLimit(c)
 	if !ok {
 		return
 	}
-	after, ok := optInt(c, "after")
-	if !ok {
-		return
-	}
-	limit, ok := optInt(c, "limit")
-	if !ok {
-		return
-	}
-	ms, err := s.d.Journeys.Members(c.Request.Context(), principal(c).CorpID, id, after, int(limit))
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"members": ms})
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		ms, err := s.d.Journeys.Members(ctx, corp, id, after, limit)
+		return gin.H{"members": ms}, err
+	})
 }
 
 // pinMembers adds (POST) or removes (DELETE) leads by hand.
@@ -275,24 +265,14 @@ func (s *Server) journeyStats(c *gin.Context) {
 
 // journeyRuns pages through runs: ?state=&after=<run id>&limit=.
 func (s *Server) journeyRuns(c *gin.Context) {
-	id, ok := pathID(c, "id")
+	after, limit, ok := afterLimit(c)
 	if !ok {
 		return
 	}
-	after, ok := optInt(c, "after")
-	if !ok {
-		return
-	}
-	limit, ok := optInt(c, "limit")
-	if !ok {
-		return
-	}
-	rs, err := s.d.Journeys.Runs(c.Request.Context(), principal(c).CorpID, id, c.Query("state"), after, int(limit))
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"runs": rs})
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		rs, err := s.d.Journeys.Runs(ctx, corp, id, c.Query("state"), after, limit)
+		return gin.H{"runs": rs}, err
+	})
 }
 
 func (s *Server) runActions(c *gin.Context) {
@@ -331,6 +311,15 @@ func (s *Server) dryRun(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"steps": steps})
 }
 
+// afterLimit reads a list's ?after= cursor and ?limit= (0: the list's default).
+func afterLimit(c *gin.Context) (after int64, limit int, ok bool) {
+	if after, ok = optInt(c, "after"); !ok {
+		return 0, 0, false
+	}
+	l, ok := optInt(c, "limit")
+	return after, int(l), ok
+}
+
 // optInt reads an optional non-negative integer query parameter.
 func optInt(c *gin.Context, name string) (int64, bool) {
 	v := c.Query(name)
@@ -346,20 +335,14 @@ func optInt(c *gin.Context, name string) (int64, bool) {
 }
 
 func (s *Server) journeyMessages(c *gin.Context) {
-	id, ok := pathID(c, "id")
+	_, limit, ok := afterLimit(c)
 	if !ok {
 		return
 	}
-	limit, ok := optInt(c, "limit")
-	if !ok {
-		return
-	}
-	ms, err := s.d.Journeys.Messages(c.Request.Context(), principal(c).CorpID, id, int(limit))
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"messages": ms})
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		ms, err := s.d.Journeys.Messages(ctx, corp, id, limit)
+		return gin.H{"messages": ms}, err
+	})
 }
 
 // messageSettings are the corp's caps, quiet hours and opt-out for
