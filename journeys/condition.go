@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -250,6 +251,23 @@ func compileFilter(field string, t Filter) (*compiled, error) {
 		return nil, apperr.Field(field, err.Error())
 	}
 	return c, nil
+}
+
+// stored caches the compiled filters of stored segments by their JSON:
+// every event batch reads the corp's segments, and compiling each filter
+// again each time would be most of the work. A compiled filter is
+// read-only, so one serves every goroutine.
+var stored sync.Map
+
+func compileStored(raw string, t Filter) (*compiled, error) {
+	if c, ok := stored.Load(raw); ok {
+		return c.(*compiled), nil
+	}
+	c, err := compileFilter("filter", t)
+	if err == nil {
+		stored.Store(raw, c)
+	}
+	return c, err
 }
 
 // compileSource compiles an expression over env and finds what it reads.

@@ -87,7 +87,7 @@ func (g *Segment) decode() error {
 	if err := json.Unmarshal([]byte(g.FilterJSON), &g.Filter); err != nil {
 		return fmt.Errorf("segment %d filter: %w", g.ID, err)
 	}
-	c, err := compileFilter("filter", g.Filter)
+	c, err := compileStored(g.FilterJSON, g.Filter)
 	if err != nil {
 		return fmt.Errorf("segment %d filter no longer compiles: %w", g.ID, err)
 	}
@@ -97,7 +97,7 @@ func (g *Segment) decode() error {
 		if err := json.Unmarshal([]byte(*g.BuildingJSON), g.Building); err != nil {
 			return fmt.Errorf("segment %d building filter: %w", g.ID, err)
 		}
-		if g.building, err = compileFilter("filter", *g.Building); err != nil {
+		if g.building, err = compileStored(*g.BuildingJSON, *g.Building); err != nil {
 			return fmt.Errorf("segment %d building filter no longer compiles: %w", g.ID, err)
 		}
 	}
