@@ -62,6 +62,10 @@ func (s *Server) leadRoutes() []Route {
 		{"GET", "/pools/:id/members", auth.PermLeadsRead, s.poolMembers},
 		{"PUT", "/pools/:id/members/:user", auth.PermPoolsManage, s.poolMember(true)},
 		{"DELETE", "/pools/:id/members/:user", auth.PermPoolsManage, s.poolMember(false)},
+		{"GET", "/lead-fields", auth.PermLeadsRead, s.listFieldDefs},
+		{"PUT", "/lead-fields/:key", auth.PermPoolsManage, s.defineField},
+		{"DELETE", "/lead-fields/:key", auth.PermPoolsManage, s.deleteField},
+		{"PATCH", "/leads/:id/fields", auth.PermLeadsClaim, s.setLeadFields},
 	}
 }
 

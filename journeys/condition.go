@@ -1,10 +1,13 @@
 package journeys
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,7 +83,7 @@ var fieldNames = func() map[string]reflect.Kind {
 func Fields() []string {
 	out := make([]string, 0, len(fieldNames))
 	for k := range fieldNames {
-		if k != "activities" {
+		if k != "activities" && k != "fields" {
 			out = append(out, k)
 		}
 	}
@@ -137,9 +140,11 @@ func (t Filter) Source(path string, f apperr.Fields) string {
 			parts = append(parts, call+" >= 1")
 		}
 		return strings.Join(parts, " && ")
+	case strings.HasPrefix(t.Field, leads.FieldPrefix):
+		return t.ownFieldSource(path, f)
 	case t.Field != "":
 		kind, ok := fieldNames[t.Field]
-		if !ok || t.Field == "activities" {
+		if !ok || t.Field == "activities" || t.Field == "fields" {
 			f.Add(path+".field", fmt.Sprintf("%q is not a field (one of: %s)", t.Field, strings.Join(Fields(), ", ")))
 			return "false"
 		}
@@ -186,6 +191,122 @@ func (t Filter) Source(path string, f apperr.Fields) string {
 	}
 	f.Add(path, "is a group (all, any, not) or a condition (field, activity or expr)")
 	return "false"
+}
+
+// ownKey is the key of one of the corp's own fields as a condition names
+// it (fields.renewal_date), checked as a key can be spelt; whether the corp
+// has it is checked when a segment or journey is saved (checkOwnFields).
+var ownKey = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// ownFieldSource compiles a comparison of one of the corp's own fields. An
+// unset field is nil: it is empty, and no comparison but ne and not_in
+// holds for it (an unset renewal date is not before any day).
+func (t Filter) ownFieldSource(path string, f apperr.Fields) string {
+	key := strings.TrimPrefix(t.Field, leads.FieldPrefix)
+	if !ownKey.MatchString(key) {
+		f.Add(path+".field", fmt.Sprintf("%q is not a field key (fields.<key>: lowercase letters, digits and _)", t.Field))
+		return "false"
+	}
+	ref := "fields[" + strconv.Quote(key) + "]"
+	switch t.Op {
+	case "empty":
+		return ref + " == nil"
+	case "not_empty":
+		return ref + " != nil"
+	}
+	lit, ok := literal(t.Value)
+	if !ok {
+		f.Add(path+".value", "is a string, a number, a boolean or a list of them")
+		return "false"
+	}
+	switch t.Op {
+	case "contains":
+		return ref + " != nil && string(" + ref + ") contains " + lit
+	case "prefix":
+		return ref + " != nil && string(" + ref + ") startsWith " + lit
+	case "ne":
+		return ref + " != " + lit
+	case "not_in":
+		return "!(" + ref + " in " + lit + ")"
+	case "in":
+		return ref + " in " + lit
+	}
+	op, ok := ops[t.Op]
+	if !ok {
+		f.Add(path+".op", "is one of eq, ne, gt, gte, lt, lte, in, not_in, contains, prefix, empty, not_empty")
+		return "false"
+	}
+	return ref + " != nil && " + ref + " " + op + " " + lit
+}
+
+// ownFields collects the corp's own fields a tree compares, with each
+// leaf's path, operator and value, for checkOwnFields.
+func (t Filter) ownFields(path string, visit func(path string, leaf Filter)) {
+	for i, p := range t.All {
+		p.ownFields(fmt.Sprintf("%s.all[%d]", path, i), visit)
+	}
+	for i, p := range t.Any {
+		p.ownFields(fmt.Sprintf("%s.any[%d]", path, i), visit)
+	}
+	if t.Not != nil {
+		t.Not.ownFields(path+".not", visit)
+	}
+	if strings.HasPrefix(t.Field, leads.FieldPrefix) {
+		visit(path, t)
+	}
+}
+
+// checkOwnFields checks a tree's comparisons of the corp's own fields
+// against their definitions: the field exists, the operator suits its
+// kind, and the value is one of its kind (a day for a date, a number for
+// a number, a choice for a select).
+func checkOwnFields(t Filter, path string, defs map[string]leads.FieldDef, f apperr.Fields) {
+	t.ownFields(path, func(at string, leaf Filter) {
+		key := strings.TrimPrefix(leaf.Field, leads.FieldPrefix)
+		d, ok := defs[key]
+		if !ok {
+			f.Add(at+".field", fmt.Sprintf("%q is not a field of this corp", leaf.Field))
+			return
+		}
+		if leaf.Op == "empty" || leaf.Op == "not_empty" {
+			return
+		}
+		if (leaf.Op == "contains" || leaf.Op == "prefix") && d.Kind != leads.FieldText {
+			f.Add(at+".op", leaf.Op+" applies to text fields")
+			return
+		}
+		var v any
+		if json.Unmarshal(leaf.Value, &v) != nil {
+			return // Source names it
+		}
+		values := []any{v}
+		if list, ok := v.([]any); ok {
+			values = list
+		}
+		for _, x := range values {
+			var bad bool
+			switch d.Kind {
+			case leads.FieldNumber:
+				_, isNum := x.(float64)
+				bad = !isNum
+			case leads.FieldDate:
+				s, isStr := x.(string)
+				day, err := leads.ParseDay(s)
+				bad = !isStr || err != nil || day != s
+			case leads.FieldSelect:
+				s, _ := x.(string)
+				bad = !slices.Contains(d.Options, s)
+			default:
+				_, isStr := x.(string)
+				bad = !isStr
+			}
+			if bad {
+				f.Add(at+".value", fmt.Sprintf("is a value of %s field %s (%s)", d.Kind, key, map[string]string{
+					leads.FieldNumber: "a number", leads.FieldDate: "a day as 2026-12-31", leads.FieldSelect: "one of its choices", leads.FieldText: "text"}[d.Kind]))
+				return
+			}
+		}
+	})
 }
 
 // literal renders a JSON value as an expression literal.
@@ -417,4 +538,90 @@ func (c *compiled) touchedBy(fields []string, activityTypes []string) bool {
 		}
 	}
 	return false
+}
+
+// ownFieldDefs reads the corp's own lead fields by key.
+func (s *Service) ownFieldDefs(ctx context.Context, corp string) (map[string]leads.FieldDef, error) {
+	defs, err := s.leads.FieldDefs(ctx, corp)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]leads.FieldDef, len(defs))
+	for _, d := range defs {
+		out[d.Key] = d
+	}
+	return out, nil
+}
+
+// checkFilter refuses a filter whose comparisons of the corp's own fields
+// do not fit their definitions (a 422 naming each, under path).
+func (s *Service) checkFilter(ctx context.Context, corp, path string, t Filter) error {
+	if !t.namesOwnFields() {
+		return nil
+	}
+	defs, err := s.ownFieldDefs(ctx, corp)
+	if err != nil {
+		return err
+	}
+	f := apperr.Fields{}
+	checkOwnFields(t, path, defs, f)
+	if len(f) > 0 {
+		return f.Err()
+	}
+	return nil
+}
+
+// namesOwnFields reports whether a tree compares any of the corp's own fields.
+func (t Filter) namesOwnFields() bool {
+	found := false
+	t.ownFields("", func(string, Filter) { found = true })
+	return found
+}
+
+// graphFieldProblems are what a graph's conditions and goal say wrongly
+// of the corp's own fields, under the paths Validate uses.
+func (s *Service) graphFieldProblems(ctx context.Context, corp string, g *Graph) (apperr.Fields, error) {
+	f := apperr.Fields{}
+	var trees []struct {
+		path string
+		t    Filter
+	}
+	add := func(path string, t *Filter) {
+		if t != nil && t.namesOwnFields() {
+			trees = append(trees, struct {
+				path string
+				t    Filter
+			}{path, *t})
+		}
+	}
+	for i := range g.Nodes {
+		n := &g.Nodes[i]
+		add("nodes."+n.ID+".condition", n.Condition)
+		for j := range n.Cases {
+			add(fmt.Sprintf("nodes.%s.cases[%d].condition", n.ID, j), &n.Cases[j].Condition)
+		}
+	}
+	add("goal", g.Goal)
+	var dates []int
+	for i := range g.Nodes {
+		if e := g.Nodes[i].Entry; g.Nodes[i].Type == NodeEntry && e != nil && e.On == "date" {
+			dates = append(dates, i)
+		}
+	}
+	if len(trees) == 0 && len(dates) == 0 {
+		return f, nil
+	}
+	defs, err := s.ownFieldDefs(ctx, corp)
+	if err != nil {
+		return nil, err
+	}
+	for _, tr := range trees {
+		checkOwnFields(tr.t, tr.path, defs, f)
+	}
+	for _, i := range dates {
+		if n := &g.Nodes[i]; defs[n.Entry.Field].Kind != leads.FieldDate {
+			f.Add("nodes."+n.ID+".entry.field", fmt.Sprintf("%q is not a date field of this corp", n.Entry.Field))
+		}
+	}
+	return f, nil
 }

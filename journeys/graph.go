@@ -82,6 +82,12 @@ type Entry struct {
 	Tag        string            `json:"tag,omitempty"` // on tag: the tag's name
 	// Above: on score, enters when the engagement score reaches it.
 	Above float64 `json:"above,omitempty"`
+	// On date: the corp's date field (its key) whose day, moved by
+	// OffsetDays (-30: thirty days before a renewal date), is the day a
+	// lead enters, at At (HH:MM in the corp's zone; 09:00 when empty).
+	Field      string `json:"field,omitempty"`
+	OffsetDays int    `json:"offset_days,omitempty"`
+	At         string `json:"at,omitempty"`
 }
 
 // Wait holds a run: for a duration, until a time, until the next working
@@ -409,9 +415,19 @@ func checkEntry(f apperr.Fields, at string, e *Entry) {
 		if e.Above <= 0 {
 			f.Add(at+".entry.above", "is a score above 0")
 		}
+	case "date":
+		if !ownKey.MatchString(e.Field) {
+			f.Add(at+".entry.field", "is the key of a date field of the corp")
+		}
+		if e.OffsetDays < -366 || e.OffsetDays > 366 {
+			f.Add(at+".entry.offset_days", "is between -366 and 366 days")
+		}
+		if e.At != "" && !hhmm.MatchString(e.At) {
+			f.Add(at+".entry.at", "is a time of day as 09:00")
+		}
 	case "manual":
 	default:
-		f.Add(at+".entry.on", "is activity, lead_change, score, segment, tag or manual")
+		f.Add(at+".entry.on", "is activity, lead_change, score, segment, tag, date or manual")
 	}
 }
 

@@ -57,6 +57,8 @@ type Leads interface {
 	LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error)
 	MoveToPool(ctx context.Context, corp string, leadID, pool, actor int64, reason string) (*leads.Lead, error)
 	AdjustScore(ctx context.Context, corp string, leadID int64, points float64, reason, key string) (bool, error)
+	FieldDefs(ctx context.Context, corp string) ([]leads.FieldDef, error)
+	LeadsOnDay(ctx context.Context, corp, key, day string, after int64, limit int) ([]int64, error)
 }
 
 // Directory is what journeys use of the WeCom directory mirror: contacts'

@@ -106,7 +106,28 @@ func (s *Service) Journey(ctx context.Context, corp string, id int64) (*Journey,
 	if err != nil {
 		return nil, err
 	}
-	return j, j.decode()
+	if err := j.decode(); err != nil {
+		return nil, err
+	}
+	return j, s.addFieldProblems(ctx, j)
+}
+
+// addFieldProblems adds to a journey's problems what its draft says
+// wrongly of the corp's own fields (Validate cannot know them).
+func (s *Service) addFieldProblems(ctx context.Context, j *Journey) error {
+	f, err := s.graphFieldProblems(ctx, j.CorpID, &j.Draft)
+	if err != nil || len(f) == 0 {
+		return err
+	}
+	if j.Problems == nil {
+		j.Problems = map[string]string{}
+	}
+	for k, v := range f {
+		if _, ok := j.Problems[k]; !ok {
+			j.Problems[k] = v
+		}
+	}
+	return nil
 }
 
 // Journeys lists a corp's journeys.
@@ -145,6 +166,9 @@ func (s *Service) Publish(ctx context.Context, corp string, id int64, in Publish
 	}
 	if err := j.Draft.Validate(); err != nil {
 		return nil, err
+	}
+	if len(j.Problems) > 0 { // the corp's own fields, found by Journey
+		return nil, apperr.Fields(j.Problems).Err()
 	}
 	next, err := compileGraph(j.DraftJSON)
 	if err != nil {

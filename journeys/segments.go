@@ -110,6 +110,9 @@ func (s *Service) CreateSegment(ctx context.Context, g Segment) (*Segment, error
 	if err := g.check(); err != nil {
 		return nil, err
 	}
+	if err := s.checkFilter(ctx, g.CorpID, "filter", g.Filter); err != nil {
+		return nil, err
+	}
 	now := qsql.Millis(s.now())
 	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		id, err := insertSegment(ctx, tx, g, now)
@@ -138,6 +141,9 @@ func (s *Service) UpdateSegment(ctx context.Context, g Segment) (*Segment, error
 	}
 	g.Kind = was.Kind // a kind never changes: members were kept under its rules
 	if err := g.check(); err != nil {
+		return nil, err
+	}
+	if err := s.checkFilter(ctx, g.CorpID, "filter", g.Filter); err != nil {
 		return nil, err
 	}
 	latest := was.FilterJSON
@@ -214,6 +220,9 @@ const previewLimit = 50000
 func (s *Service) PreviewFilter(ctx context.Context, corp string, f Filter) (*Preview, error) {
 	c, err := compileFilter("filter", f)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkFilter(ctx, corp, "filter", f); err != nil {
 		return nil, err
 	}
 	p := &Preview{Complete: true}

@@ -159,7 +159,8 @@ func (s *Service) read(ctx context.Context, corp string, id int64) (*Lead, error
 		return nil, err
 	}
 	l.Engagement = round1(decayed(l.EngagementMilli, l.EngagementAt, s.now(), set.HalfLifeDays))
-	return l, nil
+	l.Fields, err = s.FieldsOf(ctx, corp, id)
+	return l, err
 }
 
 // round1 rounds to a tenth of a point, as scores are shown.

@@ -69,8 +69,9 @@ var (
 		"budget", "authority", "need", "timeline"}
 )
 
-// check validates a form, naming each bad field.
-func (f *Form) check() error {
+// check validates a form, naming each bad field; defs are the corp's own
+// lead fields a form field may fill (fields.<key>).
+func (f *Form) check(defs map[string]*FieldDef) error {
 	fs := apperr.Fields{}
 	if f.Slug == "" {
 		f.Slug = randomSlug()
@@ -116,8 +117,8 @@ func (f *Form) check() error {
 			fs.Add(at+".options", "lists 1 to 50 choices")
 		}
 		if fd.MapsTo != "" {
-			if !slices.Contains(FormMappable, fd.MapsTo) {
-				fs.Add(at+".maps_to", "is empty (kept on the activity) or one of "+strings.Join(FormMappable, ", "))
+			if key, own := strings.CutPrefix(fd.MapsTo, FieldPrefix); !slices.Contains(FormMappable, fd.MapsTo) && (!own || defs[key] == nil) {
+				fs.Add(at+".maps_to", "is empty (kept on the activity), one of "+strings.Join(FormMappable, ", ")+", or fields.<key> of a field of the corp")
 			} else if mapped[fd.MapsTo] {
 				fs.Add(at+".maps_to", "is mapped by another field")
 			}
@@ -151,7 +152,11 @@ func randomSlug() string {
 // CreateForm adds a form.
 func (s *Service) CreateForm(ctx context.Context, f Form) (*Form, error) {
 	f.Active = true
-	if err := f.check(); err != nil {
+	defs, err := s.fieldDefs(ctx, f.CorpID)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.check(defs); err != nil {
 		return nil, err
 	}
 	f.CreatedAt = qsql.Millis(s.now())
@@ -167,7 +172,11 @@ func (s *Service) CreateForm(ctx context.Context, f Form) (*Form, error) {
 
 // UpdateForm replaces a form's definition (and whether it takes fills).
 func (s *Service) UpdateForm(ctx context.Context, f Form) (*Form, error) {
-	if err := f.check(); err != nil {
+	defs, err := s.fieldDefs(ctx, f.CorpID)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.check(defs); err != nil {
 		return nil, err
 	}
 	f.UpdatedAt = qsql.Millis(s.now())
@@ -237,6 +246,7 @@ func (s *Service) Submit(ctx context.Context, slug string, in Fill) (*FillResult
 		person.Channel = truncate(c, 64)
 	}
 	custom := map[string]any{}
+	var defs map[string]*FieldDef
 	for _, fd := range f.Fields {
 		v := strings.TrimSpace(in.Values[fd.Name])
 		if v == "" {
@@ -269,6 +279,25 @@ func (s *Service) Submit(ctx context.Context, slug string, in Fill) (*FillResult
 		}
 		if fd.MapsTo == "" {
 			custom[fd.Name] = v
+			continue
+		}
+		if key, own := strings.CutPrefix(fd.MapsTo, FieldPrefix); own {
+			// Checked here, so a bad date is named by the form's own field.
+			if defs == nil {
+				if defs, err = s.fieldDefs(ctx, f.CorpID); err != nil {
+					return nil, err
+				}
+			}
+			if d := defs[key]; d != nil {
+				if _, err := d.parse(v); err != nil {
+					fs.Add(fd.Name, err.Error())
+					continue
+				}
+				if person.Fields == nil {
+					person.Fields = map[string]any{}
+				}
+				person.Fields[key] = v
+			}
 			continue
 		}
 		if err := setMapped(&person, fd.MapsTo, v); err != nil {

@@ -93,10 +93,14 @@ func (s *Service) CreateImport(ctx context.Context, corp string, user int64, fil
 	if len(mapping) == 0 {
 		f.Add("mapping", "maps the file's column headers to fields, e.g. {\"手机\": \"mobile\"}")
 	}
+	defs, err := s.fieldDefs(ctx, corp)
+	if err != nil {
+		return nil, err
+	}
 	targets := map[string]bool{}
 	for col, field := range mapping {
-		if !slices.Contains(ImportFields, field) {
-			f.Add("mapping."+col, "is one of "+strings.Join(ImportFields, ", "))
+		if !slices.Contains(ImportFields, field) && defs[strings.TrimPrefix(field, FieldPrefix)] == nil {
+			f.Add("mapping."+col, "is one of "+strings.Join(ImportFields, ", ")+", or fields.<key> of a field of the corp")
 		} else if targets[field] {
 			f.Add("mapping."+col, "maps to "+field+" like another column")
 		}
@@ -111,7 +115,6 @@ func (s *Service) CreateImport(ctx context.Context, corp string, user int64, fil
 	mj, _ := json.Marshal(mapping)
 	im := &Import{CorpID: corp, Filename: truncate(filename, 255), Encoding: encoding, Mapping: mapping, MappingJSON: string(mj),
 		CreatedBy: user, CreatedAt: qsql.Millis(s.now())}
-	var err error
 	if im.ID, err = s.store.createImport(ctx, im); err != nil {
 		return nil, err
 	}
@@ -304,6 +307,14 @@ func personOf(rec []string, cols map[string]int) PersonIn {
 		Company: get("company"), Industry: get("industry"), Channel: get("channel"), Source: SourceImport,
 		Qualification: Qualification{Budget: get("budget"), Authority: get("authority"), Need: get("need"), Timeline: get("timeline")}}
 	fmt.Sscan(get("company_size"), &p.CompanySize)
+	for field, i := range cols {
+		if key, ok := strings.CutPrefix(field, FieldPrefix); ok && i < len(rec) {
+			if p.Fields == nil {
+				p.Fields = map[string]any{}
+			}
+			p.Fields[key] = strings.TrimSpace(rec[i])
+		}
+	}
 	return p
 }
 
@@ -311,6 +322,10 @@ func personOf(rec []string, cols map[string]int) PersonIn {
 // lines, then checkpoints. A race with another writer over an identity
 // retries the batch.
 func (s *Service) importBatch(ctx context.Context, j *jobs.Job, im *Import, batch []importLine, cp *importCheckpoint) error {
+	defs, err := s.fieldDefs(ctx, im.CorpID)
+	if err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		res := cp.ImportResult
 		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
@@ -337,6 +352,14 @@ func (s *Service) importBatch(ctx context.Context, j *jobs.Job, im *Import, batc
 				if len(p.identities) == 0 {
 					res.Rejected++
 					report = append(report, reportLine{l.line, LineRejected, "mobile", "no valid mobile, email or unionid", 0})
+					continue
+				}
+				if _, bad := parseValues(defs, nonEmpty(p.in.Fields), false); len(bad) > 0 {
+					res.Rejected++
+					for field, reason := range bad {
+						report = append(report, reportLine{l.line, LineRejected, field, reason, 0})
+						break
+					}
 					continue
 				}
 				u, err := s.upsertTx(ctx, tx, im.CorpID, im.CreatedBy, p)

@@ -116,6 +116,9 @@ type Lead struct {
 	Version         int64   `db:"version" json:"version"`
 	CreatedAt       int64   `db:"created_at" json:"created_at"`
 	UpdatedAt       int64   `db:"updated_at" json:"updated_at"`
+	// Fields are the lead's values of the corp's own fields (read with one
+	// lead, not in lists).
+	Fields map[string]any `db:"-" json:"fields,omitempty"`
 }
 
 // HistoryEntry is one change of a lead.

@@ -100,6 +100,14 @@ func (s *Service) mergeTx(ctx context.Context, tx *qsql.Tx, corp string, survivo
 		if err := s.store.closeSLAs(ctx, tx, from.ID, SLAClosed, ms); err != nil {
 			return nil, err
 		}
+		// The survivor gains the values of the corp's own fields it lacks
+		// (its own win); the folded lead keeps its rows for an unmerge.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO lead_field_values (corp_id, lead_id, field_key, text_value, num_value, day_value, updated_at)
+			SELECT f.corp_id, ?, f.field_key, f.text_value, f.num_value, f.day_value, ? FROM lead_field_values f
+			WHERE f.lead_id = ? AND NOT EXISTS (SELECT 1 FROM lead_field_values g WHERE g.lead_id = ? AND g.field_key = f.field_key)`,
+			into.ID, ms, from.ID, into.ID); err != nil {
+			return nil, err
+		}
 		if brought != 0 {
 			if err := s.addEngagement(ctx, tx, into.ID, brought, set, now); err != nil {
 				return nil, err

@@ -65,6 +65,9 @@ type PersonIn struct {
 	Source  string `json:"source"` // api (default), form or import
 	Channel string `json:"channel"`
 	CodeID  int64  `json:"code_id"`
+	// Fields are values of the corp's own fields, by key (as the other
+	// fields, an empty one keeps what is stored).
+	Fields map[string]any `json:"fields,omitempty"`
 }
 
 // Person is someone a corp knows, with what identifies them.
@@ -402,11 +405,28 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 	if err := s.store.setQualification(ctx, tx, corp, lead.ID, p.in.Qualification, ms); err != nil {
 		return nil, err
 	}
+	// The API names fields its caller chose; a form or an import mapped
+	// before a field was deleted passes over it.
+	if err := s.setFieldsTx(ctx, tx, corp, lead.ID, actor, nonEmpty(p.in.Fields), p.in.Source == SourceAPI, how, ms); err != nil {
+		return nil, err
+	}
 	if err := s.refitLeads(ctx, tx, corp, []int64{lead.ID}, ms); err != nil {
 		return nil, err
 	}
 	res.Person, res.Lead = &Person{ID: person}, &Lead{ID: lead.ID}
 	return res, nil
+}
+
+// nonEmpty drops the empty values of fields: in an upsert, as for every
+// other field, an empty value keeps what is stored (SetFields clears).
+func nonEmpty(fields map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range fields {
+		if s, ok := v.(string); v != nil && (!ok || strings.TrimSpace(s) != "") {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // reviewsJSON is reviews as stored ("" for none).

@@ -36,6 +36,9 @@ type Profile struct {
 	// ExternalUserID is the person's WeCom external contact in the corp
 	// ("" when they came another way).
 	ExternalUserID string `db:"external_userid" expr:"external_userid" json:"external_userid,omitempty"`
+	// Fields are the lead's values of the corp's own fields, by key (a
+	// number is a float64, a date and text a string; an empty one is absent).
+	Fields map[string]any `db:"-" expr:"fields" json:"fields,omitempty"`
 
 	// HalfLifeDays is the corp's engagement half-life (when score decays past a mark).
 	HalfLifeDays    int   `db:"-" expr:"-" json:"-"`
@@ -61,12 +64,19 @@ var ProfileFields = map[string][]string{
 	HistoryTouch:    {"status"},
 	HistoryHandoff:  {"stage", "status", "owner", "teams"},
 	HistoryAdded:    {"staff_userid"},
+	HistoryField:    {"fields"},
 }
 
 // Profiles reads the live leads of a corp after the lead id after, in id
 // order, at most limit: a full pass over the corp pages through them.
 func (s *Service) Profiles(ctx context.Context, corp string, after int64, limit int) ([]Profile, error) {
 	ps, err := s.store.profiles(ctx, corp, after, limit, nil)
+	if err == nil && len(ps) > 0 {
+		var vs map[int64]map[string]any
+		if vs, err = s.store.fieldValuesBetween(ctx, corp, after, ps[len(ps)-1].LeadID); err == nil {
+			withFields(ps, vs)
+		}
+	}
 	return s.scored(ctx, corp, ps, err)
 }
 
@@ -76,7 +86,23 @@ func (s *Service) ProfilesOf(ctx context.Context, corp string, ids []int64) ([]P
 		return nil, nil
 	}
 	ps, err := s.store.profiles(ctx, corp, 0, len(ids), ids)
+	if err == nil && len(ps) > 0 {
+		var vs map[int64]map[string]any
+		if vs, err = s.store.fieldValues(ctx, s.db, corp, ids); err == nil {
+			withFields(ps, vs)
+		}
+	}
 	return s.scored(ctx, corp, ps, err)
+}
+
+// withFields gives each profile its field values (never a nil map, so a
+// condition on an unset field reads nil rather than failing).
+func withFields(ps []Profile, vs map[int64]map[string]any) {
+	for i := range ps {
+		if ps[i].Fields = vs[ps[i].LeadID]; ps[i].Fields == nil {
+			ps[i].Fields = map[string]any{}
+		}
+	}
 }
 
 // scored sets each profile's engagement score as of now.
