@@ -59,7 +59,12 @@ type segmentData struct {
 
 func (s *Server) segmentPage(c *gin.Context) {
 	p := principal(c)
-	d := segmentData{Fields: journeys.Fields(), CanEdit: p.Can(auth.PermJourneysManage), Segment: journeys.Segment{Kind: journeys.KindDynamic}}
+	fields, _, err := s.filterFields(c.Request.Context(), p.CorpID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	d := segmentData{Fields: fields, CanEdit: p.Can(auth.PermJourneysManage), Segment: journeys.Segment{Kind: journeys.KindDynamic}}
 	if c.Param("id") != "" {
 		id, ok := s.pageID(c)
 		if !ok {
@@ -135,14 +140,16 @@ func (s *Server) createJourneyFromPage(c *gin.Context) {
 
 // designerData is what the designer's script starts from.
 type designerData struct {
-	Journey  *journeys.Journey        `json:"journey"`
-	Stats    []journeys.NodeStats     `json:"stats"`
-	Fields   []string                 `json:"fields"`
-	Segments []journeys.Segment       `json:"segments"`
-	CanEdit  bool                     `json:"can_edit"`
-	Texts    map[string]string        `json:"texts"`
-	Settings journeys.MessageSettings `json:"settings"`
-	Splits   []journeys.BranchResult  `json:"-"`
+	Journey *journeys.Journey    `json:"journey"`
+	Stats   []journeys.NodeStats `json:"stats"`
+	Fields  []string             `json:"fields"`
+	// DateFields are the keys of the corp's date fields (entries on a date).
+	DateFields []string                 `json:"date_fields"`
+	Segments   []journeys.Segment       `json:"segments"`
+	CanEdit    bool                     `json:"can_edit"`
+	Texts      map[string]string        `json:"texts"`
+	Settings   journeys.MessageSettings `json:"settings"`
+	Splits     []journeys.BranchResult  `json:"-"`
 }
 
 func (s *Server) designerPage(c *gin.Context) {
@@ -182,7 +189,12 @@ func (s *Server) designerPage(c *gin.Context) {
 			texts[k] = v.T(k)
 		}
 	}
-	v.Data = designerData{Journey: st.Journey, Stats: st.Nodes, Fields: journeys.Fields(), Segments: segs, CanEdit: p.Can(auth.PermJourneysManage),
+	fields, dates, err := s.filterFields(ctx, p.CorpID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	v.Data = designerData{Journey: st.Journey, Stats: st.Nodes, Fields: fields, DateFields: dates, Segments: segs, CanEdit: p.Can(auth.PermJourneysManage),
 		Texts: texts, Settings: set, Splits: splits}
 	v.Styles = []string{"/static/vendor/logicflow-core-2.2.5/index.css"}
 	v.Scripts = []string{"/static/vendor/logicflow-core-2.2.5/index.min.js", "/static/filters.js", "/static/journeys.js"}

@@ -29,6 +29,8 @@ type leadPageData struct {
 	// WeCom are the person's WeCom external ids: their cards (tags) load
 	// into the page.
 	WeCom []string
+	// Defs are the corp's own lead fields (their values are Lead.Fields).
+	Defs []leads.FieldDef
 }
 
 // leadPage shows one lead as the API's GET /leads/{id}, /person and
@@ -73,6 +75,10 @@ func (s *Server) renderLead(c *gin.Context, status int, msg string) {
 		return
 	}
 	d.HalfLifeDays = set.HalfLifeDays
+	if d.Defs, err = s.d.Leads.FieldDefs(ctx, p.CorpID); err != nil {
+		s.failPage(c, err)
+		return
+	}
 	if d.Timeline, err = s.d.Leads.Timeline(ctx, p.CorpID, id, v, 100); err != nil {
 		s.failPage(c, err)
 		return
@@ -170,6 +176,35 @@ func (s *Server) qualifyFromPage(c *gin.Context) {
 	ctx := c.Request.Context()
 	_, err := s.d.Leads.Qualify(ctx, p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in,
 		func(u int64) (bool, error) { return s.d.Auth.IsMember(ctx, p.CorpID, u) })
+	s.afterLeadChange(c, err)
+}
+
+// fieldsFromPage sets the corp's own fields of a lead the user may see
+// (an input f_<key> per field; an empty one clears it).
+func (s *Server) fieldsFromPage(c *gin.Context) {
+	id, ok := s.leadAction(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	ctx := c.Request.Context()
+	v, err := s.viewerOf(ctx, p)
+	if err == nil {
+		_, _, err = s.d.Leads.Get(ctx, p.CorpID, id, v)
+	}
+	var defs []leads.FieldDef
+	if err == nil {
+		defs, err = s.d.Leads.FieldDefs(ctx, p.CorpID)
+	}
+	if err == nil {
+		values := map[string]any{}
+		for _, d := range defs {
+			if in, sent := c.GetPostForm("f_" + d.Key); sent {
+				values[d.Key] = in
+			}
+		}
+		_, err = s.d.Leads.SetFields(ctx, p.CorpID, id, p.UserID, values, c.PostForm("reason"))
+	}
 	s.afterLeadChange(c, err)
 }
 

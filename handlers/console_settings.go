@@ -240,6 +240,8 @@ type roleCell struct {
 
 // poolsData is the pools page: each pool's claim rules and its SLA rules.
 type poolsData struct {
+	Fields     []leads.FieldDef
+	Kinds      []string
 	Pools      []leads.Pool
 	SLAs       []leads.SLARule
 	Rules      []leads.AssignmentRule
@@ -251,8 +253,12 @@ func (s *Server) poolsPage(c *gin.Context) { s.renderPools(c, http.StatusOK, "")
 
 func (s *Server) renderPools(c *gin.Context, status int, msg string) {
 	ctx, corp := c.Request.Context(), principal(c).CorpID
-	d := poolsData{Strategies: []string{leads.StrategyRoundRobin, leads.StrategyWeighted, leads.StrategyLeastLoaded}}
+	d := poolsData{Strategies: []string{leads.StrategyRoundRobin, leads.StrategyWeighted, leads.StrategyLeastLoaded}, Kinds: leads.FieldKinds}
 	var err error
+	if d.Fields, err = s.d.Leads.FieldDefs(ctx, corp); err != nil {
+		s.failPage(c, err)
+		return
+	}
 	if d.Pools, err = s.d.Leads.Pools(ctx, corp); err == nil {
 		if d.SLAs, err = s.d.Leads.SLARules(ctx, corp); err == nil {
 			if d.Rules, err = s.d.Leads.AssignmentRules(ctx, corp); err == nil {
@@ -321,6 +327,29 @@ func (s *Server) createSLAFromPage(c *gin.Context) {
 		_, err = s.d.Leads.CreateSLARule(c.Request.Context(), leads.SLARule{CorpID: principal(c).CorpID, Position: position,
 			Name: c.PostForm("name"), Condition: c.PostForm("condition"), Hours: hours})
 	}
+	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
+}
+
+// defineFieldFromPage creates or changes one of the corp's own lead
+// fields (options: one choice a line, for a select).
+func (s *Server) defineFieldFromPage(c *gin.Context) {
+	position, err := formInt(c, "position")
+	if err == nil {
+		var options []string
+		for _, o := range strings.Split(c.PostForm("options"), "\n") {
+			if o = strings.TrimSpace(o); o != "" {
+				options = append(options, o)
+			}
+		}
+		_, err = s.d.Leads.DefineField(c.Request.Context(), leads.FieldDef{CorpID: principal(c).CorpID, Key: strings.TrimSpace(c.PostForm("key")),
+			Label: c.PostForm("label"), Kind: c.PostForm("kind"), Options: options, Position: position})
+	}
+	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
+}
+
+// deleteFieldFromPage removes a field and every lead's value of it.
+func (s *Server) deleteFieldFromPage(c *gin.Context) {
+	err := s.d.Leads.DeleteField(c.Request.Context(), principal(c).CorpID, c.Param("key"))
 	s.afterSettingsChange(c, err, "/console/settings/pools", s.renderPools)
 }
 

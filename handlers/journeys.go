@@ -58,9 +58,32 @@ func (s *Server) listSegments(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"segments": gs})
 }
 
-// segmentFields lists what a filter may name, for the builders.
+// segmentFields lists what a filter may name, for the builders: the
+// built-in fields, then the corp's own as fields.<key>.
 func (s *Server) segmentFields(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"fields": journeys.Fields()})
+	fields, _, err := s.filterFields(c.Request.Context(), principal(c).CorpID)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"fields": fields})
+}
+
+// filterFields are the fields a filter may name (the built-in ones, then
+// the corp's own as fields.<key>) and the keys of the corp's date fields.
+func (s *Server) filterFields(ctx context.Context, corp string) ([]string, []string, error) {
+	defs, err := s.d.Leads.FieldDefs(ctx, corp)
+	if err != nil {
+		return nil, nil, err
+	}
+	fields, dates := journeys.Fields(), []string{}
+	for _, d := range defs {
+		fields = append(fields, leads.FieldPrefix+d.Key)
+		if d.Kind == leads.FieldDate {
+			dates = append(dates, d.Key)
+		}
+	}
+	return fields, dates, nil
 }
 
 // saveSegment creates (POST) or updates (PUT /:id) a segment.

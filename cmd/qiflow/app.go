@@ -278,6 +278,15 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}); err != nil {
 		return nil, err
 	}
+	if err := a.cron.Add("journeys.dates", "* * * * *", func(ctx context.Context) error {
+		n, err := a.journeys.EnterOnDates(ctx)
+		if n > 0 {
+			log.Info("leads entered journeys on their date fields", "leads", n)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	if err := a.cron.Add("livecode.handovers", "*/10 * * * *", a.codes.CheckHandovers); err != nil {
 		return nil, err
 	}

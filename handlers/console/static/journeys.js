@@ -245,7 +245,7 @@ document.addEventListener("DOMContentLoaded", () => {
     switch (n.type) {
       case "entry": {
         const e = (n.entry = n.entry || { on: "manual" });
-        panel.append(field(T("entry.on"), select(e.on, ["manual", "activity", "lead_change", "score", "segment", "tag"], (v) => { e.on = v; redraw(); })));
+        panel.append(field(T("entry.on"), select(e.on, ["manual", "activity", "lead_change", "score", "segment", "tag", "date"], (v) => { e.on = v; redraw(); })));
         if (e.on === "activity") {
           panel.append(field(T("entry.activity"), input(e.activity, (v) => { e.activity = v; save(); }, { placeholder: "wecom.added" })));
           panel.append(field(T("entry.code"), input((e.properties || {}).code_id, (v) => { e.properties = v ? { code_id: v } : undefined; save(); }, { inputmode: "numeric" })));
@@ -262,6 +262,13 @@ document.addEventListener("DOMContentLoaded", () => {
         }
         if (e.on === "score") panel.append(field(T("entry.above"), input(e.above, (v) => { e.above = Number(v); save(); }, { type: "number", min: "1" })));
         if (e.on === "tag") panel.append(field(T("entry.tag"), input(e.tag, (v) => { e.tag = v; save(); })));
+        if (e.on === "date") {
+          const keys = data.date_fields || [];
+          e.field = e.field || keys[0] || "";
+          panel.append(field(T("entry.field"), select(e.field, keys.length ? keys : [""], (v) => { e.field = v; save(); })));
+          panel.append(field(T("entry.offset"), input(e.offset_days || 0, (v) => { e.offset_days = Number(v); save(); }, { type: "number", min: "-366", max: "366" })));
+          panel.append(field(T("entry.at"), input(e.at || "09:00", (v) => { e.at = v; save(); }, { type: "time" })));
+        }
         break;
       }
       case "wait": {
