@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
@@ -137,6 +138,7 @@ type Service struct {
 	db         *qsql.DB
 	now        func() time.Time
 	SessionTTL time.Duration
+	bus        *jobs.Bus // where team changes are published (nil: not)
 }
 
 func New(db *qsql.DB) *Service {
@@ -474,14 +476,24 @@ func (s *Service) CreateTeam(ctx context.Context, corpID, name string, manager i
 	if strings.TrimSpace(name) == "" {
 		return Team{}, apperr.Field("name", "is required")
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO teams (corp_id, name, manager_user_id, created_at) VALUES (?, ?, ?, ?)`, corpID, name, manager, qsql.Millis(s.now()))
+	var id int64
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO teams (corp_id, name, manager_user_id, created_at) VALUES (?, ?, ?, ?)`, corpID, name, manager, qsql.Millis(s.now()))
+		if err != nil {
+			return err
+		}
+		id, _ = res.LastInsertId()
+		if manager == 0 {
+			return nil
+		}
+		return s.teamsChanged(ctx, tx, corpID, manager)
+	})
 	if err != nil {
 		if qsql.IsDuplicate(err) {
 			return Team{}, ErrConflict
 		}
 		return Team{}, err
 	}
-	id, _ := res.LastInsertId()
 	return Team{ID: id, CorpID: corpID, Name: name, ManagerUserID: manager}, nil
 }
 
@@ -496,8 +508,16 @@ func (s *Service) AddTeamMember(ctx context.Context, corpID string, teamID, user
 		return ErrNotFound
 	}
 	q := s.db.InsertIgnoreRows("team_members", []string{"team_id", "user_id"}, []string{"team_id", "user_id"}, 1)
-	_, err := s.db.ExecContext(ctx, q, teamID, userID)
-	return err
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, teamID, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // a member already
+		}
+		return s.teamsChanged(ctx, tx, corpID, userID)
+	})
 }
 
 // IsMember reports whether the user belongs to the corp.

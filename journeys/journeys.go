@@ -39,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/configs"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/leads"
@@ -59,6 +60,7 @@ type Leads interface {
 	AdjustScore(ctx context.Context, corp string, leadID int64, points float64, reason, key string) (bool, error)
 	FieldDefs(ctx context.Context, corp string) ([]leads.FieldDef, error)
 	LeadsOnDay(ctx context.Context, corp, key, day string, after int64, limit int) ([]int64, error)
+	LeadsOwnedBy(ctx context.Context, corp string, users []int64, after int64, limit int) ([]int64, error)
 }
 
 // Directory is what journeys use of the WeCom directory mirror: contacts'
@@ -141,7 +143,7 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 	jobs.On(b, jobs.Subscription[any]{
 		Name: SubscriberSegments,
 		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType(),
-			leads.LeadsRescored{}.EventType()},
+			leads.LeadsRescored{}.EventType(), auth.TeamsChanged{}.EventType()},
 		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
 			evs := make([]any, len(items))
 			for i, it := range items {

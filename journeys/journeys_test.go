@@ -30,6 +30,7 @@ const corp = "ww1"
 // test moves; with bus, the lead pool's events reach journeys as in the app.
 type fixture struct {
 	db    *qsql.DB
+	auth  *auth.Service // publishes team changes on the bus, with one
 	leads *leads.Service
 	s     *Service
 	run   *jobs.Runner
@@ -41,7 +42,7 @@ var start = time.Date(2026, 12, 7, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
 
 func newFixture(t testing.TB, db *qsql.DB, bus bool) *fixture {
 	t.Helper()
-	f := &fixture{db: db}
+	f := &fixture{db: db, auth: auth.New(db)}
 	f.now.Store(start.UnixMilli())
 	clock := func() time.Time { return time.UnixMilli(f.now.Load()) }
 	cal, err := configs.CalendarConfig{WorkHours: configs.DefaultWorkHours(), Holidays: []string{"2026-12-08"}}.Compile("Asia/Shanghai")
@@ -60,6 +61,7 @@ func newFixture(t testing.TB, db *qsql.DB, bus bool) *fixture {
 	t.Cleanup(func() { f.run.Stop(context.Background()) })
 	if bus {
 		b := jobs.NewBus(db, quiet)
+		f.auth.SetBus(b)
 		f.leads.Subscribe(b)
 		f.s.Subscribe(b)
 		if err := b.Start(context.Background()); err != nil {
@@ -857,7 +859,7 @@ func TestSegments_OwnersTeams(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		f := newFixture(t, db, true)
 		ctx := context.Background()
-		au := auth.New(db)
+		au := f.auth
 		f.s.SetTeams(au.TeamNamesByUser)
 		users := map[string]int64{}
 		for _, name := range []string{"lead", "sdr", "other"} {
@@ -889,6 +891,12 @@ func TestSegments_OwnersTeams(t *testing.T) {
 			ms := f.members(t, g.ID)
 			return len(ms) == 2 && ms[0] == ids[0] && ms[1] == ids[1]
 		})
+		// The owner of the third lead joins the team: their lead follows,
+		// though nothing happened to the lead itself.
+		if err := au.AddTeamMember(ctx, corp, team.ID, users["other"]); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the new member's lead in the segment", func() bool { return len(f.members(t, g.ID)) == 3 })
 	})
 }
 

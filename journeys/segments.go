@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/jobs"
 	"github.com/qiflow/qiflow/leads"
 	qsql "github.com/qiflow/qiflow/sql"
@@ -604,6 +605,11 @@ func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
 				return err
 			}
 			continue
+		case auth.TeamsChanged:
+			if err := s.ownersTeamsChanged(ctx, e); err != nil {
+				return err
+			}
+			continue
 		default:
 			continue
 		}
@@ -644,6 +650,37 @@ func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
 		}
 	}
 	return nil
+}
+
+// ownersTeamsChanged re-evaluates, in the segments whose conditions name
+// the owner's teams, the leads of the users whose teams changed, a page at
+// a time.
+func (s *Service) ownersTeamsChanged(ctx context.Context, e auth.TeamsChanged) error {
+	segs, err := s.Segments(ctx, e.CorpID)
+	if err != nil {
+		return err
+	}
+	var touched []*Segment
+	for i := range segs {
+		if g := &segs[i]; g.Kind != KindStatic && g.cond.touchedBy([]string{"teams"}, nil) {
+			touched = append(touched, g)
+		}
+	}
+	if len(touched) == 0 {
+		return nil
+	}
+	for after := int64(0); ; {
+		ids, err := s.leads.LeadsOwnedBy(ctx, e.CorpID, e.UserIDs, after, 1000)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		for _, g := range touched {
+			if err := s.reevaluate(ctx, e.CorpID, g, ids); err != nil {
+				return err
+			}
+		}
+		after = ids[len(ids)-1]
+	}
 }
 
 // reevaluate judges leads for one segment and applies the difference.

@@ -3,6 +3,8 @@ package leads
 import (
 	"context"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Profile is what segments and journeys see of a lead and its person: the
@@ -173,4 +175,20 @@ func (s *Service) Now() time.Time { return s.now() }
 // leads (a contact without one is absent).
 func (s *Service) LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error) {
 	return s.store.leadsOfContacts(ctx, corp, externalUserIDs)
+}
+
+// LeadsOwnedBy pages through the live leads of a corp owned by any of
+// users, in id order after the lead id after (segments on the owner's
+// teams re-evaluate them when the owners' teams change).
+func (s *Service) LeadsOwnedBy(ctx context.Context, corp string, users []int64, after int64, limit int) ([]int64, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	q, args, err := sqlx.In(`SELECT id FROM leads WHERE corp_id = ? AND owner_user_id IN (?) AND merged_into = 0 AND id > ? ORDER BY id LIMIT ?`, corp, users, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	err = s.db.SelectContext(ctx, &ids, s.db.Rebind(q), args...)
+	return ids, err
 }

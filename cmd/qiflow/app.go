@@ -127,6 +127,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 		return nil, err
 	}
 	a.auth = auth.New(a.db)
+	a.auth.SetBus(a.bus)
 	a.codes = livecode.New(a.db, a.kv, a.api, a.dir, calendars, cfg.PublicURL, log)
 	a.media = media.New(a.db, a.api)
 	a.codes.Media = a.media
