@@ -110,6 +110,23 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			break
 		}
 		_, err = s.leads.MoveToPool(ctx, r.CorpID, r.LeadID, a.Pool, 0, reason)
+	case ActionAssign:
+		if a.Owner != 0 && s.isMember != nil {
+			// A user of another corp (or none) would hold a lead nobody sees.
+			if known, err2 := s.isMember(ctx, r.CorpID, a.Owner); err2 != nil || !known {
+				err = cmpErr(err2, fmt.Errorf("%w: user %d is not a user of the corp", errPermanent, a.Owner))
+				break
+			}
+		}
+		var outcome string
+		var owner int64
+		outcome, owner, err = s.leads.AssignOwner(ctx, r.CorpID, r.LeadID, a.Owner, reason)
+		if err == nil && outcome != leads.AssignedNow {
+			rec.Status, rec.Detail = "skipped", outcome
+		}
+		if err == nil {
+			p.OwnerUserID = owner
+		}
 	case ActionTag:
 		switch {
 		case s.dir == nil:

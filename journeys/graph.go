@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -129,6 +130,7 @@ const (
 	ActionInvite        = "invite"  // a message with the card of a group code's page (group QR), like message
 	ActionNotify        = "notify"  // a WeCom app message to the lead's owner (or the staff member who added them)
 	ActionPool          = "pool"    // move the lead to another pool
+	ActionAssign        = "assign"  // give an unowned lead to a user (or by the corp's assignment rules)
 	ActionTag           = "tag"     // add and remove the contact's WeCom tags (ids), as their staff member
 	ActionMessage       = "message" // to the customer, through their staff member (WeCom's mass message, which they confirm)
 )
@@ -145,13 +147,72 @@ type Action struct {
 	Secret   string  `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
 	Text     string  `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
 	Pool     int64   `json:"pool,omitempty"`   // pool: the pool's id
+	Owner    int64   `json:"owner,omitempty"`  // assign: the user (0: the corp's assignment rules)
 	Code     int64   `json:"code,omitempty"`   // invite: the group code's id
 	Points   float64 `json:"points,omitempty"` // score: points to add (negative: take)
 	// Images are stored image files (console uploads) sent with a message.
 	Images []int64 `json:"images,omitempty"`
+	// Attachments are a message's links, mini programs, videos and files.
+	Attachments []Attachment `json:"attachments,omitempty"`
 	// TagsAdd and TagsRemove are WeCom tag ids.
 	TagsAdd    []string `json:"tags_add,omitempty"`
 	TagsRemove []string `json:"tags_remove,omitempty"`
+}
+
+// Attachment is one of a customer message's attachments beside its text
+// and images: a link card, a mini program card (its cover a stored image),
+// or a stored video or file.
+type Attachment struct {
+	Kind   string `json:"kind"`            // link | miniprogram | video | file
+	Media  int64  `json:"media,omitempty"` // the stored video or file, or the mini program's cover image
+	Title  string `json:"title,omitempty"`
+	URL    string `json:"url,omitempty"`     // link
+	Desc   string `json:"desc,omitempty"`    // link
+	PicURL string `json:"pic_url,omitempty"` // link: its picture
+	AppID  string `json:"appid,omitempty"`   // miniprogram
+	Page   string `json:"page,omitempty"`    // miniprogram: a page path ending in .html, as WeCom requires
+}
+
+// checkAttachments checks a message's attachments against WeCom's limits
+// for add_msg_template (at most 9 with the images and a group's card).
+func checkAttachments(f apperr.Fields, at string, a *Action, card int) {
+	if n := len(a.Images) + len(a.Attachments) + card; n > 9 {
+		f.Add(at+".action.attachments", "with the images (and a group's card) are at most 9")
+	}
+	for i, x := range a.Attachments {
+		p := fmt.Sprintf("%s.action.attachments[%d]", at, i)
+		switch x.Kind {
+		case "link":
+			if x.Title == "" || len(x.Title) > 128 {
+				f.Add(p+".title", "is required, at most 128 bytes")
+			}
+			if u, err := url.Parse(x.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(x.URL) > 2048 {
+				f.Add(p+".url", "is an http(s) address, at most 2048 bytes")
+			}
+			if len(x.Desc) > 512 {
+				f.Add(p+".desc", "is at most 512 bytes")
+			}
+		case "miniprogram":
+			if x.Title == "" || len(x.Title) > 64 {
+				f.Add(p+".title", "is required, at most 64 bytes")
+			}
+			if x.AppID == "" {
+				f.Add(p+".appid", "is required")
+			}
+			if !strings.HasSuffix(strings.SplitN(x.Page, "?", 2)[0], ".html") {
+				f.Add(p+".page", "is the mini program's page path, ending in .html (WeCom requires it)")
+			}
+			if x.Media <= 0 {
+				f.Add(p+".media", "is the stored image shown as its cover")
+			}
+		case "video", "file":
+			if x.Media <= 0 {
+				f.Add(p+".media", "is a stored "+x.Kind)
+			}
+		default:
+			f.Add(p+".kind", "is link, miniprogram, video or file")
+		}
+	}
 }
 
 var nodeID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
@@ -498,9 +559,7 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if a.Code <= 0 {
 			f.Add(at+".action.code", "is a group code's id")
 		}
-		if len(a.Images) > 8 {
-			f.Add(at+".action.images", "are at most 8 (the group's card is the ninth)")
-		}
+		checkAttachments(f, at, a, 1)
 		if len(a.Text) > wecom.MaxMsgText {
 			f.Add(at+".action.text", fmt.Sprintf("is at most %d bytes", wecom.MaxMsgText))
 		}
@@ -512,19 +571,21 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if a.Pool <= 0 {
 			f.Add(at+".action.pool", "is required")
 		}
+	case ActionAssign:
+		if a.Owner < 0 {
+			f.Add(at+".action.owner", "is a user's id, or 0 for the corp's assignment rules")
+		}
 	case ActionTag:
 		if len(a.TagsAdd)+len(a.TagsRemove) == 0 {
 			f.Add(at+".action.tags_add", "or tags_remove names at least one tag")
 		}
 	case ActionMessage:
-		if strings.TrimSpace(a.Text) == "" && len(a.Images) == 0 || len(a.Text) > wecom.MaxMsgText {
-			f.Add(at+".action.text", fmt.Sprintf("is required (or images), at most %d bytes", wecom.MaxMsgText))
+		if strings.TrimSpace(a.Text) == "" && len(a.Images)+len(a.Attachments) == 0 || len(a.Text) > wecom.MaxMsgText {
+			f.Add(at+".action.text", fmt.Sprintf("is required (or attachments), at most %d bytes", wecom.MaxMsgText))
 		}
-		if len(a.Images) > 9 {
-			f.Add(at+".action.images", "are at most 9")
-		}
+		checkAttachments(f, at, a, 0)
 	default:
-		f.Add(at+".action.kind", "is message, invite, notify, tag, stage, status, score, activity, pool, segment_add, segment_remove or webhook")
+		f.Add(at+".action.kind", "is message, invite, notify, tag, stage, status, score, activity, pool, assign, segment_add, segment_remove or webhook")
 	}
 }
 

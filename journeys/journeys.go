@@ -61,6 +61,7 @@ type Leads interface {
 	FieldDefs(ctx context.Context, corp string) ([]leads.FieldDef, error)
 	LeadsOnDay(ctx context.Context, corp, key, day string, after int64, limit int) ([]int64, error)
 	LeadsOwnedBy(ctx context.Context, corp string, users []int64, after int64, limit int) ([]int64, error)
+	AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string) (string, int64, error)
 }
 
 // Directory is what journeys use of the WeCom directory mirror: contacts'
@@ -76,6 +77,12 @@ type Teams func(ctx context.Context, corpID string) (map[int64][]string, error)
 
 // SetTeams gives the service the corp's teams.
 func (s *Service) SetTeams(t Teams) { s.teams = t }
+
+// SetUsers gives the service how to tell a corp's users (the assign
+// action's owner must be one).
+func (s *Service) SetUsers(isMember func(ctx context.Context, corpID string, userID int64) (bool, error)) {
+	s.isMember = isMember
+}
 
 // SetDirectory gives the service the directory mirror.
 func (s *Service) SetDirectory(d Directory) { s.dir = d }
@@ -99,6 +106,7 @@ type Service struct {
 	codes     Codes
 	media     Media
 	teams     Teams
+	isMember  func(ctx context.Context, corpID string, userID int64) (bool, error)
 	dir       Directory
 	engine    *Engine
 	leaseFor  time.Duration // 0: leaseFor

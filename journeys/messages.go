@@ -177,6 +177,16 @@ func (s *Service) message(ctx context.Context, a *Action, r *Run, p *leads.Profi
 		}
 		tmpl.Attachments = append(tmpl.Attachments, wecom.Attachment{MsgType: "image", Image: &wecom.Image{MediaID: mediaID}})
 	}
+	for i, x := range a.Attachments {
+		att, err := s.attachment(ctx, r.CorpID, x)
+		if err != nil {
+			if derr := deleteMessage(ctx, s.db, r.ID, r.Step); derr != nil {
+				return "", derr
+			}
+			return "", fmt.Errorf("attachment %d: %w", i, err)
+		}
+		tmpl.Attachments = append(tmpl.Attachments, att)
+	}
 	if invite != nil {
 		tmpl.Attachments = append(tmpl.Attachments, wecom.Attachment{MsgType: "link", Link: invite})
 	}
@@ -332,6 +342,33 @@ func (s *Service) TrackMessages(ctx context.Context) (int, error) {
 // when its three days ran out).
 type Media interface {
 	MediaID(ctx context.Context, corp string, id int64) (string, error)
+}
+
+// attachment is one of a message's attachments as WeCom takes it, its
+// stored file uploaded (or its upload reused) for a media id.
+func (s *Service) attachment(ctx context.Context, corp string, x Attachment) (wecom.Attachment, error) {
+	var mediaID string
+	if x.Media > 0 {
+		if s.media == nil {
+			return wecom.Attachment{}, fmt.Errorf("%w: no media store for the message's files", errPermanent)
+		}
+		id, err := s.media.MediaID(ctx, corp, x.Media)
+		if err != nil {
+			return wecom.Attachment{}, err
+		}
+		mediaID = id
+	}
+	switch x.Kind {
+	case "link":
+		return wecom.Attachment{MsgType: "link", Link: &wecom.Link{Title: x.Title, URL: x.URL, Desc: x.Desc, PicURL: x.PicURL}}, nil
+	case "miniprogram":
+		return wecom.Attachment{MsgType: "miniprogram", MiniProgram: &wecom.MiniProgram{Title: x.Title, AppID: x.AppID, Page: x.Page, PicMediaID: mediaID}}, nil
+	case "video":
+		return wecom.Attachment{MsgType: "video", Video: &wecom.Media{MediaID: mediaID}}, nil
+	case "file":
+		return wecom.Attachment{MsgType: "file", File: &wecom.Media{MediaID: mediaID}}, nil
+	}
+	return wecom.Attachment{}, fmt.Errorf("%w: an attachment of kind %q", errPermanent, x.Kind)
 }
 
 // SetMedia gives the service the media store (images in messages).

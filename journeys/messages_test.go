@@ -3,6 +3,7 @@ package journeys
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,9 +160,11 @@ func TestActions_NotifyTheOwnerAndMoveToAPool(t *testing.T) {
 	})
 }
 
-// A message's images are uploaded to WeCom (the media store's media id)
-// and reach the customer with the text.
-func TestMessages_CarryImages(t *testing.T) {
+// A message's images, links, mini programs and files are uploaded to
+// WeCom (the media store's media ids) and reach the customer with the
+// text; a mini program WeCom would refuse is refused when the draft is
+// checked, and by the fake when sent.
+func TestMessages_CarryImagesAndAttachments(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		f := newFixture(t, db, false)
 		ctx := context.Background()
@@ -181,9 +184,29 @@ func TestMessages_CarryImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		pdf, err := store.Save(ctx, corp, "file", "brochure.pdf", "application/pdf", []byte("%PDF-1.4 brochure"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		badMini := Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "poster"}},
+			{ID: "poster", Type: NodeAction, Action: &Action{Kind: ActionMessage, Attachments: []Attachment{
+				{Kind: "miniprogram", Title: "商城", AppID: "wx123", Page: "pages/index", Media: img.ID},
+				{Kind: "link", Title: "活动", URL: "ftp://example.com"},
+			}}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}}
+		fs := fieldsOf(badMini.Validate())
+		if fs["nodes.poster.action.attachments[0].page"] == "" || fs["nodes.poster.action.attachments[1].url"] == "" {
+			t.Fatalf("bad attachments passed: %v", fs)
+		}
 		j := f.publish(t, "poster", Graph{Nodes: []Node{
 			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "poster"}},
-			{ID: "poster", Type: NodeAction, Action: &Action{Kind: ActionMessage, Text: "新海报", Images: []int64{img.ID}}, Exits: map[string]string{"next": "out"}},
+			{ID: "poster", Type: NodeAction, Action: &Action{Kind: ActionMessage, Text: "新海报", Images: []int64{img.ID}, Attachments: []Attachment{
+				{Kind: "link", Title: "春季活动", URL: "https://example.com/spring", Desc: "报名"},
+				{Kind: "miniprogram", Title: "商城", AppID: "wx123", Page: "pages/index.html", Media: img.ID},
+				{Kind: "file", Media: pdf.ID},
+			}}, Exits: map[string]string{"next": "out"}},
 			{ID: "out", Type: NodeExit},
 		}})
 		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
@@ -191,8 +214,78 @@ func TestMessages_CarryImages(t *testing.T) {
 		}
 		f.tickAll(t)
 		pending := fk.PendingGroupMsgs(corp, "zhangsan")
-		if len(pending) != 1 || len(pending[0].Attachments) != 1 || pending[0].Attachments[0].Image == nil || pending[0].Attachments[0].Image.MediaID == "" || pending[0].Text != "新海报" {
+		if len(pending) != 1 || len(pending[0].Attachments) != 4 || pending[0].Text != "新海报" {
 			t.Fatalf("queued %+v", pending)
+		}
+		atts := pending[0].Attachments
+		if atts[0].Image == nil || atts[0].Image.MediaID == "" || atts[1].Link == nil || atts[1].Link.URL != "https://example.com/spring" ||
+			atts[2].MiniProgram == nil || atts[2].MiniProgram.PicMediaID != atts[0].Image.MediaID || atts[3].File == nil || atts[3].File.MediaID == "" {
+			t.Fatalf("attachments %+v", atts)
+		}
+		// The fake refuses what WeCom refuses.
+		_, _, err = api.AddMsgTemplate(ctx, corp, wecom.MsgTemplate{ChatType: "single", ExternalUserID: []string{"wm0"}, Sender: "zhangsan",
+			Attachments: []wecom.Attachment{{MsgType: "miniprogram", MiniProgram: &wecom.MiniProgram{Title: "商城", AppID: "wx123", Page: "pages/index", PicMediaID: atts[0].Image.MediaID}}}})
+		if !wecom.IsCode(err, 40058) {
+			t.Fatalf("a mini program page without .html: %v", err)
+		}
+	})
+}
+
+// The assign action gives an unowned lead to a user within the pool's
+// caps; an owned lead keeps its owner, and a user of no corp is refused.
+func TestActions_AssignAnOwner(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		f.s.SetUsers(func(_ context.Context, _ string, user int64) (bool, error) { return user == 7 || user == 42, nil })
+		ids := f.seed(t, 3)
+		pools, err := f.leads.Pools(ctx, corp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools[0].MaxOpen = 1
+		if _, err := f.leads.UpdatePool(ctx, pools[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.leads.Claim(ctx, corp, ids[1], 42); err != nil {
+			t.Fatal(err)
+		}
+		j := f.publish(t, "assign", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "give"}},
+			{ID: "give", Type: NodeAction, Action: &Action{Kind: ActionAssign, Owner: 7, Reason: "renewal"}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		ps, _ := f.leads.ProfilesOf(ctx, corp, ids)
+		if ps[0].OwnerUserID != 7 || ps[1].OwnerUserID != 42 || ps[2].OwnerUserID != 0 {
+			t.Fatalf("owners %d %d %d: want 7, 42 (kept), none (7 at the pool's cap)", ps[0].OwnerUserID, ps[1].OwnerUserID, ps[2].OwnerUserID)
+		}
+		runs := f.runsOf(t, j.ID)
+		for i, want := range []string{"done", "skipped owned", "skipped at_cap"} {
+			acts, err := f.s.RunActions(ctx, corp, j.ID, runs[ids[i]].ID)
+			if err != nil || len(acts) != 1 || strings.TrimSpace(acts[0].Status+" "+acts[0].Detail) != want {
+				t.Fatalf("lead %d's action %+v %v, want %s", i, acts, err, want)
+			}
+		}
+		_, h, _ := f.leads.Get(ctx, corp, ids[0], leads.Viewer{All: true})
+		if last := h[len(h)-1]; last.Kind != leads.HistoryAssigned || last.To != "7" || last.Reason != "renewal" {
+			t.Fatalf("history %+v", last)
+		}
+
+		stranger := f.publish(t, "stranger", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "give"}},
+			{ID: "give", Type: NodeAction, Action: &Action{Kind: ActionAssign, Owner: 99}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		if _, err := f.s.Enrol(ctx, corp, stranger.ID, ids[2:]); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		if r := f.runsOf(t, stranger.ID)[ids[2]]; r.State != StateFailed {
+			t.Fatalf("assigning to a stranger: run %+v", r)
 		}
 	})
 }

@@ -337,3 +337,74 @@ func (s *Service) AssignWaiting(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// Outcomes of AssignOwner.
+const (
+	AssignedNow   = "assigned" // the lead is the user's now
+	AssignedOwned = "owned"    // it had an owner already (never taken from them)
+	AssignedAtCap = "at_cap"   // the user holds as many open leads as the pool allows
+	AssignedNone  = "none"     // by the rules: no rule gave it out (none matched, outside working hours, all at caps)
+)
+
+// AssignOwner gives an unowned lead to user (0: by the corp's assignment
+// rules for MQLs), within the pool's caps, starting the first-touch SLA,
+// with the reason in its history. A lead with an owner keeps them. It
+// answers what happened (AssignedNow and the others) and the owner.
+func (s *Service) AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string) (string, int64, error) {
+	outcome, owner := AssignedNone, int64(0)
+	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		ms := qsql.Millis(s.now())
+		l, err := s.store.lead(ctx, tx, corp, leadID)
+		if err != nil {
+			return err
+		}
+		if l.MergedInto != 0 {
+			return ErrMerged
+		}
+		if l.OwnerUserID != 0 {
+			outcome, owner = AssignedOwned, l.OwnerUserID
+			return nil
+		}
+		var h *HistoryEntry
+		if user == 0 {
+			if h, err = s.assign(ctx, tx, corp, leadID, ms); err != nil || h == nil {
+				outcome = AssignedNone
+				return err
+			}
+		} else {
+			p, err := s.store.pool(ctx, tx, corp, l.PoolID)
+			if err != nil {
+				return err
+			}
+			counted, err := s.store.countClaim(ctx, tx, corp, p.ID, user, s.calendars.For(corp).DayKey(qsql.FromMillis(ms)), p.MaxOpen, 0)
+			if err != nil {
+				return err
+			}
+			if !counted {
+				outcome = AssignedAtCap
+				return nil
+			}
+			won, err := s.store.takeLead(ctx, tx, corp, leadID, p.ID, user, ms)
+			if err != nil {
+				return err
+			}
+			if !won { // claimed (or moved) since it was read
+				outcome = AssignedOwned
+				return s.store.uncountOpen(ctx, tx, corp, p.ID, user)
+			}
+			h = &HistoryEntry{At: ms, Kind: HistoryAssigned, To: itoa(user)}
+		}
+		if reason = strings.TrimSpace(reason); reason != "" {
+			h.Reason = strings.TrimSpace(h.Reason + " " + reason)
+		}
+		if l, err = s.store.lead(ctx, tx, corp, leadID); err != nil {
+			return err
+		}
+		if err := s.startSLA(ctx, tx, corp, l, SLAFirstTouch, l.OwnerUserID, ms); err != nil {
+			return err
+		}
+		outcome, owner = AssignedNow, l.OwnerUserID
+		return s.store.addHistory(ctx, tx, corp, leadID, *h)
+	})
+	return outcome, owner, err
+}

@@ -175,6 +175,8 @@ func validateAttachments(field string, atts []Attachment, errs map[string]string
 		case "miniprogram":
 			if a.MiniProgram == nil || a.MiniProgram.Title == "" || a.MiniProgram.AppID == "" || a.MiniProgram.Page == "" || a.MiniProgram.PicMediaID == "" {
 				errs[f] = "miniprogram needs title, appid, page and pic_media_id"
+			} else if len(a.MiniProgram.Title) > 64 || !strings.HasSuffix(strings.SplitN(a.MiniProgram.Page, "?", 2)[0], ".html") {
+				errs[f] = "miniprogram title is at most 64 bytes and its page ends in .html"
 			}
 		case "video", "file":
 			m := a.Video

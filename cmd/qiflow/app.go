@@ -146,6 +146,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.journeys.SetDirectory(a.dir)
 	a.journeys.SetCodes(a.codes)
 	a.journeys.SetTeams(a.auth.TeamNamesByUser)
+	a.journeys.SetUsers(a.auth.IsMember)
 	a.journeys.SetMedia(a.media)
 	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,

@@ -836,6 +836,10 @@ func validateAttachment(c *Corp, a wecom.Attachment) *apiError {
 		if a.MiniProgram == nil || a.MiniProgram.AppID == "" || a.MiniProgram.Page == "" || a.MiniProgram.Title == "" {
 			return errf(codeInvalidParam, "miniprogram needs title, appid, page and pic_media_id")
 		}
+		// WeCom: title at most 64 bytes; page a path ending in .html.
+		if len(a.MiniProgram.Title) > 64 || !strings.HasSuffix(strings.SplitN(a.MiniProgram.Page, "?", 2)[0], ".html") {
+			return errf(codeInvalidParam, "miniprogram title ≤64 bytes, page must end with .html")
+		}
 		return media(a.MiniProgram.PicMediaID)
 	case "video":
 		if a.Video == nil {
