@@ -143,6 +143,8 @@ type designerData struct {
 	Journey *journeys.Journey    `json:"journey"`
 	Stats   []journeys.NodeStats `json:"stats"`
 	Fields  []string             `json:"fields"`
+	// Users are who the assign action may give a lead to.
+	Users []designerUser `json:"users"`
 	// DateFields are the keys of the corp's date fields (entries on a date).
 	DateFields []string                 `json:"date_fields"`
 	Segments   []journeys.Segment       `json:"segments"`
@@ -150,6 +152,13 @@ type designerData struct {
 	Texts      map[string]string        `json:"texts"`
 	Settings   journeys.MessageSettings `json:"settings"`
 	Splits     []journeys.BranchResult  `json:"-"`
+}
+
+// designerUser is a user as the designer's owner picker shows them.
+type designerUser struct {
+	ID    int64  `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
 }
 
 func (s *Server) designerPage(c *gin.Context) {
@@ -194,7 +203,16 @@ func (s *Server) designerPage(c *gin.Context) {
 		s.failPage(c, err)
 		return
 	}
-	v.Data = designerData{Journey: st.Journey, Stats: st.Nodes, Fields: fields, DateFields: dates, Segments: segs, CanEdit: p.Can(auth.PermJourneysManage),
+	users, err := s.d.Auth.ListUsers(ctx, p.CorpID)
+	if err != nil {
+		s.failPage(c, err)
+		return
+	}
+	people := make([]designerUser, len(users))
+	for i, u := range users {
+		people[i] = designerUser{ID: u.ID, Name: u.Name, Email: u.Email}
+	}
+	v.Data = designerData{Journey: st.Journey, Stats: st.Nodes, Fields: fields, DateFields: dates, Users: people, Segments: segs, CanEdit: p.Can(auth.PermJourneysManage),
 		Texts: texts, Settings: set, Splits: splits}
 	v.Styles = []string{"/static/vendor/logicflow-core-2.2.5/index.css"}
 	v.Scripts = []string{"/static/vendor/logicflow-core-2.2.5/index.min.js", "/static/filters.js", "/static/journeys.js"}

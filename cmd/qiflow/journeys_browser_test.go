@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -224,4 +225,127 @@ func dragFromPalette(kind string) chromedp.Action {
 		}
 		return nil
 	})
+}
+
+// The designer's panels for what marketers build beyond the basics: a
+// condition made multi-way, each case with its own name (its exit) and a
+// filter built with the builder; a message with a link card; an action
+// assigning an owner; an entry on one of the corp's date fields. The
+// saved draft holds exactly what was built.
+func TestBrowser_DesignerCasesAttachmentsAssignAndDateEntry(t *testing.T) {
+	bin := chromiumPath(t)
+	s := startStack(t, "sqlite")
+	admin := login(t, s.url, "admin@example.com", "admin password")
+	if st := call(t, "PUT", s.url+"/api/v1/lead-fields/renewal_date", admin, map[string]any{"label": "续约日期", "kind": "date"}, nil); st != http.StatusOK {
+		t.Fatalf("define a field: %d", st)
+	}
+	b := chrome(t, bin)
+	var errs []string
+	listenConsoleErrors(b, &errs)
+	step := func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(b, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			var text string
+			chromedp.Run(b, screenshot(t, "failed"), chromedp.Text("main", &text, chromedp.ByQuery))
+			t.Fatalf("%s: %v; page errors %v; page: %.600s", what, err, errs, text)
+		}
+	}
+	step("sign in", signInActions(s.url, "admin@example.com", "admin password"))
+	step("new journey", chromedp.Navigate(s.url+"/console/journeys"),
+		chromedp.SendKeys(`input[name="name"]`, "续约旅程", chromedp.ByQuery),
+		chromedp.Click(`form[action="/console/journeys"] button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#designer-canvas svg`, chromedp.ByQuery))
+	// The entry (entry1, already there) on the date field.
+	step("date entry", clickNode("entry1"), chromedp.WaitVisible(`#designer-panel select`, chromedp.ByQuery),
+		choose(`#designer-panel select`, "date"),
+		chromedp.Poll(`[...document.querySelectorAll("#designer-panel select option")].some((o) => o.value === "renewal_date")`, nil),
+		choose(`#designer-panel input[type="number"]`, "-30"))
+	step("a multi-way condition", chromedp.Click(`[data-add="condition"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#designer-panel .filter-adds`, chromedp.ByQuery),
+		chromedp.Evaluate(`[...document.querySelectorAll("#designer-panel button")].find((b) => b.textContent === "改为多路条件").click()`, nil),
+		chromedp.WaitVisible(`#designer-panel fieldset.case input`, chromedp.ByQuery),
+		choose(`#designer-panel fieldset.case input`, "vip"),
+		chromedp.WaitVisible(`#designer-panel select[data-exit="vip"]`, chromedp.ByQuery),
+		chromedp.Click(`#designer-panel fieldset.case [data-add-row="field"]`, chromedp.ByQuery),
+		choose(`#designer-panel fieldset.case .filter-row select`, "fields.renewal_date"),
+		choose(`#designer-panel fieldset.case .filter-row select[aria-label="op"]`, "lte"),
+		choose(`#designer-panel fieldset.case .filter-row input`, "2027-06-30"),
+		chromedp.Evaluate(`[...document.querySelectorAll("#designer-panel button")].find((b) => b.textContent.startsWith("+ 添加分支")).click()`, nil),
+		chromedp.WaitVisible(`#designer-panel select[data-exit="case2"]`, chromedp.ByQuery),
+		screenshot(t, "designer-cases"))
+	step("a message with a link", chromedp.Click(`[data-add="action"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#designer-panel select`, chromedp.ByQuery),
+		choose(`#designer-panel select`, "message"),
+		chromedp.WaitVisible(`#designer-panel textarea`, chromedp.ByQuery),
+		choose(`#designer-panel textarea`, "续约提醒"),
+		chromedp.Evaluate(`[...document.querySelectorAll("#designer-panel button")].find((b) => b.textContent.startsWith("+ 链接")).click()`, nil),
+		chromedp.WaitVisible(`#designer-panel fieldset.attachment input[type="url"]`, chromedp.ByQuery),
+		choose(`#designer-panel fieldset.attachment input`, "续约优惠"),
+		choose(`#designer-panel fieldset.attachment input[type="url"]`, "https://example.com/renew"),
+		screenshot(t, "designer-attachment"))
+	step("assign an owner", chromedp.Click(`[data-add="action"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#designer-panel select`, chromedp.ByQuery),
+		choose(`#designer-panel select`, "assign"),
+		chromedp.Poll(`[...document.querySelectorAll("#designer-panel select option")].some((o) => o.textContent === "按分配规则")`, nil))
+	step("save", chromedp.Click(`#designer-save`, chromedp.ByQuery),
+		chromedp.Poll(`document.getElementById("designer-status").textContent !== ""`, nil))
+	var list struct {
+		Journeys []struct {
+			ID int64 `json:"id"`
+		} `json:"journeys"`
+	}
+	call(t, "GET", s.url+"/api/v1/journeys", admin, nil, &list)
+	var j struct {
+		Draft struct {
+			Nodes []struct {
+				ID    string `json:"id"`
+				Entry *struct {
+					On         string `json:"on"`
+					Field      string `json:"field"`
+					OffsetDays int    `json:"offset_days"`
+				} `json:"entry"`
+				Cases []struct {
+					Name      string         `json:"name"`
+					Condition map[string]any `json:"condition"`
+				} `json:"cases"`
+				Action *struct {
+					Kind        string `json:"kind"`
+					Attachments []struct {
+						Kind, Title, URL string
+					} `json:"attachments"`
+				} `json:"action"`
+			} `json:"nodes"`
+		} `json:"draft"`
+	}
+	if st := call(t, "GET", s.url+"/api/v1/journeys/"+itoa(list.Journeys[0].ID), admin, nil, &j); st != 200 {
+		t.Fatalf("read the draft: %d", st)
+	}
+	var entry, cases, link, assign bool
+	for _, n := range j.Draft.Nodes {
+		if e := n.Entry; e != nil && e.On == "date" && e.Field == "renewal_date" && e.OffsetDays == -30 {
+			entry = true
+		}
+		if len(n.Cases) == 2 && n.Cases[0].Name == "vip" && n.Cases[1].Name == "case2" && strings.Contains(mustJSON(n.Cases[0].Condition), `"fields.renewal_date"`) {
+			cases = true
+		}
+		if a := n.Action; a != nil && a.Kind == "message" && len(a.Attachments) == 1 && a.Attachments[0].Kind == "link" && a.Attachments[0].URL == "https://example.com/renew" {
+			link = true
+		}
+		if a := n.Action; a != nil && a.Kind == "assign" {
+			assign = true
+		}
+	}
+	if !entry || !cases || !link || !assign {
+		t.Fatalf("the draft: date entry %v, cases %v, link %v, assign %v: %+v", entry, cases, link, assign, j.Draft)
+	}
+	if len(errs) > 0 {
+		t.Fatalf("page errors: %v", errs)
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -224,6 +224,29 @@ document.addEventListener("DOMContentLoaded", () => {
     return e;
   }
 
+  // upload is a file input that stores the chosen file as the corp's
+  // media of kind and hands its id to done.
+  function upload(kind, accept, done) {
+    const file = document.createElement("input");
+    file.type = "file";
+    if (accept) file.accept = accept;
+    file.addEventListener("change", async () => {
+      if (!file.files[0]) return;
+      const form = new FormData();
+      form.append("kind", kind);
+      form.append("file", file.files[0]);
+      const hdrs = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+      const resp = await fetch("/console/journeys/media", { method: "POST", body: form, headers: hdrs, credentials: "same-origin" });
+      const out = await resp.json().catch(() => ({}));
+      if (!resp.ok) {
+        showError(F.problemsText(out));
+        return;
+      }
+      done(out.id);
+    });
+    return file;
+  }
+
   function edit(id) {
     const n = nodeOf(id);
     panel.replaceChildren();
@@ -285,16 +308,47 @@ document.addEventListener("DOMContentLoaded", () => {
         break;
       }
       case "condition": {
+        const ft = {};
+        for (const k of ["all", "any", "add", "remove", "behaviour", "expr", "field", "value", "activity", "days", "min", "max"]) ft["t" + k[0].toUpperCase() + k.slice(1)] = T("filter." + k);
         if (n.cases) {
-          // Multi-way: each case a name and a filter (JSON), first match wins, else "else".
-          panel.append(field(T("cases"), input(JSON.stringify(n.cases, null, 1), (v) => {
-            try {
-              n.cases = JSON.parse(v);
-              save();
-            } catch (e) {
-              /* kept until it parses */
-            }
-          }, { tag: "textarea", rows: "8" })));
+          // Multi-way: each case a name (its exit) and a filter built like
+          // any other; the first that holds wins, else "else".
+          n.cases.forEach((c, i) => {
+            const box = document.createElement("fieldset");
+            box.className = "case";
+            box.dataset.case = String(i);
+            const name = document.createElement("input");
+            name.value = c.name || "";
+            name.setAttribute("aria-label", T("case.name"));
+            name.placeholder = T("case.name");
+            // The exits are named by it: redrawn once the name is done.
+            name.addEventListener("change", () => { c.name = name.value.trim(); redraw(); });
+            const rm = document.createElement("button");
+            rm.type = "button";
+            rm.className = "secondary outline";
+            rm.textContent = T("case.remove");
+            rm.addEventListener("click", () => {
+              n.cases.splice(i, 1);
+              if (n.cases.length === 0) {
+                n.condition = c.condition;
+                delete n.cases;
+              }
+              redraw();
+            });
+            const builder = document.createElement("div");
+            box.append(field(T("case.name"), name), builder, rm);
+            F.mount(builder, c.condition, data.fields, (f) => { c.condition = f; save(); }, ft);
+            panel.append(box);
+          });
+          const add = document.createElement("button");
+          add.type = "button";
+          add.className = "secondary";
+          add.textContent = "+ " + T("case.add");
+          add.addEventListener("click", () => {
+            n.cases.push({ name: "case" + (n.cases.length + 1), condition: { all: [] } });
+            redraw();
+          });
+          panel.append(add);
           break;
         }
         const multi = document.createElement("button");
@@ -309,8 +363,6 @@ document.addEventListener("DOMContentLoaded", () => {
         panel.append(multi);
         const box = document.createElement("div");
         panel.append(box);
-        const ft = {};
-        for (const k of ["all", "any", "add", "remove", "behaviour", "expr", "field", "value", "activity", "days", "min", "max"]) ft["t" + k[0].toUpperCase() + k.slice(1)] = T("filter." + k);
         F.mount(box, n.condition, data.fields, (f) => { n.condition = f; save(); }, ft);
         break;
       }
@@ -324,7 +376,7 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       case "action": {
         const a = (n.action = n.action || { kind: "message" });
-        panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "tag", "stage", "status", "score", "activity", "pool", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); }, "act.")));
+        panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "tag", "stage", "status", "score", "activity", "pool", "assign", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); }, "act.")));
         const text = (key, attrs) => panel.append(field(T("action." + key), input(a[key], (v) => { a[key] = v; save(); }, attrs)));
         if (a.kind === "message" || a.kind === "invite") {
           // Images: uploaded here, stored as the corp's media, sent with the text.
@@ -341,25 +393,51 @@ document.addEventListener("DOMContentLoaded", () => {
             rm.addEventListener("click", () => { a.images = a.images.filter((x) => x !== id); redraw(); });
             box.append(img, rm);
           }
-          const file = document.createElement("input");
-          file.type = "file";
-          file.accept = "image/png,image/jpeg";
-          file.addEventListener("change", async () => {
-            if (!file.files[0]) return;
-            const form = new FormData();
-            form.append("kind", "image");
-            form.append("file", file.files[0]);
-            const hdrs = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
-            const resp = await fetch("/console/journeys/media", { method: "POST", body: form, headers: hdrs, credentials: "same-origin" });
-            const out = await resp.json().catch(() => ({}));
-            if (!resp.ok) {
-              showError(F.problemsText(out));
-              return;
-            }
-            a.images = (a.images || []).concat([out.id]);
+          const file = upload("image", "image/png,image/jpeg", (id) => {
+            a.images = (a.images || []).concat([id]);
             redraw();
           });
           panel.append(box, field(T("action.image"), file));
+          // Links, mini programs, videos and files.
+          (a.attachments || []).forEach((x, i) => {
+            const set = document.createElement("fieldset");
+            set.className = "attachment";
+            set.append(field(T("att.kind"), select(x.kind, ["link", "miniprogram", "video", "file"], (v) => { a.attachments[i] = { kind: v }; redraw(); }, "att.")));
+            const prop = (key, attrs) => set.append(field(T("att." + key), input(x[key], (v) => { x[key] = v; save(); }, attrs)));
+            if (x.kind === "link") {
+              prop("title", { maxlength: "128" });
+              prop("url", { type: "url", placeholder: "https://" });
+              prop("desc", { maxlength: "512" });
+            }
+            if (x.kind === "miniprogram") {
+              prop("title", { maxlength: "64" });
+              prop("appid", { placeholder: "wx…" });
+              prop("page", { placeholder: "pages/index.html" });
+            }
+            if (x.kind !== "link") {
+              const kind = x.kind === "miniprogram" ? "image" : x.kind;
+              const accept = { image: "image/png,image/jpeg", video: "video/mp4", file: "" }[kind];
+              const shown = document.createElement("small");
+              shown.textContent = x.media ? "#" + x.media : "";
+              set.append(field(T(x.kind === "miniprogram" ? "att.cover" : "att.media"), upload(kind, accept, (id) => { x.media = id; redraw(); })), shown);
+            }
+            const rm = document.createElement("button");
+            rm.type = "button";
+            rm.className = "secondary outline";
+            rm.textContent = T("att.remove");
+            rm.addEventListener("click", () => { a.attachments.splice(i, 1); redraw(); });
+            set.append(rm);
+            panel.append(set);
+          });
+          const addAtt = document.createElement("button");
+          addAtt.type = "button";
+          addAtt.className = "secondary";
+          addAtt.textContent = "+ " + T("att.add");
+          addAtt.addEventListener("click", () => {
+            a.attachments = (a.attachments || []).concat([{ kind: "link" }]);
+            redraw();
+          });
+          panel.append(addAtt);
         }
         if (a.kind === "message") {
           text("text", { tag: "textarea", rows: "4", maxlength: "4000" });
@@ -371,6 +449,16 @@ document.addEventListener("DOMContentLoaded", () => {
         if (a.kind === "invite") {
           panel.append(field(T("action.code"), input(a.code, (v) => { a.code = Number(v); save(); }, { type: "number", min: "1" })));
           text("text", { tag: "textarea", rows: "3", maxlength: "4000" });
+        }
+        if (a.kind === "assign") {
+          const users = data.users || [];
+          const s = select(String(a.owner || 0), ["0"].concat(users.map((u) => String(u.id))), (v) => { a.owner = Number(v); save(); });
+          [...s.options].forEach((o) => {
+            const u = users.find((x) => String(x.id) === o.value);
+            o.textContent = u ? u.name || u.email : T("action.by_rules");
+          });
+          panel.append(field(T("action.owner"), s));
+          text("reason");
         }
         if (a.kind === "pool") panel.append(field(T("action.pool"), input(a.pool, (v) => { a.pool = Number(v); save(); }, { type: "number", min: "1" })));
         if (a.kind === "tag") {
