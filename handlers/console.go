@@ -276,6 +276,8 @@ func (s *Server) consoleRoutes() []Route {
 		{"POST", "/console/leads/:id/release", auth.PermLeadsClaim, s.releaseFromPage},
 		{"POST", "/console/leads/:id/qualify", auth.PermLeadsClaim, s.qualifyFromPage},
 		{"POST", "/console/leads/:id/fields", auth.PermLeadsClaim, s.fieldsFromPage},
+		{"POST", "/console/leads/:id/tasks", auth.PermLeadsClaim, s.taskFromPage},
+		{"POST", "/console/tasks/:id/done", auth.PermLeadsClaim, s.taskDoneFromPage},
 		{"GET", "/console/inbox", auth.PermHandoffsAnswer, s.inboxPage},
 		{"POST", "/console/handoffs/:id/accept", auth.PermHandoffsAnswer, s.answerFromInbox(true)},
 		{"POST", "/console/handoffs/:id/reject", auth.PermHandoffsAnswer, s.answerFromInbox(false)},

@@ -4,9 +4,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/qiflow/qiflow/apperr"
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
 )
@@ -31,6 +33,8 @@ type leadPageData struct {
 	WeCom []string
 	// Defs are the corp's own lead fields (their values are Lead.Fields).
 	Defs []leads.FieldDef
+	// Tasks are the lead's tasks, newest first.
+	Tasks []leads.Task
 }
 
 // leadPage shows one lead as the API's GET /leads/{id}, /person and
@@ -76,6 +80,10 @@ func (s *Server) renderLead(c *gin.Context, status int, msg string) {
 	}
 	d.HalfLifeDays = set.HalfLifeDays
 	if d.Defs, err = s.d.Leads.FieldDefs(ctx, p.CorpID); err != nil {
+		s.failPage(c, err)
+		return
+	}
+	if d.Tasks, err = s.d.Leads.TasksOfLead(ctx, p.CorpID, id); err != nil {
 		s.failPage(c, err)
 		return
 	}
@@ -206,6 +214,52 @@ func (s *Server) fieldsFromPage(c *gin.Context) {
 		_, err = s.d.Leads.SetFields(ctx, p.CorpID, id, p.UserID, values, c.PostForm("reason"))
 	}
 	s.afterLeadChange(c, err)
+}
+
+// taskFromPage adds a task for the owner of a lead the user may see
+// (title, due as the browser's datetime-local in the corp's zone).
+func (s *Server) taskFromPage(c *gin.Context) {
+	id, ok := s.leadAction(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	ctx := c.Request.Context()
+	v, err := s.viewerOf(ctx, p)
+	if err == nil {
+		_, _, err = s.d.Leads.Get(ctx, p.CorpID, id, v)
+	}
+	if err == nil {
+		due, perr := time.ParseInLocation("2006-01-02T15:04", c.PostForm("due"), s.location(p.CorpID))
+		if perr != nil {
+			err = apperr.Field("due", "is a date and time")
+		} else {
+			_, _, err = s.d.Leads.CreateTask(ctx, p.CorpID, p.UserID, leads.TaskIn{LeadID: id, Title: c.PostForm("title"), DueAt: due.UnixMilli()})
+		}
+	}
+	s.afterLeadChange(c, err)
+}
+
+// taskDoneFromPage marks one of the user's tasks done and goes back where
+// the user was (the home page or the lead's).
+func (s *Server) taskDoneFromPage(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		s.pageError(c, http.StatusNotFound, translate(s.lang(c, principal(c)), "err.not_found"))
+		return
+	}
+	p := principal(c)
+	t, err := s.d.Leads.CompleteTask(c.Request.Context(), p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage))
+	if err != nil {
+		status, msg := s.refusal(c, err)
+		s.pageError(c, status, msg)
+		return
+	}
+	back := "/console"
+	if ref := c.Request.Referer(); strings.Contains(ref, "/console/leads/") {
+		back = "/console/leads/" + strconv.FormatInt(t.LeadID, 10)
+	}
+	redirectPage(c, back)
 }
 
 // peopleData is the search page: the query and the leads found.

@@ -2,9 +2,12 @@ package handlers
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
 )
 
@@ -79,4 +82,84 @@ func (s *Server) setLeadFields(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"fields": values})
+}
+
+// listTasks lists the caller's tasks: open ones by due time, or
+// ?status=done the latest done (?limit=, at most 200).
+func (s *Server) listTasks(c *gin.Context) {
+	limit, _, ok := idPage(c)
+	if !ok {
+		return
+	}
+	p := principal(c)
+	ts, err := s.d.Leads.TasksOf(c.Request.Context(), p.CorpID, p.UserID, c.Query("status") == "done", limit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"tasks": ts})
+}
+
+// createTask adds a task on a lead the caller may see:
+// {"title","due_at":"2027-03-01T10:00:00+08:00","user_id"} (user_id 0 or
+// absent: the lead's owner; 409 no_owner when it has none).
+func (s *Server) createTask(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in struct {
+		Title  string    `json:"title"`
+		DueAt  time.Time `json:"due_at"`
+		UserID int64     `json:"user_id"`
+	}
+	if !bind(c, &in) {
+		return
+	}
+	p := principal(c)
+	ctx := c.Request.Context()
+	v, ok := s.viewer(c, p)
+	if !ok {
+		return
+	}
+	if _, _, err := s.d.Leads.Get(ctx, p.CorpID, id, v); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if in.UserID != 0 {
+		member, err := s.d.Auth.IsMember(ctx, p.CorpID, in.UserID)
+		if err == nil && !member {
+			err = apperr.Field("user_id", "is not a user of the corp")
+		}
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+	}
+	var due int64
+	if !in.DueAt.IsZero() {
+		due = in.DueAt.UnixMilli()
+	}
+	t, _, err := s.d.Leads.CreateTask(ctx, p.CorpID, p.UserID, leads.TaskIn{LeadID: id, UserID: in.UserID, Title: in.Title, DueAt: due})
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, t)
+}
+
+// completeTask marks one of the caller's tasks done (a pool manager may
+// mark anyone's).
+func (s *Server) completeTask(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	p := principal(c)
+	t, err := s.d.Leads.CompleteTask(c.Request.Context(), p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, t)
 }

@@ -66,6 +66,9 @@ func (s *Server) leadRoutes() []Route {
 		{"PUT", "/lead-fields/:key", auth.PermPoolsManage, s.defineField},
 		{"DELETE", "/lead-fields/:key", auth.PermPoolsManage, s.deleteField},
 		{"PATCH", "/leads/:id/fields", auth.PermLeadsClaim, s.setLeadFields},
+		{"GET", "/tasks", auth.PermLeadsClaim, s.listTasks},
+		{"POST", "/leads/:id/tasks", auth.PermLeadsClaim, s.createTask},
+		{"POST", "/tasks/:id/done", auth.PermLeadsClaim, s.completeTask},
 	}
 }
 

@@ -110,6 +110,21 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			break
 		}
 		_, err = s.leads.MoveToPool(ctx, r.CorpID, r.LeadID, a.Pool, 0, reason)
+	case ActionTask:
+		if p.OwnerUserID == 0 {
+			rec.Status, rec.Detail = "skipped", "no owner"
+			break
+		}
+		hours := a.DueHours
+		if hours == 0 {
+			hours = 24
+		}
+		var made bool
+		_, made, err = s.leads.CreateTask(ctx, r.CorpID, 0, leads.TaskIn{LeadID: r.LeadID, Title: strings.ReplaceAll(a.Text, "{{name}}", p.Name),
+			DueAt: now.Add(time.Duration(hours) * time.Hour).UnixMilli(), Key: key})
+		if err == nil && !made {
+			rec.Status = "skipped" // the step's task was made before
+		}
 	case ActionAssign:
 		if a.Owner != 0 && s.isMember != nil {
 			// A user of another corp (or none) would hold a lead nobody sees.

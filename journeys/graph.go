@@ -131,6 +131,7 @@ const (
 	ActionNotify        = "notify"  // a WeCom app message to the lead's owner (or the staff member who added them)
 	ActionPool          = "pool"    // move the lead to another pool
 	ActionAssign        = "assign"  // give an unowned lead to a user (or by the corp's assignment rules)
+	ActionTask          = "task"    // a follow-up task for the lead's owner (Text, due in DueHours)
 	ActionTag           = "tag"     // add and remove the contact's WeCom tags (ids), as their staff member
 	ActionMessage       = "message" // to the customer, through their staff member (WeCom's mass message, which they confirm)
 )
@@ -148,6 +149,7 @@ type Action struct {
 	Text     string  `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
 	Pool     int64   `json:"pool,omitempty"`   // pool: the pool's id
 	Owner    int64   `json:"owner,omitempty"`  // assign: the user (0: the corp's assignment rules)
+	DueHours int     `json:"due_hours,omitempty"` // task: due this many hours after the step (24 when 0)
 	Code     int64   `json:"code,omitempty"`   // invite: the group code's id
 	Points   float64 `json:"points,omitempty"` // score: points to add (negative: take)
 	// Images are stored image files (console uploads) sent with a message.
@@ -571,6 +573,13 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		if a.Pool <= 0 {
 			f.Add(at+".action.pool", "is required")
 		}
+	case ActionTask:
+		if strings.TrimSpace(a.Text) == "" || len([]rune(a.Text)) > 255 {
+			f.Add(at+".action.text", "is the task, at most 255 characters")
+		}
+		if a.DueHours < 0 || a.DueHours > 24*366 {
+			f.Add(at+".action.due_hours", "is between 0 (a day) and a year of hours")
+		}
 	case ActionAssign:
 		if a.Owner < 0 {
 			f.Add(at+".action.owner", "is a user's id, or 0 for the corp's assignment rules")
@@ -585,7 +594,7 @@ func checkAction(f apperr.Fields, at string, a *Action) {
 		}
 		checkAttachments(f, at, a, 0)
 	default:
-		f.Add(at+".action.kind", "is message, invite, notify, tag, stage, status, score, activity, pool, assign, segment_add, segment_remove or webhook")
+		f.Add(at+".action.kind", "is message, invite, notify, task, tag, stage, status, score, activity, pool, assign, segment_add, segment_remove or webhook")
 	}
 }
 

@@ -62,6 +62,7 @@ type Leads interface {
 	LeadsOnDay(ctx context.Context, corp, key, day string, after int64, limit int) ([]int64, error)
 	LeadsOwnedBy(ctx context.Context, corp string, users []int64, after int64, limit int) ([]int64, error)
 	AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string) (string, int64, error)
+	CreateTask(ctx context.Context, corp string, actor int64, in leads.TaskIn) (*leads.Task, bool, error)
 }
 
 // Directory is what journeys use of the WeCom directory mirror: contacts'

@@ -289,3 +289,40 @@ func TestActions_AssignAnOwner(t *testing.T) {
 		}
 	})
 }
+
+// The task action gives the lead's owner a follow-up task, due after the
+// step by its hours, once per step even when the step runs again; a lead
+// without an owner is passed over.
+func TestActions_TaskForTheOwnerOncePerStep(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		ids := f.seed(t, 2)
+		if _, err := f.leads.Claim(ctx, corp, ids[0], 7); err != nil {
+			t.Fatal(err)
+		}
+		j := f.publish(t, "task", Graph{Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "call"}},
+			{ID: "call", Type: NodeAction, Action: &Action{Kind: ActionTask, Text: "给 {{name}} 打电话", DueHours: 4}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
+		tasks, err := f.leads.TasksOf(ctx, corp, 7, false, 10)
+		if err != nil || len(tasks) != 1 || tasks[0].LeadID != ids[0] || tasks[0].DueAt != start.Add(4*time.Hour).UnixMilli() || !strings.HasPrefix(tasks[0].Title, "给 ") {
+			t.Fatalf("tasks %+v %v", tasks, err)
+		}
+		runs := f.runsOf(t, j.ID)
+		acts, _ := f.s.RunActions(ctx, corp, j.ID, runs[ids[1]].ID)
+		if len(acts) != 1 || acts[0].Status != "skipped" || acts[0].Detail != "no owner" {
+			t.Fatalf("the unowned lead's action %+v", acts)
+		}
+		// The step again (a retried claim): the task is not made twice.
+		r := runs[ids[0]]
+		if _, made, err := f.leads.CreateTask(ctx, corp, 0, leads.TaskIn{LeadID: ids[0], Title: "x", DueAt: 1, Key: ActionKey(r.ID, 1)}); err != nil || made {
+			t.Fatalf("the step's key made a second task (%v, %v); the action's step key differs from %q?", made, err, ActionKey(r.ID, 1))
+		}
+	})
+}

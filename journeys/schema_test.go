@@ -33,7 +33,7 @@ func TestSchema_ChecksDraftsAndMatchesTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	types := []string{NodeEntry, NodeWait, NodeCondition, NodeSplit, NodeAction, NodeJump, NodeExit}
-	kinds := []string{ActionMessage, ActionScore, ActionInvite, ActionNotify, ActionPool, ActionAssign, ActionTag, ActionStage, ActionStatus, ActionActivity, ActionSegmentAdd, ActionSegmentRemove, ActionWebhook}
+	kinds := []string{ActionMessage, ActionScore, ActionInvite, ActionNotify, ActionPool, ActionAssign, ActionTask, ActionTag, ActionStage, ActionStatus, ActionActivity, ActionSegmentAdd, ActionSegmentRemove, ActionWebhook}
 	for name, pair := range map[string][2][]string{
 		"node types":   {doc.Defs["node"].Properties["type"].Enum, types},
 		"action kinds": {doc.Defs["action"].Properties["kind"].Enum, kinds},

@@ -12,6 +12,7 @@ import (
 // the handoffs waiting for their answer and their leads about to go back
 // to the pool. The console's home page shows it.
 type Agenda struct {
+	Tasks     []Task          `json:"tasks"` // open, by due time
 	SLAs      []AgendaSLA     `json:"slas"`
 	Handoffs  []Handoff       `json:"handoffs"`
 	Recycling []AgendaRecycle `json:"recycling"`
@@ -45,6 +46,9 @@ func (s *Service) AgendaOf(ctx context.Context, corp string, user int64, soonDay
 		return a, err
 	}
 	var err error
+	if a.Tasks, err = s.TasksOf(ctx, corp, user, false, agendaItems); err != nil {
+		return a, err
+	}
 	if a.Handoffs, err = s.Handoffs(ctx, HandoffFilter{CorpID: corp, ToUser: user, Status: HandoffPending, Limit: agendaItems}); err != nil {
 		return a, err
 	}

@@ -67,6 +67,7 @@ var ProfileFields = map[string][]string{
 	HistoryHandoff:  {"stage", "status", "owner", "teams"},
 	HistoryAdded:    {"staff_userid"},
 	HistoryField:    {"fields"},
+	HistoryTask:     {"tasks"}, // no condition reads tasks: nothing re-evaluates
 }
 
 // Profiles reads the live leads of a corp after the lead id after, in id

@@ -29,22 +29,29 @@ func (s *Service) Touch(ctx context.Context, corp string, leadID, user int64, ki
 		if _, err := s.store.lead(ctx, tx, corp, leadID); err != nil {
 			return err
 		}
-		ok, err := s.store.touch(ctx, tx, corp, leadID, user, ms)
-		if err != nil {
-			return err
+		ok, err := s.touchTx(ctx, tx, corp, leadID, user, kind, text, ms)
+		if err == nil && !ok {
+			err = ErrNotOwner
 		}
-		if !ok {
-			return ErrNotOwner
-		}
-		if err := s.store.meetSLAs(ctx, tx, leadID, user, SLAFirstTouch, ms); err != nil {
-			return err
-		}
-		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryTouch, To: kind, Reason: strings.TrimSpace(text)})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s.read(ctx, corp, leadID)
+}
+
+// touchTx records user's follow-up on their lead in tx (false: the lead is
+// not theirs): it meets the first-touch SLA and holds off recycling.
+func (s *Service) touchTx(ctx context.Context, tx *qsql.Tx, corp string, leadID, user int64, kind, text string, ms int64) (bool, error) {
+	ok, err := s.store.touch(ctx, tx, corp, leadID, user, ms)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := s.store.meetSLAs(ctx, tx, leadID, user, SLAFirstTouch, ms); err != nil {
+		return false, err
+	}
+	return true, s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryTouch, To: kind, Reason: strings.TrimSpace(text)})
 }
 
 // Recycle returns to their pools the claimed leads whose owner logged no

@@ -17,8 +17,9 @@ import (
 // renewal date in the console, the API fills it (bad values refused by
 // field), the lead page shows and edits it, a segment compares it, and a
 // journey entering 30 days before the renewal enrols the lead at 10:00 on
-// its day when the cron's job runs.
-func TestE2E_LeadFieldsAndAJourneyOnTheRenewalDate(t *testing.T) {
+// its day when the cron's job runs. A task on the lead reaches its owner's
+// home page and is done there.
+func TestE2E_LeadFieldsTasksAndAJourneyOnTheRenewalDate(t *testing.T) {
 	backends(t, func(t *testing.T, driver string) {
 		s := startStack(t, driver)
 		ctx := context.Background()
@@ -105,6 +106,29 @@ func TestE2E_LeadFieldsAndAJourneyOnTheRenewalDate(t *testing.T) {
 		now = now.Add(time.Hour)
 		mu.Unlock()
 		enter(1)
+		// A task on the lead: refused while it has no owner, then for its owner,
+		// on their home page, done there.
+		if st := call(t, "POST", s.url+"/api/v1/leads/"+itoa(lead)+"/tasks", admin, map[string]any{"title": "续约电话", "due_at": "2027-03-01T10:00:00+08:00"}, &bad); st != http.StatusConflict {
+			t.Fatalf("a task without an owner: %d", st)
+		}
+		if st := call(t, "POST", s.url+"/api/v1/leads/"+itoa(lead)+"/claim", admin, nil, nil); st != 200 {
+			t.Fatalf("claim: %d", st)
+		}
+		var task leads.Task
+		if st := call(t, "POST", s.url+"/api/v1/leads/"+itoa(lead)+"/tasks", admin, map[string]any{"title": "续约电话", "due_at": "2027-03-01T10:00:00+08:00"}, &task); st != http.StatusCreated || task.ID == 0 {
+			t.Fatalf("a task: %d %+v", st, task)
+		}
+		if _, body, _ := b.do("GET", "/console", nil, false, false); !strings.Contains(body, "续约电话") || !strings.Contains(body, "/console/tasks/"+itoa(task.ID)+"/done") {
+			t.Fatal("the home page does not show the task")
+		}
+		if st, _, h := b.do("POST", "/console/tasks/"+itoa(task.ID)+"/done", url.Values{"_csrf": {b.csrf}}, false, false); st != http.StatusSeeOther || h.Get("Location") != "/console" {
+			t.Fatalf("done on the page: %d %q", st, h.Get("Location"))
+		}
+		var done struct{ Tasks []leads.Task }
+		if call(t, "GET", s.url+"/api/v1/tasks?status=done", admin, nil, &done); len(done.Tasks) != 1 || done.Tasks[0].DoneAt == nil {
+			t.Fatalf("done tasks %+v", done)
+		}
+
 		var runs struct{ Runs []journeys.Run }
 		if st := call(t, "GET", s.url+"/api/v1/journeys/"+itoa(j.ID)+"/runs", admin, nil, &runs); st != 200 || len(runs.Runs) != 1 || runs.Runs[0].LeadID != lead {
 			t.Fatalf("runs %d %+v", st, runs)

@@ -376,7 +376,7 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       case "action": {
         const a = (n.action = n.action || { kind: "message" });
-        panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "tag", "stage", "status", "score", "activity", "pool", "assign", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); }, "act.")));
+        panel.append(field(T("action.kind"), select(a.kind, ["message", "invite", "notify", "task", "tag", "stage", "status", "score", "activity", "pool", "assign", "segment_add", "segment_remove", "webhook"], (v) => { n.action = { kind: v }; redraw(); }, "act.")));
         const text = (key, attrs) => panel.append(field(T("action." + key), input(a[key], (v) => { a[key] = v; save(); }, attrs)));
         if (a.kind === "message" || a.kind === "invite") {
           // Images: uploaded here, stored as the corp's media, sent with the text.
@@ -446,6 +446,10 @@ document.addEventListener("DOMContentLoaded", () => {
           panel.append(hint);
         }
         if (a.kind === "notify") text("text", { tag: "textarea", rows: "3", maxlength: "2048" });
+        if (a.kind === "task") {
+          panel.append(field(T("action.title"), input(a.text, (v) => { a.text = v; save(); }, { maxlength: "255" })));
+          panel.append(field(T("action.due_hours"), input(a.due_hours || 24, (v) => { a.due_hours = Number(v); save(); }, { type: "number", min: "1" })));
+        }
         if (a.kind === "invite") {
           panel.append(field(T("action.code"), input(a.code, (v) => { a.code = Number(v); save(); }, { type: "number", min: "1" })));
           text("text", { tag: "textarea", rows: "3", maxlength: "4000" });

@@ -1,0 +1,25 @@
+-- lead_tasks: follow-ups on leads for a user (usually the lead's owner),
+-- made by hand, the API or a journey (whose step is its idempotency key,
+-- so a retried step makes no second task), with when they are due and
+-- when and by whom they were done.
+
+-- +goose Up
+CREATE TABLE lead_tasks (
+  id               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  corp_id          VARCHAR(64)  NOT NULL,
+  lead_id          BIGINT       NOT NULL,
+  user_id          BIGINT       NOT NULL,
+  title            VARCHAR(255) NOT NULL,
+  due_at           BIGINT       NOT NULL,
+  done_at          BIGINT       NULL,
+  done_by          BIGINT       NOT NULL DEFAULT 0,
+  created_by       BIGINT       NOT NULL DEFAULT 0,
+  idem_key         VARCHAR(64)  NULL,
+  created_at       BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE UNIQUE INDEX lead_tasks_key ON lead_tasks (corp_id, idem_key);
+CREATE INDEX lead_tasks_user ON lead_tasks (corp_id, user_id, done_at, due_at);
+CREATE INDEX lead_tasks_lead ON lead_tasks (lead_id, id);
+
+-- +goose Down
+DROP TABLE lead_tasks;
