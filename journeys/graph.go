@@ -145,13 +145,13 @@ type Action struct {
 	Activity string  `json:"activity,omitempty"` // recorded for the person; scoring rules give its points
 	Segment  int64   `json:"segment,omitempty"`
 	URL      string  `json:"url,omitempty"`
-	Secret   string  `json:"secret,omitempty"` // HMAC-SHA256 key of the webhook's signature
-	Text     string  `json:"text,omitempty"`   // a message's text; {{name}} is the person's name
-	Pool     int64   `json:"pool,omitempty"`   // pool: the pool's id
-	Owner    int64   `json:"owner,omitempty"`  // assign: the user (0: the corp's assignment rules)
+	Secret   string  `json:"secret,omitempty"`    // HMAC-SHA256 key of the webhook's signature
+	Text     string  `json:"text,omitempty"`      // a message's text; {{name}} is the person's name
+	Pool     int64   `json:"pool,omitempty"`      // pool: the pool's id
+	Owner    int64   `json:"owner,omitempty"`     // assign: the user (0: the corp's assignment rules)
 	DueHours int     `json:"due_hours,omitempty"` // task: due this many hours after the step (24 when 0)
-	Code     int64   `json:"code,omitempty"`   // invite: the group code's id
-	Points   float64 `json:"points,omitempty"` // score: points to add (negative: take)
+	Code     int64   `json:"code,omitempty"`      // invite: the group code's id
+	Points   float64 `json:"points,omitempty"`    // score: points to add (negative: take)
 	// Images are stored image files (console uploads) sent with a message.
 	Images []int64 `json:"images,omitempty"`
 	// Attachments are a message's links, mini programs, videos and files.
