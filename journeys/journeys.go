@@ -165,8 +165,9 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 		},
 	})
 	jobs.On(b, jobs.Subscription[any]{
-		Name:  SubscriberRuns,
-		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType()},
+		Name: SubscriberRuns,
+		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType(),
+			leads.LeadsRescored{}.EventType()},
 		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
 			return s.HandleEvent(ctx, ev)
 		},

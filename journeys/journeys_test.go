@@ -682,7 +682,8 @@ func TestJourney_MultiWayCondition(t *testing.T) {
 }
 
 // A rescore regrades every lead in bulk without an event a lead; its one
-// LeadsRescored rebuilds the segments on grade.
+// LeadsRescored rebuilds the segments on grade and ends the runs whose
+// goal (grade A) the rescore made true.
 func TestSegments_RebuiltAfterARescore(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		f := newFixture(t, db, true)
@@ -699,6 +700,18 @@ func TestSegments_RebuiltAfterARescore(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.rebuild(t, g)
+		// A journey whose goal is grade A, with everyone waiting in it.
+		j := f.publish(t, "to grade A", Graph{Goal: &Filter{Field: "grade", Op: "eq", Value: raw("A")}, Nodes: []Node{
+			{ID: "in", Type: NodeEntry, Entry: &Entry{On: "manual"}, Exits: map[string]string{"next": "wait"}},
+			{ID: "wait", Type: NodeWait, Wait: &Wait{For: "duration", Minutes: 7 * 24 * 60}, Exits: map[string]string{"next": "out"}},
+			{ID: "out", Type: NodeExit},
+		}})
+		ps, _ := f.leads.Profiles(ctx, corp, 0, 10)
+		ids := []int64{ps[0].LeadID, ps[1].LeadID, ps[2].LeadID}
+		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
+			t.Fatal(err)
+		}
+		f.tickAll(t)
 		var before int
 		db.Get(&before, `SELECT COUNT(*) FROM bus_events WHERE type = 'LeadChanged'`)
 		if _, err := f.leads.CreateFitRule(ctx, leads.FitRule{CorpID: corp, Name: "CTO", Condition: `title == "CTO"`, Points: 65}); err != nil {
@@ -712,6 +725,15 @@ func TestSegments_RebuiltAfterARescore(t *testing.T) {
 		db.Get(&after, `SELECT COUNT(*) FROM bus_events WHERE type = 'LeadChanged'`)
 		if after != before {
 			t.Fatalf("the rescore published %d LeadChanged events, want none", after-before)
+		}
+		// The runs of the two who are grade A now reach the goal at once,
+		// not at the end of their week's wait.
+		waitFor(t, "the goals reached after the rescore", func() bool {
+			rs := f.runsOf(t, j.ID)
+			return rs[ids[0]].State == StateGoal && rs[ids[2]].State == StateGoal
+		})
+		if r := f.runsOf(t, j.ID)[ids[1]]; r.State != StateWaiting {
+			t.Fatalf("the engineer's run %+v, want still waiting", r)
 		}
 	})
 }

@@ -431,6 +431,8 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 			}
 			return false
 		}
+	case leads.LeadsRescored:
+		return s.goalsAfterRescore(ctx, e.CorpID)
 	case directory.ContactSaved:
 		var err error
 		if corp, lead, err = s.leadOfContact(ctx, e); err != nil || lead == 0 {
@@ -641,4 +643,82 @@ func enterOn(live []livejourney, on string) bool {
 		}
 	}
 	return false
+}
+
+// goalsAfterRescore checks, after a rescore changed many leads at once
+// (it publishes one LeadsRescored, not a change per lead), the goal of
+// every active run whose journey's goal reads what a rescore changes, a
+// page of runs at a time, and ends those whose goal now holds.
+func (s *Service) goalsAfterRescore(ctx context.Context, corp string) error {
+	js, err := s.Journeys(ctx, corp)
+	if err != nil {
+		return err
+	}
+	for _, j := range js {
+		if j.Status != StatusPublished && j.Status != StatusPaused {
+			continue
+		}
+		for after := int64(-1); ; {
+			runs, err := activeRunsPage(ctx, s.db, j.ID, after, 500)
+			if err != nil || len(runs) == 0 {
+				if err != nil {
+					return err
+				}
+				break
+			}
+			after = runs[len(runs)-1].LeadID
+			if err := s.goalsOf(ctx, corp, runs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// goalsOf ends the runs among runs (of one journey) whose goal holds now.
+func (s *Service) goalsOf(ctx context.Context, corp string, runs []Run) error {
+	byVersion := map[int64][]Run{}
+	for _, r := range runs {
+		byVersion[r.Version] = append(byVersion[r.Version], r)
+	}
+	for version, rs := range byVersion {
+		g, err := s.graph(ctx, rs[0].JourneyID, version)
+		if err != nil {
+			return err
+		}
+		if g.goal == nil || !g.goal.touchedBy(leads.RescoredFields, nil) {
+			continue
+		}
+		ids := make([]int64, len(rs))
+		for i, r := range rs {
+			ids[i] = r.LeadID
+		}
+		ps, err := s.leads.ProfilesOf(ctx, corp, ids)
+		if err != nil {
+			return err
+		}
+		vs, err := s.judge(ctx, corp, g.goal, ps)
+		if err != nil {
+			return err
+		}
+		reached := map[int64]bool{}
+		for _, v := range vs {
+			reached[v.lead] = v.match
+		}
+		var done []Run
+		for _, r := range rs {
+			if reached[r.LeadID] {
+				done = append(done, r)
+			}
+		}
+		if len(done) == 0 {
+			continue
+		}
+		if err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			return s.endRuns(ctx, tx, done, StateGoal, qsql.Millis(s.now()))
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -427,3 +427,12 @@ func shiftDue(ctx context.Context, tx *qsql.Tx, journey, by int64) error {
 	_, err := tx.ExecContext(ctx, `UPDATE journey_runs SET due_at = due_at + ? WHERE journey_id = ? AND due_at IS NOT NULL AND `+cond, by, journey, pauseShift)
 	return err
 }
+
+// activeRunsPage reads a journey's active runs in lead order after the
+// lead id after (the active index: journey, lead, guard).
+func activeRunsPage(ctx context.Context, db *qsql.DB, journey, after int64, limit int) ([]Run, error) {
+	var out []Run
+	err := db.SelectContext(ctx, &out, `SELECT `+runCols+` FROM journey_runs WHERE journey_id = ? AND lead_id > ? AND active_guard = 1 ORDER BY lead_id LIMIT ?`,
+		journey, after, limit)
+	return out, err
+}
