@@ -49,7 +49,7 @@ import (
 
 // Leads is what segments and journeys use of the lead pool.
 type Leads interface {
-	Profiles(ctx context.Context, corp string, after int64, limit int) ([]leads.Profile, error)
+	Profiles(ctx context.Context, corp string, after int64, limit int, fields bool) ([]leads.Profile, error)
 	ProfilesOf(ctx context.Context, corp string, ids []int64) ([]leads.Profile, error)
 	CountActivities(ctx context.Context, corp string, ids []int64, qs []leads.ActivityQuery) (map[int64][]leads.ActivityCount, error)
 	ChangeStage(ctx context.Context, corp string, leadID, actor int64, manager bool, to, reason string) (*leads.Lead, error)

@@ -94,7 +94,7 @@ func (f *fixture) seed(t testing.TB, n int) []int64 {
 	if err := f.leads.Intake(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := f.leads.Profiles(ctx, corp, 0, n+1)
+	ps, err := f.leads.Profiles(ctx, corp, 0, n+1, false)
 	if err != nil || len(ps) != n {
 		t.Fatalf("%d leads (%v), want %d", len(ps), err, n)
 	}
@@ -706,7 +706,7 @@ func TestSegments_RebuiltAfterARescore(t *testing.T) {
 			{ID: "wait", Type: NodeWait, Wait: &Wait{For: "duration", Minutes: 7 * 24 * 60}, Exits: map[string]string{"next": "out"}},
 			{ID: "out", Type: NodeExit},
 		}})
-		ps, _ := f.leads.Profiles(ctx, corp, 0, 10)
+		ps, _ := f.leads.Profiles(ctx, corp, 0, 10, false)
 		ids := []int64{ps[0].LeadID, ps[1].LeadID, ps[2].LeadID}
 		if _, err := f.s.Enrol(ctx, corp, j.ID, ids); err != nil {
 			t.Fatal(err)

@@ -260,7 +260,7 @@ const scanPage = 2000
 func (s *Service) scan(ctx context.Context, corp string, c *compiled, fn func(page []verdict, last int64) error) error {
 	var after int64
 	for {
-		ps, err := s.leads.Profiles(ctx, corp, after, scanPage)
+		ps, err := s.leads.Profiles(ctx, corp, after, scanPage, c.fields["fields"])
 		if err != nil {
 			return err
 		}
@@ -546,7 +546,7 @@ func (s *Service) rebuild(ctx context.Context, g *Segment, after int64, progress
 // scanFrom is scan starting after a lead id.
 func (s *Service) scanFrom(ctx context.Context, corp string, c *compiled, after int64, fn func(page []verdict, last int64) error) error {
 	for {
-		ps, err := s.leads.Profiles(ctx, corp, after, scanPage)
+		ps, err := s.leads.Profiles(ctx, corp, after, scanPage, c.fields["fields"])
 		if err != nil || len(ps) == 0 {
 			return err
 		}

@@ -127,7 +127,7 @@ func TestFields_DefinedSetCheckedAndFoundByDay(t *testing.T) {
 		if next, _ := s.LeadsOnDay(ctx, "ww1", "renewal_date", "2027-01-05", day[1], 10); len(next) != 1 || next[0] != day[2] {
 			t.Fatalf("the next page %v", next)
 		}
-		ps, err := s.Profiles(ctx, "ww1", 0, 10)
+		ps, err := s.Profiles(ctx, "ww1", 0, 10, true)
 		if err != nil || len(ps) != 4 || ps[0].Fields["plan"] != "pro" || ps[3].Fields["renewal_date"] != "2027-01-06" {
 			t.Fatalf("profiles %+v %v", ps, err)
 		}

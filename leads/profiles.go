@@ -71,10 +71,12 @@ var ProfileFields = map[string][]string{
 }
 
 // Profiles reads the live leads of a corp after the lead id after, in id
-// order, at most limit: a full pass over the corp pages through them.
-func (s *Service) Profiles(ctx context.Context, corp string, after int64, limit int) ([]Profile, error) {
+// order, at most limit: a full pass over the corp pages through them. With
+// fields, each carries its values of the corp's own fields (a pass whose
+// condition names none skips reading them: a query a page).
+func (s *Service) Profiles(ctx context.Context, corp string, after int64, limit int, fields bool) ([]Profile, error) {
 	ps, err := s.store.profiles(ctx, corp, after, limit, nil)
-	if err == nil && len(ps) > 0 {
+	if err == nil && len(ps) > 0 && fields {
 		var vs map[int64]map[string]any
 		if vs, err = s.store.fieldValuesBetween(ctx, corp, after, ps[len(ps)-1].LeadID); err == nil {
 			withFields(ps, vs)
