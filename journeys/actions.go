@@ -120,7 +120,8 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			hours = 24
 		}
 		var made bool
-		_, made, err = s.leads.CreateTask(ctx, r.CorpID, 0, leads.TaskIn{LeadID: r.LeadID, Title: strings.ReplaceAll(a.Text, "{{name}}", p.Name),
+		// A long name must not make the title too long to store (255 bytes is within 255 characters).
+		_, made, err = s.leads.CreateTask(ctx, r.CorpID, 0, leads.TaskIn{LeadID: r.LeadID, Title: truncate(strings.ReplaceAll(a.Text, "{{name}}", p.Name), 255),
 			DueAt: now.Add(time.Duration(hours) * time.Hour).UnixMilli(), Key: key})
 		if err == nil && !made {
 			rec.Status = "skipped" // the step's task was made before
