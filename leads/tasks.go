@@ -101,8 +101,15 @@ func (s *Service) CreateTask(ctx context.Context, corp string, actor int64, in T
 			return err
 		}
 		created = true
+		due := qsql.FromMillis(in.DueAt).In(s.calendars.For(corp).Location()).Format("2006-01-02 15:04")
+		if actor != user { // a task someone (or a journey) gives: its owner hears of it
+			if err := s.store.addNotices(ctx, tx, []notice{{corp, user, fmt.Sprintf("新任务「%s」：%s，%s 前完成 / A new task on %s: %s, due %s. %s",
+				displayName(l), in.Title, due, displayName(l), in.Title, due, s.leadLink(in.LeadID))}}, ms); err != nil {
+				return err
+			}
+		}
 		return s.store.addHistory(ctx, tx, corp, in.LeadID, HistoryEntry{At: ms, ActorUserID: actor, Kind: HistoryTask, To: truncate(in.Title, 64),
-			Reason: fmt.Sprintf("for user %d, due %s", user, qsql.FromMillis(in.DueAt).In(s.calendars.For(corp).Location()).Format("2006-01-02 15:04"))})
+			Reason: fmt.Sprintf("for user %d, due %s", user, due)})
 	})
 	if err != nil {
 		if in.Key != "" && qsql.IsDuplicate(err) { // the same key at the same moment
@@ -182,4 +189,40 @@ func (s *Service) CompleteTask(ctx context.Context, corp string, id, user int64,
 		return nil, err
 	}
 	return s.Task(ctx, corp, id)
+}
+
+// RemindTasks tells the owners of open tasks that have fallen due (cron,
+// each minute): each task once, the reminder written in the transaction
+// that marks it reminded, so a second instance or a second pass reminds
+// nobody again. It returns how many it reminded.
+func (s *Service) RemindTasks(ctx context.Context) (int, error) {
+	ms := qsql.Millis(s.now())
+	var due []Task
+	if err := s.db.SelectContext(ctx, &due, `SELECT `+taskCols+` FROM lead_tasks t JOIN leads l ON l.id = t.lead_id LEFT JOIN people p ON p.id = l.person_id
+		WHERE t.reminded_at IS NULL AND t.done_at IS NULL AND t.due_at <= ? ORDER BY t.due_at LIMIT 500`, ms); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range due {
+		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE lead_tasks SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL AND done_at IS NULL`, ms, t.ID)
+			if err != nil {
+				return err
+			}
+			if k, _ := res.RowsAffected(); k == 0 {
+				return nil // reminded or done meanwhile
+			}
+			n++
+			name := t.Name
+			if name == "" {
+				name = fmt.Sprintf("#%d", t.LeadID)
+			}
+			return s.store.addNotices(ctx, tx, []notice{{t.CorpID, t.UserID, fmt.Sprintf("任务到期「%s」：%s / A task on %s is due: %s. %s",
+				name, t.Title, name, t.Title, s.leadLink(t.LeadID))}}, ms)
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -12,7 +12,8 @@ import (
 // Tasks: made for the lead's owner (refused without one), once per key,
 // in the lead's history; listed on the owner's agenda by due time; done by
 // their assignee only (or a pool manager), which is also the owner's
-// follow-up on the lead.
+// follow-up on the lead. Given by another, a task is a notice to its
+// owner; one that falls due undone is a reminder, once.
 func TestTasks_ForTheOwnerOncePerKeyAndDoneAsAFollowUp(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		s := New(db, nil, nil, quiet)
@@ -42,6 +43,12 @@ func TestTasks_ForTheOwnerOncePerKeyAndDoneAsAFollowUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Given by user 3 (and by a journey, actor 0): two notices to 7.
+		var notices int
+		db.Get(&notices, `SELECT COUNT(*) FROM lead_notices WHERE user_id = 7 AND text LIKE '%A new task%'`)
+		if notices != 2 {
+			t.Fatalf("%d new-task notices, want 2", notices)
+		}
 		a, err := s.AgendaOf(ctx, "ww1", 7, 2)
 		if err != nil || len(a.Tasks) != 2 || a.Tasks[0].ID != sooner.ID || a.Tasks[1].ID != first.ID {
 			t.Fatalf("agenda tasks %+v %v", a.Tasks, err)
@@ -51,6 +58,20 @@ func TestTasks_ForTheOwnerOncePerKeyAndDoneAsAFollowUp(t *testing.T) {
 			t.Fatalf("history %+v", last)
 		}
 
+		// Nothing is due yet; then the sooner task falls due: one reminder, however often the job runs.
+		if n, err := s.RemindTasks(ctx); err != nil || n != 0 {
+			t.Fatalf("reminded %d (%v) before anything was due", n, err)
+		}
+		s.SetClock(func() time.Time { return time.UnixMilli(due) })
+		for _, want := range []int{1, 0} {
+			if n, err := s.RemindTasks(ctx); err != nil || n != want {
+				t.Fatalf("reminded %d (%v), want %d", n, err, want)
+			}
+		}
+		db.Get(&notices, `SELECT COUNT(*) FROM lead_notices WHERE user_id = 7 AND text LIKE '%is due: 发资料%'`)
+		if notices != 1 {
+			t.Fatalf("%d due reminders, want 1", notices)
+		}
 		if _, err := s.CompleteTask(ctx, "ww1", first.ID, 8, false); err != ErrTaskNotFound {
 			t.Fatalf("done by someone else: %v", err)
 		}

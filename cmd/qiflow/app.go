@@ -265,6 +265,12 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}); err != nil {
 		return nil, err
 	}
+	if err := a.cron.Add("leads.tasks", "* * * * *", func(ctx context.Context) error {
+		_, err := a.leads.RemindTasks(ctx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	if err := a.cron.Add("leads.notices", "* * * * *", func(ctx context.Context) error {
 		_, err := a.leads.SendNotices(ctx)
 		return err

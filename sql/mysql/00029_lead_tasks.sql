@@ -1,7 +1,8 @@
 -- lead_tasks: follow-ups on leads for a user (usually the lead's owner),
 -- made by hand, the API or a journey (whose step is its idempotency key,
 -- so a retried step makes no second task), with when they are due and
--- when and by whom they were done.
+-- when and by whom they were done, and when its owner was reminded that it
+-- fell due.
 
 -- +goose Up
 CREATE TABLE lead_tasks (
@@ -13,6 +14,7 @@ CREATE TABLE lead_tasks (
   due_at           BIGINT       NOT NULL,
   done_at          BIGINT       NULL,
   done_by          BIGINT       NOT NULL DEFAULT 0,
+  reminded_at      BIGINT       NULL,
   created_by       BIGINT       NOT NULL DEFAULT 0,
   idem_key         VARCHAR(64)  NULL,
   created_at       BIGINT       NOT NULL
@@ -20,6 +22,7 @@ CREATE TABLE lead_tasks (
 CREATE UNIQUE INDEX lead_tasks_key ON lead_tasks (corp_id, idem_key);
 CREATE INDEX lead_tasks_user ON lead_tasks (corp_id, user_id, done_at, due_at);
 CREATE INDEX lead_tasks_lead ON lead_tasks (lead_id, id);
+CREATE INDEX lead_tasks_due ON lead_tasks (reminded_at, done_at, due_at);
 
 -- +goose Down
 DROP TABLE lead_tasks;
