@@ -54,8 +54,12 @@ type Filter struct {
 // activity counts over windows (fetched before evaluation: see compiled.queries).
 type env struct {
 	leads.Profile
-	Tags       []string                       `expr:"tags"`
-	Teams      []string                       `expr:"teams"` // the owner's teams, by name
+	Tags  []string `expr:"tags"`
+	Teams []string `expr:"teams"` // the owner's teams, by name
+	// Groups are the customer groups the person is in now (chat ids), and
+	// GroupNames their names.
+	Groups     []string                       `expr:"groups"`
+	GroupNames []string                       `expr:"group_names"`
 	Activities func(typ string, days int) int `expr:"activities"`
 }
 
@@ -460,10 +464,14 @@ func scoreMark(a, b ast.Node) (float64, bool) {
 	return 0, false
 }
 
-// eval evaluates the condition for one lead with its counts (answers to
-// c.queries, in order).
-func (c *compiled) eval(p leads.Profile, tags, teams []string, counts []leads.ActivityCount) (bool, error) {
-	e := env{Profile: p, Tags: tags, Teams: teams, Activities: func(typ string, days int) int {
+// groupFields are the condition fields a group join or leave changes.
+var groupFields = []string{"groups", "group_names"}
+
+// eval evaluates the condition for one lead with what it reads besides the
+// profile: its tags, the owner's teams, its groups, and its counts
+// (answers to c.queries, in order).
+func (c *compiled) eval(p leads.Profile, x extras, counts []leads.ActivityCount) (bool, error) {
+	e := env{Profile: p, Tags: x.tags, Teams: x.teams, Groups: x.groups, GroupNames: x.groupNames, Activities: func(typ string, days int) int {
 		for i, q := range c.queries {
 			if q.Type == typ && q.Days == days && i < len(counts) {
 				return counts[i].N
@@ -476,6 +484,11 @@ func (c *compiled) eval(p leads.Profile, tags, teams []string, counts []leads.Ac
 		return false, err
 	}
 	return out.(bool), nil
+}
+
+// extras is what a condition reads of a lead besides its profile.
+type extras struct {
+	tags, teams, groups, groupNames []string
 }
 
 // activityQueries are c's windows as the lead pool's queries at now.

@@ -2,6 +2,7 @@ package journeys
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -155,5 +156,70 @@ func TestJourney_EntersOnADateField(t *testing.T) {
 		if err != nil || st.Journey.Enrolled != 3 {
 			t.Fatalf("stats %+v %v", st, err)
 		}
+	})
+}
+
+// groupNamer is the directory as conditions on group names read it.
+type groupNamer struct{ names map[string]string }
+
+func (g groupNamer) TagNamesOf(context.Context, string, []string) (map[string][]string, error) {
+	return map[string][]string{}, nil
+}
+func (g groupNamer) TagContact(context.Context, string, string, string, []string, []string) error {
+	return nil
+}
+func (g groupNamer) GroupNames(_ context.Context, _ string, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, id := range ids {
+		out[id] = g.names[id]
+	}
+	return out, nil
+}
+
+// Segments on group membership: the groups a person is in now (the latest
+// join or leave of each), by chat id or by name; a leave moves them out
+// through the bus.
+func TestSegments_OnGroupMembership(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, true)
+		ctx := context.Background()
+		f.s.SetDirectory(groupNamer{names: map[string]string{"wrVIP": "VIP 客户群", "wrNews": "资讯群"}})
+		ids := f.seed(t, 3)
+		group := func(typ, chat string, lead int64) {
+			t.Helper()
+			ps, _ := f.leads.ProfilesOf(ctx, corp, []int64{lead})
+			f.advance(time.Second)
+			res, err := f.leads.RecordActivities(ctx, corp, []leads.ActivityIn{{PersonID: ps[0].PersonID, Type: typ, At: time.UnixMilli(f.now.Load()),
+				Properties: raw(map[string]string{"chat_id": chat}), Key: fmt.Sprint(typ, chat, lead, f.now.Load())}})
+			if err != nil || res.Recorded != 1 {
+				t.Fatalf("activity %+v %v", res, err)
+			}
+		}
+		group(leads.ActivityGroupJoined, "wrVIP", ids[0])
+		group(leads.ActivityGroupJoined, "wrVIP", ids[1])
+		group(leads.ActivityGroupLeft, "wrVIP", ids[1]) // left again
+		group(leads.ActivityGroupJoined, "wrNews", ids[2])
+		byID, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "in VIP", Kind: KindDynamic, Filter: Filter{Field: "groups", Op: "has", Value: raw("wrVIP")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "in 资讯群", Kind: KindDynamic, Filter: Filter{Field: "group_names", Op: "has", Value: raw("资讯群")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.rebuild(t, byID)
+		f.rebuild(t, byName)
+		if m := f.members(t, byID.ID); len(m) != 1 || m[0] != ids[0] {
+			t.Fatalf("VIP members %v, want %d", m, ids[0])
+		}
+		if m := f.members(t, byName.ID); len(m) != 1 || m[0] != ids[2] {
+			t.Fatalf("news members %v, want %d", m, ids[2])
+		}
+		group(leads.ActivityGroupLeft, "wrVIP", ids[0])
+		group(leads.ActivityGroupJoined, "wrVIP", ids[1])
+		waitFor(t, "membership to follow the groups", func() bool {
+			m := f.members(t, byID.ID)
+			return len(m) == 1 && m[0] == ids[1]
+		})
 	})
 }

@@ -63,6 +63,7 @@ type Leads interface {
 	LeadsOwnedBy(ctx context.Context, corp string, users []int64, after int64, limit int) ([]int64, error)
 	AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string) (string, int64, error)
 	CreateTask(ctx context.Context, corp string, actor int64, in leads.TaskIn) (*leads.Task, bool, error)
+	GroupsOf(ctx context.Context, corp string, ids []int64) (map[int64][]string, error)
 }
 
 // Directory is what journeys use of the WeCom directory mirror: contacts'
@@ -70,6 +71,7 @@ type Leads interface {
 type Directory interface {
 	TagNamesOf(ctx context.Context, corpID string, externalUserIDs []string) (map[string][]string, error)
 	TagContact(ctx context.Context, corpID, userID, externalUserID string, add, remove []string) error
+	GroupNames(ctx context.Context, corpID string, ids []string) (map[string]string, error)
 }
 
 // Teams maps a corp's users to the names of the teams they are in or

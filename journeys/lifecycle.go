@@ -395,6 +395,9 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 		for _, a := range e.Activities {
 			wake = append(wake, a.Type)
 			types = append(types, a.Type)
+			if a.Type == leads.ActivityGroupJoined || a.Type == leads.ActivityGroupLeft {
+				fields = append(fields, groupFields...)
+			}
 		}
 		matches = func(en *Entry) bool {
 			if en.On != "activity" {

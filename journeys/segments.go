@@ -316,10 +316,37 @@ func (s *Service) judge(ctx context.Context, corp string, c *compiled, ps []lead
 			return nil, err
 		}
 	}
+	var groups map[int64][]string
+	var names map[string]string
+	if c.fields["groups"] || c.fields["group_names"] {
+		ids := make([]int64, len(ps))
+		for i, p := range ps {
+			ids[i] = p.LeadID
+		}
+		var err error
+		if groups, err = s.leads.GroupsOf(ctx, corp, ids); err != nil {
+			return nil, err
+		}
+		if c.fields["group_names"] && s.dir != nil {
+			var chats []string
+			for _, gs := range groups {
+				chats = append(chats, gs...)
+			}
+			if names, err = s.dir.GroupNames(ctx, corp, chats); err != nil {
+				return nil, err
+			}
+		}
+	}
 	out := make([]verdict, len(ps))
 	for i, p := range ps {
 		cs := counts[p.LeadID]
-		ok, err := c.eval(p, tags[p.ExternalUserID], teams[p.OwnerUserID], cs)
+		x := extras{tags: tags[p.ExternalUserID], teams: teams[p.OwnerUserID], groups: groups[p.LeadID]}
+		for _, chat := range x.groups {
+			if n := names[chat]; n != "" {
+				x.groupNames = append(x.groupNames, n)
+			}
+		}
+		ok, err := c.eval(p, x, cs)
 		if err != nil {
 			return nil, fmt.Errorf("lead %d: %w", p.LeadID, err)
 		}
@@ -593,6 +620,9 @@ func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
 			corp, lead = e.CorpID, e.LeadID
 			for _, a := range e.Activities {
 				types = append(types, a.Type)
+				if a.Type == leads.ActivityGroupJoined || a.Type == leads.ActivityGroupLeft {
+					fields = append(fields, groupFields...)
+				}
 			}
 		case directory.ContactSaved:
 			var err error

@@ -99,6 +99,29 @@ func (d *Directory) GroupsOwnedBy(ctx context.Context, corpID, userID string) ([
 	return out, err
 }
 
+// GroupNames returns the name of each mirrored group among ids.
+func (d *Directory) GroupNames(ctx context.Context, corpID string, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT chat_id, name FROM group_chats WHERE corp_id = ? AND chat_id IN (?)`, corpID, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		ChatID string `db:"chat_id"`
+		Name   string `db:"name"`
+	}
+	if err := d.db.SelectContext(ctx, &rows, d.db.Rebind(q), args...); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.ChatID] = r.Name
+	}
+	return out, nil
+}
+
 // GroupMemberCounts returns the mirrored member count of each live group among ids.
 func (d *Directory) GroupMemberCounts(ctx context.Context, corpID string, ids []string) (map[string]int, error) {
 	out := map[string]int{}
