@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/leads"
@@ -27,13 +28,14 @@ func TestE2E_ScannedCustomerBecomesALeadSDRsClaimAndRelease(t *testing.T) {
 		if contacts == 0 {
 			t.Fatal("the sandbox has no customers to backfill")
 		}
-		waitUntil(t, "the existing customers as leads", func() bool {
+		// Background jobs on a loaded machine under -race: a minute, not 15 s.
+		waitUntilFor(t, time.Minute, "the existing customers as leads", func() bool {
 			return s.count("SELECT COUNT(*) FROM leads WHERE corp_id = ? AND source = 'existing'", e2eCorp) == contacts
 		})
 		// Another import backfills again and changes nothing.
 		total := s.count("SELECT COUNT(*) FROM leads")
 		syncDirectory(t, s, admin)
-		waitUntil(t, "the second backfill", func() bool {
+		waitUntilFor(t, time.Minute, "the second backfill", func() bool {
 			return s.count("SELECT COUNT(*) FROM jobs WHERE kind = 'leads.backfill' AND status = 'done'") == 2
 		})
 		if n := s.count("SELECT COUNT(*) FROM leads"); n != total {
