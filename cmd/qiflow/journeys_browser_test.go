@@ -34,6 +34,25 @@ func choose(sel, value string) chromedp.Action {
 	})
 }
 
+// pollAcrossLoads evaluates js until it is true, through page loads: an
+// evaluation in a document being replaced fails ("Cannot find context"),
+// and is simply tried again in the next one (chromedp.Poll stops there).
+func pollAcrossLoads(js string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		for {
+			var ok bool
+			if err := chromedp.Evaluate(js, &ok).Do(ctx); err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
+
 type errNoElement string
 
 func (e errNoElement) Error() string { return "no element " + string(e) }
@@ -118,9 +137,9 @@ func TestBrowser_DesignerBuildsPublishesAndShowsAPersonMoving(t *testing.T) {
 		chromedp.SendKeys(`input[name="lead_ids"]`, itoa(created.Lead.ID), chromedp.ByQuery),
 		chromedp.Evaluate(`document.querySelector('form[action$="/enrol"]').requestSubmit()`, nil))
 	// The statistics on the exit node show the person who went through.
-	step("see the person at the exit", chromedp.WaitVisible(`#designer-canvas svg`, chromedp.ByQuery),
-		chromedp.Poll(`(() => { const t = [...document.querySelectorAll("#designer-canvas text")].find((e) => e.textContent.includes("exit3"));
-			return !!t && t.textContent.includes("进入 1"); })()`, nil),
+	// The enrolment's post reloads the page: the poll outlives documents.
+	step("see the person at the exit", pollAcrossLoads(`(() => { const t = [...document.querySelectorAll("#designer-canvas text")].find((e) => e.textContent.includes("exit3"));
+			return !!t && t.textContent.includes("进入 1"); })()`),
 		screenshot(t, "designer-published"))
 	var drawn int
 	step("count the edges", chromedp.Evaluate(`document.querySelectorAll("#designer-canvas .lf-edge").length`, &drawn))
