@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -127,6 +128,16 @@ func (s *Server) afterLeadChange(c *gin.Context, err error) {
 	redirectPage(c, "/console/leads/"+c.Param("id"))
 }
 
+// seeLead refuses (not found) a lead the user may not see: a change made
+// by lead id answers as the lead's page would.
+func (s *Server) seeLead(ctx context.Context, p auth.Principal, id int64) error {
+	v, err := s.viewerOf(ctx, p)
+	if err == nil {
+		_, _, err = s.d.Leads.Get(ctx, p.CorpID, id, v)
+	}
+	return err
+}
+
 // leadAction reads the lead id of a lead's form post.
 func (s *Server) leadAction(c *gin.Context) (int64, bool) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
@@ -196,10 +207,7 @@ func (s *Server) fieldsFromPage(c *gin.Context) {
 	}
 	p := principal(c)
 	ctx := c.Request.Context()
-	v, err := s.viewerOf(ctx, p)
-	if err == nil {
-		_, _, err = s.d.Leads.Get(ctx, p.CorpID, id, v)
-	}
+	err := s.seeLead(ctx, p, id)
 	var defs []leads.FieldDef
 	if err == nil {
 		defs, err = s.d.Leads.FieldDefs(ctx, p.CorpID)
@@ -225,10 +233,7 @@ func (s *Server) taskFromPage(c *gin.Context) {
 	}
 	p := principal(c)
 	ctx := c.Request.Context()
-	v, err := s.viewerOf(ctx, p)
-	if err == nil {
-		_, _, err = s.d.Leads.Get(ctx, p.CorpID, id, v)
-	}
+	err := s.seeLead(ctx, p, id)
 	if err == nil {
 		due, perr := time.ParseInLocation("2006-01-02T15:04", c.PostForm("due"), s.location(p.CorpID))
 		if perr != nil {
@@ -243,9 +248,8 @@ func (s *Server) taskFromPage(c *gin.Context) {
 // taskDoneFromPage marks one of the user's tasks done and goes back where
 // the user was (the home page or the lead's).
 func (s *Server) taskDoneFromPage(c *gin.Context) {
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil || id <= 0 {
-		s.pageError(c, http.StatusNotFound, translate(s.lang(c, principal(c)), "err.not_found"))
+	id, ok := s.leadAction(c) // the task's id, read as a lead's is
+	if !ok {
 		return
 	}
 	p := principal(c)

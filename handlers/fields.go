@@ -67,12 +67,8 @@ func (s *Server) setLeadFields(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	v, ok := s.viewer(c, p)
-	if !ok {
-		return
-	}
 	ctx := c.Request.Context()
-	if _, _, err := s.d.Leads.Get(ctx, p.CorpID, id, v); err != nil {
+	if err := s.seeLead(ctx, p, id); err != nil {
 		s.failErr(c, err)
 		return
 	}
@@ -118,11 +114,7 @@ func (s *Server) createTask(c *gin.Context) {
 	}
 	p := principal(c)
 	ctx := c.Request.Context()
-	v, ok := s.viewer(c, p)
-	if !ok {
-		return
-	}
-	if _, _, err := s.d.Leads.Get(ctx, p.CorpID, id, v); err != nil {
+	if err := s.seeLead(ctx, p, id); err != nil {
 		s.failErr(c, err)
 		return
 	}

@@ -127,16 +127,13 @@ func (s *Service) act(ctx context.Context, g *compiledGraph, n *Node, r *Run, p 
 			rec.Status = "skipped" // the step's task was made before
 		}
 	case ActionAssign:
-		if a.Owner != 0 && s.isMember != nil {
-			// A user of another corp (or none) would hold a lead nobody sees.
-			if known, err2 := s.isMember(ctx, r.CorpID, a.Owner); err2 != nil || !known {
-				err = cmpErr(err2, fmt.Errorf("%w: user %d is not a user of the corp", errPermanent, a.Owner))
-				break
-			}
+		var isUser func(int64) (bool, error)
+		if s.isMember != nil {
+			isUser = func(u int64) (bool, error) { return s.isMember(ctx, r.CorpID, u) }
 		}
 		var outcome string
 		var owner int64
-		outcome, owner, err = s.leads.AssignOwner(ctx, r.CorpID, r.LeadID, a.Owner, reason)
+		outcome, owner, err = s.leads.AssignOwner(ctx, r.CorpID, r.LeadID, a.Owner, reason, isUser)
 		if err == nil && outcome != leads.AssignedNow {
 			rec.Status, rec.Detail = "skipped", outcome
 		}

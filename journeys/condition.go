@@ -595,16 +595,10 @@ func (t Filter) namesOwnFields() bool {
 // of the corp's own fields, under the paths Validate uses.
 func (s *Service) graphFieldProblems(ctx context.Context, corp string, g *Graph) (apperr.Fields, error) {
 	f := apperr.Fields{}
-	var trees []struct {
-		path string
-		t    Filter
-	}
+	trees := map[string]Filter{} // by path
 	add := func(path string, t *Filter) {
 		if t != nil && t.namesOwnFields() {
-			trees = append(trees, struct {
-				path string
-				t    Filter
-			}{path, *t})
+			trees[path] = *t
 		}
 	}
 	for i := range g.Nodes {
@@ -628,8 +622,8 @@ func (s *Service) graphFieldProblems(ctx context.Context, corp string, g *Graph)
 	if err != nil {
 		return nil, err
 	}
-	for _, tr := range trees {
-		checkOwnFields(tr.t, tr.path, defs, f)
+	for path, t := range trees {
+		checkOwnFields(t, path, defs, f)
 	}
 	for _, i := range dates {
 		if n := &g.Nodes[i]; defs[n.Entry.Field].Kind != leads.FieldDate {

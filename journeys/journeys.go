@@ -61,7 +61,7 @@ type Leads interface {
 	FieldDefs(ctx context.Context, corp string) ([]leads.FieldDef, error)
 	LeadsOnDay(ctx context.Context, corp, key, day string, after int64, limit int) ([]int64, error)
 	LeadsOwnedBy(ctx context.Context, corp string, users []int64, after int64, limit int) ([]int64, error)
-	AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string) (string, int64, error)
+	AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string, isUser func(int64) (bool, error)) (string, int64, error)
 	CreateTask(ctx context.Context, corp string, actor int64, in leads.TaskIn) (*leads.Task, bool, error)
 	GroupsOf(ctx context.Context, corp string, ids []int64) (map[int64][]string, error)
 }

@@ -348,9 +348,20 @@ const (
 
 // AssignOwner gives an unowned lead to user (0: by the corp's assignment
 // rules for MQLs), within the pool's caps, starting the first-touch SLA,
-// with the reason in its history. A lead with an owner keeps them. It
-// answers what happened (AssignedNow and the others) and the owner.
-func (s *Service) AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string) (string, int64, error) {
+// with the reason in its history. A lead with an owner keeps them; a user
+// isUser denies is refused (a lead held by someone not of the corp would
+// be seen by nobody). It answers what happened (AssignedNow and the
+// others) and the owner.
+func (s *Service) AssignOwner(ctx context.Context, corp string, leadID, user int64, reason string, isUser func(int64) (bool, error)) (string, int64, error) {
+	if user != 0 && isUser != nil {
+		ok, err := isUser(user)
+		if err != nil {
+			return "", 0, err
+		}
+		if !ok {
+			return "", 0, apperr.Field("owner", fmt.Sprintf("user %d is not a user of the corp", user))
+		}
+	}
 	outcome, owner := AssignedNone, int64(0)
 	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 		ms := qsql.Millis(s.now())

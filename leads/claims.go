@@ -124,6 +124,11 @@ func (s *Service) Get(ctx context.Context, corp string, id int64, v Viewer) (*Le
 	if ok, err := s.store.visible(ctx, s.db, corp, id, v); err != nil || !ok {
 		return nil, nil, cmpErr(err, ErrNotFound)
 	}
+	// The corp's own fields come with one lead as it is shown, not with
+	// every lead a claim or a move answers.
+	if l.Fields, err = s.FieldsOf(ctx, corp, id); err != nil {
+		return nil, nil, err
+	}
 	h, err := s.store.history(ctx, corp, id)
 	return l, h, err
 }
@@ -159,8 +164,7 @@ func (s *Service) read(ctx context.Context, corp string, id int64) (*Lead, error
 		return nil, err
 	}
 	l.Engagement = round1(decayed(l.EngagementMilli, l.EngagementAt, s.now(), set.HalfLifeDays))
-	l.Fields, err = s.FieldsOf(ctx, corp, id)
-	return l, err
+	return l, nil
 }
 
 // round1 rounds to a tenth of a point, as scores are shown.

@@ -117,7 +117,7 @@ type Lead struct {
 	CreatedAt       int64   `db:"created_at" json:"created_at"`
 	UpdatedAt       int64   `db:"updated_at" json:"updated_at"`
 	// Fields are the lead's values of the corp's own fields (read with one
-	// lead, not in lists).
+	// lead as Get and an upsert answer it, not in lists or other answers).
 	Fields map[string]any `db:"-" json:"fields,omitempty"`
 }
 

@@ -307,6 +307,9 @@ func (s *Service) readResult(ctx context.Context, corp string, res *UpsertResult
 	if err != nil {
 		return nil, err
 	}
+	if lead.Fields, err = s.FieldsOf(ctx, corp, lead.ID); err != nil {
+		return nil, err
+	}
 	res.Person, res.Lead = person, lead
 	return res, nil
 }

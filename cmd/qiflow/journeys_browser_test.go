@@ -34,6 +34,21 @@ func choose(sel, value string) chromedp.Action {
 	})
 }
 
+// stepper runs a named step of a browser test within 20 s; a failure
+// shows the step, the page's errors and its text, with a screenshot.
+func stepper(t *testing.T, b context.Context, errs *[]string) func(what string, actions ...chromedp.Action) {
+	return func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(b, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			var text string
+			chromedp.Run(b, screenshot(t, "failed"), chromedp.Text("main", &text, chromedp.ByQuery))
+			t.Fatalf("%s: %v; page errors %v; page: %.600s", what, err, *errs, text)
+		}
+	}
+}
+
 // pollAcrossLoads evaluates js until it is true, through page loads: an
 // evaluation in a document being replaced fails ("Cannot find context"),
 // and is simply tried again in the next one (chromedp.Poll stops there).
@@ -78,16 +93,7 @@ func TestBrowser_DesignerBuildsPublishesAndShowsAPersonMoving(t *testing.T) {
 	b := chrome(t, bin)
 	var errs []string
 	listenConsoleErrors(b, &errs)
-	step := func(what string, actions ...chromedp.Action) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(b, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Run(ctx, actions...); err != nil {
-			var text string
-			chromedp.Run(b, screenshot(t, "failed"), chromedp.Text("main", &text, chromedp.ByQuery))
-			t.Fatalf("%s: %v; page errors %v; page: %.600s", what, err, errs, text)
-		}
-	}
+	step := stepper(t, b, &errs)
 	step("sign in", signInActions(s.url, "admin@example.com", "admin password"))
 	step("new journey", chromedp.Navigate(s.url+"/console/journeys"),
 		chromedp.SendKeys(`input[name="name"]`, "欢迎旅程", chromedp.ByQuery),
@@ -261,16 +267,7 @@ func TestBrowser_DesignerCasesAttachmentsAssignAndDateEntry(t *testing.T) {
 	b := chrome(t, bin)
 	var errs []string
 	listenConsoleErrors(b, &errs)
-	step := func(what string, actions ...chromedp.Action) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(b, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Run(ctx, actions...); err != nil {
-			var text string
-			chromedp.Run(b, screenshot(t, "failed"), chromedp.Text("main", &text, chromedp.ByQuery))
-			t.Fatalf("%s: %v; page errors %v; page: %.600s", what, err, errs, text)
-		}
-	}
+	step := stepper(t, b, &errs)
 	step("sign in", signInActions(s.url, "admin@example.com", "admin password"))
 	step("new journey", chromedp.Navigate(s.url+"/console/journeys"),
 		chromedp.SendKeys(`input[name="name"]`, "续约旅程", chromedp.ByQuery),

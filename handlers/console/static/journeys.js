@@ -224,6 +224,16 @@ document.addEventListener("DOMContentLoaded", () => {
     return e;
   }
 
+  // button is a button of the panel: its text, Pico's class, what a click does.
+  function button(text, className, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = className;
+    b.textContent = text;
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
   // upload is a file input that stores the chosen file as the corp's
   // media of kind and hands its id to done.
   function upload(kind, accept, done) {
@@ -323,11 +333,7 @@ document.addEventListener("DOMContentLoaded", () => {
             name.placeholder = T("case.name");
             // The exits are named by it: redrawn once the name is done.
             name.addEventListener("change", () => { c.name = name.value.trim(); redraw(); });
-            const rm = document.createElement("button");
-            rm.type = "button";
-            rm.className = "secondary outline";
-            rm.textContent = T("case.remove");
-            rm.addEventListener("click", () => {
+            const rm = button(T("case.remove"), "secondary outline", () => {
               n.cases.splice(i, 1);
               if (n.cases.length === 0) {
                 n.condition = c.condition;
@@ -340,22 +346,14 @@ document.addEventListener("DOMContentLoaded", () => {
             F.mount(builder, c.condition, data.fields, (f) => { c.condition = f; save(); }, ft);
             panel.append(box);
           });
-          const add = document.createElement("button");
-          add.type = "button";
-          add.className = "secondary";
-          add.textContent = "+ " + T("case.add");
-          add.addEventListener("click", () => {
+          const add = button("+ " + T("case.add"), "secondary", () => {
             n.cases.push({ name: "case" + (n.cases.length + 1), condition: { all: [] } });
             redraw();
           });
           panel.append(add);
           break;
         }
-        const multi = document.createElement("button");
-        multi.type = "button";
-        multi.className = "secondary outline";
-        multi.textContent = T("to_cases");
-        multi.addEventListener("click", () => {
+        const multi = button(T("to_cases"), "secondary outline", () => {
           n.cases = [{ name: "case1", condition: n.condition || { all: [] } }];
           delete n.condition;
           redraw();
@@ -386,11 +384,7 @@ document.addEventListener("DOMContentLoaded", () => {
             const img = document.createElement("img");
             img.src = "/console/media/" + id;
             img.alt = "#" + id;
-            const rm = document.createElement("button");
-            rm.type = "button";
-            rm.className = "secondary outline";
-            rm.textContent = T("delete_image");
-            rm.addEventListener("click", () => { a.images = a.images.filter((x) => x !== id); redraw(); });
+            const rm = button(T("delete_image"), "secondary outline", () => { a.images = a.images.filter((x) => x !== id); redraw(); });
             box.append(img, rm);
           }
           const file = upload("image", "image/png,image/jpeg", (id) => {
@@ -421,19 +415,11 @@ document.addEventListener("DOMContentLoaded", () => {
               shown.textContent = x.media ? "#" + x.media : "";
               set.append(field(T(x.kind === "miniprogram" ? "att.cover" : "att.media"), upload(kind, accept, (id) => { x.media = id; redraw(); })), shown);
             }
-            const rm = document.createElement("button");
-            rm.type = "button";
-            rm.className = "secondary outline";
-            rm.textContent = T("att.remove");
-            rm.addEventListener("click", () => { a.attachments.splice(i, 1); redraw(); });
+            const rm = button(T("att.remove"), "secondary outline", () => { a.attachments.splice(i, 1); redraw(); });
             set.append(rm);
             panel.append(set);
           });
-          const addAtt = document.createElement("button");
-          addAtt.type = "button";
-          addAtt.className = "secondary";
-          addAtt.textContent = "+ " + T("att.add");
-          addAtt.addEventListener("click", () => {
+          const addAtt = button("+ " + T("att.add"), "secondary", () => {
             a.attachments = (a.attachments || []).concat([{ kind: "link" }]);
             redraw();
           });
@@ -508,12 +494,8 @@ document.addEventListener("DOMContentLoaded", () => {
         panel.append(field(T("exit") + " " + exit, s));
       }
     }
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "secondary outline";
-    del.textContent = T("delete");
+    const del = button(T("delete"), "secondary outline", () => { lf.deleteNode(id); edit(null); });
     del.hidden = !data.can_edit;
-    del.addEventListener("click", () => { lf.deleteNode(id); edit(null); });
     panel.append(del);
   }
 
