@@ -37,6 +37,58 @@ type DB struct {
 	// (MySQL 8.0.19+, where VALUES(col) is deprecated); MariaDB and TiDB
 	// keep VALUES(col).
 	rowAlias bool
+	// writer queues this process's writers to SQLite's one write lock, first
+	// come first served (nil on MySQL). SQLite's own busy handler polls: a
+	// writer that commits and begins again at once (an import's batches) wins
+	// nearly every poll, and a waiter (a callback's inbox row) can starve
+	// past its busy timeout. A buffered channel's waiters are served in order.
+	writer chan struct{}
+}
+
+// writerWait bounds how long a write waits for its turn on SQLite before it
+// fails like a busy database would.
+const writerWait = 30 * time.Second
+
+// ErrWriterBusy is a write on SQLite that waited writerWait for its turn.
+var ErrWriterBusy = errors.New("database busy: waited too long for the SQLite writer")
+
+// takeWriter waits for this process's turn to write (SQLite) and returns
+// its release; on MySQL it returns at once.
+func (db *DB) takeWriter(ctx context.Context) (func(), error) {
+	if db.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case db.writer <- struct{}{}:
+		return func() { <-db.writer }, nil
+	default:
+	}
+	t := time.NewTimer(writerWait)
+	defer t.Stop()
+	select {
+	case db.writer <- struct{}{}:
+		return func() { <-db.writer }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, ErrWriterBusy
+	}
+}
+
+// ExecContext runs a statement outside a transaction; on SQLite it waits
+// its turn among the process's writers.
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error) {
+	release, err := db.takeWriter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return db.DB.ExecContext(ctx, query, args...)
+}
+
+// Exec is ExecContext without a context (tests and seeders).
+func (db *DB) Exec(query string, args ...any) (dbsql.Result, error) {
+	return db.ExecContext(context.Background(), query, args...)
 }
 
 // Open connects and applies the connection settings Qiflow relies on.
@@ -87,7 +139,7 @@ func openSQLite(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{DB: db, Dialect: SQLite, Path: path}, nil
+	return &DB{DB: db, Dialect: SQLite, Path: path, writer: make(chan struct{}, 1)}, nil
 }
 
 func openMySQL(dsn string, maxConns int) (*DB, error) {
@@ -242,24 +294,38 @@ func (tx *Tx) AfterCommit(fn func()) { tx.afterCommit = append(tx.afterCommit, f
 
 // WriteTx runs fn in a transaction and commits it, or rolls back on error.
 // On SQLite the transaction is BEGIN IMMEDIATE, so it holds the write lock
-// from its first statement and never fails on a lock upgrade.
+// from its first statement and never fails on a lock upgrade; it waits its
+// turn among the process's writers first, and so must not write through db
+// (rather than tx) inside fn.
 func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
-	stx, err := db.BeginTxx(ctx, nil)
+	tx, err := db.commitTx(ctx, fn)
 	if err != nil {
 		return err
 	}
-	tx := &Tx{Tx: stx}
-	if err := fn(tx); err != nil {
-		_ = stx.Rollback()
-		return err
-	}
-	if err := stx.Commit(); err != nil {
-		return err
-	}
+	// After the writer's turn ends: these may write themselves.
 	for _, f := range tx.afterCommit {
 		f()
 	}
 	return nil
+}
+
+// commitTx runs fn in a transaction, in this process's turn to write.
+func (db *DB) commitTx(ctx context.Context, fn func(tx *Tx) error) (*Tx, error) {
+	release, err := db.takeWriter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	stx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	tx := &Tx{Tx: stx}
+	if err := fn(tx); err != nil {
+		_ = stx.Rollback()
+		return nil, err
+	}
+	return tx, stx.Commit()
 }
 
 // Upsert returns "INSERT INTO table (cols) VALUES (?,…) <on conflict update>",
