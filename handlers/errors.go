@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/qiflow/qiflow/apperr"
+	"github.com/qiflow/qiflow/auth"
 	"github.com/qiflow/qiflow/wecom"
 )
 
@@ -133,6 +135,26 @@ func limitBody(c *gin.Context) {
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
+}
+
+// changeRecord answers a change to the record the path's id names: it
+// decodes the JSON body into In, runs change as the signed-in principal and
+// answers 200 with what it returns, or the error.
+func changeRecord[In, Out any](s *Server, c *gin.Context, change func(ctx context.Context, p auth.Principal, id int64, in In) (Out, error)) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	var in In
+	if !bind(c, &in) {
+		return
+	}
+	out, err := change(c.Request.Context(), principal(c), id, in)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // bind decodes a JSON body, answering 413 when it is too large and 400 with

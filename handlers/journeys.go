@@ -239,22 +239,11 @@ func (s *Server) publishJourney(c *gin.Context) {
 }
 
 func (s *Server) journeyStatus(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	var in struct {
+	changeRecord(s, c, func(ctx context.Context, p auth.Principal, id int64, in struct {
 		Status string `json:"status"`
-	}
-	if !bind(c, &in) {
-		return
-	}
-	j, err := s.d.Journeys.SetStatus(c.Request.Context(), principal(c).CorpID, id, in.Status)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, j)
+	}) (*journeys.Journey, error) {
+		return s.d.Journeys.SetStatus(ctx, p.CorpID, id, in.Status)
+	})
 }
 
 func (s *Server) enrol(c *gin.Context) {

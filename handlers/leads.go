@@ -244,113 +244,53 @@ func (s *Server) claimLead(c *gin.Context) {
 }
 
 func (s *Server) releaseLead(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	var in struct {
+	changeRecord(s, c, func(ctx context.Context, p auth.Principal, id int64, in struct {
 		Reason string `json:"reason"`
-	}
-	if !bind(c, &in) {
-		return
-	}
-	p := principal(c)
-	l, err := s.d.Leads.Release(c.Request.Context(), p.CorpID, id, p.UserID, in.Reason)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, l)
+	}) (*leads.Lead, error) {
+		return s.d.Leads.Release(ctx, p.CorpID, id, p.UserID, in.Reason)
+	})
 }
 
 // changeStage moves a lead: {"stage", "reason"}. Owners move their leads;
 // holders of pools.manage move any.
 func (s *Server) changeStage(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	var in struct {
+	changeRecord(s, c, func(ctx context.Context, p auth.Principal, id int64, in struct {
 		Stage  string `json:"stage"`
 		Reason string `json:"reason"`
-	}
-	if !bind(c, &in) {
-		return
-	}
-	p := principal(c)
-	l, err := s.d.Leads.ChangeStage(c.Request.Context(), p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in.Stage, in.Reason)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, l)
+	}) (*leads.Lead, error) {
+		return s.d.Leads.ChangeStage(ctx, p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in.Stage, in.Reason)
+	})
 }
 
 // changeStatus sets where the work on one's lead stands:
 // {"status": "new|attempting|connected|unqualified", "reason"}.
 func (s *Server) changeStatus(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	var in struct {
+	changeRecord(s, c, func(ctx context.Context, p auth.Principal, id int64, in struct {
 		Status string `json:"status"`
 		Reason string `json:"reason"`
-	}
-	if !bind(c, &in) {
-		return
-	}
-	p := principal(c)
-	l, err := s.d.Leads.SetStatus(c.Request.Context(), p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in.Status, in.Reason)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, l)
+	}) (*leads.Lead, error) {
+		return s.d.Leads.SetStatus(ctx, p.CorpID, id, p.UserID, p.Can(auth.PermPoolsManage), in.Status, in.Reason)
+	})
 }
 
 // moveLead moves a lead to another pool: {"pool_id", "reason"}.
 func (s *Server) moveLead(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	var in struct {
+	changeRecord(s, c, func(ctx context.Context, p auth.Principal, id int64, in struct {
 		PoolID int64  `json:"pool_id"`
 		Reason string `json:"reason"`
-	}
-	if !bind(c, &in) {
-		return
-	}
-	p := principal(c)
-	l, err := s.d.Leads.MoveToPool(c.Request.Context(), p.CorpID, id, in.PoolID, p.UserID, in.Reason)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, l)
+	}) (*leads.Lead, error) {
+		return s.d.Leads.MoveToPool(ctx, p.CorpID, id, in.PoolID, p.UserID, in.Reason)
+	})
 }
 
 // touchLead logs a follow-up on one's lead: {"kind": "call|note|message|task", "text"}.
 func (s *Server) touchLead(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	var in struct {
+	changeRecord(s, c, func(ctx context.Context, p auth.Principal, id int64, in struct {
 		Kind string `json:"kind"`
 		Text string `json:"text"`
-	}
-	if !bind(c, &in) {
-		return
-	}
-	p := principal(c)
-	l, err := s.d.Leads.Touch(c.Request.Context(), p.CorpID, id, p.UserID, in.Kind, in.Text)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, l)
+	}) (*leads.Lead, error) {
+		return s.d.Leads.Touch(ctx, p.CorpID, id, p.UserID, in.Kind, in.Text)
+	})
 }
 
 func (s *Server) listPools(c *gin.Context) {
@@ -394,22 +334,11 @@ func (s *Server) createPool(c *gin.Context) {
 }
 
 func (s *Server) updatePool(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	var in poolInput
-	if !bind(c, &in) {
-		return
-	}
-	p := in.pool(principal(c).CorpID)
-	p.ID = id
-	out, err := s.d.Leads.UpdatePool(c.Request.Context(), p)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, out)
+	changeRecord(s, c, func(ctx context.Context, p auth.Principal, id int64, in poolInput) (*leads.Pool, error) {
+		pool := in.pool(p.CorpID)
+		pool.ID = id
+		return s.d.Leads.UpdatePool(ctx, pool)
+	})
 }
 
 func (s *Server) poolMembers(c *gin.Context) {

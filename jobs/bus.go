@@ -753,7 +753,9 @@ func (b *Bus) write(ctx context.Context, batch []*appendReq) ([]bool, error) {
 		args = append(args, eventArgs(r.in, now)...)
 	}
 	dups := make([]bool, len(batch))
-	err := b.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+	// WeCom waits for these rows (the callback's acknowledgement): on SQLite
+	// they go before queued background writes.
+	err := b.db.WriteTx(qsql.Urgent(ctx), func(tx *qsql.Tx) error {
 		q := b.db.InsertIgnoreRows("bus_events", eventCols, []string{"dedup_key", "corp_id"}, len(batch))
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("insert events: %w", err)

@@ -37,12 +37,9 @@ type DB struct {
 	// (MySQL 8.0.19+, where VALUES(col) is deprecated); MariaDB and TiDB
 	// keep VALUES(col).
 	rowAlias bool
-	// writer queues this process's writers to SQLite's one write lock, first
-	// come first served (nil on MySQL). SQLite's own busy handler polls: a
-	// writer that commits and begins again at once (an import's batches) wins
-	// nearly every poll, and a waiter (a callback's inbox row) can starve
-	// past its busy timeout. A buffered channel's waiters are served in order.
-	writer chan struct{}
+	// writer queues this process's writers to SQLite's one write lock (nil
+	// on MySQL); see writerQueue.
+	writer *writerQueue
 }
 
 // writerWait bounds how long a write waits for its turn on SQLite before it
@@ -58,21 +55,7 @@ func (db *DB) takeWriter(ctx context.Context) (func(), error) {
 	if db.writer == nil {
 		return func() {}, nil
 	}
-	select {
-	case db.writer <- struct{}{}:
-		return func() { <-db.writer }, nil
-	default:
-	}
-	t := time.NewTimer(writerWait)
-	defer t.Stop()
-	select {
-	case db.writer <- struct{}{}:
-		return func() { <-db.writer }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-t.C:
-		return nil, ErrWriterBusy
-	}
+	return db.writer.take(ctx)
 }
 
 // ExecContext runs a statement outside a transaction; on SQLite it waits
@@ -139,7 +122,7 @@ func openSQLite(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{DB: db, Dialect: SQLite, Path: path, writer: make(chan struct{}, 1)}, nil
+	return &DB{DB: db, Dialect: SQLite, Path: path, writer: &writerQueue{}}, nil
 }
 
 func openMySQL(dsn string, maxConns int) (*DB, error) {
