@@ -173,7 +173,11 @@ func (s *Service) recheckGoals(ctx context.Context, runs []Run) error {
 		return err
 	}
 	for _, r := range marked {
-		if err := s.checkGoals(ctx, r.CorpID, r.LeadID, nil, nil); err != nil {
+		active, err := activeRunsOf(ctx, s.db, r.CorpID, r.LeadID)
+		if err != nil {
+			return err
+		}
+		if err := s.checkGoals(ctx, r.CorpID, r.LeadID, nil, nil, active); err != nil {
 			return err
 		}
 		if err := s.checkEntrySegment(ctx, r); err != nil {

@@ -170,6 +170,13 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 		Name: SubscriberRuns,
 		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType(),
 			leads.LeadsRescored{}.EventType()},
+		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
+			evs := make([]any, len(items))
+			for i, it := range items {
+				evs[i] = it.Event
+			}
+			return s.HandleEvents(ctx, evs)
+		},
 		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
 			return s.HandleEvent(ctx, ev)
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -379,27 +380,33 @@ func (s *Service) enrol(ctx context.Context, tx *qsql.Tx, corp string, lj livejo
 	return n, writeStats(ctx, s.db, tx, st)
 }
 
-// HandleEvent is the bus subscriber's work for one lead event: it wakes
-// the runs waiting for it, enrols the lead where an entry admits the event,
-// and ends runs whose goal it makes true.
-func (s *Service) HandleEvent(ctx context.Context, ev any) error {
-	var corp string
-	var lead int64
-	var matches func(e *Entry) bool
-	var wake []string
-	var fields, types []string
-	var score *float64 // the lead's score now, for entries on a score
+// trigger is what one lead event may do to journeys: wake the lead's runs
+// waiting for its activity types, enrol the lead where an entry matches it,
+// and end runs whose goal reads its fields or types.
+type trigger struct {
+	corp         string
+	lead         int64
+	contact      string // a saved contact, whose tags an entry on a tag reads
+	wake         []string
+	fields       []string
+	types        []string
+	scoreChanged bool
+	matches      func(e *Entry, score *float64, tags []string) bool
+}
+
+// triggerOf reads a lead event; ok is false for events that move no journey.
+func triggerOf(ev any) (t trigger, ok bool) {
 	switch e := ev.(type) {
 	case leads.ActivitiesRecorded:
-		corp, lead = e.CorpID, e.LeadID
+		t.corp, t.lead = e.CorpID, e.LeadID
 		for _, a := range e.Activities {
-			wake = append(wake, a.Type)
-			types = append(types, a.Type)
+			t.wake = append(t.wake, a.Type)
+			t.types = append(t.types, a.Type)
 			if a.Type == leads.ActivityGroupJoined || a.Type == leads.ActivityGroupLeft {
-				fields = append(fields, groupFields...)
+				t.fields = append(t.fields, groupFields...)
 			}
 		}
-		matches = func(en *Entry) bool {
+		t.matches = func(en *Entry, _ *float64, _ []string) bool {
 			if en.On != "activity" {
 				return false
 			}
@@ -411,16 +418,17 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 			return false
 		}
 	case leads.LeadChanged:
-		corp, lead = e.CorpID, e.LeadID
+		t.corp, t.lead = e.CorpID, e.LeadID
 		for _, k := range e.Kinds() {
 			fs, ok := leads.ProfileFields[k]
 			if !ok {
-				fields = nil
+				t.fields = nil
 				break
 			}
-			fields = append(fields, fs...)
+			t.fields = append(t.fields, fs...)
 		}
-		matches = func(en *Entry) bool {
+		t.scoreChanged = touchesScore(e)
+		t.matches = func(en *Entry, score *float64, _ []string) bool {
 			if en.On == "score" {
 				return score != nil && *score >= en.Above
 			}
@@ -434,74 +442,170 @@ func (s *Service) HandleEvent(ctx context.Context, ev any) error {
 			}
 			return false
 		}
-	case leads.LeadsRescored:
-		return s.goalsAfterRescore(ctx, e.CorpID)
 	case directory.ContactSaved:
-		var err error
-		if corp, lead, err = s.leadOfContact(ctx, e); err != nil || lead == 0 {
-			return err
-		}
-		fields = contactFields
+		// Its lead is looked up with the batch's others.
+		t.corp, t.contact, t.fields = e.CorpID, e.ExternalUserID, contactFields
 		// "Tag added": the contact now has the entry's tag (re-entry rules
 		// keep a person who keeps the tag from entering again).
-		var tags []string
-		if s.dir != nil {
-			m, err := s.dir.TagNamesOf(ctx, corp, []string{e.ExternalUserID})
-			if err != nil {
+		t.matches = func(en *Entry, _ *float64, tags []string) bool { return en.On == "tag" && contains(tags, en.Tag) }
+	default:
+		return t, false
+	}
+	return t, true
+}
+
+// HandleEvent is HandleEvents for one event.
+func (s *Service) HandleEvent(ctx context.Context, ev any) error {
+	return s.HandleEvents(ctx, []any{ev})
+}
+
+// HandleEvents is the bus subscriber's work for lead events: it wakes the
+// runs waiting for them, enrols each lead where an entry admits its event,
+// and ends runs whose goal an event makes true. A batch is read a
+// statement per kind of lookup and corp, and writes (in one transaction)
+// only where a run wakes or a lead enters; most events do neither.
+func (s *Service) HandleEvents(ctx context.Context, evs []any) error {
+	byCorp := map[string][]trigger{}
+	var corps []string
+	for _, ev := range evs {
+		if e, ok := ev.(leads.LeadsRescored); ok {
+			if err := s.goalsAfterRescore(ctx, e.CorpID); err != nil {
 				return err
 			}
-			tags = m[e.ExternalUserID]
+			continue
 		}
-		matches = func(en *Entry) bool { return en.On == "tag" && contains(tags, en.Tag) }
-	default:
-		return nil
+		t, ok := triggerOf(ev)
+		if !ok {
+			continue
+		}
+		if byCorp[t.corp] == nil {
+			corps = append(corps, t.corp)
+		}
+		byCorp[t.corp] = append(byCorp[t.corp], t)
 	}
-	now := qsql.Millis(s.now())
+	for _, corp := range corps {
+		if err := s.handleTriggers(ctx, corp, byCorp[corp]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handleTriggers is HandleEvents for one corp's events.
+func (s *Service) handleTriggers(ctx context.Context, corp string, ts []trigger) error {
 	live, err := s.published(ctx, s.db, corp)
 	if err != nil {
 		return err
 	}
-	// "Score reached": read the score once, when a journey enters on it and
-	// the change may have moved it.
-	if ch, ok := ev.(leads.LeadChanged); ok && touchesScore(ch) && enterOn(live, "score") {
-		ps, err := s.leads.ProfilesOf(ctx, corp, []int64{lead})
+	var contacts []string
+	for _, t := range ts {
+		if t.contact != "" {
+			contacts = append(contacts, t.contact)
+		}
+	}
+	var tagsOf map[string][]string
+	if len(contacts) > 0 {
+		leadOf, err := s.leads.LeadsOfContacts(ctx, corp, contacts)
 		if err != nil {
 			return err
 		}
-		if len(ps) == 1 {
-			score = &ps[0].Score
+		for i := range ts {
+			if ts[i].contact != "" {
+				ts[i].lead = leadOf[ts[i].contact]
+			}
 		}
-	}
-	err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		if len(wake) > 0 {
-			if err := wakeRuns(ctx, tx, corp, lead, wake, now); err != nil {
+		if s.dir != nil && enterOn(live, "tag") {
+			if tagsOf, err = s.dir.TagNamesOf(ctx, corp, contacts); err != nil {
 				return err
 			}
-			s.wakeAfter(tx)
 		}
-		for _, lj := range live {
-			if entry := lj.entries(matches); entry != nil {
-				if _, err := s.enrol(ctx, tx, corp, lj, entry, []int64{lead}, now); err != nil {
-					return err
-				}
-			}
-		}
+	}
+	ts = slices.DeleteFunc(ts, func(t trigger) bool { return t.lead == 0 }) // a contact with no lead yet
+	if len(ts) == 0 {
 		return nil
-	})
+	}
+	ids := make([]int64, 0, len(ts))
+	for _, t := range ts {
+		ids = append(ids, t.lead)
+	}
+	// "Score reached": read the scores once, when a journey enters on it and
+	// a change may have moved them.
+	scores := map[int64]*float64{}
+	if enterOn(live, "score") && slices.ContainsFunc(ts, func(t trigger) bool { return t.scoreChanged }) {
+		ps, err := s.leads.ProfilesOf(ctx, corp, ids)
+		if err != nil {
+			return err
+		}
+		for i := range ps {
+			scores[ps[i].LeadID] = &ps[i].Score
+		}
+	}
+	runs, err := activeRunsOfLeads(ctx, s.db, corp, ids)
 	if err != nil {
 		return err
 	}
-	return s.checkGoals(ctx, corp, lead, fields, types)
+	type entering struct {
+		lead  int64
+		lj    livejourney
+		entry *Node
+	}
+	var enter []entering
+	var wakes []trigger
+	for _, t := range ts {
+		// A run that starts waiting after this read waits for what comes
+		// after it, not for this.
+		if len(t.wake) > 0 && slices.ContainsFunc(runs[t.lead], func(r Run) bool { return r.State == StateEvent }) {
+			wakes = append(wakes, t)
+		}
+		var score *float64
+		if t.scoreChanged {
+			score = scores[t.lead]
+		}
+		for _, lj := range live {
+			if entry := lj.entries(func(e *Entry) bool { return t.matches(e, score, tagsOf[t.contact]) }); entry != nil {
+				enter = append(enter, entering{t.lead, lj, entry})
+			}
+		}
+	}
+	if len(wakes) > 0 || len(enter) > 0 {
+		now := qsql.Millis(s.now())
+		err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			for _, t := range wakes {
+				if err := wakeRuns(ctx, tx, corp, t.lead, t.wake, now); err != nil {
+					return err
+				}
+			}
+			if len(wakes) > 0 {
+				s.wakeAfter(tx)
+			}
+			for _, e := range enter {
+				if _, err := s.enrol(ctx, tx, corp, e.lj, e.entry, []int64{e.lead}, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(enter) > 0 { // the runs just started have goals too
+			if runs, err = activeRunsOfLeads(ctx, s.db, corp, ids); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range ts {
+		if err := s.checkGoals(ctx, corp, t.lead, t.fields, t.types, runs[t.lead]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// checkGoals ends the lead's active runs whose journey's goal has become
-// true (a run being moved by an engine right now is left to it: the engine
-// checks the goal before each claim's steps).
-func (s *Service) checkGoals(ctx context.Context, corp string, lead int64, fields, types []string) error {
-	runs, err := activeRunsOf(ctx, s.db, corp, lead)
-	if err != nil || len(runs) == 0 {
-		return err
-	}
+// checkGoals ends those of the lead's active runs (runs) whose journey's
+// goal has become true (a run being moved by an engine right now is left to
+// it: the engine checks the goal before each claim's steps).
+func (s *Service) checkGoals(ctx context.Context, corp string, lead int64, fields, types []string, runs []Run) error {
 	var p *leads.Profile
 	for i := range runs {
 		r := &runs[i]

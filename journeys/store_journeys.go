@@ -176,6 +176,23 @@ func wakeRuns(ctx context.Context, tx *qsql.Tx, corp string, lead int64, types [
 
 const runCols = `id, corp_id, journey_id, version, lead_id, node, state, due_at, wait_event, branch, step, attempts, last_error, entered_at, updated_at, ended_at`
 
+// activeRunsOfLeads reads the active runs of leads of a corp, by lead.
+func activeRunsOfLeads(ctx context.Context, db *qsql.DB, corp string, leads []int64) (map[int64][]Run, error) {
+	q, args, err := sqlx.In(`SELECT `+runCols+` FROM journey_runs WHERE corp_id = ? AND lead_id IN (?) AND active_guard = 1`, corp, leads)
+	if err != nil {
+		return nil, err
+	}
+	var rows []Run
+	if err := db.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[int64][]Run, len(leads))
+	for _, r := range rows {
+		out[r.LeadID] = append(out[r.LeadID], r)
+	}
+	return out, nil
+}
+
 func activeRunsOf(ctx context.Context, db *qsql.DB, corp string, lead int64) ([]Run, error) {
 	var out []Run
 	err := db.SelectContext(ctx, &out, `SELECT `+runCols+` FROM journey_runs WHERE corp_id = ? AND lead_id = ? AND active_guard = 1`, corp, lead)
