@@ -140,19 +140,20 @@ func (s *Service) now() time.Time { return (*s.clock.Load())() }
 // SetJobs gives the service the runner its rebuilds are queued on.
 func (s *Service) SetJobs(j Jobs) { s.jobs = j }
 
-// Subscriber names (deliveries are recorded under them).
-const (
-	SubscriberSegments = "journeys.segments" // membership as leads change
-	SubscriberRuns     = "journeys.runs"     // entries, event waits and goals
-)
+// Subscriber is the bus subscriber's name (deliveries are recorded under
+// it). One subscriber does both jobs a lead event brings, in order:
+// segment membership first, then the runs (entries, waits, goals), so a
+// goal on a segment sees the membership the event made. Two subscribers
+// cost a delivery row, a claim and a settle more per event, on every add.
+const Subscriber = "journeys"
 
 // JobRebuild is the job kind that rebuilds a segment.
 const JobRebuild = "segment.rebuild"
 
-// Subscribe registers the subscribers on the bus.
+// Subscribe registers the subscriber on the bus.
 func (s *Service) Subscribe(b *jobs.Bus) {
 	jobs.On(b, jobs.Subscription[any]{
-		Name: SubscriberSegments,
+		Name: Subscriber,
 		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType(),
 			leads.LeadsRescored{}.EventType(), auth.TeamsChanged{}.EventType()},
 		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
@@ -160,25 +161,19 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 			for i, it := range items {
 				evs[i] = it.Event
 			}
-			return s.UpdateMembership(ctx, evs)
+			return s.handleLeadEvents(ctx, evs)
 		},
 		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
-			return s.UpdateMembership(ctx, []any{ev})
+			return s.handleLeadEvents(ctx, []any{ev})
 		},
 	})
-	jobs.On(b, jobs.Subscription[any]{
-		Name: SubscriberRuns,
-		Types: []string{leads.LeadChanged{}.EventType(), leads.ActivitiesRecorded{}.EventType(), directory.ContactSaved{}.EventType(),
-			leads.LeadsRescored{}.EventType()},
-		HandleBatch: func(ctx context.Context, items []jobs.Item[any]) error {
-			evs := make([]any, len(items))
-			for i, it := range items {
-				evs[i] = it.Event
-			}
-			return s.HandleEvents(ctx, evs)
-		},
-		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
-			return s.HandleEvent(ctx, ev)
-		},
-	})
+}
+
+// handleLeadEvents updates segment membership, then moves runs. Both are
+// safe to repeat: a retried delivery re-evaluates and re-checks.
+func (s *Service) handleLeadEvents(ctx context.Context, evs []any) error {
+	if err := s.UpdateMembership(ctx, evs); err != nil {
+		return err
+	}
+	return s.HandleEvents(ctx, evs)
 }

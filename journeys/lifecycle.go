@@ -454,11 +454,6 @@ func triggerOf(ev any) (t trigger, ok bool) {
 	return t, true
 }
 
-// HandleEvent is HandleEvents for one event.
-func (s *Service) HandleEvent(ctx context.Context, ev any) error {
-	return s.HandleEvents(ctx, []any{ev})
-}
-
 // HandleEvents is the bus subscriber's work for lead events: it wakes the
 // runs waiting for them, enrols each lead where an entry admits its event,
 // and ends runs whose goal an event makes true. A batch is read a

@@ -29,8 +29,6 @@ var subscriberTable = []struct {
 		"(*leads.Service).intake (leads/intake.go): a person and a lead for every WeCom add; adds and losses as scored activities; the person named from the mirror"},
 	{"leads.groups", "normal", []string{"change_external_chat/update"},
 		"(*leads.Service).RecordGroupChange (leads/groups.go): customers joining and leaving groups as wecom.group_joined / wecom.group_left activities"},
-	{"journeys.segments", "normal", []string{"LeadChanged", "ActivitiesRecorded", "ContactSaved", "LeadsRescored", "TeamsChanged"},
-		"(*journeys.Service).UpdateMembership (journeys/segments.go): re-evaluates the segments whose conditions name what changed, for that lead; after a rescore, rebuilds those on score, fit or stage; after a team change, re-evaluates the owners' leads in those on teams"},
-	{"journeys.runs", "normal", []string{"LeadChanged", "ActivitiesRecorded", "ContactSaved", "LeadsRescored"},
-		"(*journeys.Service).HandleEvent (journeys/lifecycle.go): wakes runs waiting for the event, enrols at matching entries, ends runs whose goal came true (after a rescore: every active run whose goal reads what it changes)"},
+	{"journeys", "normal", []string{"LeadChanged", "ActivitiesRecorded", "ContactSaved", "LeadsRescored", "TeamsChanged"},
+		"(*journeys.Service).UpdateMembership (journeys/segments.go), then HandleEvents (journeys/lifecycle.go): re-evaluates the segments whose conditions name what changed, for that lead (after a rescore, rebuilds those on score, fit or stage; after a team change, re-evaluates the owners' leads in those on teams); then wakes runs waiting for the event, enrols at matching entries, ends runs whose goal came true (after a rescore: every active run whose goal reads what it changes)"},
 }
