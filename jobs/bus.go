@@ -169,10 +169,14 @@ type Bus struct {
 	RegistryRetire time.Duration
 
 	appends chan *appendReq
-	notify  [2]chan struct{} // per lane: new work for the local dispatcher
-	closing chan struct{}
-	writers sync.WaitGroup
-	started bool
+	// receiving counts the Receives waiting for their commit: many at once
+	// is a burst of callbacks, during which the dispatcher yields (see
+	// Dispatcher.yieldToReceives).
+	receiving atomic.Int64
+	notify    [2]chan struct{} // per lane: new work for the local dispatcher
+	closing   chan struct{}
+	writers   sync.WaitGroup
+	started   bool
 }
 
 // NewBus returns a bus over db. Register decoders and subscribers, then Start.
@@ -646,6 +650,14 @@ type appendResult struct {
 
 const maxAppendBatch = 256
 
+// burstReceives is how many Receives waiting at once make a burst: far
+// above what a steady few hundred callbacks a second keep waiting (a
+// handful), well below what a flood does (one per connection WeCom opens).
+const burstReceives = 16
+
+// inBurst reports whether callbacks are arriving faster than they commit.
+func (b *Bus) inBurst() bool { return b.receiving.Load() >= burstReceives }
+
 func (b *Bus) writeLoop() {
 	defer b.writers.Done()
 	batch := make([]*appendReq, 0, maxAppendBatch)
@@ -683,6 +695,8 @@ func (b *Bus) writeLoop() {
 // duplicate is true when the event was already stored (a WeCom retry or
 // replay): nothing new is written.
 func (b *Bus) Receive(ctx context.Context, in Incoming) (duplicate bool, err error) {
+	b.receiving.Add(1)
+	defer b.receiving.Add(-1)
 	r := &appendReq{in: &in, done: make(chan appendResult, 1)}
 	select {
 	case b.appends <- r:

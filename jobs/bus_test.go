@@ -819,3 +819,61 @@ func TestDispatcher_BatchSubscriberTakesBacklogsTogetherAndIsolatesABadEvent(t *
 		}
 	})
 }
+
+// During a burst of callbacks the normal lane keeps only BurstWorkers
+// running, so acknowledgements get the machine; the fast lane (welcomes)
+// does not yield, and when the burst passes every worker works again.
+func TestDispatcher_YieldsToABurstOfCallbacks(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		b := newBus(t, db)
+		release := make(chan struct{})
+		var running, most, fast atomic.Int32
+		On(b, Subscription[*external]{Name: "slow", Types: []string{"contact/*"}, Handle: func(ctx context.Context, _ Delivery, _ *external) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}})
+		On(b, Subscription[*external]{Name: "welcome", Lane: LaneFast, Types: []string{"contact/*"}, Handle: func(context.Context, Delivery, *external) error {
+			fast.Add(1)
+			return nil
+		}})
+		startBus(t, b)
+		d := NewDispatcher(b, DispatcherOptions{Owner: "a", Workers: 8, FastWorkers: 2, BurstWorkers: 2, Lease: 30 * time.Second, MaxAttempts: 3,
+			Poll: 20 * time.Millisecond}, quiet)
+		b.receiving.Add(burstReceives) // callbacks waiting for their commit: a burst
+		for i := range 8 {
+			if _, err := b.Receive(context.Background(), incoming("ww1", "added", fmt.Sprintf("wm%d", i), time.UnixMilli(1700000000000))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.Start()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d.Stop(ctx)
+		})
+		waitFor(t, "the welcomes, during the burst", func() bool { return fast.Load() == 8 })
+		waitFor(t, "two slow deliveries running", func() bool { return running.Load() == 2 })
+		// The claimer has had every chance to start more: the fast lane is
+		// done and it looks again each few milliseconds.
+		for range 20 {
+			time.Sleep(burstPause)
+			if n := running.Load(); n > 2 {
+				t.Fatalf("%d normal-lane deliveries running during a burst, want 2", n)
+			}
+		}
+		b.receiving.Add(-burstReceives) // the burst is over
+		waitFor(t, "every slow delivery running", func() bool { return running.Load() == 8 })
+		close(release)
+		settled(t, db)
+		if most.Load() != 8 {
+			t.Fatalf("at most %d ran at once after the burst", most.Load())
+		}
+	})
+}

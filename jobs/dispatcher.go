@@ -48,6 +48,10 @@ type DispatcherOptions struct {
 	Lease       time.Duration // how long a claimed delivery is ours
 	MaxAttempts int
 	Poll        time.Duration // how often to look for work other instances added
+	// BurstWorkers is how many normal-lane workers keep running during a
+	// burst of callbacks (default Workers/32, at least 2); see
+	// yieldToReceives.
+	BurstWorkers int
 	// Backoff is the delay before the retry after a failed attempt; default Backoff.
 	Backoff func(attempt int) time.Duration
 }
@@ -80,6 +84,9 @@ func NewDispatcher(bus *Bus, opt DispatcherOptions, log *slog.Logger) *Dispatche
 	}
 	if opt.FastWorkers < 1 {
 		opt.FastWorkers = 1
+	}
+	if opt.BurstWorkers < 1 {
+		opt.BurstWorkers = max(2, opt.Workers/32)
 	}
 	return &Dispatcher{bus: bus, opt: opt, log: log,
 		done:    [2]chan Delivery{make(chan Delivery, 1024), make(chan Delivery, 1024)},
@@ -164,6 +171,12 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- []Del
 				break count
 			}
 		}
+		if lane == LaneNormal {
+			var ok bool
+			if n, ok = d.yieldToReceives(ctx, n, free); !ok {
+				return
+			}
+		}
 		// Batch subscribers take many deliveries on one worker: claim
 		// enough to fill their batches, not just one per idle worker.
 		claimCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -204,6 +217,35 @@ func (d *Dispatcher) claimLoop(ctx context.Context, lane Lane, work chan<- []Del
 		}
 	}
 }
+
+// yieldToReceives holds the normal lane to BurstWorkers running units
+// while the bus takes a burst of callbacks, so the acknowledgements WeCom
+// waits for get the CPU and the database; the backlog drains after the
+// burst (it never stops: BurstWorkers keep working). The fast lane, whose
+// welcomes have 20 s, never yields. Of the n idle workers the claimer
+// holds, it returns how many to use now and gives the rest back; false
+// when ctx ends.
+func (d *Dispatcher) yieldToReceives(ctx context.Context, n int, free chan struct{}) (int, bool) {
+	for d.bus.inBurst() {
+		running := cap(free) - n - len(free)
+		if room := d.opt.BurstWorkers - running; room > 0 {
+			use := min(n, room)
+			for range n - use {
+				free <- struct{}{}
+			}
+			return use, true
+		}
+		select {
+		case <-time.After(burstPause):
+		case <-ctx.Done():
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// burstPause is how often a yielding claimer looks again.
+const burstPause = 5 * time.Millisecond
 
 func (d *Dispatcher) worker(work <-chan []Delivery, free chan<- struct{}) {
 	defer d.wg.Done()
