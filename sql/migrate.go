@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
-	"syscall"
+	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/pressly/goose/v3"
 )
 
@@ -91,30 +91,31 @@ func (mysqlLock) SessionUnlock(ctx context.Context, conn *dbsql.Conn) error {
 	return err
 }
 
-// fileLock is an exclusive flock on a file beside the SQLite database; other
-// processes opening the same database wait for it.
+// fileLock is an exclusive lock on a file beside the SQLite database
+// (flock, or LockFileEx on Windows, through gofrs/flock); other processes
+// opening the same database wait for it.
 type fileLock struct {
 	path string
-	f    *os.File
+	lock *flock.Flock
 }
 
 func (l *fileLock) SessionLock(ctx context.Context, _ *dbsql.Conn) error {
-	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_RDWR, 0o600)
+	fl := flock.New(l.path, flock.SetPermissions(0o600))
+	ok, err := fl.TryLockContext(ctx, 50*time.Millisecond)
 	if err != nil {
 		return err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return err
+	if !ok {
+		return fmt.Errorf("lock %s: %w", l.path, ctx.Err())
 	}
-	l.f = f
+	l.lock = fl
 	return nil
 }
 
 func (l *fileLock) SessionUnlock(ctx context.Context, _ *dbsql.Conn) error {
-	if l.f == nil {
+	if l.lock == nil {
 		return nil
 	}
-	defer func() { l.f.Close(); l.f = nil }()
-	return syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	defer func() { l.lock = nil }()
+	return l.lock.Unlock()
 }
