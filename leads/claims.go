@@ -202,13 +202,21 @@ func (s *Service) CreatePool(ctx context.Context, p Pool) (*Pool, error) {
 	return &p, nil
 }
 
-// UpdatePool changes a pool's claim rules.
+// UpdatePool changes a pool's claim rules, and its name when one is given
+// (an empty name keeps it).
 func (s *Service) UpdatePool(ctx context.Context, p Pool) (*Pool, error) {
-	if f := p.checkCaps(); len(f) > 0 {
+	f := p.checkCaps()
+	if p.Name = strings.TrimSpace(p.Name); len([]rune(p.Name)) > 64 {
+		f.Add("name", "is at most 64 characters")
+	}
+	if len(f) > 0 {
 		return nil, f.Err()
 	}
 	p.UpdatedAt = qsql.Millis(s.now())
 	ok, err := s.store.updatePool(ctx, &p)
+	if qsql.IsDuplicate(err) {
+		return nil, apperr.Field("name", "a pool of this name exists")
+	}
 	if err != nil {
 		return nil, err
 	}

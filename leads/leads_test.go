@@ -778,3 +778,33 @@ func TestRecycle_DaysByGrade(t *testing.T) {
 		}
 	})
 }
+
+// A pool is renamed by an update that names it (an empty name keeps it);
+// another pool's name is refused on the name, and the caps still change.
+func TestPools_UpdateRenamesAndRefusesATakenName(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		north, err := s.CreatePool(ctx, Pool{CorpID: "ww1", Name: "north"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		south, err := s.CreatePool(ctx, Pool{CorpID: "ww1", Name: "south"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdatePool(ctx, Pool{CorpID: "ww1", ID: south.ID, Name: "north"}); err == nil {
+			t.Fatal("a second pool named north")
+		} else if ae, ok := apperr.As(err); !ok || ae.Fields["name"] == "" {
+			t.Fatalf("error %v does not name the name", err)
+		}
+		got, err := s.UpdatePool(ctx, Pool{CorpID: "ww1", ID: south.ID, Name: " 华南 ", MaxOpen: 20})
+		if err != nil || got.Name != "华南" || got.MaxOpen != 20 {
+			t.Fatalf("renamed pool %+v (%v)", got, err)
+		}
+		got, err = s.UpdatePool(ctx, Pool{CorpID: "ww1", ID: north.ID, MaxOpen: 5})
+		if err != nil || got.Name != "north" || got.MaxOpen != 5 {
+			t.Fatalf("pool without a name in the update %+v (%v)", got, err)
+		}
+	})
+}

@@ -208,9 +208,9 @@ func (st *store) createPool(ctx context.Context, p *Pool) error {
 }
 
 func (st *store) updatePool(ctx context.Context, p *Pool) (bool, error) {
-	return changedOne(st.db.ExecContext(ctx, `UPDATE lead_pools SET max_open = ?, max_claims_day = ?, cooldown_hours = ?, recycle_days = ?, recycle_by_grade = ?,
-		escalations = ?, updated_at = ? WHERE corp_id = ? AND id = ?`, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours, p.RecycleDays, p.encodeByGrade(), p.encode(),
-		p.UpdatedAt, p.CorpID, p.ID))
+	return changedOne(st.db.ExecContext(ctx, `UPDATE lead_pools SET name = COALESCE(NULLIF(?, ''), name), max_open = ?, max_claims_day = ?, cooldown_hours = ?,
+		recycle_days = ?, recycle_by_grade = ?, escalations = ?, updated_at = ? WHERE corp_id = ? AND id = ?`, p.Name, p.MaxOpen, p.MaxClaimsDay, p.CooldownHours,
+		p.RecycleDays, p.encodeByGrade(), p.encode(), p.UpdatedAt, p.CorpID, p.ID))
 }
 
 // lastRelease is when user last released the lead (0: never).
