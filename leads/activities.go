@@ -85,8 +85,9 @@ func (s *Service) RecordActivities(ctx context.Context, corp string, in []Activi
 			good = append(good, ok{i, props})
 		}
 	}
-	err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-		res.Recorded, res.Duplicates = 0, 0
+	checked := len(res.Rejected)
+	record := func(tx *qsql.Tx) error {
+		res.Recorded, res.Duplicates, res.Rejected = 0, 0, res.Rejected[:checked]
 		var refs [][2]string
 		for _, g := range good {
 			if e := in[g.i].ExternalUserID; e != "" {
@@ -126,7 +127,13 @@ func (s *Service) RecordActivities(ctx context.Context, corp string, in []Activi
 		n, err := s.recordAndScore(ctx, tx, rows, now)
 		res.Recorded, res.Duplicates = n, len(rows)-n
 		return err
-	})
+	}
+	err := s.db.WriteTx(ctx, record)
+	for attempt := 1; qsql.IsDeadlock(err) && attempt < 3; attempt++ {
+		// InnoDB chose this call as a deadlock's victim (inserts into the
+		// same index gaps as another): it was rolled back and runs again.
+		err = s.db.WriteTx(ctx, record)
+	}
 	sort.Slice(res.Rejected, func(i, j int) bool { return res.Rejected[i].Index < res.Rejected[j].Index })
 	return res, err
 }
@@ -135,6 +142,13 @@ func (s *Service) RecordActivities(ctx context.Context, corp string, in []Activi
 // and scores those this call inserted, by corp; it returns how many it
 // inserted.
 func (s *Service) recordAndScore(ctx context.Context, tx *qsql.Tx, rows []activityRow, now time.Time) (int, error) {
+	people := make([][2]any, len(rows))
+	for i, r := range rows {
+		people[i] = [2]any{r.Corp, r.Person}
+	}
+	if err := s.store.lockLeadsOfPeople(ctx, tx, people); err != nil {
+		return 0, err
+	}
 	batch := newBatchToken()
 	n, err := s.store.insertActivities(ctx, tx, rows, batch, qsql.Millis(now))
 	if err != nil || n == 0 {

@@ -345,6 +345,12 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 		}
 		var changed int
 		err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			// The page's leads are locked first, so activities scored while
+			// it runs wait for it and add to what it writes, and what it
+			// reads next (the activities among them) is as of the lock.
+			if err := s.store.lockLeads(ctx, tx, j.CorpID, ids); err != nil {
+				return err
+			}
 			rules, err := s.store.fitRules(ctx, tx, j.CorpID)
 			if err != nil {
 				return err

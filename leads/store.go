@@ -433,6 +433,33 @@ func (st *store) leadsOfPeople(ctx context.Context, tx *qsql.Tx, people [][2]any
 	return out, nil
 }
 
+// lockLeadsOfPeople takes the row locks of the leads of people (MySQL), in
+// id order, before a transaction scores them: two scorers of one lead (the
+// API's activities and the intake's, say) then run one after the other,
+// and each reads what the other wrote (the reads that follow lock too).
+// SQLite has one writer: nothing to do.
+func (st *store) lockLeadsOfPeople(ctx context.Context, tx *qsql.Tx, people [][2]any) error {
+	if len(people) == 0 || st.db.ForUpdate() == "" {
+		return nil
+	}
+	in, args := qsql.KeysIn([]string{"corp_id", "person_id"}, pairKeys(people))
+	var ids []int64
+	return tx.SelectContext(ctx, &ids, `SELECT id FROM leads WHERE `+in+` ORDER BY id`+st.db.ForUpdate(), args...)
+}
+
+// lockLeads takes the row locks of leads (MySQL), in id order.
+func (st *store) lockLeads(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) error {
+	if len(leads) == 0 || st.db.ForUpdate() == "" {
+		return nil
+	}
+	q, args, err := sqlx.In(`SELECT id FROM leads WHERE corp_id = ? AND id IN (?) ORDER BY id`+st.db.ForUpdate(), corp, leads)
+	if err != nil {
+		return err
+	}
+	var ids []int64
+	return tx.SelectContext(ctx, &ids, q, args...)
+}
+
 // createLeads records new unowned leads, two statements for all, and sets their ids.
 func (st *store) createLeads(ctx context.Context, tx *qsql.Tx, ls []*Lead) error {
 	if len(ls) == 0 {
@@ -643,7 +670,8 @@ func (st *store) rulePoints(ctx context.Context, tx *qsql.Tx, leads []int64) (ma
 		Points int   `db:"points"`
 		Times  int   `db:"times"`
 	}
-	q, args, err := sqlx.In(`SELECT lead_id, rule_id, points, times FROM lead_rule_points WHERE lead_id IN (?)`, leads)
+	// A locking read: the latest points, not the transaction's snapshot.
+	q, args, err := sqlx.In(`SELECT lead_id, rule_id, points, times FROM lead_rule_points WHERE lead_id IN (?)`+st.db.ForUpdate(), leads)
 	if err != nil {
 		return nil, err
 	}
@@ -678,7 +706,9 @@ type engagementRow struct {
 
 func (st *store) engagement(ctx context.Context, tx *qsql.Tx, lead int64) (engagementRow, error) {
 	var e engagementRow
-	err := tx.GetContext(ctx, &e, `SELECT engagement_milli, engagement_at, grade FROM leads WHERE id = ?`, lead)
+	// A locking read: the latest engagement, not the transaction's snapshot
+	// (taken before this lead's lock was granted, perhaps).
+	err := tx.GetContext(ctx, &e, `SELECT engagement_milli, engagement_at, grade FROM leads WHERE id = ?`+st.db.ForUpdate(), lead)
 	return e, err
 }
 
