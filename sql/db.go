@@ -42,22 +42,6 @@ type DB struct {
 	writer *writerQueue
 }
 
-// writerWait bounds how long a write waits for its turn on SQLite before it
-// fails like a busy database would.
-const writerWait = 30 * time.Second
-
-// ErrWriterBusy is a write on SQLite that waited writerWait for its turn.
-var ErrWriterBusy = errors.New("database busy: waited too long for the SQLite writer")
-
-// takeWriter waits for this process's turn to write (SQLite) and returns
-// its release; on MySQL it returns at once.
-func (db *DB) takeWriter(ctx context.Context) (func(), error) {
-	if db.writer == nil {
-		return func() {}, nil
-	}
-	return db.writer.take(ctx)
-}
-
 // ExecContext runs a statement outside a transaction; on SQLite it waits
 // its turn among the process's writers.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error) {

@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -16,6 +17,22 @@ type writerQueue struct {
 	busy   bool
 	urgent []chan struct{}
 	normal []chan struct{}
+}
+
+// writerWait bounds how long a write waits for its turn on SQLite before it
+// fails like a busy database would.
+const writerWait = 30 * time.Second
+
+// ErrWriterBusy is a write on SQLite that waited writerWait for its turn.
+var ErrWriterBusy = errors.New("database busy: waited too long for the SQLite writer")
+
+// takeWriter waits for this process's turn to write (SQLite) and returns
+// its release; on MySQL it returns at once.
+func (db *DB) takeWriter(ctx context.Context) (func(), error) {
+	if db.writer == nil {
+		return func() {}, nil
+	}
+	return db.writer.take(ctx)
 }
 
 type urgentKey struct{}
