@@ -98,6 +98,9 @@ type InboxConfig struct {
 	Lease       Duration `yaml:"lease"`
 	Workers     int      `yaml:"workers"`
 	FastWorkers int      `yaml:"fast_workers"`
+	// BurstWorkers is how many normal-lane workers keep running while a
+	// burst of callbacks waits to be stored (0: workers/32, at least 2).
+	BurstWorkers int `yaml:"burst_workers"`
 }
 
 type SyncConfig struct {
@@ -306,6 +309,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Inbox.Workers < 1 || c.Inbox.FastWorkers < 1 {
 		return &FieldError{"inbox.workers", "workers and fast_workers must be at least 1"}
+	}
+	if c.Inbox.BurstWorkers < 0 || c.Inbox.BurstWorkers > c.Inbox.Workers {
+		return &FieldError{"inbox.burst_workers", "is 0 (automatic) or between 1 and inbox.workers"}
 	}
 	for i, p := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {

@@ -34,6 +34,7 @@ func TestLoad_ErrorsNameTheKey(t *testing.T) {
 		"db.dsn":                   {"QIFLOW_DB_DRIVER": "mysql"},
 		"public_url":               {"QIFLOW_PUBLIC_URL": "not a url"},
 		"inbox.max_attempts":       {"QIFLOW_INBOX_MAX_ATTEMPTS": "zero"},
+		"inbox.burst_workers":      {"QIFLOW_INBOX_WORKERS": "8", "QIFLOW_INBOX_BURST_WORKERS": "9"},
 		"wecom.corps[0].aes_key":   {"QIFLOW_WECOM_CORP_ID": "ww1", "QIFLOW_WECOM_SECRET": "s", "QIFLOW_WECOM_TOKEN": "t", "QIFLOW_WECOM_AES_KEY": "short"},
 		"wecom.corps[].agent_id":   {"QIFLOW_WECOM_CORP_ID": "ww1", "QIFLOW_WECOM_AGENT_ID": "x"},
 		"wecom.corps[0].secret":    {"QIFLOW_WECOM_CORP_ID": "ww1"},

@@ -78,6 +78,7 @@ func options(c *Config) []option {
 		{Key: "inbox.lease", Env: "QIFLOW_INBOX_LEASE", set: duration(&c.Inbox.Lease)},
 		{Key: "inbox.workers", Env: "QIFLOW_INBOX_WORKERS", set: integer(&c.Inbox.Workers)},
 		{Key: "inbox.fast_workers", Env: "QIFLOW_INBOX_FAST_WORKERS", set: integer(&c.Inbox.FastWorkers)},
+		{Key: "inbox.burst_workers", Env: "QIFLOW_INBOX_BURST_WORKERS", set: integer(&c.Inbox.BurstWorkers)},
 		{Key: "sync.reconcile", Env: "QIFLOW_SYNC_RECONCILE", set: str(&c.Sync.Reconcile)},
 		{Key: "sandbox", Env: "QIFLOW_SANDBOX", Flag: "sandbox", Usage: "auto (on when no corp is configured), on or off", set: str(&c.Sandbox)},
 		{Key: "trusted_proxies", Env: "QIFLOW_TRUSTED_PROXIES", Usage: "comma-separated IPs/CIDRs of load balancers", set: list(&c.TrustedProxies)},

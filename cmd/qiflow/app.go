@@ -150,7 +150,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.journeys.SetMedia(a.media)
 	a.disp = jobs.NewDispatcher(a.bus, jobs.DispatcherOptions{
 		Owner: a.owner, Workers: cfg.Inbox.Workers, FastWorkers: cfg.Inbox.FastWorkers,
-		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts,
+		Lease: cfg.Inbox.Lease.Duration, MaxAttempts: cfg.Inbox.MaxAttempts, BurstWorkers: cfg.Inbox.BurstWorkers,
 	}, log)
 	a.run = jobs.NewRunner(a.db, a.owner, time.Minute, log)
 	// Every directory import is followed by the lead pool's backfill, so
