@@ -27,6 +27,7 @@ func (s *Server) journeyRoutes() []Route {
 		{"GET", "/segments/:id", auth.PermLeadsRead, s.getSegment},
 		{"PUT", "/segments/:id", auth.PermJourneysManage, s.saveSegment},
 		{"GET", "/segments/:id/members", auth.PermLeadsRead, s.segmentMembers},
+		{"POST", "/segments/:id/rebuild", auth.PermJourneysManage, s.rebuildSegment},
 		{"GET", "/segments/:id/export", auth.PermLeadsExport, s.exportSegment},
 		{"POST", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(true)},
 		{"DELETE", "/segments/:id/members", auth.PermJourneysManage, s.pinMembers(false)},
@@ -139,6 +140,21 @@ func (s *Server) getSegment(c *gin.Context) {
 	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
 		return s.d.Journeys.Segment(ctx, corp, id)
 	})
+}
+
+// rebuildSegment queues a full rebuild of a segment: 202 with its job
+// (GET /jobs/{id} follows it).
+func (s *Server) rebuildSegment(c *gin.Context) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	job, err := s.d.Journeys.QueueRebuild(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"job_id": job})
 }
 
 // segmentMembers pages through members: ?after=<lead id>&limit=.

@@ -1012,3 +1012,50 @@ func TestJourney_ScoreActionOncePerStep(t *testing.T) {
 		}
 	})
 }
+
+// A rebuild asked for by hand recomputes a segment whose people changed
+// around Qiflow (a restored backup, an upgrade that missed events): only
+// the difference moves, and a static segment has nothing to rebuild by.
+func TestSegments_RebuildOnRequest(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		f := newFixture(t, db, false)
+		ctx := context.Background()
+		ids := f.seed(t, 6)
+		g, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "CTOs", Kind: KindDynamic,
+			Filter: Filter{Field: "title", Op: "eq", Value: json.RawMessage(`"CTO"`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g = f.rebuild(t, g); g.Members != 0 {
+			t.Fatalf("%d members before anyone is a CTO", g.Members)
+		}
+		// Two people become CTOs behind Qiflow's back: no event, no change.
+		if _, err := db.Exec(`UPDATE people SET title = 'CTO' WHERE id IN (SELECT person_id FROM leads WHERE id IN (?, ?))`, ids[1], ids[4]); err != nil {
+			t.Fatal(err)
+		}
+		job, err := f.s.QueueRebuild(ctx, corp, g.ID)
+		if err != nil || job == 0 {
+			t.Fatalf("rebuild queued as job %d (%v)", job, err)
+		}
+		waitFor(t, "the rebuild job", func() bool {
+			j, err := f.run.Get(ctx, corp, job)
+			return err == nil && j.Status == jobs.JobDone
+		})
+		if got := f.members(t, g.ID); len(got) != 2 || got[0] != ids[1] || got[1] != ids[4] {
+			t.Fatalf("members after the rebuild %v, want %v", got, []int64{ids[1], ids[4]})
+		}
+		if g, _ = f.s.Segment(ctx, corp, g.ID); g.Members != 2 {
+			t.Fatalf("count %d after the rebuild, want 2", g.Members)
+		}
+		static, err := f.s.CreateSegment(ctx, Segment{CorpID: corp, Name: "picked", Kind: KindStatic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.s.QueueRebuild(ctx, corp, static.ID); err != ErrStaticRebuild {
+			t.Fatalf("a static segment's rebuild: %v", err)
+		}
+		if _, err := f.s.QueueRebuild(ctx, corp, 999999); err != ErrSegmentNotFound {
+			t.Fatalf("a missing segment's rebuild: %v", err)
+		}
+	})
+}

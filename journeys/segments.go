@@ -25,6 +25,7 @@ const (
 var (
 	ErrSegmentNotFound = apperr.NotFound("segment not found")
 	ErrNotStatic       = apperr.Conflict("not_static", "only a static segment takes people from a journey")
+	ErrStaticRebuild   = apperr.Conflict("static_segment", "a static segment has no condition to rebuild by")
 )
 
 // Segment is a named filter and who is in it.
@@ -175,12 +176,31 @@ func (s *Service) UpdateSegment(ctx context.Context, g Segment) (*Segment, error
 	return s.Segment(ctx, g.CorpID, g.ID)
 }
 
-func (s *Service) queueRebuild(ctx context.Context, g *Segment) error {
-	if g.Kind == KindStatic || s.jobs == nil {
-		return nil
+// QueueRebuild queues a full rebuild of a segment now (one pass that
+// applies only the difference; a rebuild already queued is that one), for
+// whoever runs Qiflow: after an upgrade, or after data changed around it (a
+// restored backup). It returns the rebuild's job.
+func (s *Service) QueueRebuild(ctx context.Context, corp string, id int64) (int64, error) {
+	g, err := s.Segment(ctx, corp, id)
+	if err != nil {
+		return 0, err
 	}
-	_, err := s.jobs.Enqueue(ctx, g.CorpID, JobRebuild, fmt.Sprintf("segment:%d", g.ID), rebuildParams{Segment: g.ID}, 0)
+	if g.Kind == KindStatic {
+		return 0, ErrStaticRebuild
+	}
+	return s.enqueueRebuild(ctx, g)
+}
+
+func (s *Service) queueRebuild(ctx context.Context, g *Segment) error {
+	_, err := s.enqueueRebuild(ctx, g)
 	return err
+}
+
+func (s *Service) enqueueRebuild(ctx context.Context, g *Segment) (int64, error) {
+	if g.Kind == KindStatic || s.jobs == nil {
+		return 0, nil
+	}
+	return s.jobs.Enqueue(ctx, g.CorpID, JobRebuild, fmt.Sprintf("segment:%d", g.ID), rebuildParams{Segment: g.ID}, 0)
 }
 
 // Segment reads one segment.
