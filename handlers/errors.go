@@ -157,6 +157,27 @@ func changeRecord[In, Out any](s *Server, c *gin.Context, change func(ctx contex
 	c.JSON(http.StatusOK, out)
 }
 
+// answerByID answers what fn reads of the :id in the principal's corp, or
+// the refusal.
+func (s *Server) answerByID(c *gin.Context, fn func(ctx context.Context, corp string, id int64) (any, error)) {
+	s.answerByIDWith(c, http.StatusOK, fn)
+}
+
+// answerByIDWith is answerByID with another success status (202 for work
+// queued).
+func (s *Server) answerByIDWith(c *gin.Context, status int, fn func(ctx context.Context, corp string, id int64) (any, error)) {
+	id, ok := pathID(c, "id")
+	if !ok {
+		return
+	}
+	out, err := fn(c.Request.Context(), principal(c).CorpID, id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(status, out)
+}
+
 // bind decodes a JSON body, answering 413 when it is too large and 400 with
 // the reason when it is not JSON.
 func bind(c *gin.Context, v any) bool {

@@ -145,16 +145,10 @@ func (s *Server) getSegment(c *gin.Context) {
 // rebuildSegment queues a full rebuild of a segment: 202 with its job
 // (GET /jobs/{id} follows it).
 func (s *Server) rebuildSegment(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	job, err := s.d.Journeys.QueueRebuild(c.Request.Context(), principal(c).CorpID, id)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusAccepted, gin.H{"job_id": job})
+	s.answerByIDWith(c, http.StatusAccepted, func(ctx context.Context, corp string, id int64) (any, error) {
+		job, err := s.d.Journeys.QueueRebuild(ctx, corp, id)
+		return gin.H{"job_id": job}, err
+	})
 }
 
 // segmentMembers pages through members: ?after=<lead id>&limit=.
@@ -409,21 +403,6 @@ func (s *Server) splitResults(c *gin.Context) {
 		rs, err := s.d.Journeys.SplitResults(ctx, corp, id)
 		return gin.H{"branches": rs}, err
 	})
-}
-
-// answerByID answers what fn reads of the :id in the principal's corp, or
-// the refusal.
-func (s *Server) answerByID(c *gin.Context, fn func(ctx context.Context, corp string, id int64) (any, error)) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	out, err := fn(c.Request.Context(), principal(c).CorpID, id)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, out)
 }
 
 // exportSegment downloads a segment's members as the lead export does

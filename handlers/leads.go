@@ -342,16 +342,10 @@ func (s *Server) updatePool(c *gin.Context) {
 }
 
 func (s *Server) poolMembers(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	users, err := s.d.Leads.Members(c.Request.Context(), principal(c).CorpID, id)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"members": users})
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		users, err := s.d.Leads.Members(ctx, corp, id)
+		return gin.H{"members": users}, err
+	})
 }
 
 // poolMember adds (PUT) or removes (DELETE) a member of a pool.

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
@@ -115,16 +116,9 @@ func (s *Server) listJobs(c *gin.Context) {
 }
 
 func (s *Server) getJob(c *gin.Context) {
-	id, ok := pathID(c, "id")
-	if !ok {
-		return
-	}
-	j, err := s.d.Runner.Get(c.Request.Context(), principal(c).CorpID, id)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, j)
+	s.answerByID(c, func(ctx context.Context, corp string, id int64) (any, error) {
+		return s.d.Runner.Get(ctx, corp, id)
+	})
 }
 
 func (s *Server) cancelJob(c *gin.Context) {
