@@ -13,9 +13,9 @@ import (
 
 // A writer that commits and begins again at once (an import's batches)
 // must not starve another (a callback's inbox row): on SQLite the other
-// gets its turn after at most a transaction or two of the busy one, however
-// loaded the machine. Under SQLite's own polling busy handler it waited
-// out its 10 s timeout and failed with SQLITE_BUSY (CI, stop 16).
+// gets its turn after a transaction or two of the busy one. Under SQLite's
+// own polling busy handler it waited out its 10 s timeout and failed with
+// SQLITE_BUSY (CI, stop 16).
 func TestWriteTx_ABusyWriterDoesNotStarveAnother(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		ctx := context.Background()
@@ -61,8 +61,11 @@ func TestWriteTx_ABusyWriterDoesNotStarveAnother(t *testing.T) {
 			if _, err := db.ExecContext(ctx, `UPDATE hog SET n = n + 1 WHERE id = 2`); err != nil {
 				t.Fatalf("write %d beside a busy writer: %v", i, err)
 			}
-			if waited := commits.Load() - before; db.SingleWriter() && waited > 3 {
-				t.Fatalf("write %d waited for %d of the busy writer's transactions, want ≤ 3", i, waited)
+			// In turn it waits for one or two; the bound leaves room for this
+			// goroutine being descheduled before it queues (a loaded CI
+			// machine under -race). SQLite's polling made it 618.
+			if waited := commits.Load() - before; db.SingleWriter() && waited > 50 {
+				t.Fatalf("write %d waited for %d of the busy writer's transactions, want ≤ 50", i, waited)
 			}
 			if err := db.WriteTx(ctx, func(tx *qsql.Tx) error {
 				_, err := tx.ExecContext(ctx, `UPDATE hog SET n = n + 1 WHERE id = 2`)
