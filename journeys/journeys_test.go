@@ -1029,6 +1029,13 @@ func TestSegments_RebuildOnRequest(t *testing.T) {
 		if g = f.rebuild(t, g); g.Members != 0 {
 			t.Fatalf("%d members before anyone is a CTO", g.Members)
 		}
+		// The creation's job is over (a request while a rebuild runs is that
+		// rebuild, whose pass may be past the change).
+		waitFor(t, "the creation's rebuild job to end", func() bool {
+			var busy int
+			err := db.Get(&busy, `SELECT COUNT(*) FROM jobs WHERE kind = ? AND status IN ('queued', 'running')`, JobRebuild)
+			return err == nil && busy == 0
+		})
 		// Two people become CTOs behind Qiflow's back: no event, no change.
 		if _, err := db.Exec(`UPDATE people SET title = 'CTO' WHERE id IN (SELECT person_id FROM leads WHERE id IN (?, ?))`, ids[1], ids[4]); err != nil {
 			t.Fatal(err)

@@ -177,9 +177,11 @@ func (s *Service) UpdateSegment(ctx context.Context, g Segment) (*Segment, error
 }
 
 // QueueRebuild queues a full rebuild of a segment now (one pass that
-// applies only the difference; a rebuild already queued is that one), for
-// whoever runs Qiflow: after an upgrade, or after data changed around it (a
-// restored backup). It returns the rebuild's job.
+// applies only the difference), for whoever runs Qiflow: after an upgrade,
+// or after data changed around it (a restored backup). It returns the
+// rebuild's job. A rebuild already queued or running is the one returned;
+// one running may have passed a lead changed meanwhile: ask again when it
+// is done.
 func (s *Service) QueueRebuild(ctx context.Context, corp string, id int64) (int64, error) {
 	g, err := s.Segment(ctx, corp, id)
 	if err != nil {
