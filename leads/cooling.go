@@ -80,22 +80,3 @@ func (s *Service) Cool(ctx context.Context) (int, error) {
 	}
 	return marked, nil
 }
-
-// recool recomputes the cooling moments of leads after the threshold or the
-// half-life changed (the rescore job does it page by page).
-func (s *Service) recool(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, set Settings) error {
-	rows, err := s.store.coolingOf(ctx, tx, corp, leads)
-	if err != nil {
-		return err
-	}
-	for _, r := range rows {
-		want := coolsAt(float64(r.Milli)/1000, r.At, set)
-		// A second apart is the same moment (stored engagement is rounded).
-		if (want == nil) != (r.CoolsAt == nil) || (want != nil && (*want-*r.CoolsAt > 1000 || *r.CoolsAt-*want > 1000)) {
-			if err := s.store.setCoolsAt(ctx, tx, corp, r.ID, r.CoolsAt, want); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}

@@ -9,7 +9,6 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/qiflow/qiflow/apperr"
-	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
@@ -154,6 +153,35 @@ func (s *Service) FitRules(ctx context.Context, corp string) ([]FitRule, error) 
 	return s.store.fitRules(ctx, s.db, corp)
 }
 
+// fitScorer gives leads the points of the fit rules that hold for them.
+type fitScorer struct {
+	rules []FitRule
+	progs []*vm.Program // nil: a rule saved before it stopped compiling gives nothing
+}
+
+func newFitScorer(rules []FitRule) fitScorer {
+	f := fitScorer{rules: rules, progs: make([]*vm.Program, len(rules))}
+	for i, r := range rules {
+		f.progs[i], _ = compileFit(r.Condition)
+	}
+	return f
+}
+
+// score is a lead's fit points, and the rules that gave them ("+30 exec").
+func (f fitScorer) score(env fitEnv) (int, []string) {
+	points, why := 0, []string(nil)
+	for i, r := range f.rules {
+		if f.progs[i] == nil {
+			continue
+		}
+		if ok, err := expr.Run(f.progs[i], env); err == nil && ok == true {
+			points += r.Points
+			why = append(why, fmt.Sprintf("%+d %s", r.Points, r.Name))
+		}
+	}
+	return points, why
+}
+
 // refit recomputes the fit of leads of a corp in tx with the given rules
 // and settings, stores what changed, and promotes those that now meet the
 // MQL bar. It returns how many changed and the history to record.
@@ -165,38 +193,19 @@ func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []i
 	if err != nil {
 		return 0, nil, err
 	}
-	progs := make([]*vm.Program, len(rules))
-	for i, r := range rules {
-		if progs[i], err = compileFit(r.Condition); err != nil {
-			progs[i] = nil // saved before it stopped compiling: it gives nothing
-		}
-	}
+	fit := newFitScorer(rules)
 	byID := make(map[int64]fitInput, len(inputs))
 	var changed []fitChange
 	var history []historyRow
 	for _, in := range inputs {
 		byID[in.ID] = in
-		points, why := 0, []string{}
-		for i, r := range rules {
-			if progs[i] == nil {
-				continue
-			}
-			if ok, err := expr.Run(progs[i], in.fitEnv); err == nil && ok == true {
-				points += r.Points
-				why = append(why, fmt.Sprintf("%+d %s", r.Points, r.Name))
-			}
-		}
+		points, why := fit.score(in.fitEnv)
 		grade := gradeOf(points, set)
 		if points == in.FitPoints && grade == in.Grade {
 			continue
 		}
 		changed = append(changed, fitChange{in.ID, points, grade})
-		reason := "no fit rule holds"
-		if len(why) > 0 {
-			reason = strings.Join(why, ", ")
-		}
-		history = append(history, historyRow{corp, in.ID, HistoryEntry{At: ms, Kind: HistoryFit, From: fmt.Sprintf("%d %s", in.FitPoints, in.Grade),
-			To: fmt.Sprintf("%d %s", points, grade), Reason: reason}})
+		history = append(history, historyRow{corp, in.ID, fitEntry(in.FitPoints, in.Grade, points, grade, why, ms)})
 	}
 	if err := s.store.setFits(ctx, tx, corp, changed, ms); err != nil {
 		return 0, nil, err
@@ -226,31 +235,14 @@ func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []i
 	return len(changed), history, nil
 }
 
-// mergeRescoreHistory records a lead's new fit and new engagement from one
-// rescore as one history entry ("fit 0 D → 55 B (+30 exec); engagement
-// 0.0 → 62.0"), other entries (promotions) as they are: a rescore of a
-// million leads writes a row fewer for each.
-func mergeRescoreHistory(fits, scores []historyRow) []historyRow {
-	out := make([]historyRow, 0, len(fits)+len(scores))
-	fitOf := map[int64]int{}
-	for _, h := range fits {
-		if h.Kind == HistoryFit {
-			fitOf[h.Lead] = len(out)
-		}
-		out = append(out, h)
+// fitEntry is the history entry of a lead's new fit, with the rules that
+// gave it (why).
+func fitEntry(wasPoints int, wasGrade string, points int, grade string, why []string, ms int64) HistoryEntry {
+	reason := "no fit rule holds"
+	if len(why) > 0 {
+		reason = strings.Join(why, ", ")
 	}
-	for _, h := range scores {
-		i, ok := fitOf[h.Lead]
-		if h.Kind != HistoryScore || !ok {
-			out = append(out, h)
-			continue
-		}
-		f := &out[i]
-		f.Kind = HistoryScore
-		f.Reason = fmt.Sprintf("rescored by the current rules: fit %s → %s (%s); engagement %s → %s", f.From, f.To, f.Reason, h.From, h.To)
-		f.From, f.To = h.From, h.To
-	}
-	return out
+	return HistoryEntry{At: ms, Kind: HistoryFit, From: fmt.Sprintf("%d %s", wasPoints, wasGrade), To: fmt.Sprintf("%d %s", points, grade), Reason: reason}
 }
 
 // fitChange is a lead's new fit.
@@ -287,103 +279,4 @@ func (s *Service) refitLeads(ctx context.Context, tx *qsql.Tx, corp string, lead
 		return err
 	}
 	return s.store.addHistories(ctx, tx, history)
-}
-
-const rescorePage = 2000
-
-type rescoreCheckpoint struct {
-	After   int64  `json:"after"`
-	Rules   string `json:"rules"` // the rules' and bounds' version the pass started with
-	Done    int64  `json:"done"`
-	Changed int64  `json:"changed"`
-}
-
-// RescoreResult is what a rescore did.
-type RescoreResult struct {
-	Leads   int64 `json:"leads"`
-	Changed int64 `json:"changed"`
-}
-
-// RunRescore is the JobRescore handler: pages of leads by id, a
-// transaction each, with progress; cancelled between pages.
-func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
-	quiet := ctx
-	ctx = bulk(ctx) // one LeadsRescored at the end, not a LeadChanged a lead
-	var cp rescoreCheckpoint
-	if _, err := j.LoadCheckpoint(&cp); err != nil {
-		return nil, err
-	}
-	total, err := s.store.countLeads(ctx, j.CorpID)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		version, err := s.store.rulesVersion(ctx, j.CorpID)
-		if err != nil {
-			return nil, err
-		}
-		if cp.Rules != version {
-			cp = rescoreCheckpoint{Rules: version} // the rules changed: every lead again
-		}
-		page := rescorePage
-		if s.db.SingleWriter() {
-			page = rescorePage / 4 // SQLite's one writer is not held long
-		}
-		ids, err := s.store.leadIDsAfter(ctx, j.CorpID, cp.After, page)
-		if err != nil {
-			return nil, err
-		}
-		if len(ids) == 0 {
-			if s.store.bus != nil {
-				if err := s.db.WriteTx(quiet, func(tx *qsql.Tx) error {
-					return s.store.bus.Publish(quiet, tx, j.CorpID, LeadsRescored{CorpID: j.CorpID, At: qsql.Millis(s.now()), Key: fmt.Sprintf("%d/%s", j.ID, cp.Rules)})
-				}); err != nil {
-					return nil, err
-				}
-			}
-			return RescoreResult{Leads: cp.Done, Changed: cp.Changed}, nil
-		}
-		var changed int
-		err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-			// The page's leads are locked first, so activities scored while
-			// it runs wait for it and add to what it writes, and what it
-			// reads next (the activities among them) is as of the lock.
-			if err := s.store.lockLeads(ctx, tx, j.CorpID, ids); err != nil {
-				return err
-			}
-			rules, err := s.store.fitRules(ctx, tx, j.CorpID)
-			if err != nil {
-				return err
-			}
-			set, err := s.store.settings(ctx, tx, j.CorpID)
-			if err != nil {
-				return err
-			}
-			ms := qsql.Millis(s.now())
-			nf, fits, err := s.refit(ctx, tx, j.CorpID, ids, rules, set, ms)
-			if err != nil {
-				return err
-			}
-			engagementRules, err := s.store.rulesOf(ctx, tx, []string{j.CorpID})
-			if err != nil {
-				return err
-			}
-			ne, scores, err := s.replayEngagement(ctx, tx, j.CorpID, ids, engagementRules[j.CorpID], set, ms)
-			if err != nil {
-				return err
-			}
-			changed = nf + ne
-			if err := s.store.addHistories(ctx, tx, mergeRescoreHistory(fits, scores)); err != nil {
-				return err
-			}
-			return s.recool(ctx, tx, j.CorpID, ids, set)
-		})
-		if err != nil {
-			return nil, err
-		}
-		cp.After, cp.Done, cp.Changed = ids[len(ids)-1], cp.Done+int64(len(ids)), cp.Changed+int64(changed)
-		if err := j.Checkpoint(ctx, cp, cp.Done, total); err != nil {
-			return nil, err
-		}
-	}
 }

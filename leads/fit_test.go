@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -256,14 +257,7 @@ func TestRescore_NewEngagementRulesReplayStoredActivities(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitRescore := func(what string) {
-			t.Helper()
-			waitFor(t, what, func() bool {
-				var busy int
-				db.Get(&busy, `SELECT COUNT(*) FROM jobs WHERE kind = ? AND status IN ('queued', 'running')`, JobRescore)
-				return busy == 0
-			})
-		}
+		waitRescore := func(what string) { t.Helper(); waitJobs(t, db, JobRescore, what) }
 		waitRescore("the first rescore")
 		// Webinars: 20 each, capped at 50 (20 + 20 + 10), halved by ten days: 25; the order, once: 30 now.
 		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "webinar", ActivityType: "webinar", Points: 20, MaxPoints: 50, Repeatable: true}); err != nil {
@@ -302,13 +296,96 @@ func TestRescore_NewEngagementRulesReplayStoredActivities(t *testing.T) {
 	})
 }
 
-func TestMergeRescoreHistory_OneEntryPerLeadForFitAndEngagement(t *testing.T) {
-	fits := []historyRow{{"ww1", 1, HistoryEntry{Kind: HistoryFit, From: "0 D", To: "55 B", Reason: "+55 exec"}},
-		{"ww1", 1, HistoryEntry{Kind: HistoryStage, From: StageLead, To: StageMQL}}}
-	scores := []historyRow{{"ww1", 1, HistoryEntry{Kind: HistoryScore, From: "0.0", To: "62.0"}}, {"ww1", 2, HistoryEntry{Kind: HistoryScore, From: "1.0", To: "2.0"}}}
-	got := mergeRescoreHistory(fits, scores)
-	if len(got) != 3 || got[0].Kind != HistoryScore || got[0].Reason != "rescored by the current rules: fit 0 D → 55 B (+55 exec); engagement 0.0 → 62.0" ||
-		got[1].Kind != HistoryStage || got[2].Lead != 2 {
-		t.Fatalf("%+v", got)
+// A rescore that changes a lead's fit and engagement explains both in one
+// history entry; one that changes either says which.
+func TestRescoreEntry_OneEntryPerLeadForFitAndEngagement(t *testing.T) {
+	was, is := leadScore{FitPoints: 0, Grade: "D"}, leadScore{FitPoints: 55, Grade: "B"}
+	both := rescoreEntry(was, is, true, true, 0, 62, []string{"+55 exec"}, 1)
+	if both.Kind != HistoryScore || both.From != "0.0" || both.To != "62.0" ||
+		both.Reason != "rescored by the current rules: fit 0 D → 55 B (+55 exec); engagement 0.0 → 62.0" {
+		t.Fatalf("fit and engagement: %+v", both)
 	}
+	if fit := rescoreEntry(was, is, true, false, 3, 3, nil, 1); fit.Kind != HistoryFit || fit.From != "0 D" || fit.To != "55 B" || fit.Reason != "no fit rule holds" {
+		t.Fatalf("fit only: %+v", fit)
+	}
+	if eng := rescoreEntry(was, was, false, true, 1, 2, nil, 1); eng.Kind != HistoryScore || eng.Reason != "rescored by the current rules: 1.0 → 2.0" {
+		t.Fatalf("engagement only: %+v", eng)
+	}
+}
+
+// waitJobs waits until no job of a kind is queued or running.
+func waitJobs(t *testing.T, db *qsql.DB, kind, what string) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		var busy int
+		db.Get(&busy, `SELECT COUNT(*) FROM jobs WHERE kind = ? AND status IN ('queued', 'running')`, kind)
+		return busy == 0
+	})
+}
+
+// A rescore that lifts leads over the MQL bar promotes them through the
+// corp's assignment rules; a person merged into another scores for the
+// survivor's lead; and a new threshold moves each lead's cooling moment.
+func TestRescore_PromotesThroughAssignmentCountsMergedPeopleAndMovesCooling(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		run := jobs.NewRunner(db, "test", time.Minute, quiet)
+		run.Register(JobRescore, s.RunRescore)
+		s.SetJobs(run)
+		run.Start(1)
+		defer run.Stop(ctx)
+		ids := seed(t, s, 3)
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
+			t.Fatal(err)
+		}
+		for i, ext := range []string{"wm0", "wm2"} {
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: ext, Type: "demo", At: now, Key: fmt.Sprint("d", i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		survivor, _ := s.read(ctx, "ww1", ids[1])
+		folded, _ := s.read(ctx, "ww1", ids[2])
+		if _, err := s.Merge(ctx, "ww1", survivor.PersonID, folded.PersonID, 7, "same customer"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateAssignmentRule(ctx, AssignmentRule{CorpID: "ww1", Name: "everyone", Users: []int64{11}}, isAnyUser); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the rescores before the rule")
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo", Points: 60, Repeatable: true}); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the rescore after the rule")
+		for _, id := range []int64{ids[0], ids[1]} {
+			l, _ := s.read(ctx, "ww1", id)
+			if l.Engagement != 60 || l.Stage != StageMQL || l.OwnerUserID != 11 {
+				t.Fatalf("lead %d after the rescore: engagement %v, stage %s, owner %d; want 60, mql, 11", id, l.Engagement, l.Stage, l.OwnerUserID)
+			}
+		}
+		coolsAt := func(id int64) time.Duration {
+			var at int64
+			if err := db.Get(&at, `SELECT cools_at FROM leads WHERE id = ?`, id); err != nil {
+				t.Fatal(err)
+			}
+			return qsql.FromMillis(at).Sub(now)
+		}
+		// 60 halves to 50 in 10·log2(1.2) days, to 40 in 10·log2(1.5).
+		near := func(got time.Duration, days float64) bool {
+			want := time.Duration(days * 24 * float64(time.Hour))
+			return got > want-time.Second && got < want+2*time.Second
+		}
+		if got := coolsAt(ids[0]); !near(got, 10*math.Log2(1.2)) {
+			t.Fatalf("cools in %v", got)
+		}
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 40)); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the rescore after the new threshold")
+		if got := coolsAt(ids[0]); !near(got, 10*math.Log2(1.5)) {
+			t.Fatalf("after the new threshold, cools in %v", got)
+		}
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 	"slices"
 
@@ -32,22 +31,44 @@ func (s *Service) DeleteRule(ctx context.Context, corp string, id int64) error {
 	return s.enqueueRescore(ctx, corp)
 }
 
-// replayEngagement recomputes the engagement of leads of a corp in tx; it
-// returns how many changed and the history to record.
-func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []Rule, set Settings, ms int64) (int, []historyRow, error) {
-	rows, err := s.store.replayLeads(ctx, tx, corp, leads)
-	if err != nil || len(rows) == 0 {
-		return 0, nil, err
+// engagementReplay is what today's engagement rules give leads for their
+// stored activities.
+type engagementReplay struct {
+	engagement map[int64]float64  // by lead, decayed to now
+	given      map[[2]int64]given // by [lead, rule]
+}
+
+// givenTo is what the rules gave some of the leads, by [lead, rule].
+func (r engagementReplay) givenTo(leads []int64) map[[2]int64]given {
+	wanted := make(map[int64]bool, len(leads))
+	for _, id := range leads {
+		wanted[id] = true
 	}
-	persons := make([]int64, 0, len(rows))
-	leadOfPerson := map[int64]int64{}
-	for _, r := range rows {
-		persons = append(persons, r.Person)
-		leadOfPerson[r.Person] = r.ID
+	out := map[[2]int64]given{}
+	for k, g := range r.given {
+		if wanted[k[0]] {
+			out[k] = g
+		}
 	}
+	return out
+}
+
+// replayEngagement recomputes in tx, as of ms, the engagement of the leads
+// of some people of a corp (leadOfPerson) from the activities of those
+// people and of the people merged into them. It writes nothing.
+func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string, leadOfPerson map[int64]int64, rules []Rule, set Settings, ms int64) (engagementReplay, error) {
+	out := engagementReplay{engagement: map[int64]float64{}, given: map[[2]int64]given{}}
+	if len(leadOfPerson) == 0 {
+		return out, nil
+	}
+	persons := make([]int64, 0, len(leadOfPerson))
+	for p := range leadOfPerson {
+		persons = append(persons, p)
+	}
+	slices.Sort(persons)
 	absorbed, err := s.store.absorbedBy(ctx, tx, corp, persons)
 	if err != nil {
-		return 0, nil, err
+		return out, err
 	}
 	for merged, into := range absorbed {
 		leadOfPerson[merged] = leadOfPerson[into]
@@ -64,7 +85,7 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 	// Only what a rule scores is read: other activities give nothing.
 	acts, err := s.store.activitiesOfPeople(ctx, tx, corp, persons, types)
 	if err != nil {
-		return 0, nil, err
+		return out, err
 	}
 	// Each lead's activities in the order they happened: a person's come in
 	// order; a lead with people merged into it needs its merged together.
@@ -74,8 +95,6 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 		})
 	}
 	now := qsql.FromMillis(ms)
-	engagement := map[int64]float64{}
-	givenBy := map[[2]int64]given{}
 	decoded := map[string]map[string]any{} // properties as stored → decoded, shared by equal ones
 	for _, a := range acts {
 		lead := leadOfPerson[a.Person]
@@ -90,91 +109,12 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 		}
 		env := activityEnv{Type: a.Type, Properties: props}
 		for _, r := range byType[a.Type] {
-			award, ok := s.award(r, env, givenBy, [2]int64{lead, r.ID})
+			award, ok := s.award(r, env, out.given, [2]int64{lead, r.ID})
 			if !ok {
 				continue
 			}
-			engagement[lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
+			out.engagement[lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
 		}
 	}
-	var history []historyRow
-	var changed []int64
-	var updates []engagementUpdate
-	type ready struct {
-		id    int64
-		eng   float64
-		grade string
-	}
-	var promote []ready
-	for _, r := range rows {
-		was := decayed(r.Milli, r.At, now, set.HalfLifeDays)
-		eng := math.Max(0, engagement[r.ID])
-		if math.Abs(eng-was) < 0.05 {
-			continue
-		}
-		changed = append(changed, r.ID)
-		milli := int64(math.Round(eng * 1000))
-		u := engagementUpdate{Lead: r.ID, Milli: milli, At: ms, CoolsAt: coolsAt(float64(milli)/1000, ms, set), Cooling: r.Cooling}
-		if u.CoolsAt != nil {
-			u.Cooling = false // above the threshold again
-		}
-		updates = append(updates, u)
-		history = append(history, historyRow{corp, r.ID, HistoryEntry{At: ms, Kind: HistoryScore, From: fmt.Sprintf("%.1f", was), To: fmt.Sprintf("%.1f", eng),
-			Reason: fmt.Sprintf("rescored by the current rules: %.1f → %.1f", was, eng)}})
-		if r.Stage == StageLead && eng >= float64(set.MQLThreshold) && gradeAtLeast(r.Grade, set.MQLMinGrade) {
-			promote = append(promote, ready{r.ID, eng, r.Grade})
-		}
-	}
-	if err := s.store.setEngagements(ctx, tx, updates); err != nil {
-		return 0, nil, err
-	}
-	if len(promote) > 0 {
-		rules, err := s.corpRules(ctx, tx, corp)
-		if err != nil {
-			return 0, nil, err
-		}
-		if len(rules.assign) == 0 && len(rules.sla) == 0 {
-			// Nobody to assign to and no SLA to start: one statement for all.
-			ids := make([]int64, len(promote))
-			byID := map[int64]ready{}
-			for i, p := range promote {
-				ids[i], byID[p.id] = p.id, p
-			}
-			moved, err := s.store.promoteAll(ctx, tx, corp, ids, ms)
-			if err != nil {
-				return 0, nil, err
-			}
-			for _, id := range moved {
-				history = append(history, historyRow{corp, id, HistoryEntry{At: ms, Kind: HistoryStage, From: StageLead, To: StageMQL,
-					Reason: mqlReason(byID[id].eng, byID[id].grade, set)}})
-			}
-		} else {
-			for _, p := range promote {
-				promoted, err := s.promoteIfReady(ctx, tx, corp, rules, p.id, p.eng, p.grade, set, ms)
-				if err != nil {
-					return 0, nil, err
-				}
-				history = append(history, promoted...)
-			}
-		}
-	}
-	if len(changed) > 0 {
-		if err := s.store.resetRulePoints(ctx, tx, changed); err != nil {
-			return 0, nil, err
-		}
-		isChanged := make(map[int64]bool, len(changed))
-		for _, id := range changed {
-			isChanged[id] = true
-		}
-		mine := map[[2]int64]given{}
-		for k, g := range givenBy {
-			if isChanged[k[0]] {
-				mine[k] = g
-			}
-		}
-		if err := s.store.putRulePoints(ctx, tx, mine); err != nil {
-			return 0, nil, err
-		}
-	}
-	return len(changed), history, nil
+	return out, nil
 }

@@ -473,24 +473,6 @@ func (st *store) setCoolsAt(ctx context.Context, tx *qsql.Tx, corp string, lead 
 	return err
 }
 
-// coolingRow is a lead's engagement and cooling moment.
-type coolingRow struct {
-	ID      int64  `db:"id"`
-	Milli   int64  `db:"engagement_milli"`
-	At      int64  `db:"engagement_at"`
-	CoolsAt *int64 `db:"cools_at"`
-}
-
-func (st *store) coolingOf(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]coolingRow, error) {
-	var out []coolingRow
-	q, args, err := sqlx.In(`SELECT id, engagement_milli, engagement_at, cools_at FROM leads WHERE corp_id = ? AND id IN (?)`, corp, leads)
-	if err != nil {
-		return nil, err
-	}
-	err = tx.SelectContext(ctx, &out, q, args...)
-	return out, err
-}
-
 // markCooling marks a lead cooling (with its new stage and owner) if it is
 // still at version.
 func (st *store) markCooling(ctx context.Context, tx *qsql.Tx, corp string, lead, version int64, stage string, owner, now int64) (bool, error) {
@@ -923,70 +905,89 @@ func (st *store) exports(ctx context.Context, corp string) ([]Export, error) {
 	return out, err
 }
 
-// replayRow is what an engagement replay reads of a lead.
-type replayRow struct {
-	ID      int64  `db:"id"`
-	Person  int64  `db:"person_id"`
-	Stage   string `db:"stage"`
-	Grade   string `db:"grade"`
-	Milli   int64  `db:"engagement_milli"`
-	At      int64  `db:"engagement_at"`
-	Cooling bool   `db:"cooling"`
+// leadScore is what a rescore writes of a lead.
+type leadScore struct {
+	ID           int64  `db:"id"`
+	FitPoints    int    `db:"fit_points"`
+	Grade        string `db:"grade"`
+	Milli        int64  `db:"engagement_milli"`
+	At           int64  `db:"engagement_at"`
+	CoolsAt      *int64 `db:"cools_at"`
+	Cooling      bool   `db:"cooling"`
+	Stage        string `db:"stage"`
+	Status       string `db:"status"`
+	StatusReason string `db:"status_reason"`
+	Version      int64  `db:"version"`
 }
 
-// engagementUpdate is a lead's new engagement.
-type engagementUpdate struct {
-	Lead    int64
-	Milli   int64
-	At      int64
-	CoolsAt *int64
-	Cooling bool
+// rescoreRow is a lead as a rescore reads it: what it holds, whose it is,
+// and what its fit is computed from.
+type rescoreRow struct {
+	leadScore
+	Person int64 `db:"person_id"`
+	Merged int64 `db:"merged_into"`
+	fitEnv
 }
 
-// setEngagements stores new engagements, a statement per thousand leads.
-func (st *store) setEngagements(ctx context.Context, tx *qsql.Tx, us []engagementUpdate) error {
+// rescoreRows reads leads of a corp for a rescore, in id order, and locks
+// them (MySQL) in that order.
+func (st *store) rescoreRows(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]rescoreRow, error) {
+	var rows []rescoreRow
+	q, args, err := sqlx.In(`SELECT id, fit_points, grade, engagement_milli, engagement_at, cools_at, cooling, stage, status, status_reason, version,
+		person_id, merged_into, budget, authority, need, timeline, source, channel, code_id
+		FROM leads WHERE corp_id = ? AND id IN (?) ORDER BY id`+st.db.ForUpdate(), corp, leads)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, q, args...); err != nil || len(rows) == 0 {
+		return rows, err
+	}
+	// The person's side of the fit, read apart: locking it with the leads
+	// would hold a company's row (shared by thousands) for the page.
+	people := make([]int64, len(rows))
+	for i, r := range rows {
+		people[i] = r.Person
+	}
+	var ps []struct {
+		ID int64 `db:"id"`
+		fitEnv
+	}
+	q, args, err = sqlx.In(`SELECT p.id, p.title, p.region, COALESCE(c.industry, '') AS industry, COALESCE(c.size, 0) AS company_size
+		FROM people p LEFT JOIN companies c ON c.id = p.company_id WHERE p.corp_id = ? AND p.id IN (?)`, corp, people)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &ps, q, args...); err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]int, len(ps))
+	for i, p := range ps {
+		byID[p.ID] = i
+	}
+	for i := range rows {
+		if j, ok := byID[rows[i].Person]; ok {
+			e := &rows[i].fitEnv
+			e.Title, e.Region, e.Industry, e.CompanySize = ps[j].Title, ps[j].Region, ps[j].Industry, ps[j].CompanySize
+		}
+	}
+	return rows, nil
+}
+
+// setScores writes leads' new scores (and stages), a statement per
+// thousand leads.
+func (st *store) setScores(ctx context.Context, tx *qsql.Tx, us []leadScore, now int64) error {
+	cols := []string{"fit_points", "grade", "engagement_milli", "engagement_at", "cools_at", "cooling", "stage", "status", "status_reason", "version", "updated_at"}
 	for start := 0; start < len(us); start += 1000 {
 		chunk := us[start:min(start+1000, len(us))]
-		args := make([]any, 0, 6*len(chunk))
+		args := make([]any, 0, (len(cols)+1)*len(chunk))
 		for _, u := range chunk {
-			args = append(args, u.Lead, u.Milli, u.At, u.CoolsAt, u.Cooling, u.At)
+			args = append(args, u.ID, u.FitPoints, u.Grade, u.Milli, u.At, u.CoolsAt, u.Cooling, u.Stage, u.Status, u.StatusReason, u.Version, now)
 		}
-		q := st.db.UpdateRows("leads", "id", []string{"engagement_milli", "engagement_at", "cools_at", "cooling", "updated_at"}, len(chunk))
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, st.db.UpdateRows("leads", "id", cols, len(chunk)), args...); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// promoteAll moves leads still in stage lead to mql and returns those it moved.
-func (st *store) promoteAll(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, now int64) ([]int64, error) {
-	q, args, err := sqlx.In(`UPDATE leads SET stage = ?, status = 'new', status_reason = '', version = version + 1, updated_at = ?
-		WHERE corp_id = ? AND stage = ? AND id IN (?)`, StageMQL, now, corp, StageLead, leads)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-		return nil, err
-	}
-	var moved []int64
-	q, args, err = sqlx.In(`SELECT id FROM leads WHERE corp_id = ? AND stage = ? AND updated_at = ? AND id IN (?) ORDER BY id`, corp, StageMQL, now, leads)
-	if err != nil {
-		return nil, err
-	}
-	err = tx.SelectContext(ctx, &moved, q, args...)
-	return moved, err
-}
-
-func (st *store) replayLeads(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]replayRow, error) {
-	var out []replayRow
-	q, args, err := sqlx.In(`SELECT id, person_id, stage, grade, engagement_milli, engagement_at, cooling FROM leads
-		WHERE corp_id = ? AND id IN (?) AND merged_into = 0 ORDER BY id`, corp, leads)
-	if err != nil {
-		return nil, err
-	}
-	err = tx.SelectContext(ctx, &out, q, args...)
-	return out, err
 }
 
 // absorbedBy maps the people merged into any of people to whom.
