@@ -389,3 +389,81 @@ func TestRescore_PromotesThroughAssignmentCountsMergedPeopleAndMovesCooling(t *t
 		}
 	})
 }
+
+// A rescore of many pages (two at once on MySQL) while activities keep
+// arriving loses none of them: afterwards every lead's engagement and
+// rule points are those of all its activities.
+func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		s.rescorePage = 40
+		ctx := context.Background()
+		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		run := jobs.NewRunner(db, "test", time.Minute, quiet)
+		run.Register(JobRescore, s.RunRescore)
+		s.SetJobs(run)
+		run.Start(1)
+		defer run.Stop(ctx)
+		const leads = 400
+		evs := make([]livecode.ContactAdded, leads)
+		for i := range evs {
+			evs[i] = added(fmt.Sprint("wm", i), "zhangsan", int64(i+1))
+		}
+		if err := s.Intake(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		visit, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "visit", ActivityType: "visit", Points: 1, Repeatable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range leads { // one visit each before the rescore
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: fmt.Sprint("wm", i), Type: "visit", At: now, Key: fmt.Sprint("before", i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitJobs(t, db, JobRescore, "the rescore after the rule")
+		if _, err := s.CreateFitRule(ctx, FitRule{CorpID: "ww1", Name: "direct", Condition: `source == "direct"`, Points: 45}); err != nil {
+			t.Fatal(err)
+		}
+		// Visits to every fifth lead while the rescore runs, and a little after.
+		var recorded int
+		for round := 0; ; round++ {
+			for i := 0; i < leads; i += 5 {
+				if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: fmt.Sprint("wm", i), Type: "visit", At: now, Key: fmt.Sprint("during", round, "-", i)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			recorded++
+			var busy int
+			db.Get(&busy, `SELECT COUNT(*) FROM jobs WHERE kind = ? AND status IN ('queued', 'running')`, JobRescore)
+			if busy == 0 {
+				break
+			}
+		}
+		var rows []struct {
+			ID       int64  `db:"id"`
+			External string `db:"value"`
+		}
+		if err := db.Select(&rows, `SELECT l.id, i.value FROM leads l JOIN person_identities i ON i.person_id = l.person_id AND i.kind = ?`, IdentityWeCom); err != nil || len(rows) != leads {
+			t.Fatalf("%d leads (%v)", len(rows), err)
+		}
+		for _, r := range rows {
+			var i int
+			fmt.Sscanf(r.External, "wm%d", &i)
+			want := 1.0
+			if i%5 == 0 {
+				want += float64(recorded)
+			}
+			l, err := s.read(ctx, "ww1", r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var times int
+			db.Get(&times, `SELECT times FROM lead_rule_points WHERE lead_id = ? AND rule_id = ?`, l.ID, visit.ID)
+			if l.Engagement != want || times != int(want) || l.FitPoints != 45 {
+				t.Fatalf("lead %d (%s): engagement %v, the visit rule counted %d times, fit %d; want %v, %v, 45", l.ID, r.External, l.Engagement, times, l.FitPoints, want, want)
+			}
+		}
+	})
+}

@@ -178,11 +178,15 @@ type Service struct {
 	notifier     Notifier // sends notices to staff
 	staffOf      StaffOf
 	managers     Managers // who manages whom, for SLA breaches and escalations
+	rescorePage  int      // leads a rescore transaction takes (tests make it small)
 }
 
 // New returns the lead pool over db.
 func New(db *qsql.DB, contacts Contacts, calendars configs.Calendars, log *slog.Logger) *Service {
-	s := &Service{db: db, store: &store{db: db}, contacts: contacts, calendars: calendars, log: log}
+	s := &Service{db: db, store: &store{db: db}, contacts: contacts, calendars: calendars, log: log, rescorePage: 2000}
+	if db.SingleWriter() {
+		s.rescorePage = 500 // SQLite's one writer is not held long
+	}
 	s.SetClock(time.Now)
 	return s
 }

@@ -17,8 +17,6 @@ import (
 // cooling moment and, when it now meets the MQL bar, its promotion, with
 // one history entry for the rescore (and one for the promotion).
 
-const rescorePage = 2000
-
 type rescoreCheckpoint struct {
 	After   int64  `json:"after"`
 	Rules   string `json:"rules"` // the rules' and bounds' version the pass started with
@@ -55,9 +53,9 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	page, depth := rescorePage, 2
+	page, depth := s.rescorePage, 2
 	if s.db.SingleWriter() {
-		page, depth = rescorePage/4, 1 // SQLite's one writer is not held long
+		depth = 1
 	}
 	var inflight []*rescoreRun // started, in page order
 	// finish waits for the oldest page and records it in the checkpoint.

@@ -2,6 +2,7 @@ package leads
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -1022,17 +1023,30 @@ func (st *store) activitiesOfPeople(ctx context.Context, tx *qsql.Tx, corp strin
 	if err != nil {
 		return nil, err
 	}
-	// Scanned by hand: a rescore reads millions of these, four columns each.
+	// Scanned by hand: a rescore reads millions of these, four columns
+	// each. Types and properties repeat (a webinar's attendees), so each
+	// distinct one is kept once: fewer allocations, less for the GC.
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	seen := map[string]string{}
+	intern := func(b sql.RawBytes) string {
+		if s, ok := seen[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		seen[s] = s
+		return s
+	}
+	var typ, props sql.RawBytes
 	for rows.Next() {
 		a := activityRow{Corp: corp}
-		if err := rows.Scan(&a.Person, &a.Type, &a.At, &a.Props); err != nil {
+		if err := rows.Scan(&a.Person, &typ, &a.At, &props); err != nil {
 			return nil, err
 		}
+		a.Type, a.Props = intern(typ), intern(props)
 		out = append(out, a)
 	}
 	return out, rows.Err()
