@@ -99,11 +99,12 @@ func (r *FitRule) check() error {
 	return nil
 }
 
-// JobRescore recomputes the fit and grade, and the engagement (replayed
-// from the stored activities), of every lead of a corp after its fit or
-// engagement rules or its settings changed. It is resumable (its checkpoint
-// is the last lead done) and restarts from the first lead when the rules
-// change again while it runs.
+// JobRescore recomputes the fit and grade of every lead of a corp after
+// its fit or engagement rules or its settings changed, and its engagement,
+// replayed from the stored activities, when the engagement rules or the
+// half-life changed since the last complete replay. It is resumable (its
+// checkpoint is the last lead done) and restarts from the first lead when
+// the rules change again while it runs.
 const JobRescore = "leads.rescore"
 
 // Jobs queues background jobs (the jobs runner).

@@ -467,3 +467,64 @@ func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 		}
 	})
 }
+
+// A rescore after a change that cannot touch engagement (a fit rule, the
+// MQL threshold) leaves engagement as it is and reads no activities; one
+// after the engagement rules change replays them.
+func TestRescore_ReplaysEngagementOnlyWhenItsRulesChanged(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s.SetClock(func() time.Time { return now })
+		run := jobs.NewRunner(db, "test", time.Minute, quiet)
+		run.Register(JobRescore, s.RunRescore)
+		s.SetJobs(run)
+		run.Start(1)
+		defer run.Stop(ctx)
+		id := seed(t, s, 1)[0]
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "visit", ActivityType: "visit", Points: 10, Repeatable: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: "wm0", Type: "visit", At: now, Key: "v1"}}); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the rescore after the rule")
+		// A visit stored behind the lead pool's back: only a replay sees it.
+		l, _ := s.read(ctx, "ww1", id)
+		if _, err := db.Exec(`INSERT INTO activities (corp_id, person_id, type, at, properties, created_at) VALUES ('ww1', ?, 'visit', ?, '{}', 1)`,
+			l.PersonID, qsql.Millis(now)); err != nil {
+			t.Fatal(err)
+		}
+		engagement := func(what string, want float64) {
+			t.Helper()
+			waitJobs(t, db, JobRescore, what)
+			if l, _ := s.read(ctx, "ww1", id); l.Engagement != want {
+				t.Fatalf("after %s: engagement %v, want %v", what, l.Engagement, want)
+			}
+		}
+		if _, err := s.CreateFitRule(ctx, FitRule{CorpID: "ww1", Name: "direct", Condition: `source == "direct"`, Points: 45}); err != nil {
+			t.Fatal(err)
+		}
+		engagement("a new fit rule", 10)
+		if l, _ := s.read(ctx, "ww1", id); l.FitPoints != 45 {
+			t.Fatalf("fit %d after the fit rule's rescore", l.FitPoints)
+		}
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(30, 40)); err != nil {
+			t.Fatal(err)
+		}
+		engagement("a new MQL threshold", 10)
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo", Points: 5}); err != nil {
+			t.Fatal(err)
+		}
+		engagement("a new engagement rule", 20)
+		if _, err := db.Exec(`INSERT INTO activities (corp_id, person_id, type, at, properties, created_at) VALUES ('ww1', ?, 'visit', ?, '{}', 1)`,
+			l.PersonID, qsql.Millis(now)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 40)); err != nil { // a new half-life replays too
+			t.Fatal(err)
+		}
+		engagement("a new half-life", 30)
+	})
+}

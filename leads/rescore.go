@@ -10,18 +10,25 @@ import (
 )
 
 // The rescore job (JobRescore): after a corp's fit or engagement rules or
-// its settings change, every lead's fit and grade are recomputed and its
-// engagement is replayed from the stored activities, a page of leads a
-// transaction. A page is read once (its leads locked first), computed in
-// Go, and each lead that changed is written once: fit, grade, engagement,
-// cooling moment and, when it now meets the MQL bar, its promotion, with
-// one history entry for the rescore (and one for the promotion).
+// its settings change, every lead's fit and grade are recomputed, and its
+// engagement is replayed from the stored activities when what engagement
+// is computed by (the engagement rules, the half-life) changed since the
+// last complete replay; a page of leads a transaction. A page is read once
+// (its leads locked first), computed in Go, and each lead that changed is
+// written once: fit, grade, engagement, cooling moment and, when it now
+// meets the MQL bar, its promotion, with one history entry for the rescore
+// (and one for the promotion).
 
 type rescoreCheckpoint struct {
 	After   int64  `json:"after"`
 	Rules   string `json:"rules"` // the rules' and bounds' version the pass started with
 	Done    int64  `json:"done"`
 	Changed int64  `json:"changed"`
+	// Engagement is the engagement rules' version the pass started with;
+	// Replay, whether engagement is replayed: it changed since the last
+	// complete replay.
+	Engagement string `json:"engagement"`
+	Replay     bool   `json:"replay"`
 }
 
 // RescoreResult is what a rescore did: the leads it went through, and
@@ -89,6 +96,14 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 				}
 			}
 			cp, after = rescoreCheckpoint{Rules: version}, 0
+			if cp.Engagement, err = s.store.engagementVersion(ctx, j.CorpID); err != nil {
+				return abandon(err)
+			}
+			replayed, err := s.store.replayedVersion(ctx, j.CorpID)
+			if err != nil {
+				return abandon(err)
+			}
+			cp.Replay = replayed != cp.Engagement
 		}
 		ids, err := s.store.leadIDsAfter(ctx, j.CorpID, after, page)
 		if err != nil {
@@ -98,6 +113,11 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 			for len(inflight) > 0 {
 				if err := finish(); err != nil {
 					return abandon(err)
+				}
+			}
+			if cp.Replay {
+				if err := s.store.setReplayedVersion(ctx, j.CorpID, cp.Engagement, qsql.Millis(s.now())); err != nil {
+					return nil, err
 				}
 			}
 			if s.store.bus != nil {
@@ -113,7 +133,7 @@ func (s *Service) RunRescore(ctx context.Context, j *jobs.Job) (any, error) {
 		if len(inflight) > 0 {
 			before = inflight[len(inflight)-1].committed
 		}
-		inflight = append(inflight, s.startRescore(ctx, j.CorpID, ids, before))
+		inflight = append(inflight, s.startRescore(ctx, j.CorpID, ids, cp.Replay, before))
 		after = ids[len(ids)-1]
 		if len(inflight) == depth {
 			if err := finish(); err != nil {
@@ -133,11 +153,11 @@ type rescoreRun struct {
 
 // startRescore rescores a page of leads in a transaction of its own; it
 // writes once before is closed (nil: at once).
-func (s *Service) startRescore(ctx context.Context, corp string, ids []int64, before <-chan struct{}) *rescoreRun {
+func (s *Service) startRescore(ctx context.Context, corp string, ids []int64, replay bool, before <-chan struct{}) *rescoreRun {
 	r := &rescoreRun{ids: ids, committed: make(chan struct{}), done: make(chan error, 1)}
 	go func() {
 		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-			p, err := s.planRescore(ctx, tx, corp, ids, qsql.Millis(s.now()))
+			p, err := s.planRescore(ctx, tx, corp, ids, replay, qsql.Millis(s.now()))
 			if err != nil {
 				return err
 			}
@@ -174,8 +194,9 @@ type rescorePlan struct {
 }
 
 // planRescore reads some leads of a corp in tx (locking them) and computes
-// their rescore as of ms; it writes nothing.
-func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids []int64, ms int64) (*rescorePlan, error) {
+// their rescore as of ms, their engagement replayed from their activities
+// when replay is set; it writes nothing.
+func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids []int64, replay bool, ms int64) (*rescorePlan, error) {
 	// The leads are locked by this read (MySQL), so activities scored
 	// meanwhile wait for the page and add to what it writes, and what is
 	// read next (their activities among it) is as of the lock.
@@ -191,21 +212,22 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 	if err != nil {
 		return nil, err
 	}
-	engagementRules, err := s.store.rulesOf(ctx, tx, []string{corp})
-	if err != nil {
-		return nil, err
-	}
-	leadOfPerson := make(map[int64]int64, len(rows))
-	for _, r := range rows {
-		if r.Merged == 0 { // a lead merged into another scores nothing itself
-			leadOfPerson[r.Person] = r.ID
+	p := &rescorePlan{corp: corp, ms: ms, set: set}
+	if replay {
+		engagementRules, err := s.store.rulesOf(ctx, tx, []string{corp})
+		if err != nil {
+			return nil, err
+		}
+		leadOfPerson := make(map[int64]int64, len(rows))
+		for _, r := range rows {
+			if r.Merged == 0 { // a lead merged into another scores nothing itself
+				leadOfPerson[r.Person] = r.ID
+			}
+		}
+		if p.replay, err = s.replayEngagement(ctx, tx, corp, leadOfPerson, engagementRules[corp], set, ms); err != nil {
+			return nil, err
 		}
 	}
-	replay, err := s.replayEngagement(ctx, tx, corp, leadOfPerson, engagementRules[corp], set, ms)
-	if err != nil {
-		return nil, err
-	}
-	p := &rescorePlan{corp: corp, ms: ms, set: set, replay: replay}
 	fit := newFitScorer(fitRules)
 	now := qsql.FromMillis(ms)
 	for _, r := range rows {
@@ -215,7 +237,7 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 		fitChanged := u.FitPoints != r.FitPoints || u.Grade != r.Grade
 		was := decayed(r.Milli, r.At, now, set.HalfLifeDays)
 		eng, engChanged := was, false
-		if e := math.Max(0, replay.engagement[r.ID]); r.Merged == 0 && math.Abs(e-was) >= 0.05 {
+		if e := math.Max(0, p.replay.engagement[r.ID]); replay && r.Merged == 0 && math.Abs(e-was) >= 0.05 {
 			eng, engChanged = e, true
 			u.Milli, u.At = int64(math.Round(e*1000)), ms
 			p.replayed = append(p.replayed, r.ID)

@@ -380,6 +380,35 @@ func (st *store) fitRules(ctx context.Context, q sqlx.QueryerContext, corp strin
 	return out, err
 }
 
+// engagementVersion names the state of what a corp's engagement is
+// computed by: its engagement rules (as rulesVersion counts them) and its
+// half-life.
+func (st *store) engagementVersion(ctx context.Context, corp string) (string, error) {
+	var v struct {
+		N        int64 `db:"n"`
+		Max      int64 `db:"max_id"`
+		HalfLife int   `db:"half_life"`
+	}
+	err := st.db.GetContext(ctx, &v, `SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS max_id,
+		COALESCE((SELECT half_life_days FROM lead_settings WHERE corp_id = ?), ?) AS half_life FROM scoring_rules WHERE corp_id = ?`,
+		corp, defaultSettings.HalfLifeDays, corp)
+	return fmt.Sprintf("%d/%d/%d", v.N, v.Max, v.HalfLife), err
+}
+
+// replayedVersion is the engagement version a corp's leads were last
+// replayed with ("" when never).
+func (st *store) replayedVersion(ctx context.Context, corp string) (string, error) {
+	var v string
+	err := st.db.GetContext(ctx, &v, `SELECT COALESCE(MAX(version), '') FROM lead_replays WHERE corp_id = ?`, corp)
+	return v, err
+}
+
+func (st *store) setReplayedVersion(ctx context.Context, corp, version string, now int64) error {
+	_, err := st.db.ExecContext(ctx, st.db.Upsert("lead_replays", []string{"corp_id", "version", "updated_at"}, []string{"corp_id"}, []string{"version", "updated_at"}),
+		corp, version, now)
+	return err
+}
+
 // rulesVersion names the state of a corp's fit and engagement rules and
 // its settings: it changes when a rule is added (a higher id) or removed (a
 // smaller count) or the settings are saved.
