@@ -232,15 +232,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // becomes an MQL.
 func TestRescore_NewEngagementRulesReplayStoredActivities(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, nil, nil, quiet)
+		s, now := rescoring(t, db, 0)
 		ctx := context.Background()
-		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-		s.SetClock(func() time.Time { return now })
-		run := jobs.NewRunner(db, "test", time.Minute, quiet)
-		run.Register(JobRescore, s.RunRescore)
-		s.SetJobs(run)
-		run.Start(1)
-		defer run.Stop(ctx)
 		ids := seed(t, s, 2)
 		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
 			t.Fatal(err)
@@ -313,6 +306,24 @@ func TestRescoreEntry_OneEntryPerLeadForFitAndEngagement(t *testing.T) {
 	}
 }
 
+// rescoring is a lead pool with a fixed clock and a running job runner
+// that rescores pages of page leads (0: as in production); the runner
+// stops when the test ends.
+func rescoring(t *testing.T, db *qsql.DB, page int) (*Service, time.Time) {
+	s := New(db, nil, nil, quiet)
+	if page > 0 {
+		s.rescorePage = page
+	}
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	run := jobs.NewRunner(db, "test", time.Minute, quiet)
+	run.Register(JobRescore, s.RunRescore)
+	s.SetJobs(run)
+	run.Start(1)
+	t.Cleanup(func() { run.Stop(context.Background()) })
+	return s, now
+}
+
 // waitJobs waits until no job of a kind is queued or running.
 func waitJobs(t *testing.T, db *qsql.DB, kind, what string) {
 	t.Helper()
@@ -328,15 +339,8 @@ func waitJobs(t *testing.T, db *qsql.DB, kind, what string) {
 // survivor's lead; and a new threshold moves each lead's cooling moment.
 func TestRescore_PromotesThroughAssignmentCountsMergedPeopleAndMovesCooling(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, nil, nil, quiet)
+		s, now := rescoring(t, db, 0)
 		ctx := context.Background()
-		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-		s.SetClock(func() time.Time { return now })
-		run := jobs.NewRunner(db, "test", time.Minute, quiet)
-		run.Register(JobRescore, s.RunRescore)
-		s.SetJobs(run)
-		run.Start(1)
-		defer run.Stop(ctx)
 		ids := seed(t, s, 3)
 		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
 			t.Fatal(err)
@@ -395,16 +399,8 @@ func TestRescore_PromotesThroughAssignmentCountsMergedPeopleAndMovesCooling(t *t
 // rule points are those of all its activities.
 func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, nil, nil, quiet)
-		s.rescorePage = 40
+		s, now := rescoring(t, db, 40)
 		ctx := context.Background()
-		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-		s.SetClock(func() time.Time { return now })
-		run := jobs.NewRunner(db, "test", time.Minute, quiet)
-		run.Register(JobRescore, s.RunRescore)
-		s.SetJobs(run)
-		run.Start(1)
-		defer run.Stop(ctx)
 		const leads = 400
 		evs := make([]livecode.ContactAdded, leads)
 		for i := range evs {
@@ -473,15 +469,8 @@ func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 // after the engagement rules change replays them.
 func TestRescore_ReplaysEngagementOnlyWhenItsRulesChanged(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s := New(db, nil, nil, quiet)
+		s, now := rescoring(t, db, 0)
 		ctx := context.Background()
-		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-		s.SetClock(func() time.Time { return now })
-		run := jobs.NewRunner(db, "test", time.Minute, quiet)
-		run.Register(JobRescore, s.RunRescore)
-		s.SetJobs(run)
-		run.Start(1)
-		defer run.Stop(ctx)
 		id := seed(t, s, 1)[0]
 		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "visit", ActivityType: "visit", Points: 10, Repeatable: true}); err != nil {
 			t.Fatal(err)
