@@ -211,7 +211,7 @@ func (db *DB) UpsertSet(table string, cols, key []string, n int, sets ...string)
 
 // UpdateRows returns one statement that sets cols of n rows of table, each
 // row found by its key column, with arguments key, cols… per row: on
-// MySQL/MariaDB a join with a derived table of the rows (UNION ALL), on
+// MySQL/MariaDB a join from a derived table of the rows (UNION ALL), on
 // SQLite UPDATE … FROM VALUES. For rows that each get their own values: a
 // CASE over the key would be evaluated row by row, quadratic in n.
 func (db *DB) UpdateRows(table, key string, cols []string, n int) string {
@@ -239,7 +239,10 @@ func (db *DB) UpdateRows(table, key string, cols []string, n int) string {
 	for i := 1; i < n; i++ {
 		selects[i] = "SELECT " + strings.TrimSuffix(strings.Repeat("?, ", len(cols)+1), ", ")
 	}
-	return "UPDATE " + table + " t JOIN (" + strings.Join(selects, " UNION ALL ") + ") v ON t." + key + " = v.k SET " + strings.Join(sets, ", ")
+	// The rows drive the join (STRAIGHT_JOIN: whatever the optimizer
+	// thinks of a small table), so only the rows named are read and locked,
+	// never a scan of the table's others.
+	return "UPDATE (" + strings.Join(selects, " UNION ALL ") + ") v STRAIGHT_JOIN " + table + " t ON t." + key + " = v.k SET " + strings.Join(sets, ", ")
 }
 
 // IsDeadlock reports MySQL's 1213 (deadlock) and 1205 (lock wait timeout):
