@@ -23,7 +23,7 @@ type LeadChanged struct {
 }
 
 // LeadChange is one history entry of a LeadChanged: its kind (stage, score,
-// fit, claimed…) and values.
+// fit, claimed…) and values (for score, the engagement before and after).
 type LeadChange struct {
 	Kind string `json:"kind"`
 	From string `json:"from,omitempty"`

@@ -556,14 +556,17 @@ func TestScoring_RulesCapsDecayAndMQL(t *testing.T) {
 			t.Fatalf("engagement %v, stage %s; want 67.5, mql", e, stage)
 		}
 		_, h, _ := s.Get(ctx, "ww1", ids[0], all)
-		var scores []string
+		// Each award says the engagement before and after, and its points.
+		var scores, reasons []string
 		for _, e := range h {
 			if e.Kind == HistoryScore {
-				scores = append(scores, e.To)
+				scores = append(scores, e.From+"→"+e.To)
+				reasons = append(reasons, e.Reason)
 			}
 		}
-		if strings.Join(scores, " ") != "+20 +10 +25 +40" || h[len(h)-1].Kind != HistoryStage || h[len(h)-1].To != StageMQL {
-			t.Fatalf("history: %v %+v", scores, h[len(h)-1])
+		if strings.Join(scores, " ") != "0.0→20.0 20.0→30.0 30.0→55.0 27.5→67.5" || reasons[0] != "+20 webinar (rule long webinar)" ||
+			h[len(h)-1].Kind != HistoryStage || h[len(h)-1].To != StageMQL {
+			t.Fatalf("history: %v %v %+v", scores, reasons, h[len(h)-1])
 		}
 	})
 }

@@ -24,7 +24,9 @@ import (
 // whose engagement reaches the corp's threshold moves from lead to mql.
 // Every point given is in the lead's history with its rule.
 
-// HistoryScore is points given by a rule.
+// HistoryScore is a change of engagement: points a rule gave for an
+// activity, or a rescore. From and To are the engagement before and after
+// (as of the change, one decimal); the reason names the points and rule.
 const HistoryScore = "score"
 
 // Rule is an engagement rule.
@@ -330,7 +332,15 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 	if err != nil {
 		return err
 	}
-	gained := map[int64]float64{} // lead → points as of now
+	// Each lead's engagement as of now, read (under the lead's lock, taken
+	// by the caller) at its first award, with the batch's awards so far:
+	// every score entry says what the engagement was and became.
+	type engagementNow struct {
+		eng   float64
+		grade string
+	}
+	current := map[int64]*engagementNow{}
+	var order []int64
 	var history []historyRow
 	ms := qsql.Millis(now)
 	for _, a := range acts {
@@ -342,8 +352,19 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 			if !ok {
 				continue
 			}
-			gained[a.Lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
-			history = append(history, historyRow{corp, a.Lead, HistoryEntry{At: ms, Kind: HistoryScore, To: fmt.Sprintf("%+d", award),
+			cur := current[a.Lead]
+			if cur == nil {
+				row, err := s.store.engagement(ctx, tx, a.Lead)
+				if err != nil {
+					return err
+				}
+				cur = &engagementNow{decayed(row.Milli, row.At, now, set.HalfLifeDays), row.Grade}
+				current[a.Lead] = cur
+				order = append(order, a.Lead)
+			}
+			was := cur.eng
+			cur.eng += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
+			history = append(history, historyRow{corp, a.Lead, HistoryEntry{At: ms, Kind: HistoryScore, From: fmt.Sprintf("%.1f", was), To: fmt.Sprintf("%.1f", cur.eng),
 				Reason: fmt.Sprintf("%+d %s (rule %s)", award, a.Type, r.Name)}})
 		}
 	}
@@ -351,21 +372,18 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 		return err
 	}
 	var rules2 *corpRules
-	for lead, pts := range gained {
-		cur, err := s.store.engagement(ctx, tx, lead)
-		if err != nil {
-			return err
-		}
-		eng := decayed(cur.Milli, cur.At, now, set.HalfLifeDays) + pts
-		if err := s.store.setEngagement(ctx, tx, lead, int64(math.Round(eng*1000)), ms, coolsAt(eng, ms, set)); err != nil {
+	for _, lead := range order {
+		cur := current[lead]
+		if err := s.store.setEngagement(ctx, tx, lead, int64(math.Round(cur.eng*1000)), ms, coolsAt(cur.eng, ms, set)); err != nil {
 			return err
 		}
 		if rules2 == nil {
+			var err error
 			if rules2, err = s.corpRules(ctx, tx, corp); err != nil {
 				return err
 			}
 		}
-		promoted, err := s.promoteIfReady(ctx, tx, corp, rules2, lead, eng, cur.Grade, set, ms)
+		promoted, err := s.promoteIfReady(ctx, tx, corp, rules2, lead, cur.eng, cur.grade, set, ms)
 		if err != nil {
 			return err
 		}
