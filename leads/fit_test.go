@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,7 +233,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // becomes an MQL.
 func TestRescore_NewEngagementRulesReplayStoredActivities(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s, now := rescoring(t, db, 0)
+		s, _, now := rescoring(t, db, 0)
 		ctx := context.Background()
 		ids := seed(t, s, 2)
 		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
@@ -309,7 +310,7 @@ func TestRescoreEntry_OneEntryPerLeadForFitAndEngagement(t *testing.T) {
 // rescoring is a lead pool with a fixed clock and a running job runner
 // that rescores pages of page leads (0: as in production); the runner
 // stops when the test ends.
-func rescoring(t *testing.T, db *qsql.DB, page int) (*Service, time.Time) {
+func rescoring(t *testing.T, db *qsql.DB, page int) (*Service, *jobs.Runner, time.Time) {
 	s := New(db, nil, nil, quiet)
 	if page > 0 {
 		s.rescorePage = page
@@ -321,7 +322,7 @@ func rescoring(t *testing.T, db *qsql.DB, page int) (*Service, time.Time) {
 	s.SetJobs(run)
 	run.Start(1)
 	t.Cleanup(func() { run.Stop(context.Background()) })
-	return s, now
+	return s, run, now
 }
 
 // waitJobs waits until no job of a kind is queued or running.
@@ -339,7 +340,7 @@ func waitJobs(t *testing.T, db *qsql.DB, kind, what string) {
 // survivor's lead; and a new threshold moves each lead's cooling moment.
 func TestRescore_PromotesThroughAssignmentCountsMergedPeopleAndMovesCooling(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s, now := rescoring(t, db, 0)
+		s, _, now := rescoring(t, db, 0)
 		ctx := context.Background()
 		ids := seed(t, s, 3)
 		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
@@ -399,7 +400,7 @@ func TestRescore_PromotesThroughAssignmentCountsMergedPeopleAndMovesCooling(t *t
 // rule points are those of all its activities.
 func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s, now := rescoring(t, db, 40)
+		s, _, now := rescoring(t, db, 40)
 		ctx := context.Background()
 		const leads = 400
 		evs := make([]livecode.ContactAdded, leads)
@@ -469,7 +470,7 @@ func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 // after the engagement rules change replays them.
 func TestRescore_ReplaysEngagementOnlyWhenItsRulesChanged(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
-		s, now := rescoring(t, db, 0)
+		s, _, now := rescoring(t, db, 0)
 		ctx := context.Background()
 		id := seed(t, s, 1)[0]
 		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "visit", ActivityType: "visit", Points: 10, Repeatable: true}); err != nil {
@@ -515,5 +516,54 @@ func TestRescore_ReplaysEngagementOnlyWhenItsRulesChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 		engagement("a new half-life", 30)
+	})
+}
+
+// A rescore cancelled while two pages are under way stops: the page
+// writing finishes or rolls back, the next one is abandoned, no page starts
+// after, and the job ends cancelled.
+func TestRescore_CancelledWhilePagesAreUnderWayStops(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		if db.SingleWriter() {
+			t.Skip("SQLite rescores one page at a time: there is no page beside it to abandon")
+		}
+		s, run, now := rescoring(t, db, 10)
+		ctx := context.Background()
+		ids := seed(t, s, 200)
+		// The second page's clock waits until the job is cancelled.
+		gate := make(chan struct{})
+		var calls atomic.Int32
+		s.SetClock(func() time.Time {
+			if calls.Add(1) == 3 { // 1: the rule's creation, 2: the first page, 3: the second
+				<-gate
+			}
+			return now
+		})
+		if _, err := s.CreateFitRule(ctx, FitRule{CorpID: "ww1", Name: "direct", Condition: `source == "direct"`, Points: 45}); err != nil {
+			t.Fatal(err)
+		}
+		var job jobs.JobRow
+		waitFor(t, "the first page's checkpoint", func() bool {
+			list, err := run.List(ctx, "ww1", 1<<62, 1)
+			if err != nil || len(list) == 0 {
+				return false
+			}
+			job = list[0]
+			return job.Kind == JobRescore && job.ProgressDone >= 10
+		})
+		if _, err := run.Cancel(ctx, "ww1", job.ID); err != nil {
+			t.Fatal(err)
+		}
+		close(gate)
+		waitFor(t, "the job to end", func() bool {
+			j, err := run.Get(ctx, "ww1", job.ID)
+			job = j
+			return err == nil && j.Status != jobs.JobRunning
+		})
+		first, _ := s.read(ctx, "ww1", ids[0])
+		last, _ := s.read(ctx, "ww1", ids[len(ids)-1])
+		if job.Status != jobs.JobCancelled || first.FitPoints != 45 || last.FitPoints != 0 {
+			t.Fatalf("job %s after %d leads; the first lead's fit %d, the last's %d: want cancelled, 45, 0", job.Status, job.ProgressDone, first.FitPoints, last.FitPoints)
+		}
 	})
 }
