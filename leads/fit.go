@@ -185,14 +185,14 @@ func (f fitScorer) score(env fitEnv) (int, []string) {
 
 // refit recomputes the fit of leads of a corp in tx with the given rules
 // and settings, stores what changed, and promotes those that now meet the
-// MQL bar. It returns how many changed and the history to record.
-func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []FitRule, set Settings, ms int64) (int, []historyRow, error) {
+// MQL bar. It returns the history to record.
+func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, rules []FitRule, set Settings, ms int64) ([]historyRow, error) {
 	if len(leads) == 0 {
-		return 0, nil, nil
+		return nil, nil
 	}
 	inputs, err := s.store.fitInputs(ctx, tx, corp, leads)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	fit := newFitScorer(rules)
 	byID := make(map[int64]fitInput, len(inputs))
@@ -209,7 +209,7 @@ func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []i
 		history = append(history, historyRow{corp, in.ID, fitEntry(in.FitPoints, in.Grade, points, grade, why, ms)})
 	}
 	if err := s.store.setFits(ctx, tx, corp, changed, ms); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	// A better grade may be what a lead lacked to become an MQL.
 	var corpRules *corpRules
@@ -224,16 +224,16 @@ func (s *Service) refit(ctx context.Context, tx *qsql.Tx, corp string, leads []i
 		}
 		if corpRules == nil {
 			if corpRules, err = s.corpRules(ctx, tx, corp); err != nil {
-				return 0, nil, err
+				return nil, err
 			}
 		}
 		promoted, err := s.promoteIfReady(ctx, tx, corp, corpRules, c.lead, eng, c.grade, set, ms)
 		if err != nil {
-			return 0, nil, err
+			return nil, err
 		}
 		history = append(history, promoted...)
 	}
-	return len(changed), history, nil
+	return history, nil
 }
 
 // fitEntry is the history entry of a lead's new fit, with the rules that
@@ -275,7 +275,7 @@ func (s *Service) refitLeads(ctx context.Context, tx *qsql.Tx, corp string, lead
 	if err != nil {
 		return err
 	}
-	_, history, err := s.refit(ctx, tx, corp, leads, rules, set, ms)
+	history, err := s.refit(ctx, tx, corp, leads, rules, set, ms)
 	if err != nil {
 		return err
 	}

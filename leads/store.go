@@ -447,19 +447,6 @@ func (st *store) lockLeadsOfPeople(ctx context.Context, tx *qsql.Tx, people [][2
 	return tx.SelectContext(ctx, &ids, `SELECT id FROM leads WHERE `+in+` ORDER BY id`+st.db.ForUpdate(), args...)
 }
 
-// lockLeads takes the row locks of leads (MySQL), in id order.
-func (st *store) lockLeads(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) error {
-	if len(leads) == 0 || st.db.ForUpdate() == "" {
-		return nil
-	}
-	q, args, err := sqlx.In(`SELECT id FROM leads WHERE corp_id = ? AND id IN (?) ORDER BY id`+st.db.ForUpdate(), corp, leads)
-	if err != nil {
-		return err
-	}
-	var ids []int64
-	return tx.SelectContext(ctx, &ids, q, args...)
-}
-
 // createLeads records new unowned leads, two statements for all, and sets their ids.
 func (st *store) createLeads(ctx context.Context, tx *qsql.Tx, ls []*Lead) error {
 	if len(ls) == 0 {
