@@ -154,13 +154,22 @@ func (b *Bus) lockSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery, toke
 	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		return nil, fmt.Errorf("subject locks: %w", err)
 	}
-	var held []int64
-	if err := tx.SelectContext(ctx, &held, `SELECT delivery_id FROM bus_subject_locks WHERE token = ?`, token); err != nil {
+	// Read back by key (the table has no other index: see releaseSubjects).
+	keys := make([][]any, len(locking))
+	for i, d := range locking {
+		keys[i] = []any{d.CorpID, d.Subscriber, d.Subject}
+	}
+	cond, kargs := qsql.KeysIn([]string{"corp_id", "subscriber", "subject"}, keys)
+	var held []struct {
+		Delivery int64  `db:"delivery_id"`
+		Token    string `db:"token"`
+	}
+	if err := tx.SelectContext(ctx, &held, `SELECT delivery_id, token FROM bus_subject_locks WHERE `+cond, kargs...); err != nil {
 		return nil, err
 	}
 	have := make(map[int64]bool, len(held))
-	for _, id := range held {
-		have[id] = true
+	for _, h := range held {
+		have[h.Delivery] = h.Token == token
 	}
 	out := ds[:0:0]
 	var lost []Delivery
@@ -227,7 +236,9 @@ func (b *Bus) complete(ctx context.Context, ds []Delivery) error {
 // releaseSubjects deletes the subject locks the deliveries hold (still
 // under their claim's token), each by its primary key and in key order: a
 // delete by token or delivery id would scan and lock rows other claims are
-// taking (InnoDB locks what it scans), and deadlock with them.
+// taking (InnoDB locks what it scans), and deadlock with them. The table has
+// no index but its key (migration 00031), so the optimizer cannot choose
+// another way in.
 func releaseSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery) error {
 	var held []Delivery
 	for _, d := range ds {

@@ -4,7 +4,7 @@
 //
 // It reads people and leads only through the lead pool's service
 // (leads.Profiles, leads.CountActivities) and learns of their changes from
-// the bus (leads.LeadChanged, leads.ActivitiesRecorded); it changes them
+// the bus (leads.LeadChanged); it changes them
 // only through that service too (stage, status, activities).
 //
 // Who writes what:
@@ -55,7 +55,7 @@ type Leads interface {
 	ChangeStage(ctx context.Context, corp string, leadID, actor int64, manager bool, to, reason string) (*leads.Lead, error)
 	SetStatus(ctx context.Context, corp string, leadID, actor int64, manager bool, status, reason string) (*leads.Lead, error)
 	RecordActivities(ctx context.Context, corp string, in []leads.ActivityIn) (leads.ActivitiesResult, error)
-	LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error)
+	LeadsOfContacts(ctx context.Context, contacts []leads.Contact) (map[leads.Contact]int64, error)
 	MoveToPool(ctx context.Context, corp string, leadID, pool, actor int64, reason string) (*leads.Lead, error)
 	AdjustScore(ctx context.Context, corp string, leadID int64, points float64, reason, key string) (bool, error)
 	FieldDefs(ctx context.Context, corp string) ([]leads.FieldDef, error)
@@ -161,10 +161,10 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 			for i, it := range items {
 				evs[i] = it.Event
 			}
-			return s.handleLeadEvents(ctx, evs)
+			return s.handleLeadEvents(ctx, current(evs))
 		},
 		Handle: func(ctx context.Context, _ jobs.Delivery, ev any) error {
-			return s.handleLeadEvents(ctx, []any{ev})
+			return s.handleLeadEvents(ctx, current([]any{ev}))
 		},
 	})
 }
@@ -172,8 +172,12 @@ func (s *Service) Subscribe(b *jobs.Bus) {
 // handleLeadEvents updates segment membership, then moves runs. Both are
 // safe to repeat: a retried delivery re-evaluates and re-checks.
 func (s *Service) handleLeadEvents(ctx context.Context, evs []any) error {
-	if err := s.UpdateMembership(ctx, evs); err != nil {
+	v, err := s.viewOf(ctx, evs)
+	if err != nil {
 		return err
 	}
-	return s.HandleEvents(ctx, evs)
+	if err := s.updateMembership(ctx, evs, v); err != nil {
+		return err
+	}
+	return s.handleEvents(ctx, evs, v)
 }

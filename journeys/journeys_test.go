@@ -127,10 +127,10 @@ func (f *fixture) rebuild(t testing.TB, g *Segment) *Segment {
 	t.Helper()
 	ctx := context.Background()
 	waitFor(t, "the segment's rebuild", func() bool {
-		got, err := f.s.Segment(ctx, corp, g.ID)
+		got, err := f.s.Segment(ctx, g.CorpID, g.ID)
 		return err == nil && got.BuiltVersion == got.Version
 	})
-	got, err := f.s.Segment(ctx, corp, g.ID)
+	got, err := f.s.Segment(ctx, g.CorpID, g.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

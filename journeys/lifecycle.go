@@ -397,47 +397,38 @@ type trigger struct {
 // triggerOf reads a lead event; ok is false for events that move no journey.
 func triggerOf(ev any) (t trigger, ok bool) {
 	switch e := ev.(type) {
-	case leads.ActivitiesRecorded:
-		t.corp, t.lead = e.CorpID, e.LeadID
-		for _, a := range e.Activities {
-			t.wake = append(t.wake, a.Type)
-			t.types = append(t.types, a.Type)
-			if a.Type == leads.ActivityGroupJoined || a.Type == leads.ActivityGroupLeft {
-				t.fields = append(t.fields, groupFields...)
-			}
-		}
-		t.matches = func(en *Entry, _ *float64, _ []string) bool {
-			if en.On != "activity" {
-				return false
-			}
-			for _, a := range e.Activities {
-				if a.Type == en.Activity && propsMatch(a.Properties, en.Properties) {
-					return true
-				}
-			}
-			return false
-		}
 	case leads.LeadChanged:
 		t.corp, t.lead = e.CorpID, e.LeadID
+		anyField := false
 		for _, k := range e.Kinds() {
 			fs, ok := leads.ProfileFields[k]
 			if !ok {
-				t.fields = nil
+				anyField = true
 				break
 			}
 			t.fields = append(t.fields, fs...)
 		}
+		types, fields := touchedByActivities(e.Activities)
+		t.wake, t.types, t.fields = types, types, append(t.fields, fields...)
+		if anyField { // a change no field names: every goal is checked
+			t.fields, t.types = nil, nil
+		}
 		t.scoreChanged = touchesScore(e)
 		t.matches = func(en *Entry, score *float64, _ []string) bool {
-			if en.On == "score" {
+			switch en.On {
+			case "score":
 				return score != nil && *score >= en.Above
-			}
-			if en.On != "lead_change" {
-				return false
-			}
-			for _, c := range e.Changes {
-				if c.Kind == en.Change && (en.To == "" || en.To == c.To) {
-					return true
+			case "lead_change":
+				for _, c := range e.Changes {
+					if c.Kind == en.Change && (en.To == "" || en.To == c.To) {
+						return true
+					}
+				}
+			case "activity":
+				for _, a := range e.Activities {
+					if a.Type == en.Activity && propsMatch(a.Properties, en.Properties) {
+						return true
+					}
 				}
 			}
 			return false
@@ -460,8 +451,18 @@ func triggerOf(ev any) (t trigger, ok bool) {
 // statement per kind of lookup and corp, and writes (in one transaction)
 // only where a run wakes or a lead enters; most events do neither.
 func (s *Service) HandleEvents(ctx context.Context, evs []any) error {
+	v, err := s.viewOf(ctx, evs)
+	if err != nil {
+		return err
+	}
+	return s.handleEvents(ctx, evs, v)
+}
+
+// handleEvents is HandleEvents with the batch's view read.
+func (s *Service) handleEvents(ctx context.Context, evs []any, v *batchView) error {
 	byCorp := map[string][]trigger{}
 	var corps []string
+	var refs []leadRef
 	for _, ev := range evs {
 		if e, ok := ev.(leads.LeadsRescored); ok {
 			if err := s.goalsAfterRescore(ctx, e.CorpID); err != nil {
@@ -473,51 +474,49 @@ func (s *Service) HandleEvents(ctx context.Context, evs []any) error {
 		if !ok {
 			continue
 		}
+		if t.contact != "" {
+			t.lead = v.leadOf[leads.Contact{CorpID: t.corp, ExternalUserID: t.contact}]
+		}
+		if t.lead == 0 { // a contact with no lead yet
+			continue
+		}
 		if byCorp[t.corp] == nil {
 			corps = append(corps, t.corp)
 		}
 		byCorp[t.corp] = append(byCorp[t.corp], t)
+		refs = append(refs, leadRef{t.corp, t.lead})
+	}
+	// The runs of every lead of the batch, in one read.
+	runs, err := activeRunsOfLeadsIn(ctx, s.db, refs)
+	if err != nil {
+		return err
 	}
 	for _, corp := range corps {
-		if err := s.handleTriggers(ctx, corp, byCorp[corp]); err != nil {
+		if err := s.handleTriggers(ctx, corp, byCorp[corp], v.journeys[corp], runs); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// handleTriggers is HandleEvents for one corp's events.
-func (s *Service) handleTriggers(ctx context.Context, corp string, ts []trigger) error {
-	live, err := s.published(ctx, s.db, corp)
-	if err != nil {
-		return err
-	}
-	var contacts []string
-	for _, t := range ts {
-		if t.contact != "" {
-			contacts = append(contacts, t.contact)
-		}
-	}
+// handleTriggers is handleEvents for one corp's events (each with its
+// lead), against the corp's published journeys (live) and the leads'
+// active runs.
+func (s *Service) handleTriggers(ctx context.Context, corp string, ts []trigger, live []livejourney, runs map[int64][]Run) error {
 	var tagsOf map[string][]string
-	if len(contacts) > 0 {
-		leadOf, err := s.leads.LeadsOfContacts(ctx, corp, contacts)
-		if err != nil {
-			return err
-		}
-		for i := range ts {
-			if ts[i].contact != "" {
-				ts[i].lead = leadOf[ts[i].contact]
+	if s.dir != nil && enterOn(live, "tag") {
+		var contacts []string
+		for _, t := range ts {
+			if t.contact != "" {
+				contacts = append(contacts, t.contact)
 			}
 		}
-		if s.dir != nil && enterOn(live, "tag") {
+		if len(contacts) > 0 {
+			var err error
 			if tagsOf, err = s.dir.TagNamesOf(ctx, corp, contacts); err != nil {
 				return err
 			}
 		}
-	}
-	ts = slices.DeleteFunc(ts, func(t trigger) bool { return t.lead == 0 }) // a contact with no lead yet
-	if len(ts) == 0 {
-		return nil
 	}
 	ids := make([]int64, 0, len(ts))
 	for _, t := range ts {
@@ -534,10 +533,6 @@ func (s *Service) handleTriggers(ctx context.Context, corp string, ts []trigger)
 		for i := range ps {
 			scores[ps[i].LeadID] = &ps[i].Score
 		}
-	}
-	runs, err := activeRunsOfLeads(ctx, s.db, corp, ids)
-	if err != nil {
-		return err
 	}
 	type entering struct {
 		lead  int64
@@ -564,7 +559,7 @@ func (s *Service) handleTriggers(ctx context.Context, corp string, ts []trigger)
 	}
 	if len(wakes) > 0 || len(enter) > 0 {
 		now := qsql.Millis(s.now())
-		err = s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
 			for _, t := range wakes {
 				if err := wakeRuns(ctx, tx, corp, t.lead, t.wake, now); err != nil {
 					return err

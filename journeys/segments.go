@@ -617,6 +617,15 @@ func (s *Service) scanFrom(ctx context.Context, corp string, c *compiled, after 
 // segments whose conditions name what changed (a stage change never
 // re-checks a segment on tags), and applies the differences.
 func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
+	v, err := s.viewOf(ctx, evs)
+	if err != nil {
+		return err
+	}
+	return s.updateMembership(ctx, evs, v)
+}
+
+// updateMembership is UpdateMembership with the batch's view read.
+func (s *Service) updateMembership(ctx context.Context, evs []any, v *batchView) error {
 	type touch struct {
 		fields []string
 		types  []string
@@ -638,19 +647,10 @@ func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
 				}
 				fields = append(fields, fs...)
 			}
-		case leads.ActivitiesRecorded:
-			corp, lead = e.CorpID, e.LeadID
-			for _, a := range e.Activities {
-				types = append(types, a.Type)
-				if a.Type == leads.ActivityGroupJoined || a.Type == leads.ActivityGroupLeft {
-					fields = append(fields, groupFields...)
-				}
-			}
+			ts, fs := touchedByActivities(e.Activities)
+			types, fields = ts, append(fields, fs...)
 		case directory.ContactSaved:
-			var err error
-			if corp, lead, err = s.leadOfContact(ctx, e); err != nil {
-				return err
-			}
+			corp, lead = e.CorpID, v.leadOf[leads.Contact{CorpID: e.CorpID, ExternalUserID: e.ExternalUserID}]
 			fields = contactFields
 		case leads.LeadsRescored:
 			if err := s.rebuildTouched(ctx, e.CorpID, leads.RescoredFields); err != nil {
@@ -681,10 +681,7 @@ func (s *Service) UpdateMembership(ctx context.Context, evs []any) error {
 		t.any = t.any || anyField
 	}
 	for corp, touched := range byCorp {
-		segs, err := s.Segments(ctx, corp)
-		if err != nil {
-			return err
-		}
+		segs := v.segments[corp]
 		for i := range segs {
 			g := &segs[i]
 			if g.Kind == KindStatic {
@@ -859,12 +856,6 @@ func (s *Service) InSegment(ctx context.Context, id, lead int64) (bool, error) {
 
 // contactFields are the condition fields a saved WeCom contact may change.
 var contactFields = []string{"tags", "name"}
-
-// leadOfContact is the lead of a saved contact (0: none yet).
-func (s *Service) leadOfContact(ctx context.Context, e directory.ContactSaved) (string, int64, error) {
-	m, err := s.leads.LeadsOfContacts(ctx, e.CorpID, []string{e.ExternalUserID})
-	return e.CorpID, m[e.ExternalUserID], err
-}
 
 // rebuildTouched queues the rebuild of every segment of the corp whose
 // condition names one of fields (after a change in bulk).

@@ -1,7 +1,10 @@
 package journeys
 
 import (
+	"cmp"
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +82,8 @@ func readVersion(ctx context.Context, db *qsql.DB, journey, version int64) (stri
 }
 
 type publishedRow struct {
-	ID      int64 `db:"id"`
+	CorpID  string `db:"corp_id"`
+	ID      int64  `db:"id"`
 	Version int64 `db:"version"`
 }
 
@@ -311,19 +315,28 @@ func writeActions(ctx context.Context, db *qsql.DB, tx *qsql.Tx, acts []actionRe
 
 var statCols = []string{"journey_id", "version", "node", "entered", "waiting", "completed", "failed", "conversions"}
 
-// writeStats adds the counter changes: per node (one upsert per node) and
-// per journey.
+// writeStats adds the counter changes: the nodes' in one upsert, then each
+// journey's. Both in key order, so two transactions adding to the same
+// counters lock them in one order and never deadlock.
 func writeStats(ctx context.Context, db *qsql.DB, tx *qsql.Tx, st *stats) error {
-	for k, d := range st.nodes {
-		if *d == (nodeDelta{}) {
-			continue
+	keys := slices.SortedFunc(maps.Keys(st.nodes), func(x, y nodeKey) int {
+		return cmp.Or(cmp.Compare(x.journey, y.journey), cmp.Compare(x.version, y.version), cmp.Compare(x.node, y.node))
+	})
+	args := make([]any, 0, len(keys)*len(statCols))
+	n := 0
+	for _, k := range keys {
+		if d := st.nodes[k]; *d != (nodeDelta{}) {
+			args = append(args, k.journey, k.version, k.node, d.entered, d.waiting, d.completed, d.failed, d.conversions)
+			n++
 		}
-		if _, err := tx.ExecContext(ctx, db.UpsertAdding("journey_node_stats", statCols, []string{"journey_id", "version", "node"}, statCols[3:]),
-			k.journey, k.version, k.node, d.entered, d.waiting, d.completed, d.failed, d.conversions); err != nil {
+	}
+	if n > 0 {
+		if _, err := tx.ExecContext(ctx, db.UpsertAdding("journey_node_stats", statCols, []string{"journey_id", "version", "node"}, statCols[3:], n), args...); err != nil {
 			return err
 		}
 	}
-	for id, d := range st.journeys {
+	for _, id := range slices.Sorted(maps.Keys(st.journeys)) {
+		d := st.journeys[id]
 		if *d == (journeyDelta{}) {
 			continue
 		}

@@ -11,15 +11,19 @@ import (
 )
 
 // LeadChanged is published in the transaction of every change of a lead
-// (one event per lead and transaction, with each history entry it made),
-// so other packages (segments, journeys) learn of it without reading the
-// lead pool's tables and exactly when the change commits.
+// and every activity recorded for its person: one event per lead and
+// transaction, with each history entry it made and each activity it
+// recorded, so other packages (segments, journeys) learn of it without
+// reading the lead pool's tables and exactly when the change commits. An
+// add through a live code creates the lead, records the add as an activity
+// and may grade and promote it: one event, one delivery per subscriber.
 type LeadChanged struct {
-	CorpID  string       `json:"corp_id"`
-	LeadID  int64        `json:"lead_id"`
-	Changes []LeadChange `json:"changes"`
-	At      int64        `json:"at"` // Unix ms
-	Key     string       `json:"key"`
+	CorpID     string             `json:"corp_id"`
+	LeadID     int64              `json:"lead_id"`
+	Changes    []LeadChange       `json:"changes,omitempty"`
+	Activities []RecordedActivity `json:"activities,omitempty"`
+	At         int64              `json:"at"` // Unix ms
+	Key        string             `json:"key"`
 }
 
 // LeadChange is one history entry of a LeadChanged: its kind (stage, score,
@@ -28,6 +32,13 @@ type LeadChange struct {
 	Kind string `json:"kind"`
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
+}
+
+// RecordedActivity is one activity of a LeadChanged.
+type RecordedActivity struct {
+	Type       string          `json:"type"`
+	At         int64           `json:"at"`
+	Properties json.RawMessage `json:"properties,omitempty"`
 }
 
 func (e LeadChanged) EventType() string    { return "LeadChanged" }
@@ -48,23 +59,15 @@ func (e LeadChanged) Kinds() []string {
 	return out
 }
 
-// ActivitiesRecorded is published in the transaction that records a lead's
-// person's activities (WeCom adds and losses, form fills, activities from
-// other systems), one event per lead and transaction.
+// ActivitiesRecorded was published for a lead's new activities before they
+// became part of LeadChanged. It is still decoded, as the LeadChanged it
+// now is, so deliveries queued before an upgrade are handled after it.
 type ActivitiesRecorded struct {
 	CorpID     string             `json:"corp_id"`
 	LeadID     int64              `json:"lead_id"`
-	PersonID   int64              `json:"person_id"`
 	Activities []RecordedActivity `json:"activities"`
 	At         int64              `json:"at"` // Unix ms
 	Key        string             `json:"key"`
-}
-
-// RecordedActivity is one activity of an ActivitiesRecorded.
-type RecordedActivity struct {
-	Type       string          `json:"type"`
-	At         int64           `json:"at"`
-	Properties json.RawMessage `json:"properties,omitempty"`
 }
 
 func (e ActivitiesRecorded) EventType() string    { return "ActivitiesRecorded" }
@@ -72,68 +75,94 @@ func (e ActivitiesRecorded) EventSubject() string { return LeadSubject(e.LeadID)
 func (e ActivitiesRecorded) EventKey() string     { return e.Key }
 func (e ActivitiesRecorded) EventTime() time.Time { return time.UnixMilli(e.At) }
 
+// AsLeadChanged is the event as it is published now.
+func (e ActivitiesRecorded) AsLeadChanged() LeadChanged {
+	return LeadChanged{CorpID: e.CorpID, LeadID: e.LeadID, Activities: e.Activities, At: e.At, Key: e.Key}
+}
+
 // LeadSubject is the bus subject of a lead's events: a subscriber sees one
 // lead's changes one at a time, in order.
 func LeadSubject(lead int64) string { return fmt.Sprintf("lead:%d", lead) }
 
-// publishChanges publishes one LeadChanged per lead of hs in tx. A retried
-// transaction was rolled back with its events, so a fresh key per call is
-// right: each committed change is published exactly once.
+// txChanges gathers a transaction's lead changes and activities, and
+// publishes them, one LeadChanged per lead, just before it commits. A
+// retried transaction starts a new one (a fresh key): each committed
+// change is published exactly once.
+type txChanges struct {
+	batch  string
+	byLead map[leadKey]*LeadChanged
+	order  []leadKey
+}
+
+type leadKey struct {
+	corp string
+	lead int64
+}
+
+type txChangesKey struct{}
+
+// changesOf is tx's gatherer, made (and its publishing hooked to the
+// commit) on first use.
+func (st *store) changesOf(ctx context.Context, tx *qsql.Tx) *txChanges {
+	if c, ok := tx.Value(txChangesKey{}).(*txChanges); ok {
+		return c
+	}
+	c := &txChanges{batch: newBatchToken(), byLead: map[leadKey]*LeadChanged{}}
+	tx.SetValue(txChangesKey{}, c)
+	tx.BeforeCommit(func() error {
+		evs := make([]jobs.Published, len(c.order))
+		for i, k := range c.order {
+			evs[i] = jobs.Published{CorpID: k.corp, Event: *c.byLead[k]}
+		}
+		return st.bus.PublishAll(ctx, tx, evs)
+	})
+	return c
+}
+
+// of is the lead's event, made on first use.
+func (c *txChanges) of(corp string, lead int64) *LeadChanged {
+	k := leadKey{corp, lead}
+	ev := c.byLead[k]
+	if ev == nil {
+		ev = &LeadChanged{CorpID: corp, LeadID: lead, Key: fmt.Sprintf("%s/%d", c.batch, lead)}
+		c.byLead[k] = ev
+		c.order = append(c.order, k)
+	}
+	return ev
+}
+
+// publishChanges adds the history entries hs to their leads' LeadChanged
+// of tx (none for a change in bulk: a rescore publishes LeadsRescored).
 func (st *store) publishChanges(ctx context.Context, tx *qsql.Tx, hs []historyRow) error {
 	if st.bus == nil || len(hs) == 0 || isBulk(ctx) {
 		return nil
 	}
-	batch := newBatchToken()
-	type key struct {
-		corp string
-		lead int64
-	}
-	byLead := map[key]*LeadChanged{}
-	var order []key
+	c := st.changesOf(ctx, tx)
 	for _, h := range hs {
-		k := key{h.Corp, h.Lead}
-		ev := byLead[k]
-		if ev == nil {
-			ev = &LeadChanged{CorpID: h.Corp, LeadID: h.Lead, Key: fmt.Sprintf("%s/%d", batch, h.Lead)}
-			byLead[k] = ev
-			order = append(order, k)
-		}
+		ev := c.of(h.Corp, h.Lead)
 		ev.At = max(ev.At, h.At)
 		ev.Changes = append(ev.Changes, LeadChange{Kind: h.Kind, From: h.From, To: h.To})
 	}
-	evs := make([]jobs.Published, len(order))
-	for i, k := range order {
-		evs[i] = jobs.Published{CorpID: k.corp, Event: *byLead[k]}
-	}
-	return st.bus.PublishAll(ctx, tx, evs)
+	return nil
 }
 
-// publishActivities publishes one ActivitiesRecorded per lead of acts in tx.
+// publishActivities adds the activities acts to their leads' LeadChanged
+// of tx.
 func (st *store) publishActivities(ctx context.Context, tx *qsql.Tx, acts []scoredActivity, now int64) error {
 	if st.bus == nil || len(acts) == 0 {
 		return nil
 	}
-	batch := newBatchToken()
-	byLead := map[int64]*ActivitiesRecorded{}
-	var order []int64
+	c := st.changesOf(ctx, tx)
 	for _, a := range acts {
-		ev := byLead[a.Lead]
-		if ev == nil {
-			ev = &ActivitiesRecorded{CorpID: a.Corp, LeadID: a.Lead, PersonID: a.Person, At: now, Key: fmt.Sprintf("%s/%d", batch, a.Lead)}
-			byLead[a.Lead] = ev
-			order = append(order, a.Lead)
-		}
+		ev := c.of(a.Corp, a.Lead)
+		ev.At = max(ev.At, now)
 		ra := RecordedActivity{Type: a.Type, At: a.At}
 		if json.Valid([]byte(a.Props)) {
 			ra.Properties = json.RawMessage(a.Props)
 		}
 		ev.Activities = append(ev.Activities, ra)
 	}
-	evs := make([]jobs.Published, len(order))
-	for i, l := range order {
-		evs[i] = jobs.Published{CorpID: byLead[l].CorpID, Event: *byLead[l]}
-	}
-	return st.bus.PublishAll(ctx, tx, evs)
+	return nil
 }
 
 // LeadsRescored is published once a rescore job has been through every

@@ -3,6 +3,8 @@ package leads
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -267,17 +269,35 @@ type fitInput struct {
 // refitLeads recomputes the fit of some leads of a corp in tx, reading the
 // corp's rules (nothing to do without rules and with no fit recorded).
 func (s *Service) refitLeads(ctx context.Context, tx *qsql.Tx, corp string, leads []int64, ms int64) error {
-	rules, err := s.store.fitRules(ctx, tx, corp)
-	if err != nil || len(rules) == 0 {
-		return err
+	return s.refitLeadsOf(ctx, tx, map[string][]int64{corp: leads}, ms)
+}
+
+// refitLeadsOf is refitLeads for leads of many corps (by corp), whose
+// rules are read in one statement.
+func (s *Service) refitLeadsOf(ctx context.Context, tx *qsql.Tx, byCorp map[string][]int64, ms int64) error {
+	if len(byCorp) == 0 {
+		return nil
 	}
-	set, err := s.store.settings(ctx, tx, corp)
+	corps := slices.Sorted(maps.Keys(byCorp))
+	rules, err := s.store.fitRulesOf(ctx, tx, corps)
 	if err != nil {
 		return err
 	}
-	history, err := s.refit(ctx, tx, corp, leads, rules, set, ms)
-	if err != nil {
-		return err
+	for _, corp := range corps {
+		if len(rules[corp]) == 0 {
+			continue
+		}
+		set, err := s.store.settings(ctx, tx, corp)
+		if err != nil {
+			return err
+		}
+		history, err := s.refit(ctx, tx, corp, byCorp[corp], rules[corp], set, ms)
+		if err != nil {
+			return err
+		}
+		if err := s.store.addHistories(ctx, tx, history); err != nil {
+			return err
+		}
 	}
-	return s.store.addHistories(ctx, tx, history)
+	return nil
 }

@@ -164,10 +164,8 @@ func (s *Service) intakeTx(ctx context.Context, tx *qsql.Tx, evs []any, now int6
 		return err
 	}
 	// New leads are graded by what they came with (source, channel, code).
-	for corp, ids := range byCorp {
-		if err := s.refitLeads(ctx, tx, corp, ids, now); err != nil {
-			return err
-		}
+	if err := s.refitLeadsOf(ctx, tx, byCorp, now); err != nil {
+		return err
 	}
 	// Last: scoring needs the leads made above.
 	return s.wecomActivities(ctx, tx, adds, losses, people, now)

@@ -202,7 +202,8 @@ const SubscriberIntake = "leads.intake"
 
 // Subscribe registers intake on the bus.
 // It also registers the events the lead pool publishes (LeadChanged,
-// ActivitiesRecorded), which it publishes from then on.
+// LeadsRescored), which it publishes from then on, and ActivitiesRecorded,
+// which earlier versions published.
 func (s *Service) Subscribe(b *jobs.Bus) {
 	jobs.RegisterEvent[LeadChanged](b)
 	jobs.RegisterEvent[ActivitiesRecorded](b)

@@ -174,10 +174,16 @@ func (s *Service) CountActivities(ctx context.Context, corp string, ids []int64,
 // about windows of activity.
 func (s *Service) Now() time.Time { return s.now() }
 
-// LeadsOfContacts maps WeCom external contacts of a corp to their live
-// leads (a contact without one is absent).
-func (s *Service) LeadsOfContacts(ctx context.Context, corp string, externalUserIDs []string) (map[string]int64, error) {
-	return s.store.leadsOfContacts(ctx, corp, externalUserIDs)
+// Contact is a WeCom external contact of a corp.
+type Contact struct {
+	CorpID, ExternalUserID string
+}
+
+// LeadsOfContacts maps WeCom external contacts (of any corps: a bus batch
+// asks for all of its own at once) to their live leads (a contact without
+// one is absent).
+func (s *Service) LeadsOfContacts(ctx context.Context, contacts []Contact) (map[Contact]int64, error) {
+	return s.store.leadsOfContacts(ctx, contacts)
 }
 
 // LeadsOwnedBy pages through the live leads of a corp owned by any of

@@ -375,9 +375,26 @@ func (st *store) deleteFitRule(ctx context.Context, corp string, id int64) (bool
 }
 
 func (st *store) fitRules(ctx context.Context, q sqlx.QueryerContext, corp string) ([]FitRule, error) {
-	out := []FitRule{}
-	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, corp_id, name, cond, points, created_at, updated_at FROM fit_rules WHERE corp_id = ? ORDER BY id`, corp)
-	return out, err
+	rules, err := st.fitRulesOf(ctx, q, []string{corp})
+	return append([]FitRule{}, rules[corp]...), err
+}
+
+// fitRulesOf reads the fit rules of corps (a batch of adds spans many) in
+// one statement, by corp in id order.
+func (st *store) fitRulesOf(ctx context.Context, q sqlx.QueryerContext, corps []string) (map[string][]FitRule, error) {
+	query, args, err := sqlx.In(`SELECT id, corp_id, name, cond, points, created_at, updated_at FROM fit_rules WHERE corp_id IN (?) ORDER BY id`, corps)
+	if err != nil {
+		return nil, err
+	}
+	var rows []FitRule
+	if err := sqlx.SelectContext(ctx, q, &rows, st.db.Rebind(query), args...); err != nil {
+		return nil, err
+	}
+	out := map[string][]FitRule{}
+	for _, r := range rows {
+		out[r.CorpID] = append(out[r.CorpID], r)
+	}
+	return out, nil
 }
 
 // engagementVersion names the state of what a corp's engagement is
@@ -1160,25 +1177,28 @@ func (st *store) countActivities(ctx context.Context, corp string, ids []int64, 
 }
 
 // leadsOfContacts maps external contacts to the live leads of their people.
-func (st *store) leadsOfContacts(ctx context.Context, corp string, exts []string) (map[string]int64, error) {
-	out := map[string]int64{}
-	if len(exts) == 0 {
+func (st *store) leadsOfContacts(ctx context.Context, contacts []Contact) (map[Contact]int64, error) {
+	out := map[Contact]int64{}
+	if len(contacts) == 0 {
 		return out, nil
 	}
-	q, args, err := sqlx.In(`SELECT i.value AS external_userid, l.id FROM person_identities i JOIN leads l ON l.corp_id = i.corp_id AND l.person_id = i.person_id
-		WHERE i.corp_id = ? AND i.kind = 'wecom' AND i.value IN (?) AND l.merged_into = 0`, corp, exts)
-	if err != nil {
-		return nil, err
+	keys := make([][]any, len(contacts))
+	for i, c := range contacts {
+		keys[i] = []any{c.CorpID, IdentityWeCom, c.ExternalUserID}
 	}
+	cond, args := qsql.KeysIn([]string{"i.corp_id", "i.kind", "i.value"}, keys)
 	var rows []struct {
+		Corp     string `db:"corp_id"`
 		External string `db:"external_userid"`
 		Lead     int64  `db:"id"`
 	}
-	if err := st.db.SelectContext(ctx, &rows, st.db.Rebind(q), args...); err != nil {
+	if err := st.db.SelectContext(ctx, &rows, `SELECT i.corp_id, i.value AS external_userid, l.id FROM person_identities i
+		JOIN leads l ON l.corp_id = i.corp_id AND l.person_id = i.person_id
+		WHERE `+cond+` AND l.merged_into = 0`, args...); err != nil {
 		return nil, err
 	}
 	for _, r := range rows {
-		out[r.External] = r.Lead
+		out[Contact{r.Corp, r.External}] = r.Lead
 	}
 	return out, nil
 }

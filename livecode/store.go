@@ -612,7 +612,24 @@ func (st *store) foldStats(ctx context.Context, limit int) (int, error) {
 		return cmp.Or(cmp.Compare(x.Corp, y.Corp), cmp.Compare(x.Code, y.Code), cmp.Compare(x.User, y.User), cmp.Compare(x.Day, y.Day))
 	})
 	errRaced := errors.New("folded by another instance")
+	cols := append(append([]string{}, statsKeyCols...), statsFieldList...)
 	err := st.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		// The counters first, in key order and a few hundred rows a
+		// statement: the log's rows are locked last, just before the
+		// commit, so the writers appending to it wait as little as possible.
+		for start := 0; start < len(keys); start += 200 {
+			chunk := keys[start:min(start+200, len(keys))]
+			args := make([]any, 0, len(chunk)*len(cols))
+			for _, k := range chunk {
+				args = append(args, k.Corp, k.Code, k.User, k.Day)
+				for _, v := range sums[k] {
+					args = append(args, v)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, st.db.UpsertAdding("live_code_stats", cols, statsKeyCols, statsFieldList, len(chunk)), args...); err != nil {
+				return err
+			}
+		}
 		// Short IN lists: a long one may be read by a table scan, which
 		// locks the rows writers are appending.
 		for start := 0; start < len(ids); start += 100 {
@@ -627,16 +644,6 @@ func (st *store) foldStats(ctx context.Context, limit int) (int, error) {
 			}
 			if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
 				return cmp.Or(err, errRaced)
-			}
-		}
-		upsert := st.db.UpsertAdding("live_code_stats", append(append([]string{}, statsKeyCols...), statsFieldList...), statsKeyCols, statsFieldList)
-		for _, k := range keys {
-			args := []any{k.Corp, k.Code, k.User, k.Day}
-			for _, v := range sums[k] {
-				args = append(args, v)
-			}
-			if _, err := tx.ExecContext(ctx, upsert, args...); err != nil {
-				return err
 			}
 		}
 		return nil

@@ -256,11 +256,31 @@ func IsDeadlock(err error) bool {
 // wake a dispatcher once the rows it should see are visible, say).
 type Tx struct {
 	*sqlx.Tx
-	afterCommit []func()
+	afterCommit  []func()
+	beforeCommit []func() error
+	values       map[any]any
 }
 
 // AfterCommit runs fn once the transaction has committed; never on rollback.
 func (tx *Tx) AfterCommit(fn func()) { tx.afterCommit = append(tx.afterCommit, fn) }
+
+// BeforeCommit runs fn in the transaction once its work is done, just
+// before it commits (in the order given); an error rolls it back. What a
+// transaction gathers as it goes (events to publish, one per lead however
+// many changes made them) is written this way.
+func (tx *Tx) BeforeCommit(fn func() error) { tx.beforeCommit = append(tx.beforeCommit, fn) }
+
+// Value is what SetValue stored under key in this transaction (nil: none).
+func (tx *Tx) Value(key any) any { return tx.values[key] }
+
+// SetValue stores v under key for the rest of this transaction; keys are
+// unexported types of the package that uses them, as for context values.
+func (tx *Tx) SetValue(key, v any) {
+	if tx.values == nil {
+		tx.values = map[any]any{}
+	}
+	tx.values[key] = v
+}
 
 // WriteTx runs fn in a transaction and commits it, or rolls back on error.
 // On SQLite the transaction is BEGIN IMMEDIATE, so it holds the write lock
@@ -291,7 +311,11 @@ func (db *DB) commitTx(ctx context.Context, fn func(tx *Tx) error) (*Tx, error) 
 		return nil, err
 	}
 	tx := &Tx{Tx: stx}
-	if err := fn(tx); err != nil {
+	err = fn(tx)
+	for i := 0; err == nil && i < len(tx.beforeCommit); i++ { // a hook may add hooks
+		err = tx.beforeCommit[i]()
+	}
+	if err != nil {
 		_ = stx.Rollback()
 		return nil, err
 	}
@@ -432,14 +456,15 @@ func (j JSON) MarshalJSON() ([]byte, error) {
 	return j, nil
 }
 
-// UpsertAdding returns an insert of one row that, when the key exists, adds
-// the new values of addCols to the stored ones (counters).
-func (db *DB) UpsertAdding(table string, cols, key, addCols []string) string {
+// UpsertAdding returns an insert of n rows where each row whose key exists
+// adds its values of addCols to the stored ones (counters). Callers pass
+// the rows in key order, so concurrent writers lock them in one order.
+func (db *DB) UpsertAdding(table string, cols, key, addCols []string, n int) string {
 	sets := make([]string, len(addCols))
 	for i, c := range addCols {
 		sets[i] = c + " = " + c + " + " + db.Incoming(c)
 	}
-	return db.UpsertSet(table, cols, key, 1, sets...)
+	return db.UpsertSet(table, cols, key, n, sets...)
 }
 
 // UpsertRowsIfExpired inserts n rows; a row whose key exists is replaced

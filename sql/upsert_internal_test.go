@@ -37,8 +37,8 @@ func TestUpsert_NamesTheIncomingRowPerServer(t *testing.T) {
 			t.Errorf("%s alias=%v:\n got %s\nwant %s", tc.db.Dialect, tc.db.rowAlias, got, tc.want)
 		}
 	}
-	if got, want := (&DB{Dialect: MySQL, rowAlias: true}).UpsertAdding("t", cols, key, []string{"n"}),
-		"INSERT INTO t (k,n) VALUES (?,?) AS incoming ON DUPLICATE KEY UPDATE n = n + incoming.n"; got != want {
+	if got, want := (&DB{Dialect: MySQL, rowAlias: true}).UpsertAdding("t", cols, key, []string{"n"}, 2),
+		"INSERT INTO t (k,n) VALUES (?,?),(?,?) AS incoming ON DUPLICATE KEY UPDATE n = n + incoming.n"; got != want {
 		t.Errorf("adding:\n got %s\nwant %s", got, want)
 	}
 }

@@ -2,7 +2,9 @@ package sql_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,4 +105,50 @@ func TestWriteTx_WaitEndsWithTheContext(t *testing.T) {
 	if err := <-errs; err != context.Canceled {
 		t.Fatalf("a cancelled wait: %v, want context.Canceled", err)
 	}
+}
+
+// What a transaction gathers as it goes is written by its BeforeCommit
+// hooks, inside it: committed with its work, rolled back with it when a
+// hook fails, and never written by a transaction whose work failed.
+func TestWriteTx_BeforeCommitWritesInTheTransaction(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		insert := func(tx *qsql.Tx, id string) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO corps (id, name, time_zone, created_at, updated_at) VALUES (?, '', 'UTC', 1, 1)`, id)
+			return err
+		}
+		type key struct{}
+		err := db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			if err := insert(tx, "wwWork"); err != nil {
+				return err
+			}
+			tx.SetValue(key{}, "wwHook")
+			tx.BeforeCommit(func() error { return insert(tx, tx.Value(key{}).(string)) })
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed := errors.New("the hook failed")
+		if err := db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			tx.BeforeCommit(func() error { return insert(tx, "wwHookFailed") })
+			tx.BeforeCommit(func() error { return failed })
+			return insert(tx, "wwWorkOfAFailedHook")
+		}); !errors.Is(err, failed) {
+			t.Fatalf("a failing hook's transaction: %v", err)
+		}
+		if err := db.WriteTx(ctx, func(tx *qsql.Tx) error {
+			tx.BeforeCommit(func() error { return insert(tx, "wwHookOfFailedWork") })
+			return failed
+		}); !errors.Is(err, failed) {
+			t.Fatalf("failed work: %v", err)
+		}
+		var ids []string
+		if err := db.Select(&ids, `SELECT id FROM corps ORDER BY id`); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids, []string{"wwHook", "wwWork"}) {
+			t.Fatalf("corps %v, want the committed transaction's work and hook only", ids)
+		}
+	})
 }

@@ -150,7 +150,7 @@ func TestE2E_JourneyWelcomeSeriesFromScanToGoal(t *testing.T) {
 					return false
 				}
 			}
-			m, err := s.app.leads.LeadsOfContacts(ctx, e2eCorp, []string{people[0].ExternalUserID, people[1].ExternalUserID, people[2].ExternalUserID})
+			m, err := leadsOfContacts(ctx, s.app, e2eCorp, people[0].ExternalUserID, people[1].ExternalUserID, people[2].ExternalUserID)
 			leadOf = m
 			return err == nil && len(m) == 3
 		})
@@ -331,7 +331,7 @@ func TestE2E_GroupJoinIsAnActivityThatStartsAJourney(t *testing.T) {
 	}
 	var lead int64
 	waitUntil(t, "her lead", func() bool {
-		m, err := s.app.leads.LeadsOfContacts(ctx, e2eCorp, []string{scan.ExternalUserID})
+		m, err := leadsOfContacts(ctx, s.app, e2eCorp, scan.ExternalUserID)
 		lead = m[scan.ExternalUserID]
 		return err == nil && lead > 0
 	})
@@ -388,4 +388,18 @@ func TestE2E_GroupJoinIsAnActivityThatStartsAJourney(t *testing.T) {
 	if !found {
 		t.Fatalf("no group join on the timeline: %+v", timeline.Entries)
 	}
+}
+
+// leadsOfContacts maps a corp's external contacts to their leads.
+func leadsOfContacts(ctx context.Context, a *app, corp string, exts ...string) (map[string]int64, error) {
+	cs := make([]leads.Contact, len(exts))
+	for i, e := range exts {
+		cs[i] = leads.Contact{CorpID: corp, ExternalUserID: e}
+	}
+	m, err := a.leads.LeadsOfContacts(ctx, cs)
+	out := map[string]int64{}
+	for c, lead := range m {
+		out[c.ExternalUserID] = lead
+	}
+	return out, err
 }
