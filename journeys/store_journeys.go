@@ -84,7 +84,7 @@ func readVersion(ctx context.Context, db *qsql.DB, journey, version int64) (stri
 type publishedRow struct {
 	CorpID  string `db:"corp_id"`
 	ID      int64  `db:"id"`
-	Version int64 `db:"version"`
+	Version int64  `db:"version"`
 }
 
 func publishedJourneys(ctx context.Context, q sqlx.QueryerContext, corp string) ([]publishedRow, error) {
