@@ -148,7 +148,9 @@ func (r *Runner) kind(k string) (JobFunc, bool) {
 }
 
 // Enqueue adds a job. With a uniqueKey, while a job with that key is queued or
-// running, the existing job's id is returned instead of a second job.
+// running, the existing job's id is returned instead of a second job; a
+// running one is asked to run again, from the start, once this run ends
+// (what it was asked for may have changed after it read its inputs).
 func (r *Runner) Enqueue(ctx context.Context, corpID, kind, uniqueKey string, params any, createdBy int64) (int64, error) {
 	p, err := json.Marshal(params)
 	if err != nil {
@@ -162,6 +164,27 @@ func (r *Runner) Enqueue(ctx context.Context, corpID, kind, uniqueKey string, pa
 	cols := []string{"corp_id", "kind", "unique_key", "status", "params", "checkpoint", "result", "available_at", "created_by", "created_at", "updated_at"}
 	var id int64
 	err = r.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		if uniqueKey != "" {
+			// A running job with the key is asked to run again, by its
+			// primary key: the order its end (finish) locks the row in.
+			var running int64
+			err := tx.GetContext(ctx, &running, `SELECT id FROM jobs WHERE unique_key = ? AND status = ?`, uniqueKey, JobRunning)
+			if err != nil && !qsql.IsNoRows(err) {
+				return err
+			}
+			if err == nil {
+				res, err := tx.ExecContext(ctx, `UPDATE jobs SET rerun_requested = 1, updated_at = ? WHERE id = ? AND unique_key = ? AND status = ?`,
+					now, running, uniqueKey, JobRunning)
+				if err != nil {
+					return err
+				}
+				if n, _ := res.RowsAffected(); n == 1 {
+					id = running
+					return nil
+				}
+				// It ended meanwhile (or was asked already): as if it had not run.
+			}
+		}
 		res, err := tx.ExecContext(ctx, r.db.InsertIgnoreRows("jobs", cols, []string{"unique_key"}, 1),
 			corpID, kind, key, JobQueued, string(p), "{}", "null", now, createdBy, now, now)
 		if err != nil {
@@ -172,14 +195,20 @@ func (r *Runner) Enqueue(ctx context.Context, corpID, kind, uniqueKey string, pa
 			return err
 		}
 		return tx.GetContext(ctx, &id, `SELECT id FROM jobs WHERE unique_key = ?`, uniqueKey)
+		return err
 	})
 	if err == nil {
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
+		r.wakeUp()
 	}
 	return id, err
+}
+
+// wakeUp makes an idle worker look for jobs now.
+func (r *Runner) wakeUp() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Get returns a job of the corp.
@@ -428,9 +457,23 @@ func (r *Runner) finish(j *Job, status string, result any, cause error) {
 	if cause != nil {
 		msg = cause.Error()
 	}
+	// A job asked for again while it ran is queued again instead, from the
+	// start and keeping its key, by the same statement: a request (Enqueue)
+	// and the end are ordered by the row's lock, and neither is lost. MySQL
+	// assigns left to right, so rerun_requested is cleared last.
+	again := "rerun_requested = 1"
+	if status == JobCancelled {
+		again = "1 = 0"
+	}
 	now := qsql.Millis(r.now())
-	_, err := r.db.ExecContext(context.Background(), `UPDATE jobs SET status = ?, result = ?, error = ?, unique_key = NULL, lease_owner = '', lease_token = '', finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
-		status, string(b), msg, now, now, j.ID, j.token)
+	_, err := r.db.ExecContext(context.Background(), `UPDATE jobs SET status = CASE WHEN `+again+` THEN ? ELSE ? END,
+		unique_key = CASE WHEN `+again+` THEN unique_key END, checkpoint = CASE WHEN `+again+` THEN '{}' ELSE checkpoint END,
+		progress_done = CASE WHEN `+again+` THEN 0 ELSE progress_done END, attempts = CASE WHEN `+again+` THEN 0 ELSE attempts END,
+		available_at = CASE WHEN `+again+` THEN ? ELSE available_at END, finished_at = CASE WHEN `+again+` THEN NULL ELSE ? END,
+		result = ?, error = ?, lease_owner = '', lease_token = '', updated_at = ?, rerun_requested = 0
+		WHERE id = ? AND lease_token = ?`,
+		JobQueued, status, now, now, string(b), msg, now, j.ID, j.token)
+	r.wakeUp() // for the run again, if it is one
 	if err != nil {
 		r.log.Error("recording job end failed", "job", j.ID, "err", err)
 	}

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,5 +207,64 @@ func TestRunner_ClaimsOnlyKindsItKnows(t *testing.T) {
 		nw.Start(1)
 		defer nw.Stop(ctx)
 		waitFor(t, "the newer instance to run it", func() bool { j, _ := nw.Get(ctx, "ww1", newID); return j.Status == JobDone })
+	})
+}
+
+// A request for a job that is running (a rule saved while its rescore
+// runs) makes it run again, from the start, once this run ends: the run
+// may have read its inputs before the change. Requests while it is queued
+// are the one run it will make; once it is done, a request is a new job.
+func TestRunner_ARequestWhileItRunsRunsItAgain(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		r := NewRunner(db, "A", time.Minute, quiet)
+		r.poll = 20 * time.Millisecond
+		var runs atomic.Int32
+		started, release := make(chan struct{}, 4), make(chan struct{})
+		r.Register("rebuild", func(ctx context.Context, j *Job) (any, error) {
+			n := runs.Add(1)
+			var cp countCP
+			if _, err := j.LoadCheckpoint(&cp); err != nil || cp.Next != 0 {
+				return nil, fmt.Errorf("run %d began at checkpoint %d (%v), want the start", n, cp.Next, err)
+			}
+			if err := j.Checkpoint(ctx, countCP{Next: 1}, 1, 1); err != nil {
+				return nil, err
+			}
+			started <- struct{}{}
+			if n == 1 {
+				<-release
+			}
+			return map[string]int32{"run": n}, nil
+		})
+		enqueue := func() int64 {
+			t.Helper()
+			id, err := r.Enqueue(ctx, "ww1", "rebuild", "rebuild:1", nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		id := enqueue()
+		if again := enqueue(); again != id {
+			t.Fatalf("a request while queued made job %d besides %d", again, id)
+		}
+		r.Start(1)
+		defer r.Stop(ctx)
+		<-started
+		if a, b := enqueue(), enqueue(); a != id || b != id {
+			t.Fatalf("requests while it runs made jobs %d and %d besides %d", a, b, id)
+		}
+		close(release)
+		waitFor(t, "the job to be done", func() bool {
+			j, err := r.Get(ctx, "ww1", id)
+			return err == nil && j.Status == JobDone
+		})
+		j, _ := r.Get(ctx, "ww1", id)
+		if runs.Load() != 2 || string(j.Result) != `{"run":2}` {
+			t.Fatalf("%d runs, result %s: want a second run for the requests made while it ran", runs.Load(), j.Result)
+		}
+		if next := enqueue(); next == id {
+			t.Fatal("a request after the job was done went to the done job")
+		}
 	})
 }
