@@ -877,3 +877,51 @@ func TestDispatcher_YieldsToABurstOfCallbacks(t *testing.T) {
 		}
 	})
 }
+
+// A claimer is woken only by deliveries in its lane: an add with no
+// welcome to send must not make the fast lane's claimer query for work
+// (under load those empty claims were most of the claim queries).
+func TestBus_WakesOnlyTheLanesThatGotDeliveries(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		b := newBus(t, db)
+		noop := func(context.Context, Delivery, *external) error { return nil }
+		On(b, Subscription[*external]{Name: "welcome", Lane: LaneFast, Types: []string{"contact/added"}, Where: func(ev *external) bool { return ev.Contact == "by-code" }, Handle: noop})
+		On(b, Subscription[*external]{Name: "mirror", Types: []string{"contact/*"}, Handle: noop})
+		On(b, Subscription[contactEvent]{Name: "leads", Types: []string{contactEvent{}.EventType()}, Handle: func(context.Context, Delivery, contactEvent) error { return nil }})
+		startBus(t, b)
+		woken := func() (fast, normal bool) {
+			select {
+			case <-b.notify[LaneFast]:
+				fast = true
+			default:
+			}
+			select {
+			case <-b.notify[LaneNormal]:
+				normal = true
+			default:
+			}
+			return fast, normal
+		}
+		at := time.UnixMilli(1700000000000)
+		if _, err := b.Receive(context.Background(), incoming("ww1", "added", "direct", at)); err != nil {
+			t.Fatal(err)
+		}
+		if fast, normal := woken(); fast || !normal {
+			t.Fatalf("a direct add woke fast %v, normal %v: want the normal lane only", fast, normal)
+		}
+		if _, err := b.Receive(context.Background(), incoming("ww1", "added", "by-code", at)); err != nil {
+			t.Fatal(err)
+		}
+		if fast, normal := woken(); !fast || !normal {
+			t.Fatalf("an add by code woke fast %v, normal %v: want both", fast, normal)
+		}
+		if err := db.WriteTx(context.Background(), func(tx *qsql.Tx) error {
+			return b.Publish(context.Background(), tx, "ww1", contactEvent{Contact: "direct", Seq: 1, At: at})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fast, normal := woken(); fast || !normal {
+			t.Fatalf("a domain event for a normal-lane subscriber woke fast %v, normal %v", fast, normal)
+		}
+	})
+}
