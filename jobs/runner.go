@@ -195,7 +195,6 @@ func (r *Runner) Enqueue(ctx context.Context, corpID, kind, uniqueKey string, pa
 			return err
 		}
 		return tx.GetContext(ctx, &id, `SELECT id FROM jobs WHERE unique_key = ?`, uniqueKey)
-		return err
 	})
 	if err == nil {
 		r.wakeUp()

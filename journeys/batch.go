@@ -3,10 +3,7 @@ package journeys
 import (
 	"context"
 
-	"github.com/jmoiron/sqlx"
-
 	"github.com/qiflow/qiflow/leads"
-	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/wecom/directory"
 )
 
@@ -24,7 +21,7 @@ type batchView struct {
 
 // viewOf reads the view of a batch of events.
 func (s *Service) viewOf(ctx context.Context, evs []any) (*batchView, error) {
-	v := &batchView{segments: map[string][]Segment{}, journeys: map[string][]livejourney{}, leadOf: map[leads.Contact]int64{}}
+	v := &batchView{segments: map[string][]Segment{}, leadOf: map[leads.Contact]int64{}}
 	var corps []string
 	seen := map[string]bool{}
 	var contacts []leads.Contact
@@ -47,26 +44,15 @@ func (s *Service) viewOf(ctx context.Context, evs []any) (*batchView, error) {
 	if len(corps) == 0 {
 		return v, nil
 	}
-	segs, err := readSegmentsOf(ctx, s.db, corps)
+	segs, err := s.segmentsOf(ctx, corps)
 	if err != nil {
 		return nil, err
 	}
-	for i := range segs {
-		if err := segs[i].decode(); err != nil {
-			return nil, err
-		}
-		v.segments[segs[i].CorpID] = append(v.segments[segs[i].CorpID], segs[i])
+	for _, g := range segs {
+		v.segments[g.CorpID] = append(v.segments[g.CorpID], g)
 	}
-	rows, err := publishedJourneysOf(ctx, s.db, corps)
-	if err != nil {
+	if v.journeys, err = s.publishedOf(ctx, s.db, corps); err != nil {
 		return nil, err
-	}
-	for _, r := range rows {
-		g, err := s.graph(ctx, r.ID, r.Version)
-		if err != nil {
-			return nil, err
-		}
-		v.journeys[r.CorpID] = append(v.journeys[r.CorpID], livejourney{id: r.ID, version: r.Version, g: g})
 	}
 	if len(contacts) > 0 {
 		if v.leadOf, err = s.leads.LeadsOfContacts(ctx, contacts); err != nil {
@@ -74,55 +60,6 @@ func (s *Service) viewOf(ctx context.Context, evs []any) (*batchView, error) {
 		}
 	}
 	return v, nil
-}
-
-// readSegmentsOf reads the segments of corps, by corp and id.
-func readSegmentsOf(ctx context.Context, db *qsql.DB, corps []string) ([]Segment, error) {
-	q, args, err := sqlx.In(`SELECT `+segmentCols+` FROM segments WHERE corp_id IN (?) ORDER BY corp_id, id`, corps)
-	if err != nil {
-		return nil, err
-	}
-	out := []Segment{}
-	err = db.SelectContext(ctx, &out, q, args...)
-	return out, err
-}
-
-// publishedJourneysOf reads the published journeys of corps, by corp and id.
-func publishedJourneysOf(ctx context.Context, db *qsql.DB, corps []string) ([]publishedRow, error) {
-	q, args, err := sqlx.In(`SELECT corp_id, id, version FROM journeys WHERE corp_id IN (?) AND status = ? ORDER BY corp_id, id`, corps, StatusPublished)
-	if err != nil {
-		return nil, err
-	}
-	var out []publishedRow
-	err = db.SelectContext(ctx, &out, q, args...)
-	return out, err
-}
-
-// leadRef is a lead of a corp.
-type leadRef struct {
-	corp string
-	lead int64
-}
-
-// activeRunsOfLeadsIn reads the active runs of leads of any corps, by lead.
-func activeRunsOfLeadsIn(ctx context.Context, db *qsql.DB, refs []leadRef) (map[int64][]Run, error) {
-	out := make(map[int64][]Run, len(refs))
-	if len(refs) == 0 {
-		return out, nil
-	}
-	keys := make([][]any, len(refs))
-	for i, r := range refs {
-		keys[i] = []any{r.corp, r.lead}
-	}
-	cond, args := qsql.KeysIn([]string{"corp_id", "lead_id"}, keys)
-	var rows []Run
-	if err := db.SelectContext(ctx, &rows, `SELECT `+runCols+` FROM journey_runs WHERE `+cond+` AND active_guard = 1`, args...); err != nil {
-		return nil, err
-	}
-	for _, r := range rows {
-		out[r.LeadID] = append(out[r.LeadID], r)
-	}
-	return out, nil
 }
 
 // touchedByActivities are the activity types of acts and the condition

@@ -275,17 +275,24 @@ func (s *Service) SetStatus(ctx context.Context, corp string, id int64, status s
 
 // published are a corp's published journeys with their current graphs.
 func (s *Service) published(ctx context.Context, q sqlx.QueryerContext, corp string) ([]livejourney, error) {
-	rows, err := publishedJourneys(ctx, q, corp)
+	live, err := s.publishedOf(ctx, q, []string{corp})
+	return live[corp], err
+}
+
+// publishedOf are the published journeys of corps with their current
+// graphs, by corp.
+func (s *Service) publishedOf(ctx context.Context, q sqlx.QueryerContext, corps []string) (map[string][]livejourney, error) {
+	rows, err := publishedJourneysOf(ctx, q, corps)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]livejourney, 0, len(rows))
+	out := map[string][]livejourney{}
 	for _, r := range rows {
 		g, err := s.graph(ctx, r.ID, r.Version)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, livejourney{id: r.ID, version: r.Version, g: g})
+		out[r.CorpID] = append(out[r.CorpID], livejourney{id: r.ID, version: r.Version, g: g})
 	}
 	return out, nil
 }
@@ -579,7 +586,11 @@ func (s *Service) handleTriggers(ctx context.Context, corp string, ts []trigger,
 			return err
 		}
 		if len(enter) > 0 { // the runs just started have goals too
-			if runs, err = activeRunsOfLeads(ctx, s.db, corp, ids); err != nil {
+			refs := make([]leadRef, len(ids))
+			for i, id := range ids {
+				refs[i] = leadRef{corp, id}
+			}
+			if runs, err = activeRunsOfLeadsIn(ctx, s.db, refs); err != nil {
 				return err
 			}
 		}

@@ -216,7 +216,12 @@ func (s *Service) Segment(ctx context.Context, corp string, id int64) (*Segment,
 
 // Segments lists a corp's segments.
 func (s *Service) Segments(ctx context.Context, corp string) ([]Segment, error) {
-	gs, err := readSegments(ctx, s.db, corp)
+	return s.segmentsOf(ctx, []string{corp})
+}
+
+// segmentsOf lists the segments of corps, by corp and id, decoded.
+func (s *Service) segmentsOf(ctx context.Context, corps []string) ([]Segment, error) {
+	gs, err := readSegmentsOf(ctx, s.db, corps)
 	if err != nil {
 		return nil, err
 	}

@@ -87,9 +87,14 @@ type publishedRow struct {
 	Version int64  `db:"version"`
 }
 
-func publishedJourneys(ctx context.Context, q sqlx.QueryerContext, corp string) ([]publishedRow, error) {
+// publishedJourneysOf reads the published journeys of corps, by corp and id.
+func publishedJourneysOf(ctx context.Context, q sqlx.QueryerContext, corps []string) ([]publishedRow, error) {
+	query, args, err := sqlx.In(`SELECT corp_id, id, version FROM journeys WHERE corp_id IN (?) AND status = ? ORDER BY corp_id, id`, corps, StatusPublished)
+	if err != nil {
+		return nil, err
+	}
 	var out []publishedRow
-	err := sqlx.SelectContext(ctx, q, &out, `SELECT id, version FROM journeys WHERE corp_id = ? AND status = ? ORDER BY id`, corp, StatusPublished)
+	err = sqlx.SelectContext(ctx, q, &out, query, args...)
 	return out, err
 }
 
@@ -181,16 +186,28 @@ func wakeRuns(ctx context.Context, tx *qsql.Tx, corp string, lead int64, types [
 const runCols = `id, corp_id, journey_id, version, lead_id, node, state, due_at, wait_event, branch, step, attempts, last_error, entered_at, updated_at, ended_at`
 
 // activeRunsOfLeads reads the active runs of leads of a corp, by lead.
-func activeRunsOfLeads(ctx context.Context, db *qsql.DB, corp string, leads []int64) (map[int64][]Run, error) {
-	q, args, err := sqlx.In(`SELECT `+runCols+` FROM journey_runs WHERE corp_id = ? AND lead_id IN (?) AND active_guard = 1`, corp, leads)
-	if err != nil {
-		return nil, err
+
+// leadRef is a lead of a corp.
+type leadRef struct {
+	corp string
+	lead int64
+}
+
+// activeRunsOfLeadsIn reads the active runs of leads of any corps, by lead.
+func activeRunsOfLeadsIn(ctx context.Context, db *qsql.DB, refs []leadRef) (map[int64][]Run, error) {
+	out := make(map[int64][]Run, len(refs))
+	if len(refs) == 0 {
+		return out, nil
 	}
+	keys := make([][]any, len(refs))
+	for i, r := range refs {
+		keys[i] = []any{r.corp, r.lead}
+	}
+	cond, args := qsql.KeysIn([]string{"corp_id", "lead_id"}, keys)
 	var rows []Run
-	if err := db.SelectContext(ctx, &rows, q, args...); err != nil {
+	if err := db.SelectContext(ctx, &rows, `SELECT `+runCols+` FROM journey_runs WHERE `+cond+` AND active_guard = 1`, args...); err != nil {
 		return nil, err
 	}
-	out := make(map[int64][]Run, len(leads))
 	for _, r := range rows {
 		out[r.LeadID] = append(out[r.LeadID], r)
 	}

@@ -46,9 +46,14 @@ func readSegment(ctx context.Context, db sqlx.QueryerContext, corp string, id in
 	return &g, err
 }
 
-func readSegments(ctx context.Context, db *qsql.DB, corp string) ([]Segment, error) {
+// readSegmentsOf reads the segments of corps, by corp and id.
+func readSegmentsOf(ctx context.Context, db sqlx.QueryerContext, corps []string) ([]Segment, error) {
+	q, args, err := sqlx.In(`SELECT `+segmentCols+` FROM segments WHERE corp_id IN (?) ORDER BY corp_id, id`, corps)
+	if err != nil {
+		return nil, err
+	}
 	out := []Segment{}
-	err := db.SelectContext(ctx, &out, `SELECT `+segmentCols+` FROM segments WHERE corp_id = ? ORDER BY id`, corp)
+	err = sqlx.SelectContext(ctx, db, &out, q, args...)
 	return out, err
 }
 
