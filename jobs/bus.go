@@ -580,27 +580,33 @@ func (b *Bus) PublishAll(ctx context.Context, tx *qsql.Tx, evs []Published) erro
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil // all published before
 	}
-	// Events stored by this statement carry its received_at; older ones
-	// (published before, by an earlier attempt) keep theirs and get no
-	// new deliveries.
-	var rows []struct {
-		ID         int64  `db:"id"`
-		CorpID     string `db:"corp_id"`
-		Key        string `db:"dedup_key"`
-		ReceivedAt int64  `db:"received_at"`
-	}
-	sq, sargs, err := sqlx.In(`SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN (?)`, keys)
-	if err != nil {
-		return err
-	}
-	if err := tx.SelectContext(ctx, &rows, tx.Rebind(sq), sargs...); err != nil {
-		return fmt.Errorf("read published ids: %w", err)
-	}
 	type keyed struct{ corp, key string }
-	ids := make(map[keyed]int64, len(rows))
-	for _, r := range rows {
-		if r.ReceivedAt == now {
-			ids[keyed{r.CorpID, r.Key}] = r.ID
+	ids := make(map[keyed]int64, len(ins))
+	if first, ok := b.db.InsertedIDs(res, len(ins)); ok {
+		for i, in := range ins {
+			ids[keyed{in.CorpID, in.DedupKey}] = first + int64(i)
+		}
+	} else {
+		// Events stored by this statement carry its received_at; older ones
+		// (published before, by an earlier attempt) keep theirs and get no
+		// new deliveries.
+		var rows []struct {
+			ID         int64  `db:"id"`
+			CorpID     string `db:"corp_id"`
+			Key        string `db:"dedup_key"`
+			ReceivedAt int64  `db:"received_at"`
+		}
+		sq, sargs, err := sqlx.In(`SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN (?)`, keys)
+		if err != nil {
+			return err
+		}
+		if err := tx.SelectContext(ctx, &rows, tx.Rebind(sq), sargs...); err != nil {
+			return fmt.Errorf("read published ids: %w", err)
+		}
+		for _, r := range rows {
+			if r.ReceivedAt == now {
+				ids[keyed{r.CorpID, r.Key}] = r.ID
+			}
 		}
 	}
 	var dargs []any
@@ -791,30 +797,38 @@ func (b *Bus) write(ctx context.Context, batch []*appendReq) ([]bool, lanes, err
 	// they go before queued background writes.
 	err := b.db.WriteTx(qsql.Urgent(ctx), func(tx *qsql.Tx) error {
 		q := b.db.InsertIgnoreRows("bus_events", eventCols, []string{"dedup_key", "corp_id"}, len(batch))
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
-		// Find the ids, old and new; the dedup key decides which row is ours.
-		placeholders := strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",")
-		kargs := make([]any, len(batch))
-		for i, k := range keys {
-			kargs[i] = k.key
-		}
-		var rows []struct {
-			ID         int64  `db:"id"`
-			CorpID     string `db:"corp_id"`
-			Key        string `db:"dedup_key"`
-			ReceivedAt int64  `db:"received_at"`
-		}
-		if err := tx.SelectContext(ctx, &rows, "SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN ("+placeholders+")", kargs...); err != nil {
-			return fmt.Errorf("read event ids: %w", err)
-		}
-		ids := make(map[keyed]int64, len(rows))
-		fresh := make(map[keyed]bool, len(rows))
-		for _, r := range rows {
-			k := keyed{r.CorpID, r.Key}
-			ids[k] = r.ID
-			fresh[k] = r.ReceivedAt == now
+		ids := make(map[keyed]int64, len(batch))
+		fresh := make(map[keyed]bool, len(batch))
+		if first, ok := b.db.InsertedIDs(res, len(batch)); ok {
+			// Every event is new (no retry, no duplicate): their ids follow the rows.
+			for i, k := range keys {
+				ids[k], fresh[k] = first+int64(i), true
+			}
+		} else {
+			// Find the ids, old and new; the dedup key decides which row is ours.
+			placeholders := strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",")
+			kargs := make([]any, len(batch))
+			for i, k := range keys {
+				kargs[i] = k.key
+			}
+			var rows []struct {
+				ID         int64  `db:"id"`
+				CorpID     string `db:"corp_id"`
+				Key        string `db:"dedup_key"`
+				ReceivedAt int64  `db:"received_at"`
+			}
+			if err := tx.SelectContext(ctx, &rows, "SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN ("+placeholders+")", kargs...); err != nil {
+				return fmt.Errorf("read event ids: %w", err)
+			}
+			for _, r := range rows {
+				k := keyed{r.CorpID, r.Key}
+				ids[k] = r.ID
+				fresh[k] = r.ReceivedAt == now
+			}
 		}
 		var dargs []any
 		n := 0

@@ -40,6 +40,11 @@ type DB struct {
 	// writer queues this process's writers to SQLite's one write lock (nil
 	// on MySQL); see writerQueue.
 	writer *writerQueue
+	// consecutiveIDs: a multi-row insert that inserts every row gives them
+	// consecutive ids in row order (SQLite, one writer; InnoDB with
+	// innodb_autoinc_lock_mode 0 or 1, MariaDB's default). Not on MySQL 8's
+	// default 2 (interleaved) or TiDB; see InsertedIDs.
+	consecutiveIDs bool
 }
 
 // ExecContext runs a statement outside a transaction; on SQLite it waits
@@ -106,7 +111,7 @@ func openSQLite(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{DB: db, Dialect: SQLite, Path: path, writer: &writerQueue{}}, nil
+	return &DB{DB: db, Dialect: SQLite, Path: path, writer: &writerQueue{}, consecutiveIDs: true}, nil
 }
 
 func openMySQL(dsn string, maxConns int) (*DB, error) {
@@ -149,7 +154,34 @@ func openMySQL(dsn string, maxConns int) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("read the mysql server version: %w", err)
 	}
-	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version)}, nil
+	// A server that cannot say its lock mode is not trusted with it.
+	var lockMode int
+	consecutive := db.GetContext(ctx, &lockMode, "SELECT @@innodb_autoinc_lock_mode") == nil &&
+		lockMode <= 1 && !strings.Contains(version, "TiDB") && !cfg.ClientFoundRows
+	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version), consecutiveIDs: consecutive}, nil
+}
+
+// InsertedIDs is the id of the first of the n rows a multi-row insert
+// proposed, when it inserted all n and they have consecutive ids in row
+// order (ok false otherwise: read them back by key). An insert that may
+// skip rows (InsertIgnoreRows) saves its caller the read-back whenever it
+// skipped none, which is nearly always. Not for upserts that update
+// existing rows: MySQL counts an updated row twice.
+func (db *DB) InsertedIDs(res dbsql.Result, n int) (first int64, ok bool) {
+	if !db.consecutiveIDs || n < 1 {
+		return 0, false
+	}
+	if affected, err := res.RowsAffected(); err != nil || affected != int64(n) {
+		return 0, false
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, false
+	}
+	if db.Dialect == SQLite { // the last row's id; MySQL gives the first's
+		return id - int64(n) + 1, true
+	}
+	return id, true
 }
 
 // supportsRowAlias says whether a server of this VERSION() takes

@@ -107,3 +107,51 @@ func TestUpdateRows_SetsEachRowItsOwnValues(t *testing.T) {
 		}
 	})
 }
+
+// A multi-row insert that inserted every row tells their ids (consecutive,
+// in row order) without reading them back; one that skipped a row does not.
+func TestInsertedIDs_AreTheRowsIdsOnlyWhenEveryRowWasInserted(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		cols := []string{"corp_id", "source", "dedup_key", "event", "change_type", "type", "subject", "payload", "event_time", "received_at"}
+		insert := func(keys ...string) (int64, bool) {
+			t.Helper()
+			var args []any
+			for _, k := range keys {
+				args = append(args, "ww1", "test", k, "e", "", "e", "", "{}", 1, 1)
+			}
+			res, err := db.Exec(db.InsertIgnoreRows("bus_events", cols, []string{"dedup_key", "corp_id"}, len(keys)), args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return db.InsertedIDs(res, len(keys))
+		}
+		idOf := func(key string) int64 {
+			t.Helper()
+			var id int64
+			if err := db.Get(&id, "SELECT id FROM bus_events WHERE dedup_key = ?", key); err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		insert("k0") // ids do not start at 1
+		first, ok := insert("k1", "k2", "k3")
+		consecutive := db.Dialect == qsql.SQLite
+		if db.Dialect == qsql.MySQL {
+			var mode int
+			consecutive = db.Get(&mode, "SELECT @@innodb_autoinc_lock_mode") == nil && mode <= 1 // MariaDB's default is 1
+		}
+		if consecutive && !ok {
+			t.Fatal("the ids of a fully inserted batch were not told")
+		}
+		if ok {
+			for i, k := range []string{"k1", "k2", "k3"} {
+				if got := idOf(k); got != first+int64(i) {
+					t.Fatalf("%s has id %d, InsertedIDs said %d", k, got, first+int64(i))
+				}
+			}
+		}
+		if _, ok := insert("k4", "k2", "k5"); ok {
+			t.Fatal("ids told for an insert that skipped a row")
+		}
+	})
+}
