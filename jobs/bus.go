@@ -753,13 +753,14 @@ func (b *Bus) flush(batch []*appendReq) {
 		}
 		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
 	}
-	for i, r := range batch {
-		r.done <- appendResult{duplicate: err == nil && dups[i], err: err}
-	}
+	// The claimers first: a Receive that returns has woken them.
 	if err == nil {
 		b.wakeLanes(woken)
 	} else {
 		b.log.Error("bus write failed", "events", len(batch), "err", err)
+	}
+	for i, r := range batch {
+		r.done <- appendResult{duplicate: err == nil && dups[i], err: err}
 	}
 }
 
