@@ -133,23 +133,27 @@ func key(parts ...any) string {
 
 // ParseEvent reads a decrypted callback into its typed event.
 func ParseEvent(plain []byte) (Event, error) {
-	var h Header
-	if err := xml.Unmarshal(plain, &h); err != nil {
+	// Parsing is most of the CPU a callback costs here, and it is parsed
+	// again wherever it is handled: read it as the most common kind, a
+	// contact's change, and a second time only when it is another.
+	contact := &ExternalContactEvent{}
+	if err := xml.Unmarshal(plain, contact); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	var ev Event
-	switch h.Event {
+	var ev Event = contact
+	switch contact.Event {
 	case EventExternalContact:
-		ev = &ExternalContactEvent{}
 	case EventExternalChat:
 		ev = &ExternalChatEvent{}
 	case EventExternalTag:
 		ev = &ExternalTagEvent{}
 	default:
-		return &RawEvent{Header: h, XML: bytes.Clone(plain)}, nil
+		return &RawEvent{Header: contact.Header, XML: bytes.Clone(plain)}, nil
 	}
-	if err := xml.Unmarshal(plain, ev); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	if ev != Event(contact) {
+		if err := xml.Unmarshal(plain, ev); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 	}
 	if err := validate(ev); err != nil {
 		return nil, err

@@ -127,3 +127,14 @@ func FuzzParseEvent(f *testing.F) {
 		}
 	})
 }
+
+// go test -run x -bench ParseEvent ./wecom/
+func BenchmarkParseEvent(b *testing.B) {
+	x := []byte(`<xml><ToUserName><![CDATA[ww1]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1403610513</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[zhangsan]]></UserID><ExternalUserID><![CDATA[woAJ2GCAAAXtWyujaWJHDDGi0mACAAA]]></ExternalUserID><State><![CDATA[c7]]></State><WelcomeCode><![CDATA[CALLBACK_CODE]]></WelcomeCode></xml>`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseEvent(x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
