@@ -42,8 +42,8 @@ type DB struct {
 	writer *writerQueue
 	// consecutiveIDs: a multi-row insert that inserts every row gives them
 	// consecutive ids in row order (SQLite, one writer; InnoDB with
-	// innodb_autoinc_lock_mode 0 or 1, MariaDB's default). Not on MySQL 8's
-	// default 2 (interleaved) or TiDB; see InsertedIDs.
+	// innodb_autoinc_lock_mode 0 or 1, MariaDB's default, and an increment
+	// of 1); see consecutiveIDs and InsertedIDs.
 	consecutiveIDs bool
 }
 
@@ -154,11 +154,40 @@ func openMySQL(dsn string, maxConns int) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("read the mysql server version: %w", err)
 	}
-	// A server that cannot say its lock mode is not trusted with it.
-	var lockMode int
-	consecutive := db.GetContext(ctx, &lockMode, "SELECT @@innodb_autoinc_lock_mode") == nil &&
-		lockMode <= 1 && !strings.Contains(version, "TiDB") && !cfg.ClientFoundRows
-	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version), consecutiveIDs: consecutive}, nil
+	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version), consecutiveIDs: consecutiveIDs(ctx, db, version, cfg)}, nil
+}
+
+// consecutiveIDs says whether the server gives the rows of one multi-row
+// insert consecutive ids: InnoDB's lock mode 0 or 1 (not 2, interleaved,
+// MySQL 8's default), an increment of 1, no Galera (which sets the
+// increment to the cluster's size, and may change it as nodes join), not
+// TiDB (ids come from per-node ranges). A server that cannot say is not
+// trusted. The increment is a setting a DBA may change while Qiflow runs;
+// restart Qiflow after doing so.
+func consecutiveIDs(ctx context.Context, db *sqlx.DB, version string, cfg *mysql.Config) bool {
+	if strings.Contains(version, "TiDB") || cfg.ClientFoundRows {
+		return false
+	}
+	var v struct {
+		LockMode  int `db:"lock_mode"`
+		Increment int `db:"increment"`
+	}
+	if err := db.GetContext(ctx, &v, "SELECT @@innodb_autoinc_lock_mode AS lock_mode, @@auto_increment_increment AS increment"); err != nil {
+		return false
+	}
+	var wsrep []struct {
+		Name  string `db:"Variable_name"`
+		Value string `db:"Value"`
+	}
+	if err := db.SelectContext(ctx, &wsrep, "SHOW VARIABLES LIKE 'wsrep_on'"); err != nil {
+		return false
+	}
+	for _, w := range wsrep {
+		if strings.EqualFold(w.Value, "ON") {
+			return false
+		}
+	}
+	return v.LockMode <= 1 && v.Increment == 1
 }
 
 // InsertedIDs is the id of the first of the n rows a multi-row insert

@@ -2,8 +2,11 @@ package sql_test
 
 import (
 	"context"
+	"os"
 	"sync"
 	"testing"
+
+	"github.com/go-sql-driver/mysql"
 
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/sql/sqltest"
@@ -137,8 +140,8 @@ func TestInsertedIDs_AreTheRowsIdsOnlyWhenEveryRowWasInserted(t *testing.T) {
 		first, ok := insert("k1", "k2", "k3")
 		consecutive := db.Dialect == qsql.SQLite
 		if db.Dialect == qsql.MySQL {
-			var mode int
-			consecutive = db.Get(&mode, "SELECT @@innodb_autoinc_lock_mode") == nil && mode <= 1 // MariaDB's default is 1
+			var mode, increment int // MariaDB's defaults: 1 and 1 (no Galera here)
+			consecutive = db.QueryRow("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment").Scan(&mode, &increment) == nil && mode <= 1 && increment == 1
 		}
 		if consecutive && !ok {
 			t.Fatal("the ids of a fully inserted batch were not told")
@@ -154,4 +157,42 @@ func TestInsertedIDs_AreTheRowsIdsOnlyWhenEveryRowWasInserted(t *testing.T) {
 			t.Fatal("ids told for an insert that skipped a row")
 		}
 	})
+}
+
+// A server that steps ids by more than one (auto_increment_increment, as
+// Galera sets it to the cluster's size) does not have its ids told: they
+// are not consecutive.
+func TestInsertedIDs_NotToldWhereIdsStepByMoreThanOne(t *testing.T) {
+	if os.Getenv("QIFLOW_TEST_MYSQL_DSN") == "" {
+		t.Skip("needs MySQL/MariaDB (QIFLOW_TEST_MYSQL_DSN): the increment is an InnoDB setting")
+	}
+	cfg, err := mysql.ParseDSN(sqltest.MySQLDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["auto_increment_increment"] = "2" // set on each connection
+	db, err := qsql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := qsql.Migrate(context.Background(), db, nil); err != nil {
+		t.Fatal(err)
+	}
+	cols := []string{"corp_id", "source", "dedup_key", "event", "change_type", "type", "subject", "payload", "event_time", "received_at"}
+	res, err := db.Exec(db.InsertIgnoreRows("bus_events", cols, []string{"dedup_key", "corp_id"}, 2),
+		"ww1", "test", "a", "e", "", "e", "", "{}", 1, 1, "ww1", "test", "b", "e", "", "e", "", "{}", 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	if err := db.Select(&ids, "SELECT id FROM bus_events ORDER BY id"); err != nil || len(ids) != 2 || ids[1]-ids[0] != 2 {
+		t.Fatalf("ids %v (%v): the server did not step by 2", ids, err)
+	}
+	if _, ok := db.InsertedIDs(res, 2); ok {
+		t.Fatal("ids told on a server that steps them by 2")
+	}
 }
