@@ -35,6 +35,14 @@
 // Subscribers still compare event times where it matters (tombstones), since
 // WeCom may deliver an event after a later one was handled.
 //
+// # Background jobs
+//
+// A job with a unique key (a corp's rescore, a segment's rebuild) exists
+// once while it is queued or running: asking again while it is queued
+// answers that job; asking while it runs marks it (rerun_requested), and
+// its end queues it again from the start instead, in the same statement,
+// so a change made after a run read its inputs is never left unapplied.
+//
 // # Rolling deploys
 //
 // Each instance records its subscribers in bus_subscribers; an event gets
