@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"crypto/sha256"
+	dbsql "database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -557,7 +558,6 @@ func (b *Bus) PublishAll(ctx context.Context, tx *qsql.Tx, evs []Published) erro
 	now := qsql.Millis(b.now())
 	ins := make([]*Incoming, len(evs))
 	args := make([]any, 0, len(evs)*len(eventCols))
-	keys := make([]any, len(evs))
 	for i, p := range evs {
 		ev := p.Event
 		payload, err := json.Marshal(ev)
@@ -572,7 +572,7 @@ func (b *Bus) PublishAll(ctx context.Context, tx *qsql.Tx, evs []Published) erro
 		if !known {
 			return fmt.Errorf("jobs: domain event %s is not registered (jobs.RegisterEvent)", in.Type)
 		}
-		ins[i], keys[i] = in, in.DedupKey
+		ins[i] = in
 		args = append(args, eventArgs(in, now)...)
 	}
 	q := b.db.InsertIgnoreRows("bus_events", eventCols, []string{"dedup_key", "corp_id"}, len(ins))
@@ -583,44 +583,20 @@ func (b *Bus) PublishAll(ctx context.Context, tx *qsql.Tx, evs []Published) erro
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil // all published before
 	}
-	type keyed struct{ corp, key string }
-	ids := make(map[keyed]int64, len(ins))
-	if first, ok := b.db.InsertedIDs(res, len(ins)); ok {
-		for i, in := range ins {
-			ids[keyed{in.CorpID, in.DedupKey}] = first + int64(i)
-		}
-	} else {
-		// Events stored by this statement carry its received_at; older ones
-		// (published before, by an earlier attempt) keep theirs and get no
-		// new deliveries.
-		var rows []struct {
-			ID         int64  `db:"id"`
-			CorpID     string `db:"corp_id"`
-			Key        string `db:"dedup_key"`
-			ReceivedAt int64  `db:"received_at"`
-		}
-		sq, sargs, err := sqlx.In(`SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN (?)`, keys)
-		if err != nil {
-			return err
-		}
-		if err := tx.SelectContext(ctx, &rows, tx.Rebind(sq), sargs...); err != nil {
-			return fmt.Errorf("read published ids: %w", err)
-		}
-		for _, r := range rows {
-			if r.ReceivedAt == now {
-				ids[keyed{r.CorpID, r.Key}] = r.ID
-			}
-		}
+	ids, fresh, err := storedIDs(ctx, b.db, tx, res, ins, now)
+	if err != nil {
+		return fmt.Errorf("read published ids: %w", err)
 	}
 	var dargs []any
 	var lanes lanes
 	n := 0
 	for _, in := range ins {
-		id, ok := ids[keyed{in.CorpID, in.DedupKey}]
-		if !ok {
+		k := eventKey{in.CorpID, in.DedupKey}
+		id, ok := ids[k]
+		if !ok || !fresh[k] { // published before, by an earlier attempt: no new deliveries
 			continue
 		}
-		delete(ids, keyed{in.CorpID, in.DedupKey}) // the same event twice in one call
+		delete(ids, k) // the same event twice in one call
 		for _, t := range b.targets(in) {
 			dargs = append(dargs, deliveryArgs(id, in, t, now)...)
 			lanes[t.lane] = true
@@ -789,11 +765,10 @@ func (b *Bus) stamp() int64 {
 func (b *Bus) write(ctx context.Context, batch []*appendReq) ([]bool, lanes, error) {
 	var woken lanes
 	now := b.stamp()
-	type keyed struct{ corp, key string }
-	keys := make([]keyed, len(batch))
+	ins := make([]*Incoming, len(batch))
 	args := make([]any, 0, len(batch)*len(eventCols))
 	for i, r := range batch {
-		keys[i] = keyed{r.in.CorpID, r.in.DedupKey}
+		ins[i] = r.in
 		args = append(args, eventArgs(r.in, now)...)
 	}
 	dups := make([]bool, len(batch))
@@ -805,48 +780,24 @@ func (b *Bus) write(ctx context.Context, batch []*appendReq) ([]bool, lanes, err
 		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
-		ids := make(map[keyed]int64, len(batch))
-		fresh := make(map[keyed]bool, len(batch))
-		if first, ok := b.db.InsertedIDs(res, len(batch)); ok {
-			// Every event is new (no retry, no duplicate): their ids follow the rows.
-			for i, k := range keys {
-				ids[k], fresh[k] = first+int64(i), true
-			}
-		} else {
-			// Find the ids, old and new; the dedup key decides which row is ours.
-			placeholders := strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",")
-			kargs := make([]any, len(batch))
-			for i, k := range keys {
-				kargs[i] = k.key
-			}
-			var rows []struct {
-				ID         int64  `db:"id"`
-				CorpID     string `db:"corp_id"`
-				Key        string `db:"dedup_key"`
-				ReceivedAt int64  `db:"received_at"`
-			}
-			if err := tx.SelectContext(ctx, &rows, "SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN ("+placeholders+")", kargs...); err != nil {
-				return fmt.Errorf("read event ids: %w", err)
-			}
-			for _, r := range rows {
-				k := keyed{r.CorpID, r.Key}
-				ids[k] = r.ID
-				fresh[k] = r.ReceivedAt == now
-			}
+		ids, fresh, err := storedIDs(ctx, b.db, tx, res, ins, now)
+		if err != nil {
+			return fmt.Errorf("read event ids: %w", err)
 		}
 		var dargs []any
 		n := 0
 		seen := map[int64]bool{}
 		for i, r := range batch {
-			id, ok := ids[keys[i]]
+			k := eventKey{r.in.CorpID, r.in.DedupKey}
+			id, ok := ids[k]
 			if !ok {
-				return fmt.Errorf("event %s vanished after insert", keys[i].key)
+				return fmt.Errorf("event %s vanished after insert", k.key)
 			}
 			// A key inserted before this batch, or twice within it, is a duplicate.
 			// (Telling "before" by received_at is exact enough for logs and
 			// metrics; one row and one set of deliveries per event come from
 			// the unique keys, not from this flag.)
-			dups[i] = !fresh[keys[i]] || seen[id]
+			dups[i] = !fresh[k] || seen[id]
 			if dups[i] {
 				continue
 			}
@@ -867,4 +818,44 @@ func (b *Bus) write(ctx context.Context, batch []*appendReq) ([]bool, lanes, err
 		return nil
 	})
 	return dups, woken, err
+}
+
+// eventKey is an event's unique key.
+type eventKey struct{ corp, key string }
+
+// storedIDs are the ids of the events ins that the insert res (stamped
+// received_at now) stored or found already there, by key, and which of
+// them it stored (fresh). When it stored every one, they are told by the
+// insert itself; otherwise they are read back by dedup key.
+func storedIDs(ctx context.Context, db *qsql.DB, tx *qsql.Tx, res dbsql.Result, ins []*Incoming, now int64) (ids map[eventKey]int64, fresh map[eventKey]bool, err error) {
+	ids, fresh = make(map[eventKey]int64, len(ins)), make(map[eventKey]bool, len(ins))
+	if first, ok := db.InsertedIDs(res, len(ins)); ok {
+		for i, in := range ins {
+			k := eventKey{in.CorpID, in.DedupKey}
+			ids[k], fresh[k] = first+int64(i), true
+		}
+		return ids, fresh, nil
+	}
+	keys := make([]string, len(ins))
+	for i, in := range ins {
+		keys[i] = in.DedupKey
+	}
+	q, args, err := sqlx.In(`SELECT id, corp_id, dedup_key, received_at FROM bus_events WHERE dedup_key IN (?)`, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []struct {
+		ID         int64  `db:"id"`
+		CorpID     string `db:"corp_id"`
+		Key        string `db:"dedup_key"`
+		ReceivedAt int64  `db:"received_at"`
+	}
+	if err := tx.SelectContext(ctx, &rows, tx.Rebind(q), args...); err != nil {
+		return nil, nil, err
+	}
+	for _, r := range rows {
+		k := eventKey{r.CorpID, r.Key}
+		ids[k], fresh[k] = r.ID, r.ReceivedAt == now
+	}
+	return ids, fresh, nil
 }
