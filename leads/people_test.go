@@ -351,3 +351,55 @@ func TestMerge_ByHandKeepsOwnerCountsRight(t *testing.T) {
 		}
 	})
 }
+
+// A rescore page asks for the people merged into 2,000 people at once; with
+// nearly everyone's merged_into 0, MySQL's index statistics had it read the
+// whole people table for every page instead of the index.
+func TestAbsorbedBy_ManyPeopleAreLookedUpThroughTheMergedIndex(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		const n = 3000
+		for start := 0; start < n; start += 500 {
+			var rows []string
+			var args []any
+			for i := start; i < start+500; i++ {
+				rows = append(rows, "('ww1', ?, 1, 1)")
+				args = append(args, fmt.Sprint("P", i))
+			}
+			if _, err := db.Exec(`INSERT INTO people (corp_id, name, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var ids []int64
+		if err := db.Select(&ids, `SELECT id FROM people WHERE corp_id = 'ww1' ORDER BY id`); err != nil {
+			t.Fatal(err)
+		}
+		// The last two people were merged into the first and the tenth.
+		for i, into := range map[int]int64{n - 1: ids[0], n - 2: ids[9]} {
+			if _, err := db.Exec(`UPDATE people SET merged_into = ? WHERE id = ?`, into, ids[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if db.Dialect == qsql.MySQL {
+			if _, err := db.Exec(`ANALYZE TABLE people`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		page := ids[:2000]
+		got, err := s.store.absorbedBy(ctx, db, "ww1", page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int64]int64{ids[n-1]: ids[0], ids[n-2]: ids[9]}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("absorbed by the page: %v, want %v", got, want)
+		}
+		q, args, err := s.store.absorbedByQuery("ww1", page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan := sqltest.Plan(t, db, q, args...); !strings.Contains(plan, "people_merged") {
+			t.Errorf("absorbedBy reads %q, want through people_merged", plan)
+		}
+	})
+}

@@ -154,7 +154,39 @@ func openMySQL(dsn string, maxConns int) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("read the mysql server version: %w", err)
 	}
+	if keepsInLists(ctx, db, version, cfg) {
+		db.Close()
+		if db, err = sqlx.Open("mysql", cfg.FormatDSN()); err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(maxConns)
+		db.SetMaxIdleConns(maxConns)
+		db.SetConnMaxLifetime(30 * time.Minute)
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("connect to mysql at %s: %w", cfg.Addr, err)
+		}
+	}
 	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version), consecutiveIDs: consecutiveIDs(ctx, db, version, cfg)}, nil
+}
+
+// keepsInLists turns off, for Qiflow's connections, MariaDB's rewriting of
+// an IN list of 1,000 values or more into a join with a table of them
+// (in_predicate_conversion_threshold, MariaDB 10.3.18 on): Qiflow reads
+// pages of a few thousand keys with IN lists, and the rewritten query may
+// scan the whole table instead of looking each key up (a rescore page read
+// every person of the corp to find the few merged into its 2,000). It adds
+// the setting to cfg and says whether it did; the caller reconnects.
+func keepsInLists(ctx context.Context, db *sqlx.DB, version string, cfg *mysql.Config) bool {
+	if !strings.Contains(version, "MariaDB") {
+		return false
+	}
+	var threshold int64
+	if err := db.GetContext(ctx, &threshold, "SELECT @@in_predicate_conversion_threshold"); err != nil || threshold == 0 {
+		return false // an older MariaDB, or already off
+	}
+	cfg.Params["in_predicate_conversion_threshold"] = "0"
+	return true
 }
 
 // consecutiveIDs says whether the server gives the rows of one multi-row
@@ -410,15 +442,16 @@ func (db *DB) InsertIgnoreRows(table string, cols, key []string, n int) string {
 // (SQLite): more concurrent writers would only queue.
 func (db *DB) SingleWriter() bool { return db.Dialect == SQLite }
 
-// ForceIndex makes MySQL read a table through the named index (after the
-// table name or alias): the planner, misled by small or skewed statistics,
-// can pick an index that turns a keyed lookup into a scan. SQLite plans
-// these well and gets nothing.
+// ForceIndex makes the database read a table through the named index
+// (after the table name or alias): a planner misled by small or skewed
+// statistics can pick an index that turns a keyed lookup into a scan.
+// SQLite's INDEXED BY is the same order; it fails the statement, rather
+// than scanning, if the index cannot serve it.
 func (db *DB) ForceIndex(name string) string {
 	if db.Dialect == MySQL {
 		return " FORCE INDEX (" + name + ")"
 	}
-	return ""
+	return " INDEXED BY " + name
 }
 
 // ForUpdateSkipLocked is the row-lock suffix of a claim query: on MySQL, rows

@@ -3,10 +3,12 @@ package sql_test
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
 
 	qsql "github.com/qiflow/qiflow/sql"
 	"github.com/qiflow/qiflow/sql/sqltest"
@@ -194,5 +196,41 @@ func TestInsertedIDs_NotToldWhereIdsStepByMoreThanOne(t *testing.T) {
 	}
 	if _, ok := db.InsertedIDs(res, 2); ok {
 		t.Fatal("ids told on a server that steps them by 2")
+	}
+}
+
+// MariaDB rewrites an IN list of 1,000 values or more into a join with a
+// table of them, which may scan a whole table where the list's keys would
+// have been looked up; Qiflow's connections turn that off, every one of them.
+func TestOpen_MariaDBLooksUpTheKeysOfLongInLists(t *testing.T) {
+	if os.Getenv("QIFLOW_TEST_MYSQL_DSN") == "" {
+		t.Skip("needs MariaDB (QIFLOW_TEST_MYSQL_DSN): the rewrite is MariaDB's")
+	}
+	db := sqltest.OpenMySQL(t)
+	var version string
+	if err := db.Get(&version, "SELECT VERSION()"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(version, "MariaDB") {
+		t.Skipf("%s is not MariaDB: MySQL keeps IN lists as they are", version)
+	}
+	ctx := context.Background()
+	var conns []*sqlx.Conn
+	for range 3 { // several connections of the pool at once, not one reused
+		c, err := db.Connx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		var threshold int64
+		if err := c.GetContext(ctx, &threshold, "SELECT @@in_predicate_conversion_threshold"); err != nil {
+			t.Fatal(err)
+		}
+		if threshold != 0 {
+			t.Errorf("connection %d: in_predicate_conversion_threshold %d, want 0 (off)", i, threshold)
+		}
 	}
 }
