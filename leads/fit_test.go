@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -564,6 +565,37 @@ func TestRescore_CancelledWhilePagesAreUnderWayStops(t *testing.T) {
 		last, _ := s.read(ctx, "ww1", ids[len(ids)-1])
 		if job.Status != jobs.JobCancelled || first.FitPoints != 45 || last.FitPoints != 0 {
 			t.Fatalf("job %s after %d leads; the first lead's fit %d, the last's %d: want cancelled, 45, 0", job.Status, job.ProgressDone, first.FitPoints, last.FitPoints)
+		}
+	})
+}
+
+// A replay judges a rule's condition by each activity's own properties:
+// the same properties are judged once, different ones each on their own.
+func TestRescore_ReplayJudgesConditionsByEachActivitysProperties(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s, _, now := rescoring(t, db, 0)
+		ctx := context.Background()
+		ids := seed(t, s, 3)
+		slices.Sort(ids) // wm0, wm1, wm2: the intake stores them in order
+		// wm0: 40 minutes, 10, 40 again; wm1: 10 minutes; wm2: 45 and no minutes at all.
+		var acts []ActivityIn
+		for i, a := range []struct {
+			who     string
+			minutes string
+		}{{"wm0", `{"minutes": 40}`}, {"wm0", `{"minutes": 10}`}, {"wm0", `{"minutes": 40}`}, {"wm1", `{"minutes": 10}`}, {"wm2", `{"minutes": 45}`}, {"wm2", `{}`}} {
+			acts = append(acts, ActivityIn{ExternalUserID: a.who, Type: "webinar", At: now, Key: fmt.Sprint("w", i), Properties: json.RawMessage(a.minutes)})
+		}
+		if _, err := s.RecordActivities(ctx, "ww1", acts); err != nil { // no rule yet: nothing scored
+			t.Fatal(err)
+		}
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "webinar", ActivityType: "webinar", Condition: "properties.minutes >= 30", Points: 10, Repeatable: true}); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the rescore after the rule")
+		for i, want := range []float64{20, 0, 10} {
+			if l, _ := s.read(ctx, "ww1", ids[i]); l.Engagement != want {
+				t.Errorf("wm%d: engagement %v, want %v", i, l.Engagement, want)
+			}
 		}
 	})
 }

@@ -82,39 +82,64 @@ func (s *Service) replayEngagement(ctx context.Context, tx *qsql.Tx, corp string
 		}
 		byType[r.ActivityType] = append(byType[r.ActivityType], r)
 	}
-	// Only what a rule scores is read: other activities give nothing.
-	acts, err := s.store.activitiesOfPeople(ctx, tx, corp, persons, types)
-	if err != nil {
-		return out, err
-	}
-	// Each lead's activities in the order they happened: a person's come in
-	// order; a lead with people merged into it needs its merged together.
-	if len(absorbed) > 0 {
-		slices.SortStableFunc(acts, func(a, b activityRow) int {
-			return cmp.Or(cmp.Compare(leadOfPerson[a.Person], leadOfPerson[b.Person]), cmp.Compare(a.At, b.At))
-		})
-	}
 	now := qsql.FromMillis(ms)
+	// A condition's outcome depends only on the activity's properties, and
+	// the same properties recur (a webinar's thousand attendees): each rule
+	// is evaluated once per distinct properties, by their stored text.
+	type ruleProps struct {
+		rule  int64
+		props string
+	}
+	holds := map[ruleProps]bool{}
 	decoded := map[string]map[string]any{} // properties as stored → decoded, shared by equal ones
-	for _, a := range acts {
+	score := func(a replayActivity) {
 		lead := leadOfPerson[a.Person]
-		if lead == 0 || len(byType[a.Type]) == 0 {
-			continue
+		rules := byType[a.Type]
+		if lead == 0 || len(rules) == 0 {
+			return
 		}
-		props, ok := decoded[a.Props]
-		if !ok {
-			props = map[string]any{}
-			_ = json.Unmarshal([]byte(a.Props), &props)
-			decoded[a.Props] = props
-		}
-		env := activityEnv{Type: a.Type, Properties: props}
-		for _, r := range byType[a.Type] {
-			award, ok := s.award(r, env, out.given, [2]int64{lead, r.ID})
+		decay := -1.0 // how much of a point is left today: reckoned at the first award
+		for _, r := range rules {
+			rp := ruleProps{r.ID, a.Props}
+			ok, known := holds[rp]
+			if !known {
+				props, seen := decoded[a.Props]
+				if !seen {
+					props = map[string]any{}
+					_ = json.Unmarshal([]byte(a.Props), &props)
+					decoded[a.Props] = props
+				}
+				ok = s.holds(r, activityEnv{Type: a.Type, Properties: props})
+				holds[rp] = ok
+			}
 			if !ok {
 				continue
 			}
-			out.engagement[lead] += float64(award) * math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
+			if award, ok := grant(r, out.given, [2]int64{lead, r.ID}); ok {
+				if decay < 0 {
+					decay = math.Pow(0.5, now.Sub(qsql.FromMillis(a.At)).Hours()/24/float64(set.HalfLifeDays))
+				}
+				out.engagement[lead] += float64(award) * decay
+			}
 		}
+	}
+	// Each lead's activities in the order they happened: a person's come in
+	// order, and are scored as they are read; a lead with people merged
+	// into it needs theirs together, so they are gathered and sorted first.
+	visit := score
+	var merged []replayActivity
+	if len(absorbed) > 0 {
+		visit = func(a replayActivity) { merged = append(merged, a) }
+	}
+	// Only what a rule scores is read: other activities give nothing.
+	if err := s.store.eachActivityOfPeople(ctx, tx, corp, persons, types, visit); err != nil {
+		return out, err
+	}
+	slices.SortStableFunc(merged, func(a, b replayActivity) int {
+		return cmp.Or(cmp.Compare(leadOfPerson[a.Person], leadOfPerson[b.Person]), cmp.Compare(a.At, b.At))
+	})
+	for _, a := range merged {
+		score(a)
 	}
 	return out, nil
 }

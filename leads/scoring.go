@@ -193,13 +193,27 @@ func (s *Service) SetScoringSettings(ctx context.Context, corp string, st Settin
 // hold, when it is once-only and gave already, or when its cap is reached.
 // It records the award in given.
 func (s *Service) award(r Rule, env activityEnv, given map[[2]int64]given, k [2]int64) (int, bool) {
-	prog, err := s.programs.get(r)
-	if err != nil {
-		return 0, false // saved before it stopped compiling: it gives nothing
-	}
-	if ok, err := expr.Run(prog, env); err != nil || ok != true {
+	if !s.holds(r, env) {
 		return 0, false
 	}
+	return grant(r, given, k)
+}
+
+// holds says whether rule r's condition holds for an activity; a rule saved
+// before its condition stopped compiling holds for nothing.
+func (s *Service) holds(r Rule, env activityEnv) bool {
+	prog, err := s.programs.get(r)
+	if err != nil {
+		return false
+	}
+	ok, err := expr.Run(prog, env)
+	return err == nil && ok == true
+}
+
+// grant is what rule r gives, its condition holding, to the lead of key k
+// (nothing when it is once-only and gave already, or its cap is reached),
+// recorded in given.
+func grant(r Rule, given map[[2]int64]given, k [2]int64) (int, bool) {
 	g := given[k]
 	if !r.Repeatable && g.Times > 0 {
 		return 0, false
