@@ -2,6 +2,7 @@ package sql_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -231,6 +232,64 @@ func TestOpen_MariaDBLooksUpTheKeysOfLongInLists(t *testing.T) {
 		}
 		if threshold != 0 {
 			t.Errorf("connection %d: in_predicate_conversion_threshold %d, want 0 (off)", i, threshold)
+		}
+	}
+}
+
+// SQLite plans by guesses until it has statistics: with them, a page of
+// ids of a corp with many rows is looked up by id, not found by walking
+// every row of the corp.
+func TestOptimize_SQLiteLooksUpAPageOfIdsInABigCorp(t *testing.T) {
+	db := sqltest.OpenSQLite(t)
+	ctx := context.Background()
+	if err := db.Optimize(ctx); err != nil { // on empty tables: nothing to learn
+		t.Fatal(err)
+	}
+	for start := 0; start < 50_000; start += 500 {
+		var rows []string
+		var args []any
+		for i := start; i < start+500; i++ {
+			rows = append(rows, "('ww1', ?, 1, 1)")
+			args = append(args, fmt.Sprint("P", i))
+		}
+		if _, err := db.Exec(`INSERT INTO people (corp_id, name, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := make([]int64, 2000)
+	for i := range ids {
+		ids[i] = int64(10 * (i + 1))
+	}
+	q, args, err := sqlx.In(`SELECT id, name FROM people WHERE corp_id = 'ww1' AND id IN (?)`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("before: %s", sqltest.Plan(t, db, q, args...))
+	if err := db.Optimize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Every connection of the pool plans with the new statistics.
+	var conns []*sqlx.Conn
+	for range 4 {
+		c, err := db.Connx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		var plan []struct {
+			ID      int    `db:"id"`
+			Parent  int    `db:"parent"`
+			NotUsed int    `db:"notused"`
+			Detail  string `db:"detail"`
+		}
+		if err := c.SelectContext(ctx, &plan, "EXPLAIN QUERY PLAN "+q, args...); err != nil {
+			t.Fatal(err)
+		}
+		if len(plan) != 1 || !strings.Contains(plan[0].Detail, "PRIMARY KEY") {
+			t.Errorf("connection %d plans %+v, want a lookup by id", i, plan)
 		}
 	}
 }

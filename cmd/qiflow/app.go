@@ -200,6 +200,12 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	}
 
 	a.cron = jobs.NewCron(a.kv, log)
+	if err := a.db.Optimize(ctx); err != nil { // SQLite's statistics: see Optimize
+		log.Warn("database statistics not refreshed", "err", err)
+	}
+	if err := a.cron.Add("sql.optimize", "*/10 * * * *", a.db.Optimize); err != nil {
+		return nil, err
+	}
 	if err := a.cron.Add("bus.prune", "7 * * * *", func(ctx context.Context) error {
 		n, err := a.bus.Prune(ctx, time.Now().Add(-cfg.Inbox.Retention.Duration))
 		if n > 0 {
