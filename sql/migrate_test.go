@@ -216,16 +216,7 @@ func TestOpen_MariaDBLooksUpTheKeysOfLongInLists(t *testing.T) {
 		t.Skipf("%s is not MariaDB: MySQL keeps IN lists as they are", version)
 	}
 	ctx := context.Background()
-	var conns []*sqlx.Conn
-	for range 3 { // several connections of the pool at once, not one reused
-		c, err := db.Connx(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns = append(conns, c)
-	}
-	for i, c := range conns {
+	for i, c := range heldConns(t, db, 3) {
 		var threshold int64
 		if err := c.GetContext(ctx, &threshold, "SELECT @@in_predicate_conversion_threshold"); err != nil {
 			t.Fatal(err)
@@ -269,16 +260,7 @@ func TestOptimize_SQLiteLooksUpAPageOfIdsInABigCorp(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every connection of the pool plans with the new statistics.
-	var conns []*sqlx.Conn
-	for range 4 {
-		c, err := db.Connx(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns = append(conns, c)
-	}
-	for i, c := range conns {
+	for i, c := range heldConns(t, db, 4) {
 		var plan []struct {
 			ID      int    `db:"id"`
 			Parent  int    `db:"parent"`
@@ -292,4 +274,20 @@ func TestOptimize_SQLiteLooksUpAPageOfIdsInABigCorp(t *testing.T) {
 			t.Errorf("connection %d plans %+v, want a lookup by id", i, plan)
 		}
 	}
+}
+
+// heldConns takes n connections of db's pool at once (so they are n
+// different ones, not one reused), given back when the test ends.
+func heldConns(t *testing.T, db *qsql.DB, n int) []*sqlx.Conn {
+	t.Helper()
+	var conns []*sqlx.Conn
+	for range n {
+		c, err := db.Connx(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+	}
+	return conns
 }
