@@ -1062,11 +1062,12 @@ func (st *store) absorbedBy(ctx context.Context, q sqlx.QueryerContext, corp str
 }
 
 // absorbedByQuery is absorbedBy's statement. The index is named: nearly
-// every person has merged_into 0, so MySQL's statistics (which it uses
-// instead of looking when the list is longer than eq_range_index_dive_limit,
-// 200) count every person for each value, and it read the whole table for
-// each page of a rescore: a million people's table read 500 times in a
-// million-lead rescore.
+// every person has merged_into 0, so statistics (MySQL's, used instead of
+// index dives for lists longer than eq_range_index_dive_limit, 200) count
+// every person for each value, and SQLite without statistics prefers the
+// corp's name index; either read all of the corp's people for each page
+// of a rescore (with MariaDB's rewrite of long IN lists, which the
+// connection turns off, naming the index was not enough: see sql.Open).
 func (st *store) absorbedByQuery(corp string, people []int64) (string, []any, error) {
 	return sqlx.In(`SELECT id, merged_into FROM people`+st.db.ForceIndex("people_merged")+` WHERE merged_into IN (?) AND corp_id = ?`, people, corp)
 }
