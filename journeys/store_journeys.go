@@ -185,8 +185,6 @@ func wakeRuns(ctx context.Context, tx *qsql.Tx, corp string, lead int64, types [
 
 const runCols = `id, corp_id, journey_id, version, lead_id, node, state, due_at, wait_event, branch, step, attempts, last_error, entered_at, updated_at, ended_at`
 
-// activeRunsOfLeads reads the active runs of leads of a corp, by lead.
-
 // leadRef is a lead of a corp.
 type leadRef struct {
 	corp string

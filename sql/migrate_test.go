@@ -236,17 +236,9 @@ func TestOptimize_SQLiteLooksUpAPageOfIdsInABigCorp(t *testing.T) {
 	if err := db.Optimize(ctx); err != nil { // on empty tables: nothing to learn
 		t.Fatal(err)
 	}
-	for start := 0; start < 50_000; start += 500 {
-		var rows []string
-		var args []any
-		for i := start; i < start+500; i++ {
-			rows = append(rows, "('ww1', ?, 1, 1)")
-			args = append(args, fmt.Sprint("P", i))
-		}
-		if _, err := db.Exec(`INSERT INTO people (corp_id, name, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sqltest.InsertRows(t, db, "people", []string{"corp_id", "name", "created_at", "updated_at"}, 50_000, func(i int) []any {
+		return []any{"ww1", fmt.Sprint("P", i), 1, 1}
+	})
 	ids := make([]int64, 2000)
 	for i := range ids {
 		ids[i] = int64(10 * (i + 1))
