@@ -9,7 +9,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -159,7 +158,7 @@ func (b *Bus) lockSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery, toke
 	for i, d := range locking {
 		keys[i] = []any{d.CorpID, d.Subscriber, d.Subject}
 	}
-	cond, kargs := qsql.KeysIn([]string{"corp_id", "subscriber", "subject"}, keys)
+	cond, kargs := b.db.KeysIn([]string{"corp_id", "subscriber", "subject"}, keys)
 	var held []struct {
 		Delivery int64  `db:"delivery_id"`
 		Token    string `db:"token"`
@@ -229,7 +228,7 @@ func (b *Bus) complete(ctx context.Context, ds []Delivery) error {
 				return err
 			}
 		}
-		return releaseSubjects(ctx, tx, ds)
+		return b.releaseSubjects(ctx, tx, ds)
 	})
 }
 
@@ -239,7 +238,7 @@ func (b *Bus) complete(ctx context.Context, ds []Delivery) error {
 // taking (InnoDB locks what it scans), and deadlock with them. The table has
 // no index but its key (migration 00031), so the optimizer cannot choose
 // another way in.
-func releaseSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery) error {
+func (b *Bus) releaseSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery) error {
 	var held []Delivery
 	for _, d := range ds {
 		if d.Subject != "" {
@@ -250,13 +249,12 @@ func releaseSubjects(ctx context.Context, tx *qsql.Tx, ds []Delivery) error {
 		return nil
 	}
 	sortBySubject(held)
-	conds := make([]string, len(held))
-	args := make([]any, 0, 5*len(held))
+	keys := make([][]any, len(held))
 	for i, d := range held {
-		conds[i] = "(corp_id = ? AND subscriber = ? AND subject = ? AND token = ? AND delivery_id = ?)"
-		args = append(args, d.CorpID, d.Subscriber, d.Subject, d.token, d.ID)
+		keys[i] = []any{d.CorpID, d.Subscriber, d.Subject, d.token, d.ID}
 	}
-	_, err := tx.ExecContext(ctx, "DELETE FROM bus_subject_locks WHERE "+strings.Join(conds, " OR "), args...)
+	cond, args := b.db.KeysIn([]string{"corp_id", "subscriber", "subject", "token", "delivery_id"}, keys)
+	_, err := tx.ExecContext(ctx, "DELETE FROM bus_subject_locks WHERE "+cond, args...)
 	return err
 }
 
@@ -289,7 +287,7 @@ func (b *Bus) fail(ctx context.Context, d Delivery, cause error, maxAttempts int
 			status, qsql.Millis(next), msg, qsql.Millis(now), d.ID, d.token, StatusQueued); err != nil {
 			return err
 		}
-		return releaseSubjects(ctx, tx, []Delivery{d})
+		return b.releaseSubjects(ctx, tx, []Delivery{d})
 	})
 	return dead, err
 }

@@ -201,7 +201,7 @@ func activeRunsOfLeadsIn(ctx context.Context, db *qsql.DB, refs []leadRef) (map[
 	for i, r := range refs {
 		keys[i] = []any{r.corp, r.lead}
 	}
-	cond, args := qsql.KeysIn([]string{"corp_id", "lead_id"}, keys)
+	cond, args := db.KeysIn([]string{"corp_id", "lead_id"}, keys)
 	var rows []Run
 	if err := db.SelectContext(ctx, &rows, `SELECT `+runCols+` FROM journey_runs WHERE `+cond+` AND active_guard = 1`, args...); err != nil {
 		return nil, err

@@ -312,7 +312,7 @@ func (st *store) seenEvents(ctx context.Context, tx *qsql.Tx, keys [][2]string) 
 		Corp string `db:"corp_id"`
 		Key  string `db:"event_key"`
 	}
-	in, args := qsql.KeysIn([]string{"corp_id", "event_key"}, pairKeys(keys))
+	in, args := st.db.KeysIn([]string{"corp_id", "event_key"}, pairKeys(keys))
 	if err := tx.SelectContext(ctx, &rows, `SELECT corp_id, event_key FROM lead_history WHERE `+in, args...); err != nil {
 		return nil, err
 	}
@@ -334,7 +334,7 @@ func (st *store) peopleByIdentity(ctx context.Context, tx *qsql.Tx, kind string,
 	for i, v := range values {
 		keys[i] = []any{v[0], kind, v[1]}
 	}
-	in, args := qsql.KeysIn([]string{"corp_id", "kind", "value"}, keys)
+	in, args := st.db.KeysIn([]string{"corp_id", "kind", "value"}, keys)
 	if err := tx.SelectContext(ctx, &rows, `SELECT corp_id, value, person_id FROM person_identities WHERE `+in, args...); err != nil {
 		return nil, err
 	}
@@ -373,7 +373,7 @@ func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, 
 		Corp   string `db:"corp_id"`
 		Origin string `db:"origin"`
 	}
-	in, qargs := qsql.KeysIn([]string{"corp_id", "origin"}, pairKeys(origins))
+	in, qargs := st.db.KeysIn([]string{"corp_id", "origin"}, pairKeys(origins))
 	if err := tx.SelectContext(ctx, &made, `SELECT id, corp_id, origin FROM people WHERE `+in, qargs...); err != nil {
 		return nil, err
 	}
@@ -423,7 +423,7 @@ func (st *store) leadsOfPeople(ctx context.Context, tx *qsql.Tx, people [][2]any
 		Person int64 `db:"person_id"`
 		ID     int64 `db:"id"`
 	}
-	in, args := qsql.KeysIn([]string{"corp_id", "person_id"}, pairKeys(people))
+	in, args := st.db.KeysIn([]string{"corp_id", "person_id"}, pairKeys(people))
 	if err := tx.SelectContext(ctx, &rows, `SELECT person_id, id FROM leads WHERE `+in, args...); err != nil {
 		return nil, err
 	}
@@ -442,7 +442,7 @@ func (st *store) lockLeadsOfPeople(ctx context.Context, tx *qsql.Tx, people [][2
 	if len(people) == 0 || st.db.ForUpdate() == "" {
 		return nil
 	}
-	in, args := qsql.KeysIn([]string{"corp_id", "person_id"}, pairKeys(people))
+	in, args := st.db.KeysIn([]string{"corp_id", "person_id"}, pairKeys(people))
 	var ids []int64
 	return tx.SelectContext(ctx, &ids, `SELECT id FROM leads WHERE `+in+` ORDER BY id`+st.db.ForUpdate(), args...)
 }

@@ -31,7 +31,7 @@ func (st *store) identityOwners(ctx context.Context, q sqlx.QueryerContext, corp
 		Value  string `db:"value"`
 		Person int64  `db:"person_id"`
 	}
-	in, args := qsql.KeysIn([]string{"corp_id", "kind", "value"}, keys)
+	in, args := st.db.KeysIn([]string{"corp_id", "kind", "value"}, keys)
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT kind, value, person_id FROM person_identities WHERE `+in, args...); err != nil {
 		return nil, err
 	}
@@ -1210,7 +1210,7 @@ func (st *store) leadsOfContacts(ctx context.Context, contacts []Contact) (map[C
 	for i, c := range contacts {
 		keys[i] = []any{c.CorpID, IdentityWeCom, c.ExternalUserID}
 	}
-	cond, args := qsql.KeysIn([]string{"i.corp_id", "i.kind", "i.value"}, keys)
+	cond, args := st.db.KeysIn([]string{"i.corp_id", "i.kind", "i.value"}, keys)
 	var rows []struct {
 		Corp     string `db:"corp_id"`
 		External string `db:"external_userid"`

@@ -746,7 +746,7 @@ func zipKeys(corps, values []string) [][]any {
 // sourcesByEvents returns the adds recorded for events (corps[i], keys[i]).
 func (st *store) sourcesByEvents(ctx context.Context, q queryer, corps, keys []string) (map[[2]string]*sourceRow, error) {
 	var rows []*sourceRow
-	in, args := qsql.KeysIn([]string{"corp_id", "event_key"}, zipKeys(corps, keys))
+	in, args := st.db.KeysIn([]string{"corp_id", "event_key"}, zipKeys(corps, keys))
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT `+sourceCols+` FROM contact_sources WHERE `+in, args...); err != nil {
 		return nil, err
 	}
@@ -767,7 +767,7 @@ func (st *store) relations(ctx context.Context, tx *qsql.Tx, corps, exts []strin
 		ExternalUserID string `db:"external_userid"`
 		UserID         string `db:"userid"`
 	}
-	in, args := qsql.KeysIn([]string{"corp_id", "external_userid"}, zipKeys(corps, exts))
+	in, args := st.db.KeysIn([]string{"corp_id", "external_userid"}, zipKeys(corps, exts))
 	if err := tx.SelectContext(ctx, &rows, `SELECT corp_id, external_userid, userid, source_id, added_at, lost_at, lost_by FROM contact_relations
 		WHERE `+in, args...); err != nil {
 		return nil, err

@@ -114,6 +114,45 @@ func TestUpdateRows_SetsEachRowItsOwnValues(t *testing.T) {
 	})
 }
 
+// A batch's lookup by composite keys finds exactly the rows of its keys
+// (not those of one key's corp with another's subject), more than a
+// hundred of them (SQLite's ORs are grouped), through the key's index.
+func TestKeysIn_FindsExactlyTheKeyedRowsThroughTheIndex(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		corps := []string{"wwA", "wwB", "wwC"}
+		sqltest.InsertRows(t, db, "bus_subject_locks", []string{"corp_id", "subscriber", "subject", "delivery_id", "token", "expires_at"}, 3000, func(i int) []any {
+			return []any{corps[i%3], "contacts", fmt.Sprint("ext:", i), i, "t", 1}
+		})
+		var keys [][]any
+		want := map[int64]bool{}
+		for i := 0; i < 3000; i += 2 { // every other row: 1,500 keys
+			keys = append(keys, []any{corps[i%3], "contacts", fmt.Sprint("ext:", i)})
+			want[int64(i)] = true
+		}
+		// Keys of no row: a corp with a subject only another corp has (a
+		// cross product of the columns' values would find it), and a
+		// subject nobody has.
+		keys = append(keys, []any{"wwA", "contacts", "ext:1"}, []any{"wwB", "contacts", "ext:none"})
+		cond, args := db.KeysIn([]string{"corp_id", "subscriber", "subject"}, keys)
+		var got []int64
+		if err := db.Select(&got, `SELECT delivery_id FROM bus_subject_locks WHERE `+cond, args...); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("found %d rows, want %d", len(got), len(want))
+		}
+		for _, id := range got {
+			if !want[id] {
+				t.Errorf("found row %d, whose key was not asked for", id)
+			}
+		}
+		plan := sqltest.Plan(t, db, `SELECT delivery_id FROM bus_subject_locks WHERE `+cond, args...)
+		if !strings.Contains(plan, "PRIMARY") && !strings.Contains(plan, "sqlite_autoindex_bus_subject_locks") {
+			t.Errorf("plan %q, want lookups through the primary key", plan)
+		}
+	})
+}
+
 // A multi-row insert that inserted every row tells their ids (consecutive,
 // in row order) without reading them back; one that skipped a row does not.
 func TestInsertedIDs_AreTheRowsIdsOnlyWhenEveryRowWasInserted(t *testing.T) {

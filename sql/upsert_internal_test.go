@@ -43,9 +43,18 @@ func TestUpsert_NamesTheIncomingRowPerServer(t *testing.T) {
 	}
 }
 
-func TestKeysIn_PointLookupsPerKey(t *testing.T) {
-	q, args := KeysIn([]string{"a", "b"}, [][]any{{"x", 1}, {"y", 2}})
-	if q != "((a = ? AND b = ?) OR (a = ? AND b = ?))" || len(args) != 4 || args[0] != "x" || args[3] != 2 {
-		t.Fatalf("%s %v", q, args)
+func TestKeysIn_OneConditionPerServer(t *testing.T) {
+	keys := [][]any{{"x", 1}, {"y", 2}}
+	for _, tc := range []struct {
+		db   *DB
+		want string
+	}{
+		{&DB{Dialect: MySQL}, "(a, b) IN ((?,?),(?,?))"},
+		{&DB{Dialect: SQLite}, "((a = ? AND b = ?) OR (a = ? AND b = ?))"},
+	} {
+		q, args := tc.db.KeysIn([]string{"a", "b"}, keys)
+		if q != tc.want || len(args) != 4 || args[0] != "x" || args[3] != 2 {
+			t.Errorf("%s: %s %v, want %s", tc.db.Dialect, q, args, tc.want)
+		}
 	}
 }
