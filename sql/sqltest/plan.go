@@ -8,9 +8,11 @@ import (
 	qsql "github.com/qiflow/qiflow/sql"
 )
 
-// Plan is how the database would run query: on MySQL a "table:index" per
-// table EXPLAIN lists (index empty for a scan), on SQLite the lines of
-// EXPLAIN QUERY PLAN; for tests that a hot query reads through its index.
+// Plan is how the database would run query: on MySQL "table:index:type"
+// per table EXPLAIN lists (index empty for a scan; type "index" for a scan
+// of the whole index, "range" or "ref" for lookups), on SQLite the lines of
+// EXPLAIN QUERY PLAN ("SEARCH … USING INDEX i (a=?)" for lookups, "SCAN"
+// for scans); for tests that a hot query reads through its index.
 func Plan(t testing.TB, db *qsql.DB, query string, args ...any) string {
 	t.Helper()
 	prefix := "EXPLAIN QUERY PLAN "
@@ -29,7 +31,7 @@ func Plan(t testing.TB, db *qsql.DB, query string, args ...any) string {
 			t.Fatal(err)
 		}
 		if db.Dialect == qsql.MySQL {
-			out = append(out, fmt.Sprintf("%s:%s", text(row["table"]), text(row["key"])))
+			out = append(out, fmt.Sprintf("%s:%s:%s", text(row["table"]), text(row["key"]), text(row["type"])))
 		} else {
 			out = append(out, text(row["detail"]))
 		}
