@@ -519,7 +519,12 @@ func valuesRow(n int) string {
 // On SQLite, which reads a row value IN only through a subquery, it is the
 // ORs, grouped by a hundred in parentheses: SQLite parses a chain of ORs
 // into a tree as deep as the chain, and refuses one deeper than 1,000.
+//
+// No keys match no row ("1 = 0"): an empty list is no syntax error.
 func (db *DB) KeysIn(cols []string, keys [][]any) (string, []any) {
+	if len(keys) == 0 {
+		return "1 = 0", nil
+	}
 	args := make([]any, 0, len(keys)*len(cols))
 	for _, k := range keys {
 		args = append(args, k...)

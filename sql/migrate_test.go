@@ -116,7 +116,8 @@ func TestUpdateRows_SetsEachRowItsOwnValues(t *testing.T) {
 
 // A batch's lookup by composite keys finds exactly the rows of its keys
 // (not those of one key's corp with another's subject), more than a
-// hundred of them (SQLite's ORs are grouped), through the key's index.
+// hundred of them (SQLite's ORs are grouped), through the key's index; no
+// keys find no row.
 func TestKeysIn_FindsExactlyTheKeyedRowsThroughTheIndex(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		corps := []string{"wwA", "wwB", "wwC"}
@@ -145,6 +146,11 @@ func TestKeysIn_FindsExactlyTheKeyedRowsThroughTheIndex(t *testing.T) {
 			if !want[id] {
 				t.Errorf("found row %d, whose key was not asked for", id)
 			}
+		}
+		none, noArgs := db.KeysIn([]string{"corp_id", "subscriber", "subject"}, nil)
+		var n int
+		if err := db.Get(&n, `SELECT COUNT(*) FROM bus_subject_locks WHERE `+none, noArgs...); err != nil || n != 0 {
+			t.Errorf("no keys: %d rows, %v", n, err)
 		}
 		plan := sqltest.Plan(t, db, `SELECT delivery_id FROM bus_subject_locks WHERE `+cond, args...)
 		if plan != "bus_subject_locks:PRIMARY:range" && !strings.HasPrefix(plan, "MULTI-INDEX OR; INDEX 1; SEARCH bus_subject_locks USING INDEX sqlite_autoindex_bus_subject_locks_1 (corp_id=? AND subscriber=? AND subject=?)") {
