@@ -443,11 +443,11 @@ func (db *DB) InsertIgnoreRows(table string, cols, key []string, n int) string {
 
 // Optimize refreshes SQLite's table statistics where they are missing or
 // out of date (PRAGMA optimize: a table is analysed again when its size
-// has changed tenfold, so this is cheap when nothing did). Without them SQLite guesses that an
-// equality on any indexed column picks out a few rows, so "corp_id = ? AND
-// id IN (…2,000 ids)" walked every row of the corp (an install has one)
-// instead of looking the ids up, and a job's pages grew slower as the
-// tables grew. Run at start and every few minutes; MySQL keeps its own
+// has changed tenfold, so this is cheap when nothing did). Without them
+// SQLite guesses that an equality on any indexed column picks out a few
+// rows, so "corp_id = ? AND id IN (…2,000 ids)" walked every row of the
+// corp (an install has one) instead of looking the ids up, and a job's
+// pages grew slower as the tables grew. Run at start and every few minutes; MySQL keeps its own
 // statistics, and this does nothing there.
 func (db *DB) Optimize(ctx context.Context) error {
 	if db.Dialect != SQLite {
@@ -514,7 +514,7 @@ func valuesRow(n int) string {
 // for every row read, quadratic in n (a lookup of 1,000 keys: 8 ms against
 // 35 ms; of 200: 1.9 against 3.1 ms). MariaDB's rewrite of long IN lists
 // into a join, which would scan the table instead, is off on Qiflow's
-// connections (see Open).
+// connections (see keepsInLists).
 //
 // On SQLite, which reads a row value IN only through a subquery, it is the
 // ORs, grouped by a hundred in parentheses: SQLite parses a chain of ORs
