@@ -319,72 +319,57 @@ func personOf(rec []string, cols map[string]int) PersonIn {
 }
 
 // importBatch upserts a batch of lines in one transaction with its report
-// lines, then checkpoints. A race with another writer over an identity
-// retries the batch.
+// lines, then checkpoints. Lines of new people that no other line of the
+// batch shares an identity with are created together (createPeopleTx);
+// the others are upserted one by one, in order. A race with another
+// writer over an identity retries the batch.
 func (s *Service) importBatch(ctx context.Context, j *jobs.Job, im *Import, batch []importLine, cp *importCheckpoint) error {
 	defs, err := s.fieldDefs(ctx, im.CorpID)
 	if err != nil {
 		return err
 	}
+	// What can be refused is refused before the transaction: it reads nothing.
+	var report []reportLine
+	var valid []importLine
+	var ps []*prepared
+	for _, l := range batch {
+		p, field, reason := checkImportLine(l, defs)
+		if reason != "" {
+			report = append(report, reportLine{l.line, LineRejected, field, reason, 0})
+			continue
+		}
+		valid, ps = append(valid, l), append(ps, p)
+	}
 	for attempt := 0; ; attempt++ {
 		res := cp.ImportResult
+		res.Lines += int64(len(batch))
+		res.Rejected += int64(len(report))
+		lines := slices.Clone(report)
 		err := s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
-			var report []reportLine
-			for _, l := range batch {
-				res.Lines++
-				if l.err != "" {
-					res.Rejected++
-					report = append(report, reportLine{l.line, LineRejected, "", l.err, 0})
-					continue
-				}
-				p, err := prepare(l.in)
-				if err != nil {
-					res.Rejected++
-					field, reason := "", err.Error()
-					if ae, ok := apperr.As(err); ok {
-						for f, r := range ae.Fields {
-							field, reason = f, r
-						}
-					}
-					report = append(report, reportLine{l.line, LineRejected, field, reason, 0})
-					continue
-				}
-				if len(p.identities) == 0 {
-					res.Rejected++
-					report = append(report, reportLine{l.line, LineRejected, "mobile", "no valid mobile, email or unionid", 0})
-					continue
-				}
-				if _, bad := parseValues(defs, nonEmpty(p.in.Fields), false); len(bad) > 0 {
-					res.Rejected++
-					for field, reason := range bad {
-						report = append(report, reportLine{l.line, LineRejected, field, reason, 0})
-						break
-					}
-					continue
-				}
-				u, err := s.upsertTx(ctx, tx, im.CorpID, im.CreatedBy, p)
-				if err != nil {
-					return err
-				}
-				if u.Created {
-					res.Created++
-				} else {
-					res.Updated++
-				}
-				for _, m := range u.Merges {
-					res.Merged++
-					report = append(report, reportLine{l.line, LineMerged, "", fmt.Sprintf("person %d merged into %d (%s)", m.MergedID, m.SurvivorID, m.Reason), u.Person.ID})
-				}
-				if len(u.Reviews) > 0 {
-					res.Flagged++
-					var why []string
-					for _, r := range u.Reviews {
-						why = append(why, r.Field+": "+r.Reason)
-					}
-					report = append(report, reportLine{l.line, LineFlagged, u.Reviews[0].Field, strings.Join(why, "; "), u.Person.ID})
+			fresh, err := s.newPeopleOf(ctx, tx, im.CorpID, ps)
+			if err != nil {
+				return err
+			}
+			var created []*prepared
+			for i, p := range ps {
+				if fresh[i] {
+					created = append(created, p)
 				}
 			}
-			return s.store.addReportLines(ctx, tx, im.ID, report)
+			made, err := s.createPeopleTx(ctx, tx, im.CorpID, im.CreatedBy, created, qsql.Millis(s.now()))
+			if err != nil {
+				return err
+			}
+			for i, p := range ps {
+				var u *UpsertResult
+				if fresh[i] {
+					u, made = made[0], made[1:]
+				} else if u, err = s.upsertTx(ctx, tx, im.CorpID, im.CreatedBy, p); err != nil {
+					return err
+				}
+				lines = append(lines, res.count(valid[i].line, u)...)
+			}
+			return s.store.addReportLines(ctx, tx, im.ID, lines)
 		})
 		if errors.Is(err, errRaced) && attempt < 3 {
 			continue
@@ -395,6 +380,81 @@ func (s *Service) importBatch(ctx context.Context, j *jobs.Job, im *Import, batc
 		cp.ImportResult = res
 		return j.Checkpoint(ctx, cp, res.Lines, max(im.RowsEstimate, res.Lines))
 	}
+}
+
+// checkImportLine prepares a line as an upsert's input, or says why it is
+// rejected (field and reason).
+func checkImportLine(l importLine, defs map[string]*FieldDef) (p *prepared, field, reason string) {
+	if l.err != "" {
+		return nil, "", l.err
+	}
+	p, err := prepare(l.in)
+	if err != nil {
+		reason = err.Error()
+		if ae, ok := apperr.As(err); ok {
+			for f, r := range ae.Fields {
+				field, reason = f, r
+			}
+		}
+		return nil, field, reason
+	}
+	if len(p.identities) == 0 {
+		return nil, "mobile", "no valid mobile, email or unionid"
+	}
+	if _, bad := parseValues(defs, nonEmpty(p.in.Fields), false); len(bad) > 0 {
+		for field, reason := range bad {
+			return nil, field, reason
+		}
+	}
+	return p, "", ""
+}
+
+// newPeopleOf tells which of ps are new people whose lines can be created
+// together: none of their identities belongs to anyone yet, and none is
+// another of ps's.
+func (s *Service) newPeopleOf(ctx context.Context, tx *qsql.Tx, corp string, ps []*prepared) ([]bool, error) {
+	lines := map[Identity]int{} // how many of ps have it
+	var all []Identity
+	for _, p := range ps {
+		for _, id := range p.identities {
+			if lines[id]++; lines[id] == 1 {
+				all = append(all, id)
+			}
+		}
+	}
+	owners, err := s.store.identityOwners(ctx, tx, corp, all)
+	if err != nil {
+		return nil, err
+	}
+	fresh := make([]bool, len(ps))
+	for i, p := range ps {
+		fresh[i] = !slices.ContainsFunc(p.identities, func(id Identity) bool { return owners[id] != 0 || lines[id] > 1 })
+	}
+	return fresh, nil
+}
+
+// count adds an upserted line to the result and returns its report lines
+// (its merges, and its reasons for a review).
+func (r *ImportResult) count(line int64, u *UpsertResult) []reportLine {
+	if u.Created {
+		r.Created++
+	} else {
+		r.Updated++
+	}
+	var out []reportLine
+	for _, m := range u.Merges {
+		r.Merged++
+		out = append(out, reportLine{line, LineMerged, "", fmt.Sprintf("person %d merged into %d (%s)", m.MergedID, m.SurvivorID, m.Reason), u.Person.ID})
+	}
+	if len(u.Reviews) > 0 {
+		r.Flagged++
+		var why []string
+		for _, rv := range u.Reviews {
+			why = append(why, rv.Field+": "+rv.Reason)
+		}
+		out = append(out, reportLine{line, LineFlagged, u.Reviews[0].Field, strings.Join(why, "; "), u.Person.ID})
+	}
+	return out
 }
 
 // reportLine is a line of an import's report.

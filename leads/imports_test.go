@@ -6,10 +6,13 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/qiflow/qiflow/apperr"
@@ -43,7 +46,11 @@ func runImport(t *testing.T, s *Service, run *jobs.Runner, file []byte, mapping 
 		return err == nil && (job.Status == jobs.JobDone || job.Status == jobs.JobFailed || job.Status == jobs.JobCancelled)
 	})
 	if job.Status != jobs.JobDone {
-		t.Fatalf("import job %s: %v", job.Status, job.Error)
+		why := ""
+		if job.Error != nil {
+			why = *job.Error
+		}
+		t.Fatalf("import job %s: %s", job.Status, why)
 	}
 	var res ImportResult
 	if err := json.Unmarshal(job.Result, &res); err != nil {
@@ -154,5 +161,133 @@ func TestImport_GBKFilesAsExcelWritesThem(t *testing.T) {
 		if p.Region != "北京" {
 			t.Fatalf("region %q", p.Region)
 		}
+	})
+}
+
+// An import creates the lines of new people a batch at a time. Each person
+// must still get their own line (name, title, company, identities, budget,
+// one "created" entry), whatever ids the server hands out; lines that meet
+// a person (earlier in the file, in the same batch, or stored before) update
+// them in the file's order; a company like an older one is proposed once.
+func TestImport_NewPeopleAreCreatedTogetherEachFromTheirOwnLine(t *testing.T) {
+	check := func(t *testing.T, db *qsql.DB) {
+		s, run := importing(t, db)
+		ctx := context.Background()
+		known, err := s.Upsert(ctx, "ww1", 0, "", PersonIn{Name: "Known", Email: "known@qq.com", Company: "腾讯科技（深圳）有限公司"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		w := csv.NewWriter(&buf)
+		w.Write([]string{"姓名", "手机", "邮箱", "公司", "职位", "预算"})
+		const n = 120 // more than a batch on SQLite (importBatch/10)
+		companies := []string{"Acme Ltd.", "Globex 有限公司", "腾讯科技", "", "Initech Labs"}
+		for i := range n {
+			company := companies[i%len(companies)]
+			w.Write([]string{fmt.Sprint("客户 ", i), fmt.Sprintf("137%08d", i), "", company, fmt.Sprint("title ", i), fmt.Sprint(i * 1000)})
+		}
+		w.Write([]string{"客户 7 again", "13700000007", "", "", "", ""})                // the same batch's person 7
+		w.Write([]string{"", "", "known@qq.com", "", "CTO", ""})                      // a person stored before
+		w.Write([]string{"Later", "13799999999", "later@qq.com", "Acme Ltd", "", ""}) // new, with a company of the file
+		w.Write([]string{"Initech person", "13788888888", "", "Initech", "", ""})     // new, with a new company like one of the file's
+		w.Write([]string{"客户 9's email", "", "c9@qq.com", "", "", ""})                // new: no one has this email
+		w.Write([]string{"客户 9 joined", "13700000009", "C9@qq.com", "", "", ""})      // person 9 and the line before: merged
+		w.Flush()
+		mapping := map[string]string{"姓名": "name", "手机": "mobile", "邮箱": "email", "公司": "company", "职位": "title", "预算": "budget"}
+		res, _ := runImport(t, s, run, buf.Bytes(), mapping, "utf-8")
+		if res.Lines != n+6 || res.Rejected != 0 || res.Created != n+3 || res.Updated != 3 || res.Merged != 1 {
+			t.Fatalf("import %+v", res)
+		}
+		for i := range n {
+			owners, err := s.store.identityOwners(ctx, db, "ww1", []Identity{{IdentityMobile, fmt.Sprintf("+86137%08d", i)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := owners[Identity{IdentityMobile, fmt.Sprintf("+86137%08d", i)}]
+			p, err := s.Person(ctx, "ww1", id)
+			if err != nil {
+				t.Fatalf("line %d: person %d: %v", i+2, id, err)
+			}
+			name, company := fmt.Sprint("客户 ", i), companies[i%len(companies)]
+			switch i {
+			case 7:
+				name = "客户 7 again"
+			case 9: // the oldest of the two people the line joined survives, renamed
+				name = "客户 9 joined"
+			}
+			if p.Name != name || p.Title != fmt.Sprint("title ", i) || p.Company != company {
+				t.Fatalf("line %d made %+v", i+2, p)
+			}
+			if want := map[bool]int{true: 2, false: 1}[i == 9]; len(p.Identities) != want {
+				t.Fatalf("line %d: identities %v", i+2, p.Identities)
+			}
+			var lead struct {
+				ID     int64  `db:"id"`
+				Budget string `db:"budget"`
+			}
+			if err := db.GetContext(ctx, &lead, db.Rebind(`SELECT id, budget FROM leads WHERE corp_id = ? AND person_id = ?`), "ww1", id); err != nil {
+				t.Fatalf("line %d: lead: %v", i+2, err)
+			}
+			_, history, err := s.Get(ctx, "ww1", lead.ID, all)
+			if err != nil {
+				t.Fatal(err)
+			}
+			created := 0
+			for _, h := range history {
+				if h.Kind == HistoryCreated {
+					created++
+				}
+			}
+			if lead.Budget != fmt.Sprint(i*1000) || created != 1 {
+				t.Fatalf("line %d: lead %+v with %d created entries: %+v", i+2, lead, created, history)
+			}
+		}
+		if p, _ := s.Person(ctx, "ww1", known.Person.ID); p.Title != "CTO" || p.Name != "Known" {
+			t.Fatalf("the known person: %+v", p)
+		}
+		// 腾讯科技 is like the known person's company, Initech like Initech
+		// Labs: of each pair the newer is proposed, once.
+		reviews, err := s.CompanyReviews(ctx, "ww1")
+		var pairs []string
+		for _, r := range reviews {
+			pairs = append(pairs, r.Company+" → "+r.Similar)
+		}
+		slices.Sort(pairs)
+		if err != nil || fmt.Sprint(pairs) != "[Initech → Initech Labs 腾讯科技 → 腾讯科技（深圳）有限公司]" {
+			t.Fatalf("company reviews %q %v", pairs, err)
+		}
+		var stored int
+		if err := db.GetContext(ctx, &stored, db.Rebind(`SELECT COUNT(*) FROM companies WHERE corp_id = ?`), "ww1"); err != nil || stored != 6 {
+			t.Fatalf("%d companies (%v), want 6", stored, err)
+		}
+	}
+	sqltest.Each(t, check)
+	// MySQL 8's default auto-increment lock mode (2), Galera and TiDB do
+	// not give a multi-row insert consecutive ids: an increment of 2 does
+	// the same here.
+	t.Run("mysql, ids not consecutive", func(t *testing.T) {
+		if os.Getenv("QIFLOW_TEST_MYSQL_DSN") == "" {
+			t.Skip("QIFLOW_TEST_MYSQL_DSN is not set: the MySQL run is skipped")
+		}
+		cfg, err := mysql.ParseDSN(sqltest.MySQLDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		cfg.Params["auto_increment_increment"] = "2"
+		db, err := qsql.Open("mysql", cfg.FormatDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if err := qsql.Migrate(context.Background(), db, nil); err != nil {
+			t.Fatal(err)
+		}
+		if db.ConsecutiveIDs() {
+			t.Fatal("an increment of 2 was taken for consecutive ids")
+		}
+		check(t, db)
 	})
 }

@@ -230,7 +230,7 @@ func (s *Service) linkUnionIDs(ctx context.Context, tx *qsql.Tx, saves []directo
 			switch {
 			case person == 0 || owner == person:
 			case owner == 0:
-				if err := s.store.addIdentities(ctx, tx, corp, person, []Identity{id}, now); err != nil {
+				if err := s.store.addIdentities(ctx, tx, corp, identitiesOf(person, []Identity{id}), now); err != nil {
 					return err
 				}
 				owners[id] = person

@@ -314,10 +314,11 @@ func (s *Service) readResult(ctx context.Context, corp string, res *UpsertResult
 	return res, nil
 }
 
+// upsertTx creates or updates in tx the person of p's identities and their
+// lead, merging the people those identities belong to.
 func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor int64, p *prepared) (*UpsertResult, error) {
 	now := s.now()
 	ms := qsql.Millis(now)
-	res := &UpsertResult{Merges: []Merge{}, Reviews: append([]Review{}, p.reviews...)}
 	owners, err := s.store.identityOwners(ctx, tx, corp, p.identities)
 	if err != nil {
 		return nil, err
@@ -331,51 +332,51 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 			found = append(found, o)
 		}
 	}
-	var company int64
-	if p.norm != "" {
-		if company, err = s.companyOf(ctx, tx, corp, p, ms); err != nil {
-			return nil, err
-		}
-	}
-	var person int64
 	if len(found) == 0 {
-		if person, err = s.store.createPerson(ctx, tx, corp, &p.in, reviewsJSON(res.Reviews), p.test, company, ms); err != nil {
-			return nil, err
-		}
-		res.Created = true
-	} else {
-		if person, err = s.survivor(ctx, tx, corp, found); err != nil {
-			return nil, err
-		}
-		for _, other := range found {
-			if other == person {
-				continue
-			}
-			m, err := s.mergeTx(ctx, tx, corp, person, other, actor, "same "+sharedIdentity(p.identities, owners, other), now)
-			if err != nil {
-				return nil, err
-			}
-			res.Merges = append(res.Merges, *m)
-		}
-		stored, err := s.store.person(ctx, tx, corp, person)
+		made, err := s.createPeopleTx(ctx, tx, corp, actor, []*prepared{p}, ms)
 		if err != nil {
 			return nil, err
 		}
-		if stored.Name != "" {
-			// A name missing from an update of a named person is nothing to review.
-			res.Reviews = slices.DeleteFunc(res.Reviews, func(r Review) bool { return r.Field == "name" })
+		return made[0], nil
+	}
+	res := &UpsertResult{Merges: []Merge{}, Reviews: append([]Review{}, p.reviews...)}
+	companies, err := s.companiesOf(ctx, tx, corp, []*prepared{p}, ms)
+	if err != nil {
+		return nil, err
+	}
+	company := companies[p.norm]
+	person, err := s.survivor(ctx, tx, corp, found)
+	if err != nil {
+		return nil, err
+	}
+	for _, other := range found {
+		if other == person {
+			continue
 		}
-		if err := s.store.updatePerson(ctx, tx, corp, person, &p.in, reviewsJSON(res.Reviews), p.test, company, ms); err != nil {
+		m, err := s.mergeTx(ctx, tx, corp, person, other, actor, "same "+sharedIdentity(p.identities, owners, other), now)
+		if err != nil {
 			return nil, err
 		}
-		if company == 0 && (p.in.Industry != "" || p.in.CompanySize > 0) {
-			// The industry or size of the company the person is known to work for.
-			if err := s.store.updateCompanyOf(ctx, tx, corp, person, p.in.Industry, p.in.CompanySize, ms); err != nil {
-				return nil, err
-			}
+		res.Merges = append(res.Merges, *m)
+	}
+	stored, err := s.store.person(ctx, tx, corp, person)
+	if err != nil {
+		return nil, err
+	}
+	if stored.Name != "" {
+		// A name missing from an update of a named person is nothing to review.
+		res.Reviews = slices.DeleteFunc(res.Reviews, func(r Review) bool { return r.Field == "name" })
+	}
+	if err := s.store.updatePerson(ctx, tx, corp, person, &p.in, reviewsJSON(res.Reviews), p.test, company, ms); err != nil {
+		return nil, err
+	}
+	if company == 0 && (p.in.Industry != "" || p.in.CompanySize > 0) {
+		// The industry or size of the company the person is known to work for.
+		if err := s.store.updateCompanyOf(ctx, tx, corp, person, p.in.Industry, p.in.CompanySize, ms); err != nil {
+			return nil, err
 		}
 	}
-	if err := s.store.addIdentities(ctx, tx, corp, person, missing, ms); err != nil {
+	if err := s.store.addIdentities(ctx, tx, corp, identitiesOf(person, missing), ms); err != nil {
 		if qsql.IsDuplicate(err) {
 			return nil, errRaced
 		}
@@ -405,12 +406,7 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 			return nil, err
 		}
 	}
-	if err := s.store.setQualification(ctx, tx, corp, lead.ID, p.in.Qualification, ms); err != nil {
-		return nil, err
-	}
-	// The API names fields its caller chose; a form or an import mapped
-	// before a field was deleted passes over it.
-	if err := s.setFieldsTx(ctx, tx, corp, lead.ID, actor, nonEmpty(p.in.Fields), p.in.Source == SourceAPI, how, ms); err != nil {
+	if err := s.setLeadInputs(ctx, tx, corp, actor, lead.ID, p, how, ms); err != nil {
 		return nil, err
 	}
 	if err := s.refitLeads(ctx, tx, corp, []int64{lead.ID}, ms); err != nil {
@@ -418,6 +414,85 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 	}
 	res.Person, res.Lead = &Person{ID: person}, &Lead{ID: lead.ID}
 	return res, nil
+}
+
+// createPeopleTx creates in tx a person and a lead for each of ps, none of
+// whose identities belongs to anyone (nor to another of ps): a statement a
+// table for all of them (an import's new lines), where an upsert that may
+// find and merge people takes a dozen each. A duplicate identity (another
+// transaction took it meanwhile) is errRaced.
+func (s *Service) createPeopleTx(ctx context.Context, tx *qsql.Tx, corp string, actor int64, ps []*prepared, ms int64) ([]*UpsertResult, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	companies, err := s.companiesOf(ctx, tx, corp, ps, ms)
+	if err != nil {
+		return nil, err
+	}
+	people := make([]personRow, len(ps))
+	for i, p := range ps {
+		people[i] = personRow{in: &p.in, reviews: reviewsJSON(p.reviews), test: p.test, company: companies[p.norm]}
+	}
+	ids, err := s.store.insertPeople(ctx, tx, corp, people, ms)
+	if err != nil {
+		return nil, err
+	}
+	var identities []personIdentity
+	for i, p := range ps {
+		identities = append(identities, identitiesOf(ids[i], p.identities)...)
+	}
+	if err := s.store.addIdentities(ctx, tx, corp, identities, ms); err != nil {
+		if qsql.IsDuplicate(err) {
+			return nil, errRaced
+		}
+		return nil, err
+	}
+	pool, err := s.defaultPool(ctx, tx, corp, ms)
+	if err != nil {
+		return nil, err
+	}
+	leads := make([]*Lead, len(ps))
+	for i, p := range ps {
+		leads[i] = &Lead{CorpID: corp, PersonID: ids[i], PoolID: pool, Stage: StageLead, Source: p.in.Source, Channel: p.in.Channel,
+			CodeID: p.in.CodeID, CreatedAt: ms, UpdatedAt: ms}
+	}
+	if err := s.store.createLeads(ctx, tx, leads); err != nil {
+		return nil, err
+	}
+	history := make([]historyRow, len(ps))
+	for i, p := range ps {
+		history[i] = historyRow{corp, leads[i].ID, HistoryEntry{At: ms, ActorUserID: actor, Kind: HistoryCreated, To: StageLead, Reason: "from the " + p.in.Source}}
+	}
+	if err := s.store.addHistories(ctx, tx, history); err != nil {
+		return nil, err
+	}
+	out := make([]*UpsertResult, len(ps))
+	leadIDs := make([]int64, len(ps))
+	for i, p := range ps {
+		if err := s.setLeadInputs(ctx, tx, corp, actor, leads[i].ID, p, "from the "+p.in.Source, ms); err != nil {
+			return nil, err
+		}
+		leadIDs[i] = leads[i].ID
+		out[i] = &UpsertResult{Created: true, Merges: []Merge{}, Reviews: append([]Review{}, p.reviews...),
+			Person: &Person{ID: ids[i]}, Lead: &Lead{ID: leads[i].ID}}
+	}
+	if err := s.refitLeads(ctx, tx, corp, leadIDs, ms); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// setLeadInputs sets the BANT fields and custom fields p gives a lead
+// (none given: no statement).
+func (s *Service) setLeadInputs(ctx context.Context, tx *qsql.Tx, corp string, actor, lead int64, p *prepared, how string, ms int64) error {
+	if p.in.Qualification != (Qualification{}) {
+		if err := s.store.setQualification(ctx, tx, corp, lead, p.in.Qualification, ms); err != nil {
+			return err
+		}
+	}
+	// The API names fields its caller chose; a form or an import mapped
+	// before a field was deleted passes over it.
+	return s.setFieldsTx(ctx, tx, corp, lead, actor, nonEmpty(p.in.Fields), p.in.Source == SourceAPI, how, ms)
 }
 
 // nonEmpty drops the empty values of fields: in an upsert, as for every
@@ -463,20 +538,35 @@ func sharedIdentity(ids []Identity, owners map[Identity]int64, person int64) str
 	return "person"
 }
 
-// companyOf returns the company of a normalised name, made when new; a new
-// company whose name is like another's is proposed for a review with it.
-func (s *Service) companyOf(ctx context.Context, tx *qsql.Tx, corp string, p *prepared, now int64) (int64, error) {
-	id, made, err := s.store.company(ctx, tx, corp, p.in.Company, p.norm, p.in.Industry, p.in.CompanySize, now)
-	if err != nil || !made {
-		return id, err
+// companiesOf returns the companies ps name (by normalised name), made
+// when new; a new company whose name is like another's is proposed for a
+// review with it.
+func (s *Service) companiesOf(ctx context.Context, tx *qsql.Tx, corp string, ps []*prepared, now int64) (map[string]int64, error) {
+	var cs []companyIn
+	for _, p := range ps {
+		if p.norm != "" {
+			cs = append(cs, companyIn{name: p.in.Company, norm: p.norm, industry: p.in.Industry, size: p.in.CompanySize})
+		}
 	}
-	prefix := string([]rune(p.norm)[:min(2, len([]rune(p.norm)))])
-	candidates, err := s.store.companiesLike(ctx, tx, corp, prefix, id)
+	if len(cs) == 0 {
+		return map[string]int64{}, nil
+	}
+	ids, made, err := s.store.companies(ctx, tx, corp, cs, now)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	similar := slices.DeleteFunc(candidates, func(c Company) bool { return !similarCompanies(p.norm, c.Norm) })
-	return id, s.store.proposeCompanies(ctx, tx, corp, id, similar, now)
+	for _, norm := range made {
+		prefix := string([]rune(norm)[:min(2, len([]rune(norm)))])
+		candidates, err := s.store.companiesLike(ctx, tx, corp, prefix, ids[norm])
+		if err != nil {
+			return nil, err
+		}
+		similar := slices.DeleteFunc(candidates, func(c Company) bool { return !similarCompanies(norm, c.Norm) })
+		if err := s.store.proposeCompanies(ctx, tx, corp, ids[norm], similar, now); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 // CompanyReviews lists companies proposed as near-duplicates.

@@ -1,6 +1,7 @@
 package leads
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -48,9 +49,24 @@ func (st *store) identitiesOf(ctx context.Context, q sqlx.QueryerContext, corp s
 	return out, err
 }
 
-// addIdentities gives a person identities; a duplicate key means another
-// transaction took one meanwhile (the caller starts over).
-func (st *store) addIdentities(ctx context.Context, tx *qsql.Tx, corp string, person int64, ids []Identity, now int64) error {
+// personIdentity is an identity and the person it belongs to.
+type personIdentity struct {
+	person int64
+	Identity
+}
+
+// identitiesOf pairs identities with their person.
+func identitiesOf(person int64, ids []Identity) []personIdentity {
+	out := make([]personIdentity, len(ids))
+	for i, id := range ids {
+		out[i] = personIdentity{person, id}
+	}
+	return out
+}
+
+// addIdentities gives people identities, in one statement; a duplicate key
+// means another transaction took one meanwhile (the caller starts over).
+func (st *store) addIdentities(ctx context.Context, tx *qsql.Tx, corp string, ids []personIdentity, now int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -58,7 +74,7 @@ func (st *store) addIdentities(ctx context.Context, tx *qsql.Tx, corp string, pe
 	args := make([]any, 0, 5*len(ids))
 	for i, id := range ids {
 		rows[i] = "(?, ?, ?, ?, ?)"
-		args = append(args, corp, id.Kind, id.Value, person, now)
+		args = append(args, corp, id.Kind, id.Value, id.person, now)
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES `+strings.Join(rows, ","), args...)
 	return err
@@ -96,14 +112,52 @@ func (st *store) person(ctx context.Context, q sqlx.QueryerContext, corp string,
 	return &p, nil
 }
 
-// createPerson inserts one person and returns their id.
-func (st *store) createPerson(ctx context.Context, tx *qsql.Tx, corp string, in *PersonIn, reviews string, test bool, company, now int64) (int64, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO people (corp_id, name, title, region, company_id, needs_review, review_reasons, test_data, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, corp, in.Name, in.Title, in.Region, company, reviews != "", reviews, test, now, now)
-	if err != nil {
-		return 0, err
+// personRow is a person to insert.
+type personRow struct {
+	in      *PersonIn
+	reviews string // as stored: "" for none
+	test    bool
+	company int64
+}
+
+// insertPeople inserts people and returns their ids in order: in one
+// statement when the server gives a multi-row insert consecutive ids,
+// else one at a time (people have no other key to read them back by).
+func (st *store) insertPeople(ctx context.Context, tx *qsql.Tx, corp string, ps []personRow, now int64) ([]int64, error) {
+	const insert = `INSERT INTO people (corp_id, name, title, region, company_id, needs_review, review_reasons, test_data, created_at, updated_at) VALUES `
+	const row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	argsOf := func(p personRow) []any {
+		return []any{corp, p.in.Name, p.in.Title, p.in.Region, p.company, p.reviews != "", p.reviews, p.test, now, now}
 	}
-	return res.LastInsertId()
+	ids := make([]int64, len(ps))
+	if len(ps) > 1 && st.db.ConsecutiveIDs() {
+		args := make([]any, 0, 10*len(ps))
+		for _, p := range ps {
+			args = append(args, argsOf(p)...)
+		}
+		res, err := tx.ExecContext(ctx, insert+strings.Repeat(row+",", len(ps)-1)+row, args...)
+		if err != nil {
+			return nil, err
+		}
+		first, ok := st.db.InsertedIDs(res, len(ps))
+		if !ok {
+			return nil, fmt.Errorf("insert of %d people: the server did not tell their ids", len(ps))
+		}
+		for i := range ids {
+			ids[i] = first + int64(i)
+		}
+		return ids, nil
+	}
+	for i, p := range ps {
+		res, err := tx.ExecContext(ctx, insert+row, argsOf(p)...)
+		if err != nil {
+			return nil, err
+		}
+		if ids[i], err = res.LastInsertId(); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 // updatePerson sets the fields given (empty ones keep what is stored), the
@@ -123,27 +177,80 @@ func (st *store) updatePerson(ctx context.Context, tx *qsql.Tx, corp string, id 
 	return err
 }
 
-// company returns the id of the corp's company with that normalised name,
-// making it (named name) when there is none; made is true when it did.
-// Industry and size are set when given.
-func (st *store) company(ctx context.Context, tx *qsql.Tx, corp, name, norm, industry string, size int, now int64) (id int64, made bool, err error) {
-	q := st.db.InsertIgnoreRows("companies", []string{"corp_id", "name", "norm_name", "industry", "size", "created_at", "updated_at"}, []string{"corp_id", "norm_name"}, 1)
-	res, err := tx.ExecContext(ctx, q, corp, name, norm, industry, size, now, now)
-	if err != nil {
-		return 0, false, err
+// companyIn is a company as an upsert names it.
+type companyIn struct {
+	name, norm, industry string
+	size                 int
+}
+
+// companies returns the ids of the corp's companies of the normalised names
+// of cs, by normalised name, making those there are none of (named as the
+// first of cs names them); made lists, in cs's order, the ones it made.
+// The industry and size given are set (the last given of each).
+func (st *store) companies(ctx context.Context, tx *qsql.Tx, corp string, cs []companyIn, now int64) (ids map[string]int64, made []string, err error) {
+	want := map[string]*companyIn{}
+	var norms []string
+	for _, c := range cs {
+		w, ok := want[c.norm]
+		if !ok {
+			w = &companyIn{name: c.name, norm: c.norm}
+			want[c.norm] = w
+			norms = append(norms, c.norm)
+		}
+		w.industry = cmp.Or(c.industry, w.industry)
+		w.size = cmp.Or(c.size, w.size)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, false, err
+	read := func(lock string) (map[string]int64, error) {
+		q, args, err := sqlx.In(`SELECT id, norm_name FROM companies WHERE corp_id = ? AND norm_name IN (?)`+lock, corp, norms)
+		if err != nil {
+			return nil, err
+		}
+		var rows []struct {
+			ID   int64  `db:"id"`
+			Norm string `db:"norm_name"`
+		}
+		if err := tx.SelectContext(ctx, &rows, tx.Rebind(q), args...); err != nil {
+			return nil, err
+		}
+		out := make(map[string]int64, len(rows))
+		for _, r := range rows {
+			out[r.Norm] = r.ID
+		}
+		return out, nil
 	}
-	if err := tx.GetContext(ctx, &id, `SELECT id FROM companies WHERE corp_id = ? AND norm_name = ?`, corp, norm); err != nil {
-		return 0, false, err
+	if ids, err = read(""); err != nil {
+		return nil, nil, err
 	}
-	if n == 0 && (industry != "" || size > 0) {
-		_, err = tx.ExecContext(ctx, `UPDATE companies SET industry = CASE WHEN ? = '' THEN industry ELSE ? END,
-			size = CASE WHEN ? = 0 THEN size ELSE ? END, updated_at = ? WHERE id = ?`, industry, industry, size, size, now, id)
+	var args []any
+	for _, n := range norms {
+		if w := want[n]; ids[n] == 0 {
+			made = append(made, n)
+			args = append(args, corp, w.name, w.norm, w.industry, w.size, now, now)
+		} else if w.industry != "" || w.size > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE companies SET industry = CASE WHEN ? = '' THEN industry ELSE ? END,
+				size = CASE WHEN ? = 0 THEN size ELSE ? END, updated_at = ? WHERE id = ?`, w.industry, w.industry, w.size, w.size, now, ids[n]); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	return id, n == 1, err
+	if len(made) == 0 {
+		return ids, nil, nil
+	}
+	// Another transaction may make one of them meanwhile: the insert skips
+	// it, and the locking read sees it (a plain one reads the snapshot).
+	q := st.db.InsertIgnoreRows("companies", []string{"corp_id", "name", "norm_name", "industry", "size", "created_at", "updated_at"}, []string{"corp_id", "norm_name"}, len(made))
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return nil, nil, err
+	}
+	if ids, err = read(st.db.ForUpdate()); err != nil {
+		return nil, nil, err
+	}
+	for _, n := range made {
+		if ids[n] == 0 {
+			return nil, nil, fmt.Errorf("company %q vanished after insert", n)
+		}
+	}
+	return ids, made, nil
 }
 
 // updateCompanyOf sets the industry and size given of a person's company.
@@ -154,12 +261,13 @@ func (st *store) updateCompanyOf(ctx context.Context, tx *qsql.Tx, corp string, 
 	return err
 }
 
-// companiesLike lists the corp's companies whose normalised names start
-// like prefix (the candidates for a near-duplicate).
-func (st *store) companiesLike(ctx context.Context, tx *qsql.Tx, corp, prefix string, except int64) ([]Company, error) {
+// companiesLike lists the corp's companies made before company whose
+// normalised names start like prefix (the candidates for a near-duplicate:
+// of two alike, the newer is proposed, once).
+func (st *store) companiesLike(ctx context.Context, tx *qsql.Tx, corp, prefix string, company int64) ([]Company, error) {
 	var out []Company
-	err := tx.SelectContext(ctx, &out, `SELECT id, name, norm_name FROM companies WHERE corp_id = ? AND norm_name LIKE ? AND id <> ? ORDER BY id LIMIT 50`,
-		corp, strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix)+"%", except)
+	err := tx.SelectContext(ctx, &out, `SELECT id, name, norm_name FROM companies WHERE corp_id = ? AND norm_name LIKE ? AND id < ? ORDER BY id LIMIT 50`,
+		corp, strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix)+"%", company)
 	return out, err
 }
 

@@ -225,6 +225,12 @@ func consecutiveIDs(ctx context.Context, db *sqlx.DB, version string, cfg *mysql
 	return v.LockMode <= 1 && v.Increment == 1
 }
 
+// ConsecutiveIDs says whether the rows of a multi-row insert that inserts
+// every row get consecutive ids in row order, so that InsertedIDs can
+// tell them; when not, a caller with no other key to read rows back by
+// inserts them one at a time.
+func (db *DB) ConsecutiveIDs() bool { return db.consecutiveIDs }
+
 // InsertedIDs is the id of the first of the n rows a multi-row insert
 // proposed, when it inserted all n and they have consecutive ids in row
 // order (ok false otherwise: read them back by key). An insert that may
