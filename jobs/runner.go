@@ -194,7 +194,9 @@ func (r *Runner) Enqueue(ctx context.Context, corpID, kind, uniqueKey string, pa
 			id, err = res.LastInsertId()
 			return err
 		}
-		return tx.GetContext(ctx, &id, `SELECT id FROM jobs WHERE unique_key = ?`, uniqueKey)
+		// Another instance's job with the key, committed after this
+		// transaction's first read, is seen only by a locking read.
+		return tx.GetContext(ctx, &id, `SELECT id FROM jobs WHERE unique_key = ?`+r.db.ForShare(), uniqueKey)
 	})
 	if err == nil {
 		r.wakeUp()

@@ -268,3 +268,36 @@ func TestRunner_ARequestWhileItRunsRunsItAgain(t *testing.T) {
 		}
 	})
 }
+
+// Two instances asking for the same unique job at the same moment get that
+// one job: the one whose insert finds the other's row reads it back, though
+// its transaction read the jobs table before the other committed.
+func TestRunner_ConcurrentEnqueuesOfAUniqueKeyAnswerOneJob(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		runners := []*Runner{NewRunner(db, "a", time.Minute, quiet), NewRunner(sqltest.Reopen(t, db), "b", time.Minute, quiet)}
+		for round := range 20 {
+			key := fmt.Sprint("rescore:", round)
+			const callers = 8
+			ids, errs := make([]int64, callers), make([]error, callers)
+			start := make(chan struct{})
+			done := make(chan int)
+			for i := range callers {
+				go func() {
+					<-start
+					ids[i], errs[i] = runners[i%2].Enqueue(ctx, "ww1", "rescore", key, map[string]int{"round": round}, 0)
+					done <- i
+				}()
+			}
+			close(start)
+			for range callers {
+				<-done
+			}
+			for i := range callers {
+				if errs[i] != nil || ids[i] != ids[0] {
+					t.Fatalf("round %d: caller %d got job %d (%v), caller 0 job %d", round, i, ids[i], errs[i], ids[0])
+				}
+			}
+		}
+	})
+}

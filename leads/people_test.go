@@ -168,6 +168,46 @@ func reviewFields(rs []Review) string {
 	return strings.Join(f, " ")
 }
 
+// The first people of a new corp, sent at the same moment to two
+// instances, all land in its one default pool (and a new company, named by
+// all of them, is made once): each upsert that finds the pool or company
+// another made meanwhile reads it back, though it read other tables first.
+func TestUpsert_FirstPeopleOfACorpAtOnceShareItsDefaultPool(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		services := []*Service{New(db, nil, nil, quiet), New(sqltest.Reopen(t, db), nil, nil, quiet)}
+		for round := range 10 {
+			corp := fmt.Sprint("wwnew", round)
+			const callers = 8
+			errs := make([]error, callers)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					_, errs[i] = services[i%2].Upsert(ctx, corp, 0, "", PersonIn{Name: fmt.Sprint("p", i), Mobile: fmt.Sprintf("1390000%04d", i), Company: "Initech"})
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("corp %s, caller %d: %v", corp, i, err)
+				}
+			}
+			var pools, companies int
+			if err := db.GetContext(ctx, &pools, db.Rebind(`SELECT COUNT(DISTINCT pool_id) FROM leads WHERE corp_id = ?`), corp); err != nil || pools != 1 {
+				t.Fatalf("corp %s: leads in %d pools (%v)", corp, pools, err)
+			}
+			if err := db.GetContext(ctx, &companies, db.Rebind(`SELECT COUNT(*) FROM companies WHERE corp_id = ?`), corp); err != nil || companies != 1 {
+				t.Fatalf("corp %s: %d companies (%v)", corp, companies, err)
+			}
+		}
+	})
+}
+
 func TestUpsert_IdempotencyKeyAnswersTheFirstCall(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		s := New(db, nil, nil, quiet)

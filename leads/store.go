@@ -30,7 +30,8 @@ func (st *store) defaultPool(ctx context.Context, tx *qsql.Tx, corp string, now 
 		return 0, err
 	}
 	var id int64
-	err := tx.GetContext(ctx, &id, `SELECT id FROM lead_pools WHERE corp_id = ? AND name = ?`, corp, defaultPoolName)
+	// One another transaction made meanwhile is seen only by a locking read.
+	err := tx.GetContext(ctx, &id, `SELECT id FROM lead_pools WHERE corp_id = ? AND name = ?`+st.db.ForShare(), corp, defaultPoolName)
 	return id, err
 }
 

@@ -237,12 +237,12 @@ func (st *store) companies(ctx context.Context, tx *qsql.Tx, corp string, cs []c
 		return ids, nil, nil
 	}
 	// Another transaction may make one of them meanwhile: the insert skips
-	// it, and the locking read sees it (a plain one reads the snapshot).
+	// it, and only a locking read sees it (a plain one reads the snapshot).
 	q := st.db.InsertIgnoreRows("companies", []string{"corp_id", "name", "norm_name", "industry", "size", "created_at", "updated_at"}, []string{"corp_id", "norm_name"}, len(made))
 	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		return nil, nil, err
 	}
-	if ids, err = read(st.db.ForUpdate()); err != nil {
+	if ids, err = read(st.db.ForShare()); err != nil {
 		return nil, nil, err
 	}
 	for _, n := range made {

@@ -492,6 +492,21 @@ func (db *DB) ForUpdateSkipLocked() string {
 	return ""
 }
 
+// ForShare is the suffix of a read that must see the latest committed rows
+// rather than the transaction's snapshot, such as the read-back of a key an
+// INSERT IGNORE found taken: under REPEATABLE READ a plain read after the
+// transaction's first one misses a row another transaction committed since.
+// A shared lock, so that two transactions reading back one row do not
+// deadlock (FOR UPDATE would, both holding the insert's shared lock).
+// LOCK IN SHARE MODE, as MariaDB and MySQL both read it. None on SQLite: its
+// one writer sees every commit.
+func (db *DB) ForShare() string {
+	if db.Dialect == MySQL {
+		return " LOCK IN SHARE MODE"
+	}
+	return ""
+}
+
 // ForUpdate is the plain row-lock suffix (none on SQLite).
 func (db *DB) ForUpdate() string {
 	if db.Dialect == MySQL {
