@@ -319,10 +319,9 @@ func personOf(rec []string, cols map[string]int) PersonIn {
 }
 
 // importBatch upserts a batch of lines in one transaction with its report
-// lines, then checkpoints. Lines of new people that no other line of the
-// batch shares an identity with are created together (createPeopleTx);
-// the others are upserted one by one, in order. A race with another
-// writer over an identity retries the batch.
+// lines, then checkpoints. The lines of new people (newPeopleOf) are
+// created together (createPeopleTx); the others are upserted one by one,
+// in order. A race with another writer over an identity retries the batch.
 func (s *Service) importBatch(ctx context.Context, j *jobs.Job, im *Import, batch []importLine, cp *importCheckpoint) error {
 	defs, err := s.fieldDefs(ctx, im.CorpID)
 	if err != nil {
@@ -410,14 +409,17 @@ func checkImportLine(l importLine, defs map[string]*FieldDef) (p *prepared, fiel
 }
 
 // newPeopleOf tells which of ps are new people whose lines can be created
-// together: none of their identities belongs to anyone yet, and none is
-// another of ps's.
+// together, before the others are upserted in order: none of their
+// identities belongs to anyone yet, and each is theirs first in ps. Such a
+// line meets nobody an earlier line made, so creating it first changes
+// nothing; the later lines sharing its identities then find its person.
 func (s *Service) newPeopleOf(ctx context.Context, tx *qsql.Tx, corp string, ps []*prepared) ([]bool, error) {
-	lines := map[Identity]int{} // how many of ps have it
+	first := map[Identity]int{} // the first of ps to have it
 	var all []Identity
-	for _, p := range ps {
+	for i, p := range ps {
 		for _, id := range p.identities {
-			if lines[id]++; lines[id] == 1 {
+			if _, ok := first[id]; !ok {
+				first[id] = i
 				all = append(all, id)
 			}
 		}
@@ -428,7 +430,7 @@ func (s *Service) newPeopleOf(ctx context.Context, tx *qsql.Tx, corp string, ps 
 	}
 	fresh := make([]bool, len(ps))
 	for i, p := range ps {
-		fresh[i] = !slices.ContainsFunc(p.identities, func(id Identity) bool { return owners[id] != 0 || lines[id] > 1 })
+		fresh[i] = !slices.ContainsFunc(p.identities, func(id Identity) bool { return owners[id] != 0 || first[id] != i })
 	}
 	return fresh, nil
 }

@@ -189,13 +189,14 @@ func TestImport_NewPeopleAreCreatedTogetherEachFromTheirOwnLine(t *testing.T) {
 		w.Write([]string{"客户 7 again", "13700000007", "", "", "", ""})                // the same batch's person 7
 		w.Write([]string{"", "", "known@qq.com", "", "CTO", ""})                      // a person stored before
 		w.Write([]string{"Later", "13799999999", "later@qq.com", "Acme Ltd", "", ""}) // new, with a company of the file
+		w.Write([]string{"客户 11 email", "13700000011", "c11@qq.com", "", "", ""})     // person 11 of the same batch, and a new email
 		w.Write([]string{"Initech person", "13788888888", "", "Initech", "", ""})     // new, with a new company like one of the file's
 		w.Write([]string{"客户 9's email", "", "c9@qq.com", "", "", ""})                // new: no one has this email
 		w.Write([]string{"客户 9 joined", "13700000009", "C9@qq.com", "", "", ""})      // person 9 and the line before: merged
 		w.Flush()
 		mapping := map[string]string{"姓名": "name", "手机": "mobile", "邮箱": "email", "公司": "company", "职位": "title", "预算": "budget"}
 		res, _ := runImport(t, s, run, buf.Bytes(), mapping, "utf-8")
-		if res.Lines != n+6 || res.Rejected != 0 || res.Created != n+3 || res.Updated != 3 || res.Merged != 1 {
+		if res.Lines != n+7 || res.Rejected != 0 || res.Created != n+3 || res.Updated != 4 || res.Merged != 1 {
 			t.Fatalf("import %+v", res)
 		}
 		for i := range n {
@@ -214,11 +215,13 @@ func TestImport_NewPeopleAreCreatedTogetherEachFromTheirOwnLine(t *testing.T) {
 				name = "客户 7 again"
 			case 9: // the oldest of the two people the line joined survives, renamed
 				name = "客户 9 joined"
+			case 11:
+				name = "客户 11 email"
 			}
 			if p.Name != name || p.Title != fmt.Sprint("title ", i) || p.Company != company {
 				t.Fatalf("line %d made %+v", i+2, p)
 			}
-			if want := map[bool]int{true: 2, false: 1}[i == 9]; len(p.Identities) != want {
+			if want := map[bool]int{true: 2, false: 1}[i == 9 || i == 11]; len(p.Identities) != want {
 				t.Fatalf("line %d: identities %v", i+2, p.Identities)
 			}
 			var lead struct {
