@@ -345,9 +345,11 @@ func (s *Service) upsertTx(ctx context.Context, tx *qsql.Tx, corp string, actor 
 		return nil, err
 	}
 	company := companies[p.norm]
-	person, err := s.survivor(ctx, tx, corp, found)
-	if err != nil {
-		return nil, err
+	person := found[0]
+	if len(found) > 1 {
+		if person, err = s.survivor(ctx, tx, corp, found); err != nil {
+			return nil, err
+		}
 	}
 	for _, other := range found {
 		if other == person {
