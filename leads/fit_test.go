@@ -466,6 +466,53 @@ func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 	})
 }
 
+// After a replay a lead's rule points are exactly what today's rules give
+// it: the points of a rule that gives it nothing now, or of a rule that no
+// longer exists, are gone (SQLite may hand a deleted rule's id to the next
+// rule), and those it gives again are counted anew.
+func TestRescore_ReplayLeavesOnlyTheRulePointsTodaysRulesGive(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s, _, now := rescoring(t, db, 0)
+		ctx := context.Background()
+		ids := seed(t, s, 3)
+		visit, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "visit", ActivityType: "visit", Points: 1, Repeatable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range []int{2, 1, 0} {
+			for k := range n {
+				if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: fmt.Sprint("wm", i), Type: "visit", At: now, Key: fmt.Sprint(i, "-", k)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		waitJobs(t, db, JobRescore, "the rescore after the visit rule")
+		// What an earlier state left: points of the visit rule the third lead has no visit for, and of a rule since deleted.
+		for _, row := range [][4]int64{{ids[2], visit.ID, 7, 7}, {ids[0], visit.ID + 1000, 3, 1}} {
+			if _, err := db.Exec(db.Rebind(`INSERT INTO lead_rule_points (lead_id, rule_id, points, times) VALUES (?, ?, ?, ?)`), row[0], row[1], row[2], row[3]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "call", ActivityType: "call", Points: 5}); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the replay after the call rule")
+		var rows []struct {
+			Lead   int64 `db:"lead_id"`
+			Rule   int64 `db:"rule_id"`
+			Points int   `db:"points"`
+			Times  int   `db:"times"`
+		}
+		if err := db.Select(&rows, `SELECT lead_id, rule_id, points, times FROM lead_rule_points ORDER BY lead_id, rule_id`); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("[{%d %d 2 2} {%d %d 1 1}]", ids[0], visit.ID, ids[1], visit.ID)
+		if fmt.Sprint(rows) != want {
+			t.Fatalf("rule points %v, want %s", rows, want)
+		}
+	})
+}
+
 // A rescore after a change that cannot touch engagement (a fit rule, the
 // MQL threshold) leaves engagement as it is and reads no activities; one
 // after the engagement rules change replays them.

@@ -15,9 +15,10 @@ import (
 // recomputes each lead's engagement from the activities stored for its
 // person (and the people merged into them), in the order they happened, by
 // today's rules: caps, once-only rules, points decayed from each activity's
-// time. A lead whose engagement changes gets the new one, what each rule
-// has given it, a history entry with the before and after, and becomes an
-// MQL if it now meets the bar.
+// time. Every lead's record of what each rule has given it becomes what
+// today's rules give; a lead whose engagement changes gets the new one, a
+// history entry with the before and after, and becomes an MQL if it now
+// meets the bar.
 
 // DeleteRule removes an engagement rule and rescores the corp's leads.
 func (s *Service) DeleteRule(ctx context.Context, corp string, id int64) error {
@@ -36,21 +37,6 @@ func (s *Service) DeleteRule(ctx context.Context, corp string, id int64) error {
 type engagementReplay struct {
 	engagement map[int64]float64  // by lead, decayed to now
 	given      map[[2]int64]given // by [lead, rule]
-}
-
-// givenTo is what the rules gave some of the leads, by [lead, rule].
-func (r engagementReplay) givenTo(leads []int64) map[[2]int64]given {
-	wanted := make(map[int64]bool, len(leads))
-	for _, id := range leads {
-		wanted[id] = true
-	}
-	out := map[[2]int64]given{}
-	for k, g := range r.given {
-		if wanted[k[0]] {
-			out[k] = g
-		}
-	}
-	return out
 }
 
 // replayEngagement recomputes in tx, as of ms, the engagement of the leads

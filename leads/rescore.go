@@ -181,16 +181,16 @@ func (s *Service) startRescore(ctx context.Context, corp string, ids []int64, re
 
 // rescorePlan is what a rescore of a page of leads will write.
 type rescorePlan struct {
-	corp     string
-	ms       int64
-	set      Settings
-	scores   []leadScore // the leads that changed
-	history  []historyRow
-	promote  []promotion // leads that now meet the MQL bar, with assignment or SLA rules to apply
-	rules    *corpRules  // read when there are promotions
-	replay   engagementReplay
-	replayed []int64 // the leads whose engagement changed
-	changed  int     // how many leads' fit, grade or engagement changed
+	corp    string
+	ms      int64
+	set     Settings
+	scores  []leadScore // the leads that changed
+	history []historyRow
+	promote []promotion // leads that now meet the MQL bar, with assignment or SLA rules to apply
+	rules   *corpRules  // read when there are promotions
+	replay  engagementReplay
+	scored  []int64 // the leads whose engagement was replayed (not those merged into others)
+	changed int     // how many leads' fit, grade or engagement changed
 }
 
 // planRescore reads some leads of a corp in tx (locking them) and computes
@@ -222,6 +222,7 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 		for _, r := range rows {
 			if r.Merged == 0 { // a lead merged into another scores nothing itself
 				leadOfPerson[r.Person] = r.ID
+				p.scored = append(p.scored, r.ID)
 			}
 		}
 		if p.replay, err = s.replayEngagement(ctx, tx, corp, leadOfPerson, engagementRules[corp], set, ms); err != nil {
@@ -240,7 +241,6 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 		if e := math.Max(0, p.replay.engagement[r.ID]); replay && r.Merged == 0 && math.Abs(e-was) >= 0.05 {
 			eng, engChanged = e, true
 			u.Milli, u.At = int64(math.Round(e*1000)), ms
-			p.replayed = append(p.replayed, r.ID)
 		}
 		// When the lead will cool (the threshold or half-life may have
 		// changed even where its engagement did not); a second apart is
@@ -299,11 +299,8 @@ func (s *Service) writeRescore(ctx context.Context, tx *qsql.Tx, p *rescorePlan)
 		}
 		p.history = append(p.history, promoted...)
 	}
-	if len(p.replayed) > 0 {
-		if err := s.store.resetRulePoints(ctx, tx, p.replayed); err != nil {
-			return err
-		}
-		if err := s.store.putRulePoints(ctx, tx, p.replay.givenTo(p.replayed)); err != nil {
+	if len(p.scored) > 0 {
+		if err := s.store.replaceRulePoints(ctx, tx, p.scored, p.replay.given); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -1230,13 +1231,39 @@ func (st *store) eachActivityOfPeople(ctx context.Context, tx *qsql.Tx, corp str
 	return rows.Err()
 }
 
-func (st *store) resetRulePoints(ctx context.Context, tx *qsql.Tx, leads []int64) error {
-	q, args, err := sqlx.In(`DELETE FROM lead_rule_points WHERE lead_id IN (?)`, leads)
+// replaceRulePoints makes what the rules have given some leads exactly g:
+// it reads what is stored and writes only the difference, the rows g
+// changes or adds and the deletion of those g has not (a rule that gives a
+// lead nothing now, or a rule deleted: SQLite may hand its id to the next
+// rule). A replay mostly gives what it gave before, so mostly nothing is
+// written.
+func (st *store) replaceRulePoints(ctx context.Context, tx *qsql.Tx, leads []int64, g map[[2]int64]given) error {
+	if len(leads) == 0 {
+		return nil
+	}
+	stored, err := st.rulePoints(ctx, tx, leads)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, q, args...)
-	return err
+	changed := map[[2]int64]given{}
+	for k, v := range g {
+		if was, ok := stored[k]; !ok || was != v {
+			changed[k] = v
+		}
+	}
+	var stale [][]any
+	for _, k := range slices.SortedFunc(maps.Keys(stored), func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) {
+		if _, ok := g[k]; !ok {
+			stale = append(stale, []any{k[0], k[1]})
+		}
+	}
+	if len(stale) > 0 {
+		in, args := st.db.KeysIn([]string{"lead_id", "rule_id"}, stale)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM lead_rule_points WHERE `+in, args...); err != nil {
+			return err
+		}
+	}
+	return st.putRulePoints(ctx, tx, changed)
 }
 
 func (st *store) deleteRule(ctx context.Context, corp string, id int64) (bool, error) {
