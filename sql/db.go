@@ -45,6 +45,9 @@ type DB struct {
 	// innodb_autoinc_lock_mode 0 or 1, MariaDB's default, and an increment
 	// of 1); see consecutiveIDs and InsertedIDs.
 	consecutiveIDs bool
+	// shareLock is the suffix of a locking read that shares the rows
+	// (MySQL); see ForShare.
+	shareLock string
 }
 
 // ExecContext runs a statement outside a transaction; on SQLite it waits
@@ -153,7 +156,8 @@ func openMySQL(dsn string, maxConns int) (*DB, error) {
 			return nil, err
 		}
 	}
-	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version), consecutiveIDs: consecutiveIDs(ctx, db, version, cfg)}, nil
+	return &DB{DB: db, Dialect: MySQL, rowAlias: supportsRowAlias(version), consecutiveIDs: consecutiveIDs(ctx, db, version, cfg),
+		shareLock: shareLockOf(version)}, nil
 }
 
 // connectMySQL opens a pool of up to maxConns connections and checks that
@@ -497,14 +501,25 @@ func (db *DB) ForUpdateSkipLocked() string {
 // INSERT IGNORE found taken: under REPEATABLE READ a plain read after the
 // transaction's first one misses a row another transaction committed since.
 // A shared lock, so that two transactions reading back one row do not
-// deadlock (FOR UPDATE would, both holding the insert's shared lock).
-// LOCK IN SHARE MODE, as MariaDB and MySQL both read it. None on SQLite: its
-// one writer sees every commit.
+// deadlock (FOR UPDATE would, both holding the insert's shared lock). None
+// on SQLite: its one writer sees every commit.
 func (db *DB) ForShare() string {
 	if db.Dialect == MySQL {
-		return " LOCK IN SHARE MODE"
+		return db.shareLock
 	}
 	return ""
+}
+
+// shareLockOf is ForShare's suffix on a server of this VERSION(): LOCK IN
+// SHARE MODE, as MariaDB and MySQL both read it; FOR UPDATE on TiDB, which
+// has no shared locks and refuses LOCK IN SHARE MODE (error 1235) unless
+// its no-op functions are enabled, and then takes no lock at all
+// (pingcap/tidb#19383, #33244).
+func shareLockOf(version string) string {
+	if strings.Contains(version, "TiDB") {
+		return " FOR UPDATE"
+	}
+	return " LOCK IN SHARE MODE"
 }
 
 // ForUpdate is the plain row-lock suffix (none on SQLite).

@@ -21,6 +21,24 @@ func TestSupportsRowAlias_ByServerVersion(t *testing.T) {
 	}
 }
 
+// A read-back that must see other transactions' commits takes a shared
+// lock where the server has one, and TiDB's exclusive lock where it has not.
+func TestForShare_ByServer(t *testing.T) {
+	for version, want := range map[string]string{
+		"10.11.6-MariaDB-0+deb12u1": " LOCK IN SHARE MODE",
+		"8.0.36":                    " LOCK IN SHARE MODE",
+		"8.0.11-TiDB-v7.5.1":        " FOR UPDATE",
+	} {
+		db := &DB{Dialect: MySQL, shareLock: shareLockOf(version)}
+		if got := db.ForShare(); got != want {
+			t.Errorf("ForShare on %q = %q, want %q", version, got, want)
+		}
+	}
+	if got := (&DB{Dialect: SQLite}).ForShare(); got != "" {
+		t.Errorf("ForShare on SQLite = %q", got)
+	}
+}
+
 // MySQL 8 names the incoming row by an alias (VALUES(col) is deprecated
 // there); MariaDB keeps VALUES(col); SQLite says excluded.
 func TestUpsert_NamesTheIncomingRowPerServer(t *testing.T) {
