@@ -673,9 +673,12 @@ func (s *Service) SetRole(ctx context.Context, corpID string, userID int64, role
 			return err
 		}
 		if m.Role == RoleAdmin && role != RoleAdmin {
+			// A locking read: it counts the admins as committed, and holds
+			// them until this commits, so that two admins demoting each
+			// other at once (each seeing two in its snapshot) cannot both.
 			var admins int
 			if err := tx.GetContext(ctx, &admins, `SELECT COUNT(*) FROM user_corps m JOIN users u ON u.id = m.user_id
-				WHERE m.corp_id = ? AND m.role = ? AND u.disabled = 0`, corpID, RoleAdmin); err != nil {
+				WHERE m.corp_id = ? AND m.role = ? AND u.disabled = 0`+s.db.ForUpdate(), corpID, RoleAdmin); err != nil {
 				return err
 			}
 			if admins <= 1 {

@@ -3,8 +3,10 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/qiflow/qiflow/apperr"
@@ -186,4 +188,57 @@ func TestRolesTokensAndDisabling(t *testing.T) {
 	if _, err := s.Authenticate(ctx, tok, "wwA"); err != auth.ErrUnauthenticated {
 		t.Fatalf("a revoked token: %v", err)
 	}
+}
+
+// Two admins demoting each other at the same moment, on two instances:
+// one wins and the other is refused, so the corp keeps an admin (each
+// counting the admins in its own snapshot, both would see two).
+func TestSetRole_TwoAdminsDemotingEachOtherAtOnceLeaveOne(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
+		var admins [2]int64
+		for i := range admins {
+			u, err := services[0].CreateUser(ctx, auth.NewUser{Email: fmt.Sprint("admin", i, "@example.com"), Password: "password x", CorpID: "wwA", Role: auth.RoleAdmin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			admins[i] = u.ID
+		}
+		for round := range 20 {
+			for _, id := range admins {
+				if err := services[0].SetRole(ctx, "wwA", id, auth.RoleAdmin, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var errs [2]error
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range admins {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					errs[i] = services[i].SetRole(ctx, "wwA", admins[i], auth.RoleSDR, "")
+				}()
+			}
+			close(start)
+			wg.Wait()
+			var left int
+			if err := db.GetContext(ctx, &left, db.Rebind(`SELECT COUNT(*) FROM user_corps WHERE corp_id = ? AND role = ?`), "wwA", string(auth.RoleAdmin)); err != nil {
+				t.Fatal(err)
+			}
+			refused := 0
+			for _, err := range errs {
+				if errors.Is(err, auth.ErrLastAdmin) {
+					refused++
+				} else if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			if left != 1 || refused != 1 {
+				t.Fatalf("round %d: %d admins left, %d demotions refused (%v)", round, left, refused, errs)
+			}
+		}
+	})
 }
