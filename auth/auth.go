@@ -187,6 +187,9 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO users (email, name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
 			email, nu.Name, string(hash), now, now)
+		if qsql.IsDuplicate(err) {
+			return ErrConflict // made by another request since the check above
+		}
 		if err != nil {
 			return err
 		}

@@ -242,3 +242,38 @@ func TestSetRole_TwoAdminsDemotingEachOtherAtOnceLeaveOne(t *testing.T) {
 		}
 	})
 }
+
+// The same email signed up at once on two instances: one user is made and
+// the others are told the email is taken, never a server error.
+func TestCreateUser_TheSameEmailAtOnceMakesOneUser(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
+		const callers = 6
+		errs := make([]error, callers)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, errs[i] = services[i%2].CreateUser(ctx, auth.NewUser{Email: "same@example.com", Password: "password x", CorpID: "wwA", Role: auth.RoleSDR})
+			}()
+		}
+		close(start)
+		wg.Wait()
+		made := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				made++
+			case !errors.Is(err, auth.ErrConflict):
+				t.Fatalf("a caller got %v, want the user or ErrConflict", err)
+			}
+		}
+		if made != 1 {
+			t.Fatalf("%d users made: %v", made, errs)
+		}
+	})
+}
