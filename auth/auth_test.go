@@ -123,6 +123,60 @@ func TestEnsureFirstAdmin_GeneratesPasswordFile(t *testing.T) {
 	})
 }
 
+// Two instances started at once on an empty database: one makes the first
+// admin, and only its password file is left, with a password that signs in;
+// the other starts as if the admin had been there.
+func TestEnsureFirstAdmin_TwoInstancesAtOnceLeaveOneWorkingPasswordFile(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
+		dirs := []string{t.TempDir(), t.TempDir()}
+		var firsts [2]auth.FirstAdmin
+		var errs [2]error
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range services {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				firsts[i], errs[i] = services[i].EnsureFirstAdmin(ctx, "", "", dirs[i], []string{"wwA"})
+			}()
+		}
+		close(start)
+		wg.Wait()
+		made := 0
+		for i := range services {
+			if errs[i] != nil {
+				t.Fatalf("instance %d: %v", i, errs[i])
+			}
+			files, _ := os.ReadDir(dirs[i])
+			if !firsts[i].Created {
+				if len(files) != 0 {
+					t.Fatalf("instance %d made no admin but left %v", i, files)
+				}
+				continue
+			}
+			made++
+			if len(files) != 1 || files[0].Name() != "admin-password.txt" {
+				t.Fatalf("instance %d made the admin and left %v", i, files)
+			}
+			b, err := os.ReadFile(firsts[i].PasswordFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var email, password string
+			fmt.Sscanf(string(b), "email: %s\npassword: %s\n", &email, &password)
+			if _, _, err := services[0].Login(ctx, email, password); err != nil {
+				t.Fatalf("the password file's password: %v", err)
+			}
+		}
+		if made != 1 {
+			t.Fatalf("%d instances made the first admin", made)
+		}
+	})
+}
+
 // Admins keep every permission: taking one could leave nobody able to give
 // it back.
 func TestSetPermission_AdminsKeepEveryPermission(t *testing.T) {
