@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/qiflow/qiflow/apperr"
@@ -133,18 +132,9 @@ func TestEnsureFirstAdmin_TwoInstancesAtOnceLeaveOneWorkingPasswordFile(t *testi
 		dirs := []string{t.TempDir(), t.TempDir()}
 		var firsts [2]auth.FirstAdmin
 		var errs [2]error
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range services {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				firsts[i], errs[i] = services[i].EnsureFirstAdmin(ctx, "", "", dirs[i], []string{"wwA"})
-			}()
-		}
-		close(start)
-		wg.Wait()
+		sqltest.AtOnce(len(services), func(i int) {
+			firsts[i], errs[i] = services[i].EnsureFirstAdmin(ctx, "", "", dirs[i], []string{"wwA"})
+		})
 		made := 0
 		for i := range services {
 			if errs[i] != nil {
@@ -266,18 +256,7 @@ func TestSetRole_TwoAdminsDemotingEachOtherAtOnceLeaveOne(t *testing.T) {
 				}
 			}
 			var errs [2]error
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range admins {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					errs[i] = services[i].SetRole(ctx, "wwA", admins[i], auth.RoleSDR, "")
-				}()
-			}
-			close(start)
-			wg.Wait()
+			sqltest.AtOnce(len(admins), func(i int) { errs[i] = services[i].SetRole(ctx, "wwA", admins[i], auth.RoleSDR, "") })
 			var left int
 			if err := db.GetContext(ctx, &left, db.Rebind(`SELECT COUNT(*) FROM user_corps WHERE corp_id = ? AND role = ?`), "wwA", string(auth.RoleAdmin)); err != nil {
 				t.Fatal(err)
@@ -305,18 +284,9 @@ func TestCreateUser_TheSameEmailAtOnceMakesOneUser(t *testing.T) {
 		services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
 		const callers = 6
 		errs := make([]error, callers)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range callers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, errs[i] = services[i%2].CreateUser(ctx, auth.NewUser{Email: "same@example.com", Password: "password x", CorpID: "wwA", Role: auth.RoleSDR})
-			}()
-		}
-		close(start)
-		wg.Wait()
+		sqltest.AtOnce(callers, func(i int) {
+			_, errs[i] = services[i%2].CreateUser(ctx, auth.NewUser{Email: "same@example.com", Password: "password x", CorpID: "wwA", Role: auth.RoleSDR})
+		})
 		made := 0
 		for _, err := range errs {
 			switch {

@@ -280,19 +280,9 @@ func TestRunner_ConcurrentEnqueuesOfAUniqueKeyAnswerOneJob(t *testing.T) {
 			key := fmt.Sprint("rescore:", round)
 			const callers = 8
 			ids, errs := make([]int64, callers), make([]error, callers)
-			start := make(chan struct{})
-			done := make(chan int)
-			for i := range callers {
-				go func() {
-					<-start
-					ids[i], errs[i] = runners[i%2].Enqueue(ctx, "ww1", "rescore", key, map[string]int{"round": round}, 0)
-					done <- i
-				}()
-			}
-			close(start)
-			for range callers {
-				<-done
-			}
+			sqltest.AtOnce(callers, func(i int) {
+				ids[i], errs[i] = runners[i%2].Enqueue(ctx, "ww1", "rescore", key, map[string]int{"round": round}, 0)
+			})
 			for i := range callers {
 				if errs[i] != nil || ids[i] != ids[0] {
 					t.Fatalf("round %d: caller %d got job %d (%v), caller 0 job %d", round, i, ids[i], errs[i], ids[0])

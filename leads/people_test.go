@@ -180,18 +180,9 @@ func TestUpsert_FirstPeopleOfACorpAtOnceShareItsDefaultPool(t *testing.T) {
 			corp := fmt.Sprint("wwnew", round)
 			const callers = 8
 			errs := make([]error, callers)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					_, errs[i] = services[i%2].Upsert(ctx, corp, 0, "", PersonIn{Name: fmt.Sprint("p", i), Mobile: fmt.Sprintf("1390000%04d", i), Company: "Initech"})
-				}()
-			}
-			close(start)
-			wg.Wait()
+			sqltest.AtOnce(callers, func(i int) {
+				_, errs[i] = services[i%2].Upsert(ctx, corp, 0, "", PersonIn{Name: fmt.Sprint("p", i), Mobile: fmt.Sprintf("1390000%04d", i), Company: "Initech"})
+			})
 			for i, err := range errs {
 				if err != nil {
 					t.Fatalf("corp %s, caller %d: %v", corp, i, err)
