@@ -676,16 +676,8 @@ func (s *Service) SetRole(ctx context.Context, corpID string, userID int64, role
 			return err
 		}
 		if m.Role == RoleAdmin && role != RoleAdmin {
-			// A locking read: it counts the admins as committed, and holds
-			// them until this commits, so that two admins demoting each
-			// other at once (each seeing two in its snapshot) cannot both.
-			var admins int
-			if err := tx.GetContext(ctx, &admins, `SELECT COUNT(*) FROM user_corps m JOIN users u ON u.id = m.user_id
-				WHERE m.corp_id = ? AND m.role = ? AND u.disabled = 0`+s.db.ForUpdate(), corpID, RoleAdmin); err != nil {
+			if err := s.keepAnAdmin(ctx, tx, corpID, userID); err != nil {
 				return err
-			}
-			if admins <= 1 {
-				return ErrLastAdmin
 			}
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE user_corps SET role = ?, staff_userid = ? WHERE corp_id = ? AND user_id = ?`, string(role), strings.TrimSpace(staffUserID), corpID, userID)
@@ -695,18 +687,43 @@ func (s *Service) SetRole(ctx context.Context, corpID string, userID int64, role
 
 // SetDisabled stops (or lets again) a member of corpID sign in; every
 // token of a disabled user stops working at once. Nobody disables
-// themselves.
+// themselves, and the corp's last active admin stays enabled.
 func (s *Service) SetDisabled(ctx context.Context, corpID string, actor, userID int64, disabled bool) error {
 	if actor == userID {
 		return apperr.Field("user_id", "you cannot disable yourself")
 	}
-	ok, err := s.IsMember(ctx, corpID, userID)
-	if err != nil {
+	return s.db.WriteTx(ctx, func(tx *qsql.Tx) error {
+		var role Role
+		err := tx.GetContext(ctx, &role, `SELECT role FROM user_corps WHERE corp_id = ? AND user_id = ?`, corpID, userID)
+		if qsql.IsNoRows(err) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if disabled && role == RoleAdmin {
+			if err := s.keepAnAdmin(ctx, tx, corpID, userID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, qsql.Millis(s.now()), userID)
+		return err
+	})
+}
+
+// keepAnAdmin refuses (ErrLastAdmin) a change that takes userID from the
+// corp's active admins when no other is left. A locking read: it counts
+// the admins as committed and holds them until the change commits, so two
+// such changes at once (each seeing the other admin in its snapshot)
+// cannot both go ahead.
+func (s *Service) keepAnAdmin(ctx context.Context, tx *qsql.Tx, corpID string, userID int64) error {
+	var others int
+	if err := tx.GetContext(ctx, &others, `SELECT COUNT(*) FROM user_corps m JOIN users u ON u.id = m.user_id
+		WHERE m.corp_id = ? AND m.role = ? AND u.disabled = 0 AND m.user_id <> ?`+s.db.ForUpdate(), corpID, RoleAdmin, userID); err != nil {
 		return err
 	}
-	if !ok {
-		return ErrNotFound
+	if others == 0 {
+		return ErrLastAdmin
 	}
-	_, err = s.db.ExecContext(ctx, `UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?`, disabled, qsql.Millis(s.now()), userID)
-	return err
+	return nil
 }

@@ -301,3 +301,55 @@ func TestCreateUser_TheSameEmailAtOnceMakesOneUser(t *testing.T) {
 		}
 	})
 }
+
+// The corp's last active admin cannot be disabled, by anyone allowed to
+// manage users (a role given that permission, too), nor can two admins
+// both be disabled at once when they are the last two.
+func TestSetDisabled_KeepsAnActiveAdmin(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
+		var admins [2]int64
+		for i := range admins {
+			u, err := services[0].CreateUser(ctx, auth.NewUser{Email: fmt.Sprint("admin", i, "@example.com"), Password: "password x", CorpID: "wwA", Role: auth.RoleAdmin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			admins[i] = u.ID
+		}
+		manager, err := services[0].CreateUser(ctx, auth.NewUser{Email: "m@example.com", Password: "password m", CorpID: "wwA", Role: auth.RoleMarketer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := services[0].SetDisabled(ctx, "wwA", manager.ID, admins[0], true); err != nil {
+			t.Fatalf("disabling one of two admins: %v", err)
+		}
+		if err := services[0].SetDisabled(ctx, "wwA", manager.ID, admins[1], true); !errors.Is(err, auth.ErrLastAdmin) {
+			t.Fatalf("disabling the last active admin: %v", err)
+		}
+		// The disabled admin demoted: nobody active is left out (the other stays).
+		if err := services[0].SetRole(ctx, "wwA", admins[0], auth.RoleSDR, ""); err != nil {
+			t.Fatalf("demoting a disabled admin while another is active: %v", err)
+		}
+		if err := services[0].SetRole(ctx, "wwA", admins[0], auth.RoleAdmin, ""); err != nil {
+			t.Fatal(err)
+		}
+		for round := range 10 {
+			for _, id := range admins {
+				if err := services[0].SetDisabled(ctx, "wwA", manager.ID, id, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var errs [2]error
+			sqltest.AtOnce(len(admins), func(i int) { errs[i] = services[i].SetDisabled(ctx, "wwA", manager.ID, admins[i], true) })
+			var active int
+			if err := db.GetContext(ctx, &active, db.Rebind(`SELECT COUNT(*) FROM user_corps m JOIN users u ON u.id = m.user_id
+				WHERE m.corp_id = ? AND m.role = ? AND u.disabled = 0`), "wwA", string(auth.RoleAdmin)); err != nil {
+				t.Fatal(err)
+			}
+			if active != 1 || errors.Is(errs[0], auth.ErrLastAdmin) == errors.Is(errs[1], auth.ErrLastAdmin) {
+				t.Fatalf("round %d: %d active admins left (%v)", round, active, errs)
+			}
+		}
+	})
+}
