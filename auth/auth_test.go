@@ -234,21 +234,29 @@ func TestRolesTokensAndDisabling(t *testing.T) {
 	}
 }
 
+// twoAdminsOnTwoInstances makes two admins of corp wwA and returns two
+// services on db, as two instances of Qiflow, with the admins' ids.
+func twoAdminsOnTwoInstances(t *testing.T, db *qsql.DB) ([]*auth.Service, [2]int64) {
+	t.Helper()
+	services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
+	var admins [2]int64
+	for i := range admins {
+		u, err := services[0].CreateUser(context.Background(), auth.NewUser{Email: fmt.Sprint("admin", i, "@example.com"), Password: "password x", CorpID: "wwA", Role: auth.RoleAdmin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		admins[i] = u.ID
+	}
+	return services, admins
+}
+
 // Two admins demoting each other at the same moment, on two instances:
 // one wins and the other is refused, so the corp keeps an admin (each
 // counting the admins in its own snapshot, both would see two).
 func TestSetRole_TwoAdminsDemotingEachOtherAtOnceLeaveOne(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		ctx := context.Background()
-		services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
-		var admins [2]int64
-		for i := range admins {
-			u, err := services[0].CreateUser(ctx, auth.NewUser{Email: fmt.Sprint("admin", i, "@example.com"), Password: "password x", CorpID: "wwA", Role: auth.RoleAdmin})
-			if err != nil {
-				t.Fatal(err)
-			}
-			admins[i] = u.ID
-		}
+		services, admins := twoAdminsOnTwoInstances(t, db)
 		for round := range 20 {
 			for _, id := range admins {
 				if err := services[0].SetRole(ctx, "wwA", id, auth.RoleAdmin, ""); err != nil {
@@ -308,23 +316,15 @@ func TestCreateUser_TheSameEmailAtOnceMakesOneUser(t *testing.T) {
 func TestSetDisabled_KeepsAnActiveAdmin(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		ctx := context.Background()
-		services := []*auth.Service{auth.New(db), auth.New(sqltest.Reopen(t, db))}
-		var admins [2]int64
-		for i := range admins {
-			u, err := services[0].CreateUser(ctx, auth.NewUser{Email: fmt.Sprint("admin", i, "@example.com"), Password: "password x", CorpID: "wwA", Role: auth.RoleAdmin})
-			if err != nil {
-				t.Fatal(err)
-			}
-			admins[i] = u.ID
-		}
-		manager, err := services[0].CreateUser(ctx, auth.NewUser{Email: "m@example.com", Password: "password m", CorpID: "wwA", Role: auth.RoleMarketer})
+		services, admins := twoAdminsOnTwoInstances(t, db)
+		actor, err := services[0].CreateUser(ctx, auth.NewUser{Email: "m@example.com", Password: "password m", CorpID: "wwA", Role: auth.RoleMarketer})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := services[0].SetDisabled(ctx, "wwA", manager.ID, admins[0], true); err != nil {
+		if err := services[0].SetDisabled(ctx, "wwA", actor.ID, admins[0], true); err != nil {
 			t.Fatalf("disabling one of two admins: %v", err)
 		}
-		if err := services[0].SetDisabled(ctx, "wwA", manager.ID, admins[1], true); !errors.Is(err, auth.ErrLastAdmin) {
+		if err := services[0].SetDisabled(ctx, "wwA", actor.ID, admins[1], true); !errors.Is(err, auth.ErrLastAdmin) {
 			t.Fatalf("disabling the last active admin: %v", err)
 		}
 		// The disabled admin demoted: nobody active is left out (the other stays).
@@ -336,12 +336,12 @@ func TestSetDisabled_KeepsAnActiveAdmin(t *testing.T) {
 		}
 		for round := range 10 {
 			for _, id := range admins {
-				if err := services[0].SetDisabled(ctx, "wwA", manager.ID, id, false); err != nil {
+				if err := services[0].SetDisabled(ctx, "wwA", actor.ID, id, false); err != nil {
 					t.Fatal(err)
 				}
 			}
 			var errs [2]error
-			sqltest.AtOnce(len(admins), func(i int) { errs[i] = services[i].SetDisabled(ctx, "wwA", manager.ID, admins[i], true) })
+			sqltest.AtOnce(len(admins), func(i int) { errs[i] = services[i].SetDisabled(ctx, "wwA", actor.ID, admins[i], true) })
 			var active int
 			if err := db.GetContext(ctx, &active, db.Rebind(`SELECT COUNT(*) FROM user_corps m JOIN users u ON u.id = m.user_id
 				WHERE m.corp_id = ? AND m.role = ? AND u.disabled = 0`), "wwA", string(auth.RoleAdmin)); err != nil {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/qiflow/qiflow/apperr"
@@ -272,22 +271,7 @@ func TestImport_NewPeopleAreCreatedTogetherEachFromTheirOwnLine(t *testing.T) {
 		if os.Getenv("QIFLOW_TEST_MYSQL_DSN") == "" {
 			t.Skip("QIFLOW_TEST_MYSQL_DSN is not set: the MySQL run is skipped")
 		}
-		cfg, err := mysql.ParseDSN(sqltest.MySQLDSN(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.Params == nil {
-			cfg.Params = map[string]string{}
-		}
-		cfg.Params["auto_increment_increment"] = "2"
-		db, err := qsql.Open("mysql", cfg.FormatDSN())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := qsql.Migrate(context.Background(), db, nil); err != nil {
-			t.Fatal(err)
-		}
+		db := sqltest.OpenMySQLWith(t, map[string]string{"auto_increment_increment": "2"})
 		if db.ConsecutiveIDs() {
 			t.Fatal("an increment of 2 was taken for consecutive ids")
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 
 	qsql "github.com/qiflow/qiflow/sql"
@@ -214,22 +213,7 @@ func TestInsertedIDs_NotToldWhereIdsStepByMoreThanOne(t *testing.T) {
 	if os.Getenv("QIFLOW_TEST_MYSQL_DSN") == "" {
 		t.Skip("needs MySQL/MariaDB (QIFLOW_TEST_MYSQL_DSN): the increment is an InnoDB setting")
 	}
-	cfg, err := mysql.ParseDSN(sqltest.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
-	}
-	cfg.Params["auto_increment_increment"] = "2" // set on each connection
-	db, err := qsql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := qsql.Migrate(context.Background(), db, nil); err != nil {
-		t.Fatal(err)
-	}
+	db := sqltest.OpenMySQLWith(t, map[string]string{"auto_increment_increment": "2"}) // set on each connection
 	cols := []string{"corp_id", "source", "dedup_key", "event", "change_type", "type", "subject", "payload", "event_time", "received_at"}
 	res, err := db.Exec(db.InsertIgnoreRows("bus_events", cols, []string{"dedup_key", "corp_id"}, 2),
 		"ww1", "test", "a", "e", "", "e", "", "{}", 1, 1, "ww1", "test", "b", "e", "", "e", "", "{}", 1, 1)

@@ -52,11 +52,25 @@ func OpenSQLite(t testing.TB) *qsql.DB {
 	return db
 }
 
-// OpenMySQL creates a fresh database on the test server, migrates it and drops it after the test.
-func OpenMySQL(t testing.TB) *qsql.DB {
+// OpenMySQL creates a fresh database on the test server, migrates it and
+// drops it after the test.
+func OpenMySQL(t testing.TB) *qsql.DB { return OpenMySQLWith(t, nil) }
+
+// OpenMySQLWith is OpenMySQL with session variables set on every
+// connection ("auto_increment_increment": "2", as Galera sets it).
+func OpenMySQLWith(t testing.TB, vars map[string]string) *qsql.DB {
 	t.Helper()
-	dsn := MySQLDSN(t)
-	db, err := qsql.Open("mysql", dsn)
+	cfg, err := mysql.ParseDSN(MySQLDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range vars {
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		cfg.Params[k] = v
+	}
+	db, err := qsql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
