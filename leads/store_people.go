@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -1251,14 +1250,19 @@ func (st *store) replaceRulePoints(ctx context.Context, tx *qsql.Tx, leads []int
 			changed[k] = v
 		}
 	}
-	var stale [][]any
-	for _, k := range slices.SortedFunc(maps.Keys(stored), func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) {
+	var stale [][2]int64
+	for k := range stored {
 		if _, ok := g[k]; !ok {
-			stale = append(stale, []any{k[0], k[1]})
+			stale = append(stale, k)
 		}
 	}
 	if len(stale) > 0 {
-		in, args := st.db.KeysIn([]string{"lead_id", "rule_id"}, stale)
+		slices.SortFunc(stale, func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) // one lock order
+		keys := make([][]any, len(stale))
+		for i, k := range stale {
+			keys[i] = []any{k[0], k[1]}
+		}
+		in, args := st.db.KeysIn([]string{"lead_id", "rule_id"}, keys)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM lead_rule_points WHERE `+in, args...); err != nil {
 			return err
 		}
