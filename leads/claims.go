@@ -107,6 +107,9 @@ func (s *Service) Release(ctx context.Context, corp string, leadID, user int64, 
 		if err := s.store.closeSLAs(ctx, tx, leadID, SLAClosed, ms); err != nil {
 			return err
 		}
+		if err := s.store.recordRelease(ctx, tx, corp, leadID, user, ms); err != nil {
+			return err
+		}
 		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: user, Kind: HistoryReleased, From: itoa(user), Reason: reason})
 	})
 	if err != nil {

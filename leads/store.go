@@ -216,13 +216,20 @@ func (st *store) updatePool(ctx context.Context, p *Pool) (bool, error) {
 
 // lastRelease is when user last released the lead (0: never).
 func (st *store) lastRelease(ctx context.Context, tx *qsql.Tx, corp string, lead, user int64) (int64, error) {
-	var at *int64
-	err := tx.GetContext(ctx, &at, `SELECT MAX(at) FROM lead_history WHERE corp_id = ? AND actor_user_id = ? AND kind = ? AND lead_id = ?`,
-		corp, user, HistoryReleased, lead)
-	if err != nil || at == nil {
-		return 0, err
+	var at int64
+	err := tx.GetContext(ctx, &at, `SELECT at FROM lead_releases WHERE corp_id = ? AND lead_id = ? AND user_id = ?`, corp, lead, user)
+	if qsql.IsNoRows(err) {
+		return 0, nil
 	}
-	return *at, nil
+	return at, err
+}
+
+// recordRelease notes that user released the lead at ms, for the pool's
+// cool-down.
+func (st *store) recordRelease(ctx context.Context, tx *qsql.Tx, corp string, lead, user, ms int64) error {
+	_, err := tx.ExecContext(ctx, st.db.Upsert("lead_releases", []string{"corp_id", "lead_id", "user_id", "at"}, []string{"corp_id", "lead_id", "user_id"}, []string{"at"}),
+		corp, lead, user, ms)
+	return err
 }
 
 // takeLead makes user the owner of an unowned lead still in the pool; false

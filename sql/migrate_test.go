@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -311,4 +312,44 @@ func heldConns(t *testing.T, db *qsql.DB, n int) []*sqlx.Conn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+// Migration 00033 moves the record of who released a lead out of the
+// history's index: a release made before it still keeps its former owner
+// out for the cool-down, and only releases move.
+func TestMigrate_ReleasesMadeBeforeKeepTheirCooldown(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		if err := qsql.MigrateTo(ctx, db, 32); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range []struct {
+			lead, actor, at int64
+			kind            string
+		}{{1, 7, 100, "released"}, {1, 7, 300, "released"}, {1, 8, 200, "released"}, {1, 9, 400, "claimed"}, {2, 7, 500, "released"}} {
+			if _, err := db.Exec(db.Rebind(`INSERT INTO lead_history (corp_id, lead_id, at, actor_user_id, kind) VALUES ('ww1', ?, ?, ?, ?)`), h.lead, h.at, h.actor, h.kind); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := qsql.MigrateTo(ctx, db, 33); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		if err := db.Select(&got, `SELECT CONCAT(corp_id, '/', lead_id, '/', user_id, '@', at) FROM lead_releases ORDER BY lead_id, user_id`); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"ww1/1/7@300", "ww1/1/8@200", "ww1/2/7@500"}; !slices.Equal(got, want) {
+			t.Fatalf("releases after the migration: %v, want the last of each former owner %v", got, want)
+		}
+		// And back: the index returns, the table goes.
+		if err := qsql.MigrateTo(ctx, db, 32); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Get(new(int), `SELECT COUNT(*) FROM lead_releases`); err == nil {
+			t.Fatal("lead_releases still there after migrating down")
+		}
+		if err := qsql.Migrate(ctx, db, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
