@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -457,8 +458,7 @@ func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var times int
-			db.Get(&times, `SELECT times FROM lead_rule_points WHERE lead_id = ? AND rule_id = ?`, l.ID, visit.ID)
+			times := storedGiven(t, db)[[2]int64{l.ID, visit.ID}].Times
 			if l.Engagement != want || times != int(want) || l.FitPoints != 45 {
 				t.Fatalf("lead %d (%s): engagement %v, the visit rule counted %d times, fit %d; want %v, %v, 45", l.ID, r.External, l.Engagement, times, l.FitPoints, want, want)
 			}
@@ -488,8 +488,11 @@ func TestRescore_ReplayLeavesOnlyTheRulePointsTodaysRulesGive(t *testing.T) {
 		}
 		waitJobs(t, db, JobRescore, "the rescore after the visit rule")
 		// What an earlier state left: points of the visit rule the third lead has no visit for, and of a rule since deleted.
-		for _, row := range [][4]int64{{ids[2], visit.ID, 7, 7}, {ids[0], visit.ID + 1000, 3, 1}} {
-			if _, err := db.Exec(db.Rebind(`INSERT INTO lead_rule_points (lead_id, rule_id, points, times) VALUES (?, ?, ?, ?)`), row[0], row[1], row[2], row[3]); err != nil {
+		stale := storedGiven(t, db)
+		stale[[2]int64{ids[2], visit.ID}] = given{7, 7}
+		stale[[2]int64{ids[0], visit.ID + 1000}] = given{3, 1}
+		for lead, rs := range givenByLead(stale) {
+			if _, err := db.Exec(db.Rebind(`UPDATE leads SET rule_points = ? WHERE id = ?`), encodeGiven(rs), lead); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -497,18 +500,10 @@ func TestRescore_ReplayLeavesOnlyTheRulePointsTodaysRulesGive(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitJobs(t, db, JobRescore, "the replay after the call rule")
-		var rows []struct {
-			Lead   int64 `db:"lead_id"`
-			Rule   int64 `db:"rule_id"`
-			Points int   `db:"points"`
-			Times  int   `db:"times"`
-		}
-		if err := db.Select(&rows, `SELECT lead_id, rule_id, points, times FROM lead_rule_points ORDER BY lead_id, rule_id`); err != nil {
-			t.Fatal(err)
-		}
-		want := fmt.Sprintf("[{%d %d 2 2} {%d %d 1 1}]", ids[0], visit.ID, ids[1], visit.ID)
-		if fmt.Sprint(rows) != want {
-			t.Fatalf("rule points %v, want %s", rows, want)
+		got := storedGiven(t, db)
+		want := map[[2]int64]given{{ids[0], visit.ID}: {2, 2}, {ids[1], visit.ID}: {1, 1}}
+		if !maps.Equal(got, want) {
+			t.Fatalf("rule points %v, want %v", got, want)
 		}
 	})
 }
@@ -645,4 +640,24 @@ func TestRescore_ReplayJudgesConditionsByEachActivitysProperties(t *testing.T) {
 			}
 		}
 	})
+}
+
+// storedGiven reads what the rules have given every lead, as their rows
+// keep it, by [lead, rule].
+func storedGiven(t *testing.T, db *qsql.DB) map[[2]int64]given {
+	t.Helper()
+	var rows []struct {
+		ID    int64   `db:"id"`
+		Given *string `db:"rule_points"`
+	}
+	if err := db.Select(&rows, `SELECT id, rule_points FROM leads`); err != nil {
+		t.Fatal(err)
+	}
+	out := map[[2]int64]given{}
+	for _, r := range rows {
+		if err := decodeGiven(r.ID, r.Given, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/qiflow/qiflow/jobs"
 	qsql "github.com/qiflow/qiflow/sql"
@@ -189,8 +190,7 @@ type rescorePlan struct {
 	promote []promotion // leads that now meet the MQL bar, with assignment or SLA rules to apply
 	rules   *corpRules  // read when there are promotions
 	replay  engagementReplay
-	scored  []int64 // the leads whose engagement was replayed (not those merged into others)
-	changed int     // how many leads' fit, grade or engagement changed
+	changed int // how many leads' fit, grade or engagement changed
 }
 
 // planRescore reads some leads of a corp in tx (locking them) and computes
@@ -222,7 +222,6 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 		for _, r := range rows {
 			if r.Merged == 0 { // a lead merged into another scores nothing itself
 				leadOfPerson[r.Person] = r.ID
-				p.scored = append(p.scored, r.ID)
 			}
 		}
 		if p.replay, err = s.replayEngagement(ctx, tx, corp, leadOfPerson, engagementRules[corp], set, ms); err != nil {
@@ -231,6 +230,13 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 	}
 	fit := newFitScorer(fitRules)
 	now := qsql.FromMillis(ms)
+	// What the rules give each replayed lead now, to keep in its row in
+	// place of what they gave it before (a rule that gives it nothing now,
+	// or that no longer exists, is dropped).
+	var givenNow map[int64][]ruleGiven
+	if replay {
+		givenNow = givenByLead(p.replay.given)
+	}
 	for _, r := range rows {
 		u := r.leadScore
 		points, why := fit.score(r.fitEnv)
@@ -253,7 +259,16 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 		if engChanged && want != nil {
 			u.Cooling = false // above the threshold again
 		}
-		if !fitChanged && !engChanged && !coolsMoved {
+		pointsChanged := false
+		if replay && r.Merged == 0 {
+			if pointsChanged, err = givenChanged(r.ID, r.RulePoints, givenNow[r.ID]); err != nil {
+				return nil, err
+			}
+			if pointsChanged {
+				u.RulePoints = encodeGiven(givenNow[r.ID])
+			}
+		}
+		if !fitChanged && !engChanged && !coolsMoved && !pointsChanged {
 			continue
 		}
 		if fitChanged || engChanged {
@@ -299,12 +314,14 @@ func (s *Service) writeRescore(ctx context.Context, tx *qsql.Tx, p *rescorePlan)
 		}
 		p.history = append(p.history, promoted...)
 	}
-	if len(p.scored) > 0 {
-		if err := s.store.replaceRulePoints(ctx, tx, p.scored, p.replay.given); err != nil {
-			return err
-		}
-	}
 	return s.store.addHistories(ctx, tx, p.history)
+}
+
+// givenChanged reports whether what the rules give a lead now differs from
+// what its row keeps.
+func givenChanged(lead int64, stored *string, now []ruleGiven) (bool, error) {
+	was, err := parseGiven(lead, stored)
+	return !slices.Equal(was, now), err
 }
 
 // promotion is a lead that now meets the MQL bar: its index in a page's

@@ -1,10 +1,14 @@
 package leads
 
 import (
+	"cmp"
 	"context"
 	dbsql "database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -656,17 +660,16 @@ func (st *store) putSettings(ctx context.Context, corp string, s Settings, now i
 // given is what a rule has given a lead.
 type given struct{ Points, Times int }
 
-// rulePoints reads what the rules have given the leads, by [lead, rule].
+// rulePoints reads what the rules have given the leads, by [lead, rule],
+// from the leads' rows (locking them).
 func (st *store) rulePoints(ctx context.Context, tx *qsql.Tx, leads []int64) (map[[2]int64]given, error) {
 	out := map[[2]int64]given{}
 	var rows []struct {
-		Lead   int64 `db:"lead_id"`
-		Rule   int64 `db:"rule_id"`
-		Points int   `db:"points"`
-		Times  int   `db:"times"`
+		ID    int64   `db:"id"`
+		Given *string `db:"rule_points"`
 	}
 	// A locking read: the latest points, not the transaction's snapshot.
-	q, args, err := sqlx.In(`SELECT lead_id, rule_id, points, times FROM lead_rule_points WHERE lead_id IN (?)`+st.db.ForUpdate(), leads)
+	q, args, err := sqlx.In(`SELECT id, rule_points FROM leads WHERE id IN (?)`+st.db.ForUpdate(), leads)
 	if err != nil {
 		return nil, err
 	}
@@ -674,23 +677,97 @@ func (st *store) rulePoints(ctx context.Context, tx *qsql.Tx, leads []int64) (ma
 		return nil, err
 	}
 	for _, r := range rows {
-		out[[2]int64{r.Lead, r.Rule}] = given{r.Points, r.Times}
+		if err := decodeGiven(r.ID, r.Given, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
-// putRulePoints writes what the rules have given, in one statement.
+// putRulePoints writes what the rules have given the leads g names: all
+// of each one's, in its row, in one statement.
 func (st *store) putRulePoints(ctx context.Context, tx *qsql.Tx, g map[[2]int64]given) error {
 	if len(g) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 4*len(g))
-	for k, v := range g {
-		args = append(args, k[0], k[1], v.Points, v.Times)
+	byLead := givenByLead(g)
+	leads := slices.Sorted(maps.Keys(byLead)) // one lock order
+	args := make([]any, 0, 2*len(leads))
+	for _, l := range leads {
+		args = append(args, l, encodeGiven(byLead[l]))
 	}
-	q := st.db.UpsertRows("lead_rule_points", []string{"lead_id", "rule_id", "points", "times"}, []string{"lead_id", "rule_id"}, []string{"points", "times"}, len(g))
-	_, err := tx.ExecContext(ctx, q, args...)
+	_, err := tx.ExecContext(ctx, st.db.UpdateRows("leads", "id", []string{"rule_points"}, len(leads)), args...)
 	return err
+}
+
+// ruleGiven is what one rule has given one lead, as a lead's row keeps it.
+type ruleGiven struct {
+	Rule int64
+	given
+}
+
+// givenByLead splits what rules have given leads by lead, each lead's in
+// rule order.
+func givenByLead(g map[[2]int64]given) map[int64][]ruleGiven {
+	out := map[int64][]ruleGiven{}
+	for k, v := range g {
+		out[k[0]] = append(out[k[0]], ruleGiven{k[1], v})
+	}
+	for _, rs := range out {
+		slices.SortFunc(rs, func(a, b ruleGiven) int { return cmp.Compare(a.Rule, b.Rule) })
+	}
+	return out
+}
+
+// encodeGiven is a lead's rule points as its row keeps them: a JSON array
+// of [rule, points, times] in rule order; nil for none.
+func encodeGiven(rs []ruleGiven) *string {
+	if len(rs) == 0 {
+		return nil
+	}
+	b := make([]byte, 0, 16*len(rs))
+	b = append(b, '[')
+	for i, r := range rs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, r.Rule, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(r.Points), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(r.Times), 10)
+		b = append(b, ']')
+	}
+	s := string(append(b, ']'))
+	return &s
+}
+
+// decodeGiven adds a lead's rule points, as its row keeps them, to g.
+func decodeGiven(lead int64, stored *string, g map[[2]int64]given) error {
+	rs, err := parseGiven(lead, stored)
+	for _, r := range rs {
+		g[[2]int64{lead, r.Rule}] = r.given
+	}
+	return err
+}
+
+// parseGiven reads a lead's rule points as its row keeps them, in rule
+// order.
+func parseGiven(lead int64, stored *string) ([]ruleGiven, error) {
+	if stored == nil || *stored == "" {
+		return nil, nil
+	}
+	var rs [][3]int64
+	if err := json.Unmarshal([]byte(*stored), &rs); err != nil {
+		return nil, fmt.Errorf("rule points of lead %d: %w", lead, err)
+	}
+	out := make([]ruleGiven, len(rs))
+	for i, r := range rs {
+		out[i] = ruleGiven{r[0], given{int(r[1]), int(r[2])}}
+	}
+	slices.SortFunc(out, func(a, b ruleGiven) int { return cmp.Compare(a.Rule, b.Rule) })
+	return out, nil
 }
 
 type engagementRow struct {

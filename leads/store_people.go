@@ -1063,17 +1063,18 @@ func (st *store) exports(ctx context.Context, corp string) ([]Export, error) {
 
 // leadScore is what a rescore writes of a lead.
 type leadScore struct {
-	ID           int64  `db:"id"`
-	FitPoints    int    `db:"fit_points"`
-	Grade        string `db:"grade"`
-	Milli        int64  `db:"engagement_milli"`
-	At           int64  `db:"engagement_at"`
-	CoolsAt      *int64 `db:"cools_at"`
-	Cooling      bool   `db:"cooling"`
-	Stage        string `db:"stage"`
-	Status       string `db:"status"`
-	StatusReason string `db:"status_reason"`
-	Version      int64  `db:"version"`
+	ID           int64   `db:"id"`
+	FitPoints    int     `db:"fit_points"`
+	Grade        string  `db:"grade"`
+	Milli        int64   `db:"engagement_milli"`
+	At           int64   `db:"engagement_at"`
+	CoolsAt      *int64  `db:"cools_at"`
+	Cooling      bool    `db:"cooling"`
+	Stage        string  `db:"stage"`
+	Status       string  `db:"status"`
+	StatusReason string  `db:"status_reason"`
+	Version      int64   `db:"version"`
+	RulePoints   *string `db:"rule_points"` // what each engagement rule has given it (encodeGiven)
 }
 
 // rescoreRow is a lead as a rescore reads it: what it holds, whose it is,
@@ -1089,7 +1090,7 @@ type rescoreRow struct {
 // them (MySQL) in that order.
 func (st *store) rescoreRows(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]rescoreRow, error) {
 	var rows []rescoreRow
-	q, args, err := sqlx.In(`SELECT id, fit_points, grade, engagement_milli, engagement_at, cools_at, cooling, stage, status, status_reason, version,
+	q, args, err := sqlx.In(`SELECT id, fit_points, grade, engagement_milli, engagement_at, cools_at, cooling, stage, status, status_reason, version, rule_points,
 		person_id, merged_into, budget, authority, need, timeline, source, channel, code_id
 		FROM leads WHERE corp_id = ? AND id IN (?) ORDER BY id`+st.db.ForUpdate(), corp, leads)
 	if err != nil {
@@ -1132,12 +1133,12 @@ func (st *store) rescoreRows(ctx context.Context, tx *qsql.Tx, corp string, lead
 // setScores writes leads' new scores (and stages), a statement per
 // thousand leads.
 func (st *store) setScores(ctx context.Context, tx *qsql.Tx, us []leadScore, now int64) error {
-	cols := []string{"fit_points", "grade", "engagement_milli", "engagement_at", "cools_at", "cooling", "stage", "status", "status_reason", "version", "updated_at"}
+	cols := []string{"fit_points", "grade", "engagement_milli", "engagement_at", "cools_at", "cooling", "stage", "status", "status_reason", "version", "rule_points", "updated_at"}
 	for start := 0; start < len(us); start += 1000 {
 		chunk := us[start:min(start+1000, len(us))]
 		args := make([]any, 0, (len(cols)+1)*len(chunk))
 		for _, u := range chunk {
-			args = append(args, u.ID, u.FitPoints, u.Grade, u.Milli, u.At, u.CoolsAt, u.Cooling, u.Stage, u.Status, u.StatusReason, u.Version, now)
+			args = append(args, u.ID, u.FitPoints, u.Grade, u.Milli, u.At, u.CoolsAt, u.Cooling, u.Stage, u.Status, u.StatusReason, u.Version, u.RulePoints, now)
 		}
 		if _, err := tx.ExecContext(ctx, st.db.UpdateRows("leads", "id", cols, len(chunk)), args...); err != nil {
 			return err
@@ -1228,46 +1229,6 @@ func (st *store) eachActivityOfPeople(ctx context.Context, tx *qsql.Tx, corp str
 		visit(a)
 	}
 	return rows.Err()
-}
-
-// replaceRulePoints makes what the rules have given some leads exactly g:
-// it reads what is stored and writes only the difference, the rows g
-// changes or adds and the deletion of those g has not (a rule that gives a
-// lead nothing now, or a rule deleted: SQLite may hand its id to the next
-// rule). A replay mostly gives what it gave before, so mostly nothing is
-// written.
-func (st *store) replaceRulePoints(ctx context.Context, tx *qsql.Tx, leads []int64, g map[[2]int64]given) error {
-	if len(leads) == 0 {
-		return nil
-	}
-	stored, err := st.rulePoints(ctx, tx, leads)
-	if err != nil {
-		return err
-	}
-	changed := map[[2]int64]given{}
-	for k, v := range g {
-		if was, ok := stored[k]; !ok || was != v {
-			changed[k] = v
-		}
-	}
-	var stale [][2]int64
-	for k := range stored {
-		if _, ok := g[k]; !ok {
-			stale = append(stale, k)
-		}
-	}
-	if len(stale) > 0 {
-		slices.SortFunc(stale, func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) // one lock order
-		keys := make([][]any, len(stale))
-		for i, k := range stale {
-			keys[i] = []any{k[0], k[1]}
-		}
-		in, args := st.db.KeysIn([]string{"lead_id", "rule_id"}, keys)
-		if _, err := tx.ExecContext(ctx, `DELETE FROM lead_rule_points WHERE `+in, args...); err != nil {
-			return err
-		}
-	}
-	return st.putRulePoints(ctx, tx, changed)
 }
 
 func (st *store) deleteRule(ctx context.Context, corp string, id int64) (bool, error) {

@@ -2,6 +2,7 @@ package sql_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -347,6 +348,72 @@ func TestMigrate_ReleasesMadeBeforeKeepTheirCooldown(t *testing.T) {
 		}
 		if err := db.Get(new(int), `SELECT COUNT(*) FROM lead_releases`); err == nil {
 			t.Fatal("lead_releases still there after migrating down")
+		}
+		if err := qsql.Migrate(ctx, db, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Migration 00034 moves what each engagement rule has given a lead into
+// the lead's row, and back down.
+func TestMigrate_RulePointsMoveIntoTheLeadsRows(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		if err := qsql.MigrateTo(ctx, db, 33); err != nil {
+			t.Fatal(err)
+		}
+		for lead := 1; lead <= 3; lead++ {
+			if _, err := db.Exec(db.Rebind(`INSERT INTO leads (id, corp_id, person_id, pool_id, stage, source, created_at, updated_at) VALUES (?, 'ww1', ?, 1, 'lead', 'api', 1, 1)`), lead, lead); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows := [][4]int64{{1, 3, 4, 1}, {1, 5, 30, 2}, {2, 5, 15, 1}} // lead 3: nothing given
+		for _, r := range rows {
+			if _, err := db.Exec(db.Rebind(`INSERT INTO lead_rule_points (lead_id, rule_id, points, times) VALUES (?, ?, ?, ?)`), r[0], r[1], r[2], r[3]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := qsql.MigrateTo(ctx, db, 34); err != nil {
+			t.Fatal(err)
+		}
+		var leads []struct {
+			ID    int64   `db:"id"`
+			Given *string `db:"rule_points"`
+		}
+		if err := db.Select(&leads, `SELECT id, rule_points FROM leads ORDER BY id`); err != nil {
+			t.Fatal(err)
+		}
+		var got [][4]int64
+		for _, l := range leads {
+			if l.Given == nil {
+				continue
+			}
+			var rs [][3]int64
+			if err := json.Unmarshal([]byte(*l.Given), &rs); err != nil {
+				t.Fatalf("lead %d: rule points %q: %v", l.ID, *l.Given, err)
+			}
+			for _, r := range rs {
+				got = append(got, [4]int64{l.ID, r[0], r[1], r[2]})
+			}
+		}
+		slices.SortFunc(got, func(a, b [4]int64) int { return slices.Compare(a[:], b[:]) })
+		if !slices.Equal(got, rows) || len(leads) != 3 || leads[2].Given != nil {
+			t.Fatalf("rule points in the leads' rows %v (lead 3: %v), want %v", got, leads[2].Given, rows)
+		}
+		if err := qsql.MigrateTo(ctx, db, 33); err != nil {
+			t.Fatal(err)
+		}
+		var back [][4]int64
+		var table []struct{ Lead, Rule, Points, Times int64 }
+		if err := db.Select(&table, `SELECT lead_id AS lead, rule_id AS rule, points, times FROM lead_rule_points ORDER BY lead_id, rule_id`); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range table {
+			back = append(back, [4]int64{r.Lead, r.Rule, r.Points, r.Times})
+		}
+		if !slices.Equal(back, rows) {
+			t.Fatalf("rule points after migrating down %v, want %v", back, rows)
 		}
 		if err := qsql.Migrate(ctx, db, nil); err != nil {
 			t.Fatal(err)
