@@ -94,11 +94,14 @@ func TestUpdateRows_SetsEachRowItsOwnValues(t *testing.T) {
 		if _, err := db.Exec(`CREATE TABLE ur (id BIGINT NOT NULL PRIMARY KEY, a BIGINT NOT NULL, b BIGINT NULL, c VARCHAR(8) NOT NULL)`); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Exec(`INSERT INTO ur (id, a, b, c) VALUES (1, 0, 0, 'x'), (2, 0, 0, 'x'), (3, 0, 0, 'x')`); err != nil {
+		if _, err := db.Exec(`INSERT INTO ur (id, a, b, c) VALUES (1, 0, 0, 'x'), (2, 0, 0, 'x'), (3, 0, 0, 'x'), (4, 0, 0, 'x'), (5, 0, 0, 'x')`); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Exec(db.UpdateRows("ur", "id", []string{"a", "b", "c"}, 2), 1, 10, nil, "one", 3, 30, 300, "three"); err != nil {
-			t.Fatal(err)
+		// One row; two; three (the rows after the first, joined).
+		for _, set := range [][]any{{2, 20, 200, "two"}, {1, 10, nil, "one", 3, 30, 300, "three"}, {5, 50, 500, "five", 4, 40, nil, "four", 1, 11, 110, "again"}} {
+			if _, err := db.Exec(db.UpdateRows("ur", "id", []string{"a", "b", "c"}, len(set)/4), set...); err != nil {
+				t.Fatal(err)
+			}
 		}
 		var rows []struct {
 			ID int64  `db:"id"`
@@ -109,8 +112,16 @@ func TestUpdateRows_SetsEachRowItsOwnValues(t *testing.T) {
 		if err := db.Select(&rows, `SELECT id, a, b, c FROM ur ORDER BY id`); err != nil {
 			t.Fatal(err)
 		}
-		if rows[0].A != 10 || rows[0].B != nil || rows[0].C != "one" || rows[1].A != 0 || rows[2].A != 30 || *rows[2].B != 300 || rows[2].C != "three" {
-			t.Fatalf("rows %+v", rows)
+		var got []string
+		for _, r := range rows {
+			b := "NULL"
+			if r.B != nil {
+				b = fmt.Sprint(*r.B)
+			}
+			got = append(got, fmt.Sprintf("%d:%d,%s,%s", r.ID, r.A, b, r.C))
+		}
+		if want := []string{"1:11,110,again", "2:20,200,two", "3:30,300,three", "4:40,NULL,four", "5:50,500,five"}; !slices.Equal(got, want) {
+			t.Fatalf("rows %v, want %v", got, want)
 		}
 	})
 }

@@ -76,3 +76,20 @@ func TestKeysIn_OneConditionPerServer(t *testing.T) {
 		}
 	}
 }
+
+// UpdateRows's derived table: MariaDB's rows after the first as a table
+// value constructor, other MySQL servers' (MySQL 8, TiDB) as SELECTs.
+func TestUpdateRows_OneStatementPerServer(t *testing.T) {
+	for _, tc := range []struct {
+		db   *DB
+		want string
+	}{
+		{&DB{Dialect: MySQL, valuesList: true}, "UPDATE (SELECT ? AS k, ? AS c0 UNION ALL VALUES (?,?), (?,?)) v STRAIGHT_JOIN t t ON t.id = v.k SET t.a = v.c0"},
+		{&DB{Dialect: MySQL}, "UPDATE (SELECT ? AS k, ? AS c0 UNION ALL SELECT ?, ? UNION ALL SELECT ?, ?) v STRAIGHT_JOIN t t ON t.id = v.k SET t.a = v.c0"},
+		{&DB{Dialect: SQLite}, "UPDATE t SET a = v.column2 FROM (VALUES (?,?),(?,?),(?,?)) AS v WHERE t.id = v.column1"},
+	} {
+		if q := tc.db.UpdateRows("t", "id", []string{"a"}, 3); q != tc.want {
+			t.Errorf("%s (values list %v): %s\nwant %s", tc.db.Dialect, tc.db.valuesList, q, tc.want)
+		}
+	}
+}
