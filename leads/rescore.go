@@ -214,7 +214,9 @@ func (s *Service) planRescore(ctx context.Context, tx *qsql.Tx, corp string, ids
 	if err != nil {
 		return nil, err
 	}
-	p := &rescorePlan{corp: corp, ms: ms, set: set}
+	// Sized for the worst case, every lead rescored and promoted: a page
+	// grew these a dozen times over.
+	p := &rescorePlan{corp: corp, ms: ms, set: set, scores: make([]leadScore, 0, len(rows)), history: make([]historyRow, 0, 2*len(rows))}
 	if replay {
 		engagementRules, err := s.store.rulesOf(ctx, tx, []string{corp})
 		if err != nil {

@@ -274,6 +274,9 @@ func (st *store) uncountOpen(ctx context.Context, tx *qsql.Tx, corp string, pool
 }
 
 func truncate(s string, n int) string {
+	if len(s) <= n { // no more bytes than n: no more characters either
+		return s
+	}
 	r := []rune(s)
 	if len(r) <= n {
 		return s

@@ -1089,7 +1089,7 @@ type rescoreRow struct {
 // rescoreRows reads leads of a corp for a rescore, in id order, and locks
 // them (MySQL) in that order.
 func (st *store) rescoreRows(ctx context.Context, tx *qsql.Tx, corp string, leads []int64) ([]rescoreRow, error) {
-	var rows []rescoreRow
+	rows := make([]rescoreRow, 0, len(leads)) // scanned rows are appended: no growing
 	q, args, err := sqlx.In(`SELECT id, fit_points, grade, engagement_milli, engagement_at, cools_at, cooling, stage, status, status_reason, version, rule_points,
 		person_id, merged_into, budget, authority, need, timeline, source, channel, code_id
 		FROM leads WHERE corp_id = ? AND id IN (?) ORDER BY id`+st.db.ForUpdate(), corp, leads)
@@ -1105,10 +1105,10 @@ func (st *store) rescoreRows(ctx context.Context, tx *qsql.Tx, corp string, lead
 	for i, r := range rows {
 		people[i] = r.Person
 	}
-	var ps []struct {
+	ps := make([]struct {
 		ID int64 `db:"id"`
 		fitEnv
-	}
+	}, 0, len(rows))
 	q, args, err = sqlx.In(`SELECT p.id, p.title, p.region, COALESCE(c.industry, '') AS industry, COALESCE(c.size, 0) AS company_size
 		FROM people p LEFT JOIN companies c ON c.id = p.company_id WHERE p.corp_id = ? AND p.id IN (?)`, corp, people)
 	if err != nil {
