@@ -397,8 +397,8 @@ func TestRescore_PromotesThroughAssignmentCountsMergedPeopleAndMovesCooling(t *t
 	})
 }
 
-// A rescore of many pages (two at once on MySQL) while activities keep
-// arriving loses none of them: afterwards every lead's engagement and
+// A rescore of many pages (three at once on MySQL, writing side by side)
+// while activities keep arriving loses none of them: afterwards every lead's engagement and
 // rule points are those of all its activities.
 func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
@@ -447,6 +447,7 @@ func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 		if err := db.Select(&rows, `SELECT l.id, i.value FROM leads l JOIN person_identities i ON i.person_id = l.person_id AND i.kind = ?`, IdentityWeCom); err != nil || len(rows) != leads {
 			t.Fatalf("%d leads (%v)", len(rows), err)
 		}
+		given := storedGiven(t, db)
 		for _, r := range rows {
 			var i int
 			fmt.Sscanf(r.External, "wm%d", &i)
@@ -458,10 +459,55 @@ func TestRescore_PagesAtOnceWhileActivitiesArriveLoseNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			times := storedGiven(t, db)[[2]int64{l.ID, visit.ID}].Times
+			times := given[[2]int64{l.ID, visit.ID}].Times
 			if l.Engagement != want || times != int(want) || l.FitPoints != 45 {
 				t.Fatalf("lead %d (%s): engagement %v, the visit rule counted %d times, fit %d; want %v, %v, 45", l.ID, r.External, l.Engagement, times, l.FitPoints, want, want)
 			}
+		}
+	})
+}
+
+// A rescore of many pages that promotes every lead through a round-robin
+// rule hands them to the SDRs in turn and fails no page. (Pages that assign
+// take turns to write; the rotation's row lock would keep it even anyway,
+// so this guards the outcome, not the turns.)
+func TestRescore_ManyPagesAssignEveryPromotedLeadInTurn(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s, _, now := rescoring(t, db, 8)
+		ctx := context.Background()
+		const leads = 80
+		ids := seed(t, s, leads)
+		for i := range leads { // before any rule gives points for them
+			if _, err := s.RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: fmt.Sprint("wm", i), Type: "demo", At: now, Key: fmt.Sprint("d", i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.SetScoringSettings(ctx, "ww1", settingsWith(10, 50)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateAssignmentRule(ctx, AssignmentRule{CorpID: "ww1", Name: "in turn", Strategy: "round_robin", Users: []int64{11, 12}}, isAnyUser); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the rescores before the rule")
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo", Points: 60}); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, db, JobRescore, "the replay that promotes every lead")
+		var failed int
+		db.Get(&failed, `SELECT COUNT(*) FROM jobs WHERE kind = ? AND status <> 'done'`, JobRescore)
+		owners := map[int64]int{}
+		for _, id := range ids {
+			l, err := s.read(ctx, "ww1", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Stage != StageMQL {
+				t.Fatalf("lead %d: stage %s after the replay, want mql", id, l.Stage)
+			}
+			owners[l.OwnerUserID]++
+		}
+		if failed != 0 || len(owners) != 2 || owners[11] != leads/2 || owners[12] != leads/2 {
+			t.Fatalf("owners %v (%d rescores not done), want %d leads each to 11 and 12", owners, failed, leads/2)
 		}
 	})
 }
