@@ -982,18 +982,14 @@ func (st *store) setStatus(ctx context.Context, tx *qsql.Tx, corp string, lead, 
 		status, reason, now, corp, lead, version))
 }
 
-// openLeadsOf counts the leads each user owns that are still being worked,
-// as committed, with tx's own changes: a least-loaded pick is made under
-// its rule's lock, after every earlier pick has committed, but a plain read
-// would count from tx's snapshot, taken before it waited, and give the
-// leads another instance just assigned to the same user again.
+// openLeadsOf counts the leads each user owns that are still being worked.
 func (st *store) openLeadsOf(ctx context.Context, tx *qsql.Tx, corp string, users []int64) (map[int64]int, error) {
 	var rows []struct {
 		User int64 `db:"owner_user_id"`
 		N    int   `db:"n"`
 	}
 	q, args, err := sqlx.In(`SELECT owner_user_id, COUNT(*) AS n FROM leads WHERE corp_id = ? AND owner_user_id IN (?) AND stage IN (?) AND merged_into = 0
-		GROUP BY owner_user_id`+st.db.ForShare(), corp, users, []string{StageLead, StageMQL, StageSAL, StageSQL})
+		GROUP BY owner_user_id`, corp, users, []string{StageLead, StageMQL, StageSAL, StageSQL})
 	if err != nil {
 		return nil, err
 	}
