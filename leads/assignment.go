@@ -38,7 +38,7 @@ type AssignmentRule struct {
 	UsersJSON string  `db:"users" json:"-"`
 	// Strategy is how a user is picked: round_robin (in turn), weighted
 	// (in turn, each as often as their weight) or least_loaded (who holds
-	// the fewest open leads).
+	// the fewest leads in the lead's pool: the count its max_open caps).
 	Strategy    string        `db:"strategy" json:"strategy"`
 	Weights     map[int64]int `db:"-" json:"weights,omitempty"`
 	WeightsJSON *string       `db:"weights" json:"-"`
@@ -198,7 +198,7 @@ func (s *Service) assignBy(ctx context.Context, tx *qsql.Tx, corp string, rules 
 			return nil, err
 		}
 		day := s.calendars.For(corp).DayKey(qsql.FromMillis(now))
-		order, err := s.pickOrder(ctx, tx, corp, r, users)
+		order, err := s.pickOrder(ctx, tx, corp, p.ID, r, users)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +235,7 @@ const (
 // pickOrder is the order in which a rule's users are offered a lead: the
 // rotation's next position is taken under the rule row's lock (so
 // instances share one rotation), then the strategy orders from there.
-func (s *Service) pickOrder(ctx context.Context, tx *qsql.Tx, corp string, r AssignmentRule, users []int64) ([]int64, error) {
+func (s *Service) pickOrder(ctx context.Context, tx *qsql.Tx, corp string, pool int64, r AssignmentRule, users []int64) ([]int64, error) {
 	pick, err := s.store.nextPick(ctx, tx, r.ID)
 	if err != nil {
 		return nil, err
@@ -248,7 +248,7 @@ func (s *Service) pickOrder(ctx context.Context, tx *qsql.Tx, corp string, r Ass
 		}
 		return rotateDistinct(weightedSequence(users, weights), pick), nil
 	case StrategyLeastLoaded:
-		load, err := s.store.openLeadsOf(ctx, tx, corp, users)
+		load, err := s.store.openCounts(ctx, tx, corp, pool, users)
 		if err != nil {
 			return nil, err
 		}

@@ -361,6 +361,14 @@ func (s *Service) MoveToPool(ctx context.Context, corp string, leadID, pool, act
 		if !ok {
 			return ErrChanged
 		}
+		if l.OwnerUserID != 0 { // the owner's count moves with the lead: caps and least-loaded picks are per pool
+			if err := s.store.uncountOpen(ctx, tx, corp, l.PoolID, l.OwnerUserID); err != nil {
+				return err
+			}
+			if err := s.store.recountOpen(ctx, tx, corp, pool, l.OwnerUserID); err != nil {
+				return err
+			}
+		}
 		return s.store.addHistory(ctx, tx, corp, leadID, HistoryEntry{At: ms, ActorUserID: actor, Kind: HistoryPool, From: itoa(l.PoolID), To: itoa(pool), Reason: strings.TrimSpace(reason)})
 	})
 	if err != nil {

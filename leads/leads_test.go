@@ -811,3 +811,33 @@ func TestPools_UpdateRenamesAndRefusesATakenName(t *testing.T) {
 		}
 	})
 }
+
+// A lead moved to another pool takes its owner's count along: the owner
+// is at the new pool's cap, and below the old one's again.
+func TestMoveToPool_TheOwnersCountMovesWithTheLead(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		s := New(db, nil, nil, quiet)
+		ctx := context.Background()
+		ids := seed(t, s, 4)
+		setCaps(t, s, Pool{MaxOpen: 1})
+		north, err := s.CreatePool(ctx, Pool{CorpID: "ww1", Name: "north", MaxOpen: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.MoveToPool(ctx, "ww1", ids[3], north.ID, 9, "northern region"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[0], 21); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.MoveToPool(ctx, "ww1", ids[0], north.ID, 9, "northern region"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[3], 21); !errors.Is(err, ErrCapReached) {
+			t.Fatalf("a claim in the pool the held lead moved to: %v, want %v", err, ErrCapReached)
+		}
+		if _, err := s.Claim(ctx, "ww1", ids[1], 21); err != nil {
+			t.Fatalf("a claim in the pool the held lead left: %v", err)
+		}
+	})
+}

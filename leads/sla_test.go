@@ -209,3 +209,47 @@ func TestAssignment_WeightedLeastLoadedAndWorkingHours(t *testing.T) {
 		}
 	})
 }
+
+// Leads promoted at the same moment on two instances through a
+// least-loaded rule each count the leads the others just assigned: the
+// SDRs end up level, not the one least loaded at the start holding them all.
+func TestAssign_LeastLoadedAtOnceCountsEachOthersLeads(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		ctx := context.Background()
+		services := []*Service{New(db, nil, nil, quiet), New(sqltest.Reopen(t, db), nil, nil, quiet)}
+		s := services[0]
+		if _, err := s.CreateRule(ctx, Rule{CorpID: "ww1", Name: "demo", ActivityType: "demo", Points: 60}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateAssignmentRule(ctx, AssignmentRule{CorpID: "ww1", Name: "level", Users: []int64{21, 22}, Strategy: StrategyLeastLoaded}, isAnyUser); err != nil {
+			t.Fatal(err)
+		}
+		const held, callers = 8, 16
+		ids := seed(t, s, held+callers)
+		for _, id := range ids[:held] { // user 21 already holds eight
+			if _, err := s.Claim(ctx, "ww1", id, 21); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs := make([]error, callers)
+		sqltest.AtOnce(callers, func(i int) {
+			_, errs[i] = services[i%2].RecordActivities(ctx, "ww1", []ActivityIn{{ExternalUserID: fmt.Sprint("wm", held+i), Type: "demo", At: time.Now(), Key: fmt.Sprint("d", i)}})
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("caller %d: %v", i, err)
+			}
+		}
+		owned := map[int64]int{}
+		for _, id := range ids {
+			l, err := s.read(ctx, "ww1", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			owned[l.OwnerUserID]++
+		}
+		if owned[21]+owned[22] != held+callers || owned[21]-owned[22] > 1 || owned[22]-owned[21] > 1 {
+			t.Fatalf("leads held: 21 → %d, 22 → %d, unowned %d; want %d each", owned[21], owned[22], owned[0], (held+callers)/2)
+		}
+	})
+}

@@ -332,8 +332,9 @@ func (st *store) setLeadMerged(ctx context.Context, tx *qsql.Tx, corp string, le
 		into, now, corp, lead, version))
 }
 
-// recountOpen puts a restored lead back on its owner's open count (a
-// restore is not a claim: caps are not checked).
+// recountOpen puts a lead back on its owner's open count, restored by an
+// unmerge or moved to another pool (neither is a claim: caps are not
+// checked).
 func (st *store) recountOpen(ctx context.Context, tx *qsql.Tx, corp string, pool, user int64) error {
 	q := st.db.InsertIgnoreRows("lead_claim_counters", []string{"corp_id", "pool_id", "user_id"}, []string{"corp_id", "pool_id", "user_id"}, 1)
 	if _, err := tx.ExecContext(ctx, q, corp, pool, user); err != nil {
@@ -982,14 +983,23 @@ func (st *store) setStatus(ctx context.Context, tx *qsql.Tx, corp string, lead, 
 		status, reason, now, corp, lead, version))
 }
 
-// openLeadsOf counts the leads each user owns that are still being worked.
-func (st *store) openLeadsOf(ctx context.Context, tx *qsql.Tx, corp string, users []int64) (map[int64]int, error) {
+// openCounts reads how many open leads each user holds in a pool from
+// their claim counters (counted by claims and assignments, uncounted by
+// releases, recycling and closing stages), locking them. A least-loaded
+// pick, made under its rule's lock once every earlier pick has committed,
+// must read the counts as committed: a plain read under REPEATABLE READ
+// counts from the transaction's snapshot, taken before it waited, and gave
+// the leads other instances had just assigned to the same user again. Only
+// counter rows are locked (the pick's own count locks one of them anyway),
+// never the leads: transactions holding leads go on to wait for rule locks.
+// A user without a counter holds none.
+func (st *store) openCounts(ctx context.Context, tx *qsql.Tx, corp string, pool int64, users []int64) (map[int64]int, error) {
 	var rows []struct {
-		User int64 `db:"owner_user_id"`
-		N    int   `db:"n"`
+		User int64 `db:"user_id"`
+		N    int   `db:"open_leads"`
 	}
-	q, args, err := sqlx.In(`SELECT owner_user_id, COUNT(*) AS n FROM leads WHERE corp_id = ? AND owner_user_id IN (?) AND stage IN (?) AND merged_into = 0
-		GROUP BY owner_user_id`, corp, users, []string{StageLead, StageMQL, StageSAL, StageSQL})
+	q, args, err := sqlx.In(`SELECT user_id, open_leads FROM lead_claim_counters WHERE corp_id = ? AND pool_id = ? AND user_id IN (?)
+		ORDER BY user_id`+st.db.ForUpdate(), corp, pool, users)
 	if err != nil {
 		return nil, err
 	}
