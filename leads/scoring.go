@@ -382,7 +382,7 @@ func (s *Service) score(ctx context.Context, tx *qsql.Tx, corp string, acts []sc
 				Reason: fmt.Sprintf("%+d %s (rule %s)", award, a.Type, r.Name)}})
 		}
 	}
-	if err := s.store.putRulePoints(ctx, tx, given); err != nil {
+	if err := s.store.putRulePoints(ctx, tx, order, given); err != nil { // a rule gave only to these
 		return err
 	}
 	var rules2 *corpRules

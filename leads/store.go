@@ -6,7 +6,6 @@ import (
 	dbsql "database/sql"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -687,14 +686,14 @@ func (st *store) rulePoints(ctx context.Context, tx *qsql.Tx, leads []int64) (ma
 	return out, nil
 }
 
-// putRulePoints writes what the rules have given the leads g names: all
-// of each one's, in its row, in one statement.
-func (st *store) putRulePoints(ctx context.Context, tx *qsql.Tx, g map[[2]int64]given) error {
-	if len(g) == 0 {
+// putRulePoints writes what the rules have given some leads, all of each
+// one's from g, in their rows, in one statement.
+func (st *store) putRulePoints(ctx context.Context, tx *qsql.Tx, leads []int64, g map[[2]int64]given) error {
+	if len(leads) == 0 {
 		return nil
 	}
 	byLead := givenByLead(g)
-	leads := slices.Sorted(maps.Keys(byLead)) // one lock order
+	leads = slices.Sorted(slices.Values(leads)) // one lock order
 	args := make([]any, 0, 2*len(leads))
 	for _, l := range leads {
 		args = append(args, l, encodeGiven(byLead[l]))
