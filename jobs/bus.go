@@ -161,6 +161,9 @@ type Bus struct {
 	remote   map[string]remoteSub // every subscriber seen recently, ours included
 	decoders map[string]Decoder   // by source
 	domain   map[string]func([]byte) (any, error)
+	// skipped are the subscribers left out (see Skip): true once one
+	// tried to register.
+	skipped map[string]bool
 
 	// RegistryRefresh is how often the subscriber registry is re-read (and
 	// this instance's entries renewed).
@@ -199,6 +202,36 @@ func NewBus(db *qsql.DB, log *slog.Logger) *Bus {
 
 // SetClock replaces the clock (tests).
 func (b *Bus) SetClock(now func() time.Time) { b.now = now }
+
+// Skip leaves the named subscribers out: registering them later registers
+// nothing, so their events get no deliveries from this instance. It is for
+// measuring what a part of the work costs (qiflow bench callbacks --skip),
+// not for running Qiflow: another instance that has them still gives them
+// deliveries, and nothing does their work here.
+func (b *Bus) Skip(names ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.skipped == nil {
+		b.skipped = map[string]bool{}
+	}
+	for _, n := range names {
+		b.skipped[n] = false
+	}
+}
+
+// Skipped lists the subscribers Skip left out that were then registered.
+func (b *Bus) Skipped() []string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []string
+	for n, registered := range b.skipped {
+		if registered {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 // RegisterSource sets the decoder of a source's payloads (WeCom's XML).
 func (b *Bus) RegisterSource(source string, dec Decoder) {
@@ -308,6 +341,10 @@ func On[T any](b *Bus, s Subscription[T]) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, skip := b.skipped[s.Name]; skip {
+		b.skipped[s.Name] = true
+		return
+	}
 	for _, x := range b.subs {
 		if x.name == s.Name {
 			panic("jobs: subscriber registered twice: " + s.Name)

@@ -223,6 +223,43 @@ func TestBus_TypesAndFilterChooseSubscribers(t *testing.T) {
 	})
 }
 
+// A skipped subscriber (bench callbacks --skip) is not registered: its
+// events get no deliveries, the others' are untouched, and Skipped tells
+// the names that matched a subscriber from a misspelt one.
+func TestBus_SkippedSubscribersGetNoDeliveries(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		b := newBus(t, db)
+		b.Skip("later", "misspelt")
+		var handled atomic.Int64
+		On(b, Subscription[*external]{Name: "first", Types: []string{"contact/*"}, Handle: func(context.Context, Delivery, *external) error {
+			handled.Add(1)
+			return nil
+		}})
+		On(b, Subscription[*external]{Name: "later", Types: []string{"contact/*"}, Handle: func(context.Context, Delivery, *external) error {
+			t.Error("a skipped subscriber ran")
+			return nil
+		}})
+		if got := b.Skipped(); len(got) != 1 || got[0] != "later" {
+			t.Fatalf("Skipped() = %v, want [later]", got)
+		}
+		if subs := b.Subscribers(); len(subs) != 1 || subs[0].Name != "first" {
+			t.Fatalf("subscribers %v, want only first", subs)
+		}
+		startBus(t, b)
+		if _, err := b.Receive(context.Background(), incoming("ww1", "added", "c1", time.UnixMilli(1700000000000))); err != nil {
+			t.Fatal(err)
+		}
+		startDispatcher(t, b, "a", 5*time.Second)
+		settled(t, db)
+		if n := handled.Load(); n != 1 {
+			t.Fatalf("first handled %d events, want 1", n)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM bus_deliveries WHERE subscriber = 'later'"); n != 0 {
+			t.Fatalf("the skipped subscriber got %d deliveries", n)
+		}
+	})
+}
+
 func TestDispatcher_RetriesOnlyTheFailedSubscriberThenDeadLetters(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		b := newBus(t, db)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/qiflow/qiflow/auth"
@@ -67,6 +68,9 @@ const calendarReload = 30 * time.Second
 type appOptions struct {
 	// noInitialSync skips the import of newly connected corps (benchmarks).
 	noInitialSync bool
+	// skipSubscribers are bus subscribers left out, to measure what the
+	// rest costs (qiflow bench callbacks --skip).
+	skipSubscribers []string
 }
 
 // newApp opens storage, migrates, and wires every component; start() runs them.
@@ -114,6 +118,7 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	// every subscriber is listed in subscribers.go.
 	a.bus = jobs.NewBus(a.db, log)
 	a.bus.RegisterSource(jobs.SourceWeCom, wecom.Decode)
+	a.bus.Skip(opt.skipSubscribers...)
 	a.dir = directory.New(a.db, a.api, log)
 	a.dir.Subscribe(a.bus)
 	calendars := map[string]*configs.Calendar{}
@@ -142,6 +147,13 @@ func newApp(ctx context.Context, cfg configs.Config, log *slog.Logger, opts ...a
 	a.leads.Subscribe(a.bus)
 	a.journeys = journeys.New(a.db, a.leads, calendars, log)
 	a.journeys.Subscribe(a.bus)
+	if skipped := a.bus.Skipped(); len(skipped) < len(opt.skipSubscribers) {
+		for _, name := range opt.skipSubscribers {
+			if !slices.Contains(skipped, name) {
+				return nil, fmt.Errorf("no subscriber is named %q (see cmd/qiflow/subscribers.go)", name)
+			}
+		}
+	}
 	a.journeys.SetMessenger(a.api, a.auth.StaffID)
 	a.journeys.SetDirectory(a.dir)
 	a.journeys.SetCodes(a.codes)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,10 +29,10 @@ import (
 // per-corp limits, as in a multi-corp deployment.
 func bench(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "callbacks" {
-		return errors.New("usage: qiflow bench callbacks [--corps N] [--duration D] [--concurrency C] [--db-driver mysql --db-dsn DSN] [--redis-addr ADDR]")
+		return errors.New("usage: qiflow bench callbacks [--corps N] [--duration D] [--concurrency C] [--rate R] [--skip SUBSCRIBERS] [--db-driver mysql --db-dsn DSN] [--redis-addr ADDR]")
 	}
 	var corps, concurrency, rate int
-	var cpuProfile string
+	var cpuProfile, skip string
 	var duration time.Duration
 	cfg, _, err := loadConfig("bench callbacks", args[1:], stderr, func(fs *flag.FlagSet) {
 		fs.IntVar(&corps, "corps", 40, "corps to spread the load over")
@@ -39,6 +40,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		fs.DurationVar(&duration, "duration", 10*time.Second, "how long to send")
 		fs.IntVar(&rate, "rate", 0, "offer this many callbacks a second (open loop); 0 sends as fast as the server answers")
 		fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+		fs.StringVar(&skip, "skip", "", "comma-separated `subscribers` to leave out, to measure what the rest costs (\"leads.intake,journeys\": an add without the lead pool and journeys)")
 	})
 	if err != nil {
 		return err
@@ -79,7 +81,11 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	}
 	log := newLogger("warn", stderr)
 	ctx := context.Background()
-	a, err := newApp(ctx, cfg, log, appOptions{noInitialSync: true})
+	opt := appOptions{noInitialSync: true}
+	if skip != "" {
+		opt.skipSubscribers = strings.Split(skip, ",")
+	}
+	a, err := newApp(ctx, cfg, log, opt)
 	if err != nil {
 		return err
 	}
@@ -106,6 +112,9 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		offered = fmt.Sprintf("%d/s offered", rate)
 	}
 	fmt.Fprintf(stdout, "bench callbacks: %s storage, %d corps, concurrency %d, %s, %s\n", cfg.DB.Driver, corps, concurrency, duration, offered)
+	if skip != "" {
+		fmt.Fprintf(stdout, "left out:   %s (their events are stored, nobody handles them)\n", skip)
+	}
 	startMs := time.Now().UnixMilli()
 	deadline := time.Now().Add(duration)
 	var mu sync.Mutex

@@ -88,3 +88,24 @@ func TestCommands_HelpAndBusyPorts(t *testing.T) {
 		t.Fatalf("busy sandbox port: %v", err)
 	}
 }
+
+// bench callbacks --skip names subscribers from subscribers.go; a name that
+// matches none is refused rather than measuring the whole pipeline under a
+// label that says otherwise.
+func TestBench_SkipNamesSubscribers(t *testing.T) {
+	cfg := testConfig(t, "sqlite")
+	a, err := newApp(context.Background(), cfg, testLogger(), appOptions{noInitialSync: true, skipSubscribers: []string{"leads.intake", "journeys"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range a.bus.Subscribers() {
+		if s.Name == "leads.intake" || s.Name == "journeys" {
+			t.Errorf("%s was skipped but registered", s.Name)
+		}
+	}
+	a.close()
+	cfg = testConfig(t, "sqlite")
+	if _, err := newApp(context.Background(), cfg, testLogger(), appOptions{noInitialSync: true, skipSubscribers: []string{"leads.intake", "journey"}}); err == nil || !strings.Contains(err.Error(), `"journey"`) {
+		t.Fatalf("a misspelt subscriber: %v", err)
+	}
+}
