@@ -364,8 +364,9 @@ type newPerson struct {
 	Corp, Kind, Value, Name string
 }
 
-// createPeople creates people with their identity, three statements for
-// all, and returns their ids by [corp, value].
+// createPeople creates people with their identity, two statements for all
+// (three where the server does not tell a multi-row insert's ids, see
+// qsql.InsertedIDs), and returns their ids by [corp, value].
 func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, now int64) (map[[2]string]int64, error) {
 	out := map[[2]string]int64{}
 	if len(ps) == 0 {
@@ -379,21 +380,29 @@ func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, 
 		origins[i] = [2]string{p.Corp, p.Kind + ":" + p.Value}
 		args = append(args, p.Corp, p.Name, origins[i][1], now, now)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO people (corp_id, name, origin, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...); err != nil {
+	res, err := tx.ExecContext(ctx, `INSERT INTO people (corp_id, name, origin, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...)
+	if err != nil {
 		return nil, err
 	}
-	var made []struct {
-		ID     int64  `db:"id"`
-		Corp   string `db:"corp_id"`
-		Origin string `db:"origin"`
-	}
-	in, qargs := st.db.KeysIn([]string{"corp_id", "origin"}, pairKeys(origins))
-	if err := tx.SelectContext(ctx, &made, `SELECT id, corp_id, origin FROM people WHERE `+in, qargs...); err != nil {
-		return nil, err
-	}
-	ids := make(map[[2]string]int64, len(made))
-	for _, m := range made {
-		ids[[2]string{m.Corp, m.Origin}] = m.ID
+	ids := make(map[[2]string]int64, len(ps))
+	if first, ok := st.db.InsertedIDs(res, len(ps)); ok {
+		for i, o := range origins {
+			ids[o] = first + int64(i)
+		}
+	} else {
+		// Read them back by their origin.
+		var made []struct {
+			ID     int64  `db:"id"`
+			Corp   string `db:"corp_id"`
+			Origin string `db:"origin"`
+		}
+		in, qargs := st.db.KeysIn([]string{"corp_id", "origin"}, pairKeys(origins))
+		if err := tx.SelectContext(ctx, &made, `SELECT id, corp_id, origin FROM people WHERE `+in, qargs...); err != nil {
+			return nil, err
+		}
+		for _, m := range made {
+			ids[[2]string{m.Corp, m.Origin}] = m.ID
+		}
 	}
 	args = args[:0]
 	for i, p := range ps {
@@ -405,7 +414,7 @@ func (st *store) createPeople(ctx context.Context, tx *qsql.Tx, ps []newPerson, 
 		rows[i] = "(?, ?, ?, ?, ?)"
 		args = append(args, p.Corp, p.Kind, p.Value, id, now)
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES `+strings.Join(rows, ","), args...)
+	_, err = tx.ExecContext(ctx, `INSERT INTO person_identities (corp_id, kind, value, person_id, created_at) VALUES `+strings.Join(rows, ","), args...)
 	return out, err
 }
 
