@@ -169,13 +169,16 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	sendTime := time.Since(time.UnixMilli(startMs))
 
 	// Wait for the backlog to drain, then read each event's processing time.
+	// The check reads one row, not a count of the backlog: counting it ten
+	// times a second took a few percent of the server's CPU from the
+	// processing being measured.
 	drainStart := time.Now()
 	for time.Since(drainStart) < 2*time.Minute {
-		var queued int
-		if err := a.db.Get(&queued, `SELECT COUNT(*) FROM bus_deliveries WHERE status = 'queued'`); err != nil {
+		var queued []int
+		if err := a.db.Select(&queued, `SELECT 1 FROM bus_deliveries WHERE status = 'queued' LIMIT 1`); err != nil {
 			return err
 		}
-		if queued == 0 {
+		if len(queued) == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
