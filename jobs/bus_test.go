@@ -260,6 +260,47 @@ func TestBus_SkippedSubscribersGetNoDeliveries(t *testing.T) {
 	})
 }
 
+// The gauges: deliveries waiting per lane, the age of each lane's oldest,
+// and dead letters.
+func TestBus_StatsCountEachLaneAndAgeItsOldest(t *testing.T) {
+	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
+		b := newBus(t, db)
+		t0 := time.UnixMilli(1700000000000)
+		clock := t0
+		b.SetClock(func() time.Time { return clock })
+		noop := func(context.Context, Delivery, *external) error { return nil }
+		On(b, Subscription[*external]{Name: "normal", Types: []string{"contact/*"}, Handle: noop})
+		On(b, Subscription[*external]{Name: "fast", Lane: LaneFast, Types: []string{"contact/added"}, Handle: noop})
+		startBus(t, b)
+		ctx := context.Background()
+		if st, err := b.Stats(ctx); err != nil || st != (BusStats{}) {
+			t.Fatalf("empty bus: %+v %v", st, err)
+		}
+		if _, err := b.Receive(ctx, incoming("ww1", "added", "c1", t0)); err != nil {
+			t.Fatal(err)
+		}
+		clock = t0.Add(2 * time.Second)
+		if _, err := b.Receive(ctx, incoming("ww1", "lost", "c2", clock)); err != nil {
+			t.Fatal(err)
+		}
+		clock = t0.Add(10 * time.Second)
+		st, err := b.Stats(ctx)
+		want := BusStats{Queued: [2]int{LaneNormal: 2, LaneFast: 1}, OldestAge: [2]time.Duration{LaneNormal: 10 * time.Second, LaneFast: 10 * time.Second}}
+		if err != nil || st != want {
+			t.Fatalf("stats %+v %v, want %+v", st, err, want)
+		}
+		// The oldest normal delivery dead-lettered: the next one is the oldest.
+		if _, err := db.Exec(`UPDATE bus_deliveries SET status = 'dead' WHERE subscriber = 'normal' AND created_at = ?`, t0.UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+		st, err = b.Stats(ctx)
+		want = BusStats{Queued: [2]int{LaneNormal: 1, LaneFast: 1}, OldestAge: [2]time.Duration{LaneNormal: 8 * time.Second, LaneFast: 10 * time.Second}, Dead: 1}
+		if err != nil || st != want {
+			t.Fatalf("stats %+v %v, want %+v", st, err, want)
+		}
+	})
+}
+
 func TestDispatcher_RetriesOnlyTheFailedSubscriberThenDeadLetters(t *testing.T) {
 	sqltest.Each(t, func(t *testing.T, db *qsql.DB) {
 		b := newBus(t, db)
